@@ -1,0 +1,1 @@
+//! Word 4-grams (placeholder until the ngrams module lands).

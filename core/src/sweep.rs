@@ -1,0 +1,1 @@
+//! Sweep specs (placeholder until the sweep module lands).

@@ -1,0 +1,1 @@
+//! poet-sql (placeholder).
