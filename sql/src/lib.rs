@@ -1,1 +1,124 @@
-//! poet-sql (placeholder).
+//! poet's Postgres layer: the schema (migrations in `sql/migrations/`), connecting with
+//! migrations applied, and the private cluster used when no database URL is configured.
+//!
+//! # Layout
+//! - [`MIGRATOR`] and [`connect`]: every service applies migrations at start; sqlx's migrator
+//!   holds a Postgres advisory lock while it runs, so replicas starting together are safe.
+//! - [`cluster`]: `initdb`/`pg_ctl` management of the private cluster.
+//! - [`testing`]: a real Postgres for tests, with a fresh database per test.
+
+pub mod cluster;
+pub mod testing;
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+/// The schema, embedded at compile time.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Why the database could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The server did not accept a connection.
+    #[error("cannot connect to database {url}: {reason} (check POET_DATABASE_URL, or unset it to use the private cluster)")]
+    Connect {
+        /// The URL with its password hidden.
+        url: String,
+        /// Short cause.
+        reason: String,
+    },
+    /// Migrations failed.
+    #[error("cannot apply migrations to {url}: {reason}")]
+    Migrate {
+        /// The URL with its password hidden.
+        url: String,
+        /// Short cause.
+        reason: String,
+    },
+    /// The private cluster failed.
+    #[error(transparent)]
+    Cluster(#[from] cluster::ClusterError),
+}
+
+/// `url` with any password replaced by `***`, safe to log.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else { return url.to_string() };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+/// Options for [`connect_with`].
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Pool size.
+    pub max_connections: u32,
+    /// How long to keep retrying the first connection (a server that is still starting).
+    pub connect_timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions { max_connections: 16, connect_timeout: Duration::from_secs(10) }
+    }
+}
+
+/// Connects to `url` and applies migrations.
+pub async fn connect(url: &str) -> Result<PgPool, DbError> {
+    connect_with(url, &ConnectOptions::default()).await
+}
+
+/// Connects with options and applies migrations.
+pub async fn connect_with(url: &str, opts: &ConnectOptions) -> Result<PgPool, DbError> {
+    let shown = redact(url);
+    let pool = PgPoolOptions::new()
+        .max_connections(opts.max_connections)
+        .acquire_timeout(opts.connect_timeout)
+        .connect(url)
+        .await
+        .map_err(|e| DbError::Connect { url: shown.clone(), reason: short_reason(&e) })?;
+    MIGRATOR
+        .run(&pool)
+        .await
+        .map_err(|e| DbError::Migrate { url: shown, reason: e.to_string() })?;
+    Ok(pool)
+}
+
+fn short_reason(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Io(io) => io.to_string(),
+        sqlx::Error::PoolTimedOut => "timed out".into(),
+        sqlx::Error::Configuration(c) => format!("bad url: {c}"),
+        other => other.to_string(),
+    }
+}
+
+/// Where the database is: `POET_DATABASE_URL` if given, else the private cluster (started
+/// if needed).
+pub fn resolve_url(explicit: Option<&str>) -> Result<String, DbError> {
+    match explicit {
+        Some(u) if !u.is_empty() => Ok(u.to_string()),
+        _ => Ok(cluster::PrivateCluster::default_location().ensure_running()?.url),
+    }
+}
+
+/// Delay helper for retry loops.
+pub(crate) fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(50u64 << attempt.min(6))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_password_only() {
+        assert_eq!(redact("postgres://u:secret@h:5/db"), "postgres://u:***@h:5/db");
+        assert_eq!(redact("postgres://u@h:5/db"), "postgres://u@h:5/db");
+        assert_eq!(redact("nonsense"), "nonsense");
+    }
+}
