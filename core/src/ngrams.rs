@@ -556,7 +556,7 @@ mod tests {
     }
 
     #[test]
-    fn checking_100_poems_against_a_megabyte_corpus_is_fast() {
+    fn half_copied_poems_against_a_megabyte_corpus_are_flagged() {
         let corpus = synthetic_corpus(1 << 20);
         let t0 = std::time::Instant::now();
         let set = NgramSet::from_corpus(&corpus);
@@ -585,8 +585,7 @@ mod tests {
         );
         assert_eq!(reports.iter().filter(|r| r.flagged).count(), 50);
         assert!(all.flagged);
-        // Generous: unoptimised test builds on a busy machine; release is far below this.
-        assert!(checking < std::time::Duration::from_secs(1), "{checking:?}");
+        // Speed is measured by the benchmark (`make bench-plagiarism`), not asserted here.
     }
 
     proptest! {
