@@ -12,3 +12,22 @@ pub mod sweep;
 
 /// The line that opens every poem in a framed corpus, as in the reference experiment.
 pub const FRAME: &str = "++++\n";
+
+/// Splits sampled text into poems: on every `++++`, trimmed, empty fragments dropped.
+pub fn split_poems(text: &str) -> Vec<String> {
+    text.split("++++")
+        .map(|p| p.trim_matches(|c: char| c.is_whitespace()).to_string())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn split_poems_drops_empty_fragments_and_trims() {
+        let got = super::split_poems("++++\nroses are red\nviolets\n++++\n\n++++\n  sun  \n++++");
+        assert_eq!(got, vec!["roses are red\nviolets".to_string(), "sun".to_string()]);
+        assert!(super::split_poems("++++\n++++\n").is_empty());
+        assert_eq!(super::split_poems("no frame"), vec!["no frame".to_string()]);
+    }
+}
