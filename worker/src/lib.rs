@@ -1,1 +1,25 @@
-//! Worker (placeholder).
+//! poet's training worker: the character-LSTM poet in tch (libtorch), its training loop,
+//! checkpoints and sampling, and the agent that serves a coordinator.
+//!
+//! # Layout
+//! - [`vocab`]: characters <-> ids.
+//! - [`data`]: examples and batches for the `keras` and `seq` formulations.
+//! - [`model`]: [`model::PoetModel`], the LSTM stack with Keras-style dropout.
+//! - [`optim`]: Adam with saveable state, gradient clipping.
+//! - [`checkpoint`]: the safetensors + JSON checkpoint format.
+//! - [`train`]: [`train::Trainer`], epochs, resume, cancel, progress.
+//! - [`sample`]: batched generation and poem splitting.
+//! - [`agent`]: the worker process against a coordinator ([`agent::run`]).
+//! - [`device`]: choosing the torch device and thread count.
+//! - [`commands`]: the standalone `train` and `generate` commands.
+
+pub mod agent;
+pub mod checkpoint;
+pub mod commands;
+pub mod data;
+pub mod device;
+pub mod model;
+pub mod optim;
+pub mod sample;
+pub mod train;
+pub mod vocab;

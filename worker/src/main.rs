@@ -1,1 +1,148 @@
-fn main() {}
+//! `poet-worker`: parses flags (each also read from a `POET_*` variable) and calls the library.
+
+use clap::{Parser, Subcommand};
+use poet_worker::{agent, commands, device};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(version, about = "poet's training worker")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Device: cpu, auto or cuda:N.
+    #[arg(long, env = "POET_DEVICE", default_value = "auto", global = true)]
+    device: device::DeviceSpec,
+    /// Torch threads (default: all cores).
+    #[arg(long, env = "POET_THREADS", global = true)]
+    threads: Option<i32>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve a coordinator.
+    Run {
+        #[arg(long, env = "POET_COORDINATOR")]
+        coordinator: String,
+        #[arg(long, env = "POET_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        #[arg(long, env = "POET_CACHE_DIR", default_value = "/var/cache/poet-worker")]
+        cache_dir: PathBuf,
+        /// Do not serve generation jobs.
+        #[arg(long, env = "POET_NO_GENERATION")]
+        no_generation: bool,
+    },
+    /// Train from a corpus file, without a coordinator.
+    Train {
+        #[arg(long, env = "POET_CORPUS")]
+        corpus: PathBuf,
+        #[arg(long, env = "POET_CONFIG")]
+        config: PathBuf,
+        #[arg(long, env = "POET_VALIDATION_FRACTION", default_value_t = 0.1)]
+        validation_fraction: f64,
+        #[arg(long, env = "POET_OUT", default_value = "checkpoints")]
+        out: PathBuf,
+    },
+    /// Sample poems from a checkpoint file.
+    Generate {
+        #[arg(long, env = "POET_CHECKPOINT")]
+        checkpoint: PathBuf,
+        #[arg(
+            long,
+            env = "POET_TEMPERATURE",
+            value_delimiter = ',',
+            default_value = "0.2,0.5,1.0"
+        )]
+        temperature: Vec<f64>,
+        #[arg(long, env = "POET_CHARS", default_value_t = 400)]
+        chars: usize,
+        #[arg(long, env = "POET_POEMS", default_value_t = 1)]
+        poems: usize,
+        #[arg(long, env = "POET_SEED", default_value_t = 0)]
+        seed: u64,
+        #[arg(long, env = "POET_PRIME", default_value = "")]
+        prime: String,
+        #[arg(long, env = "POET_JSON")]
+        json: bool,
+        /// Sliding-window sampling (the Keras reference) instead of carried state.
+        #[arg(long, env = "POET_WINDOW")]
+        window: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    tch::set_num_threads(cli.threads.unwrap_or_else(device::default_threads));
+    let result = match cli.command {
+        Command::Run {
+            coordinator,
+            token,
+            cache_dir,
+            no_generation,
+        } => {
+            let config = agent::AgentConfig {
+                device: cli.device,
+                token,
+                cache_dir,
+                serve_generation: !no_generation,
+                ..agent::AgentConfig::new(coordinator)
+            };
+            let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+            rt.block_on(agent::run(config, shutdown_signal()))
+                .map_err(commands::CommandError::from)
+        }
+        Command::Train {
+            corpus,
+            config,
+            validation_fraction,
+            out,
+        } => commands::train(&commands::TrainOptions {
+            corpus,
+            config,
+            validation_fraction,
+            out,
+            device: cli.device,
+        }),
+        Command::Generate {
+            checkpoint,
+            temperature,
+            chars,
+            poems,
+            seed,
+            prime,
+            json,
+            window,
+        } => {
+            let opts = commands::GenerateOptions {
+                checkpoint,
+                temperatures: temperature,
+                chars,
+                poems,
+                seed,
+                prime,
+                json,
+                window,
+                device: cli.device,
+            };
+            commands::generate(&opts).map(|text| print!("{text}"))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Resolves on SIGTERM or ctrl-c.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("sigterm handler");
+    tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} }
+}

@@ -1,0 +1,293 @@
+//! [`PoetModel`]: the stacked-LSTM character model of the reference experiment, with every
+//! size and dropout rate taken from [`TrainConfig`]. It owns the weights (a tch `VarStore`)
+//! and the forward pass; the training loop, the optimizer and all I/O live elsewhere.
+//!
+//! Shape: inputs (one-hot over the vocabulary, or a learned embedding when
+//! `embedding > 0`) -> `layers` x LSTM(`units`) -> Dropout(`dropout`) -> Dense(vocab).
+//! Initialisation follows Keras: Glorot-uniform input kernels, orthogonal recurrent kernels,
+//! zero biases except the forget gate's (1.0), Glorot-uniform dense kernel.
+//!
+//! Dropout, exactly:
+//! - `dropout` on every LSTM layer's input is Keras's: one Bernoulli mask per sequence,
+//!   shared by every time step and every gate (variational), scaled by `1/(1-p)`.
+//! - `recurrent_dropout` is implemented as *weight-drop*: each LSTM call gets
+//!   `w_hh * m` where `m` zeroes whole columns of the hidden-to-hidden matrix (one mask of
+//!   `units` per layer per batch, scaled by `1/(1-p)`). Dropping column `j` of `w_hh` is the
+//!   same as dropping unit `j` of `h_{t-1}` at every step, so this is Keras's variational
+//!   recurrent dropout with the mask shared across the batch instead of drawn per sequence.
+//!   Keeping the mask on the weights lets every layer run as one `Tensor::lstm` call (the
+//!   fused cuDNN kernel on GPU, ATen's pre-projected loop on CPU); the cost is one
+//!   `[4·units, units]` multiply per layer per batch, nothing per step.
+//! - `dropout` before the dense layer is plain element-wise dropout, as Keras's `Dropout`.
+//!
+//! In eval mode (validation, sampling) no dropout is applied.
+
+use poet_core::config::{Formulation, TrainConfig};
+use tch::nn::{self, Init};
+use tch::{Device, Kind, Tensor};
+
+/// The weights of one LSTM layer, in PyTorch's layout and gate order (i, f, g, o).
+#[derive(Debug)]
+struct LstmLayer {
+    /// `[4H, I]` input-to-hidden kernel.
+    w_ih: Tensor,
+    /// `[4H, H]` hidden-to-hidden kernel; the target of weight-drop.
+    w_hh: Tensor,
+    /// `[4H]` input bias (the forget gate slice starts at 1.0).
+    b_ih: Tensor,
+    /// `[4H]` recurrent bias (zero; kept for the kernel's signature and PyTorch parity).
+    b_hh: Tensor,
+}
+
+/// Recurrent state of every layer: `h` and `c`, each `[1, batch, units]` per layer.
+#[derive(Debug)]
+pub struct State {
+    /// Hidden outputs, one per layer.
+    pub h: Vec<Tensor>,
+    /// Cell states, one per layer.
+    pub c: Vec<Tensor>,
+}
+
+/// The character LSTM of one run.
+#[derive(Debug)]
+pub struct PoetModel {
+    /// Owns every trainable tensor; the optimizer and checkpoints go through it.
+    vs: nn::VarStore,
+    /// Input embedding `[vocab, embedding]`, when the config asks for one.
+    embedding: Option<Tensor>,
+    /// The stacked layers, bottom first.
+    layers: Vec<LstmLayer>,
+    /// Dense kernel `[vocab, units]`.
+    dense_w: Tensor,
+    /// Dense bias `[vocab]`.
+    dense_b: Tensor,
+    /// Vocabulary size: the one-hot width and the output width.
+    vocab: i64,
+    /// Hidden units per layer.
+    units: i64,
+    /// Input dropout and pre-dense dropout rate.
+    dropout: f64,
+    /// Recurrent (weight-drop) rate.
+    recurrent_dropout: f64,
+    /// Which positions the training loss reads; decides what `forward_logits` returns.
+    formulation: Formulation,
+}
+
+fn glorot_uniform(fan_in: i64, fan_out: i64) -> Init {
+    let limit = (6.0 / (fan_in + fan_out) as f64).sqrt();
+    Init::Uniform {
+        lo: -limit,
+        up: limit,
+    }
+}
+
+impl PoetModel {
+    /// A freshly initialised model for `cfg` over `vocab` characters. Initialisation draws
+    /// from torch's global generator: seed it (`tch::manual_seed`) first for a reproducible
+    /// start.
+    pub fn new(cfg: &TrainConfig, vocab: usize, device: Device) -> Self {
+        Self::build(cfg, vocab, device, true)
+    }
+
+    /// A model of the right shape with zero weights, for loading a checkpoint into. It draws
+    /// nothing from torch's generator, so loading a model (e.g. for a generation job) beside
+    /// a running trainer leaves the trainer's random stream untouched.
+    pub fn zeroed(cfg: &TrainConfig, vocab: usize, device: Device) -> Self {
+        Self::build(cfg, vocab, device, false)
+    }
+
+    fn build(cfg: &TrainConfig, vocab: usize, device: Device, random: bool) -> Self {
+        let init = |i: Init| if random { i } else { Init::Const(0.0) };
+        let vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let v = vocab as i64;
+        let h = i64::from(cfg.units);
+        let e = i64::from(cfg.embedding);
+        let embedding = (e > 0).then(|| {
+            root.var(
+                "embedding",
+                &[v, e],
+                init(Init::Uniform {
+                    lo: -0.05,
+                    up: 0.05,
+                }),
+            )
+        });
+        let mut layers = Vec::new();
+        for l in 0..cfg.layers {
+            let p = &root / "lstm" / l;
+            let input = if l > 0 {
+                h
+            } else if e > 0 {
+                e
+            } else {
+                v
+            };
+            let w_ih = p.var("w_ih", &[4 * h, input], init(glorot_uniform(input, 4 * h)));
+            let w_hh = p.var("w_hh", &[4 * h, h], init(Init::Orthogonal { gain: 1.0 }));
+            let b_ih = p.var("b_ih", &[4 * h], Init::Const(0.0));
+            tch::no_grad(|| {
+                let _ = b_ih.narrow(0, h, h).fill_(1.0);
+            });
+            let b_hh = p.var("b_hh", &[4 * h], Init::Const(0.0));
+            layers.push(LstmLayer {
+                w_ih,
+                w_hh,
+                b_ih,
+                b_hh,
+            });
+        }
+        let dense_w = (&root / "dense").var("weight", &[v, h], init(glorot_uniform(h, v)));
+        let dense_b = (&root / "dense").var("bias", &[v], Init::Const(0.0));
+        PoetModel {
+            vs,
+            embedding,
+            layers,
+            dense_w,
+            dense_b,
+            vocab: v,
+            units: h,
+            dropout: cfg.dropout,
+            recurrent_dropout: cfg.recurrent_dropout,
+            formulation: cfg.formulation,
+        }
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    /// Vocabulary size the model was built for.
+    pub fn vocab_size(&self) -> usize {
+        self.vocab as usize
+    }
+
+    /// Every trainable tensor with its stable name (`lstm.0.w_hh`, `dense.bias`, ...), sorted
+    /// by name: the order the optimizer and checkpoints use.
+    pub fn parameters(&self) -> Vec<(String, Tensor)> {
+        let mut vars: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        vars
+    }
+
+    /// Total number of trainable scalars.
+    pub fn parameter_count(&self) -> i64 {
+        self.parameters()
+            .iter()
+            .map(|(_, t)| t.numel() as i64)
+            .sum()
+    }
+
+    /// A zero state for `batch` sequences.
+    pub fn zero_state(&self, batch: i64) -> State {
+        let z = || Tensor::zeros([1, batch, self.units], (Kind::Float, self.device()));
+        State {
+            h: self.layers.iter().map(|_| z()).collect(),
+            c: self.layers.iter().map(|_| z()).collect(),
+        }
+    }
+
+    /// Runs the LSTM stack over `inputs` (`[batch, time]` ids) from `state` (zero when
+    /// `None`); returns the top layer's outputs `[batch, time, units]` and the final state.
+    /// `train` turns every dropout on.
+    pub fn forward(&self, inputs: &Tensor, state: Option<&State>, train: bool) -> (Tensor, State) {
+        let (b, _t) = inputs.size2().expect("inputs are [batch, time]");
+        let zero;
+        let state = match state {
+            Some(s) => s,
+            None => {
+                zero = self.zero_state(b);
+                &zero
+            }
+        };
+        let mut x = match &self.embedding {
+            Some(emb) => Tensor::embedding(emb, inputs, -1, false, false),
+            None => inputs.one_hot(self.vocab).to_kind(Kind::Float),
+        };
+        let mut hs = Vec::with_capacity(self.layers.len());
+        let mut cs = Vec::with_capacity(self.layers.len());
+        for (l, layer) in self.layers.iter().enumerate() {
+            if train && self.dropout > 0.0 {
+                let mask = variational_mask(&[b, 1, x.size()[2]], self.dropout, x.device());
+                x = &x * &mask;
+            }
+            let w_hh = if train && self.recurrent_dropout > 0.0 {
+                &layer.w_hh * variational_mask(&[1, self.units], self.recurrent_dropout, x.device())
+            } else {
+                layer.w_hh.shallow_clone()
+            };
+            let params = [&layer.w_ih, &w_hh, &layer.b_ih, &layer.b_hh];
+            let (out, h, c) = x.lstm(
+                &[&state.h[l], &state.c[l]],
+                &params,
+                true,
+                1,
+                0.0,
+                train,
+                false,
+                true,
+            );
+            x = out;
+            hs.push(h);
+            cs.push(c);
+        }
+        (x, State { h: hs, c: cs })
+    }
+
+    /// Dropout (in train mode) then the dense layer: unnormalised next-char scores
+    /// `[..., vocab]` for hidden outputs `[..., units]`.
+    pub fn logits(&self, hidden: &Tensor, train: bool) -> Tensor {
+        let hidden = hidden.dropout(self.dropout, train && self.dropout > 0.0);
+        hidden.linear(&self.dense_w, Some(&self.dense_b))
+    }
+
+    /// Scores at the positions the formulation trains on: `[batch, vocab]` for the last
+    /// position (`keras`) or `[batch, time, vocab]` for every position (`seq`). Only the
+    /// positions used go through the dense layer.
+    pub fn forward_logits(&self, inputs: &Tensor, train: bool) -> Tensor {
+        let (out, _) = self.forward(inputs, None, train);
+        match self.formulation {
+            Formulation::Keras => self.logits(&out.select(1, -1), train),
+            Formulation::Seq => self.logits(&out, train),
+        }
+    }
+
+    /// Mean cross-entropy (nats per predicted char) of `inputs` against `targets` shaped as
+    /// [`crate::data::Batch`] makes them.
+    pub fn loss(&self, inputs: &Tensor, targets: &Tensor, train: bool) -> Tensor {
+        let logits = self.forward_logits(inputs, train);
+        logits
+            .view([-1, self.vocab])
+            .log_softmax(-1, Kind::Float)
+            .nll_loss(&targets.view([-1]))
+    }
+
+    /// Replaces the value of every parameter named in `tensors` (checkpoint restore); each
+    /// model parameter must be present with the same shape.
+    pub fn load(&mut self, tensors: &[(String, Tensor)]) -> Result<(), String> {
+        let by_name: std::collections::HashMap<&str, &Tensor> =
+            tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        tch::no_grad(|| {
+            for (name, mut var) in self.parameters() {
+                let src = by_name
+                    .get(name.as_str())
+                    .ok_or_else(|| format!("missing tensor {name}"))?;
+                if src.size() != var.size() {
+                    return Err(format!(
+                        "tensor {name}: shape {:?}, model wants {:?}",
+                        src.size(),
+                        var.size()
+                    ));
+                }
+                var.copy_(src);
+            }
+            Ok(())
+        })
+    }
+}
+
+/// A `{0, 1/(1-p)}` mask of `shape`, drawn from torch's global generator.
+fn variational_mask(shape: &[i64], p: f64, device: Device) -> Tensor {
+    Tensor::empty(shape, (Kind::Float, device)).bernoulli_float_(1.0 - p) / (1.0 - p)
+}

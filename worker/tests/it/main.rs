@@ -1,0 +1,8 @@
+//! Integration tests of poet-worker: real libtorch on the CPU, tiny models, fixed seeds; the
+//! agent against a real gRPC server on a free port.
+
+mod agent;
+mod helpers;
+mod model;
+mod sample;
+mod train;

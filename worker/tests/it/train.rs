@@ -1,0 +1,175 @@
+//! Training, checkpoints and resume.
+
+use crate::helpers::{texts, tiny, torch_rng};
+use poet_core::config::Formulation;
+use poet_worker::checkpoint::Checkpoint;
+use poet_worker::train::{EpochReport, Outcome, Trainer};
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tch::Device;
+
+fn run(t: &mut Trainer) -> Vec<EpochReport> {
+    let mut reports = Vec::new();
+    let outcome = t
+        .run(&AtomicBool::new(false), &mut |_| {}, &mut |r| {
+            reports.push(r);
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    assert_eq!(outcome, Outcome::Finished);
+    reports
+}
+
+#[test]
+fn loss_decreases_on_a_tiny_corpus() {
+    let _rng = torch_rng();
+    for formulation in [Formulation::Seq, Formulation::Keras] {
+        let cfg = poet_core::config::TrainConfig {
+            epochs: 6,
+            ..tiny(formulation)
+        };
+        let (train, val) = texts();
+        let mut t = Trainer::new(cfg, &train, &val, Device::Cpu).unwrap();
+        let r = run(&mut t);
+        assert_eq!(r.len(), 6);
+        let (first, last) = (&r[0], &r[5]);
+        assert!(
+            last.train_loss < first.train_loss - 0.2,
+            "{formulation:?}: {} -> {}",
+            first.train_loss,
+            last.train_loss
+        );
+        assert!(
+            last.val_loss < first.val_loss,
+            "{formulation:?}: {} -> {}",
+            first.val_loss,
+            last.val_loss
+        );
+        assert!(
+            r.iter()
+                .all(|e| e.chars_per_sec > 0.0 && e.val_loss.is_finite())
+        );
+    }
+}
+
+#[test]
+fn checkpoint_round_trip_is_bitwise() {
+    let _rng = torch_rng();
+    let cfg = poet_core::config::TrainConfig {
+        epochs: 1,
+        ..tiny(Formulation::Seq)
+    };
+    let (train, val) = texts();
+    let mut t = Trainer::new(cfg, &train, &val, Device::Cpu).unwrap();
+    let bytes = run(&mut t).pop().unwrap().checkpoint;
+    let c = Checkpoint::from_bytes(&bytes).unwrap();
+    assert_eq!(c.meta.epoch, 1);
+    assert!(c.meta.adam_step > 0);
+    assert_eq!(c.meta.history.len(), 1);
+    let live = t.checkpoint();
+    assert_eq!(c.meta, live.meta);
+    for (a, b) in c.weights.iter().zip(&live.weights) {
+        assert_eq!(a.0, b.0);
+        assert!(a.1.equal(&b.1), "weight {} differs", a.0);
+    }
+    for (a, b) in c
+        .adam
+        .m
+        .iter()
+        .chain(&c.adam.v)
+        .zip(live.adam.m.iter().chain(&live.adam.v))
+    {
+        assert_eq!(a.0, b.0);
+        assert!(a.1.equal(&b.1), "adam moment {} differs", a.0);
+    }
+    assert_eq!(c.adam.step, live.adam.step);
+    assert_eq!(c.to_bytes(), bytes, "re-encoding must give the same bytes");
+}
+
+#[test]
+fn corrupt_checkpoints_are_refused() {
+    let _rng = torch_rng();
+    assert!(Checkpoint::from_bytes(b"short").is_err());
+    let cfg = poet_core::config::TrainConfig {
+        epochs: 1,
+        ..tiny(Formulation::Seq)
+    };
+    let (train, val) = texts();
+    let t = Trainer::new(cfg, &train, &val, Device::Cpu).unwrap();
+    let bytes = t.checkpoint().to_bytes();
+    assert!(Checkpoint::from_bytes(&bytes[..bytes.len() - 4]).is_err());
+}
+
+#[test]
+fn resume_matches_an_uninterrupted_run() {
+    let _rng = torch_rng();
+    let (train, val) = texts();
+    let cfg = tiny(Formulation::Keras);
+    let mut straight = Trainer::new(cfg.clone(), &train, &val, Device::Cpu).unwrap();
+    let all = run(&mut straight);
+
+    let half = poet_core::config::TrainConfig {
+        epochs: 2,
+        ..cfg.clone()
+    };
+    let mut first = Trainer::new(half, &train, &val, Device::Cpu).unwrap();
+    let bytes = run(&mut first).pop().unwrap().checkpoint;
+    let ckpt = Checkpoint::from_bytes(&bytes).unwrap();
+    let mut resumed = Trainer::resume(cfg, &ckpt, &train, &val, Device::Cpu).unwrap();
+    assert_eq!(resumed.epochs_done(), 2);
+    let rest = run(&mut resumed);
+    assert_eq!(rest.iter().map(|r| r.epoch).collect::<Vec<_>>(), vec![3, 4]);
+    for (a, b) in all[2..].iter().zip(&rest) {
+        assert!(
+            (a.train_loss - b.train_loss).abs() < 1e-6,
+            "train {} vs {}",
+            a.train_loss,
+            b.train_loss
+        );
+        assert!(
+            (a.val_loss - b.val_loss).abs() < 1e-6,
+            "val {} vs {}",
+            a.val_loss,
+            b.val_loss
+        );
+    }
+    let (a, b) = (straight.checkpoint(), resumed.checkpoint());
+    for (x, y) in a.weights.iter().zip(&b.weights) {
+        assert!(
+            x.1.allclose(&y.1, 1e-6, 1e-6, false),
+            "weight {} drifted",
+            x.0
+        );
+    }
+}
+
+#[test]
+fn cancel_stops_between_batches() {
+    let _rng = torch_rng();
+    let (train, val) = texts();
+    let mut t = Trainer::new(tiny(Formulation::Seq), &train, &val, Device::Cpu).unwrap();
+    let cancel = AtomicBool::new(false);
+    let mut batches = 0;
+    let outcome = t
+        .run(
+            &cancel,
+            &mut |_| {
+                batches += 1;
+                cancel.store(true, Ordering::Relaxed);
+            },
+            &mut |_| ControlFlow::Continue(()),
+        )
+        .unwrap();
+    assert_eq!(
+        (outcome, batches, t.epochs_done()),
+        (Outcome::Cancelled, 1, 0)
+    );
+}
+
+#[test]
+fn text_shorter_than_a_window_is_a_data_error() {
+    let _rng = torch_rng();
+    let cfg = tiny(Formulation::Seq);
+    let e = Trainer::new(cfg, "++++\nab", "", Device::Cpu).unwrap_err();
+    assert!(e.is_permanent() && e.to_string().contains("seq_len"), "{e}");
+}
