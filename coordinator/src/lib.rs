@@ -1,1 +1,29 @@
-//! Coordinator (placeholder).
+//! poet's coordinator: users submit hyperparameter sweeps, GPU workers lease the runs, and
+//! everything that happens is kept in Postgres, so any process can die without losing work.
+//! The coordinator itself is stateless: run as many replicas as you like against one database.
+//!
+//! # Layout
+//! - [`server::run`]: wiring; takes the listener and a shutdown future (tests bind `127.0.0.1:0`).
+//! - [`queue`]: the job queue (claim, heartbeat, fenced writes, reaper, cancel).
+//! - [`sweeps`]: spec validation, expansion and storage.
+//! - [`history`]: run-history queries and row → proto conversion.
+//! - [`generation`]: generation requests and the plagiarism check.
+//! - [`datasets`]: dataset text for workers.
+//! - [`artifacts`]: the object store for checkpoints and 4-gram sets.
+//! - [`auth`], [`config`], [`error`], [`metrics`], [`service`].
+
+pub mod artifacts;
+pub mod auth;
+pub mod config;
+pub mod datasets;
+pub mod error;
+pub mod generation;
+pub mod history;
+pub mod metrics;
+pub mod queue;
+pub mod server;
+pub mod service;
+pub mod sweeps;
+
+pub use config::CoordinatorConfig;
+pub use server::{CoordinatorError, run};

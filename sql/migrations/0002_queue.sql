@@ -34,6 +34,8 @@ create table runs (
     priority         int         not null default 0,
     attempt          int         not null default 0 check (attempt >= 0),
     max_attempts     int         not null default 3 check (max_attempts >= 1),
+    -- attempts that ended in failure or lease expiry (a release on graceful shutdown is not one)
+    failures         int         not null default 0 check (failures >= 0),
     epochs_total     int         not null check (epochs_total >= 1),
     -- the current lease: set exactly while running
     lease_id         uuid,

@@ -1,0 +1,189 @@
+//! Artifact storage behind the `object_store` abstraction: a local folder by default,
+//! S3-compatible storage with `s3://bucket/prefix` (build feature `s3`).
+//!
+//! Keys are always derived here from ids the coordinator owns (never from client input), so
+//! no request can name a path. A blob counts as stored only after the upload completed and,
+//! on a local folder, after the file was fsynced; only then does the caller write its row.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectStore, WriteMultipart};
+
+/// Where artifacts live.
+#[derive(Clone)]
+pub struct Artifacts {
+    store: Arc<dyn ObjectStore>,
+    /// Root folder when local, for fsync after writes.
+    local_root: Option<PathBuf>,
+    /// Human description for logs (`/var/lib/poet/artifacts`, `s3://bucket/prefix`).
+    describe: String,
+}
+
+impl std::fmt::Debug for Artifacts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Artifacts({})", self.describe)
+    }
+}
+
+/// A storage failure, already phrased for logs.
+#[derive(Debug, thiserror::Error)]
+#[error("artifact store {location}: {message}")]
+pub struct StorageError {
+    /// Store and key involved.
+    pub location: String,
+    /// What failed.
+    pub message: String,
+}
+
+impl Artifacts {
+    /// Opens `spec`: a folder path (created if missing) or `s3://bucket/prefix`.
+    pub fn open(spec: &str) -> Result<Self, StorageError> {
+        let err = |m: String| StorageError { location: spec.to_string(), message: m };
+        if let Some(rest) = spec.strip_prefix("s3://") {
+            return Self::open_s3(rest).map_err(err);
+        }
+        let root = PathBuf::from(spec);
+        std::fs::create_dir_all(&root).map_err(|e| err(e.to_string()))?;
+        let root = std::fs::canonicalize(&root).map_err(|e| err(e.to_string()))?;
+        let store = object_store::local::LocalFileSystem::new_with_prefix(&root).map_err(|e| err(e.to_string()))?;
+        Ok(Artifacts { store: Arc::new(store), local_root: Some(root.clone()), describe: root.display().to_string() })
+    }
+
+    #[cfg(feature = "s3")]
+    fn open_s3(rest: &str) -> Result<Self, String> {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let s3 = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket).build().map_err(|e| e.to_string())?;
+        let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+            Arc::new(s3)
+        } else {
+            Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
+        };
+        Ok(Artifacts { store, local_root: None, describe: format!("s3://{rest}") })
+    }
+
+    #[cfg(not(feature = "s3"))]
+    fn open_s3(_rest: &str) -> Result<Self, String> {
+        Err("this coordinator was built without S3 support (rebuild with `--features s3`)".into())
+    }
+
+    /// Human description.
+    pub fn describe(&self) -> &str {
+        &self.describe
+    }
+
+    /// The key of a checkpoint blob.
+    pub fn checkpoint_key(run_id: i64, epoch: i32, attempt: i32, sha256: &str) -> String {
+        format!("runs/{run_id}/epoch-{epoch:05}-a{attempt}-{}.ckpt", &sha256[..16.min(sha256.len())])
+    }
+
+    /// The key of a dataset's 4-gram set.
+    pub fn ngrams_key(dataset_id: i64) -> String {
+        format!("datasets/{dataset_id}/ngrams-v1.bin")
+    }
+
+    fn err(&self, key: &str, e: impl std::fmt::Display) -> StorageError {
+        StorageError { location: format!("{}/{key}", self.describe), message: e.to_string() }
+    }
+
+    /// Starts a streamed write to `key`.
+    pub async fn writer(&self, key: &str) -> Result<BlobWriter, StorageError> {
+        let path = ObjPath::from(key);
+        let upload = self.store.put_multipart(&path).await.map_err(|e| self.err(key, e))?;
+        Ok(BlobWriter { inner: WriteMultipart::new(upload), key: key.to_string(), artifacts: self.clone() })
+    }
+
+    /// Writes a whole blob.
+    pub async fn put(&self, key: &str, data: Bytes) -> Result<(), StorageError> {
+        let mut w = self.writer(key).await?;
+        w.write(&data);
+        w.finish().await
+    }
+
+    /// Reads a blob as a stream of chunks.
+    pub async fn get_stream(&self, key: &str) -> Result<BoxStream<'static, Result<Bytes, StorageError>>, StorageError> {
+        let res = self.store.get(&ObjPath::from(key)).await.map_err(|e| self.err(key, e))?;
+        let this = self.clone();
+        let k = key.to_string();
+        Ok(res.into_stream().map_err(move |e| this.err(&k, e)).boxed())
+    }
+
+    /// Reads a whole blob; `None` when it does not exist.
+    pub async fn get(&self, key: &str) -> Result<Option<Bytes>, StorageError> {
+        match self.store.get(&ObjPath::from(key)).await {
+            Ok(r) => Ok(Some(r.bytes().await.map_err(|e| self.err(key, e))?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err(key, e)),
+        }
+    }
+
+    /// Deletes a blob (missing is fine).
+    pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        match self.store.delete(&ObjPath::from(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.err(key, e)),
+        }
+    }
+
+    /// Every key under `prefix`.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let p = ObjPath::from(prefix);
+        self.store
+            .list(Some(&p))
+            .map_ok(|m| m.location.to_string())
+            .try_collect()
+            .await
+            .map_err(|e| self.err(prefix, e))
+    }
+
+    /// Whether a blob exists.
+    pub async fn exists(&self, key: &str) -> Result<bool, StorageError> {
+        match self.store.head(&ObjPath::from(key)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.err(key, e)),
+        }
+    }
+}
+
+/// A blob being written; nothing is visible under its key until [`BlobWriter::finish`].
+pub struct BlobWriter {
+    inner: WriteMultipart,
+    key: String,
+    artifacts: Artifacts,
+}
+
+impl BlobWriter {
+    /// Appends bytes (buffered into parts).
+    pub fn write(&mut self, data: &[u8]) {
+        self.inner.write(data);
+    }
+
+    /// Completes the upload and makes it durable.
+    pub async fn finish(self) -> Result<(), StorageError> {
+        let BlobWriter { inner, key, artifacts } = self;
+        inner.finish().await.map_err(|e| artifacts.err(&key, e))?;
+        if let Some(root) = &artifacts.local_root {
+            let path = root.join(&key);
+            let sync = move || -> std::io::Result<()> {
+                std::fs::File::open(&path)?.sync_all()?;
+                if let Some(dir) = path.parent() {
+                    std::fs::File::open(dir)?.sync_all()?;
+                }
+                Ok(())
+            };
+            tokio::task::spawn_blocking(sync).await.expect("join").map_err(|e| artifacts.err(&key, e))?;
+        }
+        Ok(())
+    }
+
+    /// Abandons the upload.
+    pub async fn abort(self) {
+        let BlobWriter { inner, .. } = self;
+        let _ = inner.abort().await;
+    }
+}

@@ -1,0 +1,157 @@
+//! Coordinator configuration: every flag also reads a `POET_*` environment variable.
+//! Validated at startup; tokens are never printed (Debug redacts them).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How the coordinator runs.
+#[derive(Clone, clap::Args)]
+pub struct CoordinatorConfig {
+    /// Address to serve gRPC on.
+    #[arg(long, env = "POET_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// Postgres URL; unset = the private cluster.
+    #[arg(long = "database-url", env = "POET_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Where checkpoints and other artifacts are stored: a folder, or `s3://bucket/prefix`
+    /// (needs the `s3` build feature and AWS_* variables). Default: `<poet home>/artifacts`.
+    #[arg(long, env = "POET_ARTIFACTS")]
+    pub artifacts: Option<String>,
+    /// Bearer token for the `client` role (submit, query, cancel, generate).
+    #[arg(long, env = "POET_CLIENT_TOKEN", hide_env_values = true)]
+    pub client_token: Option<String>,
+    /// Bearer token for the `worker` role (register, lease, report, upload, download).
+    #[arg(long, env = "POET_WORKER_TOKEN", hide_env_values = true)]
+    pub worker_token: Option<String>,
+    /// PEM certificate chain: serve TLS (with --tls-key).
+    #[arg(long, env = "POET_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "POET_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Lease lifetime without a heartbeat, seconds.
+    #[arg(long, env = "POET_LEASE_TTL", default_value_t = 30.0)]
+    pub lease_ttl_s: f64,
+    /// Heartbeat interval told to workers, seconds.
+    #[arg(long, env = "POET_HEARTBEAT_INTERVAL", default_value_t = 5.0)]
+    pub heartbeat_interval_s: f64,
+    /// How often the reaper looks for expired leases, seconds.
+    #[arg(long, env = "POET_REAPER_INTERVAL", default_value_t = 2.0)]
+    pub reaper_interval_s: f64,
+    /// Keep the best checkpoint and this many latest per run; older ones are deleted.
+    #[arg(long, env = "POET_KEEP_LAST_CHECKPOINTS", default_value_t = 2)]
+    pub keep_last_checkpoints: u32,
+    /// Largest sweep (runs after expansion) accepted.
+    #[arg(long, env = "POET_MAX_SWEEP_RUNS", default_value_t = 1000)]
+    pub max_sweep_runs: usize,
+    /// Largest checkpoint accepted, bytes.
+    #[arg(long, env = "POET_MAX_CHECKPOINT_BYTES", default_value_t = 4 << 30)]
+    pub max_checkpoint_bytes: u64,
+    /// Serve Prometheus metrics on this address (`/metrics`).
+    #[arg(long, env = "POET_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Database pool size.
+    #[arg(long, env = "POET_DB_POOL", default_value_t = 32)]
+    pub db_pool: u32,
+}
+
+impl std::fmt::Debug for CoordinatorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hide = |t: &Option<String>| t.as_ref().map(|_| "<set>");
+        f.debug_struct("CoordinatorConfig")
+            .field("listen", &self.listen)
+            .field("database_url", &self.database_url.as_deref().map(poet_sql::redact))
+            .field("artifacts", &self.artifacts)
+            .field("client_token", &hide(&self.client_token))
+            .field("worker_token", &hide(&self.worker_token))
+            .field("tls_cert", &self.tls_cert)
+            .field("lease_ttl_s", &self.lease_ttl_s)
+            .field("heartbeat_interval_s", &self.heartbeat_interval_s)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        CoordinatorConfig {
+            listen: "127.0.0.1:50051".parse().expect("addr"),
+            database_url: None,
+            artifacts: None,
+            client_token: None,
+            worker_token: None,
+            tls_cert: None,
+            tls_key: None,
+            lease_ttl_s: 30.0,
+            heartbeat_interval_s: 5.0,
+            reaper_interval_s: 2.0,
+            keep_last_checkpoints: 2,
+            max_sweep_runs: 1000,
+            max_checkpoint_bytes: 4 << 30,
+            metrics_listen: None,
+            db_pool: 32,
+        }
+    }
+}
+
+/// A configuration the coordinator refuses to start with.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl CoordinatorConfig {
+    /// Lease lifetime.
+    pub fn lease_ttl(&self) -> Duration {
+        Duration::from_secs_f64(self.lease_ttl_s)
+    }
+
+    /// Heartbeat interval.
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_secs_f64(self.heartbeat_interval_s)
+    }
+
+    /// Checks the values and the security rule for `addr`, the address actually bound.
+    pub fn validate(&self, addr: SocketAddr) -> Result<(), ConfigError> {
+        let pos = |name: &str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(ConfigError(format!("--{name} must be a positive number of seconds, got {v}")))
+            }
+        };
+        pos("lease-ttl", self.lease_ttl_s)?;
+        pos("heartbeat-interval", self.heartbeat_interval_s)?;
+        pos("reaper-interval", self.reaper_interval_s)?;
+        if self.heartbeat_interval_s * 2.0 > self.lease_ttl_s {
+            return Err(ConfigError(format!(
+                "--heartbeat-interval ({}) must be at most half of --lease-ttl ({}) so one lost heartbeat does not lose the lease",
+                self.heartbeat_interval_s, self.lease_ttl_s
+            )));
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError("--tls-cert and --tls-key must be given together".into()));
+        }
+        for (name, t) in [("client", &self.client_token), ("worker", &self.worker_token)] {
+            if let Some(t) = t
+                && t.len() < 16
+            {
+                return Err(ConfigError(format!("the {name} token must be at least 16 characters")));
+            }
+        }
+        if let (Some(c), Some(w)) = (&self.client_token, &self.worker_token)
+            && c == w
+        {
+            return Err(ConfigError("the client and worker tokens must differ".into()));
+        }
+        let tokens = self.client_token.is_some() && self.worker_token.is_some();
+        if !addr.ip().is_loopback() && !tokens {
+            return Err(ConfigError(format!(
+                "refusing to serve {addr} without tokens: set POET_CLIENT_TOKEN and POET_WORKER_TOKEN, or listen on 127.0.0.1"
+            )));
+        }
+        if self.client_token.is_some() != self.worker_token.is_some() {
+            return Err(ConfigError("set both POET_CLIENT_TOKEN and POET_WORKER_TOKEN, or neither".into()));
+        }
+        Ok(())
+    }
+}

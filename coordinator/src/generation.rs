@@ -1,0 +1,330 @@
+//! Generation requests: validated and queued here, sampled by a worker (which leases them
+//! like runs, beside its training), and judged here against the training corpus with the
+//! word 4-gram plagiarism check. The 4-gram set of each dataset version is built once, kept
+//! as an artifact and cached in memory.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use poet_core::ngrams::{self, NgramSet, Thresholds};
+use poet_proto::v1;
+use serde::{Deserialize, Serialize};
+use sqlx::{PgPool, Row};
+use tokio::sync::Mutex;
+
+use crate::artifacts::Artifacts;
+use crate::error::{Result, ServiceError};
+use crate::history::ts;
+use crate::queue::CheckpointRow;
+
+/// Validated generation parameters, stored as JSON with the request.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GenParams {
+    /// "best", "latest" or "epoch:N".
+    pub checkpoint: String,
+    /// Temperatures (0 = greedy).
+    pub temperatures: Vec<f64>,
+    /// Characters per stream.
+    pub chars: i32,
+    /// Streams per temperature.
+    pub poems: i32,
+    /// Seed.
+    pub seed: u64,
+    /// Opening text.
+    pub prime: String,
+}
+
+impl GenParams {
+    /// Applies defaults and checks ranges; errors name the field.
+    pub fn from_request(r: &v1::GenerateRequest) -> Result<GenParams> {
+        let temperatures = if r.temperatures.is_empty() { vec![0.5] } else { r.temperatures.clone() };
+        if temperatures.len() > 16 {
+            return Err(ServiceError::Invalid("temperatures: at most 16 values".into()));
+        }
+        for t in &temperatures {
+            if !t.is_finite() || *t < 0.0 || *t > 10.0 {
+                return Err(ServiceError::Invalid(format!("temperatures: {t} is not in [0, 10]")));
+            }
+        }
+        let chars = if r.chars == 0 { 1000 } else { r.chars };
+        if !(1..=100_000).contains(&chars) {
+            return Err(ServiceError::Invalid(format!("chars: {chars} is out of range 1..=100000")));
+        }
+        let poems = if r.poems == 0 { 1 } else { r.poems };
+        if !(1..=256).contains(&poems) {
+            return Err(ServiceError::Invalid(format!("poems: {poems} is out of range 1..=256")));
+        }
+        if r.prime.chars().count() > 10_000 {
+            return Err(ServiceError::Invalid("prime: longer than 10000 characters".into()));
+        }
+        let checkpoint = if r.checkpoint.is_empty() { "best".to_string() } else { r.checkpoint.clone() };
+        parse_selector(&checkpoint)?;
+        Ok(GenParams { checkpoint, temperatures, chars, poems, seed: r.seed, prime: r.prime.clone() })
+    }
+}
+
+enum Selector {
+    Best,
+    Latest,
+    Epoch(i32),
+}
+
+fn parse_selector(s: &str) -> Result<Selector> {
+    match s {
+        "best" => Ok(Selector::Best),
+        "latest" => Ok(Selector::Latest),
+        other => other
+            .strip_prefix("epoch:")
+            .and_then(|n| n.parse::<i32>().ok())
+            .filter(|n| *n >= 1)
+            .map(Selector::Epoch)
+            .ok_or_else(|| ServiceError::Invalid(format!("checkpoint: '{other}' is not best, latest or epoch:N"))),
+    }
+}
+
+/// Picks the checkpoint a selector names.
+pub async fn pick_checkpoint(pool: &PgPool, run_id: i64, selector: &str) -> Result<CheckpointRow> {
+    let exists: Option<i64> = sqlx::query_scalar("select id from runs where id = $1").bind(run_id).fetch_optional(pool).await?;
+    if exists.is_none() {
+        return Err(ServiceError::NotFound(format!("no run {run_id}")));
+    }
+    let (sql, epoch) = match parse_selector(selector)? {
+        Selector::Best => ("select * from checkpoints where run_id = $1 and live order by val_loss, epoch limit 1", 0),
+        Selector::Latest => ("select * from checkpoints where run_id = $1 and live order by epoch desc limit 1", 0),
+        Selector::Epoch(n) => ("select * from checkpoints where run_id = $1 and live and epoch = $2", n),
+    };
+    let row: Option<CheckpointRow> = sqlx::query_as(sql).bind(run_id).bind(epoch).fetch_optional(pool).await?;
+    row.ok_or_else(|| match epoch {
+        0 => ServiceError::FailedPrecondition(format!("run {run_id} has no checkpoint yet")),
+        n => ServiceError::NotFound(format!("run {run_id} has no kept checkpoint for epoch {n}")),
+    })
+}
+
+/// Queues a generation; returns its id.
+pub async fn request(pool: &PgPool, run_id: i64, params: &GenParams) -> Result<i64> {
+    let ckpt = pick_checkpoint(pool, run_id, &params.checkpoint).await?;
+    let id: i64 = sqlx::query_scalar("insert into generations (run_id, checkpoint_id, params) values ($1, $2, $3) returning id")
+        .bind(run_id)
+        .bind(ckpt.id)
+        .bind(serde_json::to_value(params).expect("params serialise"))
+        .fetch_one(pool)
+        .await?;
+    Ok(id)
+}
+
+/// Leases the oldest queued generation to a worker.
+pub async fn claim(pool: &PgPool, worker_id: i64, lease_ttl: chrono::Duration, now: DateTime<Utc>) -> Result<Option<v1::GenerationJob>> {
+    let row = sqlx::query(
+        "with next as (select id from generations where state = 'queued' order by id limit 1 for update skip locked)
+         update generations g set state = 'running', worker_id = $1, lease_expires_at = $2, attempts = g.attempts + 1
+         from next where g.id = next.id
+         returning g.id, g.params, g.checkpoint_id, g.run_id",
+    )
+    .bind(worker_id)
+    .bind(now + lease_ttl)
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let params: GenParams = serde_json::from_value(row.get("params")).map_err(|e| ServiceError::Storage(e.to_string()))?;
+    let ckpt: CheckpointRow = sqlx::query_as("select * from checkpoints where id = $1")
+        .bind(row.get::<i64, _>("checkpoint_id"))
+        .fetch_one(pool)
+        .await?;
+    let config: String = sqlx::query_scalar("select config::text from runs where id = $1")
+        .bind(row.get::<i64, _>("run_id"))
+        .fetch_one(pool)
+        .await?;
+    Ok(Some(v1::GenerationJob {
+        generation_id: row.get("id"),
+        checkpoint: Some(ckpt.into()),
+        config_json: config,
+        temperatures: params.temperatures,
+        chars: params.chars,
+        poems: params.poems,
+        seed: params.seed,
+        prime: params.prime,
+    }))
+}
+
+/// Requeues generations whose worker vanished (failed after 3 attempts).
+pub async fn reap(pool: &PgPool, now: DateTime<Utc>) -> Result<u64> {
+    let n = sqlx::query(
+        "update generations set
+             state = case when attempts >= 3 then 'failed' else 'queued' end,
+             error = case when attempts >= 3 then 'no worker finished it in 3 attempts' else error end,
+             finished_at = case when attempts >= 3 then $1 else null end,
+             worker_id = null, lease_expires_at = null
+         where state = 'running' and lease_expires_at < $1",
+    )
+    .bind(now)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(n)
+}
+
+/// In-memory cache of each dataset's 4-gram set, backed by an artifact.
+#[derive(Debug, Default, Clone)]
+pub struct NgramCache {
+    sets: Arc<Mutex<HashMap<i64, Arc<NgramSet>>>>,
+}
+
+impl NgramCache {
+    /// The 4-gram set of a dataset's whole corpus (both splits): built once per version.
+    pub async fn get(&self, pool: &PgPool, artifacts: &Artifacts, dataset_id: i64) -> Result<Arc<NgramSet>> {
+        let mut sets = self.sets.lock().await;
+        if let Some(s) = sets.get(&dataset_id) {
+            return Ok(s.clone());
+        }
+        let key = Artifacts::ngrams_key(dataset_id);
+        let stored = artifacts.get(&key).await.map_err(|e| ServiceError::Storage(e.to_string()))?;
+        let set = match stored.map(|b| NgramSet::from_bytes(&b)) {
+            Some(Ok(set)) => set,
+            other => {
+                if let Some(Err(e)) = other {
+                    tracing::warn!(dataset_id, error = %e, "rebuilding corrupt 4-gram artifact");
+                }
+                let corpus = crate::datasets::corpus(pool, dataset_id).await?;
+                let text = format!("{}{}", corpus.train, corpus.validation);
+                let set = tokio::task::spawn_blocking(move || NgramSet::from_corpus(&text)).await.expect("join");
+                artifacts
+                    .put(&key, set.to_bytes().into())
+                    .await
+                    .map_err(|e| ServiceError::Storage(e.to_string()))?;
+                set
+            }
+        };
+        let set = Arc::new(set);
+        sets.insert(dataset_id, set.clone());
+        Ok(set)
+    }
+}
+
+fn report_proto(r: &ngrams::Report) -> v1::PlagiarismReport {
+    v1::PlagiarismReport {
+        ngrams: r.ngrams as i64,
+        shared: r.shared.clone(),
+        shared_fraction: r.shared_fraction,
+        longest_copied_run: r.longest_copied_run as i32,
+        flagged: r.flagged,
+    }
+}
+
+/// Stores a worker's sampled streams (split into poems and judged), or its error.
+pub async fn complete(
+    pool: &PgPool,
+    artifacts: &Artifacts,
+    cache: &NgramCache,
+    req: &v1::CompleteGenerationRequest,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let row = sqlx::query("select g.state, g.worker_id, r.dataset_id from generations g join runs r on r.id = g.run_id where g.id = $1")
+        .bind(req.generation_id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("no generation {}", req.generation_id)))?;
+    if row.get::<String, _>("state") != "running" || row.get::<Option<i64>, _>("worker_id") != Some(req.worker_id) {
+        return Err(ServiceError::FailedPrecondition(format!(
+            "generation {} is not leased to worker {}",
+            req.generation_id, req.worker_id
+        )));
+    }
+    if !req.error.is_empty() {
+        sqlx::query("update generations set state = 'failed', error = $2, finished_at = $3 where id = $1")
+            .bind(req.generation_id)
+            .bind(&req.error)
+            .bind(now)
+            .execute(pool)
+            .await?;
+        return Ok(());
+    }
+    let set = cache.get(pool, artifacts, row.get("dataset_id")).await?;
+    let thresholds = Thresholds::default();
+    let poems: Vec<(f64, String)> = req
+        .streams
+        .iter()
+        .flat_map(|s| poet_core::split_poems(&s.text).into_iter().map(move |p| (s.temperature, p)))
+        .collect();
+    let (reports, overall) = tokio::task::spawn_blocking(move || {
+        let reports: Vec<ngrams::Report> = poems.iter().map(|(_, p)| ngrams::check(p, &set, &thresholds)).collect();
+        let refs: Vec<&str> = poems.iter().map(|(_, p)| p.as_str()).collect();
+        let overall = ngrams::check_all(&refs, &set, &thresholds);
+        (poems, reports, overall)
+    })
+    .await
+    .map(|(poems, reports, overall)| (poems.into_iter().zip(reports).collect::<Vec<_>>(), overall))
+    .expect("join");
+    let mut tx = pool.begin().await?;
+    for (i, ((t, text), report)) in reports.iter().enumerate() {
+        sqlx::query("insert into generated_poems (generation_id, idx, temperature, text, report) values ($1, $2, $3, $4, $5)")
+            .bind(req.generation_id)
+            .bind(i as i32)
+            .bind(t)
+            .bind(text)
+            .bind(serde_json::to_value(report).expect("report serialises"))
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query("update generations set state = 'done', overall = $2, finished_at = $3, lease_expires_at = null where id = $1")
+        .bind(req.generation_id)
+        .bind(serde_json::to_value(&overall).expect("report serialises"))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Generations with their poems (`id = Some` for one, else by run; run 0 = all).
+pub async fn load(pool: &PgPool, id: Option<i64>, run_id: i64) -> Result<Vec<v1::Generation>> {
+    let gens = sqlx::query(
+        "select g.id, g.run_id, g.checkpoint_id, c.epoch, g.state, g.params::text as params, g.error, g.overall, g.created_at
+         from generations g join checkpoints c on c.id = g.checkpoint_id
+         where ($1::bigint is null or g.id = $1) and ($2 = 0 or g.run_id = $2)
+         order by g.id desc limit 200",
+    )
+    .bind(id)
+    .bind(run_id)
+    .fetch_all(pool)
+    .await?;
+    let ids: Vec<i64> = gens.iter().map(|g| g.get("id")).collect();
+    let poems = sqlx::query(
+        "select generation_id, idx, temperature, text, report from generated_poems where generation_id = any($1) order by generation_id, idx",
+    )
+    .bind(&ids)
+    .fetch_all(pool)
+    .await?;
+    let mut by_gen: HashMap<i64, Vec<v1::Poem>> = HashMap::new();
+    for p in poems {
+        let report: Option<ngrams::Report> = serde_json::from_value(p.get("report")).ok();
+        by_gen.entry(p.get("generation_id")).or_default().push(v1::Poem {
+            index: p.get("idx"),
+            temperature: p.get("temperature"),
+            text: p.get("text"),
+            report: report.as_ref().map(report_proto),
+        });
+    }
+    Ok(gens
+        .into_iter()
+        .map(|g| {
+            let id: i64 = g.get("id");
+            let overall: Option<serde_json::Value> = g.get("overall");
+            v1::Generation {
+                id,
+                run_id: g.get("run_id"),
+                checkpoint_id: g.get("checkpoint_id"),
+                epoch: g.get("epoch"),
+                state: g.get("state"),
+                params_json: g.get("params"),
+                error: g.get::<Option<String>, _>("error").unwrap_or_default(),
+                poems: by_gen.remove(&id).unwrap_or_default(),
+                overall: overall
+                    .and_then(|o| serde_json::from_value::<ngrams::Report>(o).ok())
+                    .as_ref()
+                    .map(report_proto),
+                created_at: Some(ts(g.get("created_at"))),
+            }
+        })
+        .collect())
+}

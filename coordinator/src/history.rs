@@ -1,0 +1,385 @@
+//! Run-history queries: sweeps, runs (filtered, ordered, paginated), one run in full,
+//! workers and datasets. Each answer is a fixed number of queries (no N+1), on indexed
+//! columns, and rows convert to `poet.v1` messages here.
+
+use chrono::{DateTime, Utc};
+use poet_proto::v1;
+use sqlx::{PgPool, QueryBuilder, Row};
+
+use crate::error::{Result, ServiceError};
+use crate::queue::CheckpointRow;
+
+/// A run row with its config as text.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RunRow {
+    /// Id.
+    pub id: i64,
+    /// Creating sweep.
+    pub sweep_id: i64,
+    /// Dataset.
+    pub dataset_id: i64,
+    /// Config JSON text.
+    pub config_text: String,
+    /// Config hash.
+    pub config_hash: String,
+    /// State name.
+    pub state: String,
+    /// Priority.
+    pub priority: i32,
+    /// Attempt (lease count).
+    pub attempt: i32,
+    /// Max failed attempts.
+    pub max_attempts: i32,
+    /// Epochs configured.
+    pub epochs_total: i32,
+    /// Epochs reported.
+    pub epochs_done: i32,
+    /// Lease holder.
+    pub lease_owner: Option<i64>,
+    /// Pending cancel.
+    pub cancel_requested: bool,
+    /// Best validation loss.
+    pub best_val_loss: Option<f64>,
+    /// Its epoch.
+    pub best_epoch: Option<i32>,
+    /// Latest train loss.
+    pub last_train_loss: Option<f64>,
+    /// Latest validation loss.
+    pub last_val_loss: Option<f64>,
+    /// Error text.
+    pub error: Option<String>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// First started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// Finished.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl RunRow {
+    /// The select list every run query uses (alias `r`).
+    pub const SELECT: &'static str = "select r.id, r.sweep_id, r.dataset_id, r.config::text as config_text, r.config_hash, r.state,
+        r.priority, r.attempt, r.max_attempts, r.epochs_total, r.epochs_done, r.lease_owner, r.cancel_requested,
+        r.best_val_loss, r.best_epoch, r.last_train_loss, r.last_val_loss, r.error, r.created_at, r.started_at,
+        r.finished_at from runs r";
+}
+
+/// A sweep row.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SweepRow {
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Dataset.
+    pub dataset_id: i64,
+    /// Spec text.
+    pub spec: String,
+    /// Priority.
+    pub priority: i32,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Runs attached.
+    pub runs: i32,
+}
+
+/// Converts a timestamp.
+pub fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 }
+}
+
+fn ots(t: Option<DateTime<Utc>>) -> Option<prost_types::Timestamp> {
+    t.map(ts)
+}
+
+impl From<RunRow> for v1::Run {
+    fn from(r: RunRow) -> v1::Run {
+        let state = v1::RunState::from_db_name(&r.state).unwrap_or(v1::RunState::Unspecified);
+        v1::Run {
+            id: r.id,
+            sweep_id: r.sweep_id,
+            dataset_id: r.dataset_id,
+            config_json: r.config_text,
+            config_hash: r.config_hash,
+            state: state as i32,
+            priority: r.priority,
+            attempt: r.attempt,
+            max_attempts: r.max_attempts,
+            epochs_done: r.epochs_done,
+            epochs_total: r.epochs_total,
+            best_val_loss: r.best_val_loss.unwrap_or(f64::NAN),
+            best_epoch: r.best_epoch.unwrap_or(0),
+            worker_id: r.lease_owner.unwrap_or(0),
+            error: r.error.unwrap_or_default(),
+            cancel_requested: r.cancel_requested,
+            created_at: Some(ts(r.created_at)),
+            started_at: ots(r.started_at),
+            finished_at: ots(r.finished_at),
+            last_train_loss: r.last_train_loss.unwrap_or(f64::NAN),
+            last_val_loss: r.last_val_loss.unwrap_or(f64::NAN),
+        }
+    }
+}
+
+impl From<SweepRow> for v1::Sweep {
+    fn from(s: SweepRow) -> v1::Sweep {
+        v1::Sweep {
+            id: s.id,
+            name: s.name,
+            dataset_id: s.dataset_id,
+            spec: s.spec,
+            priority: s.priority,
+            runs: s.runs,
+            created_at: Some(ts(s.created_at)),
+        }
+    }
+}
+
+impl From<CheckpointRow> for v1::Checkpoint {
+    fn from(c: CheckpointRow) -> v1::Checkpoint {
+        v1::Checkpoint {
+            id: c.id,
+            run_id: c.run_id,
+            epoch: c.epoch,
+            size: c.size,
+            sha256: c.sha256,
+            val_loss: c.val_loss,
+            created_at: Some(ts(c.created_at)),
+        }
+    }
+}
+
+const SWEEP_SELECT: &str = "select s.id, s.name, s.dataset_id, s.spec, s.priority, s.created_at,
+    (select count(*)::int from sweep_runs sr where sr.sweep_id = s.id) as runs from sweeps s";
+
+fn page(page_size: i32, page_token: &str) -> Result<(i64, i64)> {
+    let size = if page_size <= 0 { 50 } else { page_size.min(1000) } as i64;
+    let offset = if page_token.is_empty() {
+        0
+    } else {
+        page_token
+            .parse::<i64>()
+            .ok()
+            .filter(|o| *o >= 0)
+            .ok_or_else(|| ServiceError::Invalid(format!("page_token: '{page_token}' is not a token from a previous page")))?
+    };
+    Ok((size, offset))
+}
+
+fn next_token(got: usize, size: i64, offset: i64) -> String {
+    if got as i64 > size { (offset + size).to_string() } else { String::new() }
+}
+
+/// Sweeps, newest first.
+pub async fn list_sweeps(pool: &PgPool, page_size: i32, page_token: &str) -> Result<(Vec<SweepRow>, String)> {
+    let (size, offset) = page(page_size, page_token)?;
+    let mut rows: Vec<SweepRow> = sqlx::query_as(&format!("{SWEEP_SELECT} order by s.id desc limit $1 offset $2"))
+        .bind(size + 1)
+        .bind(offset)
+        .fetch_all(pool)
+        .await?;
+    let token = next_token(rows.len(), size, offset);
+    rows.truncate(size as usize);
+    Ok((rows, token))
+}
+
+/// One sweep, its counts by state and its best run.
+pub async fn get_sweep(pool: &PgPool, id: i64) -> Result<v1::GetSweepResponse> {
+    let sweep: SweepRow = sqlx::query_as(&format!("{SWEEP_SELECT} where s.id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("no sweep {id}")))?;
+    let counts = sqlx::query(
+        "select r.state, count(*)::int as n from sweep_runs sr join runs r on r.id = sr.run_id
+         where sr.sweep_id = $1 group by r.state",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(|r| (r.get::<String, _>("state"), r.get::<i32, _>("n")))
+    .collect();
+    let best: Option<RunRow> = sqlx::query_as(&format!(
+        "{} join sweep_runs sr on sr.run_id = r.id where sr.sweep_id = $1 and r.best_val_loss is not null
+         order by r.best_val_loss, r.id limit 1",
+        RunRow::SELECT
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(v1::GetSweepResponse { sweep: Some(sweep.into()), counts, best_run: best.map(Into::into) })
+}
+
+/// Runs matching a filter.
+pub async fn list_runs(pool: &PgPool, req: &v1::ListRunsRequest) -> Result<(Vec<RunRow>, String)> {
+    let (size, offset) = page(req.page_size, &req.page_token)?;
+    let mut q = QueryBuilder::new(RunRow::SELECT);
+    if req.sweep_id != 0 {
+        q.push(" join sweep_runs sr on sr.run_id = r.id and sr.sweep_id = ").push_bind(req.sweep_id);
+    }
+    q.push(" where true");
+    let state = v1::RunState::try_from(req.state).unwrap_or(v1::RunState::Unspecified);
+    if state != v1::RunState::Unspecified {
+        q.push(" and r.state = ").push_bind(state.db_name());
+    }
+    if req.dataset_id != 0 {
+        q.push(" and r.dataset_id = ").push_bind(req.dataset_id);
+    }
+    let mut keys: Vec<_> = req.config.iter().collect();
+    keys.sort();
+    for (k, v) in keys {
+        if !poet_core::config::KEYS.contains(&k.as_str()) {
+            return Err(ServiceError::Invalid(format!("config.{k}: unknown config key")));
+        }
+        let value: serde_json::Value = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.clone()));
+        let mut obj = serde_json::Map::new();
+        obj.insert(k.clone(), value);
+        q.push(" and r.config @> ").push_bind(serde_json::Value::Object(obj));
+    }
+    match req.order_by.as_str() {
+        "" | "created" => q.push(" order by r.id desc"),
+        "best_val_loss" => q.push(" order by r.best_val_loss asc nulls last, r.id"),
+        "duration" => q.push(" order by coalesce(r.finished_at, now()) - r.started_at desc nulls last, r.id"),
+        other => {
+            return Err(ServiceError::Invalid(format!(
+                "order_by: '{other}' is not one of created, best_val_loss, duration"
+            )));
+        }
+    };
+    q.push(" limit ").push_bind(size + 1).push(" offset ").push_bind(offset);
+    let mut rows: Vec<RunRow> = q.build_query_as().fetch_all(pool).await?;
+    let token = next_token(rows.len(), size, offset);
+    rows.truncate(size as usize);
+    Ok((rows, token))
+}
+
+/// One run with attempts, epochs and checkpoints: four queries.
+pub async fn get_run(pool: &PgPool, id: i64) -> Result<v1::GetRunResponse> {
+    let run: RunRow = sqlx::query_as(&format!("{} where r.id = $1", RunRow::SELECT))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("no run {id}")))?;
+    let attempts = sqlx::query(
+        "select a.attempt, a.worker_id, w.host, a.started_at, a.ended_at, a.outcome, a.detail, a.resumed_from_epoch
+         from run_attempts a join workers w on w.id = a.worker_id where a.run_id = $1 order by a.attempt",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(|r| v1::Attempt {
+        attempt: r.get("attempt"),
+        worker_id: r.get("worker_id"),
+        worker_host: r.get("host"),
+        started_at: Some(ts(r.get("started_at"))),
+        ended_at: ots(r.get("ended_at")),
+        outcome: r.get::<Option<String>, _>("outcome").unwrap_or_default(),
+        detail: r.get::<Option<String>, _>("detail").unwrap_or_default(),
+        resumed_from_epoch: r.get("resumed_from_epoch"),
+    })
+    .collect();
+    let epochs = sqlx::query(
+        "select epoch, attempt, train_loss, val_loss, duration_s, chars_per_sec, metrics::text as metrics, reported_at
+         from epochs where run_id = $1 order by epoch",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(|r| v1::Epoch {
+        epoch: r.get("epoch"),
+        attempt: r.get("attempt"),
+        train_loss: r.get("train_loss"),
+        val_loss: r.get("val_loss"),
+        duration_s: r.get("duration_s"),
+        chars_per_sec: r.get("chars_per_sec"),
+        metrics_json: r.get("metrics"),
+        reported_at: Some(ts(r.get("reported_at"))),
+    })
+    .collect();
+    let checkpoints: Vec<CheckpointRow> =
+        sqlx::query_as("select * from checkpoints where run_id = $1 and live order by epoch")
+            .bind(id)
+            .fetch_all(pool)
+            .await?;
+    let best = checkpoints
+        .iter()
+        .min_by(|a, b| a.val_loss.total_cmp(&b.val_loss).then(a.epoch.cmp(&b.epoch)))
+        .map(|c| c.id)
+        .unwrap_or(0);
+    Ok(v1::GetRunResponse {
+        run: Some(run.into()),
+        attempts,
+        epochs,
+        checkpoints: checkpoints.into_iter().map(Into::into).collect(),
+        best_checkpoint_id: best,
+    })
+}
+
+/// Workers, most recently seen first.
+pub async fn list_workers(pool: &PgPool, include_stale: bool) -> Result<Vec<v1::Worker>> {
+    let rows = sqlx::query(
+        "select w.*, (select r.id from runs r where r.lease_owner = w.id and r.state = 'running' limit 1) as run_id
+         from workers w where $1 or w.last_seen_at > now() - interval '1 hour'
+         order by w.last_seen_at desc",
+    )
+    .bind(include_stale)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| v1::Worker {
+            id: r.get("id"),
+            host: r.get("host"),
+            device: r.get("device"),
+            gpu_name: r.get("gpu_name"),
+            gpu_memory_bytes: r.get("gpu_memory_bytes"),
+            current_run_id: r.get::<Option<i64>, _>("run_id").unwrap_or(0),
+            last_seen_at: Some(ts(r.get("last_seen_at"))),
+            registered_at: Some(ts(r.get("registered_at"))),
+            version: r.get("version"),
+        })
+        .collect())
+}
+
+/// Converts a dataset row (from `select * from datasets`).
+pub fn dataset_from_row(r: &sqlx::postgres::PgRow) -> v1::Dataset {
+    let params: serde_json::Value = r.get("params");
+    let counts: serde_json::Value = r.get("counts");
+    v1::Dataset {
+        id: r.get("id"),
+        name: r.get("name"),
+        version: r.get("version"),
+        content_hash: r.get("content_hash"),
+        poems: r.get("poems"),
+        chars: r.get("chars"),
+        vocab: r.get("vocab"),
+        stats_json: serde_json::json!({"params": params, "counts": counts}).to_string(),
+        created_at: Some(ts(r.get("created_at"))),
+        shards: r.get("shards"),
+        validation_shards: r.get("validation_shards"),
+    }
+}
+
+/// Ready dataset versions, newest first.
+pub async fn list_datasets(pool: &PgPool, name: &str) -> Result<Vec<v1::Dataset>> {
+    let rows = sqlx::query(
+        "select * from datasets where state = 'ready' and ($1 = '' or name = $1) order by created_at desc, id desc",
+    )
+    .bind(name)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.iter().map(dataset_from_row).collect())
+}
+
+/// One ready dataset by id.
+pub async fn get_dataset(pool: &PgPool, id: i64) -> Result<v1::Dataset> {
+    let row = sqlx::query("select * from datasets where id = $1 and state = 'ready'")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("no dataset {id}")))?;
+    Ok(dataset_from_row(&row))
+}

@@ -1,0 +1,627 @@
+//! The durable job queue of training runs in Postgres.
+//!
+//! A run moves `queued → running → succeeded | failed | cancelled` (CHECK constraints in
+//! `sql/migrations/0002_queue.sql`). Claiming is one `FOR UPDATE SKIP LOCKED` CTE, highest
+//! priority then oldest first, so any number of coordinator replicas never lease a run twice.
+//! Every lease mints a fresh `lease_id`; every worker write names it and is refused
+//! (FAILED_PRECONDITION) once the run was re-leased, cancelled or finished: fencing. The
+//! reaper requeues runs whose lease expired (or fails them after `max_attempts`). A requeued
+//! run resumes from its latest checkpoint: epochs reported after that checkpoint belonged to
+//! a lost attempt with no state to continue from, so the claim discards them, which keeps each
+//! run's epochs 1..E contiguous and unique.
+//!
+//! Every function takes `now` so tests move time instead of sleeping.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Postgres, Row, Transaction};
+use uuid::Uuid;
+
+use crate::error::{Result, ServiceError, fenced};
+
+/// The lease a worker presents with every write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseRef {
+    /// Run id.
+    pub run_id: i64,
+    /// The lease id minted at claim.
+    pub lease_id: Uuid,
+}
+
+/// A checkpoint row.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CheckpointRow {
+    /// Id.
+    pub id: i64,
+    /// Run.
+    pub run_id: i64,
+    /// Epoch it was taken after.
+    pub epoch: i32,
+    /// Attempt that wrote it.
+    pub attempt: i32,
+    /// Object-store key.
+    pub key: String,
+    /// Bytes.
+    pub size: i64,
+    /// sha256 hex.
+    pub sha256: String,
+    /// Validation loss of its epoch.
+    pub val_loss: f64,
+    /// Whether the blob is still kept.
+    pub live: bool,
+    /// When stored.
+    pub created_at: DateTime<Utc>,
+}
+
+/// What a worker gets when it claims a run.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// The lease.
+    pub lease: LeaseRef,
+    /// Attempt number of this lease.
+    pub attempt: i32,
+    /// Resolved config JSON.
+    pub config: String,
+    /// Dataset id.
+    pub dataset_id: i64,
+    /// Checkpoint to resume from.
+    pub resume_from: Option<CheckpointRow>,
+    /// Epoch rows discarded because no checkpoint covered them.
+    pub discarded_epochs: u64,
+}
+
+/// One epoch report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpochReport {
+    /// 1-based epoch.
+    pub epoch: i32,
+    /// Mean train loss, nats/char.
+    pub train_loss: f64,
+    /// Validation loss, nats/char.
+    pub val_loss: f64,
+    /// Seconds.
+    pub duration_s: f64,
+    /// Throughput.
+    pub chars_per_sec: f64,
+    /// Extra metrics JSON.
+    pub metrics: serde_json::Value,
+}
+
+/// The heartbeat's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Beat {
+    /// Lease extended.
+    Extended,
+    /// The run was cancelled: stop.
+    Cancel,
+}
+
+/// How a worker gives a run up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GiveUp {
+    /// Graceful shutdown: requeue now, not a failure.
+    Release,
+    /// A failed attempt: retried until max_attempts.
+    Retry,
+    /// Retrying cannot help.
+    Permanent,
+}
+
+/// Counts from a cancel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cancelled {
+    /// Queued runs cancelled at once.
+    pub cancelled: i32,
+    /// Running runs told to stop at their next heartbeat.
+    pub requested: i32,
+}
+
+/// A run the reaper moved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reaped {
+    /// Run id.
+    pub run_id: i64,
+    /// New state: queued, failed or cancelled.
+    pub state: String,
+}
+
+/// The queue over a pool.
+#[derive(Debug, Clone)]
+pub struct Queue {
+    pool: PgPool,
+    lease_ttl: chrono::Duration,
+}
+
+fn ttl_after(now: DateTime<Utc>, ttl: chrono::Duration) -> DateTime<Utc> {
+    now + ttl
+}
+
+impl Queue {
+    /// A queue whose leases live `lease_ttl` without a heartbeat.
+    pub fn new(pool: PgPool, lease_ttl: std::time::Duration) -> Self {
+        Queue { pool, lease_ttl: chrono::Duration::from_std(lease_ttl).expect("ttl fits") }
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Lease lifetime.
+    pub fn lease_ttl(&self) -> chrono::Duration {
+        self.lease_ttl
+    }
+
+    /// Claims the next run for `worker_id`, if any is queued.
+    #[tracing::instrument(name = "coordinator.queue.claim", skip(self))]
+    pub async fn claim(&self, worker_id: i64, now: DateTime<Utc>) -> Result<Option<Claimed>> {
+        let mut tx = self.pool.begin().await?;
+        let lease_id = Uuid::new_v4();
+        let row = sqlx::query(
+            "with next as (
+                 select id from runs where state = 'queued'
+                 order by priority desc, id limit 1 for update skip locked
+             )
+             update runs r set state = 'running', attempt = r.attempt + 1, lease_id = $1,
+                 lease_owner = $2, lease_expires_at = $3, started_at = coalesce(r.started_at, $4),
+                 cancel_requested = false
+             from next where r.id = next.id
+             returning r.id, r.attempt, r.config::text as config, r.dataset_id",
+        )
+        .bind(lease_id)
+        .bind(worker_id)
+        .bind(ttl_after(now, self.lease_ttl))
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            tx.commit().await?;
+            return Ok(None);
+        };
+        let run_id: i64 = row.get("id");
+        let attempt: i32 = row.get("attempt");
+        let resume: Option<CheckpointRow> = sqlx::query_as(
+            "select * from checkpoints where run_id = $1 and live order by epoch desc limit 1",
+        )
+        .bind(run_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let resume_epoch = resume.as_ref().map(|c| c.epoch).unwrap_or(0);
+        let discarded = sqlx::query("delete from epochs where run_id = $1 and epoch > $2")
+            .bind(run_id)
+            .bind(resume_epoch)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if discarded > 0 {
+            refresh_run_stats(&mut tx, run_id).await?;
+        }
+        sqlx::query(
+            "insert into run_attempts (run_id, attempt, lease_id, worker_id, resumed_from_epoch, started_at)
+             values ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(run_id)
+        .bind(attempt)
+        .bind(lease_id)
+        .bind(worker_id)
+        .bind(resume_epoch)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(Claimed {
+            lease: LeaseRef { run_id, lease_id },
+            attempt,
+            config: row.get("config"),
+            dataset_id: row.get("dataset_id"),
+            resume_from: resume,
+            discarded_epochs: discarded,
+        }))
+    }
+
+    /// Extends a lease. A run with a pending cancel is cancelled here and the worker told so.
+    #[tracing::instrument(name = "coordinator.queue.heartbeat", skip(self))]
+    pub async fn heartbeat(&self, lease: LeaseRef, now: DateTime<Utc>) -> Result<Beat> {
+        let row = sqlx::query(
+            "update runs set lease_expires_at = $3
+             where id = $1 and lease_id = $2 and state = 'running'
+             returning cancel_requested",
+        )
+        .bind(lease.run_id)
+        .bind(lease.lease_id)
+        .bind(ttl_after(now, self.lease_ttl))
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(r) if r.get::<bool, _>("cancel_requested") => {
+                self.finish(lease, "cancelled", "cancelled", None, now).await?;
+                Ok(Beat::Cancel)
+            }
+            Some(_) => Ok(Beat::Extended),
+            None => {
+                // Cancelled while the worker was between heartbeats: say so plainly.
+                let outcome: Option<Option<String>> =
+                    sqlx::query_scalar("select outcome from run_attempts where lease_id = $1")
+                        .bind(lease.lease_id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                match outcome {
+                    Some(Some(o)) if o == "cancelled" => Ok(Beat::Cancel),
+                    _ => Err(fenced(lease.run_id)),
+                }
+            }
+        }
+    }
+
+    /// Locks the run and checks the lease; returns (attempt, epochs_done, epochs_total).
+    async fn check_lease(tx: &mut Transaction<'_, Postgres>, lease: LeaseRef) -> Result<(i32, i32, i32)> {
+        let row = sqlx::query(
+            "select state, lease_id, attempt, epochs_done, epochs_total from runs where id = $1 for update",
+        )
+        .bind(lease.run_id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("no run {}", lease.run_id)))?;
+        let state: String = row.get("state");
+        let current: Option<Uuid> = row.get("lease_id");
+        if state != "running" || current != Some(lease.lease_id) {
+            return Err(fenced(lease.run_id));
+        }
+        Ok((row.get("attempt"), row.get("epochs_done"), row.get("epochs_total")))
+    }
+
+    /// Stores an epoch report. Returns false for a retry of a report already stored;
+    /// refuses a different report for a stored epoch, and a gap.
+    #[tracing::instrument(name = "coordinator.queue.report_epoch", skip(self, report), fields(epoch = report.epoch))]
+    pub async fn report_epoch(&self, lease: LeaseRef, report: &EpochReport) -> Result<bool> {
+        for (name, v) in [
+            ("train_loss", report.train_loss),
+            ("val_loss", report.val_loss),
+            ("duration_s", report.duration_s),
+            ("chars_per_sec", report.chars_per_sec),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(ServiceError::Invalid(format!("epoch.{name}: {v} is not a finite non-negative number")));
+            }
+        }
+        let mut tx = self.pool.begin().await?;
+        let (attempt, done, total) = Self::check_lease(&mut tx, lease).await?;
+        if report.epoch < 1 || report.epoch > total {
+            return Err(ServiceError::Invalid(format!("epoch.epoch: {} is out of range 1..={total}", report.epoch)));
+        }
+        if report.epoch <= done {
+            let existing = sqlx::query("select attempt, train_loss, val_loss from epochs where run_id = $1 and epoch = $2")
+                .bind(lease.run_id)
+                .bind(report.epoch)
+                .fetch_one(&mut *tx)
+                .await?;
+            let same = existing.get::<i32, _>("attempt") == attempt
+                && existing.get::<f64, _>("train_loss") == report.train_loss
+                && existing.get::<f64, _>("val_loss") == report.val_loss;
+            tx.commit().await?;
+            return if same {
+                Ok(false)
+            } else {
+                Err(ServiceError::Conflict(format!(
+                    "epoch {} of run {} is already stored with different values",
+                    report.epoch, lease.run_id
+                )))
+            };
+        }
+        if report.epoch != done + 1 {
+            return Err(ServiceError::FailedPrecondition(format!(
+                "epoch {} reported before epoch {} of run {}",
+                report.epoch,
+                done + 1,
+                lease.run_id
+            )));
+        }
+        sqlx::query(
+            "insert into epochs (run_id, epoch, attempt, train_loss, val_loss, duration_s, chars_per_sec, metrics)
+             values ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(lease.run_id)
+        .bind(report.epoch)
+        .bind(attempt)
+        .bind(report.train_loss)
+        .bind(report.val_loss)
+        .bind(report.duration_s)
+        .bind(report.chars_per_sec)
+        .bind(&report.metrics)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "update runs set epochs_done = $2, last_train_loss = $3, last_val_loss = $4,
+                 best_epoch = case when best_val_loss is null or $4 < best_val_loss then $2 else best_epoch end,
+                 best_val_loss = least(coalesce(best_val_loss, $4), $4)
+             where id = $1",
+        )
+        .bind(lease.run_id)
+        .bind(report.epoch)
+        .bind(report.train_loss)
+        .bind(report.val_loss)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Checks, before any byte is stored, that a checkpoint for `epoch` may be uploaded.
+    /// Returns the attempt number (part of the key).
+    pub async fn check_checkpoint(&self, lease: LeaseRef, epoch: i32) -> Result<i32> {
+        let mut tx = self.pool.begin().await?;
+        let (attempt, done, _) = Self::check_lease(&mut tx, lease).await?;
+        tx.commit().await?;
+        if epoch < 1 || epoch > done {
+            return Err(ServiceError::FailedPrecondition(format!(
+                "checkpoint for epoch {epoch} of run {} before its epoch report (epochs reported: {done})",
+                lease.run_id
+            )));
+        }
+        Ok(attempt)
+    }
+
+    /// Records a durable checkpoint blob (fenced), then applies retention. Returns the row
+    /// and the keys whose blobs the caller must delete (retention, or a duplicate upload).
+    #[tracing::instrument(name = "coordinator.queue.commit_checkpoint", skip(self, key, sha256))]
+    pub async fn commit_checkpoint(
+        &self,
+        lease: LeaseRef,
+        epoch: i32,
+        key: &str,
+        size: i64,
+        sha256: &str,
+        keep_last: u32,
+        now: DateTime<Utc>,
+    ) -> Result<(CheckpointRow, Vec<String>)> {
+        let mut tx = self.pool.begin().await?;
+        let (attempt, done, _) = Self::check_lease(&mut tx, lease).await?;
+        if epoch < 1 || epoch > done {
+            return Err(ServiceError::FailedPrecondition(format!("checkpoint for unreported epoch {epoch}")));
+        }
+        let existing: Option<CheckpointRow> = sqlx::query_as("select * from checkpoints where run_id = $1 and epoch = $2")
+            .bind(lease.run_id)
+            .bind(epoch)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(e) = existing {
+            tx.commit().await?;
+            if e.sha256 == sha256 {
+                let extra = if e.key != key { vec![key.to_string()] } else { vec![] };
+                return Ok((e, extra));
+            }
+            return Err(ServiceError::Conflict(format!(
+                "a different checkpoint for epoch {epoch} of run {} is already stored",
+                lease.run_id
+            )));
+        }
+        let val_loss: f64 = sqlx::query_scalar("select val_loss from epochs where run_id = $1 and epoch = $2")
+            .bind(lease.run_id)
+            .bind(epoch)
+            .fetch_one(&mut *tx)
+            .await?;
+        let row: CheckpointRow = sqlx::query_as(
+            "insert into checkpoints (run_id, epoch, attempt, key, size, sha256, val_loss, created_at)
+             values ($1, $2, $3, $4, $5, $6, $7, $8) returning *",
+        )
+        .bind(lease.run_id)
+        .bind(epoch)
+        .bind(attempt)
+        .bind(key)
+        .bind(size)
+        .bind(sha256)
+        .bind(val_loss)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        // Retention: keep the best (lowest val loss) and the last `keep_last`.
+        let dropped: Vec<String> = sqlx::query_scalar(
+            "update checkpoints set live = false
+             where run_id = $1 and live
+               and id not in (select id from checkpoints where run_id = $1 and live order by epoch desc limit $2)
+               and id <> (select id from checkpoints where run_id = $1 and live order by val_loss, epoch limit 1)
+             returning key",
+        )
+        .bind(lease.run_id)
+        .bind(keep_last.max(1) as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok((row, dropped))
+    }
+
+    /// Finishes a run successfully; every epoch must be reported.
+    #[tracing::instrument(name = "coordinator.queue.complete", skip(self))]
+    pub async fn complete(&self, lease: LeaseRef, now: DateTime<Utc>) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let (_, done, total) = Self::check_lease(&mut tx, lease).await?;
+        if done < total {
+            return Err(ServiceError::FailedPrecondition(format!(
+                "run {} has {done} of {total} epochs reported; report every epoch before completing",
+                lease.run_id
+            )));
+        }
+        end_lease(&mut tx, lease, "succeeded", "completed", None, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Ends a lease with a terminal or queued state (used by heartbeat-cancel).
+    async fn finish(&self, lease: LeaseRef, state: &str, outcome: &str, detail: Option<&str>, now: DateTime<Utc>) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        Self::check_lease(&mut tx, lease).await?;
+        end_lease(&mut tx, lease, state, outcome, detail, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A worker gives a run up.
+    #[tracing::instrument(name = "coordinator.queue.fail", skip(self, reason))]
+    pub async fn fail(&self, lease: LeaseRef, reason: &str, how: GiveUp, now: DateTime<Utc>) -> Result<String> {
+        let mut tx = self.pool.begin().await?;
+        Self::check_lease(&mut tx, lease).await?;
+        let row = sqlx::query("select failures, max_attempts, cancel_requested from runs where id = $1")
+            .bind(lease.run_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let failures: i32 = row.get("failures");
+        let max: i32 = row.get("max_attempts");
+        let (state, outcome) = match how {
+            _ if row.get::<bool, _>("cancel_requested") => ("cancelled", "cancelled"),
+            GiveUp::Release => ("queued", "released"),
+            GiveUp::Permanent => ("failed", "failed"),
+            GiveUp::Retry if failures + 1 >= max => ("failed", "failed"),
+            GiveUp::Retry => ("queued", "failed"),
+        };
+        if how != GiveUp::Release {
+            sqlx::query("update runs set failures = failures + 1 where id = $1")
+                .bind(lease.run_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let error = match state {
+            "failed" if how == GiveUp::Retry => Some(format!("{reason} (attempt {} of {max})", failures + 1)),
+            "failed" => Some(reason.to_string()),
+            _ => None,
+        };
+        end_lease(&mut tx, lease, state, outcome, Some(reason), now).await?;
+        if let Some(e) = error {
+            sqlx::query("update runs set error = $2 where id = $1").bind(lease.run_id).bind(e).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(state.to_string())
+    }
+
+    /// Requeues (or fails, or cancels) every run whose lease expired before `now`. Safe to
+    /// run on every replica at once: rows are taken with SKIP LOCKED.
+    #[tracing::instrument(name = "coordinator.queue.reap", skip(self))]
+    pub async fn reap(&self, now: DateTime<Utc>) -> Result<Vec<Reaped>> {
+        let rows = sqlx::query(
+            "with expired as (
+                 select id from runs where state = 'running' and lease_expires_at < $1
+                 for update skip locked
+             ), upd as (
+                 update runs r set
+                     failures = r.failures + case when r.cancel_requested then 0 else 1 end,
+                     state = case when r.cancel_requested then 'cancelled'
+                                  when r.failures + 1 >= r.max_attempts then 'failed'
+                                  else 'queued' end,
+                     error = case when r.cancel_requested then r.error
+                                  when r.failures + 1 >= r.max_attempts then
+                                      format('lease expired on attempt %s: %s of %s attempts failed',
+                                             r.attempt, r.failures + 1, r.max_attempts)
+                                  else r.error end,
+                     finished_at = case when r.cancel_requested or r.failures + 1 >= r.max_attempts
+                                        then $1 else null end,
+                     lease_id = null, lease_owner = null, lease_expires_at = null
+                 from expired where r.id = expired.id
+                 returning r.id, r.attempt, r.state
+             ), att as (
+                 update run_attempts a set ended_at = $1,
+                     outcome = case when upd.state = 'cancelled' then 'cancelled' else 'lease_expired' end,
+                     detail = 'no heartbeat before the lease expired'
+                 from upd where a.run_id = upd.id and a.attempt = upd.attempt and a.ended_at is null
+             )
+             select id, state from upd order by id",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|r| Reaped { run_id: r.get("id"), state: r.get("state") }).collect())
+    }
+
+    /// Cancels one run.
+    pub async fn cancel_run(&self, run_id: i64, reason: &str, now: DateTime<Utc>) -> Result<Cancelled> {
+        let exists: Option<i64> = sqlx::query_scalar("select id from runs where id = $1")
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        if exists.is_none() {
+            return Err(ServiceError::NotFound(format!("no run {run_id}")));
+        }
+        self.cancel_where("id = $1", run_id, reason, now).await
+    }
+
+    /// Cancels every unfinished run created by a sweep.
+    pub async fn cancel_sweep(&self, sweep_id: i64, reason: &str, now: DateTime<Utc>) -> Result<Cancelled> {
+        let exists: Option<i64> = sqlx::query_scalar("select id from sweeps where id = $1")
+            .bind(sweep_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        if exists.is_none() {
+            return Err(ServiceError::NotFound(format!("no sweep {sweep_id}")));
+        }
+        self.cancel_where("sweep_id = $1", sweep_id, reason, now).await
+    }
+
+    async fn cancel_where(&self, cond: &str, id: i64, reason: &str, now: DateTime<Utc>) -> Result<Cancelled> {
+        let reason = if reason.is_empty() { "cancelled by user" } else { reason };
+        let sql = format!(
+            "update runs set
+                 state = case when state = 'queued' then 'cancelled' else state end,
+                 cancel_requested = (state = 'running'),
+                 finished_at = case when state = 'queued' then $3 else finished_at end,
+                 error = $2
+             where {cond} and state in ('queued', 'running') and not cancel_requested
+             returning state"
+        );
+        let states: Vec<String> =
+            sqlx::query_scalar(&sql).bind(id).bind(reason).bind(now).fetch_all(&self.pool).await?;
+        let mut c = Cancelled::default();
+        for s in states {
+            if s == "cancelled" {
+                c.cancelled += 1;
+            } else {
+                c.requested += 1;
+            }
+        }
+        Ok(c)
+    }
+}
+
+/// Ends the current lease of a locked, running run.
+async fn end_lease(
+    tx: &mut Transaction<'_, Postgres>,
+    lease: LeaseRef,
+    state: &str,
+    outcome: &str,
+    detail: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let terminal = matches!(state, "succeeded" | "failed" | "cancelled");
+    sqlx::query(
+        "update runs set state = $2, lease_id = null, lease_owner = null, lease_expires_at = null,
+             cancel_requested = false, finished_at = case when $3 then $4 else null end
+         where id = $1",
+    )
+    .bind(lease.run_id)
+    .bind(state)
+    .bind(terminal)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("update run_attempts set ended_at = $2, outcome = $3, detail = $4 where lease_id = $1")
+        .bind(lease.lease_id)
+        .bind(now)
+        .bind(outcome)
+        .bind(detail)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Recomputes a run's epoch summary columns from its epoch rows.
+async fn refresh_run_stats(tx: &mut Transaction<'_, Postgres>, run_id: i64) -> Result<()> {
+    sqlx::query(
+        "update runs r set
+             epochs_done = coalesce((select max(epoch) from epochs where run_id = $1), 0),
+             best_val_loss = (select min(val_loss) from epochs where run_id = $1),
+             best_epoch = (select epoch from epochs where run_id = $1 order by val_loss, epoch limit 1),
+             last_train_loss = (select train_loss from epochs where run_id = $1 order by epoch desc limit 1),
+             last_val_loss = (select val_loss from epochs where run_id = $1 order by epoch desc limit 1)
+         where r.id = $1",
+    )
+    .bind(run_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

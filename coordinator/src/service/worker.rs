@@ -1,0 +1,401 @@
+//! The worker-facing gRPC service: registration, long-poll leasing, heartbeats, fenced
+//! epoch reports and checkpoint uploads, downloads, and generation jobs.
+
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::{Stream, StreamExt};
+use poet_proto::v1::{self, worker_service_server::WorkerService};
+use sha2::{Digest, Sha256};
+use tonic::{Request, Response, Status, Streaming};
+use uuid::Uuid;
+
+use super::Shared;
+use crate::artifacts::Artifacts;
+use crate::error::ServiceError;
+use crate::queue::{Beat, EpochReport, GiveUp, LeaseRef};
+
+/// Largest chunk sent or accepted in a stream.
+pub const CHUNK: usize = 1 << 20;
+/// How long an upload may go without a message.
+const UPLOAD_IDLE: Duration = Duration::from_secs(60);
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+fn lease_ref(lease: Option<&v1::Lease>) -> Result<LeaseRef, ServiceError> {
+    let l = lease.ok_or_else(|| ServiceError::Invalid("lease: missing".into()))?;
+    let lease_id = Uuid::parse_str(&l.lease_id)
+        .map_err(|_| ServiceError::Invalid(format!("lease.lease_id: '{}' is not a lease id", l.lease_id)))?;
+    Ok(LeaseRef { run_id: l.run_id, lease_id })
+}
+
+impl Shared {
+    fn count_fenced<T>(&self, r: &Result<T, ServiceError>) {
+        if let Err(ServiceError::FailedPrecondition(_)) = r {
+            self.metrics.fenced.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    async fn touch_worker(&self, worker_id: i64) -> Result<(), ServiceError> {
+        let n = sqlx::query("update workers set last_seen_at = now() where id = $1")
+            .bind(worker_id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(ServiceError::NotFound(format!("no worker {worker_id}; call Register first")));
+        }
+        Ok(())
+    }
+
+    async fn run_lease(&self, c: crate::queue::Claimed) -> Result<v1::RunLease, ServiceError> {
+        let dataset = crate::history::get_dataset(&self.pool, c.dataset_id).await?;
+        Ok(v1::RunLease {
+            lease: Some(v1::Lease { run_id: c.lease.run_id, lease_id: c.lease.lease_id.to_string(), attempt: c.attempt }),
+            config_json: c.config,
+            dataset: Some(dataset),
+            resume_from: c.resume_from.map(Into::into),
+            lease_ttl_ms: self.queue.lease_ttl().num_milliseconds(),
+        })
+    }
+
+    async fn receive_checkpoint(&self, mut stream: Streaming<v1::UploadCheckpointRequest>) -> Result<v1::Checkpoint, ServiceError> {
+        use v1::upload_checkpoint_request::Part;
+        let first = tokio::time::timeout(UPLOAD_IDLE, stream.message())
+            .await
+            .map_err(|_| ServiceError::Invalid("upload: no header within 60 s".into()))?
+            .map_err(|s| ServiceError::Invalid(format!("upload: {}", s.message())))?;
+        let Some(v1::UploadCheckpointRequest { part: Some(Part::Header(h)) }) = first else {
+            return Err(ServiceError::Invalid("upload: the first message must be the header".into()));
+        };
+        let lease = lease_ref(h.lease.as_ref())?;
+        if h.size < 0 || h.size as u64 > self.cfg.max_checkpoint_bytes {
+            return Err(ServiceError::TooLarge(format!(
+                "header.size: {} is outside 0..={}",
+                h.size, self.cfg.max_checkpoint_bytes
+            )));
+        }
+        let want_sha = h.sha256.to_ascii_lowercase();
+        if want_sha.len() != 64 || !want_sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ServiceError::Invalid("header.sha256: not 64 hex digits".into()));
+        }
+        let attempt = self.queue.check_checkpoint(lease, h.epoch).await?;
+        let key = Artifacts::checkpoint_key(lease.run_id, h.epoch, attempt, &want_sha);
+        let mut writer = self.artifacts.writer(&key).await.map_err(|e| ServiceError::Storage(e.to_string()))?;
+        let mut hasher = Sha256::new();
+        let mut received: u64 = 0;
+        let outcome: Result<(), ServiceError> = async {
+            loop {
+                let msg = tokio::time::timeout(UPLOAD_IDLE, stream.message())
+                    .await
+                    .map_err(|_| ServiceError::Invalid("upload: stalled for 60 s".into()))?
+                    .map_err(|s| ServiceError::Invalid(format!("upload: {}", s.message())))?;
+                let Some(msg) = msg else { break };
+                match msg.part {
+                    Some(Part::Data(d)) => {
+                        received += d.len() as u64;
+                        if received > h.size as u64 {
+                            return Err(ServiceError::Invalid(format!(
+                                "upload: more bytes than the declared size {}",
+                                h.size
+                            )));
+                        }
+                        hasher.update(&d);
+                        writer.write(&d);
+                    }
+                    _ => return Err(ServiceError::Invalid("upload: a second header".into())),
+                }
+            }
+            if received != h.size as u64 {
+                return Err(ServiceError::Invalid(format!("upload: truncated, got {received} of {} bytes", h.size)));
+            }
+            let got = hex::encode(hasher.finalize_reset());
+            if got != want_sha {
+                return Err(ServiceError::Invalid(format!("upload: sha256 mismatch (declared {want_sha}, got {got})")));
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = outcome {
+            writer.abort().await;
+            return Err(e);
+        }
+        writer.finish().await.map_err(|e| ServiceError::Storage(e.to_string()))?;
+        let committed = self
+            .queue
+            .commit_checkpoint(lease, h.epoch, &key, h.size, &want_sha, self.cfg.keep_last_checkpoints, Utc::now())
+            .await;
+        match committed {
+            Ok((row, drop_keys)) => {
+                self.metrics.checkpoints_stored.fetch_add(1, Ordering::Relaxed);
+                for k in drop_keys {
+                    self.delete_unreferenced(&k).await;
+                }
+                Ok(row.into())
+            }
+            Err(e) => {
+                self.delete_unreferenced(&key).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Deletes a blob unless a live checkpoint row still names it.
+    async fn delete_unreferenced(&self, key: &str) {
+        let live: Result<Option<i64>, _> = sqlx::query_scalar("select id from checkpoints where key = $1 and live")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await;
+        if let Ok(None) = live
+            && let Err(e) = self.artifacts.delete(key).await
+        {
+            tracing::warn!(key, error = %e, "could not delete checkpoint blob");
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl WorkerService for Shared {
+    async fn register(&self, req: Request<v1::RegisterRequest>) -> Result<Response<v1::RegisterResponse>, Status> {
+        let _t = self.metrics.timer("Register");
+        let r = req.into_inner();
+        if r.host.is_empty() || r.device.is_empty() {
+            return Err(ServiceError::Invalid("host and device must be set".into()).into());
+        }
+        let reused: Option<i64> = if r.worker_id != 0 {
+            sqlx::query_scalar(
+                "update workers set host = $2, device = $3, gpu_name = $4, gpu_memory_bytes = $5, version = $6, last_seen_at = now()
+                 where id = $1 returning id",
+            )
+            .bind(r.worker_id)
+            .bind(&r.host)
+            .bind(&r.device)
+            .bind(&r.gpu_name)
+            .bind(r.gpu_memory_bytes)
+            .bind(&r.version)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(ServiceError::from)?
+        } else {
+            None
+        };
+        let id = match reused {
+            Some(id) => id,
+            None => sqlx::query_scalar(
+                "insert into workers (host, device, gpu_name, gpu_memory_bytes, version) values ($1, $2, $3, $4, $5) returning id",
+            )
+            .bind(&r.host)
+            .bind(&r.device)
+            .bind(&r.gpu_name)
+            .bind(r.gpu_memory_bytes)
+            .bind(&r.version)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(ServiceError::from)?,
+        };
+        tracing::info!(worker_id = id, host = %r.host, device = %r.device, "worker registered");
+        Ok(Response::new(v1::RegisterResponse {
+            worker_id: id,
+            heartbeat_interval_ms: self.cfg.heartbeat_interval().as_millis() as i64,
+            lease_ttl_ms: self.cfg.lease_ttl().as_millis() as i64,
+        }))
+    }
+
+    async fn lease_run(&self, req: Request<v1::LeaseRunRequest>) -> Result<Response<v1::LeaseRunResponse>, Status> {
+        let _t = self.metrics.timer("LeaseRun");
+        let r = req.into_inner();
+        self.touch_worker(r.worker_id).await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(r.wait_ms.clamp(0, 60_000) as u64);
+        loop {
+            let notified = self.runs_queued.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(c) = self.queue.claim(r.worker_id, Utc::now()).await? {
+                self.metrics.leases.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(run_id = c.lease.run_id, attempt = c.attempt, worker_id = r.worker_id,
+                    resume_epoch = c.resume_from.as_ref().map(|x| x.epoch).unwrap_or(0), discarded = c.discarded_epochs, "run leased");
+                let lease = self.run_lease(c).await?;
+                return Ok(Response::new(v1::LeaseRunResponse { lease: Some(lease) }));
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(Response::new(v1::LeaseRunResponse { lease: None }));
+            }
+            // Notifications wake us at once; the short poll covers a lost listener connection.
+            let _ = tokio::time::timeout((deadline - now).min(Duration::from_secs(2)), notified).await;
+        }
+    }
+
+    async fn heartbeat(&self, req: Request<v1::HeartbeatRequest>) -> Result<Response<v1::HeartbeatResponse>, Status> {
+        let _t = self.metrics.timer("Heartbeat");
+        let r = req.into_inner();
+        self.touch_worker(r.worker_id).await?;
+        let Some(l) = r.lease.as_ref() else {
+            return Ok(Response::new(v1::HeartbeatResponse { cancel: false, lease_ttl_ms: 0 }));
+        };
+        let lease = lease_ref(Some(l))?;
+        let beat = self.queue.heartbeat(lease, Utc::now()).await;
+        self.count_fenced(&beat);
+        let cancel = beat? == Beat::Cancel;
+        if cancel {
+            tracing::info!(run_id = lease.run_id, "run cancelled at heartbeat");
+        }
+        Ok(Response::new(v1::HeartbeatResponse { cancel, lease_ttl_ms: self.queue.lease_ttl().num_milliseconds() }))
+    }
+
+    async fn report_epoch(&self, req: Request<v1::ReportEpochRequest>) -> Result<Response<v1::ReportEpochResponse>, Status> {
+        let _t = self.metrics.timer("ReportEpoch");
+        let r = req.into_inner();
+        let lease = lease_ref(r.lease.as_ref())?;
+        let e = r.epoch.ok_or_else(|| ServiceError::Invalid("epoch: missing".into()))?;
+        let metrics = if e.metrics_json.is_empty() {
+            serde_json::json!({})
+        } else {
+            serde_json::from_str(&e.metrics_json)
+                .map_err(|err| ServiceError::Invalid(format!("epoch.metrics_json: {err}")))?
+        };
+        let report = EpochReport {
+            epoch: e.epoch,
+            train_loss: e.train_loss,
+            val_loss: e.val_loss,
+            duration_s: e.duration_s,
+            chars_per_sec: e.chars_per_sec,
+            metrics,
+        };
+        let stored = self.queue.report_epoch(lease, &report).await;
+        self.count_fenced(&stored);
+        let stored = stored?;
+        if stored {
+            self.metrics.epochs_reported.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(run_id = lease.run_id, epoch = e.epoch, train_loss = e.train_loss, val_loss = e.val_loss, "epoch reported");
+        }
+        Ok(Response::new(v1::ReportEpochResponse { stored }))
+    }
+
+    async fn upload_checkpoint(
+        &self,
+        req: Request<Streaming<v1::UploadCheckpointRequest>>,
+    ) -> Result<Response<v1::UploadCheckpointResponse>, Status> {
+        let _t = self.metrics.timer("UploadCheckpoint");
+        let result = self.receive_checkpoint(req.into_inner()).await;
+        self.count_fenced(&result);
+        Ok(Response::new(v1::UploadCheckpointResponse { checkpoint: Some(result?) }))
+    }
+
+    type DownloadCheckpointStream = BoxStream<v1::DataChunk>;
+
+    async fn download_checkpoint(
+        &self,
+        req: Request<v1::DownloadCheckpointRequest>,
+    ) -> Result<Response<Self::DownloadCheckpointStream>, Status> {
+        let _t = self.metrics.timer("DownloadCheckpoint");
+        let id = req.into_inner().checkpoint_id;
+        let key: Option<String> = sqlx::query_scalar("select key from checkpoints where id = $1 and live")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(ServiceError::from)?;
+        let key = key.ok_or_else(|| ServiceError::NotFound(format!("no kept checkpoint {id}")))?;
+        let blobs = self.artifacts.get_stream(&key).await.map_err(|e| ServiceError::Storage(e.to_string()))?;
+        let out = blobs.flat_map(|r| {
+            let items: Vec<Result<v1::DataChunk, Status>> = match r {
+                Ok(b) => b.chunks(CHUNK).map(|c| Ok(v1::DataChunk { data: c.to_vec() })).collect(),
+                Err(e) => vec![Err(ServiceError::Storage(e.to_string()).into())],
+            };
+            futures::stream::iter(items)
+        });
+        Ok(Response::new(Box::pin(out)))
+    }
+
+    type DownloadDatasetStream = BoxStream<v1::DatasetChunk>;
+
+    async fn download_dataset(
+        &self,
+        req: Request<v1::DownloadDatasetRequest>,
+    ) -> Result<Response<Self::DownloadDatasetStream>, Status> {
+        let _t = self.metrics.timer("DownloadDataset");
+        use v1::dataset_chunk::Part;
+        let id = req.into_inner().dataset_id;
+        let dataset = crate::history::get_dataset(&self.pool, id).await?;
+        let corpus = crate::datasets::corpus(&self.pool, id).await?;
+        let mut h = Sha256::new();
+        h.update(corpus.train.as_bytes());
+        h.update(corpus.validation.as_bytes());
+        let header = v1::DatasetHeader {
+            dataset: Some(dataset),
+            train_bytes: corpus.train.len() as i64,
+            validation_bytes: corpus.validation.len() as i64,
+            sha256: hex::encode(h.finalize()),
+        };
+        let mut msgs = vec![Ok(v1::DatasetChunk { part: Some(Part::Header(header)) })];
+        msgs.extend(corpus.train.as_bytes().chunks(CHUNK).map(|c| Ok(v1::DatasetChunk { part: Some(Part::Train(c.to_vec())) })));
+        msgs.extend(
+            corpus.validation.as_bytes().chunks(CHUNK).map(|c| Ok(v1::DatasetChunk { part: Some(Part::Validation(c.to_vec())) })),
+        );
+        Ok(Response::new(Box::pin(futures::stream::iter(msgs))))
+    }
+
+    async fn complete_run(&self, req: Request<v1::CompleteRunRequest>) -> Result<Response<v1::CompleteRunResponse>, Status> {
+        let _t = self.metrics.timer("CompleteRun");
+        let lease = lease_ref(req.into_inner().lease.as_ref())?;
+        let r = self.queue.complete(lease, Utc::now()).await;
+        self.count_fenced(&r);
+        r?;
+        tracing::info!(run_id = lease.run_id, "run succeeded");
+        Ok(Response::new(v1::CompleteRunResponse {}))
+    }
+
+    async fn fail_run(&self, req: Request<v1::FailRunRequest>) -> Result<Response<v1::FailRunResponse>, Status> {
+        let _t = self.metrics.timer("FailRun");
+        let r = req.into_inner();
+        let lease = lease_ref(r.lease.as_ref())?;
+        let how = if r.release {
+            GiveUp::Release
+        } else if r.permanent {
+            GiveUp::Permanent
+        } else {
+            GiveUp::Retry
+        };
+        let reason: String = r.reason.chars().take(4000).collect();
+        let state = self.queue.fail(lease, &reason, how, Utc::now()).await;
+        self.count_fenced(&state);
+        let state = state?;
+        tracing::info!(run_id = lease.run_id, ?how, new_state = %state, reason = %reason, "run given up");
+        Ok(Response::new(v1::FailRunResponse {}))
+    }
+
+    async fn lease_generation(
+        &self,
+        req: Request<v1::LeaseGenerationRequest>,
+    ) -> Result<Response<v1::LeaseGenerationResponse>, Status> {
+        let _t = self.metrics.timer("LeaseGeneration");
+        let r = req.into_inner();
+        self.touch_worker(r.worker_id).await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(r.wait_ms.clamp(0, 60_000) as u64);
+        loop {
+            let notified = self.generations_queued.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(job) = crate::generation::claim(&self.pool, r.worker_id, self.queue.lease_ttl(), Utc::now()).await? {
+                return Ok(Response::new(v1::LeaseGenerationResponse { job: Some(job) }));
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(Response::new(v1::LeaseGenerationResponse { job: None }));
+            }
+            let _ = tokio::time::timeout((deadline - now).min(Duration::from_secs(2)), notified).await;
+        }
+    }
+
+    async fn complete_generation(
+        &self,
+        req: Request<v1::CompleteGenerationRequest>,
+    ) -> Result<Response<v1::CompleteGenerationResponse>, Status> {
+        let _t = self.metrics.timer("CompleteGeneration");
+        let r = req.into_inner();
+        crate::generation::complete(&self.pool, &self.artifacts, &self.ngrams, &r, Utc::now()).await?;
+        Ok(Response::new(v1::CompleteGenerationResponse {}))
+    }
+}

@@ -1,0 +1,148 @@
+//! Sweep submission: parse and validate a spec (all checks in `poet_core::sweep`), resolve
+//! its dataset, expand it, and store the sweep and its runs in one transaction, so a bad spec
+//! stores nothing. Runs are unique by config hash (config + dataset content): a config that
+//! already exists, from this sweep or another, is attached to the sweep instead of being
+//! trained again, and the reply lists it.
+
+use poet_core::sweep::{ExpandOptions, SpecFormat, SweepSpec};
+use sqlx::{PgPool, Row};
+
+use crate::error::{Result, ServiceError};
+use crate::history::{RunRow, SweepRow};
+
+/// A submission's outcome.
+#[derive(Debug)]
+pub struct Submitted {
+    /// The stored sweep (None on a dry run).
+    pub sweep: Option<SweepRow>,
+    /// Runs created.
+    pub created: Vec<RunRow>,
+    /// Runs that already existed with the same config.
+    pub existing: Vec<RunRow>,
+    /// Configs produced twice by the spec.
+    pub duplicates_in_spec: usize,
+    /// On a dry run: the configs that would be created.
+    pub planned: Vec<String>,
+}
+
+/// A dataset version resolved from a spec.
+#[derive(Debug, Clone)]
+pub struct DatasetPick {
+    /// Id.
+    pub id: i64,
+    /// Content hash (part of every run hash).
+    pub content_hash: String,
+}
+
+/// Resolves "name" (latest ready version) or "name@v".
+pub async fn resolve_dataset(pool: &PgPool, name: &str, version: Option<i32>) -> Result<DatasetPick> {
+    let row = sqlx::query(
+        "select id, content_hash from datasets
+         where name = $1 and state = 'ready' and ($2::int is null or version = $2)
+         order by version desc limit 1",
+    )
+    .bind(name)
+    .bind(version)
+    .fetch_optional(pool)
+    .await?;
+    let shown = match version {
+        Some(v) => format!("{name}@{v}"),
+        None => name.to_string(),
+    };
+    let row = row.ok_or_else(|| {
+        ServiceError::Invalid(format!("dataset: no dataset '{shown}' (list them with `poet dataset list`)"))
+    })?;
+    Ok(DatasetPick { id: row.get("id"), content_hash: row.get("content_hash") })
+}
+
+/// Validates, expands and stores a sweep.
+#[tracing::instrument(name = "coordinator.sweeps.submit", skip(pool, spec_text))]
+pub async fn submit(
+    pool: &PgPool,
+    spec_text: &str,
+    format: &str,
+    name_override: &str,
+    dry_run: bool,
+    max_runs: usize,
+) -> Result<Submitted> {
+    let format: SpecFormat = if format.is_empty() {
+        SpecFormat::Toml
+    } else {
+        format.parse().map_err(|e: poet_core::sweep::SpecError| ServiceError::Invalid(e.to_string()))?
+    };
+    let spec = SweepSpec::parse(spec_text, format).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    let expansion =
+        spec.expand(&ExpandOptions { max_runs }).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    let dataset = resolve_dataset(pool, &spec.dataset.name, spec.dataset.version).await?;
+    let name = if !name_override.is_empty() {
+        name_override.to_string()
+    } else {
+        spec.name.clone().unwrap_or_else(|| format!("sweep-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S")))
+    };
+    let configs: Vec<String> = expansion.configs.iter().map(|c| c.canonical_json()).collect();
+    let hashes: Vec<String> = expansion.configs.iter().map(|c| c.run_hash(&dataset.content_hash)).collect();
+    let epochs: Vec<i32> = expansion.configs.iter().map(|c| c.epochs as i32).collect();
+
+    if dry_run {
+        let existing: Vec<RunRow> = sqlx::query_as(&format!("{} where r.config_hash = any($1) order by r.id", RunRow::SELECT))
+            .bind(&hashes)
+            .fetch_all(pool)
+            .await?;
+        let known: std::collections::HashSet<&str> = existing.iter().map(|r| r.config_hash.as_str()).collect();
+        let planned = configs
+            .iter()
+            .zip(&hashes)
+            .filter(|(_, h)| !known.contains(h.as_str()))
+            .map(|(c, _)| c.clone())
+            .collect();
+        return Ok(Submitted { sweep: None, created: vec![], existing, duplicates_in_spec: expansion.duplicates, planned });
+    }
+
+    let mut tx = pool.begin().await?;
+    let sweep: SweepRow = sqlx::query_as(
+        "insert into sweeps (name, dataset_id, spec, spec_format, priority) values ($1, $2, $3, $4, $5)
+         returning id, name, dataset_id, spec, priority, created_at, 0::int as runs",
+    )
+    .bind(&name)
+    .bind(dataset.id)
+    .bind(spec_text)
+    .bind(format.to_string())
+    .bind(spec.priority)
+    .fetch_one(&mut *tx)
+    .await?;
+    let created_ids: Vec<i64> = sqlx::query_scalar(
+        "insert into runs (sweep_id, dataset_id, config, config_hash, priority, max_attempts, epochs_total)
+         select $1, $2, t.c::jsonb, t.h, $3, $4, t.e
+         from unnest($5::text[], $6::text[], $7::int[]) with ordinality as t(c, h, e, n)
+         order by t.n
+         on conflict (config_hash) do nothing
+         returning id",
+    )
+    .bind(sweep.id)
+    .bind(dataset.id)
+    .bind(spec.priority)
+    .bind(spec.max_attempts)
+    .bind(&configs)
+    .bind(&hashes)
+    .bind(&epochs)
+    .fetch_all(&mut *tx)
+    .await?;
+    sqlx::query(
+        "insert into sweep_runs (sweep_id, run_id) select $1, id from runs where config_hash = any($2)
+         on conflict do nothing",
+    )
+    .bind(sweep.id)
+    .bind(&hashes)
+    .execute(&mut *tx)
+    .await?;
+    let all: Vec<RunRow> = sqlx::query_as(&format!("{} where r.config_hash = any($1) order by r.id", RunRow::SELECT))
+        .bind(&hashes)
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    let created_set: std::collections::HashSet<i64> = created_ids.into_iter().collect();
+    let (created, existing): (Vec<RunRow>, Vec<RunRow>) = all.into_iter().partition(|r| created_set.contains(&r.id));
+    let sweep = SweepRow { runs: (created.len() + existing.len()) as i32, ..sweep };
+    tracing::info!(sweep_id = sweep.id, created = created.len(), existing = existing.len(), "sweep submitted");
+    Ok(Submitted { sweep: Some(sweep), created, existing, duplicates_in_spec: expansion.duplicates, planned: vec![] })
+}

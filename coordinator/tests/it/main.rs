@@ -1,0 +1,6 @@
+//! Coordinator integration tests: real Postgres (fresh database per test), real gRPC over a
+//! socket on 127.0.0.1:0.
+
+mod helpers;
+mod queue;
+mod service;
