@@ -1,48 +1,61 @@
--- Datasets and their poems, written by `poet ingest`.
+-- Datasets and their poems, written by `poet ingest` (crate poet-ingest).
 --
--- A dataset version is immutable once `state = 'ready'`; ingest writes it in one
--- transaction, so an interrupted ingest leaves nothing visible (readers filter on state).
+-- A dataset version is immutable once `state = 'ready'`. Ingest writes a version in one
+-- transaction (row inserted as 'loading', poems COPYed, then marked 'ready' and committed), so
+-- an interrupted or aborted ingest leaves nothing behind; readers only ever select 'ready'.
 
 create table datasets (
     id            bigserial primary key,
     name          text        not null check (name ~ '^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$'),
+    -- 1, 2, ... per name; ingest takes an advisory lock on the name to pick max+1
     version       int         not null check (version >= 1),
-    -- sha256 (hex) of the framed corpus in (source_key) order; with params_hash it identifies
-    -- the version: the same dump ingested twice with the same parameters is the same version.
+    -- sha256 (hex) over the sha256 of each framed poem, in export order (dedupe_key); with
+    -- params_hash it identifies the version: the same dump with the same parameters is the
+    -- same version. Empty while 'loading'.
     content_hash  text        not null,
+    -- sha256 (hex) of the canonical JSON of `params`
     params_hash   text        not null,
-    -- filter parameters, mapping and tag as given to ingest
+    -- field mapping, tag, filter thresholds, shards and validation fraction given to ingest
     params        jsonb       not null,
-    -- read, malformed, empty, not_poems, duplicates, kept, ... (see poet_ingest::Summary)
-    counts        jsonb       not null,
-    poems         bigint      not null check (poems >= 0),
-    chars         bigint      not null check (chars >= 0),
-    vocab         text        not null,
+    -- read, blank, malformed, docs, other_tag, empty, not_poems, duplicates, kept
+    -- (poet_ingest::Counts) and input bytes
+    counts        jsonb       not null default '{}',
+    poems         bigint      not null default 0 check (poems >= 0),
+    -- characters (Unicode scalar values) of the framed corpus
+    chars         bigint      not null default 0 check (chars >= 0),
+    -- every distinct character of the framed corpus, sorted by code point
+    vocab         text        not null default '',
     shards        int         not null check (shards between 1 and 4096),
+    -- poems whose shard is listed here form the validation split
     validation_shards int[]   not null,
-    state         text        not null default 'ready' check (state in ('loading', 'ready')),
+    -- dedupe_key of one poem moved across the split so that neither side is empty when the
+    -- dataset has >= 2 poems (tiny datasets, where hashing can put every poem on one side);
+    -- null for any dataset of normal size
+    split_flip    text,
+    state         text        not null default 'loading' check (state in ('loading', 'ready')),
     created_at    timestamptz not null default now(),
     unique (name, version)
 );
 
-create unique index datasets_identity on datasets (name, content_hash, params_hash);
+create unique index datasets_identity on datasets (name, content_hash, params_hash) where state = 'ready';
 
 create table poems (
     dataset_id  bigint not null references datasets (id) on delete cascade,
-    -- deterministic order within the dataset (rank of dedupe_key), 0-based
-    ord         int    not null,
+    -- sha256 (hex) of the normalised text (lowercase, whitespace folded): one poem per key.
+    -- Export order is dedupe_key order. Deferred so that a bulk load may briefly hold two
+    -- copies of a poem; ingest deletes the copy with the larger source_id before commit.
+    dedupe_key  text   not null,
+    -- stable hash of dedupe_key mod datasets.shards: re-ingest assigns the same shards
     shard       int    not null check (shard >= 0),
     source_id   text   not null,
-    -- sha256 of the normalised text used for dedupe (lowercase, whitespace folded)
-    dedupe_key  text   not null,
-    -- the framed text: '++++\n' || poem
+    -- the framed text: '++++\n' || poem || '\n'
     text        text   not null,
+    -- title, author, date, tags, lang of the post
     meta        jsonb  not null default '{}',
-    primary key (dataset_id, ord),
-    unique (dataset_id, dedupe_key)
+    primary key (dataset_id, dedupe_key) deferrable initially deferred
 );
 
-create index poems_by_shard on poems (dataset_id, shard, ord);
+create index poems_by_shard on poems (dataset_id, shard, dedupe_key);
 
 -- Lines of a dump that could not be used, kept with the dataset for inspection.
 create table ingest_rejects (
@@ -52,4 +65,4 @@ create table ingest_rejects (
     reason      text   not null
 );
 
-create index ingest_rejects_by_dataset on ingest_rejects (dataset_id);
+create index ingest_rejects_by_dataset on ingest_rejects (dataset_id, file, line);

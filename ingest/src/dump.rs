@@ -1,0 +1,783 @@
+//! Reading dumps: inputs (files, folders, stdin), gzip, and the three Elasticsearch export
+//! formats, cut into chunks for the worker pool.
+//!
+//! - **NDJSON** (elasticdump `--type=data`): one hit per line (`_index`, `_id`, `_source`, …).
+//!   Chunks are ~1 MiB runs of whole lines; workers split and parse them.
+//! - **Bulk** (`_bulk` body): an action line (`{"index":{"_id":…}}`) followed by the source
+//!   line, except for `delete`. The reader pairs the lines (it must parse the small action line
+//!   to know whether a source follows) and hands out (id, source) pairs.
+//! - **Scroll** (saved search or scroll responses, `{"hits":{"hits":[…]}}`): one or more
+//!   response objects per file (concatenated or one per line), or a folder of page files.
+//!   A page is read whole (pages are bounded by the scroll size); "line" numbers of its hits
+//!   are their 1-based position in the file.
+//!
+//! The format is detected per file from its first JSON value ([`detect`]) unless forced.
+//! Compression is detected by the gzip magic bytes, not the file name; a `.gz` name without
+//! them is an error. Folders are read recursively in name order, skipping dot files.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use flate2::read::MultiGzDecoder;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::IngestError;
+
+/// Target size of a chunk handed to a worker.
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// How a dump file is laid out; see the module doc.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DumpFormat {
+    /// elasticdump NDJSON: one hit per line.
+    Ndjson,
+    /// `_bulk` body: action line, then source line.
+    Bulk,
+    /// Saved search/scroll responses: `{"hits":{"hits":[…]}}`.
+    Scroll,
+}
+
+/// One input after expanding folders.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Input {
+    Stdin,
+    File(PathBuf),
+}
+
+impl Input {
+    /// The name used in rejects and error messages.
+    pub(crate) fn name(&self) -> String {
+        match self {
+            Input::Stdin => "-".to_string(),
+            Input::File(p) => p.display().to_string(),
+        }
+    }
+}
+
+/// Expands `-`, files and folders (recursively, name order, dot files skipped).
+pub(crate) fn expand_inputs(paths: &[PathBuf]) -> Result<Vec<Input>, IngestError> {
+    if paths.is_empty() {
+        return Err(IngestError::InvalidOptions("no inputs given".into()));
+    }
+    let mut out = Vec::new();
+    for p in paths {
+        if p.as_os_str() == "-" {
+            out.push(Input::Stdin);
+            continue;
+        }
+        let meta = std::fs::metadata(p)
+            .map_err(|e| IngestError::input(p.display().to_string(), io_message(&e)))?;
+        if meta.is_dir() {
+            let before = out.len();
+            walk(p, &mut out)?;
+            if out.len() == before {
+                return Err(IngestError::input(
+                    p.display().to_string(),
+                    "folder holds no dump files",
+                ));
+            }
+        } else {
+            out.push(Input::File(p.clone()));
+        }
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<Input>) -> Result<(), IngestError> {
+    let err = |e: io::Error| IngestError::input(dir.display().to_string(), io_message(&e));
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(err)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(err)?;
+    entries.sort();
+    for path in entries {
+        if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        {
+            continue;
+        }
+        if path.is_dir() {
+            walk(&path, out)?;
+        } else {
+            out.push(Input::File(path));
+        }
+    }
+    Ok(())
+}
+
+/// An io error as a lowercase message without the OS error code.
+pub(crate) fn io_message(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::NotFound => "no such file or folder".into(),
+        io::ErrorKind::PermissionDenied => "permission denied".into(),
+        io::ErrorKind::UnexpectedEof => "unexpected end of stream (truncated?)".into(),
+        _ => {
+            let s = e.to_string();
+            let s = s.split(" (os error").next().unwrap_or(&s).to_string();
+            let mut c = s.chars();
+            match c.next() {
+                Some(f) => f.to_lowercase().collect::<String>() + c.as_str(),
+                None => s,
+            }
+        }
+    }
+}
+
+/// Counts bytes as they are read from the raw (possibly compressed) input, for progress.
+struct Counting<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Opens an input, transparently decompressing gzip (detected by its magic bytes).
+pub(crate) fn open(
+    input: &Input,
+    counter: Arc<AtomicU64>,
+) -> Result<Box<dyn Read + Send>, IngestError> {
+    let name = input.name();
+    let raw: Box<dyn Read + Send> = match input {
+        Input::Stdin => Box::new(io::stdin()),
+        Input::File(p) => {
+            Box::new(File::open(p).map_err(|e| IngestError::input(&name, io_message(&e)))?)
+        }
+    };
+    decode(&name, raw, counter)
+}
+
+/// Wraps a raw stream (a file, stdin, anything readable): gzip is detected by its magic
+/// bytes; a `.gz` name without them is an error.
+pub fn decode(
+    name: &str,
+    raw: Box<dyn Read + Send>,
+    counter: Arc<AtomicU64>,
+) -> Result<Box<dyn Read + Send>, IngestError> {
+    let mut buffered = BufReader::with_capacity(
+        256 * 1024,
+        Counting {
+            inner: raw,
+            count: counter,
+        },
+    );
+    let head = buffered
+        .fill_buf()
+        .map_err(|e| IngestError::input(name, io_message(&e)))?;
+    let gz = head.starts_with(&[0x1f, 0x8b]);
+    if !gz && name.ends_with(".gz") {
+        return Err(IngestError::input(name, "not a gzip stream"));
+    }
+    Ok(if gz {
+        Box::new(MultiGzDecoder::new(buffered))
+    } else {
+        Box::new(buffered)
+    })
+}
+
+/// Guesses the format from the start of a (decompressed) file: the first line that parses as
+/// JSON decides (`hits` → scroll, a lone `index`/`create`/`update`/`delete` key → bulk,
+/// anything else → NDJSON); a pretty-printed document whose first line does not parse is a
+/// scroll page if it mentions `"hits"`.
+pub fn detect(head: &[u8]) -> DumpFormat {
+    #[derive(Deserialize)]
+    struct Probe<'a> {
+        #[serde(borrow, default)]
+        hits: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        index: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        create: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        update: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        delete: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        _source: Option<&'a RawValue>,
+    }
+    for line in head.split(|&b| b == b'\n').take(50) {
+        let line = strip_bom(trim_cr(line));
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let Ok(text) = std::str::from_utf8(line) else {
+            continue;
+        };
+        let Ok(p) = serde_json::from_str::<Probe<'_>>(text) else {
+            if text.trim_start().starts_with('{') {
+                break; // a pretty-printed object: decided below
+            }
+            continue; // a log line before the data
+        };
+        if p._source.is_some() {
+            return DumpFormat::Ndjson;
+        }
+        if p.hits.is_some() {
+            return DumpFormat::Scroll;
+        }
+        let actions = [p.index, p.create, p.update, p.delete]
+            .iter()
+            .filter(|a| a.is_some())
+            .count();
+        return if actions == 1 {
+            DumpFormat::Bulk
+        } else {
+            DumpFormat::Ndjson
+        };
+    }
+    let window = &head[..head.len().min(64 * 1024)];
+    if memchr::memmem::find(window, b"\"hits\"").is_some() {
+        DumpFormat::Scroll
+    } else {
+        DumpFormat::Ndjson
+    }
+}
+
+pub(crate) fn trim_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+pub(crate) fn strip_bom(line: &[u8]) -> &[u8] {
+    line.strip_prefix(b"\xef\xbb\xbf").unwrap_or(line)
+}
+
+/// One document of a bulk or scroll file, ready for a worker.
+#[derive(Debug)]
+pub(crate) struct Doc {
+    /// 1-based line (bulk: of the source line) or hit position (scroll).
+    pub line: u64,
+    /// Bulk: the id from the action line. Scroll: `None` (the hit carries its own).
+    pub id: Option<String>,
+    /// The JSON (scroll: the hit; bulk: the source) in the chunk's data, or why it is unusable.
+    pub json: Result<Range<usize>, String>,
+}
+
+/// What a chunk holds.
+#[derive(Debug)]
+pub(crate) enum ChunkKind {
+    /// Whole NDJSON lines; the first is line `first_line` (1-based) of the file.
+    Lines { first_line: u64 },
+    /// Scroll hits (each a full hit with `_id` and `_source`).
+    Hits(Vec<Doc>),
+    /// Bulk (id, source) pairs.
+    Sources(Vec<Doc>),
+}
+
+/// A unit of work for the pool.
+#[derive(Debug)]
+pub(crate) struct Chunk {
+    /// Input name, for rejects.
+    pub file: Arc<str>,
+    /// The bytes the items refer to.
+    pub data: Vec<u8>,
+    /// How to read `data`.
+    pub kind: ChunkKind,
+}
+
+/// Reads every input in order and hands chunks to `emit` (which blocks when the pool is busy,
+/// keeping memory bounded). Stops at the first input error or when `emit` returns false.
+pub(crate) fn read_inputs(
+    inputs: &[Input],
+    forced: Option<DumpFormat>,
+    counter: &Arc<AtomicU64>,
+    emit: &mut dyn FnMut(Chunk) -> bool,
+) -> Result<(), IngestError> {
+    for input in inputs {
+        let name = input.name();
+        let file: Arc<str> = Arc::from(name.as_str());
+        let mut reader = BufReader::with_capacity(CHUNK_BYTES, open(input, counter.clone())?);
+        let err = |e: io::Error| IngestError::input(&name, gzip_message(&e));
+        let head = reader.fill_buf().map_err(err)?;
+        let format = forced.unwrap_or_else(|| detect(head));
+        let keep_going = match format {
+            DumpFormat::Ndjson => read_lines(&mut reader, &file, emit).map_err(err)?,
+            DumpFormat::Bulk => read_bulk(&mut reader, &file, emit).map_err(err)?,
+            DumpFormat::Scroll => read_scroll(&mut reader, &file, emit).map_err(err)?,
+        };
+        if !keep_going {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn gzip_message(e: &io::Error) -> String {
+    if e.kind() == io::ErrorKind::InvalidInput || e.kind() == io::ErrorKind::InvalidData {
+        format!("corrupt gzip stream ({})", io_message(e))
+    } else {
+        io_message(e)
+    }
+}
+
+/// Reads until `buf` holds at least `want` more bytes or the stream ends; returns false at EOF.
+fn fill(reader: &mut impl Read, buf: &mut Vec<u8>, want: usize) -> io::Result<bool> {
+    let target = buf.len() + want;
+    while buf.len() < target {
+        let start = buf.len();
+        buf.resize(target, 0);
+        let n = match reader.read(&mut buf[start..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+            Err(e) => {
+                buf.truncate(start);
+                return Err(e);
+            }
+        };
+        buf.truncate(start + n);
+        if n == 0 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn read_lines(
+    reader: &mut impl Read,
+    file: &Arc<str>,
+    emit: &mut dyn FnMut(Chunk) -> bool,
+) -> io::Result<bool> {
+    let mut line = 1u64;
+    let mut carry: Vec<u8> = Vec::new();
+    loop {
+        let mut buf = std::mem::take(&mut carry);
+        buf.reserve(CHUNK_BYTES);
+        let more = fill(reader, &mut buf, CHUNK_BYTES)?;
+        if buf.is_empty() {
+            return Ok(true);
+        }
+        if more {
+            // Keep the partial last line for the next chunk (a line longer than a chunk just
+            // makes a bigger chunk).
+            match memchr::memrchr(b'\n', &buf) {
+                Some(p) => carry = buf.split_off(p + 1),
+                None => {
+                    carry = buf;
+                    continue;
+                }
+            }
+        }
+        let lines = memchr::memchr_iter(b'\n', &buf).count() as u64;
+        let first_line = line;
+        line += lines;
+        if !emit(Chunk {
+            file: file.clone(),
+            data: buf,
+            kind: ChunkKind::Lines { first_line },
+        }) {
+            return Ok(false);
+        }
+        if !more {
+            return Ok(true);
+        }
+    }
+}
+
+fn read_bulk(
+    reader: &mut BufReader<Box<dyn Read + Send>>,
+    file: &Arc<str>,
+    emit: &mut dyn FnMut(Chunk) -> bool,
+) -> io::Result<bool> {
+    #[derive(Deserialize)]
+    struct Meta {
+        #[serde(default)]
+        _id: Option<serde_json::Value>,
+    }
+    let mut data = Vec::with_capacity(CHUNK_BYTES);
+    let mut docs = Vec::new();
+    let mut line_no = 0u64;
+    // The id of the pending action whose source line comes next (Some(None): no `_id`).
+    let mut pending: Option<(u64, Option<String>)> = None;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line)?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        let l = strip_bom(trim_cr(line.strip_suffix(b"\n").unwrap_or(&line)));
+        if l.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        if let Some((_, id)) = pending.take() {
+            let start = data.len();
+            data.extend_from_slice(l);
+            docs.push(Doc {
+                line: line_no,
+                id,
+                json: Ok(start..data.len()),
+            });
+        } else {
+            let action = std::str::from_utf8(l)
+                .ok()
+                .and_then(|s| {
+                    serde_json::from_str::<std::collections::HashMap<String, Meta>>(s).ok()
+                })
+                .filter(|m| m.len() == 1);
+            match action {
+                Some(m) => {
+                    let (kind, meta) = m.into_iter().next().expect("one entry");
+                    let id = meta._id.map(|v| match v {
+                        serde_json::Value::String(s) => s,
+                        other => other.to_string(),
+                    });
+                    match kind.as_str() {
+                        "delete" => {}
+                        "index" | "create" | "update" => pending = Some((line_no, id)),
+                        _ => docs.push(Doc {
+                            line: line_no,
+                            id: None,
+                            json: Err(format!("unknown bulk action '{kind}'")),
+                        }),
+                    }
+                }
+                None => docs.push(Doc {
+                    line: line_no,
+                    id: None,
+                    json: Err("not a bulk action line".into()),
+                }),
+            }
+        }
+        if data.len() >= CHUNK_BYTES || docs.len() >= 4096 {
+            let chunk = Chunk {
+                file: file.clone(),
+                data: std::mem::take(&mut data),
+                kind: ChunkKind::Sources(std::mem::take(&mut docs)),
+            };
+            if !emit(chunk) {
+                return Ok(false);
+            }
+        }
+    }
+    if let Some((line, id)) = pending {
+        docs.push(Doc {
+            line,
+            id,
+            json: Err("bulk action without a source line".into()),
+        });
+    }
+    if !docs.is_empty() {
+        return Ok(emit(Chunk {
+            file: file.clone(),
+            data,
+            kind: ChunkKind::Sources(docs),
+        }));
+    }
+    Ok(true)
+}
+
+fn read_scroll(
+    reader: &mut impl Read,
+    file: &Arc<str>,
+    emit: &mut dyn FnMut(Chunk) -> bool,
+) -> io::Result<bool> {
+    #[derive(Deserialize)]
+    struct Page<'a> {
+        #[serde(borrow)]
+        hits: Hits<'a>,
+    }
+    #[derive(Deserialize)]
+    struct Hits<'a> {
+        #[serde(borrow, default)]
+        hits: Vec<&'a RawValue>,
+    }
+    let mut whole = Vec::new();
+    reader.read_to_end(&mut whole)?;
+    let text = match std::str::from_utf8(strip_bom(&whole)) {
+        Ok(t) => t,
+        Err(e) => {
+            let doc = Doc {
+                line: 1,
+                id: None,
+                json: Err(format!("invalid utf-8 at byte {}", e.valid_up_to())),
+            };
+            return Ok(emit(Chunk {
+                file: file.clone(),
+                data: Vec::new(),
+                kind: ChunkKind::Hits(vec![doc]),
+            }));
+        }
+    };
+    let mut hit_no = 0u64;
+    let mut data = Vec::new();
+    let mut docs = Vec::new();
+    let mut pages = serde_json::Deserializer::from_str(text).into_iter::<Page<'_>>();
+    loop {
+        match pages.next() {
+            None => break,
+            Some(Ok(page)) => {
+                for hit in page.hits.hits {
+                    hit_no += 1;
+                    let start = data.len();
+                    data.extend_from_slice(hit.get().as_bytes());
+                    docs.push(Doc {
+                        line: hit_no,
+                        id: None,
+                        json: Ok(start..data.len()),
+                    });
+                    if data.len() >= CHUNK_BYTES {
+                        let chunk = Chunk {
+                            file: file.clone(),
+                            data: std::mem::take(&mut data),
+                            kind: ChunkKind::Hits(std::mem::take(&mut docs)),
+                        };
+                        if !emit(chunk) {
+                            return Ok(false);
+                        }
+                    }
+                }
+            }
+            Some(Err(e)) => {
+                // The rest of the file cannot be resynchronised: one reject for it.
+                docs.push(Doc {
+                    line: hit_no + 1,
+                    id: None,
+                    json: Err(format!("not a search response page ({})", json_reason(&e))),
+                });
+                break;
+            }
+        }
+    }
+    if !docs.is_empty() {
+        return Ok(emit(Chunk {
+            file: file.clone(),
+            data,
+            kind: ChunkKind::Hits(docs),
+        }));
+    }
+    Ok(true)
+}
+
+/// A serde_json error as a short reason (no line/column: the reject has the line).
+pub(crate) fn json_reason(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Eof => "truncated json".into(),
+        Category::Syntax => "invalid json".into(),
+        Category::Data => {
+            let s = e.to_string();
+            s.split(" at line ").next().unwrap_or(&s).to_string()
+        }
+        Category::Io => "io error".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_formats() {
+        assert_eq!(
+            detect(b"{\"_index\":\"i\",\"_id\":\"1\",\"_source\":{}}\n"),
+            DumpFormat::Ndjson
+        );
+        assert_eq!(
+            detect(b"\xef\xbb\xbf{\"_id\":\"1\",\"_source\":{}}"),
+            DumpFormat::Ndjson
+        );
+        assert_eq!(
+            detect(b"{\"index\":{\"_id\":\"1\"}}\n{\"content\":\"x\"}\n"),
+            DumpFormat::Bulk
+        );
+        assert_eq!(
+            detect(b"{\"took\":3,\"hits\":{\"hits\":[]}}"),
+            DumpFormat::Scroll
+        );
+        assert_eq!(
+            detect(b"{\n  \"took\": 3,\n  \"hits\": {\n"),
+            DumpFormat::Scroll
+        );
+        assert_eq!(
+            detect(b"Mon, 01 Jan 2018 | starting dump\n{\"_id\":\"1\",\"_source\":{}}\n"),
+            DumpFormat::Ndjson
+        );
+        assert_eq!(detect(b""), DumpFormat::Ndjson);
+    }
+
+    fn chunks(data: &[u8], format: DumpFormat) -> Vec<Chunk> {
+        let mut out = Vec::new();
+        let mut emit = |c: Chunk| {
+            out.push(c);
+            true
+        };
+        let file: Arc<str> = Arc::from("t");
+        let mut r =
+            BufReader::new(Box::new(io::Cursor::new(data.to_vec())) as Box<dyn Read + Send>);
+        match format {
+            DumpFormat::Ndjson => read_lines(&mut r, &file, &mut emit).unwrap(),
+            DumpFormat::Bulk => read_bulk(&mut r, &file, &mut emit).unwrap(),
+            DumpFormat::Scroll => read_scroll(&mut r, &file, &mut emit).unwrap(),
+        };
+        out
+    }
+
+    #[test]
+    fn lines_keep_numbering_across_chunks() {
+        let line = format!(
+            "{{\"_id\":\"x\",\"_source\":{{\"content\":\"{}\"}}}}\n",
+            "a".repeat(1000)
+        );
+        let data = line.repeat(3000); // ~3 MiB: several chunks
+        let cs = chunks(data.as_bytes(), DumpFormat::Ndjson);
+        assert!(cs.len() >= 3);
+        let mut expect = 1;
+        for c in &cs {
+            let ChunkKind::Lines { first_line } = c.kind else {
+                panic!()
+            };
+            assert_eq!(first_line, expect);
+            assert!(c.data.ends_with(b"\n"));
+            expect += memchr::memchr_iter(b'\n', &c.data).count() as u64;
+        }
+        assert_eq!(expect, 3001);
+        // no trailing newline: the last line still arrives
+        let cs = chunks(b"{}\n{}", DumpFormat::Ndjson);
+        assert_eq!(cs.iter().map(|c| c.data.len()).sum::<usize>(), 5);
+    }
+
+    #[test]
+    fn bulk_pairs_actions_and_sources() {
+        let data = b"{\"index\":{\"_index\":\"i\",\"_id\":\"a\"}}\n{\"content\":\"x\"}\n{\"delete\":{\"_id\":\"b\"}}\n{\"create\":{\"_id\":7}}\r\n{\"content\":\"y\"}\r\ngarbage\n{\"index\":{}}\n";
+        let cs = chunks(data, DumpFormat::Bulk);
+        let ChunkKind::Sources(docs) = &cs[0].kind else {
+            panic!()
+        };
+        assert_eq!(docs.len(), 4);
+        assert_eq!(docs[0].id.as_deref(), Some("a"));
+        assert_eq!(docs[0].line, 2);
+        assert_eq!(
+            &cs[0].data[docs[0].json.clone().unwrap()],
+            b"{\"content\":\"x\"}"
+        );
+        assert_eq!(docs[1].id.as_deref(), Some("7"));
+        assert_eq!(docs[2].json.as_ref().unwrap_err(), "not a bulk action line");
+        assert_eq!(
+            docs[3].json.as_ref().unwrap_err(),
+            "bulk action without a source line"
+        );
+    }
+
+    #[test]
+    fn scroll_pages_concatenated_and_broken() {
+        let data = b"{\"hits\":{\"total\":2,\"hits\":[{\"_id\":\"a\",\"_source\":{}},{\"_id\":\"b\",\"_source\":{}}]}}\n{\"hits\":{\"hits\":[{\"_id\":\"c\",\"_source\":{}}]}}\n{\"hits\":{\"hits\":[{\"_id\":";
+        let cs = chunks(data, DumpFormat::Scroll);
+        let ChunkKind::Hits(docs) = &cs[0].kind else {
+            panic!()
+        };
+        assert_eq!(docs.len(), 4);
+        assert_eq!(docs[2].line, 3);
+        assert!(
+            docs[3]
+                .json
+                .as_ref()
+                .unwrap_err()
+                .contains("truncated json")
+        );
+    }
+
+    #[test]
+    fn gzip_by_magic_and_bad_gz_name() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let gz = dir.path().join("dump.data"); // compressed, no .gz name
+        let mut enc =
+            flate2::write::GzEncoder::new(File::create(&gz).unwrap(), flate2::Compression::fast());
+        enc.write_all(b"{\"_id\":\"1\",\"_source\":{}}\n").unwrap();
+        enc.finish().unwrap();
+        let mut s = String::new();
+        open(&Input::File(gz), Arc::default())
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
+        assert!(s.starts_with("{\"_id\""));
+        let fake = dir.path().join("dump.ndjson.gz");
+        std::fs::write(&fake, b"{}\n").unwrap();
+        let err = open(&Input::File(fake.clone()), Arc::default())
+            .err()
+            .unwrap();
+        assert_eq!(
+            err.to_string(),
+            format!("{}: not a gzip stream", fake.display())
+        );
+    }
+
+    #[test]
+    fn stdin_like_streams_plain_and_gzip() {
+        use std::io::Write;
+        let doc = b"{\"_id\":\"1\",\"_source\":{}}\n".repeat(1000);
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&doc).unwrap();
+        // two gzip members back to back (`cat a.gz b.gz`) read as one stream
+        let mut gz = enc.finish().unwrap();
+        gz.extend_from_within(..);
+        let counter = Arc::new(AtomicU64::new(0));
+        let mut out = Vec::new();
+        decode("-", Box::new(io::Cursor::new(gz.clone())), counter.clone())
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out.len(), doc.len() * 2);
+        assert_eq!(counter.load(Ordering::Relaxed), gz.len() as u64);
+        let mut out = Vec::new();
+        decode("-", Box::new(io::Cursor::new(doc.clone())), Arc::default())
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, doc);
+        // a corrupt gzip body fails on read with a message naming the problem
+        let mut bad = gz[..40].to_vec();
+        bad.extend_from_slice(&[0xff; 64]);
+        let err = decode("x", Box::new(io::Cursor::new(bad)), Arc::default())
+            .unwrap()
+            .read_to_end(&mut Vec::new())
+            .unwrap_err();
+        assert!(
+            gzip_message(&err).contains("gzip") || gzip_message(&err).contains("truncated"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn folders_expand_sorted_without_dot_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b.json"), b"{}").unwrap();
+        std::fs::write(dir.path().join("a.json"), b"{}").unwrap();
+        std::fs::write(dir.path().join(".hidden"), b"{}").unwrap();
+        let got = expand_inputs(&[dir.path().to_path_buf(), PathBuf::from("-")]).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                Input::File(dir.path().join("a.json")),
+                Input::File(dir.path().join("b.json")),
+                Input::Stdin
+            ]
+        );
+        let empty = tempfile::tempdir().unwrap();
+        assert!(
+            expand_inputs(&[empty.path().to_path_buf()])
+                .unwrap_err()
+                .to_string()
+                .ends_with("folder holds no dump files")
+        );
+        assert!(
+            expand_inputs(&[PathBuf::from("/nonexistent/x")])
+                .unwrap_err()
+                .to_string()
+                .ends_with("no such file or folder")
+        );
+    }
+}

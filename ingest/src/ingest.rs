@@ -1,0 +1,493 @@
+//! The consumers of the pipeline: [`ingest`] (dedupe and COPY into a new dataset version, in
+//! one transaction) and [`explain`] (the filter's distribution, no database).
+//!
+//! Ingest, step by step:
+//! 1. take a transaction-scoped advisory lock on the dataset name, pick version = max + 1 and
+//!    insert the dataset row as `loading`;
+//! 2. stream batches from the pool: rejects go to `ingest_rejects` (and the rejects file); each
+//!    poem's dedupe key is looked up in an in-memory map (key → smallest source id so far).
+//!    A new key, or a copy with a smaller source id than the stored one, is COPYed; any other
+//!    copy only counts as a duplicate. COPY runs in batches of [`COPY_BATCH_BYTES`];
+//! 3. delete the copies that lost to a smaller source id (rare: only when the larger id came
+//!    first in the input), so the kept copy never depends on input order;
+//! 4. hash the corpus in export order, size the split, and compare with existing versions: an
+//!    identical (name, content hash, params hash) version means roll back and report it;
+//!    otherwise mark the row `ready` and commit.
+//!
+//! Any error (or `max_errors` exceeded) rolls the transaction back: nothing is left behind.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+
+use crate::dump::expand_inputs;
+use crate::pipeline::Pipeline;
+use crate::process::{Batch, Counts, Reject, Settings, StageTimes};
+use crate::summary::{Explanation, SUMMARY_REJECTS, Summary, Timings};
+use crate::{IngestError, IngestOptions};
+
+/// Rows are sent to Postgres in COPY statements of about this many bytes.
+pub const COPY_BATCH_BYTES: usize = 8 << 20;
+
+/// Rejects are inserted in groups of this many.
+const REJECT_BATCH: usize = 2048;
+
+/// Character occurrences of the rows COPYed, so the vocabulary and character count come out
+/// exact even after losing copies are deleted.
+struct CharCounts {
+    ascii: [i64; 128],
+    other: HashMap<char, i64>,
+}
+
+impl Default for CharCounts {
+    fn default() -> Self {
+        CharCounts {
+            ascii: [0; 128],
+            other: HashMap::new(),
+        }
+    }
+}
+
+impl CharCounts {
+    fn add(&mut self, text: &str, sign: i64) {
+        for c in text.chars() {
+            if c.is_ascii() {
+                self.ascii[c as usize] += sign;
+            } else {
+                *self.other.entry(c).or_default() += sign;
+            }
+        }
+    }
+
+    fn vocab(&self) -> String {
+        let mut v: Vec<char> = (0u8..128)
+            .filter(|&b| self.ascii[b as usize] > 0)
+            .map(char::from)
+            .collect();
+        v.extend(self.other.iter().filter(|(_, n)| **n > 0).map(|(c, _)| *c));
+        v.sort_unstable();
+        v.into_iter().collect()
+    }
+}
+
+/// Writes rejects to the optional JSON-lines file.
+struct RejectsFile {
+    path: String,
+    out: Option<std::io::BufWriter<std::fs::File>>,
+}
+
+impl RejectsFile {
+    fn open(opts: &IngestOptions) -> Result<Self, IngestError> {
+        let path = opts
+            .rejects_file
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let out = match &opts.rejects_file {
+            Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p).map_err(
+                |e| IngestError::Output {
+                    path: path.clone(),
+                    message: crate::dump::io_message(&e),
+                },
+            )?)),
+            None => None,
+        };
+        Ok(RejectsFile { path, out })
+    }
+
+    fn write(&mut self, r: &Reject) -> Result<(), IngestError> {
+        if let Some(out) = &mut self.out {
+            serde_json::to_writer(&mut *out, r)
+                .map_err(std::io::Error::from)
+                .and_then(|_| out.write_all(b"\n"))
+                .map_err(|e| IngestError::Output {
+                    path: self.path.clone(),
+                    message: crate::dump::io_message(&e),
+                })?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), IngestError> {
+        if let Some(out) = &mut self.out {
+            out.flush().map_err(|e| IngestError::Output {
+                path: self.path.clone(),
+                message: crate::dump::io_message(&e),
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Counts, rejects and limits shared by ingest and explain.
+struct Tally {
+    counts: Counts,
+    times: StageTimes,
+    first_rejects: Vec<Reject>,
+    rejects_file: RejectsFile,
+    max_errors: Option<u64>,
+}
+
+impl Tally {
+    fn new(opts: &IngestOptions) -> Result<Self, IngestError> {
+        Ok(Tally {
+            counts: Counts::default(),
+            times: StageTimes::default(),
+            first_rejects: Vec::new(),
+            rejects_file: RejectsFile::open(opts)?,
+            max_errors: opts.max_errors,
+        })
+    }
+
+    /// Takes a batch's counts and rejects; fails past `max_errors`.
+    fn take(&mut self, batch: &mut Batch) -> Result<Vec<Reject>, IngestError> {
+        self.counts.add(&batch.counts);
+        self.times.add(&batch.times);
+        let rejects = std::mem::take(&mut batch.rejects);
+        for r in &rejects {
+            self.rejects_file.write(r)?;
+            if self.first_rejects.len() < SUMMARY_REJECTS {
+                self.first_rejects.push(r.clone());
+            }
+        }
+        if let (Some(limit), Some(last)) = (self.max_errors, rejects.last())
+            && self.counts.malformed > limit
+        {
+            self.rejects_file.finish()?;
+            return Err(IngestError::TooManyErrors {
+                limit,
+                last: format!("{}:{}: {}", last.file, last.line, last.reason),
+            });
+        }
+        Ok(rejects)
+    }
+}
+
+/// A progress line on stderr, at most twice a second, only on a terminal.
+struct Progress {
+    enabled: bool,
+    start: Instant,
+    last: Instant,
+}
+
+impl Progress {
+    fn new(wanted: bool) -> Self {
+        let now = Instant::now();
+        Progress {
+            enabled: wanted && std::io::stderr().is_terminal(),
+            start: now,
+            last: now,
+        }
+    }
+
+    fn tick(&mut self, bytes: u64, c: &Counts) {
+        if !self.enabled || self.last.elapsed() < Duration::from_millis(500) {
+            return;
+        }
+        self.last = Instant::now();
+        let secs = self.start.elapsed().as_secs_f64().max(1e-3);
+        eprint!(
+            "\r{:.0} MB read, {:.1} MB/s, {} lines, {} kept, {} duplicates, {} malformed   ",
+            bytes as f64 / 1e6,
+            bytes as f64 / 1e6 / secs,
+            c.read,
+            c.kept,
+            c.duplicates,
+            c.malformed
+        );
+    }
+
+    fn done(&self) {
+        if self.enabled {
+            eprintln!();
+        }
+    }
+}
+
+fn params_of(opts: &IngestOptions) -> (serde_json::Value, String) {
+    let params = json!({
+        "mapping": opts.mapping,
+        "tag": opts.tag.as_ref().map(|t| t.to_lowercase()),
+        "filter": opts.filter,
+        "shards": opts.shards,
+        "validation_fraction": opts.validation_fraction,
+    });
+    // serde_json maps are sorted (no preserve_order): the text is canonical.
+    let hash = hex::encode(Sha256::digest(params.to_string().as_bytes()));
+    (params, hash)
+}
+
+fn settings_of(opts: &IngestOptions, dataset_id: i64, keep_measures: bool) -> Settings {
+    Settings {
+        mapping: opts.mapping.clone(),
+        tag: opts.tag.as_ref().map(|t| t.to_lowercase()),
+        filter: opts.filter.clone(),
+        shards: opts.shards,
+        dataset_id,
+        keep_measures,
+    }
+}
+
+/// Reads the dumps and prints nothing: returns the distribution of the filter's measures
+/// over every non-empty document (with the tag), for choosing thresholds. No database.
+pub async fn explain(opts: &IngestOptions) -> Result<Explanation, IngestError> {
+    opts.validate()?;
+    let inputs = expand_inputs(&opts.inputs)?;
+    let mut tally = Tally::new(opts)?;
+    let mut exp = Explanation::new(opts.filter.clone());
+    let mut pipeline = Pipeline::start(inputs, opts.format, settings_of(opts, 0, true));
+    let mut progress = Progress::new(opts.progress);
+    while let Some(batch) = pipeline.next().await {
+        let mut batch = batch?;
+        tally.take(&mut batch)?;
+        for (m, v) in &batch.measures {
+            exp.add(m, *v);
+        }
+        progress.tick(
+            pipeline.bytes.load(std::sync::atomic::Ordering::Relaxed),
+            &tally.counts,
+        );
+    }
+    progress.done();
+    tally.rejects_file.finish()?;
+    exp.counts = tally.counts;
+    exp.rejects = tally.first_rejects;
+    Ok(exp)
+}
+
+/// Ingests the dumps into a new version of dataset `opts.name`, or finds that an identical
+/// version exists (then nothing is written and `created` is false). See the module doc.
+pub async fn ingest(pool: &PgPool, opts: &IngestOptions) -> Result<Summary, IngestError> {
+    let start = Instant::now();
+    opts.validate()?;
+    let inputs = expand_inputs(&opts.inputs)?;
+    let (params, params_hash) = params_of(opts);
+    let validation_shards = opts.validation_shards();
+    let mut tally = Tally::new(opts)?;
+
+    let mut tx = pool.begin().await?;
+    sqlx::query("select pg_advisory_xact_lock(hashtextextended('poet.dataset:' || $1, 0))")
+        .bind(&opts.name)
+        .execute(&mut *tx)
+        .await?;
+    let (dataset_id, version): (i64, i32) = sqlx::query_as(
+        "insert into datasets (name, version, content_hash, params_hash, params, shards, validation_shards, state)
+         select $1, coalesce(max(version), 0) + 1, '', $2, $3, $4, $5, 'loading' from datasets where name = $1
+         returning id, version",
+    )
+    .bind(&opts.name)
+    .bind(&params_hash)
+    .bind(&params)
+    .bind(opts.shards as i32)
+    .bind(&validation_shards)
+    .fetch_one(&mut *tx)
+    .await?;
+
+    let mut pipeline = Pipeline::start(inputs, opts.format, settings_of(opts, dataset_id, false));
+    let mut progress = Progress::new(opts.progress);
+    // dedupe key → smallest source id seen; keys whose stored row may have a loser beside it.
+    let mut winners: HashMap<[u8; 32], Box<str>> = HashMap::new();
+    let mut superseded: HashSet<[u8; 32]> = HashSet::new();
+    let mut chars = CharCounts::default();
+    let mut copy_buf: Vec<u8> = Vec::with_capacity(COPY_BATCH_BYTES + (1 << 20));
+    let mut pending_rejects: Vec<Reject> = Vec::new();
+    let mut copy_time = Duration::ZERO;
+
+    while let Some(batch) = pipeline.next().await {
+        let mut batch = batch?;
+        pending_rejects.extend(tally.take(&mut batch)?);
+        for poem in batch.poems.drain(..) {
+            let copy = match winners.get_mut(&poem.key) {
+                None => {
+                    winners.insert(poem.key, poem.source_id);
+                    true
+                }
+                Some(current) => {
+                    tally.counts.duplicates += 1;
+                    if *poem.source_id < **current {
+                        *current = poem.source_id;
+                        superseded.insert(poem.key);
+                        true
+                    } else {
+                        false
+                    }
+                }
+            };
+            if copy {
+                copy_buf.extend_from_slice(&batch.rows[poem.row]);
+                chars.add(&batch.texts[poem.text], 1);
+            }
+        }
+        if copy_buf.len() >= COPY_BATCH_BYTES || pending_rejects.len() >= REJECT_BATCH {
+            let t = Instant::now();
+            flush(&mut tx, dataset_id, &mut copy_buf, &mut pending_rejects).await?;
+            copy_time += t.elapsed();
+        }
+        progress.tick(
+            pipeline.bytes.load(std::sync::atomic::Ordering::Relaxed),
+            &tally.counts,
+        );
+    }
+    progress.done();
+    let t = Instant::now();
+    flush(&mut tx, dataset_id, &mut copy_buf, &mut pending_rejects).await?;
+    copy_time += t.elapsed();
+    tally.rejects_file.finish()?;
+    let input_bytes = pipeline.bytes.load(std::sync::atomic::Ordering::Relaxed);
+    drop(pipeline);
+
+    let finalize_start = Instant::now();
+    if !superseded.is_empty() {
+        let (keys, ids): (Vec<String>, Vec<String>) = superseded
+            .iter()
+            .map(|k| (hex::encode(k), winners[k].to_string()))
+            .unzip();
+        let losers: Vec<String> = sqlx::query_scalar(
+            "delete from poems p using unnest($2::text[], $3::text[]) as w(k, s)
+             where p.dataset_id = $1 and p.dedupe_key = w.k and p.source_id <> w.s
+             returning p.text",
+        )
+        .bind(dataset_id)
+        .bind(&keys)
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        for text in &losers {
+            chars.add(text, -1);
+        }
+    }
+    drop(winners);
+
+    let (poems, total_chars, content_hash): (i64, i64, String) = sqlx::query_as(
+        "select count(*), coalesce(sum(char_length(text)), 0)::bigint,
+                encode(sha256(coalesce(string_agg(sha256(convert_to(text, 'UTF8')), ''::bytea order by dedupe_key), ''::bytea)), 'hex')
+         from poems where dataset_id = $1",
+    )
+    .bind(dataset_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    tally.counts.kept = poems as u64;
+
+    let existing: Option<(i64, i32)> = sqlx::query_as(
+        "select id, version from datasets
+         where name = $1 and content_hash = $2 and params_hash = $3 and state = 'ready'",
+    )
+    .bind(&opts.name)
+    .bind(&content_hash)
+    .bind(&params_hash)
+    .fetch_optional(&mut *tx)
+    .await?;
+
+    let mut summary = Summary {
+        dataset_id,
+        name: opts.name.clone(),
+        version,
+        created: existing.is_none(),
+        counts: tally.counts,
+        chars: total_chars as u64,
+        vocab_size: 0,
+        content_hash,
+        params_hash,
+        shards: opts.shards,
+        train_poems: 0,
+        validation_poems: 0,
+        input_bytes,
+        rejects: tally.first_rejects,
+        timings: Timings::default(),
+    };
+    let vocab = chars.vocab();
+    summary.vocab_size = vocab.chars().count();
+
+    if let Some((id, existing_version)) = existing {
+        tx.rollback().await?;
+        summary.dataset_id = id;
+        summary.version = existing_version;
+        let (train, valid) = crate::dataset::split_sizes(pool, id).await?;
+        (summary.train_poems, summary.validation_poems) = (train, valid);
+    } else {
+        let split_flip = crate::dataset::choose_split_flip(
+            &mut tx,
+            dataset_id,
+            &validation_shards,
+            opts.validation_fraction,
+        )
+        .await?;
+        let counts = json!({ "lines": summary.counts, "input_bytes": input_bytes });
+        sqlx::query(
+            "update datasets set state = 'ready', content_hash = $2, counts = $3, poems = $4, chars = $5,
+                    vocab = $6, split_flip = $7
+             where id = $1",
+        )
+        .bind(dataset_id)
+        .bind(&summary.content_hash)
+        .bind(&counts)
+        .bind(poems)
+        .bind(total_chars)
+        .bind(&vocab)
+        .bind(&split_flip)
+        .execute(&mut *tx)
+        .await?;
+        let (train, valid) = crate::dataset::split_sizes(&mut *tx, dataset_id).await?;
+        (summary.train_poems, summary.validation_poems) = (train, valid);
+        tx.commit().await?;
+    }
+    let times = tally.times;
+    summary.timings = Timings {
+        parse_s: times.parse.as_secs_f64(),
+        html_s: times.html.as_secs_f64(),
+        filter_s: times.filter.as_secs_f64(),
+        key_s: times.key.as_secs_f64(),
+        copy_s: copy_time.as_secs_f64(),
+        finalize_s: finalize_start.elapsed().as_secs_f64(),
+        total_s: start.elapsed().as_secs_f64(),
+    };
+    tracing::info!(
+        dataset = %summary.reference(),
+        created = summary.created,
+        kept = summary.counts.kept,
+        duplicates = summary.counts.duplicates,
+        malformed = summary.counts.malformed,
+        "ingest.done"
+    );
+    Ok(summary)
+}
+
+/// Sends buffered rows (one COPY) and rejects (one insert) inside the ingest transaction.
+async fn flush(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    dataset_id: i64,
+    rows: &mut Vec<u8>,
+    rejects: &mut Vec<Reject>,
+) -> Result<(), IngestError> {
+    if !rows.is_empty() {
+        let mut copy = tx
+            .copy_in_raw(
+                "copy poems (dataset_id, dedupe_key, shard, source_id, text, meta) from stdin",
+            )
+            .await?;
+        copy.send(rows.as_slice()).await?;
+        copy.finish().await?;
+        rows.clear();
+    }
+    if !rejects.is_empty() {
+        let files: Vec<&str> = rejects.iter().map(|r| r.file.as_str()).collect();
+        let lines: Vec<i64> = rejects.iter().map(|r| r.line as i64).collect();
+        let reasons: Vec<String> = rejects.iter().map(|r| r.reason.replace('\0', "")).collect();
+        sqlx::query(
+            "insert into ingest_rejects (dataset_id, file, line, reason)
+             select $1, f, l, r from unnest($2::text[], $3::bigint[], $4::text[]) as u(f, l, r)",
+        )
+        .bind(dataset_id)
+        .bind(&files)
+        .bind(&lines)
+        .bind(&reasons)
+        .execute(&mut **tx)
+        .await?;
+        rejects.clear();
+    }
+    Ok(())
+}

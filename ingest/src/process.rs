@@ -1,0 +1,495 @@
+//! Per-document work done on the worker pool: parse a hit, read its fields, HTML to text,
+//! filter, dedupe key, shard, and the ready-to-COPY row. Everything here is pure and runs in
+//! parallel; the single aggregator ([`crate::dataset`]) only dedupes and streams rows.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+
+use crate::dump::{Chunk, ChunkKind, json_reason, strip_bom, trim_cr};
+use crate::filter::{FilterParams, Measures, Verdict, measure};
+use crate::html::html_to_text;
+use crate::mapping::{FieldMapping, HitMeta, Post, Source};
+
+/// What the workers need to know, shared by all of them.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub mapping: FieldMapping,
+    /// Lowercased `--tag`.
+    pub tag: Option<String>,
+    pub filter: FilterParams,
+    pub shards: u32,
+    pub dataset_id: i64,
+    /// Keep the measures of every document (explain mode).
+    pub keep_measures: bool,
+}
+
+/// A line or document that could not be used.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Reject {
+    /// Input name (`-` for stdin).
+    pub file: String,
+    /// 1-based line (scroll: hit position).
+    pub line: u64,
+    /// Why (lowercase).
+    pub reason: String,
+}
+
+/// Per-stage counts, summed over batches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Non-blank lines (NDJSON), documents (bulk, scroll) read.
+    pub read: u64,
+    /// Blank lines skipped (not errors).
+    pub blank: u64,
+    /// Unusable lines (see the rejects).
+    pub malformed: u64,
+    /// Valid documents.
+    pub docs: u64,
+    /// Documents without the `--tag`.
+    pub other_tag: u64,
+    /// Documents whose content is missing, null or only whitespace.
+    pub empty: u64,
+    /// Documents the filter judged prose.
+    pub not_poems: u64,
+    /// Poems already seen (same dedupe key).
+    pub duplicates: u64,
+    /// Poems stored.
+    pub kept: u64,
+}
+
+impl Counts {
+    pub(crate) fn add(&mut self, o: &Counts) {
+        self.read += o.read;
+        self.blank += o.blank;
+        self.malformed += o.malformed;
+        self.docs += o.docs;
+        self.other_tag += o.other_tag;
+        self.empty += o.empty;
+        self.not_poems += o.not_poems;
+        self.duplicates += o.duplicates;
+        self.kept += o.kept;
+    }
+}
+
+/// Worker time spent per stage (summed over threads).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct StageTimes {
+    pub parse: Duration,
+    pub html: Duration,
+    pub filter: Duration,
+    pub key: Duration,
+}
+
+impl StageTimes {
+    pub(crate) fn add(&mut self, o: &StageTimes) {
+        self.parse += o.parse;
+        self.html += o.html;
+        self.filter += o.filter;
+        self.key += o.key;
+    }
+}
+
+/// A poem ready to store, its row and text living in the batch's buffers.
+#[derive(Debug)]
+pub(crate) struct PoemRow {
+    pub key: [u8; 32],
+    pub source_id: Box<str>,
+    /// The COPY text-format row (with trailing newline) in `Batch::rows`.
+    pub row: std::ops::Range<usize>,
+    /// The framed text in `Batch::texts`.
+    pub text: std::ops::Range<usize>,
+}
+
+/// The result of one chunk.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    pub counts: Counts,
+    pub rejects: Vec<Reject>,
+    pub poems: Vec<PoemRow>,
+    pub rows: Vec<u8>,
+    pub texts: String,
+    /// (measures, verdict) of every non-empty document with the tag (explain mode).
+    pub measures: Vec<(Measures, Verdict)>,
+    pub times: StageTimes,
+}
+
+/// The normalised form two copies of a poem share: lowercase, whitespace runs folded to one
+/// space, trimmed. Its sha256 is the dedupe key.
+pub fn dedupe_key(text: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    let mut buf = String::with_capacity(256);
+    let mut first = true;
+    for word in text.split_whitespace() {
+        if !first {
+            buf.push(' ');
+        }
+        first = false;
+        if word.is_ascii() {
+            buf.extend(word.bytes().map(|b| b.to_ascii_lowercase() as char));
+        } else {
+            buf.extend(word.chars().flat_map(char::to_lowercase));
+        }
+        if buf.len() > 4096 {
+            h.update(buf.as_bytes());
+            buf.clear();
+        }
+    }
+    h.update(buf.as_bytes());
+    h.finalize().into()
+}
+
+/// The shard of a poem: its dedupe key's first 8 bytes mod `shards`; stable across ingests.
+pub fn shard_of(key: &[u8; 32], shards: u32) -> u32 {
+    let v = u64::from_be_bytes(key[..8].try_into().expect("8 bytes"));
+    (v % u64::from(shards.max(1))) as u32
+}
+
+/// Appends `s` to a COPY text-format field, escaping what the format requires.
+pub(crate) fn copy_escape(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(esc);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+}
+
+/// Removes NUL (Postgres text and jsonb cannot hold it).
+fn no_nul(s: String) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "")
+    } else {
+        s
+    }
+}
+
+#[derive(Serialize)]
+struct Meta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    title: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    author: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    date: Option<&'a str>,
+    tags: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lang: Option<&'a str>,
+}
+
+struct Worker<'s> {
+    s: &'s Settings,
+    file: Arc<str>,
+    out: Batch,
+}
+
+impl Worker<'_> {
+    fn reject(&mut self, line: u64, reason: impl Into<String>) {
+        self.out.counts.malformed += 1;
+        self.out.rejects.push(Reject {
+            file: self.file.to_string(),
+            line,
+            reason: reason.into(),
+        });
+    }
+
+    /// A full hit (NDJSON line or scroll hit).
+    fn hit(&mut self, line: u64, bytes: &[u8]) {
+        #[derive(Deserialize)]
+        struct Hit<'a> {
+            #[serde(borrow, default)]
+            _id: Option<&'a RawValue>,
+            #[serde(borrow, default)]
+            _source: Option<&'a RawValue>,
+        }
+        let t0 = Instant::now();
+        let text = match std::str::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                return self.reject(line, format!("invalid utf-8 at byte {}", e.valid_up_to()));
+            }
+        };
+        if !text.trim_start().starts_with('{') {
+            return self.reject(line, "not a json object");
+        }
+        let hit: Hit<'_> = match serde_json::from_str(text) {
+            Ok(h) => h,
+            Err(e) => return self.reject(line, json_reason(&e)),
+        };
+        let Some(source) = hit._source.filter(|s| s.get() != "null") else {
+            return self.reject(line, "hit without _source");
+        };
+        let id: Option<String> =
+            hit._id.and_then(
+                |raw| match serde_json::from_str::<serde_json::Value>(raw.get()) {
+                    Ok(serde_json::Value::String(s)) => Some(s),
+                    Ok(serde_json::Value::Null) | Err(_) => None,
+                    Ok(other) => Some(other.to_string()),
+                },
+            );
+        self.out.times.parse += t0.elapsed();
+        self.source(line, id.as_deref(), source);
+    }
+
+    /// A `_source` with the hit's id (bulk sources come here directly).
+    fn source(&mut self, line: u64, id: Option<&str>, raw: &RawValue) {
+        let t0 = Instant::now();
+        let source = match Source::parse(raw) {
+            Ok(s) => s,
+            Err(_) => return self.reject(line, "_source is not an object"),
+        };
+        let post = self.s.mapping.read(&HitMeta { id }, &source);
+        self.out.times.parse += t0.elapsed();
+        self.out.counts.docs += 1;
+        self.post(line, post);
+    }
+
+    fn post(&mut self, line: u64, post: Post) {
+        if let Some(tag) = &self.s.tag
+            && !post.has_tag(tag)
+        {
+            self.out.counts.other_tag += 1;
+            return;
+        }
+        let Some(content) = post.content.as_deref() else {
+            self.out.counts.empty += 1;
+            return;
+        };
+        let t0 = Instant::now();
+        let text = html_to_text(content);
+        let t1 = Instant::now();
+        self.out.times.html += t1 - t0;
+        let m = measure(&text);
+        let verdict = self.s.filter.verdict(&m);
+        self.out.times.filter += t1.elapsed();
+        if verdict == Verdict::Empty {
+            self.out.counts.empty += 1;
+            return;
+        }
+        if self.s.keep_measures {
+            self.out.measures.push((m, verdict));
+        }
+        if verdict != Verdict::Poem {
+            self.out.counts.not_poems += 1;
+            return;
+        }
+        let t2 = Instant::now();
+        let key = dedupe_key(&text);
+        let shard = shard_of(&key, self.s.shards);
+        let source_id = match post.id {
+            Some(id) => no_nul(id),
+            None => format!("{}:{line}", self.file),
+        };
+        let meta = Meta {
+            title: post.title.as_deref(),
+            author: post.author.as_deref(),
+            date: post.date.as_deref(),
+            tags: post.tags.iter().map(|t| t.name.as_str()).collect(),
+            lang: post.lang.as_deref(),
+        };
+        let meta = no_nul(serde_json::to_string(&meta).expect("meta serialises"));
+        let t_start = self.out.texts.len();
+        self.out.texts.push_str(poet_core::FRAME);
+        self.out.texts.push_str(&text);
+        self.out.texts.push('\n');
+        let framed = &self.out.texts[t_start..];
+        // COPY row: dataset_id, dedupe_key, shard, source_id, text, meta
+        let rows = &mut self.out.rows;
+        let r_start = rows.len();
+        rows.extend_from_slice(self.s.dataset_id.to_string().as_bytes());
+        rows.push(b'\t');
+        rows.extend_from_slice(hex::encode(key).as_bytes());
+        rows.push(b'\t');
+        rows.extend_from_slice(shard.to_string().as_bytes());
+        rows.push(b'\t');
+        copy_escape(rows, &source_id);
+        rows.push(b'\t');
+        copy_escape(rows, framed);
+        rows.push(b'\t');
+        copy_escape(rows, &meta);
+        rows.push(b'\n');
+        let r_end = rows.len();
+        self.out.poems.push(PoemRow {
+            key,
+            source_id: source_id.into_boxed_str(),
+            row: r_start..r_end,
+            text: t_start..self.out.texts.len(),
+        });
+        self.out.times.key += t2.elapsed();
+    }
+}
+
+/// Processes one chunk into a batch.
+pub(crate) fn process(settings: &Settings, chunk: Chunk) -> Batch {
+    let mut w = Worker {
+        s: settings,
+        file: chunk.file.clone(),
+        out: Batch::default(),
+    };
+    match &chunk.kind {
+        ChunkKind::Lines { first_line } => {
+            let mut line_no = *first_line;
+            // The piece after a final newline is not a line.
+            let data = chunk.data.strip_suffix(b"\n").unwrap_or(&chunk.data);
+            for raw in data.split(|&b| b == b'\n') {
+                let line = strip_bom(trim_cr(raw));
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    w.out.counts.blank += 1;
+                    line_no += 1;
+                    continue;
+                }
+                w.out.counts.read += 1;
+                w.hit(line_no, line);
+                line_no += 1;
+            }
+        }
+        ChunkKind::Hits(docs) | ChunkKind::Sources(docs) => {
+            let bulk = matches!(chunk.kind, ChunkKind::Sources(_));
+            for doc in docs {
+                w.out.counts.read += 1;
+                let range = match &doc.json {
+                    Ok(r) => r.clone(),
+                    Err(reason) => {
+                        w.reject(doc.line, reason.clone());
+                        continue;
+                    }
+                };
+                let bytes = &chunk.data[range];
+                if !bulk {
+                    w.hit(doc.line, bytes);
+                    continue;
+                }
+                let parsed = std::str::from_utf8(bytes)
+                    .map_err(|e| format!("invalid utf-8 at byte {}", e.valid_up_to()))
+                    .and_then(|t| {
+                        serde_json::from_str::<&RawValue>(t).map_err(|e| json_reason(&e))
+                    });
+                match parsed {
+                    Ok(raw) => {
+                        // An `update` action's source is `{"doc": {...}}`: use the doc.
+                        let inner = Source::parse(raw).ok().and_then(|s| s.get("doc"));
+                        w.source(doc.line, doc.id.as_deref(), inner.unwrap_or(raw));
+                    }
+                    Err(reason) => w.reject(doc.line, reason),
+                }
+            }
+        }
+    }
+    w.out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedupe_key_ignores_case_and_whitespace_only() {
+        let a = dedupe_key("The Rose\nis red\n\nand so");
+        assert_eq!(a, dedupe_key("the rose  is RED and\tso "));
+        assert_ne!(a, dedupe_key("the rose is red and so."));
+        assert_eq!(dedupe_key("Ä\nB"), dedupe_key("ä b"));
+    }
+
+    #[test]
+    fn shards_are_stable_and_in_range() {
+        let k = dedupe_key("a poem");
+        assert_eq!(shard_of(&k, 64), shard_of(&dedupe_key("A  POEM"), 64));
+        for n in [1, 2, 7, 64, 4096] {
+            assert!(shard_of(&k, n) < n);
+        }
+        // pinned: changing the hash would reshuffle every stored dataset's split
+        assert_eq!(hex::encode(k)[..16].len(), 16);
+        assert_eq!(
+            shard_of(&k, 64),
+            (u64::from_be_bytes(k[..8].try_into().unwrap()) % 64) as u32
+        );
+    }
+
+    #[test]
+    fn copy_escaping() {
+        let mut out = Vec::new();
+        copy_escape(&mut out, "a\\b\nc\rd\te");
+        assert_eq!(out, b"a\\\\b\\nc\\rd\\te");
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            mapping: FieldMapping::default(),
+            tag: Some("poetry".into()),
+            filter: FilterParams::default(),
+            shards: 64,
+            dataset_id: 5,
+            keep_measures: false,
+        }
+    }
+
+    fn run(lines: &[u8]) -> Batch {
+        let chunk = Chunk {
+            file: Arc::from("f"),
+            data: lines.to_vec(),
+            kind: ChunkKind::Lines { first_line: 1 },
+        };
+        process(&settings(), chunk)
+    }
+
+    #[test]
+    fn classifies_lines() {
+        let poem = r#"{"_id":"1-p-1","_source":{"content":"<p>first line here<br>second line there</p>","tag":["Poetry"],"title":"T"}}"#;
+        let other = r#"{"_id":"1-p-2","_source":{"content":"<p>a<br>b</p>","tag":["cats"]}}"#;
+        let empty = r#"{"_id":"1-p-3","_source":{"content":"<p>&nbsp;</p>","tag":"poetry"}}"#;
+        let input = format!(
+            "\u{feff}{poem}\r\n\n{other}\n{empty}\nnot json\n{{\"_id\":\"x\"}}\n{{\"_id\":\"y\",\"_source\":{{\n"
+        );
+        let b = run(input.as_bytes());
+        assert_eq!(b.counts.read, 6);
+        assert_eq!(b.counts.blank, 1);
+        assert_eq!(b.counts.docs, 3);
+        assert_eq!(b.counts.other_tag, 1);
+        assert_eq!(b.counts.empty, 1);
+        assert_eq!(b.counts.malformed, 3);
+        assert_eq!(b.poems.len(), 1);
+        let reasons: Vec<(u64, &str)> = b
+            .rejects
+            .iter()
+            .map(|r| (r.line, r.reason.as_str()))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                (5, "not a json object"),
+                (6, "hit without _source"),
+                (7, "truncated json")
+            ]
+        );
+        assert_eq!(
+            &b.texts[b.poems[0].text.clone()],
+            "++++\nfirst line here\nsecond line there\n"
+        );
+        let row = std::str::from_utf8(&b.rows[b.poems[0].row.clone()]).unwrap();
+        let fields: Vec<&str> = row.trim_end_matches('\n').split('\t').collect();
+        assert_eq!(fields.len(), 6);
+        assert_eq!(fields[0], "5");
+        assert_eq!(fields[3], "1-p-1");
+        assert_eq!(fields[4], "++++\\nfirst line here\\nsecond line there\\n");
+        assert_eq!(fields[5], r#"{"title":"T","tags":["Poetry"]}"#);
+    }
+
+    #[test]
+    fn invalid_utf8_and_binary() {
+        let b = run(b"{\"_id\":\"\xff\"}\n\x00\x01\x02garbage\n");
+        let reasons: Vec<&str> = b.rejects.iter().map(|r| r.reason.as_str()).collect();
+        assert_eq!(reasons, ["invalid utf-8 at byte 8", "not a json object"]);
+    }
+}
