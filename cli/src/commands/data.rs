@@ -1,0 +1,106 @@
+//! `poet ingest` and `poet dataset`: talk to Postgres directly (ingest is a bulk load; it
+//! does not go through the coordinator).
+
+use crate::args::{Cli, DatasetCmd, IngestArgs, exit};
+use crate::commands::stack::database_url;
+use crate::conn::{CliError, CliResult};
+use crate::output::{self, Table};
+
+fn ingest_error(e: poet_ingest::IngestError) -> CliError {
+    let text = e.to_string();
+    let code = if text.starts_with("no such dataset") { exit::NOT_FOUND } else { exit::BAD_INPUT };
+    CliError::new(code, text)
+}
+
+async fn pool() -> CliResult<sqlx::PgPool> {
+    let url = database_url(None).await?;
+    poet_sql::connect(&url).await.map_err(|e| CliError::new(exit::UNAVAILABLE, e.to_string()))
+}
+
+pub async fn ingest(cli: &Cli, a: &IngestArgs) -> CliResult {
+    if a.explain {
+        let ex = poet_ingest::explain(&a.opts).await.map_err(ingest_error)?;
+        if cli.json {
+            output::json(&ex);
+        } else {
+            print!("{ex}");
+        }
+        return Ok(());
+    }
+    let pool = pool().await?;
+    let summary = poet_ingest::ingest(&pool, &a.opts).await.map_err(ingest_error)?;
+    if cli.json {
+        output::json(&summary);
+    } else {
+        print!("{summary}");
+    }
+    Ok(())
+}
+
+pub async fn dataset(cli: &Cli, cmd: &DatasetCmd) -> CliResult {
+    let pool = pool().await?;
+    match cmd {
+        DatasetCmd::List => {
+            let all = poet_ingest::list_datasets(&pool).await.map_err(ingest_error)?;
+            if cli.json {
+                output::json(&all);
+            } else {
+                let mut t = Table::new(&["ID", "DATASET", "POEMS", "CHARS", "VOCAB", "HASH", "CREATED"]);
+                for d in &all {
+                    t.row(vec![
+                        d.id.to_string(),
+                        format!("{}@{}", d.name, d.version),
+                        d.poems.to_string(),
+                        d.chars.to_string(),
+                        d.vocab.chars().count().to_string(),
+                        d.content_hash[..12.min(d.content_hash.len())].to_string(),
+                        d.created_at.format("%Y-%m-%d %H:%M").to_string(),
+                    ]);
+                }
+                print!("{}", t.render());
+            }
+        }
+        DatasetCmd::Show { dataset } => {
+            let d = poet_ingest::find_dataset(&pool, dataset).await.map_err(ingest_error)?;
+            if cli.json {
+                output::json(&d);
+            } else {
+                println!("dataset {}@{} (id {})", d.name, d.version, d.id);
+                println!("  poems {}  chars {}  vocabulary {} chars", d.poems, d.chars, d.vocab.chars().count());
+                println!("  content hash {}", d.content_hash);
+                println!("  shards {} (validation {:?})", d.shards, d.validation_shards);
+                println!("  counts {}", d.counts);
+                println!("  params {}", d.params);
+            }
+        }
+        DatasetCmd::Export { dataset, output: out, split } => {
+            let d = poet_ingest::find_dataset(&pool, dataset).await.map_err(ingest_error)?;
+            let summary = if out.as_os_str() == "-" {
+                let mut w = tokio::io::stdout();
+                write_export(&pool, d.id, *split, &mut w).await?
+            } else {
+                let mut f = tokio::fs::File::create(out).await.map_err(|e| CliError::input(format!("{}: {e}", out.display())))?;
+                let s = write_export(&pool, d.id, *split, &mut f).await?;
+                f.sync_all().await.map_err(|e| CliError::fail(format!("{}: {e}", out.display())))?;
+                s
+            };
+            if out.as_os_str() != "-" {
+                if cli.json {
+                    output::json(&summary);
+                } else {
+                    eprintln!("wrote {} ({}@{})", out.display(), d.name, d.version);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn write_export<W: tokio::io::AsyncWrite + Unpin>(
+    pool: &sqlx::PgPool,
+    id: i64,
+    split: Option<poet_ingest::Split>,
+    w: &mut W,
+) -> CliResult<poet_ingest::ExportSummary> {
+    poet_ingest::export_split(pool, id, split, w).await.map_err(ingest_error)
+}

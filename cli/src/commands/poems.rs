@@ -1,0 +1,199 @@
+//! `poet generate`, `poet poems` and `poet words`: poems from a run's checkpoint (sampled by a
+//! worker, judged by the coordinator), and how their words compare with the training set.
+
+use std::collections::HashMap;
+
+use poet_proto::v1;
+use serde_json::{Value, json};
+
+use crate::args::{Cli, GenerateArgs, PoemsCmd, WordsArgs, exit};
+use crate::conn::{CliError, CliResult, connect, status};
+use crate::output::{self, Table};
+use crate::plot;
+
+fn report_json(r: &Option<v1::PlagiarismReport>) -> Value {
+    match r {
+        Some(r) => json!({"ngrams": r.ngrams, "shared": r.shared, "shared_fraction": r.shared_fraction,
+            "longest_copied_run": r.longest_copied_run, "flagged": r.flagged}),
+        None => Value::Null,
+    }
+}
+
+fn generation_json(g: &v1::Generation) -> Value {
+    json!({
+        "id": g.id, "run_id": g.run_id, "checkpoint_id": g.checkpoint_id, "epoch": g.epoch, "state": g.state,
+        "params": serde_json::from_str::<Value>(&g.params_json).unwrap_or(Value::Null), "error": g.error,
+        "created_at": output::time(&g.created_at),
+        "poems": g.poems.iter().map(|p| json!({"index": p.index, "temperature": p.temperature, "text": p.text, "report": report_json(&p.report)})).collect::<Vec<_>>(),
+        "overall": report_json(&g.overall),
+    })
+}
+
+fn describe(r: &Option<v1::PlagiarismReport>) -> String {
+    match r {
+        Some(r) => format!(
+            "{} of {} word 4-grams found in training ({:.0}%), longest copied run {} words{}",
+            r.shared.len(),
+            r.ngrams,
+            r.shared_fraction * 100.0,
+            r.longest_copied_run,
+            if r.flagged { "  [FLAGGED: likely copied]" } else { "" }
+        ),
+        None => "no report".into(),
+    }
+}
+
+/// Prints a generation for people.
+pub fn print_generation(g: &v1::Generation) {
+    println!("generation {} from run {}, checkpoint {} (epoch {}): {}", g.id, g.run_id, g.checkpoint_id, g.epoch, g.state);
+    if !g.error.is_empty() {
+        println!("error: {}", g.error);
+    }
+    for p in &g.poems {
+        println!("\n── poem {} · temperature {} ──", p.index + 1, p.temperature);
+        println!("{}", p.text);
+        println!("   ↳ {}", describe(&p.report));
+        if let Some(r) = &p.report
+            && !r.shared.is_empty()
+        {
+            let shown: Vec<String> = r.shared.iter().take(8).map(|s| format!("\"{s}\"")).collect();
+            println!("     shared: {}{}", shown.join(", "), if r.shared.len() > 8 { ", …" } else { "" });
+        }
+    }
+    if g.state == "done" {
+        println!("\nall poems: {}", describe(&g.overall));
+    }
+}
+
+pub async fn generate(cli: &Cli, a: &GenerateArgs) -> CliResult {
+    let mut client = connect(cli).await?;
+    let run_id = match (a.run, a.sweep) {
+        (Some(r), _) => r,
+        (None, Some(s)) => {
+            let sw = client.get_sweep(v1::GetSweepRequest { sweep_id: s }).await.map_err(status)?.into_inner();
+            sw.best_run
+                .map(|r| r.id)
+                .ok_or_else(|| CliError::new(exit::NOT_READY, format!("sweep {s} has no run with a validation loss yet")))?
+        }
+        (None, None) => return Err(CliError::input("give --run ID or --sweep ID")),
+    };
+    let g = client
+        .generate(v1::GenerateRequest {
+            run_id,
+            checkpoint: a.checkpoint.clone(),
+            temperatures: a.temperature.clone(),
+            chars: a.chars,
+            poems: a.poems,
+            seed: a.seed,
+            prime: a.prime.clone(),
+            wait: a.wait > 0,
+            wait_seconds: a.wait,
+        })
+        .await
+        .map_err(status)?
+        .into_inner()
+        .generation
+        .unwrap_or_default();
+    if cli.json {
+        output::json(&generation_json(&g));
+    } else {
+        print_generation(&g);
+    }
+    match g.state.as_str() {
+        "done" => Ok(()),
+        "failed" => Err(CliError::fail(format!("generation {} failed: {}", g.id, g.error))),
+        _ => Err(CliError::new(
+            exit::NOT_READY,
+            format!(
+                "generation {} is still {} after {}s: no worker has served it (see `poet workers`); fetch it later with `poet poems show {}`",
+                g.id, g.state, a.wait, g.id
+            ),
+        )),
+    }
+}
+
+pub async fn poems(cli: &Cli, cmd: &PoemsCmd) -> CliResult {
+    let mut client = connect(cli).await?;
+    match cmd {
+        PoemsCmd::List { run } => {
+            let gens = client
+                .list_generations(v1::ListGenerationsRequest { run_id: run.unwrap_or(0) })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .generations;
+            if cli.json {
+                output::json(&gens.iter().map(generation_json).collect::<Vec<_>>());
+            } else {
+                let mut t = Table::new(&["GENERATION", "RUN", "EPOCH", "STATE", "POEMS", "FLAGGED", "SHARED 4-GRAMS", "CREATED"]);
+                for g in &gens {
+                    let flagged = g.poems.iter().filter(|p| p.report.as_ref().is_some_and(|r| r.flagged)).count();
+                    let shared = g.overall.as_ref().map(|o| format!("{:.0}%", o.shared_fraction * 100.0)).unwrap_or_else(|| "-".into());
+                    t.row(vec![g.id.to_string(), g.run_id.to_string(), g.epoch.to_string(), g.state.clone(), g.poems.len().to_string(), flagged.to_string(), shared, output::time(&g.created_at)]);
+                }
+                print!("{}", t.render());
+            }
+        }
+        PoemsCmd::Show { id } => {
+            let g = client
+                .get_generation(v1::GetGenerationRequest { generation_id: *id, wait_seconds: 0 })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .generation
+                .unwrap_or_default();
+            if cli.json {
+                output::json(&generation_json(&g));
+            } else {
+                print_generation(&g);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn shares(counts: &[(String, usize)]) -> HashMap<String, f64> {
+    let total: usize = counts.iter().map(|(_, n)| n).sum::<usize>().max(1);
+    counts.iter().map(|(w, n)| (w.clone(), *n as f64 / total as f64)).collect()
+}
+
+pub async fn words(cli: &Cli, a: &WordsArgs) -> CliResult {
+    let mut client = connect(cli).await?;
+    let run = client.get_run(v1::GetRunRequest { run_id: a.run }).await.map_err(status)?.into_inner().run.unwrap_or_default();
+    let gens = client.list_generations(v1::ListGenerationsRequest { run_id: a.run }).await.map_err(status)?.into_inner().generations;
+    let text: String = gens.iter().flat_map(|g| g.poems.iter().map(|p| format!("{}\n++++\n", p.text))).collect();
+    if text.is_empty() {
+        return Err(CliError::new(exit::NOT_READY, format!("run {} has no generated poems yet; run `poet generate --run {}` first", a.run, a.run)));
+    }
+    let url = crate::commands::stack::database_url(a.database_url.clone()).await?;
+    let pool = poet_sql::connect(&url).await.map_err(|e| CliError::new(exit::UNAVAILABLE, e.to_string()))?;
+    let corpus = poet_ingest::corpus_text(&pool, run.dataset_id, poet_ingest::Split::Train)
+        .await
+        .map_err(|e| CliError::fail(e.to_string()))?;
+    let poem_counts = poet_core::ngrams::word_counts(&text);
+    let train = shares(&poet_core::ngrams::word_counts(&corpus));
+    let poem_share = shares(&poem_counts);
+    let rows: Vec<(String, f64, f64)> = poem_counts
+        .iter()
+        .take(a.top)
+        .map(|(w, _)| (w.clone(), poem_share[w], train.get(w).copied().unwrap_or(0.0)))
+        .collect();
+    if cli.json {
+        output::json(&rows.iter().map(|(w, p, t)| json!({"word": w, "poems": p, "training": t})).collect::<Vec<_>>());
+    } else {
+        let mut t = Table::new(&["WORD", "IN POEMS", "IN TRAINING", "RATIO"]);
+        for (w, p, tr) in &rows {
+            let ratio = if *tr > 0.0 { format!("×{:.1}", p / tr) } else { "new".into() };
+            t.row(vec![w.clone(), format!("{:.2}%", p * 100.0), format!("{:.2}%", tr * 100.0), ratio]);
+        }
+        print!("{}", t.render());
+    }
+    if let Some(out) = &a.output {
+        plot::write_word_bars(out, &rows, &format!("run {}: most frequent words of generated poems vs training set", a.run))
+            .map_err(|e| CliError::input(e.to_string()))?;
+        if !cli.json {
+            println!("wrote {}", out.display());
+        }
+    }
+    Ok(())
+}
