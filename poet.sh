@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# poet's developer entry point. Every command installs what it needs first and is safe to
+# run again:
+#   ./poet.sh demo     the whole job on embedded defaults (see README.md, "The demo")
+#   ./poet.sh test     every test (what CI runs)
+#   ./poet.sh setup    only install: Postgres (apt, if missing), the torch venv, the build
+#   ./poet.sh env      print the exports that put the torch venv and the binaries on PATH
+#   ./poet.sh bench-*  benchmarks (see BENCHMARKS.md)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$ROOT"
+
+TORCH_VERSION="2.11.0"
+# Kept outside the clone so that clones and CI runs share it; never required to exist.
+VENV="${POET_TORCH_VENV:-$HOME/.cache/poet/torch-$TORCH_VERSION}"
+PROFILE_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+        die "need root to run: $* (install it yourself, or run as root)"
+    fi
+}
+
+apt_install() {
+    command -v apt-get >/dev/null || die "cannot install $* here: no apt-get (install it with your package manager)"
+    log "installing $* with apt-get"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_postgres() {
+    if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null; then
+        return
+    fi
+    apt_install postgresql
+    # Debian's package may start a system cluster; poet runs its own private one.
+}
+
+ensure_toolchain() {
+    command -v cargo >/dev/null || die "cargo not found: install Rust with rustup (https://rustup.rs)"
+    command -v python3 >/dev/null || die "python3 not found: install Python 3 (apt-get install python3)"
+    command -v cc >/dev/null || apt_install build-essential
+}
+
+ensure_torch() {
+    if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import torch, sys; sys.exit(0 if torch.__version__.split('+')[0] == '$TORCH_VERSION' else 1)" 2>/dev/null; then
+        return
+    fi
+    log "installing torch==$TORCH_VERSION into $VENV (a ~4.6 GB download, about 2 minutes)"
+    python3 -c "import venv, ensurepip" 2>/dev/null || apt_install python3-venv
+    rm -rf "$VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "torch==$TORCH_VERSION"
+}
+
+torch_env() {
+    export LIBTORCH_USE_PYTORCH=1
+    export PATH="$VENV/bin:$PATH"
+    local lib
+    lib="$("$VENV/bin/python" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')"
+    export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+}
+
+setup() {
+    ensure_toolchain
+    ensure_postgres
+    ensure_torch
+    torch_env
+}
+
+build() {
+    setup
+    log "building poet and poet-worker"
+    cargo build --locked -p poet-cli -p poet-worker
+    export PATH="$PROFILE_DIR:$PATH"
+}
+
+cmd_test() {
+    setup
+    log "building and running every test"
+    # The tests start their own private Postgres under $TMPDIR/poet-test-pg (stopped below).
+    local rc=0
+    cargo test --locked --workspace --all-targets --exclude poet-worker -- --test-threads=4 || rc=$?
+    # The worker's tests train real (tiny) models with libtorch: one at a time, 2 threads each.
+    cargo test --locked -p poet-worker -- --test-threads=1 || rc=$?
+    stop_test_postgres
+    return $rc
+}
+
+stop_test_postgres() {
+    local data="${TMPDIR:-/tmp}/poet-test-pg/data"
+    [ -f "$data/postmaster.pid" ] || return 0
+    local pgctl
+    pgctl="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)/pg_ctl"
+    [ -x "$pgctl" ] || pgctl="$(command -v pg_ctl || true)"
+    [ -n "$pgctl" ] || return 0
+    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$pgctl" stop -D "$data" -m fast >/dev/null 2>&1 || true
+    else "$pgctl" stop -D "$data" -m fast >/dev/null 2>&1 || true; fi
+}
+
+cmd_demo() {
+    build
+    exec "$ROOT/scripts/demo.sh"
+}
+
+case "${1:-help}" in
+    setup) setup ;;
+    build) build ;;
+    test) cmd_test ;;
+    demo) cmd_demo ;;
+    env)
+        setup >/dev/null
+        echo "export LIBTORCH_USE_PYTORCH=1"
+        echo "export PATH=\"$PROFILE_DIR:$VENV/bin:\$PATH\""
+        echo "export LD_LIBRARY_PATH=\"$LD_LIBRARY_PATH\""
+        ;;
+    bench-*)
+        setup
+        script="bench/${1#bench-}.sh"
+        [ -x "$script" ] || die "no benchmark '$1' (see BENCHMARKS.md)"
+        shift
+        exec "$script" "$@"
+        ;;
+    *)
+        sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+        ;;
+esac
