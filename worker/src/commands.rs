@@ -82,7 +82,7 @@ pub fn split_corpus(text: &str, fraction: f64) -> (&str, &str) {
     let mut cut = (target..=text.len())
         .find(|&i| text.is_char_boundary(i))
         .unwrap_or(text.len());
-    if let Some(frame) = text[cut..].find(sample::FRAME) {
+    if let Some(frame) = text[cut..].find(poet_core::FRAME) {
         cut += frame;
     }
     text.split_at(cut)

@@ -287,6 +287,82 @@ impl PoetModel {
     }
 }
 
+/// The model laid out for stepping one character at a time in eval mode (sampling): per
+/// layer one pre-transposed `[I+H, 4H]` kernel so each step is one matmul, and for the
+/// bottom layer the input kernel folded into a `[vocab, 4H]` lookup table (a one-hot or
+/// embedded input times `w_ih` is a row of that table), so no one-hot is ever built. The math
+/// is the LSTM's; results equal [`PoetModel::forward`] up to float rounding.
+#[derive(Debug)]
+pub struct Stepper {
+    /// Bottom layer: input contribution per character id, `[vocab, 4H]`, biases included.
+    table: Tensor,
+    /// Bottom layer: `w_hh^T`, `[H, 4H]`.
+    w_hh0_t: Tensor,
+    /// Upper layers: `[w_ih | w_hh]^T`, `[2H, 4H]`, and the summed biases `[4H]`.
+    upper: Vec<(Tensor, Tensor)>,
+    /// Dense `weight^T`, `[H, vocab]`.
+    dense_t: Tensor,
+    /// Dense bias.
+    dense_b: Tensor,
+}
+
+impl PoetModel {
+    /// Copies the weights into the [`Stepper`] layout (once per sampling call).
+    pub fn stepper(&self) -> Stepper {
+        tch::no_grad(|| {
+            let l0 = &self.layers[0];
+            let input_rows = match &self.embedding {
+                Some(emb) => emb.matmul(&l0.w_ih.tr()),
+                None => l0.w_ih.tr(),
+            };
+            let table = (input_rows + &l0.b_ih + &l0.b_hh).contiguous();
+            let upper = self.layers[1..]
+                .iter()
+                .map(|l| {
+                    (
+                        Tensor::cat(&[&l.w_ih, &l.w_hh], 1).tr().contiguous(),
+                        &l.b_ih + &l.b_hh,
+                    )
+                })
+                .collect();
+            Stepper {
+                table,
+                w_hh0_t: l0.w_hh.tr().contiguous(),
+                upper,
+                dense_t: self.dense_w.tr().contiguous(),
+                dense_b: self.dense_b.copy(),
+            }
+        })
+    }
+}
+
+impl Stepper {
+    /// Feeds one character per row (`ids`: `[batch]`), updating `state` in place; returns
+    /// the next-character scores `[batch, vocab]`. Call under `tch::no_grad`.
+    pub fn step(&self, ids: &Tensor, state: &mut State) -> Tensor {
+        let h0 = state.h[0].squeeze_dim(0);
+        let gates = self.table.index_select(0, ids).addmm(&h0, &self.w_hh0_t);
+        let mut x = cell(&gates, &mut state.h[0], &mut state.c[0]);
+        for (l, (w, b)) in self.upper.iter().enumerate() {
+            let h = state.h[l + 1].squeeze_dim(0);
+            let gates = b.addmm(&Tensor::cat(&[&x, &h], 1), w);
+            x = cell(&gates, &mut state.h[l + 1], &mut state.c[l + 1]);
+        }
+        self.dense_b.addmm(&x, &self.dense_t)
+    }
+}
+
+/// One LSTM cell update from pre-activation `gates` (`[batch, 4H]`, order i, f, g, o); stores
+/// the new `h`, `c` (`[1, batch, H]`) and returns `h` as `[batch, H]`.
+fn cell(gates: &Tensor, h: &mut Tensor, c: &mut Tensor) -> Tensor {
+    let g = gates.chunk(4, 1);
+    let c_new = g[1].sigmoid() * c.squeeze_dim(0) + g[0].sigmoid() * g[2].tanh();
+    let h_new = g[3].sigmoid() * c_new.tanh();
+    *c = c_new.unsqueeze(0);
+    *h = h_new.unsqueeze(0);
+    h_new
+}
+
 /// A `{0, 1/(1-p)}` mask of `shape`, drawn from torch's global generator.
 fn variational_mask(shape: &[i64], p: f64, device: Device) -> Tensor {
     Tensor::empty(shape, (Kind::Float, device)).bernoulli_float_(1.0 - p) / (1.0 - p)

@@ -5,7 +5,8 @@
 //! cut to exactly `seq_len` chars), then the optional prime, then samples `chars` characters.
 //! Two ways to condition each new character ([`SampleMode`]):
 //! - `Carry` (default): run the stack once over seed + prime, then step one character at a
-//!   time carrying the LSTM state: O(1) per char. For `seq` models this is how they are
+//!   time carrying the LSTM state: O(1) per char, through [`crate::model::Stepper`] (one
+//!   matmul per layer per step, no one-hot). For `seq` models this is how they are
 //!   meant to be run; `keras` models were trained from a zero state on exactly `seq_len`
 //!   chars, so past that length they see longer contexts than in training (they cope well,
 //!   since the state forgets).
@@ -24,9 +25,6 @@ use poet_core::config::TrainConfig;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
-
-/// The frame between poems in the corpus.
-pub const FRAME: &str = "++++";
 
 /// How each new character is conditioned; see the module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -83,9 +81,9 @@ pub enum SampleError {
     EmptyContext,
 }
 
-/// The reference seed window: `"++++\n"` repeated, cut to exactly `seq_len` chars.
+/// The reference seed window: the frame `"++++\n"` repeated, cut to exactly `seq_len` chars.
 pub fn seed_text(seq_len: usize) -> String {
-    "++++\n".chars().cycle().take(seq_len).collect()
+    poet_core::FRAME.chars().cycle().take(seq_len).collect()
 }
 
 /// Samples `streams_per_temperature` streams per temperature, all as rows of one batch, in
@@ -149,6 +147,7 @@ pub fn sample(
     tch::no_grad(|| {
         let (hidden, mut state) = model.forward(&batch_of(&context), None, false);
         let mut logits = model.logits(&hidden.select(1, -1), false);
+        let stepper = model.stepper();
         // Window mode keeps each row's last seq_len chars.
         let mut windows: Vec<Vec<i64>> =
             vec![context[context.len().saturating_sub(seq_len)..].to_vec(); rows];
@@ -174,12 +173,8 @@ pub fn sample(
             }
             match req.mode {
                 SampleMode::Carry => {
-                    let x = Tensor::from_slice(&next)
-                        .view([rows as i64, 1])
-                        .to_device(device);
-                    let (h, s) = model.forward(&x, Some(&state), false);
-                    state = s;
-                    logits = model.logits(&h.select(1, -1), false);
+                    let x = Tensor::from_slice(&next).to_device(device);
+                    logits = stepper.step(&x, &mut state);
                 }
                 SampleMode::Window => {
                     for (w, &c) in windows.iter_mut().zip(&next) {
@@ -235,14 +230,9 @@ fn pick(scores: &[f32], t: f64, rng: &mut ChaCha8Rng) -> i64 {
     argmax as i64
 }
 
-/// Splits sampled text into poems on the `++++` frame, trimmed, empty fragments dropped.
-pub fn split_poems(text: &str) -> Vec<String> {
-    text.split(FRAME)
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(str::to_string)
-        .collect()
-}
+/// Splits sampled text into poems on `++++`, trimmed, empty fragments dropped: the rule the
+/// coordinator applies too, shared from `poet_core`.
+pub use poet_core::split_poems;
 
 #[cfg(test)]
 mod tests {

@@ -90,3 +90,31 @@ fn recurrent_dropout_changes_train_forward_only() {
             .allclose(&m.forward_logits(&x, false), 1e-6, 1e-6, false)
     );
 }
+
+#[test]
+fn stepper_matches_the_full_forward() {
+    let _rng = torch_rng();
+    for embedding in [0, 6] {
+        let cfg = poet_core::config::TrainConfig {
+            embedding,
+            layers: 3,
+            ..tiny(Formulation::Seq)
+        };
+        tch::manual_seed(3);
+        let m = PoetModel::new(&cfg, 11, Device::Cpu);
+        let x = ids(2, 6, 11);
+        let (full, _) = m.forward(&x, None, false);
+        let want = m.logits(&full, false);
+        let stepper = m.stepper();
+        let mut state = m.zero_state(2);
+        tch::no_grad(|| {
+            for t in 0..6 {
+                let got = stepper.step(&x.select(1, t), &mut state);
+                assert!(
+                    got.allclose(&want.select(1, t), 1e-5, 1e-5, false),
+                    "step {t} embedding {embedding}"
+                );
+            }
+        });
+    }
+}

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# CPU benchmarks of poet-worker beside the PyTorch reference (same model, batch, threads).
+#
+#   bench/worker/run.sh [train|quality|sample|all]     (from the repository root)
+#
+# Env: THREADS (default 2), REPEATS (best of N interleaved runs, default 3), CORPUS,
+#      TRAIN_BATCHES_SMALL/TRAIN_BATCHES_REF, QUALITY_KERAS_S/QUALITY_SEQ_S, SAMPLE_CHARS.
+# Each line prints our figure beside its reference and the ratio. Results: RESULTS.md.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export LIBTORCH_USE_PYTORCH=1 PATH="$HOME/.cache/poet/torch-2.11.0/bin:$PATH"
+THREADS=${THREADS:-2}
+REPEATS=${REPEATS:-3}
+CORPUS=${CORPUS:-/work/shared/data/corpus-pd.txt}
+cargo build --quiet --release -p poet-worker --example bench
+BENCH="${CARGO_TARGET_DIR:-target}/release/examples/bench"
+PY="python bench/worker/torch_reference.py"
+what=${1:-all}
+
+# best CMD...: runs CMD $REPEATS times, prints the best chars_per_sec.
+best() {
+  for _ in $(seq "$REPEATS"); do "$@" 2>/dev/null | tail -1; done |
+    python3 -c 'import json,sys; print(max(json.loads(l)["chars_per_sec"] for l in sys.stdin))'
+}
+
+side() { # label ours reference
+  python3 -c 'import sys; l,a,b=sys.argv[1],float(sys.argv[2]),float(sys.argv[3]); print(f"{l:<44} poet-worker {a:>12.0f} chars/s   pytorch {b:>12.0f} chars/s   ratio {a/b:5.2f}")' "$@"
+}
+
+echo "# $(date -u +%FT%TZ) $(nproc) cores, threads=$THREADS, best of $REPEATS"
+if [[ $what == train || $what == all ]]; then
+  for f in keras seq; do
+    small=(--layers 2 --units 64 --seq-len 40 --batch 128 --formulation $f --threads "$THREADS" --corpus "$CORPUS")
+    n=${TRAIN_BATCHES_SMALL:-40}
+    side "train 2x64 seq40 b128 $f ($n batches)" "$(best "$BENCH" "${small[@]}" train --batches "$n")" "$(best $PY train "${small[@]}" --batches "$n")"
+  done
+  for f in keras seq; do
+    ref=(--layers 3 --units 300 --seq-len 300 --batch 128 --formulation $f --threads "$THREADS" --corpus "$CORPUS")
+    n=${TRAIN_BATCHES_REF:-2}
+    side "train 3x300 seq300 b128 $f ($n batches)" "$(best "$BENCH" "${ref[@]}" train --batches "$n")" "$(best $PY train "${ref[@]}" --batches "$n")"
+  done
+fi
+
+if [[ $what == sample || $what == all ]]; then
+  chars=${SAMPLE_CHARS:-600}
+  declare -A rate
+  for s in 1 64; do
+    args=(--layers 3 --units 300 --seq-len 300 --threads "$THREADS" --corpus "$CORPUS")
+    ours=$(best "$BENCH" "${args[@]}" sample --streams $s --chars "$chars")
+    theirs=$(best $PY sample "${args[@]}" --streams $s --chars "$chars")
+    rate[$s]=$ours
+    side "sample 3x300 streams=$s ($chars chars + 300 seed)" "$ours" "$theirs"
+  done
+  python3 -c 'import sys; print(f"sample batch-64 aggregate / batch-1 (poet-worker): {float(sys.argv[2])/float(sys.argv[1]):.1f}x (target >= 20x)")' "${rate[1]}" "${rate[64]}"
+fi
+
+if [[ $what == quality || $what == all ]]; then
+  # Same 2x128 model, seq_len 64, batch 64, lr 0.002, on the 1 MB corpus; validation loss is
+  # keras-style (next char after a full window) for both. Prints the curve and when seq first
+  # reaches keras's best.
+  q=(--layers 2 --units 128 --seq-len 64 --batch 64 --step 3 --threads "$THREADS" --corpus "$CORPUS")
+  "$BENCH" "${q[@]}" --formulation keras quality --seconds "${QUALITY_KERAS_S:-240}" --eval-every 100 >/tmp/poet-quality-keras.jsonl
+  "$BENCH" "${q[@]}" --formulation seq quality --seconds "${QUALITY_SEQ_S:-60}" --eval-every 25 >/tmp/poet-quality-seq.jsonl
+  python3 - <<'PY'
+import json
+k = [json.loads(l) for l in open("/tmp/poet-quality-keras.jsonl")]
+s = [json.loads(l) for l in open("/tmp/poet-quality-seq.jsonl")]
+for name, rows in (("keras", k), ("seq", s)):
+    print(f"{name}: " + "  ".join(f"{r['train_seconds']:.0f}s:{r['val_loss']:.3f}" for r in rows))
+best = min(r["val_loss"] for r in k)
+t_k = next(r["train_seconds"] for r in k if r["val_loss"] == best)
+hit = next((r for r in s if r["val_loss"] <= best), None)
+if hit:
+    print(f"time to quality: keras best val {best:.3f} at {t_k:.0f}s; seq reaches it at {hit['train_seconds']:.1f}s "
+          f"= 1/{t_k / hit['train_seconds']:.1f} of keras's time (target <= 1/10)")
+else:
+    print(f"time to quality: keras best val {best:.3f} at {t_k:.0f}s; seq did not reach it in {s[-1]['train_seconds']:.0f}s "
+          f"(best {min(r['val_loss'] for r in s):.3f})")
+PY
+fi
