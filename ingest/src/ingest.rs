@@ -7,7 +7,9 @@
 //! 2. stream batches from the pool: rejects go to `ingest_rejects` (and the rejects file); each
 //!    poem's dedupe key is looked up in an in-memory map (key → smallest source id so far).
 //!    A new key, or a copy with a smaller source id than the stored one, is COPYed; any other
-//!    copy only counts as a duplicate. COPY runs in batches of [`COPY_BATCH_BYTES`];
+//!    copy only counts as a duplicate. One COPY streams the rows in sends of
+//!    [`COPY_SEND_BYTES`] while the pool keeps parsing; rejects wait in a spool (memory, then a
+//!    temporary file) and are COPYed after it;
 //! 3. delete the copies that lost to a smaller source id (rare: only when the larger id came
 //!    first in the input), so the kept copy never depends on input order;
 //! 4. hash the corpus in export order, size the split, and compare with existing versions: an
@@ -30,11 +32,14 @@ use crate::process::{Batch, Counts, Reject, Settings, StageTimes};
 use crate::summary::{Explanation, SUMMARY_REJECTS, Summary, Timings};
 use crate::{IngestError, IngestOptions};
 
-/// Rows are sent to Postgres in COPY statements of about this many bytes.
-pub const COPY_BATCH_BYTES: usize = 8 << 20;
+/// The poems COPY is fed in sends of about this many bytes.
+pub const COPY_SEND_BYTES: usize = 1 << 20;
 
-/// Rejects are inserted in groups of this many.
-const REJECT_BATCH: usize = 2048;
+/// Rejects kept in memory (as COPY rows) before spilling to a temporary file.
+const REJECT_SPOOL_BYTES: usize = 4 << 20;
+
+const POEMS_COPY: &str =
+    "copy poems (dataset_id, dedupe_key, shard, source_id, text, meta) from stdin";
 
 /// Character occurrences of the rows COPYed, so the vocabulary and character count come out
 /// exact even after losing copies are deleted.
@@ -229,6 +234,7 @@ fn settings_of(opts: &IngestOptions, dataset_id: i64, keep_measures: bool) -> Se
         shards: opts.shards,
         dataset_id,
         keep_measures,
+        wanted: opts.mapping.top_level_keys(),
     }
 }
 
@@ -293,15 +299,19 @@ pub async fn ingest(pool: &PgPool, opts: &IngestOptions) -> Result<Summary, Inge
     let mut winners: HashMap<[u8; 32], Box<str>> = HashMap::new();
     let mut superseded: HashSet<[u8; 32]> = HashSet::new();
     let mut chars = CharCounts::default();
-    let mut copy_buf: Vec<u8> = Vec::with_capacity(COPY_BATCH_BYTES + (1 << 20));
-    let mut pending_rejects: Vec<Reject> = Vec::new();
+    let mut copy_buf: Vec<u8> = Vec::with_capacity(COPY_SEND_BYTES + (1 << 20));
+    let mut spool = RejectSpool::default();
     let mut copy_time = Duration::ZERO;
+    // One COPY for the whole load, fed in bounded sends: Postgres works while the pool parses.
+    let mut copy = tx.copy_in_raw(POEMS_COPY).await?;
 
     while let Some(batch) = pipeline.next().await {
         let mut batch = batch?;
-        pending_rejects.extend(tally.take(&mut batch)?);
+        for r in tally.take(&mut batch)? {
+            spool.push(dataset_id, &r)?;
+        }
         for poem in batch.poems.drain(..) {
-            let copy = match winners.get_mut(&poem.key) {
+            let keep = match winners.get_mut(&poem.key) {
                 None => {
                     winners.insert(poem.key, poem.source_id);
                     true
@@ -317,14 +327,15 @@ pub async fn ingest(pool: &PgPool, opts: &IngestOptions) -> Result<Summary, Inge
                     }
                 }
             };
-            if copy {
+            if keep {
                 copy_buf.extend_from_slice(&batch.rows[poem.row]);
                 chars.add(&batch.texts[poem.text], 1);
             }
         }
-        if copy_buf.len() >= COPY_BATCH_BYTES || pending_rejects.len() >= REJECT_BATCH {
+        if copy_buf.len() >= COPY_SEND_BYTES {
             let t = Instant::now();
-            flush(&mut tx, dataset_id, &mut copy_buf, &mut pending_rejects).await?;
+            copy.send(copy_buf.as_slice()).await?;
+            copy_buf.clear();
             copy_time += t.elapsed();
         }
         progress.tick(
@@ -334,7 +345,12 @@ pub async fn ingest(pool: &PgPool, opts: &IngestOptions) -> Result<Summary, Inge
     }
     progress.done();
     let t = Instant::now();
-    flush(&mut tx, dataset_id, &mut copy_buf, &mut pending_rejects).await?;
+    if !copy_buf.is_empty() {
+        copy.send(copy_buf.as_slice()).await?;
+    }
+    copy.finish().await?;
+    drop(copy_buf);
+    spool.load(&mut tx).await?;
     copy_time += t.elapsed();
     tally.rejects_file.finish()?;
     let input_bytes = pipeline.bytes.load(std::sync::atomic::Ordering::Relaxed);
@@ -456,38 +472,73 @@ pub async fn ingest(pool: &PgPool, opts: &IngestOptions) -> Result<Summary, Inge
     Ok(summary)
 }
 
-/// Sends buffered rows (one COPY) and rejects (one insert) inside the ingest transaction.
-async fn flush(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    dataset_id: i64,
-    rows: &mut Vec<u8>,
-    rejects: &mut Vec<Reject>,
-) -> Result<(), IngestError> {
-    if !rows.is_empty() {
+/// Rejects waiting for the poems COPY to end (the connection is busy until then), as COPY
+/// rows: in memory up to [`REJECT_SPOOL_BYTES`], then in an anonymous temporary file, so a
+/// dump of garbage does not grow memory.
+#[derive(Default)]
+struct RejectSpool {
+    buf: Vec<u8>,
+    file: Option<std::fs::File>,
+}
+
+impl RejectSpool {
+    fn push(&mut self, dataset_id: i64, r: &Reject) -> Result<(), IngestError> {
+        use crate::process::copy_escape;
+        self.buf
+            .extend_from_slice(dataset_id.to_string().as_bytes());
+        self.buf.push(b'\t');
+        copy_escape(&mut self.buf, &r.file.replace('\0', ""));
+        self.buf.push(b'\t');
+        self.buf.extend_from_slice(r.line.to_string().as_bytes());
+        self.buf.push(b'\t');
+        copy_escape(&mut self.buf, &r.reason.replace('\0', ""));
+        self.buf.push(b'\n');
+        if self.buf.len() >= REJECT_SPOOL_BYTES {
+            let spill = |e: std::io::Error| IngestError::Output {
+                path: "rejects spool".into(),
+                message: crate::dump::io_message(&e),
+            };
+            if self.file.is_none() {
+                self.file = Some(tempfile::tempfile().map_err(spill)?);
+            }
+            let f = self.file.as_mut().expect("just set");
+            f.write_all(&self.buf).map_err(spill)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// COPYs every spooled reject into `ingest_rejects`.
+    async fn load(
+        mut self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    ) -> Result<(), IngestError> {
+        use std::io::{Read, Seek};
+        if self.buf.is_empty() && self.file.is_none() {
+            return Ok(());
+        }
         let mut copy = tx
-            .copy_in_raw(
-                "copy poems (dataset_id, dedupe_key, shard, source_id, text, meta) from stdin",
-            )
+            .copy_in_raw("copy ingest_rejects (dataset_id, file, line, reason) from stdin")
             .await?;
-        copy.send(rows.as_slice()).await?;
+        if let Some(mut f) = self.file.take() {
+            let spill = |e: std::io::Error| IngestError::Output {
+                path: "rejects spool".into(),
+                message: crate::dump::io_message(&e),
+            };
+            f.rewind().map_err(spill)?;
+            let mut chunk = vec![0u8; 1 << 20];
+            loop {
+                let n = f.read(&mut chunk).map_err(spill)?;
+                if n == 0 {
+                    break;
+                }
+                copy.send(&chunk[..n]).await?;
+            }
+        }
+        if !self.buf.is_empty() {
+            copy.send(self.buf.as_slice()).await?;
+        }
         copy.finish().await?;
-        rows.clear();
+        Ok(())
     }
-    if !rejects.is_empty() {
-        let files: Vec<&str> = rejects.iter().map(|r| r.file.as_str()).collect();
-        let lines: Vec<i64> = rejects.iter().map(|r| r.line as i64).collect();
-        let reasons: Vec<String> = rejects.iter().map(|r| r.reason.replace('\0', "")).collect();
-        sqlx::query(
-            "insert into ingest_rejects (dataset_id, file, line, reason)
-             select $1, f, l, r from unnest($2::text[], $3::bigint[], $4::text[]) as u(f, l, r)",
-        )
-        .bind(dataset_id)
-        .bind(&files)
-        .bind(&lines)
-        .bind(&reasons)
-        .execute(&mut **tx)
-        .await?;
-        rejects.clear();
-    }
-    Ok(())
 }

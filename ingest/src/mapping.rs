@@ -94,28 +94,65 @@ pub struct Post {
     pub lang: Option<String>,
 }
 
-/// A `_source` object parsed one level deep.
+/// A `_source` object parsed one level deep: its keys with their raw (unparsed) values.
+/// A handful of keys, so a vector searched linearly beats a hash map.
+#[derive(Default)]
 pub struct Source<'a> {
-    fields: HashMap<Cow<'a, str>, &'a RawValue>,
+    fields: Vec<(Cow<'a, str>, &'a RawValue)>,
 }
 
 impl<'a> Source<'a> {
     /// Parses the top level of a `_source` object; fails when it is not an object.
     pub fn parse(raw: &'a RawValue) -> Result<Self, serde_json::Error> {
-        Ok(Source {
-            fields: serde_json::from_str(raw.get())?,
-        })
+        use serde::de::DeserializeSeed;
+        let mut de = serde_json::Deserializer::from_str(raw.get());
+        SourceSeed { wanted: None }.deserialize(&mut de)
     }
 
     /// The raw value at a dotted path, if every step exists.
     pub(crate) fn get(&self, path: &str) -> Option<&'a RawValue> {
         let mut segs = path.split('.');
-        let mut cur: &'a RawValue = self.fields.get(segs.next()?)?;
+        let first = segs.next()?;
+        let mut cur: &'a RawValue = self.fields.iter().find(|(k, _)| k == first)?.1;
         for seg in segs {
             let map: HashMap<Cow<'a, str>, &'a RawValue> = serde_json::from_str(cur.get()).ok()?;
             cur = map.get(seg)?;
         }
         Some(cur)
+    }
+}
+
+/// Deserializes a `_source` object keeping only the top-level keys in `wanted` (all when
+/// `None`), skipping the others without allocating: one pass over the document.
+pub(crate) struct SourceSeed<'w> {
+    pub wanted: Option<&'w [String]>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for SourceSeed<'_> {
+    type Value = Source<'de>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Source<'de>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for SourceSeed<'_> {
+    type Value = Source<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a _source object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Source<'de>, A::Error> {
+        let mut fields = Vec::new();
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if self.wanted.is_none_or(|w| w.iter().any(|k| *k == *key)) {
+                fields.push((key, map.next_value::<&'de RawValue>()?));
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(Source { fields })
     }
 }
 
@@ -126,6 +163,29 @@ pub struct HitMeta<'h> {
 }
 
 impl FieldMapping {
+    /// The top-level `_source` keys the mapping reads (first segments of its paths).
+    pub fn top_level_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = [
+            &self.id,
+            &self.content,
+            &self.title,
+            &self.tags,
+            &self.author,
+            &self.date,
+            &self.lang,
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|p| !p.starts_with('_'))
+        .map(|p| p.split('.').next().unwrap_or(p).to_string())
+        .collect();
+        // `doc` holds the source of a bulk `update` action.
+        keys.push("doc".into());
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
     /// Reads a post out of a hit.
     pub fn read(&self, hit: &HitMeta<'_>, source: &Source<'_>) -> Post {
         let string = |list: &[String]| {

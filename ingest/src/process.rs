@@ -5,14 +5,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use crate::dump::{Chunk, ChunkKind, json_reason, strip_bom, trim_cr};
 use crate::filter::{FilterParams, Measures, Verdict, measure};
 use crate::html::html_to_text;
-use crate::mapping::{FieldMapping, HitMeta, Post, Source};
+use crate::mapping::{FieldMapping, HitMeta, Post, Source, SourceSeed};
 
 /// What the workers need to know, shared by all of them.
 #[derive(Clone, Debug)]
@@ -25,6 +25,92 @@ pub(crate) struct Settings {
     pub dataset_id: i64,
     /// Keep the measures of every document (explain mode).
     pub keep_measures: bool,
+    /// `mapping.top_level_keys()`: the `_source` keys worth keeping while parsing.
+    pub wanted: Vec<String>,
+}
+
+/// Deserializes a hit (`_id`, `_source`; everything else skipped) in one pass.
+struct HitSeed<'w> {
+    wanted: &'w [String],
+}
+
+struct Hit<'a> {
+    id: Option<String>,
+    source: Option<Source<'a>>,
+}
+
+impl<'de> DeserializeSeed<'de> for HitSeed<'_> {
+    type Value = Hit<'de>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Hit<'de>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for HitSeed<'_> {
+    type Value = Hit<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a search hit object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Hit<'de>, A::Error> {
+        let mut hit = Hit {
+            id: None,
+            source: None,
+        };
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match &*key {
+                "_id" => {
+                    hit.id = match map.next_value::<serde_json::Value>()? {
+                        serde_json::Value::String(s) => Some(s),
+                        serde_json::Value::Null => None,
+                        other => Some(other.to_string()),
+                    }
+                }
+                "_source" => {
+                    hit.source = map.next_value_seed(OptionalSource(SourceSeed {
+                        wanted: Some(self.wanted),
+                    }))?
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(hit)
+    }
+}
+
+/// `_source: null` reads as no source.
+struct OptionalSource<'w>(SourceSeed<'w>);
+
+impl<'de> DeserializeSeed<'de> for OptionalSource<'_> {
+    type Value = Option<Source<'de>>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de> Visitor<'de> for OptionalSource<'_> {
+    type Value = Option<Source<'de>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a _source object or null")
+    }
+
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        self.0.deserialize(d).map(Some)
+    }
 }
 
 /// A line or document that could not be used.
@@ -207,13 +293,6 @@ impl Worker<'_> {
 
     /// A full hit (NDJSON line or scroll hit).
     fn hit(&mut self, line: u64, bytes: &[u8]) {
-        #[derive(Deserialize)]
-        struct Hit<'a> {
-            #[serde(borrow, default)]
-            _id: Option<&'a RawValue>,
-            #[serde(borrow, default)]
-            _source: Option<&'a RawValue>,
-        }
         let t0 = Instant::now();
         let text = match std::str::from_utf8(bytes) {
             Ok(t) => t,
@@ -224,32 +303,25 @@ impl Worker<'_> {
         if !text.trim_start().starts_with('{') {
             return self.reject(line, "not a json object");
         }
-        let hit: Hit<'_> = match serde_json::from_str(text) {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let parsed = HitSeed {
+            wanted: &self.s.wanted,
+        }
+        .deserialize(&mut de);
+        let hit = match parsed.and_then(|h| de.end().map(|_| h)) {
             Ok(h) => h,
             Err(e) => return self.reject(line, json_reason(&e)),
         };
-        let Some(source) = hit._source.filter(|s| s.get() != "null") else {
+        let Some(source) = hit.source else {
             return self.reject(line, "hit without _source");
         };
-        let id: Option<String> =
-            hit._id.and_then(
-                |raw| match serde_json::from_str::<serde_json::Value>(raw.get()) {
-                    Ok(serde_json::Value::String(s)) => Some(s),
-                    Ok(serde_json::Value::Null) | Err(_) => None,
-                    Ok(other) => Some(other.to_string()),
-                },
-            );
         self.out.times.parse += t0.elapsed();
-        self.source(line, id.as_deref(), source);
+        self.source(line, hit.id.as_deref(), source);
     }
 
-    /// A `_source` with the hit's id (bulk sources come here directly).
-    fn source(&mut self, line: u64, id: Option<&str>, raw: &RawValue) {
+    /// A parsed `_source` with the hit's id.
+    fn source(&mut self, line: u64, id: Option<&str>, source: Source<'_>) {
         let t0 = Instant::now();
-        let source = match Source::parse(raw) {
-            Ok(s) => s,
-            Err(_) => return self.reject(line, "_source is not an object"),
-        };
         let post = self.s.mapping.read(&HitMeta { id }, &source);
         self.out.times.parse += t0.elapsed();
         self.out.counts.docs += 1;
@@ -374,13 +446,19 @@ pub(crate) fn process(settings: &Settings, chunk: Chunk) -> Batch {
                 let parsed = std::str::from_utf8(bytes)
                     .map_err(|e| format!("invalid utf-8 at byte {}", e.valid_up_to()))
                     .and_then(|t| {
-                        serde_json::from_str::<&RawValue>(t).map_err(|e| json_reason(&e))
+                        let mut de = serde_json::Deserializer::from_str(t);
+                        let src = SourceSeed {
+                            wanted: Some(&settings.wanted),
+                        }
+                        .deserialize(&mut de)
+                        .and_then(|src| de.end().map(|_| src));
+                        src.map_err(|e| json_reason(&e))
                     });
                 match parsed {
-                    Ok(raw) => {
+                    Ok(src) => {
                         // An `update` action's source is `{"doc": {...}}`: use the doc.
-                        let inner = Source::parse(raw).ok().and_then(|s| s.get("doc"));
-                        w.source(doc.line, doc.id.as_deref(), inner.unwrap_or(raw));
+                        let inner = src.get("doc").and_then(|d| Source::parse(d).ok());
+                        w.source(doc.line, doc.id.as_deref(), inner.unwrap_or(src));
                     }
                     Err(reason) => w.reject(doc.line, reason),
                 }
@@ -432,6 +510,7 @@ mod tests {
             shards: 64,
             dataset_id: 5,
             keep_measures: false,
+            wanted: FieldMapping::default().top_level_keys(),
         }
     }
 
