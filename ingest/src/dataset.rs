@@ -16,7 +16,7 @@
 use futures::TryStreamExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::{PgConnection, PgExecutor, PgPool};
+use sqlx::PgPool;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::IngestError;
@@ -226,46 +226,6 @@ async fn ready(pool: &PgPool, dataset_id: i64) -> Result<(), IngestError> {
     found
         .map(|_| ())
         .ok_or_else(|| IngestError::NoSuchDataset(format!("#{dataset_id}")))
-}
-
-/// (train, validation) poem counts.
-pub(crate) async fn split_sizes<'e>(
-    db: impl PgExecutor<'e>,
-    dataset_id: i64,
-) -> Result<(u64, u64), IngestError> {
-    let (total, valid): (i64, i64) = sqlx::query_as(&format!(
-        "select count(*), count(*) filter (where {SPLIT_CONDITION})
-         from poems p join datasets d on d.id = p.dataset_id where p.dataset_id = $1"
-    ))
-    .bind(dataset_id)
-    .fetch_one(db)
-    .await?;
-    Ok(((total - valid) as u64, valid as u64))
-}
-
-/// The dedupe key to move across the split when hashing left one side empty (module doc).
-pub(crate) async fn choose_split_flip(
-    conn: &mut PgConnection,
-    dataset_id: i64,
-    validation_shards: &[i32],
-    fraction: f64,
-) -> Result<Option<String>, IngestError> {
-    if fraction <= 0.0 {
-        return Ok(None);
-    }
-    let (total, valid, first): (i64, i64, Option<String>) = sqlx::query_as(
-        "select count(*), count(*) filter (where shard = any($2)), min(dedupe_key)
-         from poems where dataset_id = $1",
-    )
-    .bind(dataset_id)
-    .bind(validation_shards)
-    .fetch_one(&mut *conn)
-    .await?;
-    Ok(if total >= 2 && (valid == 0 || valid == total) {
-        first
-    } else {
-        None
-    })
 }
 
 #[cfg(test)]

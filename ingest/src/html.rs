@@ -56,8 +56,27 @@ struct Builder {
 
 impl Builder {
     fn text(&mut self, s: &str) {
-        for c in s.chars() {
+        // Fast path: copy runs of ordinary characters whole; only bytes that may start
+        // something special (ASCII whitespace and controls, and the lead bytes of U+0080..U+00BF
+        // (C1 controls, no-break space, soft hyphen) and of U+FEFF) go through `char`.
+        let bytes = s.as_bytes();
+        let special = |b: u8| b <= b' ' || b == 0x7f || b == 0xc2 || b == 0xef;
+        let mut i = 0;
+        while i < bytes.len() {
+            let run = bytes[i..]
+                .iter()
+                .position(|&b| special(b))
+                .map_or(bytes.len(), |p| i + p);
+            if run > i {
+                self.absorb = Absorb::None;
+                self.out.push_str(&s[i..run]);
+                i = run;
+                continue;
+            }
+            // A special byte starts a char here (0xc2/0xef are lead bytes, never continuation).
+            let c = s[i..].chars().next().expect("char boundary");
             self.char(c);
+            i += c.len_utf8();
         }
     }
 

@@ -12,7 +12,8 @@
 //!    temporary file) and are COPYed after it;
 //! 3. delete the copies that lost to a smaller source id (rare: only when the larger id came
 //!    first in the input), so the kept copy never depends on input order;
-//! 4. hash the corpus in export order, size the split, and compare with existing versions: an
+//! 4. hash the corpus in export order (from the winners' text hashes kept in the map), size
+//!    the split, and compare with existing versions: an
 //!    identical (name, content hash, params hash) version means roll back and report it;
 //!    otherwise mark the row `ready` and commit.
 //!
@@ -28,7 +29,7 @@ use sqlx::PgPool;
 
 use crate::dump::expand_inputs;
 use crate::pipeline::Pipeline;
-use crate::process::{Batch, Counts, Reject, Settings, StageTimes};
+use crate::process::{Batch, CharCounts, Counts, Reject, Settings, StageTimes};
 use crate::summary::{Explanation, SUMMARY_REJECTS, Summary, Timings};
 use crate::{IngestError, IngestOptions};
 
@@ -41,42 +42,11 @@ const REJECT_SPOOL_BYTES: usize = 4 << 20;
 const POEMS_COPY: &str =
     "copy poems (dataset_id, dedupe_key, shard, source_id, text, meta) from stdin";
 
-/// Character occurrences of the rows COPYed, so the vocabulary and character count come out
-/// exact even after losing copies are deleted.
-struct CharCounts {
-    ascii: [i64; 128],
-    other: HashMap<char, i64>,
-}
-
-impl Default for CharCounts {
-    fn default() -> Self {
-        CharCounts {
-            ascii: [0; 128],
-            other: HashMap::new(),
-        }
-    }
-}
-
-impl CharCounts {
-    fn add(&mut self, text: &str, sign: i64) {
-        for c in text.chars() {
-            if c.is_ascii() {
-                self.ascii[c as usize] += sign;
-            } else {
-                *self.other.entry(c).or_default() += sign;
-            }
-        }
-    }
-
-    fn vocab(&self) -> String {
-        let mut v: Vec<char> = (0u8..128)
-            .filter(|&b| self.ascii[b as usize] > 0)
-            .map(char::from)
-            .collect();
-        v.extend(self.other.iter().filter(|(_, n)| **n > 0).map(|(c, _)| *c));
-        v.sort_unstable();
-        v.into_iter().collect()
-    }
+/// The copy of a poem that is kept: the one with the smallest source id.
+struct Winner {
+    source_id: Box<str>,
+    /// sha256 of its framed text (for the content hash).
+    text_hash: [u8; 32],
 }
 
 /// Writes rejects to the optional JSON-lines file.
@@ -296,7 +266,7 @@ pub async fn ingest(pool: &PgPool, opts: &IngestOptions) -> Result<Summary, Inge
     let mut pipeline = Pipeline::start(inputs, opts.format, settings_of(opts, dataset_id, false));
     let mut progress = Progress::new(opts.progress);
     // dedupe key → smallest source id seen; keys whose stored row may have a loser beside it.
-    let mut winners: HashMap<[u8; 32], Box<str>> = HashMap::new();
+    let mut winners: HashMap<[u8; 32], Winner> = HashMap::new();
     let mut superseded: HashSet<[u8; 32]> = HashSet::new();
     let mut chars = CharCounts::default();
     let mut copy_buf: Vec<u8> = Vec::with_capacity(COPY_SEND_BYTES + (1 << 20));
@@ -310,16 +280,25 @@ pub async fn ingest(pool: &PgPool, opts: &IngestOptions) -> Result<Summary, Inge
         for r in tally.take(&mut batch)? {
             spool.push(dataset_id, &r)?;
         }
-        for poem in batch.poems.drain(..) {
+        for poem in std::mem::take(&mut batch.poems) {
             let keep = match winners.get_mut(&poem.key) {
                 None => {
-                    winners.insert(poem.key, poem.source_id);
+                    winners.insert(
+                        poem.key,
+                        Winner {
+                            source_id: poem.source_id,
+                            text_hash: poem.text_hash,
+                        },
+                    );
                     true
                 }
                 Some(current) => {
                     tally.counts.duplicates += 1;
-                    if *poem.source_id < **current {
-                        *current = poem.source_id;
+                    if *poem.source_id < *current.source_id {
+                        *current = Winner {
+                            source_id: poem.source_id,
+                            text_hash: poem.text_hash,
+                        };
                         superseded.insert(poem.key);
                         true
                     } else {
@@ -329,9 +308,12 @@ pub async fn ingest(pool: &PgPool, opts: &IngestOptions) -> Result<Summary, Inge
             };
             if keep {
                 copy_buf.extend_from_slice(&batch.rows[poem.row]);
-                chars.add(&batch.texts[poem.text], 1);
+            } else {
+                // The worker counted every poem of the batch; this one is not stored.
+                batch.chars.add(&batch.texts[poem.text], -1);
             }
         }
+        chars.merge(&batch.chars);
         if copy_buf.len() >= COPY_SEND_BYTES {
             let t = Instant::now();
             copy.send(copy_buf.as_slice()).await?;
@@ -360,7 +342,7 @@ pub async fn ingest(pool: &PgPool, opts: &IngestOptions) -> Result<Summary, Inge
     if !superseded.is_empty() {
         let (keys, ids): (Vec<String>, Vec<String>) = superseded
             .iter()
-            .map(|k| (hex::encode(k), winners[k].to_string()))
+            .map(|k| (hex::encode(k), winners[k].source_id.to_string()))
             .unzip();
         let losers: Vec<String> = sqlx::query_scalar(
             "delete from poems p using unnest($2::text[], $3::text[]) as w(k, s)
@@ -376,17 +358,32 @@ pub async fn ingest(pool: &PgPool, opts: &IngestOptions) -> Result<Summary, Inge
             chars.add(text, -1);
         }
     }
-    drop(winners);
-
-    let (poems, total_chars, content_hash): (i64, i64, String) = sqlx::query_as(
-        "select count(*), coalesce(sum(char_length(text)), 0)::bigint,
-                encode(sha256(coalesce(string_agg(sha256(convert_to(text, 'UTF8')), ''::bytea order by dedupe_key), ''::bytea)), 'hex')
-         from poems where dataset_id = $1",
-    )
-    .bind(dataset_id)
-    .fetch_one(&mut *tx)
-    .await?;
-    tally.counts.kept = poems as u64;
+    // Corpus hash, size and split from the winners, in export (dedupe key) order: no second
+    // pass over the stored texts.
+    let mut order: Vec<([u8; 32], [u8; 32])> =
+        winners.into_iter().map(|(k, w)| (k, w.text_hash)).collect();
+    order.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut hasher = Sha256::new();
+    let mut valid = 0u64;
+    let n_valid_shards = validation_shards.len() as u32;
+    for (key, text_hash) in &order {
+        hasher.update(text_hash);
+        // validation shards are 0..n
+        if crate::process::shard_of(key, opts.shards) < n_valid_shards {
+            valid += 1;
+        }
+    }
+    let content_hash = hex::encode(hasher.finalize());
+    let poems = order.len() as u64;
+    let split_flip =
+        (poems >= 2 && opts.validation_fraction > 0.0 && (valid == 0 || valid == poems))
+            .then(|| hex::encode(order[0].0));
+    if split_flip.is_some() {
+        valid = if valid == 0 { 1 } else { poems - 1 };
+    }
+    drop(order);
+    let total_chars = chars.total();
+    tally.counts.kept = poems;
 
     let existing: Option<(i64, i32)> = sqlx::query_as(
         "select id, version from datasets
@@ -404,7 +401,7 @@ pub async fn ingest(pool: &PgPool, opts: &IngestOptions) -> Result<Summary, Inge
         version,
         created: existing.is_none(),
         counts: tally.counts,
-        chars: total_chars as u64,
+        chars: total_chars,
         vocab_size: 0,
         content_hash,
         params_hash,
@@ -418,20 +415,12 @@ pub async fn ingest(pool: &PgPool, opts: &IngestOptions) -> Result<Summary, Inge
     let vocab = chars.vocab();
     summary.vocab_size = vocab.chars().count();
 
+    (summary.train_poems, summary.validation_poems) = (poems - valid, valid);
     if let Some((id, existing_version)) = existing {
         tx.rollback().await?;
         summary.dataset_id = id;
         summary.version = existing_version;
-        let (train, valid) = crate::dataset::split_sizes(pool, id).await?;
-        (summary.train_poems, summary.validation_poems) = (train, valid);
     } else {
-        let split_flip = crate::dataset::choose_split_flip(
-            &mut tx,
-            dataset_id,
-            &validation_shards,
-            opts.validation_fraction,
-        )
-        .await?;
         let counts = json!({ "lines": summary.counts, "input_bytes": input_bytes });
         sqlx::query(
             "update datasets set state = 'ready', content_hash = $2, counts = $3, poems = $4, chars = $5,
@@ -441,14 +430,12 @@ pub async fn ingest(pool: &PgPool, opts: &IngestOptions) -> Result<Summary, Inge
         .bind(dataset_id)
         .bind(&summary.content_hash)
         .bind(&counts)
-        .bind(poems)
-        .bind(total_chars)
+        .bind(poems as i64)
+        .bind(total_chars as i64)
         .bind(&vocab)
         .bind(&split_flip)
         .execute(&mut *tx)
         .await?;
-        let (train, valid) = crate::dataset::split_sizes(&mut *tx, dataset_id).await?;
-        (summary.train_poems, summary.validation_poems) = (train, valid);
         tx.commit().await?;
     }
     let times = tally.times;

@@ -2,6 +2,7 @@
 //! filter, dedupe key, shard, and the ready-to-COPY row. Everything here is pure and runs in
 //! parallel; the single aggregator ([`crate::dataset`]) only dedupes and streams rows.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -179,11 +180,72 @@ impl StageTimes {
     }
 }
 
+/// Character occurrences of the rows COPYed, so the vocabulary and character count come out
+/// exact even after losing copies are deleted.
+#[derive(Debug)]
+pub(crate) struct CharCounts {
+    ascii: [i64; 128],
+    other: HashMap<char, i64>,
+}
+
+impl Default for CharCounts {
+    fn default() -> Self {
+        CharCounts {
+            ascii: [0; 128],
+            other: HashMap::new(),
+        }
+    }
+}
+
+impl CharCounts {
+    pub(crate) fn add(&mut self, text: &str, sign: i64) {
+        if text.is_ascii() {
+            for b in text.bytes() {
+                self.ascii[b as usize] += sign;
+            }
+            return;
+        }
+        for c in text.chars() {
+            if c.is_ascii() {
+                self.ascii[c as usize] += sign;
+            } else {
+                *self.other.entry(c).or_default() += sign;
+            }
+        }
+    }
+
+    /// Characters counted.
+    pub(crate) fn total(&self) -> u64 {
+        (self.ascii.iter().sum::<i64>() + self.other.values().sum::<i64>()) as u64
+    }
+
+    pub(crate) fn merge(&mut self, o: &CharCounts) {
+        for (a, b) in self.ascii.iter_mut().zip(&o.ascii) {
+            *a += b;
+        }
+        for (c, n) in &o.other {
+            *self.other.entry(*c).or_default() += n;
+        }
+    }
+
+    pub(crate) fn vocab(&self) -> String {
+        let mut v: Vec<char> = (0u8..128)
+            .filter(|&b| self.ascii[b as usize] > 0)
+            .map(char::from)
+            .collect();
+        v.extend(self.other.iter().filter(|(_, n)| **n > 0).map(|(c, _)| *c));
+        v.sort_unstable();
+        v.into_iter().collect()
+    }
+}
+
 /// A poem ready to store, its row and text living in the batch's buffers.
 #[derive(Debug)]
 pub(crate) struct PoemRow {
     pub key: [u8; 32],
     pub source_id: Box<str>,
+    /// sha256 of the framed text.
+    pub text_hash: [u8; 32],
     /// The COPY text-format row (with trailing newline) in `Batch::rows`.
     pub row: std::ops::Range<usize>,
     /// The framed text in `Batch::texts`.
@@ -198,6 +260,8 @@ pub(crate) struct Batch {
     pub poems: Vec<PoemRow>,
     pub rows: Vec<u8>,
     pub texts: String,
+    /// Characters of every poem in `texts`.
+    pub chars: CharCounts,
     /// (measures, verdict) of every non-empty document with the tag (explain mode).
     pub measures: Vec<(Measures, Verdict)>,
     pub times: StageTimes,
@@ -377,6 +441,8 @@ impl Worker<'_> {
         self.out.texts.push_str(&text);
         self.out.texts.push('\n');
         let framed = &self.out.texts[t_start..];
+        self.out.chars.add(framed, 1);
+        let text_hash: [u8; 32] = Sha256::digest(framed.as_bytes()).into();
         // COPY row: dataset_id, dedupe_key, shard, source_id, text, meta
         let rows = &mut self.out.rows;
         let r_start = rows.len();
@@ -396,6 +462,7 @@ impl Worker<'_> {
         self.out.poems.push(PoemRow {
             key,
             source_id: source_id.into_boxed_str(),
+            text_hash,
             row: r_start..r_end,
             text: t_start..self.out.texts.len(),
         });
