@@ -362,7 +362,7 @@ pub async fn ingest(pool: &PgPool, opts: &IngestOptions) -> Result<Summary, Inge
     // pass over the stored texts.
     let mut order: Vec<([u8; 32], [u8; 32])> =
         winners.into_iter().map(|(k, w)| (k, w.text_hash)).collect();
-    order.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    order.sort_unstable_by_key(|a| a.0);
     let mut hasher = Sha256::new();
     let mut valid = 0u64;
     let n_valid_shards = validation_shards.len() as u32;
