@@ -302,16 +302,25 @@ pub(crate) fn read_inputs(
         let err = |e: io::Error| IngestError::input(&name, gzip_message(&e));
         let head = reader.fill_buf().map_err(err)?;
         let format = forced.unwrap_or_else(|| detect(head));
-        let keep_going = match format {
-            DumpFormat::Ndjson => read_lines(&mut reader, &file, emit).map_err(err)?,
-            DumpFormat::Bulk => read_bulk(&mut reader, &file, emit).map_err(err)?,
-            DumpFormat::Scroll => read_scroll(&mut reader, &file, emit).map_err(err)?,
-        };
-        if !keep_going {
+        if !read_format(&mut reader, format, &file, emit).map_err(err)? {
             break;
         }
     }
     Ok(())
+}
+
+/// Reads one (decompressed) stream in `format`; false when `emit` asked to stop.
+pub(crate) fn read_format(
+    reader: &mut BufReader<Box<dyn Read + Send>>,
+    format: DumpFormat,
+    file: &Arc<str>,
+    emit: &mut dyn FnMut(Chunk) -> bool,
+) -> io::Result<bool> {
+    match format {
+        DumpFormat::Ndjson => read_lines(reader, file, emit),
+        DumpFormat::Bulk => read_bulk(reader, file, emit),
+        DumpFormat::Scroll => read_scroll(reader, file, emit),
+    }
 }
 
 fn gzip_message(e: &io::Error) -> String {

@@ -273,6 +273,15 @@ mod tests {
     }
 
     #[test]
+    fn hard_wrapped_prose_is_not_a_poem() {
+        // Prose wrapped with <br /> at ~80 columns: many lines, but dense ones.
+        let html = "<p>When the committee finally met, the chairman opened the minutes of the<br />\nprevious session and read them aloud in a voice so level that several members<br />\nlater claimed to have slept through the entire item on drainage, which was a<br />\npity, because the drainage item contained the only decision of the year.</p>";
+        let m = measure(&crate::html::html_to_text(html));
+        assert_eq!(m.lines, 4);
+        assert_eq!(FilterParams::default().verdict(&m), Verdict::TooDense);
+    }
+
+    #[test]
     fn validate_rejects_nonsense() {
         let p = FilterParams {
             max_words_per_line: f64::NAN,

@@ -12,6 +12,8 @@
 //! - [`ingest()`](ingest()) / [`explain()`](explain()): the two consumers of the pipeline.
 //! - [`dataset`]: listing, lookup, export and the train/validation split.
 //! - [`summary`]: what an ingest or an explain reports ([`Summary`], [`Explanation`]).
+//! - `fuzzing`: invariants checked by the cargo-fuzz targets in `ingest/fuzz/` and by
+//!   proptests.
 //!
 //! The pipeline keeps memory flat: chunks of ~1 MiB move through channels of a few slots, rows
 //! are COPYed in batches of a few MiB, and only the dedupe map (32-byte key and source id per
@@ -23,6 +25,8 @@ pub mod dataset;
 pub mod dump;
 mod error;
 pub mod filter;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod html;
 mod ingest;
 pub mod mapping;
@@ -131,5 +135,64 @@ impl IngestOptions {
     pub fn validation_shards(&self) -> Vec<i32> {
         let n = (f64::from(self.shards) * self.validation_fraction).ceil() as i32;
         (0..n.min(self.shards as i32)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        opts: IngestOptions,
+    }
+
+    #[test]
+    fn clap_args_flatten_and_parse() {
+        Cli::command().debug_assert();
+        let cli = Cli::parse_from([
+            "poet",
+            "--name",
+            "wp",
+            "--tag",
+            "poetry",
+            "--max-words-per-line",
+            "9",
+            "--content-field",
+            "body,post_content",
+            "--format",
+            "bulk",
+            "--shards",
+            "16",
+            "--max-errors",
+            "3",
+            "a.ndjson",
+            "-",
+        ]);
+        let o = cli.opts;
+        assert_eq!(o.inputs, [PathBuf::from("a.ndjson"), PathBuf::from("-")]);
+        assert_eq!(
+            (o.name.as_str(), o.tag.as_deref(), o.format),
+            ("wp", Some("poetry"), Some(DumpFormat::Bulk))
+        );
+        assert_eq!(o.filter.max_words_per_line, 9.0);
+        assert_eq!(o.filter.min_lines, FilterParams::default().min_lines);
+        assert_eq!(o.mapping.content, ["body", "post_content"]);
+        assert_eq!(o.mapping.title, FieldMapping::default().title);
+        assert_eq!((o.shards, o.max_errors), (16, Some(3)));
+        assert!(o.validate().is_ok());
+    }
+
+    #[test]
+    fn validation_shards_round_up() {
+        let mut o = IngestOptions::new(vec![PathBuf::from("-")], "x");
+        assert_eq!(o.validation_shards(), (0..7).collect::<Vec<_>>());
+        o.shards = 1;
+        assert_eq!(o.validation_shards(), [0]);
+        o.validation_fraction = 0.0;
+        assert!(o.validation_shards().is_empty());
     }
 }
