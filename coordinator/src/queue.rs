@@ -151,70 +151,62 @@ impl Queue {
         self.lease_ttl
     }
 
-    /// Claims the next run for `worker_id`, if any is queued.
+    /// Claims the next run for `worker_id`, if any is queued. One statement: claim, pick the
+    /// resume checkpoint, discard epochs past it, open the attempt.
     #[tracing::instrument(name = "coordinator.queue.claim", skip(self))]
     pub async fn claim(&self, worker_id: i64, now: DateTime<Utc>) -> Result<Option<Claimed>> {
-        let mut tx = self.pool.begin().await?;
         let lease_id = Uuid::new_v4();
         let row = sqlx::query(
             "with next as (
                  select id from runs where state = 'queued'
                  order by priority desc, id limit 1 for update skip locked
+             ), claimed as (
+                 update runs r set state = 'running', attempt = r.attempt + 1, lease_id = $1,
+                     lease_owner = $2, lease_expires_at = $3, started_at = coalesce(r.started_at, $4),
+                     cancel_requested = false
+                 from next where r.id = next.id
+                 returning r.id, r.attempt, r.config::text as config, r.dataset_id
+             ), ck as (
+                 select c.id as ck_id from checkpoints c join claimed on c.run_id = claimed.id
+                 where c.live order by c.epoch desc limit 1
+             ), resume as (
+                 select coalesce((select c.epoch from checkpoints c join ck on c.id = ck.ck_id), 0) as epoch
+             ), discarded as (
+                 delete from epochs e using claimed, resume
+                 where e.run_id = claimed.id and e.epoch > resume.epoch returning 1
+             ), attempt as (
+                 insert into run_attempts (run_id, attempt, lease_id, worker_id, resumed_from_epoch, started_at)
+                 select claimed.id, claimed.attempt, $1, $2, resume.epoch, $4 from claimed, resume
              )
-             update runs r set state = 'running', attempt = r.attempt + 1, lease_id = $1,
-                 lease_owner = $2, lease_expires_at = $3, started_at = coalesce(r.started_at, $4),
-                 cancel_requested = false
-             from next where r.id = next.id
-             returning r.id, r.attempt, r.config::text as config, r.dataset_id",
+             select claimed.*, (select ck_id from ck) as ck_id, (select count(*) from discarded) as discarded
+             from claimed",
         )
         .bind(lease_id)
         .bind(worker_id)
         .bind(ttl_after(now, self.lease_ttl))
         .bind(now)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&self.pool)
         .await?;
-        let Some(row) = row else {
-            tx.commit().await?;
-            return Ok(None);
-        };
+        let Some(row) = row else { return Ok(None) };
         let run_id: i64 = row.get("id");
-        let attempt: i32 = row.get("attempt");
-        let resume: Option<CheckpointRow> = sqlx::query_as(
-            "select * from checkpoints where run_id = $1 and live order by epoch desc limit 1",
-        )
-        .bind(run_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let resume_epoch = resume.as_ref().map(|c| c.epoch).unwrap_or(0);
-        let discarded = sqlx::query("delete from epochs where run_id = $1 and epoch > $2")
-            .bind(run_id)
-            .bind(resume_epoch)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let discarded: i64 = row.get("discarded");
         if discarded > 0 {
+            // Data-modifying CTEs do not see each other's effects: recompute the summary now.
+            let mut tx = self.pool.begin().await?;
             refresh_run_stats(&mut tx, run_id).await?;
+            tx.commit().await?;
         }
-        sqlx::query(
-            "insert into run_attempts (run_id, attempt, lease_id, worker_id, resumed_from_epoch, started_at)
-             values ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(run_id)
-        .bind(attempt)
-        .bind(lease_id)
-        .bind(worker_id)
-        .bind(resume_epoch)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        let resume = match row.get::<Option<i64>, _>("ck_id") {
+            Some(id) => Some(sqlx::query_as("select * from checkpoints where id = $1").bind(id).fetch_one(&self.pool).await?),
+            None => None,
+        };
         Ok(Some(Claimed {
             lease: LeaseRef { run_id, lease_id },
-            attempt,
+            attempt: row.get("attempt"),
             config: row.get("config"),
             dataset_id: row.get("dataset_id"),
             resume_from: resume,
-            discarded_epochs: discarded,
+            discarded_epochs: discarded as u64,
         }))
     }
 
@@ -283,6 +275,38 @@ impl Queue {
                 return Err(ServiceError::Invalid(format!("epoch.{name}: {v} is not a finite non-negative number")));
             }
         }
+        // Fast path, one statement: the next epoch under the current lease.
+        let fast = sqlx::query(
+            "with r as (
+                 select id, attempt from runs
+                 where id = $1 and lease_id = $2 and state = 'running' and epochs_done + 1 = $3 and $3 <= epochs_total
+                 for update
+             ), ins as (
+                 insert into epochs (run_id, epoch, attempt, train_loss, val_loss, duration_s, chars_per_sec, metrics)
+                 select r.id, $3, r.attempt, $4, $5, $6, $7, $8 from r
+                 on conflict do nothing returning epoch
+             ), upd as (
+                 update runs set epochs_done = $3, last_train_loss = $4, last_val_loss = $5,
+                     best_epoch = case when best_val_loss is null or $5 < best_val_loss then $3 else best_epoch end,
+                     best_val_loss = least(coalesce(best_val_loss, $5), $5)
+                 where id = $1 and exists (select 1 from ins) returning 1
+             )
+             select count(*) as n from upd",
+        )
+        .bind(lease.run_id)
+        .bind(lease.lease_id)
+        .bind(report.epoch)
+        .bind(report.train_loss)
+        .bind(report.val_loss)
+        .bind(report.duration_s)
+        .bind(report.chars_per_sec)
+        .bind(&report.metrics)
+        .fetch_one(&self.pool)
+        .await?;
+        if fast.get::<i64, _>("n") == 1 {
+            return Ok(true);
+        }
+        // Slow path: say precisely why not (fenced, retry, conflict, gap, range).
         let mut tx = self.pool.begin().await?;
         let (attempt, done, total) = Self::check_lease(&mut tx, lease).await?;
         if report.epoch < 1 || report.epoch > total {
@@ -432,17 +456,32 @@ impl Queue {
     /// Finishes a run successfully; every epoch must be reported.
     #[tracing::instrument(name = "coordinator.queue.complete", skip(self))]
     pub async fn complete(&self, lease: LeaseRef, now: DateTime<Utc>) -> Result<()> {
+        let done: i64 = sqlx::query_scalar(
+            "with r as (
+                 update runs set state = 'succeeded', lease_id = null, lease_owner = null, lease_expires_at = null,
+                     cancel_requested = false, finished_at = $3
+                 where id = $1 and lease_id = $2 and state = 'running' and epochs_done >= epochs_total
+                 returning id
+             ), a as (
+                 update run_attempts set ended_at = $3, outcome = 'completed'
+                 where lease_id = $2 and exists (select 1 from r)
+             )
+             select count(*) from r",
+        )
+        .bind(lease.run_id)
+        .bind(lease.lease_id)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        if done == 1 {
+            return Ok(());
+        }
         let mut tx = self.pool.begin().await?;
         let (_, done, total) = Self::check_lease(&mut tx, lease).await?;
-        if done < total {
-            return Err(ServiceError::FailedPrecondition(format!(
-                "run {} has {done} of {total} epochs reported; report every epoch before completing",
-                lease.run_id
-            )));
-        }
-        end_lease(&mut tx, lease, "succeeded", "completed", None, now).await?;
-        tx.commit().await?;
-        Ok(())
+        Err(ServiceError::FailedPrecondition(format!(
+            "run {} has {done} of {total} epochs reported; report every epoch before completing",
+            lease.run_id
+        )))
     }
 
     /// Ends a lease with a terminal or queued state (used by heartbeat-cancel).

@@ -32,6 +32,16 @@ fn lease_ref(lease: Option<&v1::Lease>) -> Result<LeaseRef, ServiceError> {
 }
 
 impl Shared {
+    /// A dataset's description; versions are immutable, so it is cached.
+    async fn dataset(&self, id: i64) -> Result<v1::Dataset, ServiceError> {
+        if let Some(d) = self.datasets.lock().await.get(&id) {
+            return Ok(d.clone());
+        }
+        let d = crate::history::get_dataset(&self.pool, id).await?;
+        self.datasets.lock().await.insert(id, d.clone());
+        Ok(d)
+    }
+
     fn count_fenced<T>(&self, r: &Result<T, ServiceError>) {
         if let Err(ServiceError::FailedPrecondition(_)) = r {
             self.metrics.fenced.fetch_add(1, Ordering::Relaxed);
@@ -51,7 +61,7 @@ impl Shared {
     }
 
     async fn run_lease(&self, c: crate::queue::Claimed) -> Result<v1::RunLease, ServiceError> {
-        let dataset = crate::history::get_dataset(&self.pool, c.dataset_id).await?;
+        let dataset = self.dataset(c.dataset_id).await?;
         Ok(v1::RunLease {
             lease: Some(v1::Lease { run_id: c.lease.run_id, lease_id: c.lease.lease_id.to_string(), attempt: c.attempt }),
             config_json: c.config,
@@ -206,13 +216,19 @@ impl WorkerService for Shared {
     async fn lease_run(&self, req: Request<v1::LeaseRunRequest>) -> Result<Response<v1::LeaseRunResponse>, Status> {
         let _t = self.metrics.timer("LeaseRun");
         let r = req.into_inner();
-        self.touch_worker(r.worker_id).await?;
         let deadline = tokio::time::Instant::now() + Duration::from_millis(r.wait_ms.clamp(0, 60_000) as u64);
         loop {
             let notified = self.runs_queued.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some(c) = self.queue.claim(r.worker_id, Utc::now()).await? {
+            let claimed = match self.queue.claim(r.worker_id, Utc::now()).await {
+                // lease_owner references workers: an unknown id fails the claim.
+                Err(ServiceError::Database(e)) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("23503") => {
+                    return Err(ServiceError::NotFound(format!("no worker {}; call Register first", r.worker_id)).into());
+                }
+                other => other?,
+            };
+            if let Some(c) = claimed {
                 self.metrics.leases.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(run_id = c.lease.run_id, attempt = c.attempt, worker_id = r.worker_id,
                     resume_epoch = c.resume_from.as_ref().map(|x| x.epoch).unwrap_or(0), discarded = c.discarded_epochs, "run leased");
@@ -221,6 +237,8 @@ impl WorkerService for Shared {
             }
             let now = tokio::time::Instant::now();
             if now >= deadline {
+                // An idle poll is the worker's sign of life (a lease counts through its heartbeats).
+                self.touch_worker(r.worker_id).await?;
                 return Ok(Response::new(v1::LeaseRunResponse { lease: None }));
             }
             // Notifications wake us at once; the short poll covers a lost listener connection.
