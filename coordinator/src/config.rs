@@ -31,13 +31,13 @@ pub struct CoordinatorConfig {
     #[arg(long, env = "POET_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
     /// Lease lifetime without a heartbeat, seconds.
-    #[arg(long, env = "POET_LEASE_TTL", default_value_t = 30.0)]
+    #[arg(long = "lease-ttl", env = "POET_LEASE_TTL", default_value_t = 30.0)]
     pub lease_ttl_s: f64,
     /// Heartbeat interval told to workers, seconds.
-    #[arg(long, env = "POET_HEARTBEAT_INTERVAL", default_value_t = 5.0)]
+    #[arg(long = "heartbeat-interval", env = "POET_HEARTBEAT_INTERVAL", default_value_t = 5.0)]
     pub heartbeat_interval_s: f64,
     /// How often the reaper looks for expired leases, seconds.
-    #[arg(long, env = "POET_REAPER_INTERVAL", default_value_t = 2.0)]
+    #[arg(long = "reaper-interval", env = "POET_REAPER_INTERVAL", default_value_t = 2.0)]
     pub reaper_interval_s: f64,
     /// Keep the best checkpoint and this many latest per run; older ones are deleted.
     #[arg(long, env = "POET_KEEP_LAST_CHECKPOINTS", default_value_t = 2)]
