@@ -186,15 +186,27 @@ pub fn html_to_text(input: &str) -> String {
     }
 }
 
-/// Folds horizontal whitespace in a line to single spaces and trims it.
+/// Folds horizontal whitespace in a line to single spaces and trims it. (The buffer only holds
+/// `' '` as horizontal whitespace: tabs and no-break spaces became spaces on the way in.)
 fn clean_line(line: &str, out: &mut String) {
+    let bytes = line.as_bytes();
+    let mut i = 0;
     let mut first = true;
-    for word in line.split(' ').filter(|w| !w.is_empty()) {
+    while i < bytes.len() {
+        // skip spaces
+        while i < bytes.len() && bytes[i] == b' ' {
+            i += 1;
+        }
+        if i == bytes.len() {
+            break;
+        }
+        let end = memchr::memchr(b' ', &bytes[i..]).map_or(bytes.len(), |p| i + p);
         if !first {
             out.push(' ');
         }
-        out.push_str(word);
+        out.push_str(&line[i..end]);
         first = false;
+        i = end;
     }
 }
 

@@ -271,24 +271,38 @@ pub(crate) struct Batch {
 /// space, trimmed. Its sha256 is the dedupe key.
 pub fn dedupe_key(text: &str) -> [u8; 32] {
     let mut h = Sha256::new();
-    let mut buf = String::with_capacity(256);
-    let mut first = true;
-    for word in text.split_whitespace() {
-        if !first {
-            buf.push(' ');
+    let mut buf = [0u8; 4096];
+    let mut n = 0;
+    let mut pending_space = false;
+    let mut started = false;
+    let push = |bytes: &[u8], h: &mut Sha256, buf: &mut [u8; 4096], n: &mut usize| {
+        if *n + bytes.len() > buf.len() {
+            h.update(&buf[..*n]);
+            *n = 0;
         }
-        first = false;
-        if word.is_ascii() {
-            buf.extend(word.bytes().map(|b| b.to_ascii_lowercase() as char));
+        buf[*n..*n + bytes.len()].copy_from_slice(bytes);
+        *n += bytes.len();
+    };
+    for c in text.chars() {
+        if c.is_whitespace() {
+            pending_space = started;
+            continue;
+        }
+        if pending_space {
+            push(b" ", &mut h, &mut buf, &mut n);
+            pending_space = false;
+        }
+        started = true;
+        if c.is_ascii() {
+            push(&[c.to_ascii_lowercase() as u8], &mut h, &mut buf, &mut n);
         } else {
-            buf.extend(word.chars().flat_map(char::to_lowercase));
-        }
-        if buf.len() > 4096 {
-            h.update(buf.as_bytes());
-            buf.clear();
+            for l in c.to_lowercase() {
+                let mut enc = [0u8; 4];
+                push(l.encode_utf8(&mut enc).as_bytes(), &mut h, &mut buf, &mut n);
+            }
         }
     }
-    h.update(buf.as_bytes());
+    h.update(&buf[..n]);
     h.finalize().into()
 }
 
