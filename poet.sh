@@ -81,7 +81,9 @@ build() {
 
 cmd_test() {
     setup
-    log "building and running every test"
+    log "building poet and poet-worker (the fault tests run the real binaries)"
+    cargo build --locked -p poet-cli -p poet-worker
+    log "running every test"
     # The tests start their own private Postgres under $TMPDIR/poet-test-pg (stopped below).
     local rc=0
     cargo test --locked --workspace --all-targets --exclude poet-worker -- --test-threads=4 || rc=$?
