@@ -3,7 +3,7 @@
 #
 #   bench/worker/run.sh [train|quality|sample|all]     (from the repository root)
 #
-# Env: THREADS (default 2), REPEATS (best of N interleaved runs, default 3), CORPUS,
+# Env: THREADS (default 2), REPEATS (best of N runs, default 3; REPEATS_REF for 3x300), CORPUS,
 #      TRAIN_BATCHES_SMALL/TRAIN_BATCHES_REF, QUALITY_KERAS_S/QUALITY_SEQ_S, SAMPLE_CHARS.
 # Each line prints our figure beside its reference and the ratio. Results: RESULTS.md.
 set -euo pipefail
@@ -37,7 +37,9 @@ if [[ $what == train || $what == all ]]; then
   for f in keras seq; do
     ref=(--layers 3 --units 300 --seq-len 300 --batch 128 --formulation $f --threads "$THREADS" --corpus "$CORPUS")
     n=${TRAIN_BATCHES_REF:-2}
-    side "train 3x300 seq300 b128 $f ($n batches)" "$(best "$BENCH" "${ref[@]}" train --batches "$n")" "$(best $PY train "${ref[@]}" --batches "$n")"
+    ours=$(REPEATS=${REPEATS_REF:-2} best "$BENCH" "${ref[@]}" train --batches "$n")
+    theirs=$(REPEATS=${REPEATS_REF:-2} best $PY train "${ref[@]}" --batches "$n")
+    side "train 3x300 seq300 b128 $f ($n batches)" "$ours" "$theirs"
   done
 fi
 
@@ -48,8 +50,10 @@ if [[ $what == sample || $what == all ]]; then
     args=(--layers 3 --units 300 --seq-len 300 --threads "$THREADS" --corpus "$CORPUS")
     ours=$(best "$BENCH" "${args[@]}" sample --streams $s --chars "$chars")
     theirs=$(best $PY sample "${args[@]}" --streams $s --chars "$chars")
+    plain=$(best $PY sample "${args[@]}" --streams $s --chars "$chars" --mkldnn off)
     rate[$s]=$ours
     side "sample 3x300 streams=$s ($chars chars + 300 seed)" "$ours" "$theirs"
+    side "  same, pytorch with mkldnn off" "$ours" "$plain"
   done
   python3 -c 'import sys; print(f"sample batch-64 aggregate / batch-1 (poet-worker): {float(sys.argv[2])/float(sys.argv[1]):.1f}x (target >= 20x)")' "${rate[1]}" "${rate[64]}"
 fi

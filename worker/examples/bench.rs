@@ -92,12 +92,12 @@ fn main() -> anyhow::Result<()> {
     let cfg = config(&a);
     match a.mode {
         Mode::Train { batches } => {
-            // A throwaway 3-batch run warms up the allocator and kernels; the measured run
+            // A throwaway 1-batch run warms up the allocator and kernels; the measured run
             // has no validation text, so nothing but training is timed. batches = 0 is a
             // whole epoch.
             let cancel = AtomicBool::new(false);
             let warm = TrainConfig {
-                max_batches: 3,
+                max_batches: 1,
                 epochs: 1,
                 ..cfg.clone()
             };

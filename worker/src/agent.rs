@@ -413,7 +413,7 @@ async fn lease_loop(worker: Worker, mut stop: watch::Receiver<bool>) {
             Ok(r) => {
                 delay = BACKOFF_START;
                 if let Some(lease) = r.into_inner().lease {
-                    train_run(&worker, lease).await;
+                    train_run(&worker, lease, &stop).await;
                 }
             }
             Err(s) => {
@@ -437,7 +437,7 @@ enum Event {
 }
 
 /// Drives one leased run from setup to its final call.
-async fn train_run(worker: &Worker, run: pb::RunLease) {
+async fn train_run(worker: &Worker, run: pb::RunLease, stop: &watch::Receiver<bool>) {
     let Some(lease) = run.lease.clone() else {
         return;
     };
@@ -450,6 +450,11 @@ async fn train_run(worker: &Worker, run: pb::RunLease) {
         last_ok: Mutex::new(Instant::now()),
     });
     *worker.slot.lock().expect("slot lock") = Some(slot.clone());
+    // Shutdown raises the flag first and then looks for a slot; looking at the flag after
+    // installing the slot closes the gap where a lease arrives during shutdown.
+    if *stop.borrow() {
+        slot.request_stop(StopReason::Shutdown);
+    }
     info!(run_id, attempt = lease.attempt, "run leased");
     let ttl = if run.lease_ttl_ms > 0 {
         Duration::from_millis(run.lease_ttl_ms as u64)

@@ -57,6 +57,117 @@ impl From<crate::agent::AgentError> for CommandError {
     }
 }
 
+/// Options of `poet-worker run`.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Coordinator URL.
+    pub coordinator: String,
+    /// Bearer token, if the coordinator requires one.
+    pub token: Option<String>,
+    /// Dataset and checkpoint cache.
+    pub cache_dir: PathBuf,
+    /// Whether to serve generation jobs.
+    pub serve_generation: bool,
+    /// One child process per listed GPU when not empty.
+    pub gpus: Vec<usize>,
+    /// Device when `gpus` is empty.
+    pub device: DeviceSpec,
+}
+
+/// Serves the coordinator until `shutdown`: in this process, or as one child per GPU.
+pub fn serve(
+    opts: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), CommandError> {
+    let rt = tokio::runtime::Runtime::new()
+        .map_err(|e| CommandError::Other(format!("tokio runtime: {e}")))?;
+    if !opts.gpus.is_empty() {
+        let mut base = vec![
+            "--coordinator".into(),
+            opts.coordinator,
+            "--cache-dir".into(),
+            opts.cache_dir.display().to_string(),
+        ];
+        if !opts.serve_generation {
+            base.push("--no-generation".into());
+        }
+        return rt.block_on(supervise_gpus(
+            &opts.gpus,
+            &base,
+            opts.token.as_deref(),
+            shutdown,
+        ));
+    }
+    let config = crate::agent::AgentConfig {
+        device: opts.device,
+        token: opts.token,
+        cache_dir: opts.cache_dir,
+        serve_generation: opts.serve_generation,
+        ..crate::agent::AgentConfig::new(opts.coordinator)
+    };
+    Ok(rt.block_on(crate::agent::run(config, shutdown))?)
+}
+
+/// Runs one `poet-worker run` child process per GPU (`--device cuda:N` each) until
+/// `shutdown`, then sends each child SIGTERM (so each releases its run) and waits for them.
+/// One process per GPU keeps torch's process-global state (generator, thread pool) per run.
+/// `base` are the child's arguments after `run` except `--device`; `token` travels in the
+/// child's environment, never on its command line.
+async fn supervise_gpus(
+    gpus: &[usize],
+    base: &[String],
+    token: Option<&str>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), CommandError> {
+    let exe =
+        std::env::current_exe().map_err(|e| CommandError::Other(format!("own executable: {e}")))?;
+    let threads = (crate::device::default_threads() / gpus.len().max(1) as i32).max(1);
+    let mut children = Vec::new();
+    for &gpu in gpus {
+        let mut cmd = tokio::process::Command::new(&exe);
+        cmd.arg("--device")
+            .arg(format!("cuda:{gpu}"))
+            .arg("--threads")
+            .arg(threads.to_string());
+        cmd.arg("run")
+            .args(base)
+            .env_remove("POET_GPUS")
+            .env_remove("POET_TOKEN");
+        if let Some(t) = token {
+            cmd.env("POET_TOKEN", t);
+        }
+        let child = cmd
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| CommandError::Other(format!("spawning worker for gpu {gpu}: {e}")))?;
+        tracing::info!(gpu, pid = child.id(), "worker started");
+        children.push(child);
+    }
+    let pids: Vec<u32> = children
+        .iter()
+        .filter_map(tokio::process::Child::id)
+        .collect();
+    {
+        let all_exit = futures::future::join_all(children.iter_mut().map(|c| c.wait()));
+        tokio::select! {
+            _ = all_exit => return Err(CommandError::Other("every gpu worker exited".into())),
+            _ = shutdown => {}
+        }
+    }
+    for pid in pids {
+        // std offers no SIGTERM and the crate forbids unsafe (libc::kill): use kill(1).
+        let _ = tokio::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .await;
+    }
+    for c in &mut children {
+        let _ = c.wait().await;
+    }
+    Ok(())
+}
+
 /// Options of `poet-worker train`.
 #[derive(Debug, Clone)]
 pub struct TrainOptions {

@@ -1,7 +1,7 @@
 //! `poet-worker`: parses flags (each also read from a `POET_*` variable) and calls the library.
 
 use clap::{Parser, Subcommand};
-use poet_worker::{agent, commands, device};
+use poet_worker::{commands, device};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -31,6 +31,9 @@ enum Command {
         /// Do not serve generation jobs.
         #[arg(long, env = "POET_NO_GENERATION")]
         no_generation: bool,
+        /// One worker process per listed GPU (overrides --device).
+        #[arg(long, env = "POET_GPUS", value_delimiter = ',')]
+        gpus: Vec<usize>,
     },
     /// Train from a corpus file, without a coordinator.
     Train {
@@ -83,17 +86,17 @@ fn main() -> ExitCode {
             token,
             cache_dir,
             no_generation,
+            gpus,
         } => {
-            let config = agent::AgentConfig {
-                device: cli.device,
+            let opts = commands::ServeOptions {
+                coordinator,
                 token,
                 cache_dir,
                 serve_generation: !no_generation,
-                ..agent::AgentConfig::new(coordinator)
+                gpus,
+                device: cli.device,
             };
-            let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
-            rt.block_on(agent::run(config, shutdown_signal()))
-                .map_err(commands::CommandError::from)
+            commands::serve(opts, shutdown_signal())
         }
         Command::Train {
             corpus,

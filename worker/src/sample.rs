@@ -19,7 +19,7 @@
 //! 0 takes the argmax; other temperatures sample from `softmax(logits / t)` computed in f64,
 //! so tiny temperatures approach the argmax without overflow.
 
-use crate::model::PoetModel;
+use crate::model::{PoetModel, State};
 use crate::vocab::Vocab;
 use poet_core::config::TrainConfig;
 use rand::{Rng, SeedableRng};
@@ -138,15 +138,19 @@ pub fn sample(
         })
         .collect();
     let mut out: Vec<Vec<i64>> = vec![Vec::with_capacity(req.chars); rows];
-    let batch_of = |ids: &[i64]| {
-        Tensor::from_slice(ids)
-            .view([1, -1])
-            .repeat([rows as i64, 1])
-            .to_device(device)
-    };
     tch::no_grad(|| {
-        let (hidden, mut state) = model.forward(&batch_of(&context), None, false);
-        let mut logits = model.logits(&hidden.select(1, -1), false);
+        // Every row starts from the same seed + prime: run that context once, at batch 1,
+        // and give each row a copy of the resulting state and scores.
+        let ctx = Tensor::from_slice(&context).view([1, -1]).to_device(device);
+        let (hidden, one) = model.forward(&ctx, None, false);
+        let widen = |t: &Tensor| t.repeat([1, rows as i64, 1]);
+        let mut state = State {
+            h: one.h.iter().map(widen).collect(),
+            c: one.c.iter().map(widen).collect(),
+        };
+        let mut logits = model
+            .logits(&hidden.select(1, -1), false)
+            .repeat([rows as i64, 1]);
         let stepper = model.stepper();
         // Window mode keeps each row's last seq_len chars.
         let mut windows: Vec<Vec<i64>> =
