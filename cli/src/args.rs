@@ -31,7 +31,12 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
     /// Coordinator address.
-    #[arg(long, global = true, env = "POET_COORDINATOR", default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        global = true,
+        env = "POET_COORDINATOR",
+        default_value = "http://127.0.0.1:50051"
+    )]
     pub coordinator: String,
     /// Bearer token for the coordinator's client role.
     #[arg(long, global = true, env = "POET_CLIENT_TOKEN", hide_env_values = true)]

@@ -20,7 +20,10 @@ pub struct CliError {
 impl CliError {
     /// An error with a code.
     pub fn new(code: u8, message: impl Into<String>) -> Self {
-        CliError { code, message: message.into() }
+        CliError {
+            code,
+            message: message.into(),
+        }
     }
 
     /// Bad input.
@@ -57,15 +60,22 @@ pub type Client = PoetClient<InterceptedService<Channel, Auth>>;
 pub async fn connect(cli: &Cli) -> CliResult<Client> {
     let addr = &cli.coordinator;
     let mut ep = Endpoint::from_shared(addr.clone())
-        .map_err(|_| CliError::input(format!("--coordinator: '{addr}' is not a URL like http://127.0.0.1:50051")))?
+        .map_err(|_| {
+            CliError::input(format!(
+                "--coordinator: '{addr}' is not a URL like http://127.0.0.1:50051"
+            ))
+        })?
         .connect_timeout(std::time::Duration::from_secs(5));
     if addr.starts_with("https://") {
         let mut tls = ClientTlsConfig::new().with_native_roots();
         if let Some(ca) = &cli.tls_ca {
-            let pem = std::fs::read(ca).map_err(|e| CliError::input(format!("--tls-ca {}: {e}", ca.display())))?;
+            let pem = std::fs::read(ca)
+                .map_err(|e| CliError::input(format!("--tls-ca {}: {e}", ca.display())))?;
             tls = tls.ca_certificate(Certificate::from_pem(pem));
         }
-        ep = ep.tls_config(tls).map_err(|e| CliError::input(format!("tls: {e}")))?;
+        ep = ep
+            .tls_config(tls)
+            .map_err(|e| CliError::input(format!("tls: {e}")))?;
     }
     let channel = ep.connect().await.map_err(|e| {
         CliError::new(

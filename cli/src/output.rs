@@ -11,7 +11,10 @@ pub struct Table {
 impl Table {
     /// A table with these column names.
     pub fn new(header: &[&str]) -> Self {
-        Table { header: header.iter().map(|s| s.to_string()).collect(), rows: vec![] }
+        Table {
+            header: header.iter().map(|s| s.to_string()).collect(),
+            rows: vec![],
+        }
     }
 
     /// Adds a row.
@@ -50,12 +53,20 @@ pub fn json<T: Serialize>(v: &T) {
 
 /// A loss for a table: 4 decimals, `-` when missing.
 pub fn loss(v: f64) -> String {
-    if v.is_finite() { format!("{v:.4}") } else { "-".into() }
+    if v.is_finite() {
+        format!("{v:.4}")
+    } else {
+        "-".into()
+    }
 }
 
 /// A JSON number or null for NaN.
 pub fn num(v: f64) -> serde_json::Value {
-    if v.is_finite() { serde_json::json!(v) } else { serde_json::Value::Null }
+    if v.is_finite() {
+        serde_json::json!(v)
+    } else {
+        serde_json::Value::Null
+    }
 }
 
 /// Seconds since the epoch of a proto timestamp, formatted as UTC.

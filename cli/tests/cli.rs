@@ -7,7 +7,10 @@ use poet_coordinator::CoordinatorConfig;
 
 fn poet(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_poet"));
-    c.args(args).env_remove("POET_DATABASE_URL").env_remove("POET_COORDINATOR").env("NO_COLOR", "1");
+    c.args(args)
+        .env_remove("POET_DATABASE_URL")
+        .env_remove("POET_COORDINATOR")
+        .env("NO_COLOR", "1");
     for (k, v) in env {
         c.env(k, v);
     }
@@ -26,8 +29,18 @@ fn assert_one_line_error(o: &Output, code: i32, needle: &str) {
     let err = stderr(o);
     assert_eq!(o.status.code(), Some(code), "stderr: {err}");
     assert!(err.contains(needle), "{needle:?} not in: {err}");
-    assert!(!err.contains("panicked") && !err.contains("stack backtrace"), "{err}");
-    assert_eq!(err.trim_end().lines().filter(|l| l.starts_with("error:")).count(), 1, "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("stack backtrace"),
+        "{err}"
+    );
+    assert_eq!(
+        err.trim_end()
+            .lines()
+            .filter(|l| l.starts_with("error:"))
+            .count(),
+        1,
+        "{err}"
+    );
 }
 
 struct Stack {
@@ -60,7 +73,12 @@ async fn stack() -> Stack {
         let _ = rx.await;
     }));
     for _ in 0..100 {
-        if tonic::transport::Endpoint::from_shared(addr.clone()).unwrap().connect().await.is_ok() {
+        if tonic::transport::Endpoint::from_shared(addr.clone())
+            .unwrap()
+            .connect()
+            .await
+            .is_ok()
+        {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -72,7 +90,12 @@ async fn stack() -> Stack {
     .execute(&db.pool)
     .await
     .unwrap();
-    Stack { addr, db, _artifacts: artifacts, stop: Some(tx) }
+    Stack {
+        addr,
+        db,
+        _artifacts: artifacts,
+        stop: Some(tx),
+    }
 }
 
 async fn run_blocking(args: Vec<String>, env: Vec<(String, String)>) -> Output {
@@ -94,7 +117,11 @@ async fn sweep_runs_tables_json_and_exit_codes() {
     let s = stack().await;
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("sweep.toml");
-    std::fs::write(&spec, "dataset = \"tiny\"\n[base]\nunits = 8\nepochs = 2\n[grid]\nlayers = [1, 2, 3]\n").unwrap();
+    std::fs::write(
+        &spec,
+        "dataset = \"tiny\"\n[base]\nunits = 8\nepochs = 2\n[grid]\nlayers = [1, 2, 3]\n",
+    )
+    .unwrap();
     let spec_s = spec.display().to_string();
     let env = vec![("POET_COORDINATOR".to_string(), s.addr.clone())];
 
@@ -106,9 +133,16 @@ async fn sweep_runs_tables_json_and_exit_codes() {
     let table = stdout(&o);
     assert!(table.starts_with("RUN"), "{table}");
     assert_eq!(table.lines().count(), 4, "{table}");
-    assert!(table.contains("layers=2") && table.contains("queued"), "{table}");
+    assert!(
+        table.contains("layers=2") && table.contains("queued"),
+        "{table}"
+    );
 
-    let o = run_blocking(strings(&["runs", "list", "--json", "--where", "layers=2"]), env.clone()).await;
+    let o = run_blocking(
+        strings(&["runs", "list", "--json", "--where", "layers=2"]),
+        env.clone(),
+    )
+    .await;
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(v.as_array().unwrap().len(), 1);
     assert_eq!(v[0]["config"]["layers"], 2);
@@ -118,9 +152,19 @@ async fn sweep_runs_tables_json_and_exit_codes() {
     assert!(stdout(&o).contains("* layers"), "{}", stdout(&o));
 
     // Resubmitting pays nothing twice.
-    let o = run_blocking(strings(&["sweep", "submit", &spec_s, "--json"]), env.clone()).await;
+    let o = run_blocking(
+        strings(&["sweep", "submit", &spec_s, "--json"]),
+        env.clone(),
+    )
+    .await;
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!((v["created"].as_array().unwrap().len(), v["existing"].as_array().unwrap().len()), (0, 3));
+    assert_eq!(
+        (
+            v["created"].as_array().unwrap().len(),
+            v["existing"].as_array().unwrap().len()
+        ),
+        (0, 3)
+    );
 
     // Bad spec: exit 2, the field and the file named.
     std::fs::write(&spec, "dataset = \"tiny\"\n[grid]\nlayers = [0]\n").unwrap();
@@ -131,18 +175,32 @@ async fn sweep_runs_tables_json_and_exit_codes() {
     let o = run_blocking(strings(&["runs", "show", "9999"]), env.clone()).await;
     assert_one_line_error(&o, 3, "no run 9999");
 
-    let o = run_blocking(strings(&["generate", "--run", "1", "--wait", "1"]), env.clone()).await;
+    let o = run_blocking(
+        strings(&["generate", "--run", "1", "--wait", "1"]),
+        env.clone(),
+    )
+    .await;
     assert_one_line_error(&o, 5, "no checkpoint");
 
     let o = run_blocking(strings(&["runs", "cancel", "1"]), env.clone()).await;
-    assert!(stdout(&o).contains("1 queued run(s) cancelled"), "{}", stdout(&o));
-    let n: i64 = sqlx::query_scalar("select count(*) from runs where state = 'cancelled'").fetch_one(&s.db.pool).await.unwrap();
+    assert!(
+        stdout(&o).contains("1 queued run(s) cancelled"),
+        "{}",
+        stdout(&o)
+    );
+    let n: i64 = sqlx::query_scalar("select count(*) from runs where state = 'cancelled'")
+        .fetch_one(&s.db.pool)
+        .await
+        .unwrap();
     assert_eq!(n, 1);
 }
 
 #[test]
 fn coordinator_down_is_exit_4_with_a_hint() {
-    let o = poet(&["runs", "list"], &[("POET_COORDINATOR", "http://127.0.0.1:1")]);
+    let o = poet(
+        &["runs", "list"],
+        &[("POET_COORDINATOR", "http://127.0.0.1:1")],
+    );
     assert_one_line_error(&o, 4, "cannot reach the coordinator");
     assert!(stderr(&o).contains("poet up"));
 }
@@ -159,7 +217,10 @@ fn port_in_use_is_one_line() {
 fn unreachable_database_is_one_line_and_hides_the_password() {
     let o = poet(
         &["coordinator", "--listen", "127.0.0.1:0"],
-        &[("POET_DATABASE_URL", "postgres://poet:s3cret-pw@127.0.0.1:1/poet")],
+        &[(
+            "POET_DATABASE_URL",
+            "postgres://poet:s3cret-pw@127.0.0.1:1/poet",
+        )],
     );
     assert_one_line_error(&o, 4, "cannot connect to database");
     assert!(!stderr(&o).contains("s3cret-pw"), "{}", stderr(&o));
@@ -168,19 +229,31 @@ fn unreachable_database_is_one_line_and_hides_the_password() {
 #[test]
 fn missing_postgres_binaries_say_how_to_install() {
     let home = tempfile::tempdir().unwrap();
-    let o = poet(&["db", "start"], &[("POET_PG_BIN", "/nonexistent"), ("POET_HOME", &home.path().display().to_string())]);
+    let o = poet(
+        &["db", "start"],
+        &[
+            ("POET_PG_BIN", "/nonexistent"),
+            ("POET_HOME", &home.path().display().to_string()),
+        ],
+    );
     assert_one_line_error(&o, 4, "apt-get install postgresql");
 }
 
 #[test]
 fn public_address_without_tokens_is_refused() {
-    let o = poet(&["coordinator", "--listen", "0.0.0.0:0"], &[("POET_DATABASE_URL", "postgres://x@127.0.0.1:1/x")]);
+    let o = poet(
+        &["coordinator", "--listen", "0.0.0.0:0"],
+        &[("POET_DATABASE_URL", "postgres://x@127.0.0.1:1/x")],
+    );
     assert_one_line_error(&o, 2, "without tokens");
 }
 
 #[test]
 fn every_command_has_help_with_an_example() {
-    for cmd in ["db", "up", "down", "ingest", "dataset", "sweep", "runs", "workers", "generate", "poems", "words", "plot"] {
+    for cmd in [
+        "db", "up", "down", "ingest", "dataset", "sweep", "runs", "workers", "generate", "poems",
+        "words", "plot",
+    ] {
         let o = poet(&["help", cmd], &[]);
         assert!(o.status.success(), "{cmd}");
         let _ = stdout(&o);

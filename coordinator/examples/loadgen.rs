@@ -29,15 +29,30 @@ struct Args {
 }
 
 fn parse_args() -> Args {
-    let mut a = Args { seconds: 8.0, concurrency: vec![1, 16, 128], epochs: vec![1, 3], history: true };
+    let mut a = Args {
+        seconds: 8.0,
+        concurrency: vec![1, 16, 128],
+        epochs: vec![1, 3],
+        history: true,
+    };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < argv.len() {
         let v = argv.get(i + 1).cloned().unwrap_or_default();
         match argv[i].as_str() {
             "--seconds" => a.seconds = v.parse().expect("--seconds N"),
-            "--concurrency" => a.concurrency = v.split(',').map(|x| x.parse().expect("list of numbers")).collect(),
-            "--epochs" => a.epochs = v.split(',').map(|x| x.parse().expect("list of numbers")).collect(),
+            "--concurrency" => {
+                a.concurrency = v
+                    .split(',')
+                    .map(|x| x.parse().expect("list of numbers"))
+                    .collect()
+            }
+            "--epochs" => {
+                a.epochs = v
+                    .split(',')
+                    .map(|x| x.parse().expect("list of numbers"))
+                    .collect()
+            }
             "--no-history" => {
                 a.history = false;
                 i += 1;
@@ -52,7 +67,12 @@ fn parse_args() -> Args {
 
 /// Inserts `n` queued runs of `epochs` epochs straight into the database (fast).
 async fn seed_runs(pool: &PgPool, n: i64, epochs: i32) {
-    sqlx::query("truncate epochs, run_attempts, checkpoints, sweep_runs, runs restart identity cascade").execute(pool).await.unwrap();
+    sqlx::query(
+        "truncate epochs, run_attempts, checkpoints, sweep_runs, runs restart identity cascade",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
     let epochs_total = epochs.max(1);
     sqlx::query(
         "insert into runs (sweep_id, dataset_id, config, config_hash, epochs_total)
@@ -79,9 +99,19 @@ struct Outcome {
     report_p99_ms: f64,
 }
 
-async fn grpc_level(addr: &str, pool: &PgPool, concurrency: usize, epochs: i32, seconds: f64) -> Outcome {
+async fn grpc_level(
+    addr: &str,
+    pool: &PgPool,
+    concurrency: usize,
+    epochs: i32,
+    seconds: f64,
+) -> Outcome {
     seed_runs(pool, 200_000, epochs).await;
-    let channel = tonic::transport::Endpoint::from_shared(addr.to_string()).unwrap().connect().await.unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(addr.to_string())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let cycles = Arc::new(AtomicU64::new(0));
     let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
@@ -91,27 +121,48 @@ async fn grpc_level(addr: &str, pool: &PgPool, concurrency: usize, epochs: i32, 
         let (stop, cycles, latencies) = (stop.clone(), cycles.clone(), latencies.clone());
         tasks.push(tokio::spawn(async move {
             let id = w
-                .register(v1::RegisterRequest { host: format!("sim-{i}"), device: "cpu".into(), ..Default::default() })
+                .register(v1::RegisterRequest {
+                    host: format!("sim-{i}"),
+                    device: "cpu".into(),
+                    ..Default::default()
+                })
                 .await
                 .unwrap()
                 .into_inner()
                 .worker_id;
             let mut mine = Vec::new();
             while !stop.load(Ordering::Relaxed) {
-                let lease = w.lease_run(v1::LeaseRunRequest { worker_id: id, wait_ms: 0 }).await.unwrap().into_inner().lease;
+                let lease = w
+                    .lease_run(v1::LeaseRunRequest {
+                        worker_id: id,
+                        wait_ms: 0,
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .lease;
                 let Some(lease) = lease else { break };
                 let l = lease.lease.unwrap();
                 for e in 1..=epochs {
                     let t = Instant::now();
                     w.report_epoch(v1::ReportEpochRequest {
                         lease: Some(l.clone()),
-                        epoch: Some(v1::Epoch { epoch: e, train_loss: 1.0, val_loss: 1.1, duration_s: 1.0, chars_per_sec: 1.0, ..Default::default() }),
+                        epoch: Some(v1::Epoch {
+                            epoch: e,
+                            train_loss: 1.0,
+                            val_loss: 1.1,
+                            duration_s: 1.0,
+                            chars_per_sec: 1.0,
+                            ..Default::default()
+                        }),
                     })
                     .await
                     .unwrap();
                     mine.push(t.elapsed().as_secs_f64() * 1000.0);
                 }
-                w.complete_run(v1::CompleteRunRequest { lease: Some(l) }).await.unwrap();
+                w.complete_run(v1::CompleteRunRequest { lease: Some(l) })
+                    .await
+                    .unwrap();
                 cycles.fetch_add(1, Ordering::Relaxed);
             }
             latencies.lock().await.extend(mine);
@@ -127,13 +178,22 @@ async fn grpc_level(addr: &str, pool: &PgPool, concurrency: usize, epochs: i32, 
     }
     let mut l = latencies.lock().await.clone();
     l.sort_by(f64::total_cmp);
-    Outcome { cycles_per_s: n as f64 / elapsed, report_p50_ms: pct(&l, 0.5), report_p99_ms: pct(&l, 0.99) }
+    Outcome {
+        cycles_per_s: n as f64 / elapsed,
+        report_p50_ms: pct(&l, 0.5),
+        report_p99_ms: pct(&l, 0.99),
+    }
 }
 
 /// The same work in bare SQL: claim (one CTE), epoch inserts, complete; one transaction each.
 async fn sql_level(pool: &PgPool, concurrency: usize, epochs: i32, seconds: f64) -> f64 {
     seed_runs(pool, 200_000, epochs).await;
-    let worker: i64 = sqlx::query_scalar("insert into workers (host, device) values ('bare', 'cpu') returning id").fetch_one(pool).await.unwrap();
+    let worker: i64 = sqlx::query_scalar(
+        "insert into workers (host, device) values ('bare', 'cpu') returning id",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let cycles = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
@@ -184,7 +244,12 @@ async fn sql_level(pool: &PgPool, concurrency: usize, epochs: i32, seconds: f64)
 
 async fn history(addr: &str, pool: &PgPool) {
     println!("\nhistory queries at 10,000 runs and 1,000,000 epoch rows");
-    sqlx::query("truncate epochs, run_attempts, checkpoints, sweep_runs, runs restart identity cascade").execute(pool).await.unwrap();
+    sqlx::query(
+        "truncate epochs, run_attempts, checkpoints, sweep_runs, runs restart identity cascade",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
     let t = Instant::now();
     sqlx::query(
         "insert into runs (sweep_id, dataset_id, config, config_hash, epochs_total, state, epochs_done, best_val_loss, best_epoch, finished_at)
@@ -194,7 +259,10 @@ async fn history(addr: &str, pool: &PgPool) {
     .execute(pool)
     .await
     .unwrap();
-    sqlx::query("insert into sweep_runs (sweep_id, run_id) select sweep_id, id from runs").execute(pool).await.unwrap();
+    sqlx::query("insert into sweep_runs (sweep_id, run_id) select sweep_id, id from runs")
+        .execute(pool)
+        .await
+        .unwrap();
     sqlx::query(
         "insert into epochs (run_id, epoch, attempt, train_loss, val_loss, duration_s, chars_per_sec)
          select r, e, 1, 2.0 / e, 2.1 / e, 1, 1000 from generate_series(1, 10000) r, generate_series(1, 100) e",
@@ -204,32 +272,70 @@ async fn history(addr: &str, pool: &PgPool) {
     .unwrap();
     sqlx::query("analyze").execute(pool).await.unwrap();
     println!("  seeded in {:.1} s", t.elapsed().as_secs_f64());
-    let mut c = v1::poet_client::PoetClient::connect(addr.to_string()).await.unwrap().max_decoding_message_size(64 << 20);
+    let mut c = v1::poet_client::PoetClient::connect(addr.to_string())
+        .await
+        .unwrap()
+        .max_decoding_message_size(64 << 20);
     let time = |name: &'static str| (name, Vec::<f64>::new());
-    let mut rows = vec![time("ListRuns best_val_loss, 50"), time("ListRuns sweep+filter"), time("GetRun (100 epochs)"), time("GetSweep (1,000 runs)"), time("ListSweeps")];
+    let mut rows = vec![
+        time("ListRuns best_val_loss, 50"),
+        time("ListRuns sweep+filter"),
+        time("GetRun (100 epochs)"),
+        time("GetSweep (1,000 runs)"),
+        time("ListSweeps"),
+    ];
     for i in 0..50i64 {
         let t = Instant::now();
-        c.list_runs(v1::ListRunsRequest { order_by: "best_val_loss".into(), page_size: 50, ..Default::default() }).await.unwrap();
+        c.list_runs(v1::ListRunsRequest {
+            order_by: "best_val_loss".into(),
+            page_size: 50,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
         rows[0].1.push(t.elapsed().as_secs_f64() * 1000.0);
         let t = Instant::now();
         let mut f = std::collections::HashMap::new();
         f.insert("layers".to_string(), "2".to_string());
-        c.list_runs(v1::ListRunsRequest { sweep_id: 1 + i % 10, config: f, page_size: 50, ..Default::default() }).await.unwrap();
+        c.list_runs(v1::ListRunsRequest {
+            sweep_id: 1 + i % 10,
+            config: f,
+            page_size: 50,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
         rows[1].1.push(t.elapsed().as_secs_f64() * 1000.0);
         let t = Instant::now();
-        c.get_run(v1::GetRunRequest { run_id: 1 + i * 97 }).await.unwrap();
+        c.get_run(v1::GetRunRequest { run_id: 1 + i * 97 })
+            .await
+            .unwrap();
         rows[2].1.push(t.elapsed().as_secs_f64() * 1000.0);
         let t = Instant::now();
-        c.get_sweep(v1::GetSweepRequest { sweep_id: 1 + i % 10 }).await.unwrap();
+        c.get_sweep(v1::GetSweepRequest {
+            sweep_id: 1 + i % 10,
+        })
+        .await
+        .unwrap();
         rows[3].1.push(t.elapsed().as_secs_f64() * 1000.0);
         let t = Instant::now();
-        c.list_sweeps(v1::ListSweepsRequest::default()).await.unwrap();
+        c.list_sweeps(v1::ListSweepsRequest::default())
+            .await
+            .unwrap();
         rows[4].1.push(t.elapsed().as_secs_f64() * 1000.0);
     }
-    println!("  {:<28} {:>9} {:>9}   reference", "query", "p50 ms", "p99 ms");
+    println!(
+        "  {:<28} {:>9} {:>9}   reference",
+        "query", "p50 ms", "p99 ms"
+    );
     for (name, mut l) in rows {
         l.sort_by(f64::total_cmp);
-        println!("  {:<28} {:>9.2} {:>9.2}   < 50 ms", name, pct(&l, 0.5), pct(&l, 0.99));
+        println!(
+            "  {:<28} {:>9.2} {:>9.2}   < 50 ms",
+            name,
+            pct(&l, 0.5),
+            pct(&l, 0.99)
+        );
     }
 }
 
@@ -261,9 +367,19 @@ async fn main() {
     let addr = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(poet_coordinator::run(cfg, listener, std::future::pending()));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let bare = sqlx::postgres::PgPoolOptions::new().max_connections(64).connect(&db.url).await.unwrap();
+    let bare = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(64)
+        .connect(&db.url)
+        .await
+        .unwrap();
 
-    println!("coordinator load: {} s per level, {} cores", args.seconds, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    println!(
+        "coordinator load: {} s per level, {} cores",
+        args.seconds,
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
     println!(
         "{:>7} {:>6} {:>14} {:>14} {:>7} {:>10} {:>10}   targets",
         "epochs", "conc", "grpc cycles/s", "bare SQL c/s", "ratio", "rep p50 ms", "rep p99 ms"
@@ -274,7 +390,13 @@ async fn main() {
             let s = sql_level(&bare, c, epochs, args.seconds).await;
             println!(
                 "{:>7} {:>6} {:>14.0} {:>14.0} {:>7.2} {:>10.2} {:>10.2}   >= 2000 c/s, ratio >= 0.5, p99 < 50 ms at 128",
-                epochs, c, g.cycles_per_s, s, g.cycles_per_s / s, g.report_p50_ms, g.report_p99_ms
+                epochs,
+                c,
+                g.cycles_per_s,
+                s,
+                g.cycles_per_s / s,
+                g.report_p50_ms,
+                g.report_p99_ms
             );
         }
     }

@@ -43,27 +43,42 @@ pub struct StorageError {
 impl Artifacts {
     /// Opens `spec`: a folder path (created if missing) or `s3://bucket/prefix`.
     pub fn open(spec: &str) -> Result<Self, StorageError> {
-        let err = |m: String| StorageError { location: spec.to_string(), message: m };
+        let err = |m: String| StorageError {
+            location: spec.to_string(),
+            message: m,
+        };
         if let Some(rest) = spec.strip_prefix("s3://") {
             return Self::open_s3(rest).map_err(err);
         }
         let root = PathBuf::from(spec);
         std::fs::create_dir_all(&root).map_err(|e| err(e.to_string()))?;
         let root = std::fs::canonicalize(&root).map_err(|e| err(e.to_string()))?;
-        let store = object_store::local::LocalFileSystem::new_with_prefix(&root).map_err(|e| err(e.to_string()))?;
-        Ok(Artifacts { store: Arc::new(store), local_root: Some(root.clone()), describe: root.display().to_string() })
+        let store = object_store::local::LocalFileSystem::new_with_prefix(&root)
+            .map_err(|e| err(e.to_string()))?;
+        Ok(Artifacts {
+            store: Arc::new(store),
+            local_root: Some(root.clone()),
+            describe: root.display().to_string(),
+        })
     }
 
     #[cfg(feature = "s3")]
     fn open_s3(rest: &str) -> Result<Self, String> {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        let s3 = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket).build().map_err(|e| e.to_string())?;
+        let s3 = object_store::aws::AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .build()
+            .map_err(|e| e.to_string())?;
         let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
             Arc::new(s3)
         } else {
             Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
         };
-        Ok(Artifacts { store, local_root: None, describe: format!("s3://{rest}") })
+        Ok(Artifacts {
+            store,
+            local_root: None,
+            describe: format!("s3://{rest}"),
+        })
     }
 
     #[cfg(not(feature = "s3"))]
@@ -78,7 +93,10 @@ impl Artifacts {
 
     /// The key of a checkpoint blob.
     pub fn checkpoint_key(run_id: i64, epoch: i32, attempt: i32, sha256: &str) -> String {
-        format!("runs/{run_id}/epoch-{epoch:05}-a{attempt}-{}.ckpt", &sha256[..16.min(sha256.len())])
+        format!(
+            "runs/{run_id}/epoch-{epoch:05}-a{attempt}-{}.ckpt",
+            &sha256[..16.min(sha256.len())]
+        )
     }
 
     /// The key of a dataset's 4-gram set.
@@ -87,14 +105,25 @@ impl Artifacts {
     }
 
     fn err(&self, key: &str, e: impl std::fmt::Display) -> StorageError {
-        StorageError { location: format!("{}/{key}", self.describe), message: e.to_string() }
+        StorageError {
+            location: format!("{}/{key}", self.describe),
+            message: e.to_string(),
+        }
     }
 
     /// Starts a streamed write to `key`.
     pub async fn writer(&self, key: &str) -> Result<BlobWriter, StorageError> {
         let path = ObjPath::from(key);
-        let upload = self.store.put_multipart(&path).await.map_err(|e| self.err(key, e))?;
-        Ok(BlobWriter { inner: WriteMultipart::new(upload), key: key.to_string(), artifacts: self.clone() })
+        let upload = self
+            .store
+            .put_multipart(&path)
+            .await
+            .map_err(|e| self.err(key, e))?;
+        Ok(BlobWriter {
+            inner: WriteMultipart::new(upload),
+            key: key.to_string(),
+            artifacts: self.clone(),
+        })
     }
 
     /// Writes a whole blob.
@@ -105,8 +134,15 @@ impl Artifacts {
     }
 
     /// Reads a blob as a stream of chunks.
-    pub async fn get_stream(&self, key: &str) -> Result<BoxStream<'static, Result<Bytes, StorageError>>, StorageError> {
-        let res = self.store.get(&ObjPath::from(key)).await.map_err(|e| self.err(key, e))?;
+    pub async fn get_stream(
+        &self,
+        key: &str,
+    ) -> Result<BoxStream<'static, Result<Bytes, StorageError>>, StorageError> {
+        let res = self
+            .store
+            .get(&ObjPath::from(key))
+            .await
+            .map_err(|e| self.err(key, e))?;
         let this = self.clone();
         let k = key.to_string();
         Ok(res.into_stream().map_err(move |e| this.err(&k, e)).boxed())
@@ -165,7 +201,11 @@ impl BlobWriter {
 
     /// Completes the upload and makes it durable.
     pub async fn finish(self) -> Result<(), StorageError> {
-        let BlobWriter { inner, key, artifacts } = self;
+        let BlobWriter {
+            inner,
+            key,
+            artifacts,
+        } = self;
         inner.finish().await.map_err(|e| artifacts.err(&key, e))?;
         if let Some(root) = &artifacts.local_root {
             let path = root.join(&key);
@@ -176,7 +216,10 @@ impl BlobWriter {
                 }
                 Ok(())
             };
-            tokio::task::spawn_blocking(sync).await.expect("join").map_err(|e| artifacts.err(&key, e))?;
+            tokio::task::spawn_blocking(sync)
+                .await
+                .expect("join")
+                .map_err(|e| artifacts.err(&key, e))?;
         }
         Ok(())
     }

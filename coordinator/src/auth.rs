@@ -38,7 +38,10 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 impl Tokens {
     /// Tokens for both roles (both or neither; validated by the config).
     pub fn new(client: Option<String>, worker: Option<String>) -> Self {
-        Tokens { client: client.map(Into::into), worker: worker.map(Into::into) }
+        Tokens {
+            client: client.map(Into::into),
+            worker: worker.map(Into::into),
+        }
     }
 
     /// Whether tokens are required.
@@ -52,14 +55,22 @@ impl Tokens {
             return Ok(());
         }
         let Some(value) = req.metadata().get("authorization") else {
-            return Err(Status::unauthenticated("missing bearer token (authorization metadata)"));
+            return Err(Status::unauthenticated(
+                "missing bearer token (authorization metadata)",
+            ));
         };
         let token = value
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .ok_or_else(|| Status::unauthenticated("authorization must be `Bearer <token>`"))?;
-        let is = |t: &Option<Arc<str>>| t.as_ref().is_some_and(|t| ct_eq(t.as_bytes(), token.as_bytes()));
+        let is = |t: &Option<Arc<str>>| {
+            t.as_ref()
+                .is_some_and(|t| ct_eq(t.as_bytes(), token.as_bytes()))
+        };
         let (mine, other) = match role {
             Role::Client => (is(&self.client), is(&self.worker)),
             Role::Worker => (is(&self.worker), is(&self.client)),
@@ -67,14 +78,19 @@ impl Tokens {
         if mine {
             Ok(())
         } else if other {
-            Err(Status::permission_denied(format!("this token may not call {role:?} methods")))
+            Err(Status::permission_denied(format!(
+                "this token may not call {role:?} methods"
+            )))
         } else {
             Err(Status::unauthenticated("invalid bearer token"))
         }
     }
 
     /// An interceptor for a service of `role`.
-    pub fn interceptor(&self, role: Role) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone + Send + Sync + use<> {
+    pub fn interceptor(
+        &self,
+        role: Role,
+    ) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone + Send + Sync + use<> {
         let tokens = self.clone();
         move |req| tokens.check(&req, role).map(|_| req)
     }
@@ -87,20 +103,40 @@ mod tests {
     fn req(token: Option<&str>) -> Request<()> {
         let mut r = Request::new(());
         if let Some(t) = token {
-            r.metadata_mut().insert("authorization", format!("Bearer {t}").parse().unwrap());
+            r.metadata_mut()
+                .insert("authorization", format!("Bearer {t}").parse().unwrap());
         }
         r
     }
 
     #[test]
     fn roles_and_codes() {
-        let t = Tokens::new(Some("client-token-123456".into()), Some("worker-token-123456".into()));
-        assert!(t.check(&req(Some("client-token-123456")), Role::Client).is_ok());
-        assert!(t.check(&req(Some("worker-token-123456")), Role::Worker).is_ok());
-        assert_eq!(t.check(&req(None), Role::Client).unwrap_err().code(), tonic::Code::Unauthenticated);
-        assert_eq!(t.check(&req(Some("nope")), Role::Client).unwrap_err().code(), tonic::Code::Unauthenticated);
+        let t = Tokens::new(
+            Some("client-token-123456".into()),
+            Some("worker-token-123456".into()),
+        );
+        assert!(
+            t.check(&req(Some("client-token-123456")), Role::Client)
+                .is_ok()
+        );
+        assert!(
+            t.check(&req(Some("worker-token-123456")), Role::Worker)
+                .is_ok()
+        );
         assert_eq!(
-            t.check(&req(Some("worker-token-123456")), Role::Client).unwrap_err().code(),
+            t.check(&req(None), Role::Client).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
+        assert_eq!(
+            t.check(&req(Some("nope")), Role::Client)
+                .unwrap_err()
+                .code(),
+            tonic::Code::Unauthenticated
+        );
+        assert_eq!(
+            t.check(&req(Some("worker-token-123456")), Role::Client)
+                .unwrap_err()
+                .code(),
             tonic::Code::PermissionDenied
         );
         assert!(!format!("{t:?}").contains("token-123456"));

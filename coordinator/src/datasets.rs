@@ -18,10 +18,11 @@ pub struct Corpus {
 
 /// Loads a ready dataset's text.
 pub async fn corpus(pool: &PgPool, dataset_id: i64) -> Result<Corpus> {
-    let ready: Option<i64> = sqlx::query_scalar("select id from datasets where id = $1 and state = 'ready'")
-        .bind(dataset_id)
-        .fetch_optional(pool)
-        .await?;
+    let ready: Option<i64> =
+        sqlx::query_scalar("select id from datasets where id = $1 and state = 'ready'")
+            .bind(dataset_id)
+            .fetch_optional(pool)
+            .await?;
     if ready.is_none() {
         return Err(ServiceError::NotFound(format!("no dataset {dataset_id}")));
     }
@@ -34,10 +35,17 @@ pub async fn corpus(pool: &PgPool, dataset_id: i64) -> Result<Corpus> {
     .bind(dataset_id)
     .fetch_all(pool)
     .await?;
-    let mut c = Corpus { train: String::new(), validation: String::new() };
+    let mut c = Corpus {
+        train: String::new(),
+        validation: String::new(),
+    };
     for r in rows {
         let text: &str = r.get("text");
-        let out = if r.get::<bool, _>("val") { &mut c.validation } else { &mut c.train };
+        let out = if r.get::<bool, _>("val") {
+            &mut c.validation
+        } else {
+            &mut c.train
+        };
         out.push_str(text);
     }
     Ok(c)

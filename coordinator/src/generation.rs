@@ -38,29 +38,54 @@ pub struct GenParams {
 impl GenParams {
     /// Applies defaults and checks ranges; errors name the field.
     pub fn from_request(r: &v1::GenerateRequest) -> Result<GenParams> {
-        let temperatures = if r.temperatures.is_empty() { vec![0.5] } else { r.temperatures.clone() };
+        let temperatures = if r.temperatures.is_empty() {
+            vec![0.5]
+        } else {
+            r.temperatures.clone()
+        };
         if temperatures.len() > 16 {
-            return Err(ServiceError::Invalid("temperatures: at most 16 values".into()));
+            return Err(ServiceError::Invalid(
+                "temperatures: at most 16 values".into(),
+            ));
         }
         for t in &temperatures {
             if !t.is_finite() || *t < 0.0 || *t > 10.0 {
-                return Err(ServiceError::Invalid(format!("temperatures: {t} is not in [0, 10]")));
+                return Err(ServiceError::Invalid(format!(
+                    "temperatures: {t} is not in [0, 10]"
+                )));
             }
         }
         let chars = if r.chars == 0 { 1000 } else { r.chars };
         if !(1..=100_000).contains(&chars) {
-            return Err(ServiceError::Invalid(format!("chars: {chars} is out of range 1..=100000")));
+            return Err(ServiceError::Invalid(format!(
+                "chars: {chars} is out of range 1..=100000"
+            )));
         }
         let poems = if r.poems == 0 { 1 } else { r.poems };
         if !(1..=256).contains(&poems) {
-            return Err(ServiceError::Invalid(format!("poems: {poems} is out of range 1..=256")));
+            return Err(ServiceError::Invalid(format!(
+                "poems: {poems} is out of range 1..=256"
+            )));
         }
         if r.prime.chars().count() > 10_000 {
-            return Err(ServiceError::Invalid("prime: longer than 10000 characters".into()));
+            return Err(ServiceError::Invalid(
+                "prime: longer than 10000 characters".into(),
+            ));
         }
-        let checkpoint = if r.checkpoint.is_empty() { "best".to_string() } else { r.checkpoint.clone() };
+        let checkpoint = if r.checkpoint.is_empty() {
+            "best".to_string()
+        } else {
+            r.checkpoint.clone()
+        };
         parse_selector(&checkpoint)?;
-        Ok(GenParams { checkpoint, temperatures, chars, poems, seed: r.seed, prime: r.prime.clone() })
+        Ok(GenParams {
+            checkpoint,
+            temperatures,
+            chars,
+            poems,
+            seed: r.seed,
+            prime: r.prime.clone(),
+        })
     }
 }
 
@@ -79,22 +104,42 @@ fn parse_selector(s: &str) -> Result<Selector> {
             .and_then(|n| n.parse::<i32>().ok())
             .filter(|n| *n >= 1)
             .map(Selector::Epoch)
-            .ok_or_else(|| ServiceError::Invalid(format!("checkpoint: '{other}' is not best, latest or epoch:N"))),
+            .ok_or_else(|| {
+                ServiceError::Invalid(format!(
+                    "checkpoint: '{other}' is not best, latest or epoch:N"
+                ))
+            }),
     }
 }
 
 /// Picks the checkpoint a selector names.
 pub async fn pick_checkpoint(pool: &PgPool, run_id: i64, selector: &str) -> Result<CheckpointRow> {
-    let exists: Option<i64> = sqlx::query_scalar("select id from runs where id = $1").bind(run_id).fetch_optional(pool).await?;
+    let exists: Option<i64> = sqlx::query_scalar("select id from runs where id = $1")
+        .bind(run_id)
+        .fetch_optional(pool)
+        .await?;
     if exists.is_none() {
         return Err(ServiceError::NotFound(format!("no run {run_id}")));
     }
     let (sql, epoch) = match parse_selector(selector)? {
-        Selector::Best => ("select * from checkpoints where run_id = $1 and live order by val_loss, epoch limit 1", 0),
-        Selector::Latest => ("select * from checkpoints where run_id = $1 and live order by epoch desc limit 1", 0),
-        Selector::Epoch(n) => ("select * from checkpoints where run_id = $1 and live and epoch = $2", n),
+        Selector::Best => (
+            "select * from checkpoints where run_id = $1 and live order by val_loss, epoch limit 1",
+            0,
+        ),
+        Selector::Latest => (
+            "select * from checkpoints where run_id = $1 and live order by epoch desc limit 1",
+            0,
+        ),
+        Selector::Epoch(n) => (
+            "select * from checkpoints where run_id = $1 and live and epoch = $2",
+            n,
+        ),
     };
-    let row: Option<CheckpointRow> = sqlx::query_as(sql).bind(run_id).bind(epoch).fetch_optional(pool).await?;
+    let row: Option<CheckpointRow> = sqlx::query_as(sql)
+        .bind(run_id)
+        .bind(epoch)
+        .fetch_optional(pool)
+        .await?;
     row.ok_or_else(|| match epoch {
         0 => ServiceError::FailedPrecondition(format!("run {run_id} has no checkpoint yet")),
         n => ServiceError::NotFound(format!("run {run_id} has no kept checkpoint for epoch {n}")),
@@ -104,17 +149,24 @@ pub async fn pick_checkpoint(pool: &PgPool, run_id: i64, selector: &str) -> Resu
 /// Queues a generation; returns its id.
 pub async fn request(pool: &PgPool, run_id: i64, params: &GenParams) -> Result<i64> {
     let ckpt = pick_checkpoint(pool, run_id, &params.checkpoint).await?;
-    let id: i64 = sqlx::query_scalar("insert into generations (run_id, checkpoint_id, params) values ($1, $2, $3) returning id")
-        .bind(run_id)
-        .bind(ckpt.id)
-        .bind(serde_json::to_value(params).expect("params serialise"))
-        .fetch_one(pool)
-        .await?;
+    let id: i64 = sqlx::query_scalar(
+        "insert into generations (run_id, checkpoint_id, params) values ($1, $2, $3) returning id",
+    )
+    .bind(run_id)
+    .bind(ckpt.id)
+    .bind(serde_json::to_value(params).expect("params serialise"))
+    .fetch_one(pool)
+    .await?;
     Ok(id)
 }
 
 /// Leases the oldest queued generation to a worker.
-pub async fn claim(pool: &PgPool, worker_id: i64, lease_ttl: chrono::Duration, now: DateTime<Utc>) -> Result<Option<v1::GenerationJob>> {
+pub async fn claim(
+    pool: &PgPool,
+    worker_id: i64,
+    lease_ttl: chrono::Duration,
+    now: DateTime<Utc>,
+) -> Result<Option<v1::GenerationJob>> {
     let row = sqlx::query(
         "with next as (select id from generations where state = 'queued' order by id limit 1 for update skip locked)
          update generations g set state = 'running', worker_id = $1, lease_expires_at = $2, attempts = g.attempts + 1
@@ -126,7 +178,8 @@ pub async fn claim(pool: &PgPool, worker_id: i64, lease_ttl: chrono::Duration, n
     .fetch_optional(pool)
     .await?;
     let Some(row) = row else { return Ok(None) };
-    let params: GenParams = serde_json::from_value(row.get("params")).map_err(|e| ServiceError::Storage(e.to_string()))?;
+    let params: GenParams = serde_json::from_value(row.get("params"))
+        .map_err(|e| ServiceError::Storage(e.to_string()))?;
     let ckpt: CheckpointRow = sqlx::query_as("select * from checkpoints where id = $1")
         .bind(row.get::<i64, _>("checkpoint_id"))
         .fetch_one(pool)
@@ -172,13 +225,21 @@ pub struct NgramCache {
 
 impl NgramCache {
     /// The 4-gram set of a dataset's whole corpus (both splits): built once per version.
-    pub async fn get(&self, pool: &PgPool, artifacts: &Artifacts, dataset_id: i64) -> Result<Arc<NgramSet>> {
+    pub async fn get(
+        &self,
+        pool: &PgPool,
+        artifacts: &Artifacts,
+        dataset_id: i64,
+    ) -> Result<Arc<NgramSet>> {
         let mut sets = self.sets.lock().await;
         if let Some(s) = sets.get(&dataset_id) {
             return Ok(s.clone());
         }
         let key = Artifacts::ngrams_key(dataset_id);
-        let stored = artifacts.get(&key).await.map_err(|e| ServiceError::Storage(e.to_string()))?;
+        let stored = artifacts
+            .get(&key)
+            .await
+            .map_err(|e| ServiceError::Storage(e.to_string()))?;
         let set = match stored.map(|b| NgramSet::from_bytes(&b)) {
             Some(Ok(set)) => set,
             other => {
@@ -187,7 +248,9 @@ impl NgramCache {
                 }
                 let corpus = crate::datasets::corpus(pool, dataset_id).await?;
                 let text = format!("{}{}", corpus.train, corpus.validation);
-                let set = tokio::task::spawn_blocking(move || NgramSet::from_corpus(&text)).await.expect("join");
+                let set = tokio::task::spawn_blocking(move || NgramSet::from_corpus(&text))
+                    .await
+                    .expect("join");
                 artifacts
                     .put(&key, set.to_bytes().into())
                     .await
@@ -224,19 +287,23 @@ pub async fn complete(
         .fetch_optional(pool)
         .await?
         .ok_or_else(|| ServiceError::NotFound(format!("no generation {}", req.generation_id)))?;
-    if row.get::<String, _>("state") != "running" || row.get::<Option<i64>, _>("worker_id") != Some(req.worker_id) {
+    if row.get::<String, _>("state") != "running"
+        || row.get::<Option<i64>, _>("worker_id") != Some(req.worker_id)
+    {
         return Err(ServiceError::FailedPrecondition(format!(
             "generation {} is not leased to worker {}",
             req.generation_id, req.worker_id
         )));
     }
     if !req.error.is_empty() {
-        sqlx::query("update generations set state = 'failed', error = $2, finished_at = $3 where id = $1")
-            .bind(req.generation_id)
-            .bind(&req.error)
-            .bind(now)
-            .execute(pool)
-            .await?;
+        sqlx::query(
+            "update generations set state = 'failed', error = $2, finished_at = $3 where id = $1",
+        )
+        .bind(req.generation_id)
+        .bind(&req.error)
+        .bind(now)
+        .execute(pool)
+        .await?;
         return Ok(());
     }
     let set = cache.get(pool, artifacts, row.get("dataset_id")).await?;
@@ -244,10 +311,17 @@ pub async fn complete(
     let poems: Vec<(f64, String)> = req
         .streams
         .iter()
-        .flat_map(|s| poet_core::split_poems(&s.text).into_iter().map(move |p| (s.temperature, p)))
+        .flat_map(|s| {
+            poet_core::split_poems(&s.text)
+                .into_iter()
+                .map(move |p| (s.temperature, p))
+        })
         .collect();
     let (reports, overall) = tokio::task::spawn_blocking(move || {
-        let reports: Vec<ngrams::Report> = poems.iter().map(|(_, p)| ngrams::check(p, &set, &thresholds)).collect();
+        let reports: Vec<ngrams::Report> = poems
+            .iter()
+            .map(|(_, p)| ngrams::check(p, &set, &thresholds))
+            .collect();
         let refs: Vec<&str> = poems.iter().map(|(_, p)| p.as_str()).collect();
         let overall = ngrams::check_all(&refs, &set, &thresholds);
         (poems, reports, overall)
@@ -298,12 +372,15 @@ pub async fn load(pool: &PgPool, id: Option<i64>, run_id: i64) -> Result<Vec<v1:
     let mut by_gen: HashMap<i64, Vec<v1::Poem>> = HashMap::new();
     for p in poems {
         let report: Option<ngrams::Report> = serde_json::from_value(p.get("report")).ok();
-        by_gen.entry(p.get("generation_id")).or_default().push(v1::Poem {
-            index: p.get("idx"),
-            temperature: p.get("temperature"),
-            text: p.get("text"),
-            report: report.as_ref().map(report_proto),
-        });
+        by_gen
+            .entry(p.get("generation_id"))
+            .or_default()
+            .push(v1::Poem {
+                index: p.get("idx"),
+                temperature: p.get("temperature"),
+                text: p.get("text"),
+                report: report.as_ref().map(report_proto),
+            });
     }
     Ok(gens
         .into_iter()

@@ -85,7 +85,10 @@ pub struct SweepRow {
 
 /// Converts a timestamp.
 pub fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 }
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
 }
 
 fn ots(t: Option<DateTime<Utc>>) -> Option<prost_types::Timestamp> {
@@ -153,7 +156,11 @@ const SWEEP_SELECT: &str = "select s.id, s.name, s.dataset_id, s.spec, s.priorit
     (select count(*)::int from sweep_runs sr where sr.sweep_id = s.id) as runs from sweeps s";
 
 fn page(page_size: i32, page_token: &str) -> Result<(i64, i64)> {
-    let size = if page_size <= 0 { 50 } else { page_size.min(1000) } as i64;
+    let size = if page_size <= 0 {
+        50
+    } else {
+        page_size.min(1000)
+    } as i64;
     let offset = if page_token.is_empty() {
         0
     } else {
@@ -161,23 +168,37 @@ fn page(page_size: i32, page_token: &str) -> Result<(i64, i64)> {
             .parse::<i64>()
             .ok()
             .filter(|o| *o >= 0)
-            .ok_or_else(|| ServiceError::Invalid(format!("page_token: '{page_token}' is not a token from a previous page")))?
+            .ok_or_else(|| {
+                ServiceError::Invalid(format!(
+                    "page_token: '{page_token}' is not a token from a previous page"
+                ))
+            })?
     };
     Ok((size, offset))
 }
 
 fn next_token(got: usize, size: i64, offset: i64) -> String {
-    if got as i64 > size { (offset + size).to_string() } else { String::new() }
+    if got as i64 > size {
+        (offset + size).to_string()
+    } else {
+        String::new()
+    }
 }
 
 /// Sweeps, newest first.
-pub async fn list_sweeps(pool: &PgPool, page_size: i32, page_token: &str) -> Result<(Vec<SweepRow>, String)> {
+pub async fn list_sweeps(
+    pool: &PgPool,
+    page_size: i32,
+    page_token: &str,
+) -> Result<(Vec<SweepRow>, String)> {
     let (size, offset) = page(page_size, page_token)?;
-    let mut rows: Vec<SweepRow> = sqlx::query_as(&format!("{SWEEP_SELECT} order by s.id desc limit $1 offset $2"))
-        .bind(size + 1)
-        .bind(offset)
-        .fetch_all(pool)
-        .await?;
+    let mut rows: Vec<SweepRow> = sqlx::query_as(&format!(
+        "{SWEEP_SELECT} order by s.id desc limit $1 offset $2"
+    ))
+    .bind(size + 1)
+    .bind(offset)
+    .fetch_all(pool)
+    .await?;
     let token = next_token(rows.len(), size, offset);
     rows.truncate(size as usize);
     Ok((rows, token))
@@ -208,7 +229,11 @@ pub async fn get_sweep(pool: &PgPool, id: i64) -> Result<v1::GetSweepResponse> {
     .bind(id)
     .fetch_optional(pool)
     .await?;
-    Ok(v1::GetSweepResponse { sweep: Some(sweep.into()), counts, best_run: best.map(Into::into) })
+    Ok(v1::GetSweepResponse {
+        sweep: Some(sweep.into()),
+        counts,
+        best_run: best.map(Into::into),
+    })
 }
 
 /// Runs matching a filter.
@@ -216,7 +241,8 @@ pub async fn list_runs(pool: &PgPool, req: &v1::ListRunsRequest) -> Result<(Vec<
     let (size, offset) = page(req.page_size, &req.page_token)?;
     let mut q = QueryBuilder::new(RunRow::SELECT);
     if req.sweep_id != 0 {
-        q.push(" join sweep_runs sr on sr.run_id = r.id and sr.sweep_id = ").push_bind(req.sweep_id);
+        q.push(" join sweep_runs sr on sr.run_id = r.id and sr.sweep_id = ")
+            .push_bind(req.sweep_id);
     }
     q.push(" where true");
     let state = v1::RunState::try_from(req.state).unwrap_or(v1::RunState::Unspecified);
@@ -230,24 +256,33 @@ pub async fn list_runs(pool: &PgPool, req: &v1::ListRunsRequest) -> Result<(Vec<
     keys.sort();
     for (k, v) in keys {
         if !poet_core::config::KEYS.contains(&k.as_str()) {
-            return Err(ServiceError::Invalid(format!("config.{k}: unknown config key")));
+            return Err(ServiceError::Invalid(format!(
+                "config.{k}: unknown config key"
+            )));
         }
-        let value: serde_json::Value = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.clone()));
+        let value: serde_json::Value =
+            serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.clone()));
         let mut obj = serde_json::Map::new();
         obj.insert(k.clone(), value);
-        q.push(" and r.config @> ").push_bind(serde_json::Value::Object(obj));
+        q.push(" and r.config @> ")
+            .push_bind(serde_json::Value::Object(obj));
     }
     match req.order_by.as_str() {
         "" | "created" => q.push(" order by r.id desc"),
         "best_val_loss" => q.push(" order by r.best_val_loss asc nulls last, r.id"),
-        "duration" => q.push(" order by coalesce(r.finished_at, now()) - r.started_at desc nulls last, r.id"),
+        "duration" => {
+            q.push(" order by coalesce(r.finished_at, now()) - r.started_at desc nulls last, r.id")
+        }
         other => {
             return Err(ServiceError::Invalid(format!(
                 "order_by: '{other}' is not one of created, best_val_loss, duration"
             )));
         }
     };
-    q.push(" limit ").push_bind(size + 1).push(" offset ").push_bind(offset);
+    q.push(" limit ")
+        .push_bind(size + 1)
+        .push(" offset ")
+        .push_bind(offset);
     let mut rows: Vec<RunRow> = q.build_query_as().fetch_all(pool).await?;
     let token = next_token(rows.len(), size, offset);
     rows.truncate(size as usize);
@@ -306,7 +341,11 @@ pub async fn get_run(pool: &PgPool, id: i64) -> Result<v1::GetRunResponse> {
             .await?;
     let best = checkpoints
         .iter()
-        .min_by(|a, b| a.val_loss.total_cmp(&b.val_loss).then(a.epoch.cmp(&b.epoch)))
+        .min_by(|a, b| {
+            a.val_loss
+                .total_cmp(&b.val_loss)
+                .then(a.epoch.cmp(&b.epoch))
+        })
         .map(|c| c.id)
         .unwrap_or(0);
     Ok(v1::GetRunResponse {

@@ -138,7 +138,10 @@ fn ttl_after(now: DateTime<Utc>, ttl: chrono::Duration) -> DateTime<Utc> {
 impl Queue {
     /// A queue whose leases live `lease_ttl` without a heartbeat.
     pub fn new(pool: PgPool, lease_ttl: std::time::Duration) -> Self {
-        Queue { pool, lease_ttl: chrono::Duration::from_std(lease_ttl).expect("ttl fits") }
+        Queue {
+            pool,
+            lease_ttl: chrono::Duration::from_std(lease_ttl).expect("ttl fits"),
+        }
     }
 
     /// The pool.
@@ -197,7 +200,12 @@ impl Queue {
             tx.commit().await?;
         }
         let resume = match row.get::<Option<i64>, _>("ck_id") {
-            Some(id) => Some(sqlx::query_as("select * from checkpoints where id = $1").bind(id).fetch_one(&self.pool).await?),
+            Some(id) => Some(
+                sqlx::query_as("select * from checkpoints where id = $1")
+                    .bind(id)
+                    .fetch_one(&self.pool)
+                    .await?,
+            ),
             None => None,
         };
         Ok(Some(Claimed {
@@ -225,7 +233,8 @@ impl Queue {
         .await?;
         match row {
             Some(r) if r.get::<bool, _>("cancel_requested") => {
-                self.finish(lease, "cancelled", "cancelled", None, now).await?;
+                self.finish(lease, "cancelled", "cancelled", None, now)
+                    .await?;
                 Ok(Beat::Cancel)
             }
             Some(_) => Ok(Beat::Extended),
@@ -245,7 +254,10 @@ impl Queue {
     }
 
     /// Locks the run and checks the lease; returns (attempt, epochs_done, epochs_total).
-    async fn check_lease(tx: &mut Transaction<'_, Postgres>, lease: LeaseRef) -> Result<(i32, i32, i32)> {
+    async fn check_lease(
+        tx: &mut Transaction<'_, Postgres>,
+        lease: LeaseRef,
+    ) -> Result<(i32, i32, i32)> {
         let row = sqlx::query(
             "select state, lease_id, attempt, epochs_done, epochs_total from runs where id = $1 for update",
         )
@@ -258,7 +270,11 @@ impl Queue {
         if state != "running" || current != Some(lease.lease_id) {
             return Err(fenced(lease.run_id));
         }
-        Ok((row.get("attempt"), row.get("epochs_done"), row.get("epochs_total")))
+        Ok((
+            row.get("attempt"),
+            row.get("epochs_done"),
+            row.get("epochs_total"),
+        ))
     }
 
     /// Stores an epoch report. Returns false for a retry of a report already stored;
@@ -272,7 +288,9 @@ impl Queue {
             ("chars_per_sec", report.chars_per_sec),
         ] {
             if !v.is_finite() || v < 0.0 {
-                return Err(ServiceError::Invalid(format!("epoch.{name}: {v} is not a finite non-negative number")));
+                return Err(ServiceError::Invalid(format!(
+                    "epoch.{name}: {v} is not a finite non-negative number"
+                )));
             }
         }
         // Fast path, one statement: the next epoch under the current lease.
@@ -310,14 +328,19 @@ impl Queue {
         let mut tx = self.pool.begin().await?;
         let (attempt, done, total) = Self::check_lease(&mut tx, lease).await?;
         if report.epoch < 1 || report.epoch > total {
-            return Err(ServiceError::Invalid(format!("epoch.epoch: {} is out of range 1..={total}", report.epoch)));
+            return Err(ServiceError::Invalid(format!(
+                "epoch.epoch: {} is out of range 1..={total}",
+                report.epoch
+            )));
         }
         if report.epoch <= done {
-            let existing = sqlx::query("select attempt, train_loss, val_loss from epochs where run_id = $1 and epoch = $2")
-                .bind(lease.run_id)
-                .bind(report.epoch)
-                .fetch_one(&mut *tx)
-                .await?;
+            let existing = sqlx::query(
+                "select attempt, train_loss, val_loss from epochs where run_id = $1 and epoch = $2",
+            )
+            .bind(lease.run_id)
+            .bind(report.epoch)
+            .fetch_one(&mut *tx)
+            .await?;
             let same = existing.get::<i32, _>("attempt") == attempt
                 && existing.get::<f64, _>("train_loss") == report.train_loss
                 && existing.get::<f64, _>("val_loss") == report.val_loss;
@@ -400,17 +423,24 @@ impl Queue {
         let mut tx = self.pool.begin().await?;
         let (attempt, done, _) = Self::check_lease(&mut tx, lease).await?;
         if epoch < 1 || epoch > done {
-            return Err(ServiceError::FailedPrecondition(format!("checkpoint for unreported epoch {epoch}")));
+            return Err(ServiceError::FailedPrecondition(format!(
+                "checkpoint for unreported epoch {epoch}"
+            )));
         }
-        let existing: Option<CheckpointRow> = sqlx::query_as("select * from checkpoints where run_id = $1 and epoch = $2")
-            .bind(lease.run_id)
-            .bind(epoch)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let existing: Option<CheckpointRow> =
+            sqlx::query_as("select * from checkpoints where run_id = $1 and epoch = $2")
+                .bind(lease.run_id)
+                .bind(epoch)
+                .fetch_optional(&mut *tx)
+                .await?;
         if let Some(e) = existing {
             tx.commit().await?;
             if e.sha256 == sha256 {
-                let extra = if e.key != key { vec![key.to_string()] } else { vec![] };
+                let extra = if e.key != key {
+                    vec![key.to_string()]
+                } else {
+                    vec![]
+                };
                 return Ok((e, extra));
             }
             return Err(ServiceError::Conflict(format!(
@@ -418,11 +448,12 @@ impl Queue {
                 lease.run_id
             )));
         }
-        let val_loss: f64 = sqlx::query_scalar("select val_loss from epochs where run_id = $1 and epoch = $2")
-            .bind(lease.run_id)
-            .bind(epoch)
-            .fetch_one(&mut *tx)
-            .await?;
+        let val_loss: f64 =
+            sqlx::query_scalar("select val_loss from epochs where run_id = $1 and epoch = $2")
+                .bind(lease.run_id)
+                .bind(epoch)
+                .fetch_one(&mut *tx)
+                .await?;
         let row: CheckpointRow = sqlx::query_as(
             "insert into checkpoints (run_id, epoch, attempt, key, size, sha256, val_loss, created_at)
              values ($1, $2, $3, $4, $5, $6, $7, $8) returning *",
@@ -485,7 +516,14 @@ impl Queue {
     }
 
     /// Ends a lease with a terminal or queued state (used by heartbeat-cancel).
-    async fn finish(&self, lease: LeaseRef, state: &str, outcome: &str, detail: Option<&str>, now: DateTime<Utc>) -> Result<()> {
+    async fn finish(
+        &self,
+        lease: LeaseRef,
+        state: &str,
+        outcome: &str,
+        detail: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         Self::check_lease(&mut tx, lease).await?;
         end_lease(&mut tx, lease, state, outcome, detail, now).await?;
@@ -495,13 +533,20 @@ impl Queue {
 
     /// A worker gives a run up.
     #[tracing::instrument(name = "coordinator.queue.fail", skip(self, reason))]
-    pub async fn fail(&self, lease: LeaseRef, reason: &str, how: GiveUp, now: DateTime<Utc>) -> Result<String> {
+    pub async fn fail(
+        &self,
+        lease: LeaseRef,
+        reason: &str,
+        how: GiveUp,
+        now: DateTime<Utc>,
+    ) -> Result<String> {
         let mut tx = self.pool.begin().await?;
         Self::check_lease(&mut tx, lease).await?;
-        let row = sqlx::query("select failures, max_attempts, cancel_requested from runs where id = $1")
-            .bind(lease.run_id)
-            .fetch_one(&mut *tx)
-            .await?;
+        let row =
+            sqlx::query("select failures, max_attempts, cancel_requested from runs where id = $1")
+                .bind(lease.run_id)
+                .fetch_one(&mut *tx)
+                .await?;
         let failures: i32 = row.get("failures");
         let max: i32 = row.get("max_attempts");
         let (state, outcome) = match how {
@@ -518,13 +563,19 @@ impl Queue {
                 .await?;
         }
         let error = match state {
-            "failed" if how == GiveUp::Retry => Some(format!("{reason} (attempt {} of {max})", failures + 1)),
+            "failed" if how == GiveUp::Retry => {
+                Some(format!("{reason} (attempt {} of {max})", failures + 1))
+            }
             "failed" => Some(reason.to_string()),
             _ => None,
         };
         end_lease(&mut tx, lease, state, outcome, Some(reason), now).await?;
         if let Some(e) = error {
-            sqlx::query("update runs set error = $2 where id = $1").bind(lease.run_id).bind(e).execute(&mut *tx).await?;
+            sqlx::query("update runs set error = $2 where id = $1")
+                .bind(lease.run_id)
+                .bind(e)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(state.to_string())
@@ -565,11 +616,22 @@ impl Queue {
         .bind(now)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().map(|r| Reaped { run_id: r.get("id"), state: r.get("state") }).collect())
+        Ok(rows
+            .into_iter()
+            .map(|r| Reaped {
+                run_id: r.get("id"),
+                state: r.get("state"),
+            })
+            .collect())
     }
 
     /// Cancels one run.
-    pub async fn cancel_run(&self, run_id: i64, reason: &str, now: DateTime<Utc>) -> Result<Cancelled> {
+    pub async fn cancel_run(
+        &self,
+        run_id: i64,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Cancelled> {
         let exists: Option<i64> = sqlx::query_scalar("select id from runs where id = $1")
             .bind(run_id)
             .fetch_optional(&self.pool)
@@ -581,7 +643,12 @@ impl Queue {
     }
 
     /// Cancels every unfinished run created by a sweep.
-    pub async fn cancel_sweep(&self, sweep_id: i64, reason: &str, now: DateTime<Utc>) -> Result<Cancelled> {
+    pub async fn cancel_sweep(
+        &self,
+        sweep_id: i64,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Cancelled> {
         let exists: Option<i64> = sqlx::query_scalar("select id from sweeps where id = $1")
             .bind(sweep_id)
             .fetch_optional(&self.pool)
@@ -589,11 +656,22 @@ impl Queue {
         if exists.is_none() {
             return Err(ServiceError::NotFound(format!("no sweep {sweep_id}")));
         }
-        self.cancel_where("sweep_id = $1", sweep_id, reason, now).await
+        self.cancel_where("sweep_id = $1", sweep_id, reason, now)
+            .await
     }
 
-    async fn cancel_where(&self, cond: &str, id: i64, reason: &str, now: DateTime<Utc>) -> Result<Cancelled> {
-        let reason = if reason.is_empty() { "cancelled by user" } else { reason };
+    async fn cancel_where(
+        &self,
+        cond: &str,
+        id: i64,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Cancelled> {
+        let reason = if reason.is_empty() {
+            "cancelled by user"
+        } else {
+            reason
+        };
         let sql = format!(
             "update runs set
                  state = case when state = 'queued' then 'cancelled' else state end,
@@ -603,8 +681,12 @@ impl Queue {
              where {cond} and state in ('queued', 'running') and not cancel_requested
              returning state"
         );
-        let states: Vec<String> =
-            sqlx::query_scalar(&sql).bind(id).bind(reason).bind(now).fetch_all(&self.pool).await?;
+        let states: Vec<String> = sqlx::query_scalar(&sql)
+            .bind(id)
+            .bind(reason)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
         let mut c = Cancelled::default();
         for s in states {
             if s == "cancelled" {
@@ -638,13 +720,15 @@ async fn end_lease(
     .bind(now)
     .execute(&mut **tx)
     .await?;
-    sqlx::query("update run_attempts set ended_at = $2, outcome = $3, detail = $4 where lease_id = $1")
-        .bind(lease.lease_id)
-        .bind(now)
-        .bind(outcome)
-        .bind(detail)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "update run_attempts set ended_at = $2, outcome = $3, detail = $4 where lease_id = $1",
+    )
+    .bind(lease.lease_id)
+    .bind(now)
+    .bind(outcome)
+    .bind(detail)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 

@@ -35,7 +35,11 @@ pub struct DatasetPick {
 }
 
 /// Resolves "name" (latest ready version) or "name@v".
-pub async fn resolve_dataset(pool: &PgPool, name: &str, version: Option<i32>) -> Result<DatasetPick> {
+pub async fn resolve_dataset(
+    pool: &PgPool,
+    name: &str,
+    version: Option<i32>,
+) -> Result<DatasetPick> {
     let row = sqlx::query(
         "select id, content_hash from datasets
          where name = $1 and state = 'ready' and ($2::int is null or version = $2)
@@ -50,9 +54,14 @@ pub async fn resolve_dataset(pool: &PgPool, name: &str, version: Option<i32>) ->
         None => name.to_string(),
     };
     let row = row.ok_or_else(|| {
-        ServiceError::Invalid(format!("dataset: no dataset '{shown}' (list them with `poet dataset list`)"))
+        ServiceError::Invalid(format!(
+            "dataset: no dataset '{shown}' (list them with `poet dataset list`)"
+        ))
     })?;
-    Ok(DatasetPick { id: row.get("id"), content_hash: row.get("content_hash") })
+    Ok(DatasetPick {
+        id: row.get("id"),
+        content_hash: row.get("content_hash"),
+    })
 }
 
 /// Validates, expands and stores a sweep.
@@ -68,34 +77,58 @@ pub async fn submit(
     let format: SpecFormat = if format.is_empty() {
         SpecFormat::Toml
     } else {
-        format.parse().map_err(|e: poet_core::sweep::SpecError| ServiceError::Invalid(e.to_string()))?
+        format
+            .parse()
+            .map_err(|e: poet_core::sweep::SpecError| ServiceError::Invalid(e.to_string()))?
     };
-    let spec = SweepSpec::parse(spec_text, format).map_err(|e| ServiceError::Invalid(e.to_string()))?;
-    let expansion =
-        spec.expand(&ExpandOptions { max_runs }).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    let spec =
+        SweepSpec::parse(spec_text, format).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    let expansion = spec
+        .expand(&ExpandOptions { max_runs })
+        .map_err(|e| ServiceError::Invalid(e.to_string()))?;
     let dataset = resolve_dataset(pool, &spec.dataset.name, spec.dataset.version).await?;
     let name = if !name_override.is_empty() {
         name_override.to_string()
     } else {
-        spec.name.clone().unwrap_or_else(|| format!("sweep-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S")))
+        spec.name
+            .clone()
+            .unwrap_or_else(|| format!("sweep-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S")))
     };
-    let configs: Vec<String> = expansion.configs.iter().map(|c| c.canonical_json()).collect();
-    let hashes: Vec<String> = expansion.configs.iter().map(|c| c.run_hash(&dataset.content_hash)).collect();
+    let configs: Vec<String> = expansion
+        .configs
+        .iter()
+        .map(|c| c.canonical_json())
+        .collect();
+    let hashes: Vec<String> = expansion
+        .configs
+        .iter()
+        .map(|c| c.run_hash(&dataset.content_hash))
+        .collect();
     let epochs: Vec<i32> = expansion.configs.iter().map(|c| c.epochs as i32).collect();
 
     if dry_run {
-        let existing: Vec<RunRow> = sqlx::query_as(&format!("{} where r.config_hash = any($1) order by r.id", RunRow::SELECT))
-            .bind(&hashes)
-            .fetch_all(pool)
-            .await?;
-        let known: std::collections::HashSet<&str> = existing.iter().map(|r| r.config_hash.as_str()).collect();
+        let existing: Vec<RunRow> = sqlx::query_as(&format!(
+            "{} where r.config_hash = any($1) order by r.id",
+            RunRow::SELECT
+        ))
+        .bind(&hashes)
+        .fetch_all(pool)
+        .await?;
+        let known: std::collections::HashSet<&str> =
+            existing.iter().map(|r| r.config_hash.as_str()).collect();
         let planned = configs
             .iter()
             .zip(&hashes)
             .filter(|(_, h)| !known.contains(h.as_str()))
             .map(|(c, _)| c.clone())
             .collect();
-        return Ok(Submitted { sweep: None, created: vec![], existing, duplicates_in_spec: expansion.duplicates, planned });
+        return Ok(Submitted {
+            sweep: None,
+            created: vec![],
+            existing,
+            duplicates_in_spec: expansion.duplicates,
+            planned,
+        });
     }
 
     let mut tx = pool.begin().await?;
@@ -135,14 +168,32 @@ pub async fn submit(
     .bind(&hashes)
     .execute(&mut *tx)
     .await?;
-    let all: Vec<RunRow> = sqlx::query_as(&format!("{} where r.config_hash = any($1) order by r.id", RunRow::SELECT))
-        .bind(&hashes)
-        .fetch_all(&mut *tx)
-        .await?;
+    let all: Vec<RunRow> = sqlx::query_as(&format!(
+        "{} where r.config_hash = any($1) order by r.id",
+        RunRow::SELECT
+    ))
+    .bind(&hashes)
+    .fetch_all(&mut *tx)
+    .await?;
     tx.commit().await?;
     let created_set: std::collections::HashSet<i64> = created_ids.into_iter().collect();
-    let (created, existing): (Vec<RunRow>, Vec<RunRow>) = all.into_iter().partition(|r| created_set.contains(&r.id));
-    let sweep = SweepRow { runs: (created.len() + existing.len()) as i32, ..sweep };
-    tracing::info!(sweep_id = sweep.id, created = created.len(), existing = existing.len(), "sweep submitted");
-    Ok(Submitted { sweep: Some(sweep), created, existing, duplicates_in_spec: expansion.duplicates, planned: vec![] })
+    let (created, existing): (Vec<RunRow>, Vec<RunRow>) =
+        all.into_iter().partition(|r| created_set.contains(&r.id));
+    let sweep = SweepRow {
+        runs: (created.len() + existing.len()) as i32,
+        ..sweep
+    };
+    tracing::info!(
+        sweep_id = sweep.id,
+        created = created.len(),
+        existing = existing.len(),
+        "sweep submitted"
+    );
+    Ok(Submitted {
+        sweep: Some(sweep),
+        created,
+        existing,
+        duplicates_in_spec: expansion.duplicates,
+        planned: vec![],
+    })
 }

@@ -87,7 +87,10 @@ pub struct ConfigError {
 impl ConfigError {
     /// A new error for `field`.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError { field: field.into(), message: message.into() }
+        ConfigError {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -111,19 +114,34 @@ pub const KEYS: &[&str] = &[
 
 fn int_range(field: &str, v: u32, lo: u32, hi: u32) -> Result<(), ConfigError> {
     if v < lo || v > hi {
-        return Err(ConfigError::new(field, format!("{v} is out of range {lo}..={hi}")));
+        return Err(ConfigError::new(
+            field,
+            format!("{v} is out of range {lo}..={hi}"),
+        ));
     }
     Ok(())
 }
 
-fn float_range(field: &str, v: f64, lo: f64, hi: f64, hi_inclusive: bool) -> Result<(), ConfigError> {
+fn float_range(
+    field: &str,
+    v: f64,
+    lo: f64,
+    hi: f64,
+    hi_inclusive: bool,
+) -> Result<(), ConfigError> {
     if !v.is_finite() {
-        return Err(ConfigError::new(field, format!("{v} is not a finite number")));
+        return Err(ConfigError::new(
+            field,
+            format!("{v} is not a finite number"),
+        ));
     }
     let above = if hi_inclusive { v > hi } else { v >= hi };
     if v < lo || above {
         let close = if hi_inclusive { "]" } else { ")" };
-        return Err(ConfigError::new(field, format!("{v} is out of range [{lo}, {hi}{close}")));
+        return Err(ConfigError::new(
+            field,
+            format!("{v} is out of range [{lo}, {hi}{close}"),
+        ));
     }
     Ok(())
 }
@@ -138,7 +156,13 @@ impl TrainConfig {
         int_range("seq_len", self.seq_len, 1, 100_000)?;
         int_range("step", self.step, 1, 100_000)?;
         int_range("batch_size", self.batch_size, 1, 65_536)?;
-        float_range("learning_rate", self.learning_rate, f64::MIN_POSITIVE, 10.0, true)?;
+        float_range(
+            "learning_rate",
+            self.learning_rate,
+            f64::MIN_POSITIVE,
+            10.0,
+            true,
+        )?;
         float_range("grad_clip", self.grad_clip, 0.0, 1e6, true)?;
         int_range("epochs", self.epochs, 1, 100_000)?;
         int_range("embedding", self.embedding, 0, 8192)?;
@@ -193,14 +217,20 @@ mod tests {
         assert_eq!(e.field, "dropout");
         let e = TrainConfig::from_json(r#"{"layers": 0}"#).unwrap_err();
         assert_eq!(e.field, "layers");
-        let c = TrainConfig { learning_rate: f64::NAN, ..Default::default() };
+        let c = TrainConfig {
+            learning_rate: f64::NAN,
+            ..Default::default()
+        };
         assert_eq!(c.validate().unwrap_err().field, "learning_rate");
     }
 
     #[test]
     fn hash_depends_on_config_and_dataset() {
         let a = TrainConfig::default();
-        let b = TrainConfig { layers: 2, ..Default::default() };
+        let b = TrainConfig {
+            layers: 2,
+            ..Default::default()
+        };
         assert_eq!(a.run_hash("d1"), a.clone().run_hash("d1"));
         assert_ne!(a.run_hash("d1"), b.run_hash("d1"));
         assert_ne!(a.run_hash("d1"), a.run_hash("d2"));

@@ -26,7 +26,10 @@ mod tests {
     #[test]
     fn split_poems_drops_empty_fragments_and_trims() {
         let got = super::split_poems("++++\nroses are red\nviolets\n++++\n\n++++\n  sun  \n++++");
-        assert_eq!(got, vec!["roses are red\nviolets".to_string(), "sun".to_string()]);
+        assert_eq!(
+            got,
+            vec!["roses are red\nviolets".to_string(), "sun".to_string()]
+        );
         assert!(super::split_poems("++++\n++++\n").is_empty());
         assert_eq!(super::split_poems("no frame"), vec!["no frame".to_string()]);
     }

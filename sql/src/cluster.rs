@@ -42,7 +42,10 @@ pub enum ClusterError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ClusterError + '_ {
-    move |source| ClusterError::Io { path: path.display().to_string(), source }
+    move |source| ClusterError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// What `poet db status` reports and later calls reuse.
@@ -71,7 +74,9 @@ pub struct PrivateCluster {
 
 /// True when this process runs as root (Postgres then needs another user).
 pub fn running_as_root() -> bool {
-    fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+    fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }
 
 /// poet's home folder: `$POET_HOME`, else `/var/lib/poet` for root, else `$XDG_DATA_HOME/poet`.
@@ -82,7 +87,9 @@ pub fn poet_home() -> PathBuf {
     if running_as_root() {
         return PathBuf::from("/var/lib/poet");
     }
-    dirs::data_dir().unwrap_or_else(std::env::temp_dir).join("poet")
+    dirs::data_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("poet")
 }
 
 /// Finds the folder holding `initdb` and `pg_ctl`: `$POET_PG_BIN`, the newest
@@ -91,7 +98,11 @@ pub fn find_pg_bin() -> Result<PathBuf, ClusterError> {
     let has = |d: &Path| d.join("initdb").is_file() && d.join("pg_ctl").is_file();
     if let Some(d) = std::env::var_os("POET_PG_BIN") {
         let d = PathBuf::from(d);
-        return if has(&d) { Ok(d) } else { Err(ClusterError::NoBinaries) };
+        return if has(&d) {
+            Ok(d)
+        } else {
+            Err(ClusterError::NoBinaries)
+        };
     }
     let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
         .into_iter()
@@ -111,7 +122,9 @@ pub fn find_pg_bin() -> Result<PathBuf, ClusterError> {
         if has(&dir) {
             // Resolve symlinks so that `postgres` is found beside them.
             let real = fs::canonicalize(dir.join("pg_ctl")).ok();
-            return Ok(real.and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or(dir));
+            return Ok(real
+                .and_then(|p| p.parent().map(Path::to_path_buf))
+                .unwrap_or(dir));
         }
     }
     Err(ClusterError::NoBinaries)
@@ -119,7 +132,9 @@ pub fn find_pg_bin() -> Result<PathBuf, ClusterError> {
 
 fn free_port() -> Result<u16, ClusterError> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(io_err(Path::new("127.0.0.1:0")))?;
-    Ok(l.local_addr().map_err(io_err(Path::new("127.0.0.1:0")))?.port())
+    Ok(l.local_addr()
+        .map_err(io_err(Path::new("127.0.0.1:0")))?
+        .port())
 }
 
 impl PrivateCluster {
@@ -130,7 +145,10 @@ impl PrivateCluster {
 
     /// A cluster rooted at `root` (created on first start).
     pub fn at(root: impl Into<PathBuf>) -> Self {
-        PrivateCluster { root: root.into(), database: "poet".into() }
+        PrivateCluster {
+            root: root.into(),
+            database: "poet".into(),
+        }
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -157,14 +175,25 @@ impl PrivateCluster {
         };
         cmd.args(args).env("LC_ALL", "C").current_dir("/");
         let shown = format!("{} {}", exe.display(), args.join(" "));
-        let out = cmd
-            .output()
-            .map_err(|e| ClusterError::Command { command: shown.clone(), detail: e.to_string() })?;
+        let out = cmd.output().map_err(|e| ClusterError::Command {
+            command: shown.clone(),
+            detail: e.to_string(),
+        })?;
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
             let last: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-            let detail = last.iter().rev().take(3).rev().cloned().collect::<Vec<_>>().join(" / ");
-            return Err(ClusterError::Command { command: shown, detail });
+            let detail = last
+                .iter()
+                .rev()
+                .take(3)
+                .rev()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" / ");
+            return Err(ClusterError::Command {
+                command: shown,
+                detail,
+            });
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
@@ -190,8 +219,15 @@ impl PrivateCluster {
 
     /// Whether the server is running now.
     pub fn is_running(&self) -> bool {
-        let Some(info) = self.info() else { return false };
-        self.pg(&info.bin_dir, "pg_ctl", &["status", "-D", &path_str(&self.data_dir())]).is_ok()
+        let Some(info) = self.info() else {
+            return false;
+        };
+        self.pg(
+            &info.bin_dir,
+            "pg_ctl",
+            &["status", "-D", &path_str(&self.data_dir())],
+        )
+        .is_ok()
     }
 
     /// Starts the cluster if needed (initdb on first use) and returns how to reach it.
@@ -209,7 +245,9 @@ impl PrivateCluster {
             self.initdb(&bin_dir)?;
         }
         if let Some(info) = self.info()
-            && self.pg(&info.bin_dir, "pg_ctl", &["status", "-D", &path_str(&data)]).is_ok()
+            && self
+                .pg(&info.bin_dir, "pg_ctl", &["status", "-D", &path_str(&data)])
+                .is_ok()
         {
             return Ok(info);
         }
@@ -223,7 +261,18 @@ impl PrivateCluster {
         self.pg(
             &bin_dir,
             "pg_ctl",
-            &["start", "-w", "-t", "60", "-D", &path_str(&data), "-l", &path_str(&log), "-o", &opts],
+            &[
+                "start",
+                "-w",
+                "-t",
+                "60",
+                "-D",
+                &path_str(&data),
+                "-l",
+                &path_str(&log),
+                "-o",
+                &opts,
+            ],
         )?;
         let info = ClusterInfo {
             data_dir: data,
@@ -235,8 +284,12 @@ impl PrivateCluster {
         self.create_database(&bin_dir, port)?;
         let state = self.state_file();
         let mut f = fs::File::create(&state).map_err(io_err(&state))?;
-        f.write_all(serde_json::to_string_pretty(&info).expect("serialises").as_bytes())
-            .map_err(io_err(&state))?;
+        f.write_all(
+            serde_json::to_string_pretty(&info)
+                .expect("serialises")
+                .as_bytes(),
+        )
+        .map_err(io_err(&state))?;
         Ok(info)
     }
 
@@ -245,11 +298,24 @@ impl PrivateCluster {
         self.pg(
             bin_dir,
             "initdb",
-            &["-D", &data, "-U", "poet", "--auth=trust", "-E", "UTF8", "--no-locale", "--no-sync"],
+            &[
+                "-D",
+                &data,
+                "-U",
+                "poet",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-locale",
+                "--no-sync",
+            ],
         )?;
         // Sized for a laptop or a CI box: many coordinator connections, little memory.
         let conf = self.data_dir().join("postgresql.conf");
-        let mut f = fs::OpenOptions::new().append(true).open(&conf).map_err(io_err(&conf))?;
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .open(&conf)
+            .map_err(io_err(&conf))?;
         f.write_all(b"\n# poet private cluster\nmax_connections = 300\nshared_buffers = 128MB\nfsync = on\n")
             .map_err(io_err(&conf))?;
         Ok(())
@@ -258,7 +324,15 @@ impl PrivateCluster {
     fn create_database(&self, bin_dir: &Path, port: u16) -> Result<(), ClusterError> {
         let port_s = port.to_string();
         let createdb = bin_dir.join("createdb");
-        let args = ["-h", "127.0.0.1", "-p", &port_s, "-U", "poet", &self.database];
+        let args = [
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port_s,
+            "-U",
+            "poet",
+            &self.database,
+        ];
         match Command::new(&createdb).args(args).output() {
             Ok(o) if o.status.success() => Ok(()),
             Ok(o) if String::from_utf8_lossy(&o.stderr).contains("already exists") => Ok(()),
@@ -266,19 +340,31 @@ impl PrivateCluster {
                 command: format!("{} {}", createdb.display(), args.join(" ")),
                 detail: String::from_utf8_lossy(&o.stderr).trim().to_string(),
             }),
-            Err(e) => Err(ClusterError::Command { command: createdb.display().to_string(), detail: e.to_string() }),
+            Err(e) => Err(ClusterError::Command {
+                command: createdb.display().to_string(),
+                detail: e.to_string(),
+            }),
         }
     }
 
     /// Stops the server if it runs; returns whether it was running.
     pub fn stop(&self) -> Result<bool, ClusterError> {
         let _lock = self.lock()?;
-        let Some(info) = self.info() else { return Ok(false) };
+        let Some(info) = self.info() else {
+            return Ok(false);
+        };
         let data = path_str(&self.data_dir());
-        if self.pg(&info.bin_dir, "pg_ctl", &["status", "-D", &data]).is_err() {
+        if self
+            .pg(&info.bin_dir, "pg_ctl", &["status", "-D", &data])
+            .is_err()
+        {
             return Ok(false);
         }
-        self.pg(&info.bin_dir, "pg_ctl", &["stop", "-w", "-m", "fast", "-D", &data])?;
+        self.pg(
+            &info.bin_dir,
+            "pg_ctl",
+            &["stop", "-w", "-m", "fast", "-D", &data],
+        )?;
         Ok(true)
     }
 }
@@ -288,7 +374,11 @@ fn path_str(p: &Path) -> String {
 }
 
 fn chown_postgres(p: &Path) -> Result<(), ClusterError> {
-    let out = Command::new("chown").arg("postgres:").arg(p).output().map_err(io_err(p))?;
+    let out = Command::new("chown")
+        .arg("postgres:")
+        .arg(p)
+        .output()
+        .map_err(io_err(p))?;
     if !out.status.success() {
         return Err(ClusterError::Command {
             command: format!("chown postgres: {}", p.display()),

@@ -22,7 +22,9 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// The server did not accept a connection.
-    #[error("cannot connect to database {url}: {reason} (check POET_DATABASE_URL, or unset it to use the private cluster)")]
+    #[error(
+        "cannot connect to database {url}: {reason} (check POET_DATABASE_URL, or unset it to use the private cluster)"
+    )]
     Connect {
         /// The URL with its password hidden.
         url: String,
@@ -44,8 +46,12 @@ pub enum DbError {
 
 /// `url` with any password replaced by `***`, safe to log.
 pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
-    let Some((userinfo, host)) = rest.rsplit_once('@') else { return url.to_string() };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_string();
+    };
     match userinfo.split_once(':') {
         Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
         None => url.to_string(),
@@ -63,7 +69,10 @@ pub struct ConnectOptions {
 
 impl Default for ConnectOptions {
     fn default() -> Self {
-        ConnectOptions { max_connections: 16, connect_timeout: Duration::from_secs(10) }
+        ConnectOptions {
+            max_connections: 16,
+            connect_timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -80,11 +89,14 @@ pub async fn connect_with(url: &str, opts: &ConnectOptions) -> Result<PgPool, Db
         .acquire_timeout(opts.connect_timeout)
         .connect(url)
         .await
-        .map_err(|e| DbError::Connect { url: shown.clone(), reason: short_reason(&e) })?;
-    MIGRATOR
-        .run(&pool)
-        .await
-        .map_err(|e| DbError::Migrate { url: shown, reason: e.to_string() })?;
+        .map_err(|e| DbError::Connect {
+            url: shown.clone(),
+            reason: short_reason(&e),
+        })?;
+    MIGRATOR.run(&pool).await.map_err(|e| DbError::Migrate {
+        url: shown,
+        reason: e.to_string(),
+    })?;
     Ok(pool)
 }
 
@@ -102,7 +114,9 @@ fn short_reason(e: &sqlx::Error) -> String {
 pub fn resolve_url(explicit: Option<&str>) -> Result<String, DbError> {
     match explicit {
         Some(u) if !u.is_empty() => Ok(u.to_string()),
-        _ => Ok(cluster::PrivateCluster::default_location().ensure_running()?.url),
+        _ => Ok(cluster::PrivateCluster::default_location()
+            .ensure_running()?
+            .url),
     }
 }
 
@@ -117,7 +131,10 @@ mod tests {
 
     #[test]
     fn redact_hides_password_only() {
-        assert_eq!(redact("postgres://u:secret@h:5/db"), "postgres://u:***@h:5/db");
+        assert_eq!(
+            redact("postgres://u:secret@h:5/db"),
+            "postgres://u:***@h:5/db"
+        );
         assert_eq!(redact("postgres://u@h:5/db"), "postgres://u@h:5/db");
         assert_eq!(redact("nonsense"), "nonsense");
     }

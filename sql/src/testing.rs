@@ -30,10 +30,11 @@ pub async fn server_url() -> String {
                 return u;
             }
             let root = std::env::temp_dir().join("poet-test-pg");
-            let info = tokio::task::spawn_blocking(move || PrivateCluster::at(root).ensure_running())
-                .await
-                .expect("join")
-                .unwrap_or_else(|e| panic!("test postgres: {e}"));
+            let info =
+                tokio::task::spawn_blocking(move || PrivateCluster::at(root).ensure_running())
+                    .await
+                    .expect("join")
+                    .unwrap_or_else(|e| panic!("test postgres: {e}"));
             format!("postgres://poet@127.0.0.1:{}/postgres", info.port)
         })
         .await
@@ -63,7 +64,10 @@ pub async fn empty_db() -> (String, String) {
             Err(e) => panic!("cannot reach test postgres at {server}: {e}"),
         }
     };
-    sqlx::query(&format!("create database {name}")).execute(&mut conn).await.expect("create database");
+    sqlx::query(&format!("create database {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create database");
     conn.close().await.ok();
     (database_url(&name).await, name)
 }
@@ -71,6 +75,8 @@ pub async fn empty_db() -> (String, String) {
 /// A fresh database with migrations applied.
 pub async fn fresh_db() -> TestDb {
     let (url, name) = empty_db().await;
-    let pool = crate::connect(&url).await.expect("connect to fresh test database");
+    let pool = crate::connect(&url)
+        .await
+        .expect("connect to fresh test database");
     TestDb { pool, url, name }
 }

@@ -16,14 +16,33 @@ async fn table_names(pool: &sqlx::PgPool) -> Vec<String> {
 async fn migrations_apply_to_empty_database_and_reapply_as_noop() {
     let db = testing::fresh_db().await;
     let tables = table_names(&db.pool).await;
-    for t in ["datasets", "poems", "sweeps", "runs", "epochs", "checkpoints", "workers", "generations", "generated_poems"] {
-        assert!(tables.contains(&t.to_string()), "missing table {t}: {tables:?}");
+    for t in [
+        "datasets",
+        "poems",
+        "sweeps",
+        "runs",
+        "epochs",
+        "checkpoints",
+        "workers",
+        "generations",
+        "generated_poems",
+    ] {
+        assert!(
+            tables.contains(&t.to_string()),
+            "missing table {t}: {tables:?}"
+        );
     }
-    let applied: i64 = sqlx::query_scalar("select count(*) from _sqlx_migrations").fetch_one(&db.pool).await.unwrap();
+    let applied: i64 = sqlx::query_scalar("select count(*) from _sqlx_migrations")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
     assert_eq!(applied as usize, poet_sql::MIGRATOR.iter().count());
     // Second connect re-runs the migrator: nothing new.
     let again = poet_sql::connect(&db.url).await.unwrap();
-    let applied2: i64 = sqlx::query_scalar("select count(*) from _sqlx_migrations").fetch_one(&again).await.unwrap();
+    let applied2: i64 = sqlx::query_scalar("select count(*) from _sqlx_migrations")
+        .fetch_one(&again)
+        .await
+        .unwrap();
     assert_eq!(applied, applied2);
     assert_eq!(tables, table_names(&again).await);
 }
@@ -34,13 +53,18 @@ async fn concurrent_migrations_leave_one_schema() {
     let mut handles = Vec::new();
     for _ in 0..4 {
         let u = url.clone();
-        handles.push(tokio::spawn(async move { poet_sql::connect(&u).await.map(|_| ()) }));
+        handles.push(tokio::spawn(async move {
+            poet_sql::connect(&u).await.map(|_| ())
+        }));
     }
     for h in handles {
         h.await.unwrap().expect("every concurrent start succeeds");
     }
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
-    let applied: i64 = sqlx::query_scalar("select count(*) from _sqlx_migrations where success").fetch_one(&pool).await.unwrap();
+    let applied: i64 = sqlx::query_scalar("select count(*) from _sqlx_migrations where success")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(applied as usize, poet_sql::MIGRATOR.iter().count());
     assert!(table_names(&pool).await.contains(&"runs".to_string()));
 }
@@ -53,15 +77,24 @@ async fn run_state_is_enforced_by_the_schema() {
         .await
         .unwrap_err();
     // 23514 check_violation or 23503 fk violation both prove the row is refused; check the state check directly.
-    let code = err.as_database_error().and_then(|e| e.code()).map(|c| c.to_string());
-    assert!(matches!(code.as_deref(), Some("23514") | Some("23503")), "{err}");
+    let code = err
+        .as_database_error()
+        .and_then(|e| e.code())
+        .map(|c| c.to_string());
+    assert!(
+        matches!(code.as_deref(), Some("23514") | Some("23503")),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn unreachable_url_is_a_one_line_error() {
     let e = poet_sql::connect_with(
         "postgres://poet:hunter2@127.0.0.1:1/poet",
-        &poet_sql::ConnectOptions { max_connections: 1, connect_timeout: std::time::Duration::from_secs(2) },
+        &poet_sql::ConnectOptions {
+            max_connections: 1,
+            connect_timeout: std::time::Duration::from_secs(2),
+        },
     )
     .await
     .unwrap_err()

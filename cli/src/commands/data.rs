@@ -8,13 +8,19 @@ use crate::output::{self, Table};
 
 fn ingest_error(e: poet_ingest::IngestError) -> CliError {
     let text = e.to_string();
-    let code = if text.starts_with("no such dataset") { exit::NOT_FOUND } else { exit::BAD_INPUT };
+    let code = if text.starts_with("no such dataset") {
+        exit::NOT_FOUND
+    } else {
+        exit::BAD_INPUT
+    };
     CliError::new(code, text)
 }
 
 async fn pool() -> CliResult<sqlx::PgPool> {
     let url = database_url(None).await?;
-    poet_sql::connect(&url).await.map_err(|e| CliError::new(exit::UNAVAILABLE, e.to_string()))
+    poet_sql::connect(&url)
+        .await
+        .map_err(|e| CliError::new(exit::UNAVAILABLE, e.to_string()))
 }
 
 pub async fn ingest(cli: &Cli, a: &IngestArgs) -> CliResult {
@@ -28,7 +34,9 @@ pub async fn ingest(cli: &Cli, a: &IngestArgs) -> CliResult {
         return Ok(());
     }
     let pool = pool().await?;
-    let summary = poet_ingest::ingest(&pool, &a.opts).await.map_err(ingest_error)?;
+    let summary = poet_ingest::ingest(&pool, &a.opts)
+        .await
+        .map_err(ingest_error)?;
     if cli.json {
         output::json(&summary);
     } else {
@@ -41,11 +49,15 @@ pub async fn dataset(cli: &Cli, cmd: &DatasetCmd) -> CliResult {
     let pool = pool().await?;
     match cmd {
         DatasetCmd::List => {
-            let all = poet_ingest::list_datasets(&pool).await.map_err(ingest_error)?;
+            let all = poet_ingest::list_datasets(&pool)
+                .await
+                .map_err(ingest_error)?;
             if cli.json {
                 output::json(&all);
             } else {
-                let mut t = Table::new(&["ID", "DATASET", "POEMS", "CHARS", "VOCAB", "HASH", "CREATED"]);
+                let mut t = Table::new(&[
+                    "ID", "DATASET", "POEMS", "CHARS", "VOCAB", "HASH", "CREATED",
+                ]);
                 for d in &all {
                     t.row(vec![
                         d.id.to_string(),
@@ -61,27 +73,47 @@ pub async fn dataset(cli: &Cli, cmd: &DatasetCmd) -> CliResult {
             }
         }
         DatasetCmd::Show { dataset } => {
-            let d = poet_ingest::find_dataset(&pool, dataset).await.map_err(ingest_error)?;
+            let d = poet_ingest::find_dataset(&pool, dataset)
+                .await
+                .map_err(ingest_error)?;
             if cli.json {
                 output::json(&d);
             } else {
                 println!("dataset {}@{} (id {})", d.name, d.version, d.id);
-                println!("  poems {}  chars {}  vocabulary {} chars", d.poems, d.chars, d.vocab.chars().count());
+                println!(
+                    "  poems {}  chars {}  vocabulary {} chars",
+                    d.poems,
+                    d.chars,
+                    d.vocab.chars().count()
+                );
                 println!("  content hash {}", d.content_hash);
-                println!("  shards {} (validation {:?})", d.shards, d.validation_shards);
+                println!(
+                    "  shards {} (validation {:?})",
+                    d.shards, d.validation_shards
+                );
                 println!("  counts {}", d.counts);
                 println!("  params {}", d.params);
             }
         }
-        DatasetCmd::Export { dataset, output: out, split } => {
-            let d = poet_ingest::find_dataset(&pool, dataset).await.map_err(ingest_error)?;
+        DatasetCmd::Export {
+            dataset,
+            output: out,
+            split,
+        } => {
+            let d = poet_ingest::find_dataset(&pool, dataset)
+                .await
+                .map_err(ingest_error)?;
             let summary = if out.as_os_str() == "-" {
                 let mut w = tokio::io::stdout();
                 write_export(&pool, d.id, *split, &mut w).await?
             } else {
-                let mut f = tokio::fs::File::create(out).await.map_err(|e| CliError::input(format!("{}: {e}", out.display())))?;
+                let mut f = tokio::fs::File::create(out)
+                    .await
+                    .map_err(|e| CliError::input(format!("{}: {e}", out.display())))?;
                 let s = write_export(&pool, d.id, *split, &mut f).await?;
-                f.sync_all().await.map_err(|e| CliError::fail(format!("{}: {e}", out.display())))?;
+                f.sync_all()
+                    .await
+                    .map_err(|e| CliError::fail(format!("{}: {e}", out.display())))?;
                 s
             };
             if out.as_os_str() != "-" {
@@ -102,5 +134,7 @@ async fn write_export<W: tokio::io::AsyncWrite + Unpin>(
     split: Option<poet_ingest::Split>,
     w: &mut W,
 ) -> CliResult<poet_ingest::ExportSummary> {
-    poet_ingest::export_split(pool, id, split, w).await.map_err(ingest_error)
+    poet_ingest::export_split(pool, id, split, w)
+        .await
+        .map_err(ingest_error)
 }

@@ -14,7 +14,9 @@ use crate::plot;
 
 /// Lowercase state name of a run.
 pub fn state_name(s: i32) -> &'static str {
-    v1::RunState::try_from(s).map(|s| s.db_name()).unwrap_or("unknown")
+    v1::RunState::try_from(s)
+        .map(|s| s.db_name())
+        .unwrap_or("unknown")
 }
 
 fn config(run: &v1::Run) -> BTreeMap<String, Value> {
@@ -26,7 +28,14 @@ pub fn differing_keys(runs: &[v1::Run]) -> Vec<String> {
     let configs: Vec<_> = runs.iter().map(config).collect();
     let keys: BTreeSet<&String> = configs.iter().flat_map(|c| c.keys()).collect();
     keys.into_iter()
-        .filter(|k| configs.iter().map(|c| c.get(*k)).collect::<Vec<_>>().windows(2).any(|w| w[0] != w[1]))
+        .filter(|k| {
+            configs
+                .iter()
+                .map(|c| c.get(*k))
+                .collect::<Vec<_>>()
+                .windows(2)
+                .any(|w| w[0] != w[1])
+        })
         .cloned()
         .collect()
 }
@@ -41,7 +50,10 @@ fn short(v: &Value) -> String {
 /// `k=v k=v` of the given keys.
 pub fn label(run: &v1::Run, keys: &[String]) -> String {
     let c = config(run);
-    keys.iter().map(|k| format!("{k}={}", c.get(k).map(short).unwrap_or_default())).collect::<Vec<_>>().join(" ")
+    keys.iter()
+        .map(|k| format!("{k}={}", c.get(k).map(short).unwrap_or_default()))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn run_json(r: &v1::Run) -> Value {
@@ -60,7 +72,9 @@ fn run_json(r: &v1::Run) -> Value {
 /// The runs table used by `runs list`, `sweep show` and `runs watch`.
 pub fn runs_table(runs: &[v1::Run]) -> String {
     let keys = differing_keys(runs);
-    let mut t = Table::new(&["RUN", "STATE", "EPOCH", "TRAIN", "VAL", "BEST VAL", "ATTEMPT", "CONFIG"]);
+    let mut t = Table::new(&[
+        "RUN", "STATE", "EPOCH", "TRAIN", "VAL", "BEST VAL", "ATTEMPT", "CONFIG",
+    ]);
     for r in runs {
         let mut st = state_name(r.state).to_string();
         if r.cancel_requested {
@@ -85,7 +99,13 @@ async fn sweep_runs(client: &mut Client, sweep: i64) -> CliResult<Vec<v1::Run>> 
     let mut token = String::new();
     loop {
         let page = client
-            .list_runs(v1::ListRunsRequest { sweep_id: sweep, page_size: 1000, page_token: token, order_by: "created".into(), ..Default::default() })
+            .list_runs(v1::ListRunsRequest {
+                sweep_id: sweep,
+                page_size: 1000,
+                page_token: token,
+                order_by: "created".into(),
+                ..Default::default()
+            })
             .await
             .map_err(status)?
             .into_inner();
@@ -102,15 +122,28 @@ async fn sweep_runs(client: &mut Client, sweep: i64) -> CliResult<Vec<v1::Run>> 
 pub async fn sweep(cli: &Cli, cmd: &SweepCmd) -> CliResult {
     let mut client = connect(cli).await?;
     match cmd {
-        SweepCmd::Submit { spec, name, dry_run, watch: then_watch } => {
+        SweepCmd::Submit {
+            spec,
+            name,
+            dry_run,
+            watch: then_watch,
+        } => {
             let text = if spec.as_os_str() == "-" {
-                std::io::read_to_string(std::io::stdin()).map_err(|e| CliError::input(format!("stdin: {e}")))?
+                std::io::read_to_string(std::io::stdin())
+                    .map_err(|e| CliError::input(format!("stdin: {e}")))?
             } else {
-                std::fs::read_to_string(spec).map_err(|e| CliError::input(format!("{}: {e}", spec.display())))?
+                std::fs::read_to_string(spec)
+                    .map_err(|e| CliError::input(format!("{}: {e}", spec.display())))?
             };
-            let format = poet_core::sweep::SpecFormat::detect(&spec.display().to_string()).to_string();
+            let format =
+                poet_core::sweep::SpecFormat::detect(&spec.display().to_string()).to_string();
             let r = client
-                .submit_sweep(v1::SubmitSweepRequest { spec: text, format, name: name.clone().unwrap_or_default(), dry_run: *dry_run })
+                .submit_sweep(v1::SubmitSweepRequest {
+                    spec: text,
+                    format,
+                    name: name.clone().unwrap_or_default(),
+                    dry_run: *dry_run,
+                })
                 .await
                 .map_err(|s| {
                     let mut e = status(s);
@@ -127,14 +160,32 @@ pub async fn sweep(cli: &Cli, cmd: &SweepCmd) -> CliResult {
                 }));
             } else {
                 match &r.sweep {
-                    Some(s) => println!("sweep {} ({}): {} new run(s), {} already existed", s.id, s.name, r.created.len(), r.existing.len()),
-                    None => println!("dry run: {} run(s) would be created, {} already exist", r.created.len(), r.existing.len()),
+                    Some(s) => println!(
+                        "sweep {} ({}): {} new run(s), {} already existed",
+                        s.id,
+                        s.name,
+                        r.created.len(),
+                        r.existing.len()
+                    ),
+                    None => println!(
+                        "dry run: {} run(s) would be created, {} already exist",
+                        r.created.len(),
+                        r.existing.len()
+                    ),
                 }
                 if r.duplicates_in_spec > 0 {
-                    println!("{} duplicate config(s) in the spec were folded", r.duplicates_in_spec);
+                    println!(
+                        "{} duplicate config(s) in the spec were folded",
+                        r.duplicates_in_spec
+                    );
                 }
                 for e in &r.existing {
-                    println!("  run {} already has this config ({}, sweep {})", e.id, state_name(e.state), e.sweep_id);
+                    println!(
+                        "  run {} already has this config ({}, sweep {})",
+                        e.id,
+                        state_name(e.state),
+                        e.sweep_id
+                    );
                 }
                 if *dry_run {
                     for c in &r.created {
@@ -147,19 +198,36 @@ pub async fn sweep(cli: &Cli, cmd: &SweepCmd) -> CliResult {
             }
         }
         SweepCmd::List { limit } => {
-            let r = client.list_sweeps(v1::ListSweepsRequest { page_size: *limit, page_token: String::new() }).await.map_err(status)?.into_inner();
+            let r = client
+                .list_sweeps(v1::ListSweepsRequest {
+                    page_size: *limit,
+                    page_token: String::new(),
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
             if cli.json {
                 output::json(&r.sweeps.iter().map(|s| json!({"id": s.id, "name": s.name, "dataset_id": s.dataset_id, "runs": s.runs, "priority": s.priority, "created_at": output::time(&s.created_at)})).collect::<Vec<_>>());
             } else {
                 let mut t = Table::new(&["SWEEP", "NAME", "DATASET", "RUNS", "CREATED"]);
                 for s in &r.sweeps {
-                    t.row(vec![s.id.to_string(), s.name.clone(), s.dataset_id.to_string(), s.runs.to_string(), output::time(&s.created_at)]);
+                    t.row(vec![
+                        s.id.to_string(),
+                        s.name.clone(),
+                        s.dataset_id.to_string(),
+                        s.runs.to_string(),
+                        output::time(&s.created_at),
+                    ]);
                 }
                 print!("{}", t.render());
             }
         }
         SweepCmd::Show { id } => {
-            let s = client.get_sweep(v1::GetSweepRequest { sweep_id: *id }).await.map_err(status)?.into_inner();
+            let s = client
+                .get_sweep(v1::GetSweepRequest { sweep_id: *id })
+                .await
+                .map_err(status)?
+                .into_inner();
             let runs = sweep_runs(&mut client, *id).await?;
             if cli.json {
                 output::json(&json!({
@@ -169,17 +237,34 @@ pub async fn sweep(cli: &Cli, cmd: &SweepCmd) -> CliResult {
                 }));
             } else {
                 let sw = s.sweep.unwrap_or_default();
-                println!("sweep {} ({}) on dataset {}, {} run(s)", sw.id, sw.name, sw.dataset_id, sw.runs);
-                let counts: Vec<String> = s.counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                println!(
+                    "sweep {} ({}) on dataset {}, {} run(s)",
+                    sw.id, sw.name, sw.dataset_id, sw.runs
+                );
+                let counts: Vec<String> =
+                    s.counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
                 println!("states: {}", counts.join(", "));
                 if let Some(b) = &s.best_run {
-                    println!("best: run {} val {} at epoch {}  {}", b.id, loss(b.best_val_loss), b.best_epoch, b.config_json);
+                    println!(
+                        "best: run {} val {} at epoch {}  {}",
+                        b.id,
+                        loss(b.best_val_loss),
+                        b.best_epoch,
+                        b.config_json
+                    );
                 }
                 print!("{}", runs_table(&runs));
             }
         }
         SweepCmd::Cancel { id } => {
-            let c = client.cancel_sweep(v1::CancelSweepRequest { sweep_id: *id, reason: "cancelled with poet sweep cancel".into() }).await.map_err(status)?.into_inner();
+            let c = client
+                .cancel_sweep(v1::CancelSweepRequest {
+                    sweep_id: *id,
+                    reason: "cancelled with poet sweep cancel".into(),
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
             print_cancel(cli, &c);
         }
     }
@@ -190,12 +275,18 @@ fn print_cancel(cli: &Cli, c: &v1::CancelResponse) {
     if cli.json {
         output::json(&json!({"cancelled": c.cancelled, "cancel_requested": c.cancel_requested}));
     } else {
-        println!("{} queued run(s) cancelled, {} running run(s) will stop at their next heartbeat", c.cancelled, c.cancel_requested);
+        println!(
+            "{} queued run(s) cancelled, {} running run(s) will stop at their next heartbeat",
+            c.cancelled, c.cancel_requested
+        );
     }
 }
 
 fn finished(r: &v1::Run) -> bool {
-    matches!(v1::RunState::try_from(r.state), Ok(v1::RunState::Succeeded | v1::RunState::Failed | v1::RunState::Cancelled))
+    matches!(
+        v1::RunState::try_from(r.state),
+        Ok(v1::RunState::Succeeded | v1::RunState::Failed | v1::RunState::Cancelled)
+    )
 }
 
 async fn watch(cli: &Cli, client: &mut Client, sweep: i64, interval: f64, once: bool) -> CliResult {
@@ -209,7 +300,10 @@ async fn watch(cli: &Cli, client: &mut Client, sweep: i64, interval: f64, once: 
             output::json(&runs.iter().map(run_json).collect::<Vec<_>>());
         } else if tty {
             print!("\x1b[2J\x1b[H");
-            println!("sweep {sweep}: {done}/{} finished  (ctrl-c stops watching, not the runs)", runs.len());
+            println!(
+                "sweep {sweep}: {done}/{} finished  (ctrl-c stops watching, not the runs)",
+                runs.len()
+            );
             print!("{table}");
         } else if table != last {
             // Not a terminal (a log or CI): print each change once.
@@ -227,20 +321,37 @@ async fn watch(cli: &Cli, client: &mut Client, sweep: i64, interval: f64, once: 
 pub async fn runs(cli: &Cli, cmd: &RunsCmd) -> CliResult {
     let mut client = connect(cli).await?;
     match cmd {
-        RunsCmd::List { sweep, state, filters, order_by, limit } => {
+        RunsCmd::List {
+            sweep,
+            state,
+            filters,
+            order_by,
+            limit,
+        } => {
             let state = match state {
                 None => 0,
-                Some(s) => v1::RunState::from_db_name(s)
-                    .ok_or_else(|| CliError::input(format!("--state: '{s}' is not queued, running, succeeded, failed or cancelled")))?
-                    as i32,
+                Some(s) => v1::RunState::from_db_name(s).ok_or_else(|| {
+                    CliError::input(format!(
+                        "--state: '{s}' is not queued, running, succeeded, failed or cancelled"
+                    ))
+                })? as i32,
             };
             let mut config = std::collections::HashMap::new();
             for f in filters {
-                let (k, v) = f.split_once('=').ok_or_else(|| CliError::input(format!("--where: '{f}' is not KEY=VALUE")))?;
+                let (k, v) = f
+                    .split_once('=')
+                    .ok_or_else(|| CliError::input(format!("--where: '{f}' is not KEY=VALUE")))?;
                 config.insert(k.to_string(), v.to_string());
             }
             let r = client
-                .list_runs(v1::ListRunsRequest { sweep_id: sweep.unwrap_or(0), state, config, order_by: order_by.clone(), page_size: *limit, ..Default::default() })
+                .list_runs(v1::ListRunsRequest {
+                    sweep_id: sweep.unwrap_or(0),
+                    state,
+                    config,
+                    order_by: order_by.clone(),
+                    page_size: *limit,
+                    ..Default::default()
+                })
                 .await
                 .map_err(status)?
                 .into_inner();
@@ -252,9 +363,20 @@ pub async fn runs(cli: &Cli, cmd: &RunsCmd) -> CliResult {
         }
         RunsCmd::Show { id } => show_run(cli, &mut client, *id).await?,
         RunsCmd::Compare { ids } => compare(cli, &mut client, ids).await?,
-        RunsCmd::Watch { sweep, interval, once } => watch(cli, &mut client, *sweep, *interval, *once).await?,
+        RunsCmd::Watch {
+            sweep,
+            interval,
+            once,
+        } => watch(cli, &mut client, *sweep, *interval, *once).await?,
         RunsCmd::Cancel { id } => {
-            let c = client.cancel_run(v1::CancelRunRequest { run_id: *id, reason: "cancelled with poet runs cancel".into() }).await.map_err(status)?.into_inner();
+            let c = client
+                .cancel_run(v1::CancelRunRequest {
+                    run_id: *id,
+                    reason: "cancelled with poet runs cancel".into(),
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
             print_cancel(cli, &c);
         }
     }
@@ -262,7 +384,11 @@ pub async fn runs(cli: &Cli, cmd: &RunsCmd) -> CliResult {
 }
 
 async fn show_run(cli: &Cli, client: &mut Client, id: i64) -> CliResult {
-    let r = client.get_run(v1::GetRunRequest { run_id: id }).await.map_err(status)?.into_inner();
+    let r = client
+        .get_run(v1::GetRunRequest { run_id: id })
+        .await
+        .map_err(status)?
+        .into_inner();
     let run = r.run.clone().unwrap_or_default();
     if cli.json {
         output::json(&json!({
@@ -277,39 +403,95 @@ async fn show_run(cli: &Cli, client: &mut Client, id: i64) -> CliResult {
         }));
         return Ok(());
     }
-    println!("run {} ({}), sweep {}, dataset {}", run.id, state_name(run.state), run.sweep_id, run.dataset_id);
+    println!(
+        "run {} ({}), sweep {}, dataset {}",
+        run.id,
+        state_name(run.state),
+        run.sweep_id,
+        run.dataset_id
+    );
     if !run.error.is_empty() {
         println!("error: {}", run.error);
     }
     println!("config: {}", run.config_json);
-    println!("best val loss {} at epoch {}", loss(run.best_val_loss), run.best_epoch);
+    println!(
+        "best val loss {} at epoch {}",
+        loss(run.best_val_loss),
+        run.best_epoch
+    );
     let train: Vec<f64> = r.epochs.iter().map(|e| e.train_loss).collect();
     let val: Vec<f64> = r.epochs.iter().map(|e| e.val_loss).collect();
     if !train.is_empty() {
-        println!("train {}  {} → {}", plot::sparkline(&train), loss(train[0]), loss(*train.last().expect("non-empty")));
-        println!("val   {}  {} → {}", plot::sparkline(&val), loss(val[0]), loss(*val.last().expect("non-empty")));
+        println!(
+            "train {}  {} → {}",
+            plot::sparkline(&train),
+            loss(train[0]),
+            loss(*train.last().expect("non-empty"))
+        );
+        println!(
+            "val   {}  {} → {}",
+            plot::sparkline(&val),
+            loss(val[0]),
+            loss(*val.last().expect("non-empty"))
+        );
     }
     println!("\nattempts");
-    let mut t = Table::new(&["#", "WORKER", "HOST", "STARTED", "ENDED", "OUTCOME", "FROM EPOCH", "DETAIL"]);
+    let mut t = Table::new(&[
+        "#",
+        "WORKER",
+        "HOST",
+        "STARTED",
+        "ENDED",
+        "OUTCOME",
+        "FROM EPOCH",
+        "DETAIL",
+    ]);
     for a in &r.attempts {
         t.row(vec![
-            a.attempt.to_string(), a.worker_id.to_string(), a.worker_host.clone(), output::time(&a.started_at),
-            output::time(&a.ended_at), if a.outcome.is_empty() { "running".into() } else { a.outcome.clone() },
-            a.resumed_from_epoch.to_string(), a.detail.clone(),
+            a.attempt.to_string(),
+            a.worker_id.to_string(),
+            a.worker_host.clone(),
+            output::time(&a.started_at),
+            output::time(&a.ended_at),
+            if a.outcome.is_empty() {
+                "running".into()
+            } else {
+                a.outcome.clone()
+            },
+            a.resumed_from_epoch.to_string(),
+            a.detail.clone(),
         ]);
     }
     print!("{}", t.render());
     println!("\nepochs");
     let mut t = Table::new(&["EPOCH", "ATTEMPT", "TRAIN", "VAL", "SECONDS", "CHARS/S"]);
     for e in &r.epochs {
-        t.row(vec![e.epoch.to_string(), e.attempt.to_string(), loss(e.train_loss), loss(e.val_loss), format!("{:.1}", e.duration_s), format!("{:.0}", e.chars_per_sec)]);
+        t.row(vec![
+            e.epoch.to_string(),
+            e.attempt.to_string(),
+            loss(e.train_loss),
+            loss(e.val_loss),
+            format!("{:.1}", e.duration_s),
+            format!("{:.0}", e.chars_per_sec),
+        ]);
     }
     print!("{}", t.render());
     println!("\ncheckpoints (kept)");
     let mut t = Table::new(&["ID", "EPOCH", "VAL", "BYTES", "SHA256", ""]);
     for c in &r.checkpoints {
-        let best = if c.id == r.best_checkpoint_id { "best" } else { "" };
-        t.row(vec![c.id.to_string(), c.epoch.to_string(), loss(c.val_loss), c.size.to_string(), c.sha256[..12.min(c.sha256.len())].to_string(), best.into()]);
+        let best = if c.id == r.best_checkpoint_id {
+            "best"
+        } else {
+            ""
+        };
+        t.row(vec![
+            c.id.to_string(),
+            c.epoch.to_string(),
+            loss(c.val_loss),
+            c.size.to_string(),
+            c.sha256[..12.min(c.sha256.len())].to_string(),
+            best.into(),
+        ]);
     }
     print!("{}", t.render());
     Ok(())
@@ -318,7 +500,15 @@ async fn show_run(cli: &Cli, client: &mut Client, id: i64) -> CliResult {
 async fn compare(cli: &Cli, client: &mut Client, ids: &[i64]) -> CliResult {
     let mut runs = Vec::new();
     for id in ids {
-        runs.push(client.get_run(v1::GetRunRequest { run_id: *id }).await.map_err(status)?.into_inner().run.unwrap_or_default());
+        runs.push(
+            client
+                .get_run(v1::GetRunRequest { run_id: *id })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .run
+                .unwrap_or_default(),
+        );
     }
     let differing: BTreeSet<String> = differing_keys(&runs).into_iter().collect();
     let configs: Vec<_> = runs.iter().map(config).collect();
@@ -343,11 +533,18 @@ async fn compare(cli: &Cli, client: &mut Client, ids: &[i64]) -> CliResult {
             _ => format!("  {k}"),
         };
         let mut row = vec![name];
-        row.extend(configs.iter().map(|c| c.get(k).map(short).unwrap_or_else(|| "-".into())));
+        row.extend(
+            configs
+                .iter()
+                .map(|c| c.get(k).map(short).unwrap_or_else(|| "-".into())),
+        );
         t.row(row);
     }
     let mut best = vec!["  best val loss".to_string()];
-    best.extend(runs.iter().map(|r| format!("{} (epoch {})", loss(r.best_val_loss), r.best_epoch)));
+    best.extend(
+        runs.iter()
+            .map(|r| format!("{} (epoch {})", loss(r.best_val_loss), r.best_epoch)),
+    );
     t.row(best);
     let mut st = vec!["  state".to_string()];
     st.extend(runs.iter().map(|r| state_name(r.state).to_string()));
@@ -359,17 +556,50 @@ async fn compare(cli: &Cli, client: &mut Client, ids: &[i64]) -> CliResult {
 
 pub async fn workers(cli: &Cli, all: bool) -> CliResult {
     let mut client = connect(cli).await?;
-    let ws = client.list_workers(v1::ListWorkersRequest { include_stale: all }).await.map_err(status)?.into_inner().workers;
+    let ws = client
+        .list_workers(v1::ListWorkersRequest { include_stale: all })
+        .await
+        .map_err(status)?
+        .into_inner()
+        .workers;
     if cli.json {
         output::json(&ws.iter().map(|w| json!({"id": w.id, "host": w.host, "device": w.device, "gpu_name": w.gpu_name,
             "gpu_memory_bytes": w.gpu_memory_bytes, "current_run_id": w.current_run_id, "last_seen_at": output::time(&w.last_seen_at),
             "version": w.version})).collect::<Vec<_>>());
     } else {
-        let mut t = Table::new(&["WORKER", "HOST", "DEVICE", "GPU", "MEMORY", "RUN", "LAST SEEN"]);
+        let mut t = Table::new(&[
+            "WORKER",
+            "HOST",
+            "DEVICE",
+            "GPU",
+            "MEMORY",
+            "RUN",
+            "LAST SEEN",
+        ]);
         for w in &ws {
-            let mem = if w.gpu_memory_bytes > 0 { format!("{:.0} GiB", w.gpu_memory_bytes as f64 / (1u64 << 30) as f64) } else { "-".into() };
-            let run = if w.current_run_id > 0 { w.current_run_id.to_string() } else { "idle".into() };
-            t.row(vec![w.id.to_string(), w.host.clone(), w.device.clone(), if w.gpu_name.is_empty() { "-".into() } else { w.gpu_name.clone() }, mem, run, output::time(&w.last_seen_at)]);
+            let mem = if w.gpu_memory_bytes > 0 {
+                format!("{:.0} GiB", w.gpu_memory_bytes as f64 / (1u64 << 30) as f64)
+            } else {
+                "-".into()
+            };
+            let run = if w.current_run_id > 0 {
+                w.current_run_id.to_string()
+            } else {
+                "idle".into()
+            };
+            t.row(vec![
+                w.id.to_string(),
+                w.host.clone(),
+                w.device.clone(),
+                if w.gpu_name.is_empty() {
+                    "-".into()
+                } else {
+                    w.gpu_name.clone()
+                },
+                mem,
+                run,
+                output::time(&w.last_seen_at),
+            ]);
         }
         print!("{}", t.render());
     }
@@ -379,7 +609,11 @@ pub async fn workers(cli: &Cli, all: bool) -> CliResult {
 pub async fn plot(cli: &Cli, a: &PlotArgs) -> CliResult {
     let mut client = connect(cli).await?;
     let ids: Vec<i64> = match a.sweep {
-        Some(s) => sweep_runs(&mut client, s).await?.into_iter().map(|r| r.id).collect(),
+        Some(s) => sweep_runs(&mut client, s)
+            .await?
+            .into_iter()
+            .map(|r| r.id)
+            .collect(),
         None => a.runs.clone(),
     };
     if ids.is_empty() {
@@ -387,17 +621,36 @@ pub async fn plot(cli: &Cli, a: &PlotArgs) -> CliResult {
     }
     let mut details = Vec::new();
     for id in &ids {
-        details.push(client.get_run(v1::GetRunRequest { run_id: *id }).await.map_err(status)?.into_inner());
+        details.push(
+            client
+                .get_run(v1::GetRunRequest { run_id: *id })
+                .await
+                .map_err(status)?
+                .into_inner(),
+        );
     }
-    let runs: Vec<v1::Run> = details.iter().map(|d| d.run.clone().unwrap_or_default()).collect();
+    let runs: Vec<v1::Run> = details
+        .iter()
+        .map(|d| d.run.clone().unwrap_or_default())
+        .collect();
     let keys = differing_keys(&runs);
     let series: Vec<plot::Series> = details
         .iter()
         .map(|d| {
             let run = d.run.clone().unwrap_or_default();
             plot::Series {
-                label: format!("run {}: {}", run.id, label(&run, &keys)).trim_end_matches(": ").to_string(),
-                points: d.epochs.iter().map(|e| plot::Point { epoch: e.epoch as u32, train_loss: e.train_loss, val_loss: e.val_loss }).collect(),
+                label: format!("run {}: {}", run.id, label(&run, &keys))
+                    .trim_end_matches(": ")
+                    .to_string(),
+                points: d
+                    .epochs
+                    .iter()
+                    .map(|e| plot::Point {
+                        epoch: e.epoch as u32,
+                        train_loss: e.train_loss,
+                        val_loss: e.val_loss,
+                    })
+                    .collect(),
             }
         })
         .collect();
@@ -405,7 +658,11 @@ pub async fn plot(cli: &Cli, a: &PlotArgs) -> CliResult {
         Some(s) => format!("sweep {s}: train (dashed) and validation (solid) loss"),
         None => "train (dashed) and validation (solid) loss".into(),
     });
-    let opts = plot::PlotOptions { title, log_y: a.log, ..Default::default() };
+    let opts = plot::PlotOptions {
+        title,
+        log_y: a.log,
+        ..Default::default()
+    };
     plot::write_plot(&a.output, &series, &opts).map_err(|e| CliError::input(e.to_string()))?;
     if cli.json {
         output::json(&json!({"output": a.output, "runs": ids}));

@@ -13,8 +13,10 @@ use crate::plot;
 
 fn report_json(r: &Option<v1::PlagiarismReport>) -> Value {
     match r {
-        Some(r) => json!({"ngrams": r.ngrams, "shared": r.shared, "shared_fraction": r.shared_fraction,
-            "longest_copied_run": r.longest_copied_run, "flagged": r.flagged}),
+        Some(r) => {
+            json!({"ngrams": r.ngrams, "shared": r.shared, "shared_fraction": r.shared_fraction,
+            "longest_copied_run": r.longest_copied_run, "flagged": r.flagged})
+        }
         None => Value::Null,
     }
 }
@@ -37,7 +39,11 @@ fn describe(r: &Option<v1::PlagiarismReport>) -> String {
             r.ngrams,
             r.shared_fraction * 100.0,
             r.longest_copied_run,
-            if r.flagged { "  [FLAGGED: likely copied]" } else { "" }
+            if r.flagged {
+                "  [FLAGGED: likely copied]"
+            } else {
+                ""
+            }
         ),
         None => "no report".into(),
     }
@@ -45,19 +51,35 @@ fn describe(r: &Option<v1::PlagiarismReport>) -> String {
 
 /// Prints a generation for people.
 pub fn print_generation(g: &v1::Generation) {
-    println!("generation {} from run {}, checkpoint {} (epoch {}): {}", g.id, g.run_id, g.checkpoint_id, g.epoch, g.state);
+    println!(
+        "generation {} from run {}, checkpoint {} (epoch {}): {}",
+        g.id, g.run_id, g.checkpoint_id, g.epoch, g.state
+    );
     if !g.error.is_empty() {
         println!("error: {}", g.error);
     }
     for p in &g.poems {
-        println!("\n── poem {} · temperature {} ──", p.index + 1, p.temperature);
+        println!(
+            "\n── poem {} · temperature {} ──",
+            p.index + 1,
+            p.temperature
+        );
         println!("{}", p.text);
         println!("   ↳ {}", describe(&p.report));
         if let Some(r) = &p.report
             && !r.shared.is_empty()
         {
-            let shown: Vec<String> = r.shared.iter().take(8).map(|s| format!("\"{s}\"")).collect();
-            println!("     shared: {}{}", shown.join(", "), if r.shared.len() > 8 { ", …" } else { "" });
+            let shown: Vec<String> = r
+                .shared
+                .iter()
+                .take(8)
+                .map(|s| format!("\"{s}\""))
+                .collect();
+            println!(
+                "     shared: {}{}",
+                shown.join(", "),
+                if r.shared.len() > 8 { ", …" } else { "" }
+            );
         }
     }
     if g.state == "done" {
@@ -70,10 +92,17 @@ pub async fn generate(cli: &Cli, a: &GenerateArgs) -> CliResult {
     let run_id = match (a.run, a.sweep) {
         (Some(r), _) => r,
         (None, Some(s)) => {
-            let sw = client.get_sweep(v1::GetSweepRequest { sweep_id: s }).await.map_err(status)?.into_inner();
-            sw.best_run
-                .map(|r| r.id)
-                .ok_or_else(|| CliError::new(exit::NOT_READY, format!("sweep {s} has no run with a validation loss yet")))?
+            let sw = client
+                .get_sweep(v1::GetSweepRequest { sweep_id: s })
+                .await
+                .map_err(status)?
+                .into_inner();
+            sw.best_run.map(|r| r.id).ok_or_else(|| {
+                CliError::new(
+                    exit::NOT_READY,
+                    format!("sweep {s} has no run with a validation loss yet"),
+                )
+            })?
         }
         (None, None) => return Err(CliError::input("give --run ID or --sweep ID")),
     };
@@ -101,7 +130,10 @@ pub async fn generate(cli: &Cli, a: &GenerateArgs) -> CliResult {
     }
     match g.state.as_str() {
         "done" => Ok(()),
-        "failed" => Err(CliError::fail(format!("generation {} failed: {}", g.id, g.error))),
+        "failed" => Err(CliError::fail(format!(
+            "generation {} failed: {}",
+            g.id, g.error
+        ))),
         _ => Err(CliError::new(
             exit::NOT_READY,
             format!(
@@ -117,7 +149,9 @@ pub async fn poems(cli: &Cli, cmd: &PoemsCmd) -> CliResult {
     match cmd {
         PoemsCmd::List { run } => {
             let gens = client
-                .list_generations(v1::ListGenerationsRequest { run_id: run.unwrap_or(0) })
+                .list_generations(v1::ListGenerationsRequest {
+                    run_id: run.unwrap_or(0),
+                })
                 .await
                 .map_err(status)?
                 .into_inner()
@@ -125,18 +159,47 @@ pub async fn poems(cli: &Cli, cmd: &PoemsCmd) -> CliResult {
             if cli.json {
                 output::json(&gens.iter().map(generation_json).collect::<Vec<_>>());
             } else {
-                let mut t = Table::new(&["GENERATION", "RUN", "EPOCH", "STATE", "POEMS", "FLAGGED", "SHARED 4-GRAMS", "CREATED"]);
+                let mut t = Table::new(&[
+                    "GENERATION",
+                    "RUN",
+                    "EPOCH",
+                    "STATE",
+                    "POEMS",
+                    "FLAGGED",
+                    "SHARED 4-GRAMS",
+                    "CREATED",
+                ]);
                 for g in &gens {
-                    let flagged = g.poems.iter().filter(|p| p.report.as_ref().is_some_and(|r| r.flagged)).count();
-                    let shared = g.overall.as_ref().map(|o| format!("{:.0}%", o.shared_fraction * 100.0)).unwrap_or_else(|| "-".into());
-                    t.row(vec![g.id.to_string(), g.run_id.to_string(), g.epoch.to_string(), g.state.clone(), g.poems.len().to_string(), flagged.to_string(), shared, output::time(&g.created_at)]);
+                    let flagged = g
+                        .poems
+                        .iter()
+                        .filter(|p| p.report.as_ref().is_some_and(|r| r.flagged))
+                        .count();
+                    let shared = g
+                        .overall
+                        .as_ref()
+                        .map(|o| format!("{:.0}%", o.shared_fraction * 100.0))
+                        .unwrap_or_else(|| "-".into());
+                    t.row(vec![
+                        g.id.to_string(),
+                        g.run_id.to_string(),
+                        g.epoch.to_string(),
+                        g.state.clone(),
+                        g.poems.len().to_string(),
+                        flagged.to_string(),
+                        shared,
+                        output::time(&g.created_at),
+                    ]);
                 }
                 print!("{}", t.render());
             }
         }
         PoemsCmd::Show { id } => {
             let g = client
-                .get_generation(v1::GetGenerationRequest { generation_id: *id, wait_seconds: 0 })
+                .get_generation(v1::GetGenerationRequest {
+                    generation_id: *id,
+                    wait_seconds: 0,
+                })
                 .await
                 .map_err(status)?
                 .into_inner()
@@ -154,19 +217,44 @@ pub async fn poems(cli: &Cli, cmd: &PoemsCmd) -> CliResult {
 
 fn shares(counts: &[(String, usize)]) -> HashMap<String, f64> {
     let total: usize = counts.iter().map(|(_, n)| n).sum::<usize>().max(1);
-    counts.iter().map(|(w, n)| (w.clone(), *n as f64 / total as f64)).collect()
+    counts
+        .iter()
+        .map(|(w, n)| (w.clone(), *n as f64 / total as f64))
+        .collect()
 }
 
 pub async fn words(cli: &Cli, a: &WordsArgs) -> CliResult {
     let mut client = connect(cli).await?;
-    let run = client.get_run(v1::GetRunRequest { run_id: a.run }).await.map_err(status)?.into_inner().run.unwrap_or_default();
-    let gens = client.list_generations(v1::ListGenerationsRequest { run_id: a.run }).await.map_err(status)?.into_inner().generations;
-    let text: String = gens.iter().flat_map(|g| g.poems.iter().map(|p| format!("{}\n++++\n", p.text))).collect();
+    let run = client
+        .get_run(v1::GetRunRequest { run_id: a.run })
+        .await
+        .map_err(status)?
+        .into_inner()
+        .run
+        .unwrap_or_default();
+    let gens = client
+        .list_generations(v1::ListGenerationsRequest { run_id: a.run })
+        .await
+        .map_err(status)?
+        .into_inner()
+        .generations;
+    let text: String = gens
+        .iter()
+        .flat_map(|g| g.poems.iter().map(|p| format!("{}\n++++\n", p.text)))
+        .collect();
     if text.is_empty() {
-        return Err(CliError::new(exit::NOT_READY, format!("run {} has no generated poems yet; run `poet generate --run {}` first", a.run, a.run)));
+        return Err(CliError::new(
+            exit::NOT_READY,
+            format!(
+                "run {} has no generated poems yet; run `poet generate --run {}` first",
+                a.run, a.run
+            ),
+        ));
     }
     let url = crate::commands::stack::database_url(a.database_url.clone()).await?;
-    let pool = poet_sql::connect(&url).await.map_err(|e| CliError::new(exit::UNAVAILABLE, e.to_string()))?;
+    let pool = poet_sql::connect(&url)
+        .await
+        .map_err(|e| CliError::new(exit::UNAVAILABLE, e.to_string()))?;
     let corpus = poet_ingest::corpus_text(&pool, run.dataset_id, poet_ingest::Split::Train)
         .await
         .map_err(|e| CliError::fail(e.to_string()))?;
@@ -176,21 +264,48 @@ pub async fn words(cli: &Cli, a: &WordsArgs) -> CliResult {
     let rows: Vec<(String, f64, f64)> = poem_counts
         .iter()
         .take(a.top)
-        .map(|(w, _)| (w.clone(), poem_share[w], train.get(w).copied().unwrap_or(0.0)))
+        .map(|(w, _)| {
+            (
+                w.clone(),
+                poem_share[w],
+                train.get(w).copied().unwrap_or(0.0),
+            )
+        })
         .collect();
     if cli.json {
-        output::json(&rows.iter().map(|(w, p, t)| json!({"word": w, "poems": p, "training": t})).collect::<Vec<_>>());
+        output::json(
+            &rows
+                .iter()
+                .map(|(w, p, t)| json!({"word": w, "poems": p, "training": t}))
+                .collect::<Vec<_>>(),
+        );
     } else {
         let mut t = Table::new(&["WORD", "IN POEMS", "IN TRAINING", "RATIO"]);
         for (w, p, tr) in &rows {
-            let ratio = if *tr > 0.0 { format!("×{:.1}", p / tr) } else { "new".into() };
-            t.row(vec![w.clone(), format!("{:.2}%", p * 100.0), format!("{:.2}%", tr * 100.0), ratio]);
+            let ratio = if *tr > 0.0 {
+                format!("×{:.1}", p / tr)
+            } else {
+                "new".into()
+            };
+            t.row(vec![
+                w.clone(),
+                format!("{:.2}%", p * 100.0),
+                format!("{:.2}%", tr * 100.0),
+                ratio,
+            ]);
         }
         print!("{}", t.render());
     }
     if let Some(out) = &a.output {
-        plot::write_word_bars(out, &rows, &format!("run {}: most frequent words of generated poems vs training set", a.run))
-            .map_err(|e| CliError::input(e.to_string()))?;
+        plot::write_word_bars(
+            out,
+            &rows,
+            &format!(
+                "run {}: most frequent words of generated poems vs training set",
+                a.run
+            ),
+        )
+        .map_err(|e| CliError::input(e.to_string()))?;
         if !cli.json {
             println!("wrote {}", out.display());
         }

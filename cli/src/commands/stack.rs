@@ -23,29 +23,61 @@ pub async fn db(cli: &Cli, cmd: &DbCmd) -> CliResult {
             if cli.json {
                 output::json(&info);
             } else {
-                println!("postgres running on 127.0.0.1:{} (data {})", info.port, info.data_dir.display());
+                println!(
+                    "postgres running on 127.0.0.1:{} (data {})",
+                    info.port,
+                    info.data_dir.display()
+                );
                 println!("{}", info.url);
             }
         }
         DbCmd::Stop => {
             let was = blocking(move || cluster.stop()).await?;
-            println!("{}", if was { "postgres stopped" } else { "postgres was not running" });
+            println!(
+                "{}",
+                if was {
+                    "postgres stopped"
+                } else {
+                    "postgres was not running"
+                }
+            );
         }
         DbCmd::Status => {
-            let running = { let c = cluster.clone(); tokio::task::spawn_blocking(move || c.is_running()).await.expect("join") };
+            let running = {
+                let c = cluster.clone();
+                tokio::task::spawn_blocking(move || c.is_running())
+                    .await
+                    .expect("join")
+            };
             let info = cluster.info();
             if cli.json {
-                output::json(&serde_json::json!({"running": running, "cluster": info, "home": poet_home()}));
+                output::json(
+                    &serde_json::json!({"running": running, "cluster": info, "home": poet_home()}),
+                );
             } else {
                 match info {
                     Some(i) => {
-                        println!("private postgres: {}", if running { "running" } else { "stopped" });
-                        println!("  data: {}\n  log:  {}\n  url:  {}", i.data_dir.display(), i.log_file.display(), i.url);
+                        println!(
+                            "private postgres: {}",
+                            if running { "running" } else { "stopped" }
+                        );
+                        println!(
+                            "  data: {}\n  log:  {}\n  url:  {}",
+                            i.data_dir.display(),
+                            i.log_file.display(),
+                            i.url
+                        );
                     }
-                    None => println!("private postgres: never started (home {})", poet_home().display()),
+                    None => println!(
+                        "private postgres: never started (home {})",
+                        poet_home().display()
+                    ),
                 }
                 if let Ok(u) = std::env::var("POET_DATABASE_URL") {
-                    println!("POET_DATABASE_URL is set: poet uses {}", poet_sql::redact(&u));
+                    println!(
+                        "POET_DATABASE_URL is set: poet uses {}",
+                        poet_sql::redact(&u)
+                    );
                 }
             }
         }
@@ -69,35 +101,51 @@ pub async fn database_url(explicit: Option<String>) -> CliResult<String> {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, poet_sql::cluster::ClusterError> + Send + 'static,
 ) -> CliResult<T> {
-    tokio::task::spawn_blocking(f).await.expect("join").map_err(|e| CliError::new(exit::UNAVAILABLE, e.to_string()))
+    tokio::task::spawn_blocking(f)
+        .await
+        .expect("join")
+        .map_err(|e| CliError::new(exit::UNAVAILABLE, e.to_string()))
 }
 
 pub async fn coordinator(cfg: poet_coordinator::CoordinatorConfig) -> CliResult {
-    let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(|e| {
-        let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
-            " (another coordinator? stop it with `poet down`, or choose --listen 127.0.0.1:0)"
-        } else {
-            ""
-        };
-        CliError::new(exit::UNAVAILABLE, format!("cannot listen on {}: {e}{hint}", cfg.listen))
-    })?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+                " (another coordinator? stop it with `poet down`, or choose --listen 127.0.0.1:0)"
+            } else {
+                ""
+            };
+            CliError::new(
+                exit::UNAVAILABLE,
+                format!("cannot listen on {}: {e}{hint}", cfg.listen),
+            )
+        })?;
     let shutdown = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("signal handler");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
         tracing::info!("shutting down");
     };
-    eprintln!("coordinator listening on {}", listener.local_addr().map_err(|e| CliError::fail(e.to_string()))?);
-    poet_coordinator::run(cfg, listener, shutdown).await.map_err(|e| {
-        let code = match e {
-            poet_coordinator::CoordinatorError::Config(_) => exit::BAD_INPUT,
-            poet_coordinator::CoordinatorError::Db(_) => exit::UNAVAILABLE,
-            _ => exit::FAILURE,
-        };
-        CliError::new(code, e.to_string())
-    })
+    eprintln!(
+        "coordinator listening on {}",
+        listener
+            .local_addr()
+            .map_err(|e| CliError::fail(e.to_string()))?
+    );
+    poet_coordinator::run(cfg, listener, shutdown)
+        .await
+        .map_err(|e| {
+            let code = match e {
+                poet_coordinator::CoordinatorError::Config(_) => exit::BAD_INPUT,
+                poet_coordinator::CoordinatorError::Db(_) => exit::UNAVAILABLE,
+                _ => exit::FAILURE,
+            };
+            CliError::new(code, e.to_string())
+        })
 }
 
 /// Finds the `poet-worker` binary: POET_WORKER_BIN, beside this executable, then PATH.
@@ -136,11 +184,19 @@ pub async fn worker(cli: &Cli, sub: &str, args: &[String]) -> CliResult {
     {
         cmd.env("POET_TOKEN", t);
     }
-    let status = cmd.status().await.map_err(|e| CliError::fail(format!("{}: {e}", bin.display())))?;
+    let status = cmd
+        .status()
+        .await
+        .map_err(|e| CliError::fail(format!("{}: {e}", bin.display())))?;
     match status.code() {
         Some(0) => Ok(()),
-        Some(c) => Err(CliError::new(c.clamp(1, 255) as u8, format!("poet-worker {sub} exited with {c}"))),
-        None => Err(CliError::fail(format!("poet-worker {sub} was killed by a signal"))),
+        Some(c) => Err(CliError::new(
+            c.clamp(1, 255) as u8,
+            format!("poet-worker {sub} exited with {c}"),
+        )),
+        None => Err(CliError::fail(format!(
+            "poet-worker {sub} was killed by a signal"
+        ))),
     }
 }
 
@@ -163,7 +219,10 @@ fn state_path() -> PathBuf {
 }
 
 fn load_state() -> StackState {
-    std::fs::read_to_string(state_path()).ok().and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default()
+    std::fs::read_to_string(state_path())
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default()
 }
 
 fn save_state(s: &StackState) -> CliResult {
@@ -174,31 +233,54 @@ fn save_state(s: &StackState) -> CliResult {
 
 /// Whether `pid` is a live process of ours (`poet` or `poet-worker`).
 fn alive(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
-    let state = stat.rsplit(')').next().and_then(|s| s.split_whitespace().next()).unwrap_or("Z");
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rsplit(')')
+        .next()
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or("Z");
     let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     state != "Z" && String::from_utf8_lossy(&cmd).contains("poet")
 }
 
-fn spawn_logged(program: &Path, args: &[String], env: &[(&str, String)], log: &Path) -> CliResult<u32> {
+fn spawn_logged(
+    program: &Path,
+    args: &[String],
+    env: &[(&str, String)],
+    log: &Path,
+) -> CliResult<u32> {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .map_err(|e| CliError::fail(format!("{}: {e}", log.display())))?;
-    let err = file.try_clone().map_err(|e| CliError::fail(e.to_string()))?;
+    let err = file
+        .try_clone()
+        .map_err(|e| CliError::fail(e.to_string()))?;
     let mut cmd = Proc::new(program);
-    cmd.args(args).stdin(Stdio::null()).stdout(file).stderr(err).process_group(0);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(file)
+        .stderr(err)
+        .process_group(0);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let child = cmd.spawn().map_err(|e| CliError::fail(format!("{}: {e}", program.display())))?;
+    let child = cmd
+        .spawn()
+        .map_err(|e| CliError::fail(format!("{}: {e}", program.display())))?;
     Ok(child.id())
 }
 
 async fn healthy(addr: &str) -> bool {
-    let Ok(ep) = tonic::transport::Endpoint::from_shared(addr.to_string()) else { return false };
-    let Ok(ch) = ep.connect_timeout(Duration::from_secs(1)).connect().await else { return false };
+    let Ok(ep) = tonic::transport::Endpoint::from_shared(addr.to_string()) else {
+        return false;
+    };
+    let Ok(ch) = ep.connect_timeout(Duration::from_secs(1)).connect().await else {
+        return false;
+    };
     let mut h = tonic_health::pb::health_client::HealthClient::new(ch);
     matches!(
         h.check(tonic_health::pb::HealthCheckRequest { service: "poet.v1.Poet".into() }).await,
@@ -215,17 +297,21 @@ fn tail(path: &Path, lines: usize) -> String {
 pub async fn up(cli: &Cli, a: &UpArgs) -> CliResult {
     let home = poet_home();
     let logs = home.join("logs");
-    std::fs::create_dir_all(&logs).map_err(|e| CliError::fail(format!("{}: {e}", logs.display())))?;
+    std::fs::create_dir_all(&logs)
+        .map_err(|e| CliError::fail(format!("{}: {e}", logs.display())))?;
     let url = database_url(None).await?;
     let mut state = load_state();
     let address = format!("http://{}", a.listen);
 
-    let coordinator_ok = state.coordinator.as_ref().is_some_and(|c| alive(c.pid)) && healthy(&state.address).await;
+    let coordinator_ok =
+        state.coordinator.as_ref().is_some_and(|c| alive(c.pid)) && healthy(&state.address).await;
     if !coordinator_ok {
         if healthy(&address).await {
             return Err(CliError::new(
                 exit::UNAVAILABLE,
-                format!("a coordinator not started by `poet up` already answers on {address}; stop it or use --listen"),
+                format!(
+                    "a coordinator not started by `poet up` already answers on {address}; stop it or use --listen"
+                ),
             ));
         }
         let exe = std::env::current_exe().map_err(|e| CliError::fail(e.to_string()))?;
@@ -241,7 +327,10 @@ pub async fn up(cli: &Cli, a: &UpArgs) -> CliResult {
             heartbeat.to_string(),
         ];
         let pid = spawn_logged(&exe, &args, &[("POET_DATABASE_URL", url.clone())], &log)?;
-        state.coordinator = Some(Managed { pid, log: log.clone() });
+        state.coordinator = Some(Managed {
+            pid,
+            log: log.clone(),
+        });
         state.address = address.clone();
         let mut ready = false;
         for _ in 0..150 {
@@ -257,7 +346,11 @@ pub async fn up(cli: &Cli, a: &UpArgs) -> CliResult {
         if !ready {
             return Err(CliError::new(
                 exit::UNAVAILABLE,
-                format!("the coordinator did not become healthy; last lines of {}:\n{}", log.display(), tail(&log, 5)),
+                format!(
+                    "the coordinator did not become healthy; last lines of {}:\n{}",
+                    log.display(),
+                    tail(&log, 5)
+                ),
             ));
         }
     }
@@ -265,11 +358,17 @@ pub async fn up(cli: &Cli, a: &UpArgs) -> CliResult {
     let want = a.workers as usize;
     if state.workers.len() < want {
         let bin = worker_bin()?;
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as u32;
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1) as u32;
         let threads = a.threads.unwrap_or((cores / a.workers.max(1)).max(1));
         let cache = home.join("worker-cache");
         for i in state.workers.len()..want {
-            let device = if a.device == "cuda" { format!("cuda:{i}") } else { a.device.clone() };
+            let device = if a.device == "cuda" {
+                format!("cuda:{i}")
+            } else {
+                a.device.clone()
+            };
             let log = logs.join(format!("worker-{i}.log"));
             let args: Vec<String> = vec![
                 "--device".into(),
@@ -288,11 +387,21 @@ pub async fn up(cli: &Cli, a: &UpArgs) -> CliResult {
     }
     save_state(&state)?;
     if cli.json {
-        output::json(&serde_json::json!({"coordinator": state.address, "database": poet_sql::redact(&url), "stack": state}));
+        output::json(
+            &serde_json::json!({"coordinator": state.address, "database": poet_sql::redact(&url), "stack": state}),
+        );
     } else {
         println!("poet is up");
-        println!("  coordinator  {}  (pid {}, log {})", state.address, state.coordinator.as_ref().map(|c| c.pid).unwrap_or(0),
-            state.coordinator.as_ref().map(|c| c.log.display().to_string()).unwrap_or_default());
+        println!(
+            "  coordinator  {}  (pid {}, log {})",
+            state.address,
+            state.coordinator.as_ref().map(|c| c.pid).unwrap_or(0),
+            state
+                .coordinator
+                .as_ref()
+                .map(|c| c.log.display().to_string())
+                .unwrap_or_default()
+        );
         println!("  database     {}", poet_sql::redact(&url));
         for (i, w) in state.workers.iter().enumerate() {
             println!("  worker {i}     pid {} (log {})", w.pid, w.log.display());
@@ -303,7 +412,11 @@ pub async fn up(cli: &Cli, a: &UpArgs) -> CliResult {
 }
 
 fn signal(pid: u32, sig: &str) {
-    let _ = Proc::new("kill").args([sig, &pid.to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    let _ = Proc::new("kill")
+        .args([sig, &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 async fn stop_all(pids: &[u32], grace: Duration) {
@@ -321,16 +434,37 @@ async fn stop_all(pids: &[u32], grace: Duration) {
 
 pub async fn down(stop_db: bool) -> CliResult {
     let state = load_state();
-    let workers: Vec<u32> = state.workers.iter().map(|w| w.pid).filter(|p| alive(*p)).collect();
+    let workers: Vec<u32> = state
+        .workers
+        .iter()
+        .map(|w| w.pid)
+        .filter(|p| alive(*p))
+        .collect();
     // Workers first: on SIGTERM they hand their runs back to the coordinator.
     stop_all(&workers, Duration::from_secs(60)).await;
-    let coordinator: Vec<u32> = state.coordinator.iter().map(|c| c.pid).filter(|p| alive(*p)).collect();
+    let coordinator: Vec<u32> = state
+        .coordinator
+        .iter()
+        .map(|c| c.pid)
+        .filter(|p| alive(*p))
+        .collect();
     stop_all(&coordinator, Duration::from_secs(20)).await;
     let _ = std::fs::remove_file(state_path());
-    println!("stopped {} worker(s) and {} coordinator(s)", workers.len(), coordinator.len());
+    println!(
+        "stopped {} worker(s) and {} coordinator(s)",
+        workers.len(),
+        coordinator.len()
+    );
     if stop_db {
         let was = blocking(|| PrivateCluster::default_location().stop()).await?;
-        println!("{}", if was { "postgres stopped" } else { "postgres was not running" });
+        println!(
+            "{}",
+            if was {
+                "postgres stopped"
+            } else {
+                "postgres was not running"
+            }
+        );
     }
     Ok(())
 }

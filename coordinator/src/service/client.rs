@@ -11,7 +11,11 @@ use super::Shared;
 use crate::error::ServiceError;
 
 impl Shared {
-    async fn wait_generation(&self, id: i64, wait: Duration) -> Result<v1::Generation, ServiceError> {
+    async fn wait_generation(
+        &self,
+        id: i64,
+        wait: Duration,
+    ) -> Result<v1::Generation, ServiceError> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let g = crate::generation::load(&self.pool, Some(id), 0)
@@ -29,16 +33,31 @@ impl Shared {
 
 #[tonic::async_trait]
 impl Poet for Shared {
-    async fn submit_sweep(&self, req: Request<v1::SubmitSweepRequest>) -> Result<Response<v1::SubmitSweepResponse>, Status> {
+    async fn submit_sweep(
+        &self,
+        req: Request<v1::SubmitSweepRequest>,
+    ) -> Result<Response<v1::SubmitSweepResponse>, Status> {
         let _t = self.metrics.timer("SubmitSweep");
         let r = req.into_inner();
-        let s = crate::sweeps::submit(&self.pool, &r.spec, &r.format, &r.name, r.dry_run, self.cfg.max_sweep_runs).await?;
+        let s = crate::sweeps::submit(
+            &self.pool,
+            &r.spec,
+            &r.format,
+            &r.name,
+            r.dry_run,
+            self.cfg.max_sweep_runs,
+        )
+        .await?;
         let mut created: Vec<v1::Run> = s.created.into_iter().map(Into::into).collect();
         if r.dry_run {
             created = s
                 .planned
                 .into_iter()
-                .map(|c| v1::Run { config_json: c, state: v1::RunState::Unspecified as i32, ..Default::default() })
+                .map(|c| v1::Run {
+                    config_json: c,
+                    state: v1::RunState::Unspecified as i32,
+                    ..Default::default()
+                })
                 .collect();
         }
         Ok(Response::new(v1::SubmitSweepResponse {
@@ -49,71 +68,142 @@ impl Poet for Shared {
         }))
     }
 
-    async fn list_sweeps(&self, req: Request<v1::ListSweepsRequest>) -> Result<Response<v1::ListSweepsResponse>, Status> {
+    async fn list_sweeps(
+        &self,
+        req: Request<v1::ListSweepsRequest>,
+    ) -> Result<Response<v1::ListSweepsResponse>, Status> {
         let _t = self.metrics.timer("ListSweeps");
         let r = req.into_inner();
-        let (rows, next) = crate::history::list_sweeps(&self.pool, r.page_size, &r.page_token).await?;
-        Ok(Response::new(v1::ListSweepsResponse { sweeps: rows.into_iter().map(Into::into).collect(), next_page_token: next }))
+        let (rows, next) =
+            crate::history::list_sweeps(&self.pool, r.page_size, &r.page_token).await?;
+        Ok(Response::new(v1::ListSweepsResponse {
+            sweeps: rows.into_iter().map(Into::into).collect(),
+            next_page_token: next,
+        }))
     }
 
-    async fn get_sweep(&self, req: Request<v1::GetSweepRequest>) -> Result<Response<v1::GetSweepResponse>, Status> {
+    async fn get_sweep(
+        &self,
+        req: Request<v1::GetSweepRequest>,
+    ) -> Result<Response<v1::GetSweepResponse>, Status> {
         let _t = self.metrics.timer("GetSweep");
-        Ok(Response::new(crate::history::get_sweep(&self.pool, req.into_inner().sweep_id).await?))
+        Ok(Response::new(
+            crate::history::get_sweep(&self.pool, req.into_inner().sweep_id).await?,
+        ))
     }
 
-    async fn list_runs(&self, req: Request<v1::ListRunsRequest>) -> Result<Response<v1::ListRunsResponse>, Status> {
+    async fn list_runs(
+        &self,
+        req: Request<v1::ListRunsRequest>,
+    ) -> Result<Response<v1::ListRunsResponse>, Status> {
         let _t = self.metrics.timer("ListRuns");
         let (rows, next) = crate::history::list_runs(&self.pool, req.get_ref()).await?;
-        Ok(Response::new(v1::ListRunsResponse { runs: rows.into_iter().map(Into::into).collect(), next_page_token: next }))
+        Ok(Response::new(v1::ListRunsResponse {
+            runs: rows.into_iter().map(Into::into).collect(),
+            next_page_token: next,
+        }))
     }
 
-    async fn get_run(&self, req: Request<v1::GetRunRequest>) -> Result<Response<v1::GetRunResponse>, Status> {
+    async fn get_run(
+        &self,
+        req: Request<v1::GetRunRequest>,
+    ) -> Result<Response<v1::GetRunResponse>, Status> {
         let _t = self.metrics.timer("GetRun");
-        Ok(Response::new(crate::history::get_run(&self.pool, req.into_inner().run_id).await?))
+        Ok(Response::new(
+            crate::history::get_run(&self.pool, req.into_inner().run_id).await?,
+        ))
     }
 
-    async fn cancel_run(&self, req: Request<v1::CancelRunRequest>) -> Result<Response<v1::CancelResponse>, Status> {
+    async fn cancel_run(
+        &self,
+        req: Request<v1::CancelRunRequest>,
+    ) -> Result<Response<v1::CancelResponse>, Status> {
         let _t = self.metrics.timer("CancelRun");
         let r = req.into_inner();
-        let c = self.queue.cancel_run(r.run_id, &r.reason, Utc::now()).await?;
-        Ok(Response::new(v1::CancelResponse { cancelled: c.cancelled, cancel_requested: c.requested }))
+        let c = self
+            .queue
+            .cancel_run(r.run_id, &r.reason, Utc::now())
+            .await?;
+        Ok(Response::new(v1::CancelResponse {
+            cancelled: c.cancelled,
+            cancel_requested: c.requested,
+        }))
     }
 
-    async fn cancel_sweep(&self, req: Request<v1::CancelSweepRequest>) -> Result<Response<v1::CancelResponse>, Status> {
+    async fn cancel_sweep(
+        &self,
+        req: Request<v1::CancelSweepRequest>,
+    ) -> Result<Response<v1::CancelResponse>, Status> {
         let _t = self.metrics.timer("CancelSweep");
         let r = req.into_inner();
-        let c = self.queue.cancel_sweep(r.sweep_id, &r.reason, Utc::now()).await?;
-        Ok(Response::new(v1::CancelResponse { cancelled: c.cancelled, cancel_requested: c.requested }))
+        let c = self
+            .queue
+            .cancel_sweep(r.sweep_id, &r.reason, Utc::now())
+            .await?;
+        Ok(Response::new(v1::CancelResponse {
+            cancelled: c.cancelled,
+            cancel_requested: c.requested,
+        }))
     }
 
-    async fn list_workers(&self, req: Request<v1::ListWorkersRequest>) -> Result<Response<v1::ListWorkersResponse>, Status> {
+    async fn list_workers(
+        &self,
+        req: Request<v1::ListWorkersRequest>,
+    ) -> Result<Response<v1::ListWorkersResponse>, Status> {
         let _t = self.metrics.timer("ListWorkers");
-        let workers = crate::history::list_workers(&self.pool, req.into_inner().include_stale).await?;
+        let workers =
+            crate::history::list_workers(&self.pool, req.into_inner().include_stale).await?;
         Ok(Response::new(v1::ListWorkersResponse { workers }))
     }
 
-    async fn list_datasets(&self, req: Request<v1::ListDatasetsRequest>) -> Result<Response<v1::ListDatasetsResponse>, Status> {
+    async fn list_datasets(
+        &self,
+        req: Request<v1::ListDatasetsRequest>,
+    ) -> Result<Response<v1::ListDatasetsResponse>, Status> {
         let _t = self.metrics.timer("ListDatasets");
         let datasets = crate::history::list_datasets(&self.pool, &req.into_inner().name).await?;
         Ok(Response::new(v1::ListDatasetsResponse { datasets }))
     }
 
-    async fn generate(&self, req: Request<v1::GenerateRequest>) -> Result<Response<v1::GenerateResponse>, Status> {
+    async fn generate(
+        &self,
+        req: Request<v1::GenerateRequest>,
+    ) -> Result<Response<v1::GenerateResponse>, Status> {
         let _t = self.metrics.timer("Generate");
         let r = req.into_inner();
         let params = crate::generation::GenParams::from_request(&r)?;
         let id = crate::generation::request(&self.pool, r.run_id, &params).await?;
         tracing::info!(generation_id = id, run_id = r.run_id, "generation queued");
-        let wait = if r.wait { Duration::from_secs(if r.wait_seconds <= 0 { 120 } else { r.wait_seconds.min(600) as u64 }) } else { Duration::ZERO };
+        let wait = if r.wait {
+            Duration::from_secs(if r.wait_seconds <= 0 {
+                120
+            } else {
+                r.wait_seconds.min(600) as u64
+            })
+        } else {
+            Duration::ZERO
+        };
         let g = self.wait_generation(id, wait).await?;
-        Ok(Response::new(v1::GenerateResponse { generation: Some(g) }))
+        Ok(Response::new(v1::GenerateResponse {
+            generation: Some(g),
+        }))
     }
 
-    async fn get_generation(&self, req: Request<v1::GetGenerationRequest>) -> Result<Response<v1::GetGenerationResponse>, Status> {
+    async fn get_generation(
+        &self,
+        req: Request<v1::GetGenerationRequest>,
+    ) -> Result<Response<v1::GetGenerationResponse>, Status> {
         let _t = self.metrics.timer("GetGeneration");
         let r = req.into_inner();
-        let g = self.wait_generation(r.generation_id, Duration::from_secs(r.wait_seconds.clamp(0, 600) as u64)).await?;
-        Ok(Response::new(v1::GetGenerationResponse { generation: Some(g) }))
+        let g = self
+            .wait_generation(
+                r.generation_id,
+                Duration::from_secs(r.wait_seconds.clamp(0, 600) as u64),
+            )
+            .await?;
+        Ok(Response::new(v1::GetGenerationResponse {
+            generation: Some(g),
+        }))
     }
 
     async fn list_generations(

@@ -30,5 +30,6 @@ pub struct Shared {
     pub(crate) generations_queued: Arc<Notify>,
     pub(crate) ngrams: NgramCache,
     /// Dataset descriptions by id (immutable once ready).
-    pub(crate) datasets: Arc<tokio::sync::Mutex<std::collections::HashMap<i64, poet_proto::v1::Dataset>>>,
+    pub(crate) datasets:
+        Arc<tokio::sync::Mutex<std::collections::HashMap<i64, poet_proto::v1::Dataset>>>,
 }

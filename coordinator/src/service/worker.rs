@@ -26,9 +26,16 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 fn lease_ref(lease: Option<&v1::Lease>) -> Result<LeaseRef, ServiceError> {
     let l = lease.ok_or_else(|| ServiceError::Invalid("lease: missing".into()))?;
-    let lease_id = Uuid::parse_str(&l.lease_id)
-        .map_err(|_| ServiceError::Invalid(format!("lease.lease_id: '{}' is not a lease id", l.lease_id)))?;
-    Ok(LeaseRef { run_id: l.run_id, lease_id })
+    let lease_id = Uuid::parse_str(&l.lease_id).map_err(|_| {
+        ServiceError::Invalid(format!(
+            "lease.lease_id: '{}' is not a lease id",
+            l.lease_id
+        ))
+    })?;
+    Ok(LeaseRef {
+        run_id: l.run_id,
+        lease_id,
+    })
 }
 
 impl Shared {
@@ -55,7 +62,9 @@ impl Shared {
             .await?
             .rows_affected();
         if n == 0 {
-            return Err(ServiceError::NotFound(format!("no worker {worker_id}; call Register first")));
+            return Err(ServiceError::NotFound(format!(
+                "no worker {worker_id}; call Register first"
+            )));
         }
         Ok(())
     }
@@ -63,7 +72,11 @@ impl Shared {
     async fn run_lease(&self, c: crate::queue::Claimed) -> Result<v1::RunLease, ServiceError> {
         let dataset = self.dataset(c.dataset_id).await?;
         Ok(v1::RunLease {
-            lease: Some(v1::Lease { run_id: c.lease.run_id, lease_id: c.lease.lease_id.to_string(), attempt: c.attempt }),
+            lease: Some(v1::Lease {
+                run_id: c.lease.run_id,
+                lease_id: c.lease.lease_id.to_string(),
+                attempt: c.attempt,
+            }),
             config_json: c.config,
             dataset: Some(dataset),
             resume_from: c.resume_from.map(Into::into),
@@ -71,14 +84,22 @@ impl Shared {
         })
     }
 
-    async fn receive_checkpoint(&self, mut stream: Streaming<v1::UploadCheckpointRequest>) -> Result<v1::Checkpoint, ServiceError> {
+    async fn receive_checkpoint(
+        &self,
+        mut stream: Streaming<v1::UploadCheckpointRequest>,
+    ) -> Result<v1::Checkpoint, ServiceError> {
         use v1::upload_checkpoint_request::Part;
         let first = tokio::time::timeout(UPLOAD_IDLE, stream.message())
             .await
             .map_err(|_| ServiceError::Invalid("upload: no header within 60 s".into()))?
             .map_err(|s| ServiceError::Invalid(format!("upload: {}", s.message())))?;
-        let Some(v1::UploadCheckpointRequest { part: Some(Part::Header(h)) }) = first else {
-            return Err(ServiceError::Invalid("upload: the first message must be the header".into()));
+        let Some(v1::UploadCheckpointRequest {
+            part: Some(Part::Header(h)),
+        }) = first
+        else {
+            return Err(ServiceError::Invalid(
+                "upload: the first message must be the header".into(),
+            ));
         };
         let lease = lease_ref(h.lease.as_ref())?;
         if h.size < 0 || h.size as u64 > self.cfg.max_checkpoint_bytes {
@@ -89,11 +110,17 @@ impl Shared {
         }
         let want_sha = h.sha256.to_ascii_lowercase();
         if want_sha.len() != 64 || !want_sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(ServiceError::Invalid("header.sha256: not 64 hex digits".into()));
+            return Err(ServiceError::Invalid(
+                "header.sha256: not 64 hex digits".into(),
+            ));
         }
         let attempt = self.queue.check_checkpoint(lease, h.epoch).await?;
         let key = Artifacts::checkpoint_key(lease.run_id, h.epoch, attempt, &want_sha);
-        let mut writer = self.artifacts.writer(&key).await.map_err(|e| ServiceError::Storage(e.to_string()))?;
+        let mut writer = self
+            .artifacts
+            .writer(&key)
+            .await
+            .map_err(|e| ServiceError::Storage(e.to_string()))?;
         let mut hasher = Sha256::new();
         let mut received: u64 = 0;
         let outcome: Result<(), ServiceError> = async {
@@ -119,11 +146,16 @@ impl Shared {
                 }
             }
             if received != h.size as u64 {
-                return Err(ServiceError::Invalid(format!("upload: truncated, got {received} of {} bytes", h.size)));
+                return Err(ServiceError::Invalid(format!(
+                    "upload: truncated, got {received} of {} bytes",
+                    h.size
+                )));
             }
             let got = hex::encode(hasher.finalize_reset());
             if got != want_sha {
-                return Err(ServiceError::Invalid(format!("upload: sha256 mismatch (declared {want_sha}, got {got})")));
+                return Err(ServiceError::Invalid(format!(
+                    "upload: sha256 mismatch (declared {want_sha}, got {got})"
+                )));
             }
             Ok(())
         }
@@ -132,14 +164,27 @@ impl Shared {
             writer.abort().await;
             return Err(e);
         }
-        writer.finish().await.map_err(|e| ServiceError::Storage(e.to_string()))?;
+        writer
+            .finish()
+            .await
+            .map_err(|e| ServiceError::Storage(e.to_string()))?;
         let committed = self
             .queue
-            .commit_checkpoint(lease, h.epoch, &key, h.size, &want_sha, self.cfg.keep_last_checkpoints, Utc::now())
+            .commit_checkpoint(
+                lease,
+                h.epoch,
+                &key,
+                h.size,
+                &want_sha,
+                self.cfg.keep_last_checkpoints,
+                Utc::now(),
+            )
             .await;
         match committed {
             Ok((row, drop_keys)) => {
-                self.metrics.checkpoints_stored.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .checkpoints_stored
+                    .fetch_add(1, Ordering::Relaxed);
                 for k in drop_keys {
                     self.delete_unreferenced(&k).await;
                 }
@@ -154,10 +199,11 @@ impl Shared {
 
     /// Deletes a blob unless a live checkpoint row still names it.
     async fn delete_unreferenced(&self, key: &str) {
-        let live: Result<Option<i64>, _> = sqlx::query_scalar("select id from checkpoints where key = $1 and live")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await;
+        let live: Result<Option<i64>, _> =
+            sqlx::query_scalar("select id from checkpoints where key = $1 and live")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await;
         if let Ok(None) = live
             && let Err(e) = self.artifacts.delete(key).await
         {
@@ -168,7 +214,10 @@ impl Shared {
 
 #[tonic::async_trait]
 impl WorkerService for Shared {
-    async fn register(&self, req: Request<v1::RegisterRequest>) -> Result<Response<v1::RegisterResponse>, Status> {
+    async fn register(
+        &self,
+        req: Request<v1::RegisterRequest>,
+    ) -> Result<Response<v1::RegisterResponse>, Status> {
         let _t = self.metrics.timer("Register");
         let r = req.into_inner();
         if r.host.is_empty() || r.device.is_empty() {
@@ -213,25 +262,41 @@ impl WorkerService for Shared {
         }))
     }
 
-    async fn lease_run(&self, req: Request<v1::LeaseRunRequest>) -> Result<Response<v1::LeaseRunResponse>, Status> {
+    async fn lease_run(
+        &self,
+        req: Request<v1::LeaseRunRequest>,
+    ) -> Result<Response<v1::LeaseRunResponse>, Status> {
         let _t = self.metrics.timer("LeaseRun");
         let r = req.into_inner();
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(r.wait_ms.clamp(0, 60_000) as u64);
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(r.wait_ms.clamp(0, 60_000) as u64);
         loop {
             let notified = self.runs_queued.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             let claimed = match self.queue.claim(r.worker_id, Utc::now()).await {
                 // lease_owner references workers: an unknown id fails the claim.
-                Err(ServiceError::Database(e)) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("23503") => {
-                    return Err(ServiceError::NotFound(format!("no worker {}; call Register first", r.worker_id)).into());
+                Err(ServiceError::Database(e))
+                    if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("23503") =>
+                {
+                    return Err(ServiceError::NotFound(format!(
+                        "no worker {}; call Register first",
+                        r.worker_id
+                    ))
+                    .into());
                 }
                 other => other?,
             };
             if let Some(c) = claimed {
                 self.metrics.leases.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(run_id = c.lease.run_id, attempt = c.attempt, worker_id = r.worker_id,
-                    resume_epoch = c.resume_from.as_ref().map(|x| x.epoch).unwrap_or(0), discarded = c.discarded_epochs, "run leased");
+                tracing::info!(
+                    run_id = c.lease.run_id,
+                    attempt = c.attempt,
+                    worker_id = r.worker_id,
+                    resume_epoch = c.resume_from.as_ref().map(|x| x.epoch).unwrap_or(0),
+                    discarded = c.discarded_epochs,
+                    "run leased"
+                );
                 let lease = self.run_lease(c).await?;
                 return Ok(Response::new(v1::LeaseRunResponse { lease: Some(lease) }));
             }
@@ -242,16 +307,23 @@ impl WorkerService for Shared {
                 return Ok(Response::new(v1::LeaseRunResponse { lease: None }));
             }
             // Notifications wake us at once; the short poll covers a lost listener connection.
-            let _ = tokio::time::timeout((deadline - now).min(Duration::from_secs(2)), notified).await;
+            let _ =
+                tokio::time::timeout((deadline - now).min(Duration::from_secs(2)), notified).await;
         }
     }
 
-    async fn heartbeat(&self, req: Request<v1::HeartbeatRequest>) -> Result<Response<v1::HeartbeatResponse>, Status> {
+    async fn heartbeat(
+        &self,
+        req: Request<v1::HeartbeatRequest>,
+    ) -> Result<Response<v1::HeartbeatResponse>, Status> {
         let _t = self.metrics.timer("Heartbeat");
         let r = req.into_inner();
         self.touch_worker(r.worker_id).await?;
         let Some(l) = r.lease.as_ref() else {
-            return Ok(Response::new(v1::HeartbeatResponse { cancel: false, lease_ttl_ms: 0 }));
+            return Ok(Response::new(v1::HeartbeatResponse {
+                cancel: false,
+                lease_ttl_ms: 0,
+            }));
         };
         let lease = lease_ref(Some(l))?;
         let beat = self.queue.heartbeat(lease, Utc::now()).await;
@@ -260,14 +332,22 @@ impl WorkerService for Shared {
         if cancel {
             tracing::info!(run_id = lease.run_id, "run cancelled at heartbeat");
         }
-        Ok(Response::new(v1::HeartbeatResponse { cancel, lease_ttl_ms: self.queue.lease_ttl().num_milliseconds() }))
+        Ok(Response::new(v1::HeartbeatResponse {
+            cancel,
+            lease_ttl_ms: self.queue.lease_ttl().num_milliseconds(),
+        }))
     }
 
-    async fn report_epoch(&self, req: Request<v1::ReportEpochRequest>) -> Result<Response<v1::ReportEpochResponse>, Status> {
+    async fn report_epoch(
+        &self,
+        req: Request<v1::ReportEpochRequest>,
+    ) -> Result<Response<v1::ReportEpochResponse>, Status> {
         let _t = self.metrics.timer("ReportEpoch");
         let r = req.into_inner();
         let lease = lease_ref(r.lease.as_ref())?;
-        let e = r.epoch.ok_or_else(|| ServiceError::Invalid("epoch: missing".into()))?;
+        let e = r
+            .epoch
+            .ok_or_else(|| ServiceError::Invalid("epoch: missing".into()))?;
         let metrics = if e.metrics_json.is_empty() {
             serde_json::json!({})
         } else {
@@ -287,7 +367,13 @@ impl WorkerService for Shared {
         let stored = stored?;
         if stored {
             self.metrics.epochs_reported.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(run_id = lease.run_id, epoch = e.epoch, train_loss = e.train_loss, val_loss = e.val_loss, "epoch reported");
+            tracing::info!(
+                run_id = lease.run_id,
+                epoch = e.epoch,
+                train_loss = e.train_loss,
+                val_loss = e.val_loss,
+                "epoch reported"
+            );
         }
         Ok(Response::new(v1::ReportEpochResponse { stored }))
     }
@@ -299,7 +385,9 @@ impl WorkerService for Shared {
         let _t = self.metrics.timer("UploadCheckpoint");
         let result = self.receive_checkpoint(req.into_inner()).await;
         self.count_fenced(&result);
-        Ok(Response::new(v1::UploadCheckpointResponse { checkpoint: Some(result?) }))
+        Ok(Response::new(v1::UploadCheckpointResponse {
+            checkpoint: Some(result?),
+        }))
     }
 
     type DownloadCheckpointStream = BoxStream<v1::DataChunk>;
@@ -310,16 +398,24 @@ impl WorkerService for Shared {
     ) -> Result<Response<Self::DownloadCheckpointStream>, Status> {
         let _t = self.metrics.timer("DownloadCheckpoint");
         let id = req.into_inner().checkpoint_id;
-        let key: Option<String> = sqlx::query_scalar("select key from checkpoints where id = $1 and live")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(ServiceError::from)?;
+        let key: Option<String> =
+            sqlx::query_scalar("select key from checkpoints where id = $1 and live")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(ServiceError::from)?;
         let key = key.ok_or_else(|| ServiceError::NotFound(format!("no kept checkpoint {id}")))?;
-        let blobs = self.artifacts.get_stream(&key).await.map_err(|e| ServiceError::Storage(e.to_string()))?;
+        let blobs = self
+            .artifacts
+            .get_stream(&key)
+            .await
+            .map_err(|e| ServiceError::Storage(e.to_string()))?;
         let out = blobs.flat_map(|r| {
             let items: Vec<Result<v1::DataChunk, Status>> = match r {
-                Ok(b) => b.chunks(CHUNK).map(|c| Ok(v1::DataChunk { data: c.to_vec() })).collect(),
+                Ok(b) => b
+                    .chunks(CHUNK)
+                    .map(|c| Ok(v1::DataChunk { data: c.to_vec() }))
+                    .collect(),
                 Err(e) => vec![Err(ServiceError::Storage(e.to_string()).into())],
             };
             futures::stream::iter(items)
@@ -347,15 +443,26 @@ impl WorkerService for Shared {
             validation_bytes: corpus.validation.len() as i64,
             sha256: hex::encode(h.finalize()),
         };
-        let mut msgs = vec![Ok(v1::DatasetChunk { part: Some(Part::Header(header)) })];
-        msgs.extend(corpus.train.as_bytes().chunks(CHUNK).map(|c| Ok(v1::DatasetChunk { part: Some(Part::Train(c.to_vec())) })));
-        msgs.extend(
-            corpus.validation.as_bytes().chunks(CHUNK).map(|c| Ok(v1::DatasetChunk { part: Some(Part::Validation(c.to_vec())) })),
-        );
+        let mut msgs = vec![Ok(v1::DatasetChunk {
+            part: Some(Part::Header(header)),
+        })];
+        msgs.extend(corpus.train.as_bytes().chunks(CHUNK).map(|c| {
+            Ok(v1::DatasetChunk {
+                part: Some(Part::Train(c.to_vec())),
+            })
+        }));
+        msgs.extend(corpus.validation.as_bytes().chunks(CHUNK).map(|c| {
+            Ok(v1::DatasetChunk {
+                part: Some(Part::Validation(c.to_vec())),
+            })
+        }));
         Ok(Response::new(Box::pin(futures::stream::iter(msgs))))
     }
 
-    async fn complete_run(&self, req: Request<v1::CompleteRunRequest>) -> Result<Response<v1::CompleteRunResponse>, Status> {
+    async fn complete_run(
+        &self,
+        req: Request<v1::CompleteRunRequest>,
+    ) -> Result<Response<v1::CompleteRunResponse>, Status> {
         let _t = self.metrics.timer("CompleteRun");
         let lease = lease_ref(req.into_inner().lease.as_ref())?;
         let r = self.queue.complete(lease, Utc::now()).await;
@@ -365,7 +472,10 @@ impl WorkerService for Shared {
         Ok(Response::new(v1::CompleteRunResponse {}))
     }
 
-    async fn fail_run(&self, req: Request<v1::FailRunRequest>) -> Result<Response<v1::FailRunResponse>, Status> {
+    async fn fail_run(
+        &self,
+        req: Request<v1::FailRunRequest>,
+    ) -> Result<Response<v1::FailRunResponse>, Status> {
         let _t = self.metrics.timer("FailRun");
         let r = req.into_inner();
         let lease = lease_ref(r.lease.as_ref())?;
@@ -391,19 +501,30 @@ impl WorkerService for Shared {
         let _t = self.metrics.timer("LeaseGeneration");
         let r = req.into_inner();
         self.touch_worker(r.worker_id).await?;
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(r.wait_ms.clamp(0, 60_000) as u64);
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(r.wait_ms.clamp(0, 60_000) as u64);
         loop {
             let notified = self.generations_queued.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some(job) = crate::generation::claim(&self.pool, r.worker_id, self.queue.lease_ttl(), Utc::now()).await? {
-                return Ok(Response::new(v1::LeaseGenerationResponse { job: Some(job) }));
+            if let Some(job) = crate::generation::claim(
+                &self.pool,
+                r.worker_id,
+                self.queue.lease_ttl(),
+                Utc::now(),
+            )
+            .await?
+            {
+                return Ok(Response::new(v1::LeaseGenerationResponse {
+                    job: Some(job),
+                }));
             }
             let now = tokio::time::Instant::now();
             if now >= deadline {
                 return Ok(Response::new(v1::LeaseGenerationResponse { job: None }));
             }
-            let _ = tokio::time::timeout((deadline - now).min(Duration::from_secs(2)), notified).await;
+            let _ =
+                tokio::time::timeout((deadline - now).min(Duration::from_secs(2)), notified).await;
         }
     }
 
@@ -413,7 +534,8 @@ impl WorkerService for Shared {
     ) -> Result<Response<v1::CompleteGenerationResponse>, Status> {
         let _t = self.metrics.timer("CompleteGeneration");
         let r = req.into_inner();
-        crate::generation::complete(&self.pool, &self.artifacts, &self.ngrams, &r, Utc::now()).await?;
+        crate::generation::complete(&self.pool, &self.artifacts, &self.ngrams, &r, Utc::now())
+            .await?;
         Ok(Response::new(v1::CompleteGenerationResponse {}))
     }
 }

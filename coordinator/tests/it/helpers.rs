@@ -18,11 +18,15 @@ pub struct TestCoordinator {
 
 impl TestCoordinator {
     pub async fn client(&self) -> PoetClient<Channel> {
-        PoetClient::connect(format!("http://{}", self.addr)).await.unwrap()
+        PoetClient::connect(format!("http://{}", self.addr))
+            .await
+            .unwrap()
     }
 
     pub async fn worker(&self) -> WorkerServiceClient<Channel> {
-        WorkerServiceClient::connect(format!("http://{}", self.addr)).await.unwrap()
+        WorkerServiceClient::connect(format!("http://{}", self.addr))
+            .await
+            .unwrap()
     }
 
     pub async fn stop(mut self) {
@@ -36,7 +40,12 @@ impl TestCoordinator {
 }
 
 pub fn fast_config() -> CoordinatorConfig {
-    CoordinatorConfig { lease_ttl_s: 30.0, heartbeat_interval_s: 1.0, reaper_interval_s: 0.2, ..Default::default() }
+    CoordinatorConfig {
+        lease_ttl_s: 30.0,
+        heartbeat_interval_s: 1.0,
+        reaper_interval_s: 0.2,
+        ..Default::default()
+    }
 }
 
 /// A coordinator on a fresh database (or `db` if given) with `cfg` (database and artifacts filled in).
@@ -58,15 +67,30 @@ pub async fn spawn_with(db: Option<TestDb>, mut cfg: CoordinatorConfig) -> TestC
     }));
     // Ready when the health service answers.
     for _ in 0..100 {
-        if let Ok(ch) = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await {
+        if let Ok(ch) = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+        {
             let mut h = tonic_health::pb::health_client::HealthClient::new(ch);
-            if h.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.is_ok() {
+            if h.check(tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .is_ok()
+            {
                 break;
             }
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    TestCoordinator { addr, db, artifacts, stop: Some(tx), handle: Some(handle) }
+    TestCoordinator {
+        addr,
+        db,
+        artifacts,
+        stop: Some(tx),
+        handle: Some(handle),
+    }
 }
 
 pub async fn spawn() -> TestCoordinator {
@@ -116,9 +140,13 @@ pub fn spec(dataset: &str, n: usize, epochs: u32) -> String {
 }
 
 pub async fn register(w: &mut WorkerServiceClient<Channel>, host: &str) -> i64 {
-    w.register(poet_proto::v1::RegisterRequest { host: host.into(), device: "cpu".into(), ..Default::default() })
-        .await
-        .unwrap()
-        .into_inner()
-        .worker_id
+    w.register(poet_proto::v1::RegisterRequest {
+        host: host.into(),
+        device: "cpu".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .worker_id
 }

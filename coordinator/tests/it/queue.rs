@@ -13,19 +13,38 @@ use crate::helpers::{POEMS, seed_dataset, spec};
 async fn setup(runs: usize, epochs: u32) -> (sqlx::PgPool, Queue, i64) {
     let db = fresh_db().await;
     seed_dataset(&db.pool, "tiny", POEMS).await;
-    let s = poet_coordinator::sweeps::submit(&db.pool, &spec("tiny", runs, epochs), "toml", "", false, 1000)
-        .await
-        .unwrap();
+    let s = poet_coordinator::sweeps::submit(
+        &db.pool,
+        &spec("tiny", runs, epochs),
+        "toml",
+        "",
+        false,
+        1000,
+    )
+    .await
+    .unwrap();
     assert_eq!(s.created.len(), runs);
-    let worker: i64 = sqlx::query_scalar("insert into workers (host, device) values ('w', 'cpu') returning id")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    (db.pool.clone(), Queue::new(db.pool, Duration::from_secs(10)), worker)
+    let worker: i64 =
+        sqlx::query_scalar("insert into workers (host, device) values ('w', 'cpu') returning id")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    (
+        db.pool.clone(),
+        Queue::new(db.pool, Duration::from_secs(10)),
+        worker,
+    )
 }
 
 fn report(epoch: i32, loss: f64) -> EpochReport {
-    EpochReport { epoch, train_loss: loss, val_loss: loss + 0.1, duration_s: 1.0, chars_per_sec: 100.0, metrics: serde_json::json!({}) }
+    EpochReport {
+        epoch,
+        train_loss: loss,
+        val_loss: loss + 0.1,
+        duration_s: 1.0,
+        chars_per_sec: 100.0,
+        metrics: serde_json::json!({}),
+    }
 }
 
 #[tokio::test]
@@ -59,37 +78,63 @@ async fn expired_lease_requeues_and_resumes_from_latest_checkpoint() {
     assert_eq!(c1.attempt, 1);
     assert!(c1.resume_from.is_none());
     for e in 1..=3 {
-        assert!(q.report_epoch(c1.lease, &report(e, 3.0 - e as f64 * 0.1)).await.unwrap());
+        assert!(
+            q.report_epoch(c1.lease, &report(e, 3.0 - e as f64 * 0.1))
+                .await
+                .unwrap()
+        );
     }
     // Checkpoints for epochs 1 and 2 only: epoch 3's was lost with the worker.
     for e in 1..=2 {
-        q.commit_checkpoint(c1.lease, e, &format!("k{e}"), 10, &"a".repeat(64), 2, t0).await.unwrap();
+        q.commit_checkpoint(c1.lease, e, &format!("k{e}"), 10, &"a".repeat(64), 2, t0)
+            .await
+            .unwrap();
     }
     // Not yet expired.
     assert!(q.reap(t0 + TimeDelta::seconds(5)).await.unwrap().is_empty());
     let reaped = q.reap(t0 + TimeDelta::seconds(11)).await.unwrap();
     assert_eq!(reaped.len(), 1);
     assert_eq!(reaped[0].state, "queued");
-    let c2 = q.claim(worker, t0 + TimeDelta::seconds(12)).await.unwrap().unwrap();
-    assert_eq!(c2.attempt, 2);
-    assert_eq!(c2.resume_from.as_ref().unwrap().epoch, 2, "resumes from the latest checkpoint");
-    assert_eq!(c2.discarded_epochs, 1, "epoch 3 had no checkpoint");
-    let epochs: Vec<i32> = sqlx::query_scalar("select epoch from epochs where run_id = $1 order by epoch")
-        .bind(c2.lease.run_id)
-        .fetch_all(&pool)
+    let c2 = q
+        .claim(worker, t0 + TimeDelta::seconds(12))
         .await
+        .unwrap()
         .unwrap();
+    assert_eq!(c2.attempt, 2);
+    assert_eq!(
+        c2.resume_from.as_ref().unwrap().epoch,
+        2,
+        "resumes from the latest checkpoint"
+    );
+    assert_eq!(c2.discarded_epochs, 1, "epoch 3 had no checkpoint");
+    let epochs: Vec<i32> =
+        sqlx::query_scalar("select epoch from epochs where run_id = $1 order by epoch")
+            .bind(c2.lease.run_id)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
     assert_eq!(epochs, vec![1, 2]);
     // The old lease is fenced out of every write.
     let fenced = q.report_epoch(c1.lease, &report(3, 1.0)).await.unwrap_err();
-    assert!(matches!(fenced, ServiceError::FailedPrecondition(_)), "{fenced}");
-    assert!(matches!(q.heartbeat(c1.lease, t0).await.unwrap_err(), ServiceError::FailedPrecondition(_)));
-    assert!(matches!(q.complete(c1.lease, t0).await.unwrap_err(), ServiceError::FailedPrecondition(_)));
+    assert!(
+        matches!(fenced, ServiceError::FailedPrecondition(_)),
+        "{fenced}"
+    );
+    assert!(matches!(
+        q.heartbeat(c1.lease, t0).await.unwrap_err(),
+        ServiceError::FailedPrecondition(_)
+    ));
+    assert!(matches!(
+        q.complete(c1.lease, t0).await.unwrap_err(),
+        ServiceError::FailedPrecondition(_)
+    ));
     // The new holder continues at epoch 3 and finishes.
     for e in 3..=4 {
         assert!(q.report_epoch(c2.lease, &report(e, 2.0)).await.unwrap());
     }
-    q.complete(c2.lease, t0 + TimeDelta::seconds(13)).await.unwrap();
+    q.complete(c2.lease, t0 + TimeDelta::seconds(13))
+        .await
+        .unwrap();
     let (state, attempts): (String, i64) = sqlx::query_as(
         "select r.state, (select count(*) from run_attempts a where a.run_id = r.id) from runs r where r.id = $1",
     )
@@ -111,9 +156,15 @@ async fn max_attempts_exhausted_fails_with_reason() {
         q.reap(now).await.unwrap();
     }
     assert!(q.claim(worker, now).await.unwrap().is_none());
-    let (state, error): (String, String) = sqlx::query_as("select state, error from runs").fetch_one(&pool).await.unwrap();
+    let (state, error): (String, String) = sqlx::query_as("select state, error from runs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(state, "failed");
-    assert!(error.contains("lease expired") && error.contains("2 of 2"), "{error}");
+    assert!(
+        error.contains("lease expired") && error.contains("2 of 2"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -121,15 +172,24 @@ async fn epoch_reports_are_idempotent_and_conflicts_refused() {
     let (_pool, q, worker) = setup(1, 3).await;
     let c = q.claim(worker, Utc::now()).await.unwrap().unwrap();
     assert!(q.report_epoch(c.lease, &report(1, 2.0)).await.unwrap());
-    assert!(!q.report_epoch(c.lease, &report(1, 2.0)).await.unwrap(), "a retry is a no-op");
+    assert!(
+        !q.report_epoch(c.lease, &report(1, 2.0)).await.unwrap(),
+        "a retry is a no-op"
+    );
     let conflict = q.report_epoch(c.lease, &report(1, 1.5)).await.unwrap_err();
     assert!(matches!(conflict, ServiceError::Conflict(_)), "{conflict}");
     let gap = q.report_epoch(c.lease, &report(3, 1.0)).await.unwrap_err();
     assert!(matches!(gap, ServiceError::FailedPrecondition(_)), "{gap}");
-    let nan = q.report_epoch(c.lease, &report(2, f64::NAN)).await.unwrap_err();
+    let nan = q
+        .report_epoch(c.lease, &report(2, f64::NAN))
+        .await
+        .unwrap_err();
     assert!(matches!(nan, ServiceError::Invalid(_)), "{nan}");
     // Completing early is refused.
-    assert!(matches!(q.complete(c.lease, Utc::now()).await.unwrap_err(), ServiceError::FailedPrecondition(_)));
+    assert!(matches!(
+        q.complete(c.lease, Utc::now()).await.unwrap_err(),
+        ServiceError::FailedPrecondition(_)
+    ));
 }
 
 #[tokio::test]
@@ -137,15 +197,24 @@ async fn cancel_queued_never_starts_and_running_stops_at_heartbeat() {
     let (pool, q, worker) = setup(2, 2).await;
     let now = Utc::now();
     let c = q.claim(worker, now).await.unwrap().unwrap();
-    let sweep_id: i64 = sqlx::query_scalar("select id from sweeps").fetch_one(&pool).await.unwrap();
+    let sweep_id: i64 = sqlx::query_scalar("select id from sweeps")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     let counts = q.cancel_sweep(sweep_id, "enough", now).await.unwrap();
     assert_eq!((counts.cancelled, counts.requested), (1, 1));
-    assert!(q.claim(worker, now).await.unwrap().is_none(), "the queued run never starts");
+    assert!(
+        q.claim(worker, now).await.unwrap().is_none(),
+        "the queued run never starts"
+    );
     assert_eq!(q.heartbeat(c.lease, now).await.unwrap(), Beat::Cancel);
     // Asking again (a retried heartbeat) still says cancel; writes are fenced.
     assert_eq!(q.heartbeat(c.lease, now).await.unwrap(), Beat::Cancel);
     assert!(q.report_epoch(c.lease, &report(1, 1.0)).await.is_err());
-    let states: Vec<String> = sqlx::query_scalar("select state from runs order by id").fetch_all(&pool).await.unwrap();
+    let states: Vec<String> = sqlx::query_scalar("select state from runs order by id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
     assert_eq!(states, vec!["cancelled", "cancelled"]);
 }
 
@@ -155,10 +224,23 @@ async fn release_requeues_without_counting_a_failure() {
     let now = Utc::now();
     for _ in 0..3 {
         let c = q.claim(worker, now).await.unwrap().unwrap();
-        assert_eq!(q.fail(c.lease, "sigterm", GiveUp::Release, now).await.unwrap(), "queued");
+        assert_eq!(
+            q.fail(c.lease, "sigterm", GiveUp::Release, now)
+                .await
+                .unwrap(),
+            "queued"
+        );
     }
-    let (state, failures): (String, i32) = sqlx::query_as("select state, failures from runs").fetch_one(&pool).await.unwrap();
+    let (state, failures): (String, i32) = sqlx::query_as("select state, failures from runs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!((state.as_str(), failures), ("queued", 0));
     let c = q.claim(worker, now).await.unwrap().unwrap();
-    assert_eq!(q.fail(c.lease, "bad config", GiveUp::Permanent, now).await.unwrap(), "failed");
+    assert_eq!(
+        q.fail(c.lease, "bad config", GiveUp::Permanent, now)
+            .await
+            .unwrap(),
+        "failed"
+    );
 }

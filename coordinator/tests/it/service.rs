@@ -10,12 +10,25 @@ use tonic::Code;
 
 use crate::helpers::{POEMS, fast_config, register, seed_dataset, spawn, spawn_with, spec};
 
-fn upload_msgs(lease: &v1::Lease, epoch: i32, data: &[u8], declared_size: i64, sha: String) -> Vec<v1::UploadCheckpointRequest> {
+fn upload_msgs(
+    lease: &v1::Lease,
+    epoch: i32,
+    data: &[u8],
+    declared_size: i64,
+    sha: String,
+) -> Vec<v1::UploadCheckpointRequest> {
     let mut msgs = vec![v1::UploadCheckpointRequest {
-        part: Some(Part::Header(v1::CheckpointHeader { lease: Some(lease.clone()), epoch, size: declared_size, sha256: sha })),
+        part: Some(Part::Header(v1::CheckpointHeader {
+            lease: Some(lease.clone()),
+            epoch,
+            size: declared_size,
+            sha256: sha,
+        })),
     }];
     for c in data.chunks(7) {
-        msgs.push(v1::UploadCheckpointRequest { part: Some(Part::Data(c.to_vec())) });
+        msgs.push(v1::UploadCheckpointRequest {
+            part: Some(Part::Data(c.to_vec())),
+        });
     }
     msgs
 }
@@ -25,29 +38,63 @@ fn sha(data: &[u8]) -> String {
 }
 
 fn epoch(n: i32, loss: f64) -> v1::Epoch {
-    v1::Epoch { epoch: n, train_loss: loss, val_loss: loss + 0.1, duration_s: 0.5, chars_per_sec: 1000.0, ..Default::default() }
+    v1::Epoch {
+        epoch: n,
+        train_loss: loss,
+        val_loss: loss + 0.1,
+        duration_s: 0.5,
+        chars_per_sec: 1000.0,
+        ..Default::default()
+    }
 }
 
 #[tokio::test]
 async fn health_serving_and_reflection_lists_services() {
     let c = spawn().await;
-    let ch = tonic::transport::Channel::from_shared(format!("http://{}", c.addr)).unwrap().connect().await.unwrap();
+    let ch = tonic::transport::Channel::from_shared(format!("http://{}", c.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     let mut h = tonic_health::pb::health_client::HealthClient::new(ch.clone());
     for svc in ["", "poet.v1.Poet", "poet.v1.WorkerService"] {
-        let r = h.check(tonic_health::pb::HealthCheckRequest { service: svc.into() }).await.unwrap().into_inner();
-        assert_eq!(r.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32, "{svc}");
+        let r = h
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: svc.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            r.status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
+            "{svc}"
+        );
     }
     use tonic_reflection::pb::v1::{
-        ServerReflectionRequest, server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
-        server_reflection_response::MessageResponse,
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
     };
     let mut r = ServerReflectionClient::new(ch);
-    let req = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
-    let mut stream = r.server_reflection_info(futures::stream::iter(vec![req])).await.unwrap().into_inner();
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = r
+        .server_reflection_info(futures::stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
     let resp = stream.message().await.unwrap().unwrap();
-    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else { panic!("unexpected reply") };
+    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
+        panic!("unexpected reply")
+    };
     let names: HashSet<String> = list.service.into_iter().map(|s| s.name).collect();
-    for want in ["poet.v1.Poet", "poet.v1.WorkerService", "grpc.health.v1.Health"] {
+    for want in [
+        "poet.v1.Poet",
+        "poet.v1.WorkerService",
+        "grpc.health.v1.Health",
+    ] {
         assert!(names.contains(want), "{want} missing from {names:?}");
     }
     c.stop().await;
@@ -60,22 +107,36 @@ async fn sweep_validation_names_the_field_and_stores_nothing() {
     let mut client = c.client().await;
     let cases = [
         ("dataset = \"tiny\"\n[base]\nlayerz = 2\n", "layerz"),
-        ("dataset = \"tiny\"\n[grid]\ndropout = [0.1, 1.5]\n", "dropout"),
+        (
+            "dataset = \"tiny\"\n[grid]\ndropout = [0.1, 1.5]\n",
+            "dropout",
+        ),
         ("dataset = \"nope\"\n", "dataset"),
-        ("dataset = \"tiny\"\n[grid]\nseed = [1,2,3,4,5,6,7,8,9,10]\nunits = [1,2,3,4,5,6,7,8,9,10]\nlayers = [1,2,3,4,5,6,7,8,9,10]\nepochs = [1,2]\n", "grid"),
+        (
+            "dataset = \"tiny\"\n[grid]\nseed = [1,2,3,4,5,6,7,8,9,10]\nunits = [1,2,3,4,5,6,7,8,9,10]\nlayers = [1,2,3,4,5,6,7,8,9,10]\nepochs = [1,2]\n",
+            "grid",
+        ),
     ];
     for (text, field) in cases {
         let err = client
-            .submit_sweep(v1::SubmitSweepRequest { spec: text.into(), ..Default::default() })
+            .submit_sweep(v1::SubmitSweepRequest {
+                spec: text.into(),
+                ..Default::default()
+            })
             .await
             .unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{text}");
-        assert!(err.message().contains(field), "{field} not named in: {}", err.message());
+        assert!(
+            err.message().contains(field),
+            "{field} not named in: {}",
+            err.message()
+        );
     }
-    let (sweeps, runs): (i64, i64) = sqlx::query_as("select (select count(*) from sweeps), (select count(*) from runs)")
-        .fetch_one(&c.db.pool)
-        .await
-        .unwrap();
+    let (sweeps, runs): (i64, i64) =
+        sqlx::query_as("select (select count(*) from sweeps), (select count(*) from runs)")
+            .fetch_one(&c.db.pool)
+            .await
+            .unwrap();
     assert_eq!((sweeps, runs), (0, 0), "nothing partial stored");
     c.stop().await;
 }
@@ -85,16 +146,37 @@ async fn identical_configs_are_one_run_across_sweeps() {
     let c = spawn().await;
     seed_dataset(&c.db.pool, "tiny", POEMS).await;
     let mut client = c.client().await;
-    let first = client.submit_sweep(v1::SubmitSweepRequest { spec: spec("tiny", 3, 1), ..Default::default() }).await.unwrap().into_inner();
-    assert_eq!(first.created.len(), 3);
-    let second = client.submit_sweep(v1::SubmitSweepRequest { spec: spec("tiny", 5, 1), ..Default::default() }).await.unwrap().into_inner();
-    assert_eq!((second.created.len(), second.existing.len()), (2, 3));
-    let listed = client
-        .list_runs(v1::ListRunsRequest { sweep_id: second.sweep.unwrap().id, ..Default::default() })
+    let first = client
+        .submit_sweep(v1::SubmitSweepRequest {
+            spec: spec("tiny", 3, 1),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(listed.runs.len(), 5, "existing runs are attached to the new sweep");
+    assert_eq!(first.created.len(), 3);
+    let second = client
+        .submit_sweep(v1::SubmitSweepRequest {
+            spec: spec("tiny", 5, 1),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((second.created.len(), second.existing.len()), (2, 3));
+    let listed = client
+        .list_runs(v1::ListRunsRequest {
+            sweep_id: second.sweep.unwrap().id,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        listed.runs.len(),
+        5,
+        "existing runs are attached to the new sweep"
+    );
     c.stop().await;
 }
 
@@ -103,17 +185,38 @@ async fn worker_protocol_end_to_end_with_checkpoint_checks() {
     let c = spawn().await;
     seed_dataset(&c.db.pool, "tiny", POEMS).await;
     let mut client = c.client().await;
-    client.submit_sweep(v1::SubmitSweepRequest { spec: spec("tiny", 1, 2), ..Default::default() }).await.unwrap();
+    client
+        .submit_sweep(v1::SubmitSweepRequest {
+            spec: spec("tiny", 1, 2),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let mut w = c.worker().await;
     let wid = register(&mut w, "test-host").await;
-    let lease = w.lease_run(v1::LeaseRunRequest { worker_id: wid, wait_ms: 1000 }).await.unwrap().into_inner().lease.unwrap();
+    let lease = w
+        .lease_run(v1::LeaseRunRequest {
+            worker_id: wid,
+            wait_ms: 1000,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .lease
+        .unwrap();
     let l = lease.lease.clone().unwrap();
     assert!(lease.resume_from.is_none());
     let cfg = poet_core::config::TrainConfig::from_json(&lease.config_json).unwrap();
     assert_eq!((cfg.layers, cfg.units, cfg.epochs), (1, 8, 2));
 
     // The dataset stream matches its header.
-    let mut stream = w.download_dataset(v1::DownloadDatasetRequest { dataset_id: lease.dataset.unwrap().id }).await.unwrap().into_inner();
+    let mut stream = w
+        .download_dataset(v1::DownloadDatasetRequest {
+            dataset_id: lease.dataset.unwrap().id,
+        })
+        .await
+        .unwrap()
+        .into_inner();
     let mut header = None;
     let (mut train, mut val) = (Vec::new(), Vec::new());
     while let Some(m) = stream.message().await.unwrap() {
@@ -124,57 +227,163 @@ async fn worker_protocol_end_to_end_with_checkpoint_checks() {
         }
     }
     let header = header.unwrap();
-    assert_eq!((train.len() as i64, val.len() as i64), (header.train_bytes, header.validation_bytes));
-    assert!(!val.is_empty() && String::from_utf8(train.clone()).unwrap().starts_with("++++\n"));
+    assert_eq!(
+        (train.len() as i64, val.len() as i64),
+        (header.train_bytes, header.validation_bytes)
+    );
+    assert!(
+        !val.is_empty()
+            && String::from_utf8(train.clone())
+                .unwrap()
+                .starts_with("++++\n")
+    );
     assert_eq!(sha(&[train, val].concat()), header.sha256);
 
-    let hb = w.heartbeat(v1::HeartbeatRequest { worker_id: wid, lease: Some(l.clone()), ..Default::default() }).await.unwrap().into_inner();
+    let hb = w
+        .heartbeat(v1::HeartbeatRequest {
+            worker_id: wid,
+            lease: Some(l.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert!(!hb.cancel);
 
     // A checkpoint before its epoch report is refused.
     let data = b"pretend checkpoint bytes".to_vec();
-    let early = w.upload_checkpoint(futures::stream::iter(upload_msgs(&l, 1, &data, data.len() as i64, sha(&data)))).await.unwrap_err();
+    let early = w
+        .upload_checkpoint(futures::stream::iter(upload_msgs(
+            &l,
+            1,
+            &data,
+            data.len() as i64,
+            sha(&data),
+        )))
+        .await
+        .unwrap_err();
     assert_eq!(early.code(), Code::FailedPrecondition);
 
-    w.report_epoch(v1::ReportEpochRequest { lease: Some(l.clone()), epoch: Some(epoch(1, 2.0)) }).await.unwrap();
+    w.report_epoch(v1::ReportEpochRequest {
+        lease: Some(l.clone()),
+        epoch: Some(epoch(1, 2.0)),
+    })
+    .await
+    .unwrap();
     // Corrupted (wrong sha), truncated and oversized uploads are refused and leave no row.
-    let bad_sha = w.upload_checkpoint(futures::stream::iter(upload_msgs(&l, 1, &data, data.len() as i64, sha(b"other")))).await.unwrap_err();
+    let bad_sha = w
+        .upload_checkpoint(futures::stream::iter(upload_msgs(
+            &l,
+            1,
+            &data,
+            data.len() as i64,
+            sha(b"other"),
+        )))
+        .await
+        .unwrap_err();
     assert_eq!(bad_sha.code(), Code::InvalidArgument, "{bad_sha:?}");
     assert!(bad_sha.message().contains("sha256"));
-    let truncated = w.upload_checkpoint(futures::stream::iter(upload_msgs(&l, 1, &data[..5], data.len() as i64, sha(&data)))).await.unwrap_err();
+    let truncated = w
+        .upload_checkpoint(futures::stream::iter(upload_msgs(
+            &l,
+            1,
+            &data[..5],
+            data.len() as i64,
+            sha(&data),
+        )))
+        .await
+        .unwrap_err();
     assert!(truncated.message().contains("truncated"), "{truncated:?}");
-    let too_many = w.upload_checkpoint(futures::stream::iter(upload_msgs(&l, 1, &data, 3, sha(&data)))).await.unwrap_err();
+    let too_many = w
+        .upload_checkpoint(futures::stream::iter(upload_msgs(
+            &l,
+            1,
+            &data,
+            3,
+            sha(&data),
+        )))
+        .await
+        .unwrap_err();
     assert!(too_many.message().contains("more bytes"), "{too_many:?}");
-    let rows: i64 = sqlx::query_scalar("select count(*) from checkpoints").fetch_one(&c.db.pool).await.unwrap();
+    let rows: i64 = sqlx::query_scalar("select count(*) from checkpoints")
+        .fetch_one(&c.db.pool)
+        .await
+        .unwrap();
     assert_eq!(rows, 0);
     let blobs = walk(c.artifacts.path());
     assert!(blobs.is_empty(), "no blob without a row: {blobs:?}");
 
-    let ok = w.upload_checkpoint(futures::stream::iter(upload_msgs(&l, 1, &data, data.len() as i64, sha(&data)))).await.unwrap().into_inner();
+    let ok = w
+        .upload_checkpoint(futures::stream::iter(upload_msgs(
+            &l,
+            1,
+            &data,
+            data.len() as i64,
+            sha(&data),
+        )))
+        .await
+        .unwrap()
+        .into_inner();
     let ck = ok.checkpoint.unwrap();
     assert_eq!((ck.epoch, ck.size), (1, data.len() as i64));
     // Round trip.
-    let mut down = w.download_checkpoint(v1::DownloadCheckpointRequest { checkpoint_id: ck.id }).await.unwrap().into_inner();
+    let mut down = w
+        .download_checkpoint(v1::DownloadCheckpointRequest {
+            checkpoint_id: ck.id,
+        })
+        .await
+        .unwrap()
+        .into_inner();
     let mut got = Vec::new();
     while let Some(m) = down.message().await.unwrap() {
         got.extend(m.data);
     }
     assert_eq!(got, data);
 
-    w.report_epoch(v1::ReportEpochRequest { lease: Some(l.clone()), epoch: Some(epoch(2, 1.5)) }).await.unwrap();
-    w.complete_run(v1::CompleteRunRequest { lease: Some(l.clone()) }).await.unwrap();
+    w.report_epoch(v1::ReportEpochRequest {
+        lease: Some(l.clone()),
+        epoch: Some(epoch(2, 1.5)),
+    })
+    .await
+    .unwrap();
+    w.complete_run(v1::CompleteRunRequest {
+        lease: Some(l.clone()),
+    })
+    .await
+    .unwrap();
     // After completion every write is fenced.
-    let late = w.report_epoch(v1::ReportEpochRequest { lease: Some(l.clone()), epoch: Some(epoch(2, 1.5)) }).await.unwrap_err();
+    let late = w
+        .report_epoch(v1::ReportEpochRequest {
+            lease: Some(l.clone()),
+            epoch: Some(epoch(2, 1.5)),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(late.code(), Code::FailedPrecondition);
 
-    let run = client.get_run(v1::GetRunRequest { run_id: l.run_id }).await.unwrap().into_inner();
-    assert_eq!(run.run.as_ref().unwrap().state, v1::RunState::Succeeded as i32);
-    assert_eq!(run.epochs.iter().map(|e| e.epoch).collect::<Vec<_>>(), vec![1, 2]);
+    let run = client
+        .get_run(v1::GetRunRequest { run_id: l.run_id })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        run.run.as_ref().unwrap().state,
+        v1::RunState::Succeeded as i32
+    );
+    assert_eq!(
+        run.epochs.iter().map(|e| e.epoch).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
     assert_eq!(run.attempts.len(), 1);
     assert_eq!(run.attempts[0].outcome, "completed");
     assert_eq!(run.attempts[0].worker_host, "test-host");
     assert_eq!(run.best_checkpoint_id, ck.id);
-    let workers = client.list_workers(v1::ListWorkersRequest::default()).await.unwrap().into_inner().workers;
+    let workers = client
+        .list_workers(v1::ListWorkersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .workers;
     assert_eq!(workers.len(), 1);
     c.stop().await;
 }
@@ -197,16 +406,34 @@ async fn two_replicas_never_lease_a_run_twice() {
     let a = spawn().await;
     seed_dataset(&a.db.pool, "tiny", POEMS).await;
     let b = spawn_with(Some(a.db.clone()), fast_config()).await;
-    a.client().await.submit_sweep(v1::SubmitSweepRequest { spec: spec("tiny", 30, 1), ..Default::default() }).await.unwrap();
+    a.client()
+        .await
+        .submit_sweep(v1::SubmitSweepRequest {
+            spec: spec("tiny", 30, 1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let mut tasks = Vec::new();
     for i in 0..12 {
         let addr = if i % 2 == 0 { a.addr } else { b.addr };
         tasks.push(tokio::spawn(async move {
-            let mut w = poet_proto::v1::worker_service_client::WorkerServiceClient::connect(format!("http://{addr}")).await.unwrap();
+            let mut w = poet_proto::v1::worker_service_client::WorkerServiceClient::connect(
+                format!("http://{addr}"),
+            )
+            .await
+            .unwrap();
             let wid = register(&mut w, &format!("w{i}")).await;
             let mut got = Vec::new();
             loop {
-                let r = w.lease_run(v1::LeaseRunRequest { worker_id: wid, wait_ms: 200 }).await.unwrap().into_inner();
+                let r = w
+                    .lease_run(v1::LeaseRunRequest {
+                        worker_id: wid,
+                        wait_ms: 200,
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
                 match r.lease {
                     Some(l) => got.push(l.lease.unwrap().run_id),
                     None => return got,
@@ -232,14 +459,31 @@ async fn long_poll_wakes_when_a_sweep_arrives() {
     let wid = register(&mut w, "h").await;
     let waiting = tokio::spawn(async move {
         let t = std::time::Instant::now();
-        let r = w.lease_run(v1::LeaseRunRequest { worker_id: wid, wait_ms: 20_000 }).await.unwrap().into_inner();
+        let r = w
+            .lease_run(v1::LeaseRunRequest {
+                worker_id: wid,
+                wait_ms: 20_000,
+            })
+            .await
+            .unwrap()
+            .into_inner();
         (r.lease.is_some(), t.elapsed())
     });
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    c.client().await.submit_sweep(v1::SubmitSweepRequest { spec: spec("tiny", 1, 1), ..Default::default() }).await.unwrap();
+    c.client()
+        .await
+        .submit_sweep(v1::SubmitSweepRequest {
+            spec: spec("tiny", 1, 1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let (got, waited) = waiting.await.unwrap();
     assert!(got, "the waiting worker got the new run");
-    assert!(waited < std::time::Duration::from_secs(15), "woken before its deadline: {waited:?}");
+    assert!(
+        waited < std::time::Duration::from_secs(15),
+        "woken before its deadline: {waited:?}"
+    );
     c.stop().await;
 }
 
@@ -248,17 +492,61 @@ async fn cancel_reaches_the_worker_at_its_next_heartbeat() {
     let c = spawn().await;
     seed_dataset(&c.db.pool, "tiny", POEMS).await;
     let mut client = c.client().await;
-    client.submit_sweep(v1::SubmitSweepRequest { spec: spec("tiny", 1, 3), ..Default::default() }).await.unwrap();
+    client
+        .submit_sweep(v1::SubmitSweepRequest {
+            spec: spec("tiny", 1, 3),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let mut w = c.worker().await;
     let wid = register(&mut w, "h").await;
-    let l = w.lease_run(v1::LeaseRunRequest { worker_id: wid, wait_ms: 1000 }).await.unwrap().into_inner().lease.unwrap().lease.unwrap();
-    let r = client.cancel_run(v1::CancelRunRequest { run_id: l.run_id, reason: "user".into() }).await.unwrap().into_inner();
+    let l = w
+        .lease_run(v1::LeaseRunRequest {
+            worker_id: wid,
+            wait_ms: 1000,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .lease
+        .unwrap()
+        .lease
+        .unwrap();
+    let r = client
+        .cancel_run(v1::CancelRunRequest {
+            run_id: l.run_id,
+            reason: "user".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(r.cancel_requested, 1);
-    let hb = w.heartbeat(v1::HeartbeatRequest { worker_id: wid, lease: Some(l.clone()), ..Default::default() }).await.unwrap().into_inner();
+    let hb = w
+        .heartbeat(v1::HeartbeatRequest {
+            worker_id: wid,
+            lease: Some(l.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert!(hb.cancel);
-    let run = client.get_run(v1::GetRunRequest { run_id: l.run_id }).await.unwrap().into_inner().run.unwrap();
+    let run = client
+        .get_run(v1::GetRunRequest { run_id: l.run_id })
+        .await
+        .unwrap()
+        .into_inner()
+        .run
+        .unwrap();
     assert_eq!(run.state, v1::RunState::Cancelled as i32);
-    let missing = client.cancel_run(v1::CancelRunRequest { run_id: 999_999, reason: String::new() }).await.unwrap_err();
+    let missing = client
+        .cancel_run(v1::CancelRunRequest {
+            run_id: 999_999,
+            reason: String::new(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
     c.stop().await;
 }
@@ -268,67 +556,168 @@ async fn generation_is_served_by_a_worker_and_judged_for_plagiarism() {
     let c = spawn().await;
     seed_dataset(&c.db.pool, "tiny", POEMS).await;
     let mut client = c.client().await;
-    client.submit_sweep(v1::SubmitSweepRequest { spec: spec("tiny", 1, 1), ..Default::default() }).await.unwrap();
+    client
+        .submit_sweep(v1::SubmitSweepRequest {
+            spec: spec("tiny", 1, 1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let mut w = c.worker().await;
     let wid = register(&mut w, "h").await;
-    let l = w.lease_run(v1::LeaseRunRequest { worker_id: wid, wait_ms: 1000 }).await.unwrap().into_inner().lease.unwrap().lease.unwrap();
+    let l = w
+        .lease_run(v1::LeaseRunRequest {
+            worker_id: wid,
+            wait_ms: 1000,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .lease
+        .unwrap()
+        .lease
+        .unwrap();
     // No checkpoint yet: a clear refusal.
-    let none = client.generate(v1::GenerateRequest { run_id: l.run_id, ..Default::default() }).await.unwrap_err();
+    let none = client
+        .generate(v1::GenerateRequest {
+            run_id: l.run_id,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
     assert_eq!(none.code(), Code::FailedPrecondition);
     assert!(none.message().contains("no checkpoint"));
-    w.report_epoch(v1::ReportEpochRequest { lease: Some(l.clone()), epoch: Some(epoch(1, 2.0)) }).await.unwrap();
+    w.report_epoch(v1::ReportEpochRequest {
+        lease: Some(l.clone()),
+        epoch: Some(epoch(1, 2.0)),
+    })
+    .await
+    .unwrap();
     let data = b"ckpt".to_vec();
-    w.upload_checkpoint(futures::stream::iter(upload_msgs(&l, 1, &data, 4, sha(&data)))).await.unwrap();
+    w.upload_checkpoint(futures::stream::iter(upload_msgs(
+        &l,
+        1,
+        &data,
+        4,
+        sha(&data),
+    )))
+    .await
+    .unwrap();
     for (bad, field) in [
-        (v1::GenerateRequest { run_id: l.run_id, temperatures: vec![f64::NAN], ..Default::default() }, "temperatures"),
-        (v1::GenerateRequest { run_id: l.run_id, temperatures: vec![-1.0], ..Default::default() }, "temperatures"),
-        (v1::GenerateRequest { run_id: l.run_id, chars: 10_000_000, ..Default::default() }, "chars"),
+        (
+            v1::GenerateRequest {
+                run_id: l.run_id,
+                temperatures: vec![f64::NAN],
+                ..Default::default()
+            },
+            "temperatures",
+        ),
+        (
+            v1::GenerateRequest {
+                run_id: l.run_id,
+                temperatures: vec![-1.0],
+                ..Default::default()
+            },
+            "temperatures",
+        ),
+        (
+            v1::GenerateRequest {
+                run_id: l.run_id,
+                chars: 10_000_000,
+                ..Default::default()
+            },
+            "chars",
+        ),
     ] {
         let e = client.generate(bad).await.unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument);
         assert!(e.message().contains(field), "{e:?}");
     }
-    let unknown = client.generate(v1::GenerateRequest { run_id: 424242, ..Default::default() }).await.unwrap_err();
+    let unknown = client
+        .generate(v1::GenerateRequest {
+            run_id: 424242,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound);
 
     let g = client
-        .generate(v1::GenerateRequest { run_id: l.run_id, temperatures: vec![0.5, 1.0], seed: 7, ..Default::default() })
+        .generate(v1::GenerateRequest {
+            run_id: l.run_id,
+            temperatures: vec![0.5, 1.0],
+            seed: 7,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
         .generation
         .unwrap();
     assert_eq!(g.state, "queued");
-    let job = w.lease_generation(v1::LeaseGenerationRequest { worker_id: wid, wait_ms: 2000 }).await.unwrap().into_inner().job.unwrap();
+    let job = w
+        .lease_generation(v1::LeaseGenerationRequest {
+            worker_id: wid,
+            wait_ms: 2000,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .job
+        .unwrap();
     assert_eq!(job.temperatures, vec![0.5, 1.0]);
     assert_eq!(job.checkpoint.unwrap().epoch, 1);
     let copied = POEMS[1]; // verbatim from the corpus
-    let original = "violet engines hum beneath\nthe quiet orchard of my teeth\nno river ever learned my name";
+    let original =
+        "violet engines hum beneath\nthe quiet orchard of my teeth\nno river ever learned my name";
     w.complete_generation(v1::CompleteGenerationRequest {
         worker_id: wid,
         generation_id: job.generation_id,
         streams: vec![
-            v1::SampledStream { temperature: 0.5, text: format!("{copied}\n++++\n") },
-            v1::SampledStream { temperature: 1.0, text: format!("++++\n{original}\n++++\n\n++++") },
+            v1::SampledStream {
+                temperature: 0.5,
+                text: format!("{copied}\n++++\n"),
+            },
+            v1::SampledStream {
+                temperature: 1.0,
+                text: format!("++++\n{original}\n++++\n\n++++"),
+            },
         ],
         error: String::new(),
     })
     .await
     .unwrap();
     let done = client
-        .get_generation(v1::GetGenerationRequest { generation_id: job.generation_id, wait_seconds: 5 })
+        .get_generation(v1::GetGenerationRequest {
+            generation_id: job.generation_id,
+            wait_seconds: 5,
+        })
         .await
         .unwrap()
         .into_inner()
         .generation
         .unwrap();
     assert_eq!(done.state, "done");
-    assert_eq!(done.poems.len(), 2, "split on ++++, empty fragments dropped");
+    assert_eq!(
+        done.poems.len(),
+        2,
+        "split on ++++, empty fragments dropped"
+    );
     let copied_report = done.poems[0].report.as_ref().unwrap();
-    assert!(copied_report.flagged && copied_report.shared_fraction > 0.9, "{copied_report:?}");
+    assert!(
+        copied_report.flagged && copied_report.shared_fraction > 0.9,
+        "{copied_report:?}"
+    );
     let original_report = done.poems[1].report.as_ref().unwrap();
-    assert!(!original_report.flagged && original_report.shared.is_empty(), "{original_report:?}");
-    let listed = client.list_generations(v1::ListGenerationsRequest { run_id: l.run_id }).await.unwrap().into_inner();
+    assert!(
+        !original_report.flagged && original_report.shared.is_empty(),
+        "{original_report:?}"
+    );
+    let listed = client
+        .list_generations(v1::ListGenerationsRequest { run_id: l.run_id })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(listed.generations.len(), 1);
     c.stop().await;
 }
@@ -342,20 +731,53 @@ async fn tokens_roles_and_codes() {
     };
     let c = spawn_with(None, cfg).await;
     let mut client = c.client().await;
-    let no_token = client.list_sweeps(v1::ListSweepsRequest::default()).await.unwrap_err();
+    let no_token = client
+        .list_sweeps(v1::ListSweepsRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(no_token.code(), Code::Unauthenticated);
     let with = |t: &str| {
         let mut r = tonic::Request::new(v1::ListSweepsRequest::default());
-        r.metadata_mut().insert("authorization", format!("Bearer {t}").parse().unwrap());
+        r.metadata_mut()
+            .insert("authorization", format!("Bearer {t}").parse().unwrap());
         r
     };
-    assert_eq!(client.list_sweeps(with("wrong-token")).await.unwrap_err().code(), Code::Unauthenticated);
-    assert_eq!(client.list_sweeps(with("worker-secret-0123456789")).await.unwrap_err().code(), Code::PermissionDenied);
-    assert!(client.list_sweeps(with("client-secret-0123456789")).await.is_ok());
+    assert_eq!(
+        client
+            .list_sweeps(with("wrong-token"))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unauthenticated
+    );
+    assert_eq!(
+        client
+            .list_sweeps(with("worker-secret-0123456789"))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::PermissionDenied
+    );
+    assert!(
+        client
+            .list_sweeps(with("client-secret-0123456789"))
+            .await
+            .is_ok()
+    );
     let mut w = c.worker().await;
-    let mut reg = tonic::Request::new(v1::RegisterRequest { host: "h".into(), device: "cpu".into(), ..Default::default() });
-    reg.metadata_mut().insert("authorization", "Bearer client-secret-0123456789".parse().unwrap());
-    assert_eq!(w.register(reg).await.unwrap_err().code(), Code::PermissionDenied);
+    let mut reg = tonic::Request::new(v1::RegisterRequest {
+        host: "h".into(),
+        device: "cpu".into(),
+        ..Default::default()
+    });
+    reg.metadata_mut().insert(
+        "authorization",
+        "Bearer client-secret-0123456789".parse().unwrap(),
+    );
+    assert_eq!(
+        w.register(reg).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
     c.stop().await;
 }
 
