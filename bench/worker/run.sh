@@ -17,17 +17,21 @@ BENCH="${CARGO_TARGET_DIR:-target}/release/examples/bench"
 PY="python bench/worker/torch_reference.py"
 what=${1:-all}
 
-# best CMD...: runs CMD $REPEATS times, prints the best chars_per_sec.
+# METRIC: chars_per_sec (wall clock, the default) or chars_per_cpu_sec (process CPU time,
+# steadier when other work shares the cores; use it with THREADS=1).
+METRIC=${METRIC:-chars_per_sec}
+
+# best CMD...: runs CMD $REPEATS times, prints the best $METRIC.
 best() {
   for _ in $(seq "$REPEATS"); do "$@" 2>/dev/null | tail -1; done |
-    python3 -c 'import json,sys; print(max(json.loads(l)["chars_per_sec"] for l in sys.stdin))'
+    python3 -c 'import json,sys; print(max(json.loads(l)[sys.argv[1]] for l in sys.stdin))' "$METRIC"
 }
 
 side() { # label ours reference
-  python3 -c 'import sys; l,a,b=sys.argv[1],float(sys.argv[2]),float(sys.argv[3]); print(f"{l:<44} poet-worker {a:>12.0f} chars/s   pytorch {b:>12.0f} chars/s   ratio {a/b:5.2f}")' "$@"
+  python3 -c 'import sys; l,a,b=sys.argv[1],float(sys.argv[2]),float(sys.argv[3]); print(f"{l:<46} poet-worker {a:>10.0f}   pytorch {b:>10.0f}   ratio {a/b:5.2f}")' "$@"
 }
 
-echo "# $(date -u +%FT%TZ) $(nproc) cores, threads=$THREADS, best of $REPEATS"
+echo "# $(date -u +%FT%TZ) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), threads=$THREADS, best of $REPEATS, figures in $METRIC"
 if [[ $what == train || $what == all ]]; then
   for f in keras seq; do
     small=(--layers 2 --units 64 --seq-len 40 --batch 128 --formulation $f --threads "$THREADS" --corpus "$CORPUS")

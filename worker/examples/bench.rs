@@ -108,12 +108,15 @@ fn main() -> anyhow::Result<()> {
                 ..cfg
             };
             let mut t = Trainer::new(cfg.clone(), train, "", device)?;
+            let cpu = cpu_seconds();
             let r = t.train_epoch(&cancel, &mut |_| {})?.expect("not cancelled");
+            let cpu = cpu_seconds() - cpu;
             println!(
                 "{}",
                 serde_json::json!({"impl": "poet-worker", "mode": "train", "layers": cfg.layers, "units": cfg.units,
                     "seq_len": cfg.seq_len, "batch": cfg.batch_size, "formulation": a.formulation, "batches": r.batches,
-                    "threads": a.threads, "seconds": r.duration_s, "chars_per_sec": r.chars_per_sec, "loss": r.train_loss})
+                    "threads": a.threads, "seconds": r.duration_s, "chars_per_sec": r.chars_per_sec, "loss": r.train_loss,
+                    "cpu_seconds": cpu, "chars_per_cpu_sec": r.chars_per_sec * r.duration_s / cpu})
             );
         }
         Mode::Quality {
@@ -168,17 +171,33 @@ fn main() -> anyhow::Result<()> {
                 },
             )?;
             let started = Instant::now();
+            let cpu = cpu_seconds();
             sample(&model, &vocab, &cfg, &req)?;
+            let cpu = cpu_seconds() - cpu;
             let secs = started.elapsed().as_secs_f64();
             println!(
                 "{}",
                 serde_json::json!({"impl": "poet-worker", "mode": "sample", "layers": cfg.layers, "units": cfg.units,
                     "streams": streams, "chars": chars, "threads": a.threads, "seconds": secs,
-                    "chars_per_sec": (streams * chars) as f64 / secs})
+                    "chars_per_sec": (streams * chars) as f64 / secs, "cpu_seconds": cpu,
+                    "chars_per_cpu_sec": (streams * chars) as f64 / cpu})
             );
         }
     }
     Ok(())
+}
+
+/// CPU seconds (user + system, all threads) this process has used, from `/proc/self/stat`;
+/// under a shared machine's load it tracks work done better than wall time.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the ")" that closes the command name; utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0
 }
 
 /// Mean loss of the char after each full `seq_len` window, over up to 2048 windows spread
