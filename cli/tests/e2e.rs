@@ -1,0 +1,363 @@
+//! End to end with every real part: Postgres, a coordinator serving gRPC on a socket, real
+//! `poet-worker` processes training with libtorch on the CPU, and the `poet` binary (which has
+//! no libtorch) asking for poems.
+//!
+//! Needs `poet-worker` built beside `poet` (`./poet.sh test` builds both) or POET_WORKER_BIN.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use poet_coordinator::CoordinatorConfig;
+use poet_proto::v1;
+
+fn worker_bin() -> PathBuf {
+    let p = std::env::var_os("POET_WORKER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_BIN_EXE_poet"))
+                .parent()
+                .expect("bin dir")
+                .join("poet-worker")
+        });
+    assert!(
+        p.is_file(),
+        "{} is missing: build it first (`./poet.sh test` does; or `cargo build -p poet-worker` with libtorch), or set POET_WORKER_BIN",
+        p.display()
+    );
+    p
+}
+
+struct Stack {
+    addr: String,
+    db: poet_sql::testing::TestDb,
+    artifacts: tempfile::TempDir,
+    cache: tempfile::TempDir,
+    workers: Vec<Child>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for w in &mut self.workers {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+    }
+}
+
+impl Stack {
+    fn spawn_worker(&mut self) -> usize {
+        let log = std::fs::File::create(
+            self.cache
+                .path()
+                .join(format!("worker-{}.log", self.workers.len())),
+        )
+        .unwrap();
+        let child = Command::new(worker_bin())
+            .args([
+                "--device",
+                "cpu",
+                "--threads",
+                "1",
+                "run",
+                "--coordinator",
+                &self.addr,
+                "--cache-dir",
+            ])
+            .arg(self.cache.path())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn poet-worker");
+        self.workers.push(child);
+        self.workers.len() - 1
+    }
+
+    async fn client(&self) -> v1::poet_client::PoetClient<tonic::transport::Channel> {
+        v1::poet_client::PoetClient::connect(self.addr.clone())
+            .await
+            .unwrap()
+    }
+
+    async fn wait_until(&self, what: &str, timeout: Duration, sql: &str) {
+        let t = Instant::now();
+        loop {
+            let ok: bool = sqlx::query_scalar(sql)
+                .fetch_one(&self.db.pool)
+                .await
+                .unwrap();
+            if ok {
+                return;
+            }
+            if t.elapsed() > timeout {
+                let logs: String = (0..self.workers.len())
+                    .map(|i| {
+                        std::fs::read_to_string(self.cache.path().join(format!("worker-{i}.log")))
+                            .unwrap_or_default()
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n---\n");
+                panic!(
+                    "timed out waiting for {what}; worker logs:\n{}",
+                    &logs[logs.len().saturating_sub(4000)..]
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+const CORPUS: &[&str] = &[
+    "the kettle hums a tune of steam\nthe window holds a winter dream\nand on the sill the sparrows wait\nfor crumbs beside the garden gate",
+    "a train goes by at half past nine\nits windows lit along the line\nand every face a little moon\nthat sets behind the hill too soon",
+    "my father mended boots at night\nbeneath a single yellow light\nthe hammer tapped a patient beat\nfor roads he walked on other feet",
+    "the sea came in and took the sand\nand gave it back to other land\nthe gulls kept count of what was lost\nand never said what all it cost",
+    "in april rain the lilacs lean\ntoward the grass so newly green\nthe blackbird sings from the wet wall\nas if it owned the sky and all",
+    "the city sleeps in sodium light\nthe buses hum into the night\na baker starts his ovens slow\nwhile streets are quiet down below",
+];
+
+async fn stack(lease_ttl: f64) -> Stack {
+    let db = poet_sql::testing::fresh_db().await;
+    let artifacts = tempfile::tempdir().unwrap();
+    let cfg = CoordinatorConfig {
+        database_url: Some(db.url.clone()),
+        artifacts: Some(artifacts.path().display().to_string()),
+        lease_ttl_s: lease_ttl,
+        heartbeat_interval_s: lease_ttl / 4.0,
+        reaper_interval_s: 0.3,
+        ..Default::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(poet_coordinator::run(cfg, listener, async move {
+        let _ = rx.await;
+    }));
+    let id: i64 = sqlx::query_scalar(
+        "insert into datasets (name, version, content_hash, params_hash, params, counts, poems, chars, vocab, shards, validation_shards, state)
+         values ('tiny', 1, 'tiny-hash', 'p', '{}', '{}', $1, 0, '', 6, '{0}', 'ready') returning id",
+    )
+    .bind(CORPUS.len() as i64)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    for (i, p) in CORPUS.iter().enumerate() {
+        sqlx::query("insert into poems (dataset_id, shard, source_id, dedupe_key, text) values ($1, $2, $3, $4, $5)")
+            .bind(id)
+            .bind(i as i32)
+            .bind(format!("s{i}"))
+            .bind(format!("k{i}"))
+            .bind(format!("++++\n{p}\n"))
+            .execute(&db.pool)
+            .await
+            .unwrap();
+    }
+    for _ in 0..100 {
+        if tonic::transport::Endpoint::from_shared(addr.clone())
+            .unwrap()
+            .connect()
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Stack {
+        addr,
+        db,
+        artifacts,
+        cache: tempfile::tempdir().unwrap(),
+        workers: vec![],
+        _stop: tx,
+    }
+}
+
+fn spec(grid: &str, epochs: u32) -> String {
+    format!(
+        "dataset = \"tiny\"\n[base]\nunits = 16\nseq_len = 24\nbatch_size = 8\nlearning_rate = 0.01\nepochs = {epochs}\nformulation = \"seq\"\nseed = 3\n[grid]\n{grid}\n"
+    )
+}
+
+fn blobs(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(blobs(&p));
+        } else {
+            out.push(p.display().to_string());
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_train_a_sweep_and_poet_generates_without_libtorch() {
+    let mut s = stack(10.0).await;
+    s.client()
+        .await
+        .submit_sweep(v1::SubmitSweepRequest {
+            spec: spec("layers = [1, 2]", 3),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    s.spawn_worker();
+    s.spawn_worker();
+    s.wait_until(
+        "both runs to succeed",
+        Duration::from_secs(240),
+        "select count(*) = 2 from runs where state = 'succeeded'",
+    )
+    .await;
+
+    // Every epoch reported once, in order, by one attempt; a checkpoint stored for each.
+    let rows: Vec<(i64, i32, i32)> =
+        sqlx::query_as("select run_id, epoch, attempt from epochs order by run_id, epoch")
+            .fetch_all(&s.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+        vec![1, 2, 3, 1, 2, 3]
+    );
+    let ckpts: i64 = sqlx::query_scalar("select count(*) from checkpoints")
+        .fetch_one(&s.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(ckpts, 6, "a checkpoint per epoch");
+    let live: Vec<String> = sqlx::query_scalar("select key from checkpoints where live")
+        .fetch_all(&s.db.pool)
+        .await
+        .unwrap();
+    let on_disk = blobs(s.artifacts.path());
+    for k in &live {
+        assert!(
+            on_disk.iter().any(|p| p.ends_with(k)),
+            "live checkpoint {k} has no blob"
+        );
+    }
+    let workers_used: i64 =
+        sqlx::query_scalar("select count(distinct worker_id) from run_attempts")
+            .fetch_one(&s.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(workers_used, 2, "both workers trained");
+    let losses: Vec<f64> =
+        sqlx::query_scalar("select train_loss from epochs where run_id = 1 order by epoch")
+            .fetch_all(&s.db.pool)
+            .await
+            .unwrap();
+    assert!(
+        losses[2] < losses[0],
+        "training lowers the loss: {losses:?}"
+    );
+
+    // `poet` (no libtorch) asks; a worker samples; the coordinator judges and stores.
+    let addr = s.addr.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_poet"))
+            .args([
+                "generate",
+                "--run",
+                "1",
+                "--temperature",
+                "0,0.8",
+                "--chars",
+                "200",
+                "--seed",
+                "5",
+                "--json",
+                "--wait",
+                "120",
+            ])
+            .env("POET_COORDINATOR", addr)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let g: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(g["state"], "done");
+    assert!(!g["poems"].as_array().unwrap().is_empty(), "{g}");
+    assert!(g["poems"][0]["report"]["ngrams"].is_number(), "{g}");
+    assert!(g["overall"]["shared_fraction"].is_number());
+    let stored: i64 = sqlx::query_scalar("select count(*) from generated_poems")
+        .fetch_one(&s.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored as usize, g["poems"].as_array().unwrap().len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_s_run_is_resumed_and_finished_by_the_other() {
+    let mut s = stack(3.0).await;
+    s.client()
+        .await
+        .submit_sweep(v1::SubmitSweepRequest {
+            spec: spec("layers = [2]", 8),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let first = s.spawn_worker();
+    s.wait_until(
+        "a checkpoint at epoch 2",
+        Duration::from_secs(120),
+        "select exists (select 1 from checkpoints where epoch >= 2)",
+    )
+    .await;
+    s.workers[first].kill().unwrap();
+    s.workers[first].wait().unwrap();
+    s.spawn_worker();
+    s.wait_until(
+        "the run to succeed",
+        Duration::from_secs(240),
+        "select count(*) = 1 from runs where state = 'succeeded'",
+    )
+    .await;
+
+    let epochs: Vec<(i32, i32)> =
+        sqlx::query_as("select epoch, attempt from epochs order by epoch")
+            .fetch_all(&s.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        epochs.iter().map(|e| e.0).collect::<Vec<_>>(),
+        (1..=8).collect::<Vec<_>>(),
+        "contiguous, no duplicates"
+    );
+    let attempts: Vec<(i32, i32, Option<String>)> = sqlx::query_as(
+        "select attempt, resumed_from_epoch, outcome from run_attempts order by attempt",
+    )
+    .fetch_all(&s.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert_eq!(attempts[0].2.as_deref(), Some("lease_expired"));
+    assert_eq!(attempts[1].2.as_deref(), Some("completed"));
+    let resumed = attempts[1].1;
+    assert!(
+        resumed >= 2,
+        "resumed from its checkpoint, not from scratch: {attempts:?}"
+    );
+    assert!(
+        epochs
+            .iter()
+            .all(|(e, a)| if *e <= resumed { *a == 1 } else { *a == 2 }),
+        "{epochs:?}"
+    );
+    // The loss curve continues: the first resumed epoch is better than epoch 1.
+    let loss: Vec<f64> = sqlx::query_scalar("select train_loss from epochs order by epoch")
+        .fetch_all(&s.db.pool)
+        .await
+        .unwrap();
+    assert!(loss[resumed as usize] < loss[0], "{loss:?}");
+}
