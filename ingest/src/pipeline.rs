@@ -50,10 +50,17 @@ impl Pipeline {
                             Err(_) => return,
                         };
                         let Ok(chunk) = chunk else { return };
-                        if tx
-                            .blocking_send(Ok(process::process(&settings, chunk)))
-                            .is_err()
-                        {
+                        // A panic (a bug) must not silently drop a chunk's poems: it fails the
+                        // ingest, which rolls back.
+                        let file = chunk.file.clone();
+                        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            process::process(&settings, chunk)
+                        }))
+                        .map_err(|_| {
+                            IngestError::Internal(format!("worker failed on a chunk of {file}"))
+                        });
+                        let failed = result.is_err();
+                        if tx.blocking_send(result).is_err() || failed {
                             return;
                         }
                     }
