@@ -63,11 +63,11 @@ if [[ $what == sample || $what == all ]]; then
 fi
 
 if [[ $what == quality || $what == all ]]; then
-  # Same 2x128 model, seq_len 64, batch 64, lr 0.002, on the 1 MB corpus; validation loss is
+  # Same 2x128 model, seq_len 64, batch 64, lr 0.01, on the 1 MB corpus; validation loss is
   # keras-style (next char after a full window) for both. Prints the curve and when seq first
   # reaches keras's best.
   q=(--layers 2 --units 128 --seq-len 64 --batch 64 --step 3 --threads "$THREADS" --corpus "$CORPUS")
-  "$BENCH" "${q[@]}" --formulation keras quality --seconds "${QUALITY_KERAS_S:-240}" --eval-every 100 >/tmp/poet-quality-keras.jsonl
+  "$BENCH" "${q[@]}" --formulation keras quality --seconds "${QUALITY_KERAS_S:-300}" --eval-every 50 >/tmp/poet-quality-keras.jsonl
   "$BENCH" "${q[@]}" --formulation seq quality --seconds "${QUALITY_SEQ_S:-60}" --eval-every 25 >/tmp/poet-quality-seq.jsonl
   python3 - <<'PY'
 import json

@@ -54,7 +54,7 @@ enum Mode {
         /// Batches between evaluations.
         #[arg(long, default_value_t = 50)]
         eval_every: u32,
-        #[arg(long, default_value_t = 0.002)]
+        #[arg(long, default_value_t = 0.01)]
         lr: f64,
     },
     /// Sampling throughput with `streams` rows.

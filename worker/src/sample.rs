@@ -6,7 +6,8 @@
 //! Two ways to condition each new character ([`SampleMode`]):
 //! - `Carry` (default): run the stack once over seed + prime, then step one character at a
 //!   time carrying the LSTM state: O(1) per char, through [`crate::model::Stepper`] (one
-//!   matmul per layer per step, no one-hot). For `seq` models this is how they are
+//!   matmul per layer per step, no one-hot) for a few rows, or one fused multi-layer LSTM
+//!   call per step from [`FUSED_MIN_ROWS`] rows on. For `seq` models this is how they are
 //!   meant to be run; `keras` models were trained from a zero state on exactly `seq_len`
 //!   chars, so past that length they see longer contexts than in training (they cope well,
 //!   since the state forgets).
@@ -25,6 +26,12 @@ use poet_core::config::TrainConfig;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
+
+/// From this many rows on, carried-state steps go through one multi-layer `Tensor::lstm`
+/// call (oneDNN's fused kernel is faster there); below it the [`crate::model::Stepper`]
+/// (oneDNN's per-call weight reordering dominates at a row or two). Measured on CPU:
+/// `bench/worker/RESULTS.md`.
+pub const FUSED_MIN_ROWS: usize = 8;
 
 /// How each new character is conditioned; see the module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -176,6 +183,14 @@ pub fn sample(
                 break;
             }
             match req.mode {
+                SampleMode::Carry if rows >= FUSED_MIN_ROWS => {
+                    let x = Tensor::from_slice(&next)
+                        .view([rows as i64, 1])
+                        .to_device(device);
+                    let (h, s) = model.forward_eval_fused(&x, &state);
+                    state = s;
+                    logits = model.logits(&h.select(1, -1), false);
+                }
                 SampleMode::Carry => {
                     let x = Tensor::from_slice(&next).to_device(device);
                     logits = stepper.step(&x, &mut state);

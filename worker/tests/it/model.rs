@@ -118,3 +118,28 @@ fn stepper_matches_the_full_forward() {
         });
     }
 }
+
+#[test]
+fn fused_eval_step_matches_the_full_forward() {
+    let _rng = torch_rng();
+    let cfg = poet_core::config::TrainConfig {
+        layers: 3,
+        ..tiny(Formulation::Seq)
+    };
+    tch::manual_seed(4);
+    let m = PoetModel::new(&cfg, 11, Device::Cpu);
+    let x = ids(9, 5, 11);
+    let (full, _) = m.forward(&x, None, false);
+    let mut state = m.zero_state(9);
+    tch::no_grad(|| {
+        for t in 0..5 {
+            let (h, s) = m.forward_eval_fused(&x.narrow(1, t, 1), &state);
+            state = s;
+            assert!(
+                h.select(1, 0)
+                    .allclose(&full.select(1, t), 1e-5, 1e-5, false),
+                "step {t}"
+            );
+        }
+    });
+}

@@ -113,3 +113,22 @@ fn negative_temperature_is_refused() {
     let t = trained(Formulation::Seq);
     assert!(sample(t.model(), t.vocab(), t.config(), &request(vec![-1.0], 1)).is_err());
 }
+
+/// Many rows take the fused path; greedy rows must agree with the few-row (stepper) path.
+#[test]
+fn fused_and_stepper_paths_agree_greedily() {
+    let _rng = torch_rng();
+    let t = trained(Formulation::Seq);
+    let few = SampleRequest {
+        chars: 20,
+        streams_per_temperature: 1,
+        ..request(vec![0.0], 2)
+    };
+    let many = SampleRequest {
+        streams_per_temperature: 12,
+        ..few.clone()
+    };
+    let a = sample(t.model(), t.vocab(), t.config(), &few).unwrap();
+    let b = sample(t.model(), t.vocab(), t.config(), &many).unwrap();
+    assert!(b.iter().all(|s| s.text == a[0].text));
+}
