@@ -2,5 +2,6 @@
 //! socket on 127.0.0.1:0.
 
 mod helpers;
+mod hostile;
 mod queue;
 mod service;

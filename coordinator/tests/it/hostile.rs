@@ -1,0 +1,640 @@
+//! Hostile input against the in-process coordinator: oversized messages, uploads that never
+//! end, overrun or stall, bad hyperparameters, unknown ids, someone else's lease, huge
+//! sweeps and keys a client tries to choose. Each is refused with the right code, nothing is
+//! stored, and the coordinator keeps answering another client (a `ListSweeps` issued while
+//! the attack is in flight).
+
+use std::time::Duration;
+
+use poet_proto::v1::{self, upload_checkpoint_request::Part};
+use sha2::{Digest, Sha256};
+use tonic::Code;
+
+use crate::helpers::{POEMS, TestCoordinator, register, seed_dataset, spawn, spec};
+
+fn sha(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+fn header(lease: &v1::Lease, epoch: i32, size: i64, sha256: String) -> v1::UploadCheckpointRequest {
+    v1::UploadCheckpointRequest {
+        part: Some(Part::Header(v1::CheckpointHeader {
+            lease: Some(lease.clone()),
+            epoch,
+            size,
+            sha256,
+        })),
+    }
+}
+
+fn data(d: Vec<u8>) -> v1::UploadCheckpointRequest {
+    v1::UploadCheckpointRequest {
+        part: Some(Part::Data(d)),
+    }
+}
+
+fn epoch(n: i32) -> v1::Epoch {
+    v1::Epoch {
+        epoch: n,
+        train_loss: 2.0,
+        val_loss: 2.1,
+        duration_s: 0.5,
+        chars_per_sec: 1000.0,
+        ..Default::default()
+    }
+}
+
+/// Another client is served promptly while an attack is in flight.
+async fn still_answers(c: &TestCoordinator) {
+    let mut other = c.client().await;
+    tokio::time::timeout(
+        Duration::from_secs(3),
+        other.list_sweeps(v1::ListSweepsRequest::default()),
+    )
+    .await
+    .expect("ListSweeps answered within 3 s during the attack")
+    .expect("ListSweeps ok");
+}
+
+async fn counts(c: &TestCoordinator) -> (i64, i64, i64, i64) {
+    sqlx::query_as(
+        "select (select count(*) from sweeps), (select count(*) from runs), (select count(*) from epochs),
+                (select count(*) from checkpoints)",
+    )
+    .fetch_one(&c.db.pool)
+    .await
+    .unwrap()
+}
+
+fn files(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path().strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A coordinator with one leased run whose epoch 1 is reported; returns the lease.
+async fn leased(c: &TestCoordinator) -> (v1::Lease, i64) {
+    seed_dataset(&c.db.pool, "tiny", POEMS).await;
+    let mut client = c.client().await;
+    client
+        .submit_sweep(v1::SubmitSweepRequest {
+            spec: spec("tiny", 2, 3),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut w = c.worker().await;
+    let wid = register(&mut w, "hostile").await;
+    let lease = w
+        .lease_run(v1::LeaseRunRequest {
+            worker_id: wid,
+            wait_ms: 1000,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .lease
+        .unwrap();
+    let l = lease.lease.unwrap();
+    w.report_epoch(v1::ReportEpochRequest {
+        lease: Some(l.clone()),
+        epoch: Some(epoch(1)),
+    })
+    .await
+    .unwrap();
+    (l, wid)
+}
+
+#[tokio::test]
+async fn oversized_messages_are_refused_and_others_are_served() {
+    let c = spawn().await;
+    let mut client = c.client().await;
+    let huge = format!("dataset = \"tiny\"\n# {}\n", "x".repeat(5 << 20));
+    let attack = tokio::spawn(async move {
+        client
+            .submit_sweep(v1::SubmitSweepRequest {
+                spec: huge,
+                ..Default::default()
+            })
+            .await
+    });
+    still_answers(&c).await;
+    let err = attack.await.unwrap().unwrap_err();
+    assert!(
+        matches!(err.code(), Code::OutOfRange | Code::ResourceExhausted),
+        "{err:?}"
+    );
+    assert_eq!(counts(&c).await, (0, 0, 0, 0));
+
+    // A 5 MiB chunk inside an upload stream is refused too, and leaves no blob.
+    let (l, _) = leased(&c).await;
+    let mut w = c.worker().await;
+    let blob = vec![7u8; 5 << 20];
+    let msgs = vec![header(&l, 1, blob.len() as i64, sha(&blob)), data(blob)];
+    let err = w
+        .upload_checkpoint(futures::stream::iter(msgs))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err.code(),
+            Code::OutOfRange | Code::ResourceExhausted | Code::InvalidArgument
+        ),
+        "{err:?}"
+    );
+    assert_eq!(counts(&c).await.3, 0);
+    still_answers(&c).await;
+    assert_eq!(files(c.artifacts.path()), Vec::<String>::new());
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn endless_overrunning_and_stalled_uploads_store_nothing() {
+    let c = spawn().await;
+    let (l, _) = leased(&c).await;
+
+    // Never ends: declares 1 KiB, then streams data without end. Refused at the overrun.
+    let mut w = c.worker().await;
+    let l2 = l.clone();
+    let endless = futures::stream::iter(std::iter::once(header(&l2, 1, 1024, sha(&[0; 1024]))))
+        .chain(futures::stream::repeat_with(|| data(vec![0u8; 64 << 10])));
+    use futures::StreamExt;
+    let err = tokio::time::timeout(Duration::from_secs(10), w.upload_checkpoint(endless))
+        .await
+        .expect("an endless upload is cut off promptly")
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("more bytes"), "{err:?}");
+
+    // Stalls: header and half the bytes, then silence with the stream held open.
+    let body = vec![3u8; 4096];
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(header(&l, 1, body.len() as i64, sha(&body)))
+        .await
+        .unwrap();
+    tx.send(data(body[..2048].to_vec())).await.unwrap();
+    let mut w2 = c.worker().await;
+    let stalled = tokio::spawn(async move { w2.upload_checkpoint(tokio_stream_from(rx)).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    still_answers(&c).await;
+    // The client gives up (its connection goes away): the server aborts the blob.
+    stalled.abort();
+    drop(tx);
+    // A stream that ends early is a truncated upload.
+    let mut w3 = c.worker().await;
+    let err = w3
+        .upload_checkpoint(futures::stream::iter(vec![
+            header(&l, 1, body.len() as i64, sha(&body)),
+            data(body[..100].to_vec()),
+        ]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("truncated"), "{err:?}");
+
+    // Nothing stored: no row, and (once the aborted handlers have run) no blob or staging file.
+    let mut left = files(c.artifacts.path());
+    for _ in 0..50 {
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        left = files(c.artifacts.path());
+    }
+    assert_eq!(counts(&c).await.3, 0);
+    assert!(left.is_empty(), "blobs left behind: {left:?}");
+    c.stop().await;
+}
+
+/// A stream over an mpsc receiver (no tokio-stream dependency needed).
+fn tokio_stream_from<T: Send + 'static>(
+    rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures::Stream<Item = T> {
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) })
+}
+
+#[tokio::test]
+async fn bad_hyperparameters_are_refused_and_nothing_is_stored() {
+    let c = spawn().await;
+    seed_dataset(&c.db.pool, "tiny", POEMS).await;
+    let mut client = c.client().await;
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "toml",
+            "dataset = \"tiny\"\n[base]\nlearning_rate = nan\n",
+            "learning_rate",
+        ),
+        (
+            "toml",
+            "dataset = \"tiny\"\n[base]\nlearning_rate = -0.01\n",
+            "learning_rate",
+        ),
+        (
+            "toml",
+            "dataset = \"tiny\"\n[base]\ndropout = -0.5\n",
+            "dropout",
+        ),
+        ("toml", "dataset = \"tiny\"\n[base]\nunits = -8\n", "units"),
+        ("toml", "dataset = \"tiny\"\n[base]\nepochs = 0\n", "epochs"),
+        (
+            "toml",
+            "dataset = \"tiny\"\n[base]\ngrad_clip = inf\n",
+            "grad_clip",
+        ),
+        (
+            "toml",
+            "dataset = \"tiny\"\n[grid]\nlearning_rate = [0.01, nan]\n",
+            "learning_rate",
+        ),
+        (
+            "toml",
+            "dataset = \"tiny\"\n[random]\nsamples = 2\nlearning_rate = { log_uniform = [-1.0, 0.1] }\n",
+            "learning_rate",
+        ),
+        (
+            "json",
+            "{\"dataset\": \"tiny\", \"base\": {\"learning_rate\": -1}}",
+            "learning_rate",
+        ),
+        (
+            "yaml",
+            "dataset: tiny\nbase:\n  learning_rate: .nan\n",
+            "learning_rate",
+        ),
+        (
+            "toml",
+            "dataset = \"tiny\"\nmax_attempts = -1\n",
+            "max_attempts",
+        ),
+    ];
+    for (format, text, field) in cases {
+        let err = client
+            .submit_sweep(v1::SubmitSweepRequest {
+                spec: text.to_string(),
+                format: format.to_string(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{text}: {err:?}");
+        assert!(
+            err.message().contains(field),
+            "{field} not named for {text}: {}",
+            err.message()
+        );
+    }
+    assert_eq!(counts(&c).await, (0, 0, 0, 0));
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn huge_sweeps_are_refused_quickly() {
+    let c = spawn().await;
+    seed_dataset(&c.db.pool, "tiny", POEMS).await;
+    let mut client = c.client().await;
+    let list = |n: usize| {
+        (1..=n)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let specs = [
+        // 1001 runs: one over the limit.
+        format!("dataset = \"tiny\"\n[grid]\nseed = [{}]\n", list(1001)),
+        // 10^15 runs: the count overflows any expansion; it must be refused before expanding.
+        format!("dataset = \"tiny\"\n[grid]\nseed = [{0}]\nunits = [{0}]\nepochs = [{0}]\nlayers = [{1}]\n", list(1000), list(1000)),
+        // Random samples beyond the limit.
+        "dataset = \"tiny\"\n[random]\nsamples = 1000000000000\nlearning_rate = { log_uniform = [0.0001, 0.1] }\n".to_string(),
+    ];
+    for s in specs {
+        let mut cl = client.clone();
+        let attack = tokio::spawn(async move {
+            cl.submit_sweep(v1::SubmitSweepRequest {
+                spec: s,
+                ..Default::default()
+            })
+            .await
+        });
+        still_answers(&c).await;
+        let err = tokio::time::timeout(Duration::from_secs(10), attack)
+            .await
+            .expect("refused within 10 s")
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            matches!(err.code(), Code::InvalidArgument | Code::ResourceExhausted),
+            "{err:?}"
+        );
+    }
+    assert_eq!(counts(&c).await, (0, 0, 0, 0));
+    // A legal sweep still goes through afterwards.
+    client
+        .submit_sweep(v1::SubmitSweepRequest {
+            spec: spec("tiny", 2, 1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_ids_are_not_found_everywhere() {
+    let c = spawn().await;
+    let (l, wid) = leased(&c).await;
+    let mut client = c.client().await;
+    let mut w = c.worker().await;
+    let ghost = v1::Lease {
+        run_id: 987_654,
+        lease_id: uuid_like(),
+        attempt: 1,
+    };
+    let codes = vec![
+        (
+            "GetRun",
+            client
+                .get_run(v1::GetRunRequest { run_id: 987_654 })
+                .await
+                .unwrap_err()
+                .code(),
+        ),
+        (
+            "GetSweep",
+            client
+                .get_sweep(v1::GetSweepRequest { sweep_id: 987_654 })
+                .await
+                .unwrap_err()
+                .code(),
+        ),
+        (
+            "CancelRun",
+            client
+                .cancel_run(v1::CancelRunRequest {
+                    run_id: 987_654,
+                    ..Default::default()
+                })
+                .await
+                .unwrap_err()
+                .code(),
+        ),
+        (
+            "CancelSweep",
+            client
+                .cancel_sweep(v1::CancelSweepRequest {
+                    sweep_id: 987_654,
+                    ..Default::default()
+                })
+                .await
+                .unwrap_err()
+                .code(),
+        ),
+        (
+            "LeaseRun",
+            w.lease_run(v1::LeaseRunRequest {
+                worker_id: 987_654,
+                wait_ms: 0,
+            })
+            .await
+            .unwrap_err()
+            .code(),
+        ),
+        (
+            "Heartbeat",
+            w.heartbeat(v1::HeartbeatRequest {
+                worker_id: 987_654,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err()
+            .code(),
+        ),
+        (
+            "ReportEpoch",
+            w.report_epoch(v1::ReportEpochRequest {
+                lease: Some(ghost.clone()),
+                epoch: Some(epoch(1)),
+            })
+            .await
+            .unwrap_err()
+            .code(),
+        ),
+        (
+            "CompleteRun",
+            w.complete_run(v1::CompleteRunRequest {
+                lease: Some(ghost.clone()),
+            })
+            .await
+            .unwrap_err()
+            .code(),
+        ),
+        (
+            "FailRun",
+            w.fail_run(v1::FailRunRequest {
+                lease: Some(ghost.clone()),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err()
+            .code(),
+        ),
+        (
+            "DownloadCheckpoint",
+            w.download_checkpoint(v1::DownloadCheckpointRequest {
+                checkpoint_id: 987_654,
+            })
+            .await
+            .unwrap_err()
+            .code(),
+        ),
+        (
+            "DownloadDataset",
+            w.download_dataset(v1::DownloadDatasetRequest {
+                dataset_id: 987_654,
+            })
+            .await
+            .unwrap_err()
+            .code(),
+        ),
+    ];
+    for (rpc, code) in codes {
+        assert_eq!(code, Code::NotFound, "{rpc}");
+    }
+    // A malformed lease id is an invalid argument, not a lookup.
+    let bad = v1::Lease {
+        lease_id: "../../etc".into(),
+        ..l.clone()
+    };
+    let err = w
+        .report_epoch(v1::ReportEpochRequest {
+            lease: Some(bad),
+            epoch: Some(epoch(2)),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    // The heartbeat of a known worker with a ghost lease is fenced.
+    let err = w
+        .heartbeat(v1::HeartbeatRequest {
+            worker_id: wid,
+            lease: Some(ghost),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.code(), Code::FailedPrecondition | Code::NotFound),
+        "{err:?}"
+    );
+    assert_eq!(
+        counts(&c).await.2,
+        1,
+        "only the one legitimate epoch is stored"
+    );
+    c.stop().await;
+}
+
+fn uuid_like() -> String {
+    "6f1c1f4e-93a7-4c55-8a53-2f0d2d6f5b11".into()
+}
+
+#[tokio::test]
+async fn another_workers_lease_is_fenced() {
+    let c = spawn().await;
+    let (la, _) = leased(&c).await;
+    // Worker B leases the other run, then tries to write to A's run with its own lease id.
+    let mut w = c.worker().await;
+    let wb = register(&mut w, "other").await;
+    let lb = w
+        .lease_run(v1::LeaseRunRequest {
+            worker_id: wb,
+            wait_ms: 1000,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .lease
+        .unwrap()
+        .lease
+        .unwrap();
+    assert_ne!(la.run_id, lb.run_id);
+    let stolen = v1::Lease {
+        run_id: la.run_id,
+        lease_id: lb.lease_id.clone(),
+        attempt: lb.attempt,
+    };
+    let before = counts(&c).await;
+    let e1 = w
+        .report_epoch(v1::ReportEpochRequest {
+            lease: Some(stolen.clone()),
+            epoch: Some(epoch(2)),
+        })
+        .await
+        .unwrap_err();
+    let e2 = w
+        .complete_run(v1::CompleteRunRequest {
+            lease: Some(stolen.clone()),
+        })
+        .await
+        .unwrap_err();
+    let e3 = w
+        .fail_run(v1::FailRunRequest {
+            lease: Some(stolen.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    let blob = b"not yours".to_vec();
+    let e4 = w
+        .upload_checkpoint(futures::stream::iter(vec![
+            header(&stolen, 1, blob.len() as i64, sha(&blob)),
+            data(blob),
+        ]))
+        .await
+        .unwrap_err();
+    let e5 = w
+        .heartbeat(v1::HeartbeatRequest {
+            worker_id: wb,
+            lease: Some(stolen),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    for (rpc, e) in [
+        ("ReportEpoch", e1),
+        ("CompleteRun", e2),
+        ("FailRun", e3),
+        ("UploadCheckpoint", e4),
+        ("Heartbeat", e5),
+    ] {
+        assert_eq!(e.code(), Code::FailedPrecondition, "{rpc}: {e:?}");
+    }
+    assert_eq!(counts(&c).await, before, "nothing stored");
+    let state: String = sqlx::query_scalar("select state from runs where id = $1")
+        .bind(la.run_id)
+        .fetch_one(&c.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(state, "running", "A's run is untouched");
+    assert!(files(c.artifacts.path()).is_empty());
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn clients_cannot_choose_artifact_keys() {
+    let c = spawn().await;
+    let (l, _) = leased(&c).await;
+    let mut w = c.worker().await;
+    let body = b"checkpoint bytes".to_vec();
+    // The only client-supplied text in a key is the sha256, which must be 64 hex digits.
+    for evil in [
+        "../../../../etc/passwd",
+        "..%2f..%2fetc%2fpasswd",
+        &format!("../{}", &sha(&body)[3..]),
+        "/abs/path",
+    ] {
+        let err = w
+            .upload_checkpoint(futures::stream::iter(vec![
+                header(&l, 1, body.len() as i64, evil.to_string()),
+                data(body.clone()),
+            ]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{evil}");
+    }
+    assert!(files(c.artifacts.path()).is_empty());
+    // A valid upload is stored under a key derived from run, epoch, attempt and digest.
+    let ck = w
+        .upload_checkpoint(futures::stream::iter(vec![
+            header(&l, 1, body.len() as i64, sha(&body).to_uppercase()),
+            data(body.clone()),
+        ]))
+        .await
+        .unwrap()
+        .into_inner()
+        .checkpoint
+        .unwrap();
+    let key: String = sqlx::query_scalar("select key from checkpoints where id = $1")
+        .bind(ck.id)
+        .fetch_one(&c.db.pool)
+        .await
+        .unwrap();
+    let want = format!(
+        "runs/{}/epoch-00001-a{}-{}.ckpt",
+        l.run_id,
+        l.attempt,
+        &sha(&body)[..16]
+    );
+    assert_eq!(key, want);
+    assert_eq!(files(c.artifacts.path()), vec![want]);
+    c.stop().await;
+}
