@@ -251,7 +251,11 @@ impl fmt::Display for Explanation {
             c.read, c.malformed, c.docs, c.other_tag, c.empty
         )?;
         for (v, n) in &self.verdicts {
-            writeln!(f, "  {:<14} {n:>8}", format!("{v:?}").to_lowercase())?;
+            let name = serde_json::to_value(v)
+                .ok()
+                .and_then(|j| j.as_str().map(str::to_string))
+                .unwrap_or_default();
+            writeln!(f, "  {name:<14} {n:>8}")?;
         }
         for h in [&self.words_per_line, &self.lines, &self.max_line_chars] {
             writeln!(f, "\n{} (poem | other):", h.measure)?;
