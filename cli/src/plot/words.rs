@@ -117,7 +117,8 @@ pub fn render_word_bars_svg(rows: &[(String, f64, f64)], title: &str) -> String 
                 r#"<rect class="bar {class}" x="{}" y="{}" width="{}" height="{BAR_H}" fill="{fill}"/>"#,
                 super::svg::num(left),
                 super::svg::num(bar_y),
-                super::svg::num((end - left).max(0.0)),
+                // A hairline for a zero share: renderers drop zero-width rects with a warning.
+                super::svg::num((end - left).max(0.5)),
             ));
             let value = TextStyle::new(10.5, Anchor::Start, MUTED, "value");
             svg.text(
