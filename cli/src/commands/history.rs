@@ -291,11 +291,15 @@ fn finished(r: &v1::Run) -> bool {
 
 async fn watch(cli: &Cli, client: &mut Client, sweep: i64, interval: f64, once: bool) -> CliResult {
     let tty = std::io::stdout().is_terminal();
-    let mut last = String::new();
+    let mut last_states = String::new();
+    let mut last_print = std::time::Instant::now();
     loop {
         let runs = sweep_runs(client, sweep).await?;
         let table = runs_table(&runs);
         let done = runs.iter().filter(|r| finished(r)).count();
+        let all_done = runs.iter().all(finished);
+        let states: Vec<&str> = runs.iter().map(|r| state_name(r.state)).collect();
+        let states = states.join(",");
         if cli.json {
             output::json(&runs.iter().map(run_json).collect::<Vec<_>>());
         } else if tty {
@@ -305,13 +309,17 @@ async fn watch(cli: &Cli, client: &mut Client, sweep: i64, interval: f64, once: 
                 runs.len()
             );
             print!("{table}");
-        } else if table != last {
-            // Not a terminal (a log or CI): print each change once.
+        } else if states != last_states
+            || all_done
+            || last_print.elapsed() >= Duration::from_secs(20)
+        {
+            // Not a terminal (a log, CI): print when a run changes state, else every 20 s.
             println!("sweep {sweep}: {done}/{} finished", runs.len());
             print!("{table}");
+            last_print = std::time::Instant::now();
         }
-        last = table;
-        if once || runs.iter().all(finished) {
+        last_states = states;
+        if once || all_done {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_secs_f64(interval.max(0.2))).await;
