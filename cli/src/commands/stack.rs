@@ -174,6 +174,13 @@ pub fn worker_bin() -> CliResult<PathBuf> {
 pub async fn worker(cli: &Cli, sub: &str, args: &[String]) -> CliResult {
     let bin = worker_bin()?;
     let mut cmd = tokio::process::Command::new(&bin);
+    // `poet worker generate ...` (offline sampling) names its own subcommand.
+    let (sub, args) = match args.split_first() {
+        Some((first, rest)) if sub == "run" && (first == "generate" || first == "train") => {
+            (first.as_str(), rest)
+        }
+        _ => (sub, args),
+    };
     cmd.arg(sub);
     if sub == "run" && !args.iter().any(|a| a == "--help" || a == "-h") {
         cmd.args(["--coordinator", &cli.coordinator]);
