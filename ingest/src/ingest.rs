@@ -18,6 +18,10 @@
 //!    otherwise mark the row `ready` and commit.
 //!
 //! Any error (or `max_errors` exceeded) rolls the transaction back: nothing is left behind.
+//!
+//! Duplicates are decided by text, not by id: a line repeated with the same `_id` is a
+//! duplicate because its text is; the same `_id` with a different text (an edited post dumped
+//! twice) keeps both texts, under the same source id.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{IsTerminal, Write};
