@@ -51,6 +51,10 @@ pub struct CoordinatorConfig {
     /// Serve Prometheus metrics on this address (`/metrics`).
     #[arg(long, env = "POET_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Serve the web dashboard and its JSON API on this address (read-only; needs the client
+    /// token when tokens are set).
+    #[arg(long, env = "POET_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
     /// Database pool size.
     #[arg(long, env = "POET_DB_POOL", default_value_t = 32)]
     pub db_pool: u32,
@@ -89,6 +93,7 @@ impl Default for CoordinatorConfig {
             max_sweep_runs: 1000,
             max_checkpoint_bytes: 4 << 30,
             metrics_listen: None,
+            http_listen: None,
             db_pool: 32,
         }
     }

@@ -10,6 +10,7 @@
 //! - [`generation`]: generation requests and the plagiarism check.
 //! - [`datasets`]: dataset text for workers.
 //! - [`artifacts`]: the object store for checkpoints and 4-gram sets.
+//! - [`web`]: the browser dashboard and its JSON API (`--http-listen`).
 //! - [`auth`], [`config`], [`error`], [`metrics`], [`service`].
 
 pub mod artifacts;
@@ -24,6 +25,7 @@ pub mod queue;
 pub mod server;
 pub mod service;
 pub mod sweeps;
+pub mod web;
 
 pub use config::CoordinatorConfig;
 pub use server::{CoordinatorError, run};

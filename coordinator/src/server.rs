@@ -95,6 +95,19 @@ pub async fn run(
         background.spawn(crate::metrics::serve(ml, shared.metrics.clone(), pool.clone()));
     }
 
+    // The dashboard stops gracefully (in-flight requests finish) once gRPC has returned.
+    let (web_stop, web_stopped) = tokio::sync::oneshot::channel::<()>();
+    let web = match cfg.http_listen {
+        Some(haddr) => {
+            let hl = crate::web::bind(haddr, &cfg).await?;
+            let state = crate::web::WebState::new(pool.clone(), &cfg);
+            Some(tokio::spawn(crate::web::serve(hl, state, async move {
+                let _ = web_stopped.await;
+            })))
+        }
+        None => None,
+    };
+
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<PoetServer<Shared>>().await;
     health_reporter.set_serving::<WorkerServiceServer<Shared>>().await;
@@ -138,6 +151,12 @@ pub async fn run(
         )
         .await
         .map_err(|e| CoordinatorError::Transport(e.to_string()));
+    let _ = web_stop.send(());
+    if let Some(web) = web
+        && tokio::time::timeout(Duration::from_secs(5), web).await.is_err()
+    {
+        tracing::warn!("dashboard requests still open after 5 s; dropping them");
+    }
     background.abort_all();
     pool.close().await;
     result

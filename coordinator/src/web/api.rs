@@ -1,0 +1,761 @@
+//! The dashboard's JSON API (`/api/v1/...`): read-only views of sweeps, runs, workers and
+//! datasets, shaped for the pages (and for scripts). Each handler is a fixed number of
+//! queries whatever the size of the sweep; loss curves are thinned to [`MAX_POINTS`] points
+//! per run so a 1,000-run sweep stays a few megabytes at most.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use chrono::{DateTime, Utc};
+use poet_proto::v1;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::Row;
+
+use super::{ApiError, Id, WebState};
+use crate::history::RunRow;
+
+/// Most points kept per run and series in `/sweeps/{id}/curves` (the first and the last epoch
+/// are always kept, with evenly spaced ones between).
+pub const MAX_POINTS: usize = 200;
+
+/// Most sweeps listed on `/sweeps`.
+const MAX_SWEEPS: i64 = 500;
+
+/// Runs by state: the five states of the queue.
+#[derive(Debug, Default, Serialize, Deserialize, Clone, PartialEq)]
+pub struct Counts {
+    /// Waiting for a worker.
+    pub queued: i64,
+    /// Leased and training.
+    pub running: i64,
+    /// Finished every epoch.
+    pub succeeded: i64,
+    /// Gave up.
+    pub failed: i64,
+    /// Cancelled by a user.
+    pub cancelled: i64,
+}
+
+/// A sweep as listed.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SweepSummary {
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Dataset it trains on.
+    pub dataset_id: i64,
+    /// Default priority.
+    pub priority: i32,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Runs attached (created or shared).
+    pub runs: i64,
+    /// Runs by state.
+    pub counts: Counts,
+    /// Lowest validation loss of any of its runs (null when none reported yet).
+    pub best_val_loss: Option<f64>,
+    /// The run that reached it.
+    pub best_run_id: Option<i64>,
+}
+
+/// `GET /api/v1/sweeps`: newest first, with counts and the best loss (one query).
+pub async fn list_sweeps(State(st): State<WebState>) -> Result<Json<Vec<SweepSummary>>, ApiError> {
+    let rows = sqlx::query(
+        "select s.id, s.name, s.dataset_id, s.priority, s.created_at, count(r.id) as runs,
+            count(*) filter (where r.state = 'queued') as queued,
+            count(*) filter (where r.state = 'running') as running,
+            count(*) filter (where r.state = 'succeeded') as succeeded,
+            count(*) filter (where r.state = 'failed') as failed,
+            count(*) filter (where r.state = 'cancelled') as cancelled,
+            min(r.best_val_loss) as best_val_loss,
+            (array_agg(r.id order by r.best_val_loss asc nulls last, r.id)
+                filter (where r.best_val_loss is not null))[1] as best_run_id
+         from sweeps s left join sweep_runs sr on sr.sweep_id = s.id left join runs r on r.id = sr.run_id
+         group by s.id order by s.id desc limit $1",
+    )
+    .bind(MAX_SWEEPS)
+    .fetch_all(&st.pool)
+    .await?;
+    Ok(Json(
+        rows.iter()
+            .map(|r| SweepSummary {
+                id: r.get("id"),
+                name: r.get("name"),
+                dataset_id: r.get("dataset_id"),
+                priority: r.get("priority"),
+                created_at: r.get("created_at"),
+                runs: r.get("runs"),
+                counts: Counts {
+                    queued: r.get("queued"),
+                    running: r.get("running"),
+                    succeeded: r.get("succeeded"),
+                    failed: r.get("failed"),
+                    cancelled: r.get("cancelled"),
+                },
+                best_val_loss: r.get("best_val_loss"),
+                best_run_id: r.get("best_run_id"),
+            })
+            .collect(),
+    ))
+}
+
+/// A run as shown in tables: its config parsed, losses null (not NaN) when absent.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RunJson {
+    /// Id.
+    pub id: i64,
+    /// Sweep that created it.
+    pub sweep_id: i64,
+    /// Dataset.
+    pub dataset_id: i64,
+    /// Training config (schema: `poet_core::config::TrainConfig`).
+    pub config: Value,
+    /// queued, running, succeeded, failed or cancelled.
+    pub state: String,
+    /// Priority.
+    pub priority: i32,
+    /// Lease count.
+    pub attempt: i32,
+    /// Attempts allowed.
+    pub max_attempts: i32,
+    /// Epochs reported.
+    pub epochs_done: i32,
+    /// Epochs configured.
+    pub epochs_total: i32,
+    /// Lowest validation loss.
+    pub best_val_loss: Option<f64>,
+    /// Its epoch.
+    pub best_epoch: Option<i32>,
+    /// Latest train loss.
+    pub last_train_loss: Option<f64>,
+    /// Latest validation loss.
+    pub last_val_loss: Option<f64>,
+    /// Worker holding the lease.
+    pub worker_id: Option<i64>,
+    /// Why it failed or was cancelled.
+    pub error: Option<String>,
+    /// A cancel is pending.
+    pub cancel_requested: bool,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// First started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// Finished.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<RunRow> for RunJson {
+    fn from(r: RunRow) -> RunJson {
+        RunJson {
+            id: r.id,
+            sweep_id: r.sweep_id,
+            dataset_id: r.dataset_id,
+            config: serde_json::from_str(&r.config_text).unwrap_or(Value::Null),
+            state: r.state,
+            priority: r.priority,
+            attempt: r.attempt,
+            max_attempts: r.max_attempts,
+            epochs_done: r.epochs_done,
+            epochs_total: r.epochs_total,
+            best_val_loss: r.best_val_loss,
+            best_epoch: r.best_epoch,
+            last_train_loss: r.last_train_loss,
+            last_val_loss: r.last_val_loss,
+            worker_id: r.lease_owner,
+            error: r.error,
+            cancel_requested: r.cancel_requested,
+            created_at: r.created_at,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+        }
+    }
+}
+
+/// `GET /api/v1/sweeps/{id}`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SweepDetail {
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Dataset.
+    pub dataset_id: i64,
+    /// The spec as submitted.
+    pub spec: String,
+    /// Default priority.
+    pub priority: i32,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Runs by state.
+    pub counts: Counts,
+    /// Config keys whose values differ between the runs (the swept hyperparameters), sorted.
+    pub varying: Vec<String>,
+    /// Every run, by id.
+    pub runs: Vec<RunJson>,
+}
+
+fn not_found(what: &str, id: i64) -> ApiError {
+    ApiError::not_found(format!("no {what} {id}"))
+}
+
+/// `GET /api/v1/sweeps/{id}`: the sweep and all its runs (two queries).
+pub async fn get_sweep(
+    State(st): State<WebState>,
+    Id(id): Id,
+) -> Result<Json<SweepDetail>, ApiError> {
+    let s = sqlx::query(
+        "select id, name, dataset_id, spec, priority, created_at from sweeps where id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&st.pool)
+    .await?
+    .ok_or_else(|| not_found("sweep", id))?;
+    let rows: Vec<RunRow> = sqlx::query_as(&format!(
+        "{} join sweep_runs sr on sr.run_id = r.id where sr.sweep_id = $1 order by r.id",
+        RunRow::SELECT
+    ))
+    .bind(id)
+    .fetch_all(&st.pool)
+    .await?;
+    let runs: Vec<RunJson> = rows.into_iter().map(Into::into).collect();
+    let mut counts = Counts::default();
+    for r in &runs {
+        match r.state.as_str() {
+            "queued" => counts.queued += 1,
+            "running" => counts.running += 1,
+            "succeeded" => counts.succeeded += 1,
+            "failed" => counts.failed += 1,
+            _ => counts.cancelled += 1,
+        }
+    }
+    Ok(Json(SweepDetail {
+        id: s.get("id"),
+        name: s.get("name"),
+        dataset_id: s.get("dataset_id"),
+        spec: s.get("spec"),
+        priority: s.get("priority"),
+        created_at: s.get("created_at"),
+        counts,
+        varying: varying_keys(runs.iter().map(|r| &r.config)),
+        runs,
+    }))
+}
+
+/// The config keys that do not hold one value across all configs, sorted.
+pub fn varying_keys<'a>(configs: impl Iterator<Item = &'a Value>) -> Vec<String> {
+    let mut first: HashMap<&str, &Value> = HashMap::new();
+    let mut varying = std::collections::BTreeSet::new();
+    let mut keys_per: Vec<std::collections::BTreeSet<&str>> = vec![];
+    for c in configs {
+        let Some(obj) = c.as_object() else { continue };
+        keys_per.push(obj.keys().map(String::as_str).collect());
+        for (k, v) in obj {
+            match first.get(k.as_str()) {
+                None => {
+                    first.insert(k, v);
+                }
+                Some(f) if *f != v => {
+                    varying.insert(k.clone());
+                }
+                _ => {}
+            }
+        }
+    }
+    // A key present in some configs only also varies.
+    for k in first.keys() {
+        if keys_per.iter().any(|ks| !ks.contains(k)) {
+            varying.insert(k.to_string());
+        }
+    }
+    varying.into_iter().collect()
+}
+
+/// One run's losses per epoch, as parallel arrays (compact for 1,000 runs).
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct Curve {
+    /// Run id.
+    pub run_id: i64,
+    /// Epoch numbers kept.
+    pub epochs: Vec<i32>,
+    /// Train loss at those epochs.
+    pub train: Vec<f64>,
+    /// Validation loss at those epochs.
+    pub val: Vec<f64>,
+    /// Whether points were dropped to stay under [`MAX_POINTS`].
+    pub thinned: bool,
+}
+
+/// `GET /api/v1/sweeps/{id}/curves`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Curves {
+    /// Sweep id.
+    pub sweep_id: i64,
+    /// One per run that reported at least one epoch, by run id.
+    pub curves: Vec<Curve>,
+}
+
+/// `GET /api/v1/sweeps/{id}/curves`: every epoch of every run of the sweep (one query, plus
+/// one to tell an empty sweep from an unknown id).
+pub async fn sweep_curves(
+    State(st): State<WebState>,
+    Id(id): Id,
+) -> Result<Json<Curves>, ApiError> {
+    let exists: Option<i64> = sqlx::query_scalar("select id from sweeps where id = $1")
+        .bind(id)
+        .fetch_optional(&st.pool)
+        .await?;
+    exists.ok_or_else(|| not_found("sweep", id))?;
+    let rows = sqlx::query(
+        "select e.run_id, e.epoch, e.train_loss, e.val_loss from epochs e
+         join sweep_runs sr on sr.run_id = e.run_id where sr.sweep_id = $1 order by e.run_id, e.epoch",
+    )
+    .bind(id)
+    .fetch_all(&st.pool)
+    .await?;
+    let mut curves: Vec<Curve> = vec![];
+    for r in rows {
+        let run_id: i64 = r.get("run_id");
+        if curves.last().is_none_or(|c| c.run_id != run_id) {
+            curves.push(Curve {
+                run_id,
+                epochs: vec![],
+                train: vec![],
+                val: vec![],
+                thinned: false,
+            });
+        }
+        let c = curves.last_mut().expect("pushed");
+        c.epochs.push(r.get("epoch"));
+        c.train.push(r.get("train_loss"));
+        c.val.push(r.get("val_loss"));
+    }
+    for c in &mut curves {
+        thin(c, MAX_POINTS);
+    }
+    Ok(Json(Curves {
+        sweep_id: id,
+        curves,
+    }))
+}
+
+/// Keeps at most `max` points: the first, the last and evenly spaced ones between.
+pub fn thin(c: &mut Curve, max: usize) {
+    let n = c.epochs.len();
+    if n <= max || max < 2 {
+        return;
+    }
+    let keep: Vec<usize> = (0..max).map(|i| i * (n - 1) / (max - 1)).collect();
+    c.epochs = keep.iter().map(|&i| c.epochs[i]).collect();
+    c.train = keep.iter().map(|&i| c.train[i]).collect();
+    c.val = keep.iter().map(|&i| c.val[i]).collect();
+    c.thinned = true;
+}
+
+fn time(t: Option<prost_types::Timestamp>) -> Option<DateTime<Utc>> {
+    t.and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
+}
+
+/// One lease of a run.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AttemptJson {
+    /// 1-based attempt.
+    pub attempt: i32,
+    /// Worker id.
+    pub worker_id: i64,
+    /// Its host.
+    pub worker_host: String,
+    /// Lease granted.
+    pub started_at: Option<DateTime<Utc>>,
+    /// Ended (null while it lives).
+    pub ended_at: Option<DateTime<Utc>>,
+    /// completed, failed, lease_expired, released, cancelled, or "" while running.
+    pub outcome: String,
+    /// Error message or reaper note.
+    pub detail: String,
+    /// Epoch it resumed from (0 = scratch).
+    pub resumed_from_epoch: i32,
+}
+
+/// One epoch report.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EpochJson {
+    /// 1-based epoch.
+    pub epoch: i32,
+    /// Attempt that trained it.
+    pub attempt: i32,
+    /// Mean train loss, nats/char.
+    pub train_loss: f64,
+    /// Validation loss, nats/char.
+    pub val_loss: f64,
+    /// Seconds.
+    pub duration_s: f64,
+    /// Throughput.
+    pub chars_per_sec: f64,
+    /// Anything else the worker measured.
+    pub metrics: Value,
+    /// Stored at.
+    pub reported_at: Option<DateTime<Utc>>,
+}
+
+/// A kept checkpoint.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CheckpointJson {
+    /// Id.
+    pub id: i64,
+    /// Epoch.
+    pub epoch: i32,
+    /// Bytes.
+    pub size: i64,
+    /// sha256 hex.
+    pub sha256: String,
+    /// Validation loss at that epoch.
+    pub val_loss: f64,
+    /// Whether it is the run's best.
+    pub best: bool,
+    /// Stored at.
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+/// A piece of a poem: copied pieces are covered by a 4-gram found in the training corpus.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct Segment {
+    /// The text, verbatim.
+    pub text: String,
+    /// Inside a shared 4-gram.
+    pub copied: bool,
+}
+
+/// A generated poem with its plagiarism report.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PoemJson {
+    /// Position.
+    pub index: i32,
+    /// Temperature.
+    pub temperature: f64,
+    /// Text.
+    pub text: String,
+    /// The text cut into copied and original pieces (for highlighting).
+    pub segments: Vec<Segment>,
+    /// Report (null when the check did not run).
+    pub report: Option<ReportJson>,
+}
+
+/// The 4-gram plagiarism report.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReportJson {
+    /// Distinct 4-grams.
+    pub ngrams: i64,
+    /// Those found in the corpus.
+    pub shared: Vec<String>,
+    /// shared / ngrams.
+    pub shared_fraction: f64,
+    /// Longest copied run of words.
+    pub longest_copied_run: i32,
+    /// Over a threshold.
+    pub flagged: bool,
+}
+
+impl From<v1::PlagiarismReport> for ReportJson {
+    fn from(r: v1::PlagiarismReport) -> Self {
+        ReportJson {
+            ngrams: r.ngrams,
+            shared: r.shared,
+            shared_fraction: r.shared_fraction,
+            longest_copied_run: r.longest_copied_run,
+            flagged: r.flagged,
+        }
+    }
+}
+
+/// A generation request and its poems.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct GenerationJson {
+    /// Id.
+    pub id: i64,
+    /// Checkpoint epoch sampled from.
+    pub epoch: i32,
+    /// queued, running, done or failed.
+    pub state: String,
+    /// Parameters.
+    pub params: Value,
+    /// Error when failed.
+    pub error: String,
+    /// Poems when done.
+    pub poems: Vec<PoemJson>,
+    /// Report over all poems.
+    pub overall: Option<ReportJson>,
+    /// Created.
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+/// `GET /api/v1/runs/{id}`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RunDetail {
+    /// The run.
+    pub run: RunJson,
+    /// Its leases, in order.
+    pub attempts: Vec<AttemptJson>,
+    /// Every epoch report, in order.
+    pub epochs: Vec<EpochJson>,
+    /// Kept checkpoints.
+    pub checkpoints: Vec<CheckpointJson>,
+    /// Generations, newest first (at most 200).
+    pub generations: Vec<GenerationJson>,
+}
+
+/// `GET /api/v1/runs/{id}`: six queries whatever the run's size.
+pub async fn get_run(State(st): State<WebState>, Id(id): Id) -> Result<Json<RunDetail>, ApiError> {
+    let row: RunRow = sqlx::query_as(&format!("{} where r.id = $1", RunRow::SELECT))
+        .bind(id)
+        .fetch_optional(&st.pool)
+        .await?
+        .ok_or_else(|| not_found("run", id))?;
+    let full = crate::history::get_run(&st.pool, id).await?;
+    let gens = crate::generation::load(&st.pool, None, id).await?;
+    Ok(Json(RunDetail {
+        run: row.into(),
+        attempts: full
+            .attempts
+            .into_iter()
+            .map(|a| AttemptJson {
+                attempt: a.attempt,
+                worker_id: a.worker_id,
+                worker_host: a.worker_host,
+                started_at: time(a.started_at),
+                ended_at: time(a.ended_at),
+                outcome: a.outcome,
+                detail: a.detail,
+                resumed_from_epoch: a.resumed_from_epoch,
+            })
+            .collect(),
+        epochs: full
+            .epochs
+            .into_iter()
+            .map(|e| EpochJson {
+                epoch: e.epoch,
+                attempt: e.attempt,
+                train_loss: e.train_loss,
+                val_loss: e.val_loss,
+                duration_s: e.duration_s,
+                chars_per_sec: e.chars_per_sec,
+                metrics: serde_json::from_str(&e.metrics_json).unwrap_or(Value::Null),
+                reported_at: time(e.reported_at),
+            })
+            .collect(),
+        checkpoints: full
+            .checkpoints
+            .into_iter()
+            .map(|c| CheckpointJson {
+                best: c.id == full.best_checkpoint_id,
+                id: c.id,
+                epoch: c.epoch,
+                size: c.size,
+                sha256: c.sha256,
+                val_loss: c.val_loss,
+                created_at: time(c.created_at),
+            })
+            .collect(),
+        generations: gens
+            .into_iter()
+            .map(|g| GenerationJson {
+                id: g.id,
+                epoch: g.epoch,
+                state: g.state,
+                params: serde_json::from_str(&g.params_json).unwrap_or(Value::Null),
+                error: g.error,
+                poems: g
+                    .poems
+                    .into_iter()
+                    .map(|p| PoemJson {
+                        segments: super::highlight::segments(
+                            &p.text,
+                            p.report
+                                .as_ref()
+                                .map(|r| r.shared.as_slice())
+                                .unwrap_or_default(),
+                        ),
+                        index: p.index,
+                        temperature: p.temperature,
+                        text: p.text,
+                        report: p.report.map(Into::into),
+                    })
+                    .collect(),
+                overall: g.overall.map(Into::into),
+                created_at: time(g.created_at),
+            })
+            .collect(),
+    }))
+}
+
+/// A worker process.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WorkerJson {
+    /// Id.
+    pub id: i64,
+    /// Host name.
+    pub host: String,
+    /// cpu, cuda:0, ...
+    pub device: String,
+    /// GPU model ("" on CPU).
+    pub gpu_name: String,
+    /// GPU memory, bytes.
+    pub gpu_memory_bytes: i64,
+    /// Software version.
+    pub version: String,
+    /// Run it trains now.
+    pub current_run_id: Option<i64>,
+    /// That run's epochs reported.
+    pub current_epoch: Option<i32>,
+    /// That run's epochs configured.
+    pub current_epochs_total: Option<i32>,
+    /// Last heartbeat or call.
+    pub last_seen_at: DateTime<Utc>,
+    /// Seconds since then (by the database clock).
+    pub seen_seconds_ago: f64,
+    /// First registration.
+    pub registered_at: DateTime<Utc>,
+}
+
+/// Query of `/api/v1/workers`.
+#[derive(Debug, Deserialize)]
+pub struct WorkersQuery {
+    /// Also list workers not seen for an hour.
+    #[serde(default)]
+    pub include_stale: bool,
+}
+
+/// `GET /api/v1/workers[?include_stale=true]`: most recently seen first (one query).
+pub async fn list_workers(
+    State(st): State<WebState>,
+    Query(q): Query<WorkersQuery>,
+) -> Result<Json<Vec<WorkerJson>>, ApiError> {
+    let rows = sqlx::query(
+        "select w.id, w.host, w.device, w.gpu_name, w.gpu_memory_bytes, w.version, w.last_seen_at, w.registered_at,
+            extract(epoch from now() - w.last_seen_at)::float8 as ago, r.id as run_id, r.epochs_done, r.epochs_total
+         from workers w left join lateral
+            (select id, epochs_done, epochs_total from runs where lease_owner = w.id and state = 'running' order by id limit 1) r on true
+         where $1 or w.last_seen_at > now() - interval '1 hour'
+         order by w.last_seen_at desc, w.id",
+    )
+    .bind(q.include_stale)
+    .fetch_all(&st.pool)
+    .await?;
+    Ok(Json(
+        rows.iter()
+            .map(|r| WorkerJson {
+                id: r.get("id"),
+                host: r.get("host"),
+                device: r.get("device"),
+                gpu_name: r.get("gpu_name"),
+                gpu_memory_bytes: r.get("gpu_memory_bytes"),
+                version: r.get("version"),
+                current_run_id: r.get("run_id"),
+                current_epoch: r.get("epochs_done"),
+                current_epochs_total: r.get("epochs_total"),
+                last_seen_at: r.get("last_seen_at"),
+                seen_seconds_ago: r.get("ago"),
+                registered_at: r.get("registered_at"),
+            })
+            .collect(),
+    ))
+}
+
+/// A ready dataset version.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DatasetJson {
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Version within the name.
+    pub version: i32,
+    /// sha256 of the framed corpus.
+    pub content_hash: String,
+    /// Poems kept.
+    pub poems: i64,
+    /// Characters.
+    pub chars: i64,
+    /// Distinct characters.
+    pub vocab_size: usize,
+    /// Shards.
+    pub shards: i32,
+    /// Validation shards.
+    pub validation_shards: Vec<i32>,
+    /// Filter parameters used by ingest.
+    pub params: Value,
+    /// Ingest counts (read, malformed, duplicates, kept, ...).
+    pub counts: Value,
+    /// Visible since.
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+/// `GET /api/v1/datasets`: ready versions, newest first (one query).
+pub async fn list_datasets(State(st): State<WebState>) -> Result<Json<Vec<DatasetJson>>, ApiError> {
+    let ds = crate::history::list_datasets(&st.pool, "").await?;
+    Ok(Json(
+        ds.into_iter()
+            .map(|d| {
+                let stats: Value = serde_json::from_str(&d.stats_json).unwrap_or(Value::Null);
+                DatasetJson {
+                    id: d.id,
+                    name: d.name,
+                    version: d.version,
+                    content_hash: d.content_hash,
+                    poems: d.poems,
+                    chars: d.chars,
+                    vocab_size: d.vocab.chars().count(),
+                    shards: d.shards,
+                    validation_shards: d.validation_shards,
+                    params: stats.get("params").cloned().unwrap_or(Value::Null),
+                    counts: stats.get("counts").cloned().unwrap_or(Value::Null),
+                    created_at: time(d.created_at),
+                }
+            })
+            .collect(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn thinning_keeps_the_ends_and_the_bound() {
+        let n = 1000;
+        let mut c = Curve {
+            run_id: 1,
+            epochs: (1..=n).collect(),
+            train: (1..=n).map(f64::from).collect(),
+            val: (1..=n).map(f64::from).collect(),
+            thinned: false,
+        };
+        thin(&mut c, 200);
+        assert_eq!(c.epochs.len(), 200);
+        assert_eq!((c.epochs[0], *c.epochs.last().unwrap()), (1, n));
+        assert!(c.thinned && c.epochs.windows(2).all(|w| w[0] < w[1]));
+        let mut small = Curve {
+            run_id: 1,
+            epochs: vec![1, 2],
+            train: vec![1.0, 2.0],
+            val: vec![1.0, 2.0],
+            thinned: false,
+        };
+        thin(&mut small, 200);
+        assert!(!small.thinned && small.epochs.len() == 2);
+    }
+
+    #[test]
+    fn varying_keys_are_the_swept_ones() {
+        let cs = [
+            json!({"lr": 0.1, "units": 8, "seed": 1}),
+            json!({"lr": 0.2, "units": 8, "seed": 1}),
+            json!({"units": 8, "seed": 1}),
+        ];
+        assert_eq!(varying_keys(cs.iter()), vec!["lr".to_string()]);
+        assert!(varying_keys([json!({"a": 1})].iter()).is_empty());
+    }
+}

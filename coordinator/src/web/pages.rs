@@ -1,0 +1,276 @@
+//! The HTML pages: a shell per page (title, navigation, the page's kind and id for
+//! `assets/app.js`), the `?token=` → cookie exchange and the login form. Unknown ids answer a
+//! 404 page here, so a wrong link never paints an empty dashboard.
+
+use axum::Router;
+use axum::extract::{Form, Query, State};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use serde::Deserialize;
+
+use super::{ApiError, COOKIE, Id, WebState, authorize, presented};
+
+/// Escapes text for HTML bodies and attribute values.
+pub fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+fn shell(title: &str, page: &str, id: Option<i64>, body: &str) -> String {
+    let id = id.map(|i| i.to_string()).unwrap_or_default();
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title} · poet</title><link rel="stylesheet" href="/assets/style.css"></head>
+<body data-page="{page}" data-id="{id}">
+<header><a class="brand" href="/">poet</a><nav><a href="/">Sweeps</a><a href="/workers">Workers</a><a href="/datasets">Datasets</a><a href="/api/v1/openapi.json">API</a></nav><span id="live" title="live updates"></span></header>
+<main id="main"><h1>{title}</h1>{body}<noscript><p>This page draws with JavaScript; the same data is at <code>/api/v1</code>.</p></noscript></main>
+<script src="/assets/app.js"></script></body></html>"#,
+        title = esc(title),
+        page = page,
+    )
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+fn cookie(token: &str) -> String {
+    // Whatever the token's characters, a cookie value must not carry ';' or spaces.
+    format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age=2592000")
+}
+
+fn login_page(status: StatusCode, next: &str, message: &str) -> Response {
+    let body = format!(
+        r#"<p class="error">{}</p><form method="post" action="/login" class="login"><input type="hidden" name="next" value="{}">
+<label>Client token <input type="password" name="token" autocomplete="current-password" autofocus></label> <button>Sign in</button></form>
+<p class="muted">Or open any page once with <code>?token=…</code>. Scripts send <code>Authorization: Bearer …</code> to <code>/api/v1</code>.</p>"#,
+        esc(message),
+        esc(next)
+    );
+    (status, Html(shell("Sign in", "login", None, &body))).into_response()
+}
+
+/// `None` lets the page through; otherwise the answer instead: the `?token=` exchange (a
+/// redirect setting the cookie) or the login page.
+fn gate(st: &WebState, uri: &Uri, headers: &HeaderMap, token: Option<String>) -> Option<Response> {
+    if let Some(t) = token {
+        // Valid or not, the token leaves the address: redirect to the bare path.
+        let path = uri.path().to_string();
+        return Some(match authorize(&st.tokens, Some(&format!("Bearer {t}"))) {
+            Ok(()) if t.bytes().all(|b| b.is_ascii_graphic() && b != b';') => {
+                ([(header::SET_COOKIE, cookie(&t))], Redirect::to(&path)).into_response()
+            }
+            Ok(()) => login_page(
+                StatusCode::BAD_REQUEST,
+                &path,
+                "this token cannot be kept in a cookie: use the API with a bearer header",
+            ),
+            Err(e) if e.status == StatusCode::FORBIDDEN => {
+                login_page(StatusCode::FORBIDDEN, &path, &e.message)
+            }
+            Err(_) => login_page(StatusCode::UNAUTHORIZED, &path, "that token is not valid"),
+        });
+    }
+    authorize(&st.tokens, presented(headers).as_deref())
+        .err()
+        .map(|e| {
+            let msg = if e.status == StatusCode::FORBIDDEN {
+                e.message
+            } else {
+                "sign in with the client token".into()
+            };
+            login_page(e.status, uri.path(), &msg)
+        })
+}
+
+/// A page of `kind`; for one sweep or run (`thing` = table and id), a 404 page when it does
+/// not exist.
+async fn page(
+    st: WebState,
+    uri: Uri,
+    headers: HeaderMap,
+    token: Option<String>,
+    title: &str,
+    kind: &str,
+    thing: Option<(&str, i64)>,
+) -> Response {
+    if let Some(r) = gate(&st, &uri, &headers, token) {
+        return r;
+    }
+    let Some((table, id)) = thing else {
+        return Html(shell(title, kind, None, "")).into_response();
+    };
+    // `table` is one of our constants, never user input.
+    let found = sqlx::query_scalar::<_, bool>(&format!(
+        "select exists(select 1 from {table} where id = $1)"
+    ))
+    .bind(id)
+    .fetch_one(&st.pool)
+    .await;
+    match found {
+        Ok(true) => Html(shell(title, kind, Some(id), "")).into_response(),
+        Ok(false) => (
+            StatusCode::NOT_FOUND,
+            Html(shell(
+                "Not found",
+                "missing",
+                None,
+                &format!("<p class=\"error\">No {kind} {id}.</p>"),
+            )),
+        )
+            .into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+async fn sweeps(
+    State(st): State<WebState>,
+    uri: Uri,
+    headers: HeaderMap,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    page(st, uri, headers, q.token, "Sweeps", "sweeps", None).await
+}
+
+async fn sweep(
+    State(st): State<WebState>,
+    Id(id): Id,
+    uri: Uri,
+    headers: HeaderMap,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    page(
+        st,
+        uri,
+        headers,
+        q.token,
+        &format!("Sweep {id}"),
+        "sweep",
+        Some(("sweeps", id)),
+    )
+    .await
+}
+
+async fn run(
+    State(st): State<WebState>,
+    Id(id): Id,
+    uri: Uri,
+    headers: HeaderMap,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    page(
+        st,
+        uri,
+        headers,
+        q.token,
+        &format!("Run {id}"),
+        "run",
+        Some(("runs", id)),
+    )
+    .await
+}
+
+async fn workers(
+    State(st): State<WebState>,
+    uri: Uri,
+    headers: HeaderMap,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    page(st, uri, headers, q.token, "Workers", "workers", None).await
+}
+
+async fn datasets(
+    State(st): State<WebState>,
+    uri: Uri,
+    headers: HeaderMap,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    page(st, uri, headers, q.token, "Datasets", "datasets", None).await
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    token: String,
+    #[serde(default)]
+    next: String,
+}
+
+async fn login_form() -> Response {
+    login_page(StatusCode::OK, "/", "")
+}
+
+async fn login(State(st): State<WebState>, Form(f): Form<LoginForm>) -> Response {
+    // Only same-site paths: never an open redirect.
+    let next = if f.next.starts_with('/') && !f.next.starts_with("//") {
+        f.next
+    } else {
+        "/".into()
+    };
+    match authorize(&st.tokens, Some(&format!("Bearer {}", f.token))) {
+        Ok(()) if f.token.bytes().all(|b| b.is_ascii_graphic() && b != b';') => (
+            [(header::SET_COOKIE, cookie(&f.token))],
+            Redirect::to(&next),
+        )
+            .into_response(),
+        Ok(()) => login_page(
+            StatusCode::BAD_REQUEST,
+            &next,
+            "this token cannot be kept in a cookie",
+        ),
+        Err(e) if e.status == StatusCode::FORBIDDEN => {
+            login_page(StatusCode::FORBIDDEN, &next, &e.message)
+        }
+        Err(_) => login_page(StatusCode::UNAUTHORIZED, &next, "that token is not valid"),
+    }
+}
+
+async fn page_fallback() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Html(shell(
+            "Not found",
+            "missing",
+            None,
+            "<p class=\"error\">No such page.</p>",
+        )),
+    )
+        .into_response()
+}
+
+/// The page routes.
+pub(super) fn routes(_state: WebState) -> Router<WebState> {
+    Router::new()
+        .route("/", get(sweeps))
+        .route("/sweeps/{id}", get(sweep))
+        .route("/runs/{id}", get(run))
+        .route("/workers", get(workers))
+        .route("/datasets", get(datasets))
+        .route("/login", get(login_form).post(login))
+        .fallback(page_fallback)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(
+            esc(r#"<a href="x">'&'</a>"#),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+    }
+}

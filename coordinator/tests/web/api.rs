@@ -1,0 +1,416 @@
+//! The JSON API over real HTTP: every endpoint with data, unknown ids, bad ids, unknown
+//! paths, tokens (missing 401, wrong 401, worker 403, client via header or cookie), the
+//! `?token=` cookie exchange and the login form, and read-only methods.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::stack::{CLIENT_TOKEN, Stack, WORKER_TOKEN, seed};
+
+async fn get(url: &str) -> (StatusCode, Value) {
+    let r = reqwest::get(url).await.unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+fn error_message(v: &Value) -> &str {
+    v["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an error document: {v}"))
+}
+
+#[tokio::test]
+async fn every_endpoint_answers_with_the_seeded_stack() {
+    let s = Stack::spawn(false).await;
+    let seeded = seed(&s, 3, |i| [4, 2, 0][i]).await;
+
+    let (st, sweeps) = get(&s.url("/api/v1/sweeps")).await;
+    assert_eq!(st, StatusCode::OK);
+    let sw = &sweeps.as_array().unwrap()[0];
+    assert_eq!(sw["id"], seeded.sweep_id);
+    assert_eq!(sw["name"], "units-sweep");
+    assert_eq!(sw["runs"], 3);
+    assert_eq!(sw["counts"]["running"], 3);
+    assert_eq!(
+        sw["best_run_id"], seeded.runs[0],
+        "run 0 trained longest, so it is best: {sw}"
+    );
+    let best = sw["best_val_loss"].as_f64().unwrap();
+    assert!((best - crate::stack::epoch(4, 0).val_loss).abs() < 1e-9);
+
+    let (st, detail) = get(&s.url(&format!("/api/v1/sweeps/{}", seeded.sweep_id))).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(detail["runs"].as_array().unwrap().len(), 3);
+    assert_eq!(detail["varying"], serde_json::json!(["units"]));
+    assert_eq!(detail["runs"][0]["config"]["units"], 8);
+    assert_eq!(detail["runs"][1]["epochs_done"], 2);
+    assert!(
+        detail["runs"][2]["best_val_loss"].is_null(),
+        "no epoch yet is null, not NaN"
+    );
+
+    let (st, curves) = get(&s.url(&format!("/api/v1/sweeps/{}/curves", seeded.sweep_id))).await;
+    assert_eq!(st, StatusCode::OK);
+    let cs = curves["curves"].as_array().unwrap();
+    assert_eq!(cs.len(), 2, "runs without epochs have no curve");
+    assert_eq!(cs[0]["epochs"], serde_json::json!([1, 2, 3, 4]));
+    assert_eq!(cs[1]["val"].as_array().unwrap().len(), 2);
+
+    let (st, run) = get(&s.url(&format!("/api/v1/runs/{}", seeded.runs[0]))).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(run["run"]["state"], "running");
+    assert_eq!(run["epochs"].as_array().unwrap().len(), 4);
+    assert_eq!(run["epochs"][0]["metrics"]["lr"], 0.002);
+    assert_eq!(run["attempts"][0]["worker_host"], "gpu-host-0");
+    assert_eq!(run["checkpoints"][0]["best"], true);
+    let g = &run["generations"][0];
+    assert_eq!(g["state"], "done");
+    let poems = g["poems"].as_array().unwrap();
+    assert_eq!(poems.len(), 2);
+    let copied: Vec<&str> = poems[0]["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["copied"] == true)
+        .map(|s| s["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        copied,
+        vec!["Under the hill the old roads sleep"],
+        "{}",
+        poems[0]
+    );
+    assert!(
+        poems[1]["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["copied"] == false)
+    );
+
+    let (st, workers) = get(&s.url("/api/v1/workers")).await;
+    assert_eq!(st, StatusCode::OK);
+    let ws = workers.as_array().unwrap();
+    assert_eq!(ws.len(), 3);
+    let w0 = ws.iter().find(|w| w["id"] == seeded.worker_ids[0]).unwrap();
+    assert_eq!(
+        (w0["gpu_name"].as_str(), w0["device"].as_str()),
+        (Some("NVIDIA H100"), Some("cuda:0"))
+    );
+    let holding = ws
+        .iter()
+        .find(|w| w["current_run_id"] == seeded.runs[0])
+        .expect("a worker holds run 0");
+    assert_eq!(holding["current_epoch"], 4);
+    let (st, stale) = get(&s.url("/api/v1/workers?include_stale=true")).await;
+    assert_eq!((st, stale.as_array().unwrap().len()), (StatusCode::OK, 3));
+
+    let (st, datasets) = get(&s.url("/api/v1/datasets")).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(datasets[0]["name"], "tiny");
+    assert_eq!(datasets[0]["params"]["min_lines"], 2);
+    assert_eq!(datasets[0]["counts"]["duplicates"], 2);
+    assert_eq!(datasets[0]["vocab_size"], 26);
+
+    let (st, openapi) = get(&s.url("/api/v1/openapi.json")).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(openapi["openapi"], "3.0.3");
+    for p in [
+        "/sweeps",
+        "/sweeps/{id}",
+        "/sweeps/{id}/curves",
+        "/runs/{id}",
+        "/workers",
+        "/datasets",
+    ] {
+        assert!(openapi["paths"][p]["get"].is_object(), "{p} undocumented");
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_and_bad_ids_are_json_errors() {
+    let s = Stack::spawn(false).await;
+    for (path, msg) in [
+        ("/api/v1/sweeps/424242", "no sweep 424242"),
+        ("/api/v1/sweeps/424242/curves", "no sweep 424242"),
+        ("/api/v1/runs/424242", "no run 424242"),
+    ] {
+        let (st, body) = get(&s.url(path)).await;
+        assert_eq!(st, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(error_message(&body), msg);
+        assert_eq!(body["error"]["status"], 404);
+    }
+    let (st, body) = get(&s.url("/api/v1/runs/abc")).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(error_message(&body).contains("'abc' is not an id"));
+    for path in ["/api/v1/nothing", "/api/v2/sweeps"] {
+        let (st, body) = get(&s.url(path)).await;
+        assert_eq!(st, StatusCode::NOT_FOUND, "{path}");
+        assert!(error_message(&body).contains("no such endpoint"));
+    }
+    // Empty lists are lists.
+    for path in ["/api/v1/sweeps", "/api/v1/workers", "/api/v1/datasets"] {
+        let (st, body) = get(&s.url(path)).await;
+        assert_eq!((st, body), (StatusCode::OK, Value::Array(vec![])), "{path}");
+    }
+    // Read-only: no writes through this port.
+    let r = reqwest::Client::new()
+        .post(s.url("/api/v1/sweeps"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    // Unknown pages are a 404 page, unknown run pages too.
+    assert_eq!(
+        reqwest::get(s.url("/runs/424242")).await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        reqwest::get(s.url("/sweeps/424242"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        reqwest::get(s.url("/nope")).await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn tokens_guard_the_api_and_the_pages() {
+    let s = Stack::spawn(true).await;
+    let seeded = seed(&s, 1, |_| 1).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let endpoints = [
+        "/api/v1/sweeps".to_string(),
+        format!("/api/v1/sweeps/{}", seeded.sweep_id),
+        format!("/api/v1/sweeps/{}/curves", seeded.sweep_id),
+        format!("/api/v1/runs/{}", seeded.runs[0]),
+        "/api/v1/workers".to_string(),
+        "/api/v1/datasets".to_string(),
+        "/api/v1/runs/424242".to_string(),
+    ];
+    for path in &endpoints {
+        let missing = http.get(s.url(path)).send().await.unwrap();
+        assert_eq!(missing.status(), StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(missing.headers()["www-authenticate"], "Bearer");
+        assert!(error_message(&missing.json().await.unwrap()).contains("missing bearer token"));
+        let wrong = http
+            .get(s.url(path))
+            .bearer_auth("not-the-token-at-all")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED, "{path}");
+        let worker = http
+            .get(s.url(path))
+            .bearer_auth(WORKER_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(worker.status(), StatusCode::FORBIDDEN, "{path}");
+        assert!(error_message(&worker.json().await.unwrap()).contains("client token"));
+        let ok = http
+            .get(s.url(path))
+            .bearer_auth(CLIENT_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let want = if path.ends_with("424242") {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::OK
+        };
+        assert_eq!(ok.status(), want, "{path}");
+        let cookie = http
+            .get(s.url(path))
+            .header("cookie", format!("other=1; poet_token={CLIENT_TOKEN}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(cookie.status(), want, "{path} by cookie");
+    }
+    // The OpenAPI document and the assets are public.
+    assert_eq!(
+        http.get(s.url("/api/v1/openapi.json"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        http.get(s.url("/assets/app.js"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+
+    // Pages: the login form without a token, the cookie exchange with one.
+    let page = format!("/runs/{}", seeded.runs[0]);
+    let anon = http.get(s.url(&page)).send().await.unwrap();
+    assert_eq!(anon.status(), StatusCode::UNAUTHORIZED);
+    assert!(anon.text().await.unwrap().contains("action=\"/login\""));
+    let bad = http
+        .get(s.url(&format!("{page}?token=wrong-token-xxxxxxxx")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::UNAUTHORIZED);
+    assert!(bad.headers().get("set-cookie").is_none());
+    let as_worker = http
+        .get(s.url(&format!("{page}?token={WORKER_TOKEN}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(as_worker.status(), StatusCode::FORBIDDEN);
+    let exchange = http
+        .get(s.url(&format!("{page}?token={CLIENT_TOKEN}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(exchange.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        exchange.headers()["location"],
+        page.as_str(),
+        "the token leaves the address"
+    );
+    let set = exchange.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        set.starts_with(&format!("poet_token={CLIENT_TOKEN};"))
+            && set.contains("HttpOnly")
+            && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    let with_cookie = http
+        .get(s.url(&page))
+        .header("cookie", format!("poet_token={CLIENT_TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_cookie.status(), StatusCode::OK);
+    assert!(
+        with_cookie
+            .text()
+            .await
+            .unwrap()
+            .contains("data-page=\"run\"")
+    );
+
+    // The login form: sets the cookie and goes back, never to another site.
+    let login = http
+        .post(s.url("/login"))
+        .form(&[("token", CLIENT_TOKEN), ("next", "/workers")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::SEE_OTHER);
+    assert_eq!(login.headers()["location"], "/workers");
+    assert!(
+        login.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("HttpOnly")
+    );
+    let offsite = http
+        .post(s.url("/login"))
+        .form(&[("token", CLIENT_TOKEN), ("next", "//evil.example/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(offsite.headers()["location"], "/");
+    let wrong = http
+        .post(s.url("/login"))
+        .form(&[("token", "nope"), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_public_dashboard_address_needs_tokens() {
+    let db = poet_sql::testing::fresh_db().await;
+    let cfg = poet_coordinator::CoordinatorConfig {
+        database_url: Some(db.url.clone()),
+        artifacts: Some(
+            std::env::temp_dir()
+                .join("poet-web-test-artifacts")
+                .display()
+                .to_string(),
+        ),
+        http_listen: Some("0.0.0.0:0".parse().unwrap()),
+        ..Default::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let err = poet_coordinator::run(cfg, listener, std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("without tokens"), "{err}");
+}
+
+#[tokio::test]
+async fn a_thousand_run_sweep_is_one_quick_page() {
+    let s = Stack::spawn(false).await;
+    crate::stack::seed_dataset(&s.db.pool, "tiny").await;
+    let mut client = s.client().await;
+    let seeds: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
+    let spec = format!(
+        "dataset = \"tiny\"\n[base]\nlayers = 1\nunits = 8\nepochs = 300\n[grid]\nseed = [{}]\n",
+        seeds.join(", ")
+    );
+    let sweep_id = client
+        .submit_sweep(poet_proto::v1::SubmitSweepRequest {
+            spec,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sweep
+        .unwrap()
+        .id;
+    // 300 epochs for every run, written straight to the table (300,000 rows).
+    sqlx::query(
+        "insert into epochs (run_id, epoch, attempt, train_loss, val_loss, duration_s, chars_per_sec)
+         select r.id, e, 1, 3.0 / e, 3.1 / e, 1, 1000 from runs r, generate_series(1, 300) e",
+    )
+    .execute(&s.db.pool)
+    .await
+    .unwrap();
+    let t = std::time::Instant::now();
+    let (st, curves) = get(&s.url(&format!("/api/v1/sweeps/{sweep_id}/curves"))).await;
+    let curves_s = t.elapsed().as_secs_f64();
+    assert_eq!(st, StatusCode::OK);
+    let cs = curves["curves"].as_array().unwrap();
+    assert_eq!(cs.len(), 1000);
+    assert!(
+        cs.iter()
+            .all(|c| c["epochs"].as_array().unwrap().len() == 200 && c["thinned"] == true)
+    );
+    let t = std::time::Instant::now();
+    let (st, detail) = get(&s.url(&format!("/api/v1/sweeps/{sweep_id}"))).await;
+    let detail_s = t.elapsed().as_secs_f64();
+    assert_eq!(
+        (st, detail["runs"].as_array().unwrap().len()),
+        (StatusCode::OK, 1000)
+    );
+    eprintln!("1000-run sweep: curves {curves_s:.3} s, runs {detail_s:.3} s");
+    // Generous bounds for a shared debug build; the figures are printed above.
+    assert!(curves_s < 10.0 && detail_s < 5.0);
+    s.stop().await;
+}

@@ -1,0 +1,335 @@
+//! A coordinator with `--http-listen` on a fresh database, and a sweep with runs at
+//! different stages (epochs reported through the worker API, a checkpoint, a judged
+//! generation with a poem copied from the corpus).
+
+use std::net::SocketAddr;
+
+use poet_coordinator::CoordinatorConfig;
+use poet_proto::v1::{self, poet_client::PoetClient, worker_service_client::WorkerServiceClient};
+use poet_sql::testing::{TestDb, fresh_db};
+use sha2::{Digest, Sha256};
+use tonic::transport::Channel;
+
+pub const CLIENT_TOKEN: &str = "client-token-0123456789";
+pub const WORKER_TOKEN: &str = "worker-token-0123456789";
+
+pub struct Stack {
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    pub db: TestDb,
+    /// Keeps the artifact folder alive as long as the coordinator.
+    _artifacts: tempfile::TempDir,
+    token: Option<String>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<Result<(), poet_coordinator::CoordinatorError>>>,
+}
+
+/// A port nobody listens on now (bound, read, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Stack {
+    /// A coordinator on a fresh database; with `tokens`, both roles need theirs.
+    pub async fn spawn(tokens: bool) -> Stack {
+        let db = fresh_db().await;
+        let artifacts = tempfile::tempdir().unwrap();
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let cfg = CoordinatorConfig {
+            database_url: Some(db.url.clone()),
+            artifacts: Some(artifacts.path().display().to_string()),
+            lease_ttl_s: 300.0,
+            heartbeat_interval_s: 1.0,
+            reaper_interval_s: 0.5,
+            http_listen: Some(http),
+            client_token: tokens.then(|| CLIENT_TOKEN.to_string()),
+            worker_token: tokens.then(|| WORKER_TOKEN.to_string()),
+            db_pool: 8,
+            ..Default::default()
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let grpc = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(poet_coordinator::run(cfg, listener, async move {
+            let _ = rx.await;
+        }));
+        // Ready when the dashboard answers (it starts before gRPC serves).
+        let http_client = reqwest::Client::new();
+        for _ in 0..200 {
+            if http_client
+                .get(format!("http://{http}/api/v1/openapi.json"))
+                .send()
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        Stack {
+            grpc,
+            http,
+            db,
+            _artifacts: artifacts,
+            token: None,
+            stop: Some(tx),
+            handle: Some(handle),
+        }
+        .with_token(tokens)
+    }
+
+    fn with_token(mut self, tokens: bool) -> Self {
+        self.token = tokens.then(|| CLIENT_TOKEN.to_string());
+        self
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    async fn channel(&self) -> Channel {
+        for _ in 0..100 {
+            if let Ok(ch) = Channel::from_shared(format!("http://{}", self.grpc))
+                .unwrap()
+                .connect()
+                .await
+            {
+                return ch;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("grpc never came up on {}", self.grpc)
+    }
+
+    pub async fn client(
+        &self,
+    ) -> PoetClient<tonic::service::interceptor::InterceptedService<Channel, Auth>> {
+        PoetClient::with_interceptor(
+            self.channel().await,
+            Auth(self.token.as_ref().map(|_| CLIENT_TOKEN)),
+        )
+    }
+
+    pub async fn worker(
+        &self,
+    ) -> WorkerServiceClient<tonic::service::interceptor::InterceptedService<Channel, Auth>> {
+        WorkerServiceClient::with_interceptor(
+            self.channel().await,
+            Auth(self.token.as_ref().map(|_| WORKER_TOKEN)),
+        )
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.unwrap().unwrap();
+        }
+    }
+}
+
+/// Adds a bearer token to gRPC calls.
+#[derive(Clone)]
+pub struct Auth(Option<&'static str>);
+
+impl tonic::service::Interceptor for Auth {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(t) = self.0 {
+            req.metadata_mut()
+                .insert("authorization", format!("Bearer {t}").parse().unwrap());
+        }
+        Ok(req)
+    }
+}
+
+pub const POEMS: &[&str] = &[
+    "the lamp is low and the kettle sings\nof rain that taps on the window wings",
+    "a heron waits by the silver reed\nand counts the fish it does not need",
+    "under the hill the old roads sleep\nwith promises they did not keep",
+    "my grandmother folded the evening light\ninto a drawer and said good night",
+];
+
+/// Inserts a ready dataset; returns its id.
+pub async fn seed_dataset(pool: &sqlx::PgPool, name: &str) -> i64 {
+    let id: i64 = sqlx::query_scalar(
+        "insert into datasets (name, version, content_hash, params_hash, params, counts, poems, chars, vocab, shards, validation_shards, state)
+         values ($1, 1, md5($1 || random()::text), 'p', '{\"min_lines\": 2, \"max_chars\": 4000}', '{\"read\": 6, \"kept\": 4, \"duplicates\": 2}',
+                 $2, 250, 'abcdefghijklmnopqrstuvwxyz', 4, '{0}', 'ready') returning id",
+    )
+    .bind(name)
+    .bind(POEMS.len() as i64)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    for (i, p) in POEMS.iter().enumerate() {
+        sqlx::query("insert into poems (dataset_id, shard, source_id, dedupe_key, text) values ($1, $2, $3, $4, $5)")
+            .bind(id)
+            .bind((i % 4) as i32)
+            .bind(format!("src-{i}"))
+            .bind(format!("key-{i}"))
+            .bind(format!("++++\n{p}\n"))
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+    id
+}
+
+/// What [`seed`] made.
+pub struct Seeded {
+    pub sweep_id: i64,
+    /// Runs by id, in id order.
+    pub runs: Vec<i64>,
+    /// The leases the simulated workers hold, by run (index as `runs`).
+    pub leases: Vec<v1::Lease>,
+    pub worker_ids: Vec<i64>,
+}
+
+pub fn epoch(n: i32, run: usize) -> v1::Epoch {
+    // Decreasing losses, a different level per run so the lines are told apart.
+    let base = 3.2 - 0.25 * run as f64;
+    let val = base / (1.0 + 0.35 * n as f64) + 0.6;
+    v1::Epoch {
+        epoch: n,
+        train_loss: val - 0.08,
+        val_loss: val,
+        duration_s: 1.5,
+        chars_per_sec: 52_000.0,
+        metrics_json: r#"{"lr": 0.002}"#.into(),
+        ..Default::default()
+    }
+}
+
+/// A sweep over `units` (`runs` values) of 6 epochs on dataset "tiny": each run leased by its
+/// own worker and reporting `epochs_for(i)` epochs; run 0 gets a checkpoint and a judged
+/// generation (one poem copied from the corpus, one original).
+pub async fn seed(s: &Stack, runs: usize, epochs_for: impl Fn(usize) -> i32) -> Seeded {
+    seed_dataset(&s.db.pool, "tiny").await;
+    let mut client = s.client().await;
+    let units: Vec<String> = (0..runs).map(|i| (8 * (i + 1)).to_string()).collect();
+    let spec = format!(
+        "dataset = \"tiny\"\nmax_attempts = 2\n[base]\nlayers = 1\nseq_len = 16\nepochs = 6\n[grid]\nunits = [{}]\n",
+        units.join(", ")
+    );
+    let sub = client
+        .submit_sweep(v1::SubmitSweepRequest {
+            spec,
+            name: "units-sweep".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let sweep_id = sub.sweep.unwrap().id;
+    let mut w = s.worker().await;
+    let mut leases = vec![];
+    let mut worker_ids = vec![];
+    for i in 0..runs {
+        let wid = w
+            .register(v1::RegisterRequest {
+                host: format!("gpu-host-{i}"),
+                device: "cuda:0".into(),
+                gpu_name: "NVIDIA H100".into(),
+                gpu_memory_bytes: 80 << 30,
+                version: "0.1.0".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .worker_id;
+        let l = w
+            .lease_run(v1::LeaseRunRequest {
+                worker_id: wid,
+                wait_ms: 1000,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .lease
+            .unwrap();
+        leases.push(l.lease.unwrap());
+        worker_ids.push(wid);
+    }
+    leases.sort_by_key(|l| l.run_id);
+    for (i, l) in leases.iter().enumerate() {
+        for n in 1..=epochs_for(i) {
+            w.report_epoch(v1::ReportEpochRequest {
+                lease: Some(l.clone()),
+                epoch: Some(epoch(n, i)),
+            })
+            .await
+            .unwrap();
+        }
+    }
+    // Run 0: a checkpoint and a judged generation.
+    let l = &leases[0];
+    let data = b"pretend checkpoint".to_vec();
+    let last = epochs_for(0);
+    let msgs = vec![
+        v1::UploadCheckpointRequest {
+            part: Some(v1::upload_checkpoint_request::Part::Header(
+                v1::CheckpointHeader {
+                    lease: Some(l.clone()),
+                    epoch: last,
+                    size: data.len() as i64,
+                    sha256: hex::encode(Sha256::digest(&data)),
+                },
+            )),
+        },
+        v1::UploadCheckpointRequest {
+            part: Some(v1::upload_checkpoint_request::Part::Data(data)),
+        },
+    ];
+    w.upload_checkpoint(futures::stream::iter(msgs))
+        .await
+        .unwrap();
+    client
+        .generate(v1::GenerateRequest {
+            run_id: l.run_id,
+            temperatures: vec![0.5, 1.0],
+            seed: 7,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let gen_worker = worker_ids[0];
+    let job = w
+        .lease_generation(v1::LeaseGenerationRequest {
+            worker_id: gen_worker,
+            wait_ms: 2000,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .job
+        .unwrap();
+    w.complete_generation(v1::CompleteGenerationRequest {
+        worker_id: gen_worker,
+        generation_id: job.generation_id,
+        streams: vec![
+            v1::SampledStream {
+                temperature: 0.5,
+                text: "Under the hill the old roads sleep,\nbeside a quiet sea\n++++\n".into(),
+            },
+            v1::SampledStream {
+                temperature: 1.0,
+                text: "violet engines hum beneath\nthe quiet orchard of my teeth\n++++\n".into(),
+            },
+        ],
+        error: String::new(),
+    })
+    .await
+    .unwrap();
+    Seeded {
+        sweep_id,
+        runs: leases.iter().map(|l| l.run_id).collect(),
+        leases,
+        worker_ids,
+    }
+}
