@@ -410,6 +410,7 @@ impl Queue {
     /// Records a durable checkpoint blob (fenced), then applies retention. Returns the row
     /// and the keys whose blobs the caller must delete (retention, or a duplicate upload).
     #[tracing::instrument(name = "coordinator.queue.commit_checkpoint", skip(self, key, sha256))]
+    #[allow(clippy::too_many_arguments)] // every argument is one fact of the upload; a struct would only rename them
     pub async fn commit_checkpoint(
         &self,
         lease: LeaseRef,
