@@ -123,6 +123,7 @@ case "${1:-help}" in
     bench-*)
         setup
         script="bench/${1#bench-}.sh"
+        [ -x "$script" ] || script="bench/${1#bench-}/run.sh"
         [ -x "$script" ] || die "no benchmark '$1' (see BENCHMARKS.md)"
         shift
         exec "$script" "$@"
