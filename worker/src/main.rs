@@ -22,10 +22,13 @@ struct Cli {
 enum Command {
     /// Serve a coordinator.
     Run {
+        /// Coordinator URL, e.g. http://coordinator:7070.
         #[arg(long, env = "POET_COORDINATOR")]
         coordinator: String,
+        /// Bearer token for the coordinator (never logged).
         #[arg(long, env = "POET_TOKEN", hide_env_values = true)]
         token: Option<String>,
+        /// Dataset and checkpoint cache.
         #[arg(long, env = "POET_CACHE_DIR", default_value = "/var/cache/poet-worker")]
         cache_dir: PathBuf,
         /// Do not serve generation jobs.
@@ -37,19 +40,25 @@ enum Command {
     },
     /// Train from a corpus file, without a coordinator.
     Train {
+        /// Framed corpus text file.
         #[arg(long, env = "POET_CORPUS")]
         corpus: PathBuf,
+        /// TOML file of TrainConfig keys.
         #[arg(long, env = "POET_CONFIG")]
         config: PathBuf,
+        /// Tail fraction of the corpus held out for validation.
         #[arg(long, env = "POET_VALIDATION_FRACTION", default_value_t = 0.1)]
         validation_fraction: f64,
+        /// Directory for checkpoints.
         #[arg(long, env = "POET_OUT", default_value = "checkpoints")]
         out: PathBuf,
     },
     /// Sample poems from a checkpoint file.
     Generate {
+        /// Checkpoint file (safetensors).
         #[arg(long, env = "POET_CHECKPOINT")]
         checkpoint: PathBuf,
+        /// Temperatures, comma-separated (0 = greedy).
         #[arg(
             long,
             env = "POET_TEMPERATURE",
@@ -57,14 +66,19 @@ enum Command {
             default_value = "0.2,0.5,1.0"
         )]
         temperature: Vec<f64>,
+        /// Characters per stream.
         #[arg(long, env = "POET_CHARS", default_value_t = 400)]
         chars: usize,
+        /// Streams per temperature.
         #[arg(long, env = "POET_POEMS", default_value_t = 1)]
         poems: usize,
+        /// Random seed.
         #[arg(long, env = "POET_SEED", default_value_t = 0)]
         seed: u64,
+        /// Text after the seed window.
         #[arg(long, env = "POET_PRIME", default_value = "")]
         prime: String,
+        /// Print JSON.
         #[arg(long, env = "POET_JSON")]
         json: bool,
         /// Sliding-window sampling (the Keras reference) instead of carried state.
