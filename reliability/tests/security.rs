@@ -1,0 +1,184 @@
+//! Security of a spawned `poet coordinator`: TLS is required when configured (a plaintext
+//! client fails, a client trusting the CA succeeds), and neither the bearer tokens nor the
+//! database password ever reach its logs, even at `POET_LOG=debug`.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use poet_proto::v1::{self, poet_client::PoetClient, worker_service_client::WorkerServiceClient};
+use poet_reliability::procs::{CoordinatorProc, CoordinatorSpec};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+
+fn spec(
+    dir: &std::path::Path,
+    database_url: String,
+    env: Vec<(String, String)>,
+) -> CoordinatorSpec {
+    CoordinatorSpec {
+        database_url,
+        artifacts: dir.join("artifacts"),
+        lease_ttl_s: 10.0,
+        heartbeat_s: 2.0,
+        reaper_s: 1.0,
+        env,
+        log_dir: dir.join("logs"),
+    }
+}
+
+fn bearer<T>(msg: T, token: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ascii"),
+    );
+    r
+}
+
+#[tokio::test]
+async fn tls_is_required_when_configured() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem())?;
+    std::fs::write(&key, ck.key_pair.serialize_pem())?;
+    let db = poet_sql::testing::fresh_db().await;
+    let env = vec![
+        ("POET_TLS_CERT".to_string(), cert.display().to_string()),
+        ("POET_TLS_KEY".to_string(), key.display().to_string()),
+    ];
+    let mut c =
+        CoordinatorProc::start(&spec(dir.path(), db.url.clone(), env), "127.0.0.1:0", "tls")
+            .await?;
+
+    // Plaintext HTTP/2 against the TLS port: no answer but an error.
+    let plain = tokio::time::timeout(Duration::from_secs(10), async {
+        let ch = Channel::from_shared(format!("http://{}", c.addr))?
+            .connect()
+            .await?;
+        Ok::<_, anyhow::Error>(
+            PoetClient::new(ch)
+                .list_sweeps(v1::ListSweepsRequest::default())
+                .await?,
+        )
+    })
+    .await
+    .expect("the plaintext client gets its error promptly");
+    assert!(
+        plain.is_err(),
+        "a plaintext client was answered by a TLS coordinator"
+    );
+
+    // TLS without trusting the self-signed CA: refused by the client's verification.
+    let untrusted = async {
+        let tls = ClientTlsConfig::new().domain_name("localhost");
+        let ch = Channel::from_shared(format!("https://{}", c.addr))?
+            .tls_config(tls)?
+            .connect()
+            .await?;
+        Ok::<_, anyhow::Error>(
+            PoetClient::new(ch)
+                .list_sweeps(v1::ListSweepsRequest::default())
+                .await?,
+        )
+    }
+    .await;
+    assert!(
+        untrusted.is_err(),
+        "a client that does not trust the CA must not connect"
+    );
+
+    // TLS trusting the CA: served.
+    let tls = ClientTlsConfig::new()
+        .domain_name("localhost")
+        .ca_certificate(Certificate::from_pem(ck.cert.pem()));
+    let ch = Channel::from_shared(format!("https://{}", c.addr))?
+        .tls_config(tls)?
+        .connect()
+        .await?;
+    PoetClient::new(ch)
+        .list_sweeps(v1::ListSweepsRequest::default())
+        .await?;
+    c.kill().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn tokens_and_database_password_never_reach_the_logs() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = poet_sql::testing::fresh_db().await;
+    // The test server trusts local connections, so a password in the URL is accepted and ignored:
+    // enough to see whether the coordinator ever prints it.
+    let password = "db-pass-7f3a9c2e51";
+    let url = db.url.replacen(
+        "postgres://poet@",
+        &format!("postgres://poet:{password}@"),
+        1,
+    );
+    assert_ne!(url, db.url, "URL has the expected shape");
+    let (client_token, worker_token, wrong) = (
+        "client-tok-5b8e1d0f9a2c",
+        "worker-tok-c41e7a9b3d06",
+        "wrong-tok-0e9d8c7b6a55",
+    );
+    let env = vec![
+        ("POET_LOG".to_string(), "debug".to_string()),
+        ("POET_CLIENT_TOKEN".to_string(), client_token.to_string()),
+        ("POET_WORKER_TOKEN".to_string(), worker_token.to_string()),
+    ];
+    let mut c =
+        CoordinatorProc::start(&spec(dir.path(), url, env), "127.0.0.1:0", "secrets").await?;
+    let ch = Channel::from_shared(format!("http://{}", c.addr))?
+        .connect()
+        .await?;
+    let mut client = PoetClient::new(ch.clone());
+    let mut worker = WorkerServiceClient::new(ch);
+    // Good calls, wrong-role calls, wrong tokens, and an error path that names the request.
+    client
+        .list_sweeps(bearer(v1::ListSweepsRequest::default(), client_token))
+        .await?;
+    let e = client
+        .list_sweeps(bearer(v1::ListSweepsRequest::default(), wrong))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unauthenticated);
+    let e = client
+        .list_sweeps(bearer(v1::ListSweepsRequest::default(), worker_token))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied);
+    let e = client
+        .submit_sweep(bearer(
+            v1::SubmitSweepRequest {
+                spec: "dataset = \"nope\"\n".into(),
+                ..Default::default()
+            },
+            client_token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    let reg = v1::RegisterRequest {
+        host: "h".into(),
+        device: "cpu".into(),
+        ..Default::default()
+    };
+    worker.register(bearer(reg.clone(), worker_token)).await?;
+    assert!(worker.register(bearer(reg, client_token)).await.is_err());
+    // SIGTERM-free: kill, then read everything it wrote.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.kill().await;
+    let log = std::fs::read_to_string(&c.stderr)?;
+    assert!(
+        log.contains("coordinator serving"),
+        "the log was captured:\n{log}"
+    );
+    assert!(log.lines().count() > 5, "debug logging was on");
+    for secret in [password, client_token, worker_token, wrong] {
+        assert!(
+            !log.contains(secret),
+            "{secret} appears in the coordinator's log"
+        );
+    }
+    Ok(())
+}
