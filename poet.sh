@@ -3,7 +3,7 @@
 # run again:
 #   ./poet.sh demo     the whole job on embedded defaults (see README.md, "The demo")
 #   ./poet.sh test     every test (what CI runs)
-#   ./poet.sh setup    only install: Postgres (apt, if missing), the torch venv, the build
+#   ./poet.sh setup    only install: Postgres and Chromium (apt, if missing), the torch venv, the build
 #   ./poet.sh env      print the exports that put the torch venv and the binaries on PATH
 #   ./poet.sh bench-*  benchmarks (see BENCHMARKS.md)
 set -euo pipefail
@@ -40,6 +40,15 @@ ensure_postgres() {
     # Debian's package may start a system cluster; poet runs its own private one.
 }
 
+# The dashboard's browser tests (coordinator/tests/web) drive headless Chromium over WebDriver.
+ensure_chromium() {
+    if { command -v chromium >/dev/null || command -v chromium-browser >/dev/null || [ -n "${POET_CHROMIUM:-}" ]; } \
+        && { command -v chromedriver >/dev/null || [ -n "${POET_CHROMEDRIVER:-}" ]; }; then
+        return
+    fi
+    apt_install chromium chromium-driver
+}
+
 ensure_toolchain() {
     command -v cargo >/dev/null || die "cargo not found: install Rust with rustup (https://rustup.rs)"
     command -v python3 >/dev/null || die "python3 not found: install Python 3 (apt-get install python3)"
@@ -68,6 +77,7 @@ torch_env() {
 setup() {
     ensure_toolchain
     ensure_postgres
+    ensure_chromium
     ensure_torch
     torch_env
 }

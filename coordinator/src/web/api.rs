@@ -308,30 +308,26 @@ pub async fn sweep_curves(
         .fetch_optional(&st.pool)
         .await?;
     exists.ok_or_else(|| not_found("sweep", id))?;
+    // One row per run with its epochs as arrays: far fewer rows to decode than one per epoch.
     let rows = sqlx::query(
-        "select e.run_id, e.epoch, e.train_loss, e.val_loss from epochs e
-         join sweep_runs sr on sr.run_id = e.run_id where sr.sweep_id = $1 order by e.run_id, e.epoch",
+        "select e.run_id, array_agg(e.epoch order by e.epoch) as epochs,
+            array_agg(e.train_loss order by e.epoch) as train, array_agg(e.val_loss order by e.epoch) as val
+         from epochs e join sweep_runs sr on sr.run_id = e.run_id where sr.sweep_id = $1
+         group by e.run_id order by e.run_id",
     )
     .bind(id)
     .fetch_all(&st.pool)
     .await?;
-    let mut curves: Vec<Curve> = vec![];
-    for r in rows {
-        let run_id: i64 = r.get("run_id");
-        if curves.last().is_none_or(|c| c.run_id != run_id) {
-            curves.push(Curve {
-                run_id,
-                epochs: vec![],
-                train: vec![],
-                val: vec![],
-                thinned: false,
-            });
-        }
-        let c = curves.last_mut().expect("pushed");
-        c.epochs.push(r.get("epoch"));
-        c.train.push(r.get("train_loss"));
-        c.val.push(r.get("val_loss"));
-    }
+    let mut curves: Vec<Curve> = rows
+        .iter()
+        .map(|r| Curve {
+            run_id: r.get("run_id"),
+            epochs: r.get("epochs"),
+            train: r.get("train"),
+            val: r.get("val"),
+            thinned: false,
+        })
+        .collect();
     for c in &mut curves {
         thin(c, MAX_POINTS);
     }

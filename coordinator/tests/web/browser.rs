@@ -18,7 +18,7 @@ use crate::stack::{CLIENT_TOKEN, Stack, epoch, free_port, seed};
 
 fn find(env: &str, names: &[&str]) -> Option<PathBuf> {
     if let Ok(p) = std::env::var(env) {
-        return Some(PathBuf::from(p));
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
     }
     let path = std::env::var_os("PATH")?;
     names
@@ -155,7 +155,21 @@ impl Browser {
         }
     }
 
+    /// A PNG of the whole page (the window grows to the page's height, up to 4000 px).
     async fn screenshot(&self, name: &str) -> PathBuf {
+        let height = self
+            .js("return document.documentElement.scrollHeight")
+            .await
+            .as_i64()
+            .unwrap_or(1000);
+        self.cmd(
+            reqwest::Method::POST,
+            "/window/rect",
+            json!({"width": 1400, "height": height.clamp(1000, 4000) + 140}),
+        )
+        .await;
+        // Let the resized page lay out and paint before the capture.
+        tokio::time::sleep(Duration::from_millis(300)).await;
         let v = self
             .cmd(reqwest::Method::GET, "/screenshot", Value::Null)
             .await;
@@ -185,6 +199,7 @@ impl Drop for Browser {
 
 #[tokio::test]
 async fn sweep_chart_draws_one_line_per_run_and_lists_render() {
+    tools(); // fail fast, with the install hint, before building the stack
     let s = Stack::spawn(true).await;
     let seeded = seed(&s, 5, |i| [6, 5, 4, 3, 2][i]).await;
     let b = Browser::start().await;
@@ -302,6 +317,7 @@ async fn sweep_chart_draws_one_line_per_run_and_lists_render() {
 
 #[tokio::test]
 async fn run_page_shows_epochs_and_poems_and_updates_live() {
+    tools();
     let s = Stack::spawn(true).await;
     let seeded = seed(&s, 2, |i| [4, 2][i]).await;
     let b = Browser::start().await;
@@ -383,6 +399,74 @@ async fn run_page_shows_epochs_and_poems_and_updates_live() {
         b.js("return window.__sameDocument === true").await,
         json!(true)
     );
+    b.quit().await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_thousand_run_sweep_draws_quickly() {
+    tools();
+    let s = Stack::spawn(false).await;
+    crate::stack::seed_dataset(&s.db.pool, "tiny").await;
+    let mut client = s.client().await;
+    let seeds: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+    let spec = format!(
+        "dataset = \"tiny\"\n[base]\nlayers = 1\nunits = 8\nepochs = 50\n[grid]\nseed = [{}]\n\
+         learning_rate = [0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.006, 0.008, 0.01]\n",
+        seeds.join(", ")
+    );
+    let sweep_id = client
+        .submit_sweep(v1::SubmitSweepRequest {
+            spec,
+            name: "lr-by-seed".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sweep
+        .unwrap()
+        .id;
+    // 50 epochs per run (50,000 rows), the loss level set by the learning rate.
+    sqlx::query(
+        "insert into epochs (run_id, epoch, attempt, train_loss, val_loss, duration_s, chars_per_sec)
+         select r.id, e, 1, l - 0.05, l, 1, 1000
+         from runs r, generate_series(1, 50) e,
+              lateral (select 1.2 + 60 * abs((r.config->>'learning_rate')::float8 - 0.003) + 2.0 / e
+                       + 0.0004 * (r.config->>'seed')::int as l) loss",
+    )
+    .execute(&s.db.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "update runs r set epochs_done = 50, last_train_loss = e.train_loss, last_val_loss = e.val_loss,
+             best_val_loss = e.val_loss, best_epoch = 50
+         from epochs e where e.run_id = r.id and e.epoch = 50",
+    )
+    .execute(&s.db.pool)
+    .await
+    .unwrap();
+    let b = Browser::start().await;
+    let t = Instant::now();
+    b.goto(&s.url(&format!("/sweeps/{sweep_id}"))).await;
+    b.wait(
+        "1,000 lines",
+        "return document.querySelectorAll('svg.chart path.series').length === 1000",
+    )
+    .await;
+    let first = t.elapsed().as_secs_f64();
+    // A redraw (log scale) measured inside the page: data to pixels for 1,000 lines.
+    let redraw = b
+        .js("const t = performance.now(); document.getElementById('log-scale').click(); return performance.now() - t")
+        .await;
+    let redraw_ms = redraw.as_f64().unwrap();
+    eprintln!(
+        "1000-run sweep page: first paint {first:.2} s (debug coordinator), redraw {redraw_ms:.0} ms"
+    );
+    assert!(redraw_ms < 2000.0, "redraw took {redraw_ms} ms");
+    b.js("const s = document.getElementById('colour-by'); s.value = 'learning_rate'; s.dispatchEvent(new Event('change')); return 0")
+        .await;
+    b.screenshot("sweep-1000.png").await;
     b.quit().await;
     s.stop().await;
 }

@@ -192,7 +192,12 @@
     svg.append(s('line', { class: 'axis', x1: L, y1: H - B, x2: W - R, y2: H - B }), s('line', { class: 'axis', x1: L, y1: T, x2: L, y2: H - B }));
     const yt = [];
     if (opts.log) {
-      for (let e = Math.floor(ya); e <= Math.ceil(yb); e++) for (const m of [1, 2, 5]) { const v = m * 10 ** e; if (fy(v) >= ya && fy(v) <= yb) yt.push(v); }
+      // 1-2-5 per decade; within a single decade, every half step instead.
+      for (const ms of [[1, 2, 5], [1, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9], [1, 1.2, 1.4, 1.6, 1.8, 2, 2.5, 3, 3.5, 4, 5, 6, 7, 8, 9]]) {
+        yt.length = 0;
+        for (let e = Math.floor(ya); e <= Math.ceil(yb); e++) for (const m of ms) { const v = m * 10 ** e; if (fy(v) >= ya && fy(v) <= yb) yt.push(v); }
+        if (yt.length >= 4) break;
+      }
     } else {
       const step = niceStep((yb - ya) / 6);
       for (let v = Math.ceil(ya / step) * step; v <= yb; v += step) yt.push(v);
@@ -330,7 +335,7 @@
         { key: 'last_train_loss', label: 'Last train', num: true, get: (r) => r.last_train_loss, cell: (r) => loss(r.last_train_loss) },
         { key: 'last_val_loss', label: 'Last val', num: true, get: (r) => r.last_val_loss, cell: (r) => loss(r.last_val_loss) },
         ...sweep.varying.map((k) => ({ key: `cfg.${k}`, label: k, num: true, get: (r) => r.config[k], cell: (r) => cfgVal(r.config[k]) })),
-        { key: 'config', label: 'Config', cell: (r) => h('span', { class: 'kv' }, kv(Object.fromEntries(Object.entries(r.config).filter(([k]) => !sweep.varying.includes(k) && k !== 'dataset')))) },
+        { key: 'config', label: 'Config', cell: (r) => { const t = kv(Object.fromEntries(Object.entries(r.config).filter(([k]) => !sweep.varying.includes(k) && k !== 'dataset'))); return h('span', { class: 'kv clip', title: t }, t); } },
       ];
       tableSlot.replaceChildren(table(cols, sweep.runs, st.sort, { rerender: draw, id: 'runs', rowAttrs: (r) => ({ 'data-run': r.id }) }));
     };
@@ -433,7 +438,7 @@
   function generation(g) {
     const p = g.params || {};
     return h('div', { class: 'generation', 'data-generation': g.id },
-      h('h3', {}, `Generation #${g.id} · epoch ${g.epoch} · `, stateBadge(g.state === 'done' ? 'succeeded' : g.state === 'failed' ? 'failed' : 'running'), ` ${g.state}`),
+      h('h3', {}, `Generation #${g.id} · epoch ${g.epoch} `, h('span', { class: `state s-${{ done: 'succeeded', failed: 'failed', queued: 'queued' }[g.state] || 'running'}` }, g.state)),
       h('p', { class: 'muted' }, `temperatures ${(p.temperatures || []).join(', ')} · ${p.chars} chars · seed ${p.seed} · ${when(g.created_at)}`),
       g.error ? h('p', { class: 'error' }, g.error) : null,
       g.overall ? h('p', {}, `Overall: ${report(g.overall)}`) : null,
