@@ -23,8 +23,9 @@
 //! The server sends a small HTML shell per page; one script (`assets/app.js`, ~30 KB unminified, no
 //! dependencies, embedded with `include_str!` so a deployment stays one binary and nothing is
 //! fetched from a CDN) fetches the page's one JSON document and renders it. The same code path
-//! draws the first paint and every live update (the page polls its document every few seconds
-//! while visible and re-renders only when it changed), so there is no second renderer to keep in
+//! draws the first paint and every live update (the page polls its document every two seconds
+//! while visible and re-renders only when it changed; a sweep page fetches its curves again only
+//! when a run's progress changed), so there is no second renderer to keep in
 //! step and no build step for a front end. The chart is a few hundred lines of SVG: one
 //! `<path>` per run and series, hover by nearest point, toggles, log scale and colour by a
 //! hyperparameter; 1,000 runs x 200 points (curves are thinned server-side) draw in well under

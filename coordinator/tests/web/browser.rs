@@ -139,9 +139,10 @@ impl Browser {
         .await
     }
 
-    /// Polls `script` until it returns `true`; panics with `what` and the last value after 20 s.
+    /// Polls `script` until it returns `true`; panics with `what` and the last value after 60 s
+    /// (generous: CI runs these beside the other tests on two cores).
     async fn wait(&self, what: &str, script: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let v = self.js(script).await;
             if v == Value::Bool(true) {
@@ -392,7 +393,13 @@ async fn run_page_shows_epochs_and_poems_and_updates_live() {
     .unwrap();
     b.wait(
         "run 1's line to reach epoch 3",
-        &format!("return document.querySelector('#runs tr[data-run=\"{}\"]').textContent.includes('3/6')", seeded.runs[1]),
+        &format!(
+            "const run = {};
+             const path = document.querySelector(`svg.chart path.series[data-run=\"${{run}}\"]`);
+             return document.querySelector(`#runs tr[data-run=\"${{run}}\"]`).textContent.includes('3/6')
+                 && path.getAttribute('d').split('L').length === 3",
+            seeded.runs[1]
+        ),
     )
     .await;
     assert_eq!(

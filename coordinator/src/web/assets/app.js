@@ -64,6 +64,16 @@
     liveEl.className = ok ? 'ok' : 'err';
     liveEl.textContent = text;
   }
+  async function fetchText(u) {
+    const r = await fetch(u, { credentials: 'same-origin', headers: { Accept: 'application/json' } });
+    const t = await r.text();
+    if (!r.ok) {
+      let msg = `${r.status}`;
+      try { msg = JSON.parse(t).error.message; } catch (_) { /* not JSON */ }
+      throw new Error(msg);
+    }
+    return t;
+  }
   // Fetches `urls` now and every POLL_MS while the tab is visible; calls render(...docs) when
   // any document changed (the first time included).
   function live(urls, render) {
@@ -71,20 +81,11 @@
     async function tick() {
       if (!document.hidden) {
         try {
-          const texts = await Promise.all(urls.map(async (u) => {
-            const r = await fetch(u, { credentials: 'same-origin', headers: { Accept: 'application/json' } });
-            const t = await r.text();
-            if (!r.ok) {
-              let msg = `${r.status}`;
-              try { msg = JSON.parse(t).error.message; } catch (_) { /* not JSON */ }
-              throw new Error(msg);
-            }
-            return t;
-          }));
+          const texts = await Promise.all(urls.map(fetchText));
           const key = texts.join('\u0000');
           if (key !== last) {
             last = key;
-            render(...texts.map((t) => JSON.parse(t)));
+            await render(...texts.map((t) => JSON.parse(t)));
             body.dataset.renders = String(Number(body.dataset.renders || 0) + 1);
           }
           setLive(true, `live · ${when(new Date().toISOString()).slice(11)}`);
@@ -339,8 +340,15 @@
       ];
       tableSlot.replaceChildren(table(cols, sweep.runs, st.sort, { rerender: draw, id: 'runs', rowAttrs: (r) => ({ 'data-run': r.id }) }));
     };
-    live([`/api/v1/sweeps/${id}`, `/api/v1/sweeps/${id}/curves`], (sw, cu) => {
-      sweep = sw; curves = cu;
+    // The curves (the big document) are fetched again only when a run's progress changed.
+    let curvesKey = null;
+    live([`/api/v1/sweeps/${id}`], async (sw) => {
+      const key = sw.runs.map((r) => `${r.id}:${r.attempt}:${r.epochs_done}:${r.last_val_loss}`).join(',');
+      if (key !== curvesKey) {
+        curves = JSON.parse(await fetchText(`/api/v1/sweeps/${id}/curves`));
+        curvesKey = key;
+      }
+      sweep = sw;
       document.title = `Sweep ${sw.name} · poet`;
       main.querySelector('h1').textContent = `Sweep #${sw.id}: ${sw.name}`;
       draw();
