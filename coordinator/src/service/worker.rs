@@ -197,17 +197,29 @@ impl Shared {
         }
     }
 
-    /// Deletes a blob unless a live checkpoint row still names it.
+    /// Deletes a blob unless a live checkpoint row still names it. The lookup is retried
+    /// (about 12 s in all) so a database restart does not leak the blob; only an answer
+    /// deletes it, never an error.
     async fn delete_unreferenced(&self, key: &str) {
-        let live: Result<Option<i64>, _> =
-            sqlx::query_scalar("select id from checkpoints where key = $1 and live")
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await;
-        if let Ok(None) = live
-            && let Err(e) = self.artifacts.delete(key).await
-        {
-            tracing::warn!(key, error = %e, "could not delete checkpoint blob");
+        for attempt in 0..6u32 {
+            let live: Result<Option<i64>, _> =
+                sqlx::query_scalar("select id from checkpoints where key = $1 and live")
+                    .bind(key)
+                    .fetch_optional(&self.pool)
+                    .await;
+            match live {
+                Ok(Some(_)) => return,
+                Ok(None) => {
+                    if let Err(e) = self.artifacts.delete(key).await {
+                        tracing::warn!(key, error = %e, "could not delete checkpoint blob");
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(key, attempt, error = %e, "could not check a blob before deleting it");
+                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                }
+            }
         }
     }
 }
