@@ -171,7 +171,7 @@ fn fuzz(iters: u64, seed: u64) -> (u64, u64) {
 
 #[test]
 fn sweep_spec_parser_survives_mutations_short() {
-    let (n, parsed) = fuzz(3_000, 1);
+    let (n, parsed) = fuzz(30_000, 1);
     eprintln!("sweep-spec fuzz: {n} executions, {parsed} parsed, 0 crashes");
 }
 
