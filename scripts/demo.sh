@@ -41,6 +41,7 @@ cat <<EOT
   loss curves        $OUT/loss-curves.png
   word chart         $OUT/words.png
   coordinator        http://127.0.0.1:50051  (logs in $home/logs)
+  dashboard          http://127.0.0.1:50052  (sweeps, live loss curves, runs, poems)
   checkpoints        $home/artifacts
   database           $(poet db url)
   look around        poet runs list --sweep $SWEEP   poet runs compare <id> <id>   poet poems list --run $BEST

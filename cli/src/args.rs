@@ -138,6 +138,9 @@ pub struct UpArgs {
     /// Coordinator listen address.
     #[arg(long, env = "POET_UP_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: String,
+    /// Address of the web dashboard (`off` to serve none).
+    #[arg(long, env = "POET_UP_HTTP_LISTEN", default_value = "127.0.0.1:50052")]
+    pub http_listen: String,
     /// Lease TTL of the local coordinator, seconds.
     #[arg(long, default_value_t = 30.0)]
     pub lease_ttl: f64,

@@ -333,6 +333,10 @@ pub async fn up(cli: &Cli, a: &UpArgs) -> CliResult {
             "--heartbeat-interval".into(),
             heartbeat.to_string(),
         ];
+        let mut args = args;
+        if a.http_listen != "off" {
+            args.extend(["--http-listen".to_string(), a.http_listen.clone()]);
+        }
         let pid = spawn_logged(&exe, &args, &[("POET_DATABASE_URL", url.clone())], &log)?;
         state.coordinator = Some(Managed {
             pid,
@@ -410,6 +414,9 @@ pub async fn up(cli: &Cli, a: &UpArgs) -> CliResult {
                 .unwrap_or_default()
         );
         println!("  database     {}", poet_sql::redact(&url));
+        if a.http_listen != "off" {
+            println!("  dashboard    http://{}", a.http_listen);
+        }
         for (i, w) in state.workers.iter().enumerate() {
             println!("  worker {i}     pid {} (log {})", w.pid, w.log.display());
         }
