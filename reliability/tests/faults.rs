@@ -451,6 +451,20 @@ async fn network_cut_longer_than_the_lease_moves_the_run_and_fences_the_old_work
         })
         .await?;
         st.proxy.restore();
+        // A late write under A's old lease, sent the moment its link is back (as a worker whose
+        // clock lags would): refused by fencing, and nothing of it stored.
+        let old: (uuid::Uuid, i32) = sqlx::query_as("select lease_id, attempt from run_attempts where run_id = $1 and worker_id = $2 order by attempt limit 1")
+            .bind(run_id)
+            .bind(a)
+            .fetch_one(&pool)
+            .await?;
+        let mut wc = poet_proto::v1::worker_service_client::WorkerServiceClient::connect(st.proxy.url()).await?;
+        let late = v1::ReportEpochRequest {
+            lease: Some(v1::Lease { run_id, lease_id: old.0.to_string(), attempt: old.1 }),
+            epoch: Some(v1::Epoch { epoch: 9, train_loss: 0.5, val_loss: 0.5, duration_s: 1.0, chars_per_sec: 1.0, ..Default::default() }),
+        };
+        let refused = wc.report_epoch(late).await.expect_err("a late write under the old lease must be refused");
+        assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused:?}");
         st.drive(&runs, Duration::from_secs(100), Duration::from_secs(3600), async |_, _| Ok(())).await?;
         let f = check::check_runs(&pool, &st.artifacts(), &runs, 10).await?;
         report("net-cut-long", 1, &f, t.elapsed().as_secs_f64());
