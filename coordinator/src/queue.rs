@@ -633,14 +633,8 @@ impl Queue {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<Cancelled> {
-        let exists: Option<i64> = sqlx::query_scalar("select id from runs where id = $1")
-            .bind(run_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        if exists.is_none() {
-            return Err(ServiceError::NotFound(format!("no run {run_id}")));
-        }
-        self.cancel_where("id = $1", run_id, reason, now).await
+        self.cancel_where("runs", "id = $1", run_id, reason, now)
+            .await
     }
 
     /// Cancels every unfinished run created by a sweep.
@@ -650,24 +644,31 @@ impl Queue {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<Cancelled> {
-        let exists: Option<i64> = sqlx::query_scalar("select id from sweeps where id = $1")
-            .bind(sweep_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        if exists.is_none() {
-            return Err(ServiceError::NotFound(format!("no sweep {sweep_id}")));
-        }
-        self.cancel_where("sweep_id = $1", sweep_id, reason, now)
+        self.cancel_where("sweeps", "sweep_id = $1", sweep_id, reason, now)
             .await
     }
 
+    /// Cancels the unfinished runs matching `cond` after checking that row `id` of `table`
+    /// (`runs` or `sweeps`) exists.
     async fn cancel_where(
         &self,
+        table: &str,
         cond: &str,
         id: i64,
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<Cancelled> {
+        let exists: Option<i64> =
+            sqlx::query_scalar(&format!("select id from {table} where id = $1"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        if exists.is_none() {
+            return Err(ServiceError::NotFound(format!(
+                "no {} {id}",
+                table.trim_end_matches('s')
+            )));
+        }
         let reason = if reason.is_empty() {
             "cancelled by user"
         } else {
