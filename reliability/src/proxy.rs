@@ -7,8 +7,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 /// The proxy's handle; dropping it stops the proxy and closes its connections.
 pub struct Proxy {
@@ -28,6 +29,9 @@ struct State {
     connections: AtomicU64,
     /// Connections refused while cut.
     refused: AtomicU64,
+    /// Armed by [`Proxy::trap_large_write`]: the next client write of at least `.0` bytes is
+    /// half forwarded, then held, and the backend it was going to is sent on `.1`.
+    trap: Mutex<Option<(usize, oneshot::Sender<SocketAddr>)>>,
 }
 
 impl Proxy {
@@ -42,6 +46,7 @@ impl Proxy {
             generation: watch::channel(0).0,
             connections: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            trap: Mutex::new(None),
         });
         let s = state.clone();
         let task = tokio::spawn(async move {
@@ -83,6 +88,21 @@ impl Proxy {
         *self.state.backends.lock().expect("backends lock") = backends;
     }
 
+    /// Arms a trap for the next client→server read of at least `min_bytes` (a checkpoint
+    /// upload; heartbeats and reports are far smaller): half of it is forwarded, the rest held
+    /// until the connection is dropped, and the backend's address is sent on the returned
+    /// channel, so a test can kill that coordinator exactly mid-upload.
+    pub fn trap_large_write(&self, min_bytes: usize) -> oneshot::Receiver<SocketAddr> {
+        let (tx, rx) = oneshot::channel();
+        *self.state.trap.lock().expect("trap lock") = Some((min_bytes, tx));
+        rx
+    }
+
+    /// Disarms a trap that has not fired.
+    pub fn disarm(&self) {
+        self.state.trap.lock().expect("trap lock").take();
+    }
+
     /// (connections forwarded, connections refused while cut).
     pub fn counts(&self) -> (u64, u64) {
         (
@@ -99,24 +119,59 @@ impl Drop for Proxy {
     }
 }
 
-async fn forward(s: Arc<State>, mut inbound: TcpStream) {
+async fn forward(s: Arc<State>, inbound: TcpStream) {
     let mut gen_rx = s.generation.subscribe();
     let backends = s.backends.lock().expect("backends lock").clone();
     let start = s.next.fetch_add(1, Ordering::Relaxed);
     let mut outbound = None;
     for i in 0..backends.len() {
-        if let Ok(o) = TcpStream::connect(backends[(start + i) % backends.len()]).await {
-            outbound = Some(o);
+        let b = backends[(start + i) % backends.len()];
+        if let Ok(o) = TcpStream::connect(b).await {
+            outbound = Some((o, b));
             break;
         }
     }
-    let Some(mut outbound) = outbound else { return };
+    let Some((outbound, backend)) = outbound else {
+        return;
+    };
     let _ = inbound.set_nodelay(true);
     let _ = outbound.set_nodelay(true);
     s.connections.fetch_add(1, Ordering::Relaxed);
     gen_rx.mark_unchanged();
+    let (mut in_r, mut in_w) = inbound.into_split();
+    let (mut out_r, mut out_w) = outbound.into_split();
+    let up = async {
+        let mut buf = vec![0u8; 256 << 10];
+        loop {
+            let n = match in_r.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let fired = {
+                let mut trap = s.trap.lock().expect("trap lock");
+                match trap.take() {
+                    Some((min, tx)) if n >= min => Some(tx),
+                    other => {
+                        *trap = other;
+                        None
+                    }
+                }
+            };
+            if let Some(tx) = fired {
+                let _ = out_w.write_all(&buf[..n / 2]).await;
+                let _ = tx.send(backend);
+                // Hold the rest: the test kills the backend, which ends this connection.
+                std::future::pending::<()>().await;
+            }
+            if out_w.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    };
+    let down = tokio::io::copy(&mut out_r, &mut in_w);
     tokio::select! {
-        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+        _ = up => {}
+        _ = down => {}
         _ = gen_rx.changed() => {}
     }
 }

@@ -273,19 +273,38 @@ async fn coordinator_chaos_with_two_replicas() {
         }
         let t = Instant::now();
         let mut rng = StdRng::seed_from_u64(12);
+        let mut mid_upload = 0;
         let faults = st
             .drive(
                 &runs,
                 Duration::from_secs(sc.deadline_s),
                 Duration::from_secs_f64(sc.fault_every_s),
                 async |st, n| {
-                    // Every third fault takes both replicas down at once (a full outage); the
-                    // others kill one replica while the other keeps serving.
-                    if n % 3 == 2 {
-                        st.restart_coordinator(0, n).await?;
-                        st.restart_coordinator(1, n).await?;
-                    } else {
-                        st.restart_coordinator(rng.gen_range(0..2), n).await?;
+                    // Every third fault takes both replicas down at once (a full outage); one
+                    // in three waits for a checkpoint upload to be half through the proxy and
+                    // kills the replica receiving it; the others kill a random replica while
+                    // the other keeps serving.
+                    match n % 3 {
+                        2 => {
+                            st.restart_coordinator(0, n).await?;
+                            st.restart_coordinator(1, n).await?;
+                        }
+                        1 => {
+                            let trap = st.proxy.trap_large_write(4096);
+                            match tokio::time::timeout(Duration::from_secs(5), trap).await {
+                                Ok(Ok(addr)) => {
+                                    let i =
+                                        st.coords.iter().position(|c| c.addr == addr).unwrap_or(0);
+                                    st.restart_coordinator(i, n).await?;
+                                    mid_upload += 1;
+                                }
+                                _ => {
+                                    st.proxy.disarm();
+                                    st.restart_coordinator(rng.gen_range(0..2), n).await?;
+                                }
+                            }
+                        }
+                        _ => st.restart_coordinator(rng.gen_range(0..2), n).await?,
                     }
                     Ok(())
                 },
@@ -293,7 +312,9 @@ async fn coordinator_chaos_with_two_replicas() {
             .await?;
         let f = check::check_runs(&pool, &st.artifacts(), &runs, sc.epochs).await?;
         report("coordinator-chaos", faults, &f, t.elapsed().as_secs_f64());
+        eprintln!("[coordinator-chaos] kills mid checkpoint upload: {mid_upload}");
         assert!(faults >= 3, "too few faults injected ({faults})");
+        assert!(mid_upload >= 1, "no kill landed mid checkpoint upload");
         // A coordinator SIGKILLed between storing a blob and committing its row (or between
         // the commit and the retention delete) leaves a blob nobody references: reported,
         // not lost work. Live rows without blobs are a hard failure inside check_runs.
