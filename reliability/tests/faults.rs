@@ -490,6 +490,9 @@ async fn network_cut_longer_than_the_lease_moves_the_run_and_fences_the_old_work
         let f = check::check_runs(&pool, &st.artifacts(), &runs, 10).await?;
         report("net-cut-long", 1, &f, t.elapsed().as_secs_f64());
         assert!(f.attempts >= 2, "the run never moved");
+        // Regression: a cut mid upload used to cancel the coordinator's handler between
+        // storing the blob and committing its row, leaving an orphan blob.
+        assert!(f.orphan_blobs.is_empty() && f.stale_blobs.is_empty() && f.staging_files.is_empty(), "{f:?}");
         // Every epoch after B's resume point is B's: A's late writes never landed.
         let rows: Vec<(i32, i64)> = sqlx::query_as(
             "select e.epoch, a.worker_id from epochs e join run_attempts a on a.run_id = e.run_id and a.attempt = e.attempt

@@ -164,6 +164,30 @@ impl Shared {
             writer.abort().await;
             return Err(e);
         }
+        // The rest runs detached from the request: a client that goes away now (killed, cut
+        // off) would otherwise cancel this future between storing the blob and committing its
+        // row, or between the commit and the retention deletes, leaking blobs.
+        let this = self.clone();
+        let (epoch, size) = (h.epoch, h.size);
+        tokio::spawn(async move {
+            this.store_checkpoint(writer, lease, epoch, size, key, want_sha)
+                .await
+        })
+        .await
+        .map_err(|e| ServiceError::Storage(format!("checkpoint store task: {e}")))?
+    }
+
+    /// Completes a received upload: makes the blob durable, commits its row (fenced), and
+    /// deletes what that made unreferenced (retention, or this blob when refused).
+    async fn store_checkpoint(
+        &self,
+        writer: crate::artifacts::BlobWriter,
+        lease: LeaseRef,
+        epoch: i32,
+        size: i64,
+        key: String,
+        want_sha: String,
+    ) -> Result<v1::Checkpoint, ServiceError> {
         writer
             .finish()
             .await
@@ -172,9 +196,9 @@ impl Shared {
             .queue
             .commit_checkpoint(
                 lease,
-                h.epoch,
+                epoch,
                 &key,
-                h.size,
+                size,
                 &want_sha,
                 self.cfg.keep_last_checkpoints,
                 Utc::now(),
