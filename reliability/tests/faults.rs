@@ -351,7 +351,7 @@ async fn postgres_restart_mid_sweep() {
             .drive(
                 &runs,
                 Duration::from_secs(sc.deadline_s),
-                Duration::from_secs(6),
+                Duration::from_secs(2),
                 async |_st, _| {
                     let c = cluster.clone();
                     let info = tokio::task::spawn_blocking(move || -> Result<_> {
