@@ -638,3 +638,62 @@ async fn clients_cannot_choose_artifact_keys() {
     assert_eq!(files(c.artifacts.path()), vec![want]);
     c.stop().await;
 }
+
+/// Regression: a client that disconnects after sending a whole checkpoint, while the
+/// coordinator is committing it, must not leave a blob without its row. The commit is held
+/// (a SHARE lock on `checkpoints` blocks the insert) until the client has gone away; the
+/// coordinator used to drop the handler there, leaving an orphan blob.
+#[tokio::test]
+async fn a_client_gone_mid_commit_leaves_blob_and_row_together() {
+    let c = spawn().await;
+    let (l, _) = leased(&c).await;
+    let mut blocker = c.db.pool.begin().await.unwrap();
+    sqlx::query("lock table checkpoints in share mode")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let body = vec![9u8; 3000];
+    let key = format!(
+        "runs/{}/epoch-00001-a{}-{}.ckpt",
+        l.run_id,
+        l.attempt,
+        &sha(&body)[..16]
+    );
+    let mut w = c.worker().await;
+    let msgs = vec![
+        header(&l, 1, body.len() as i64, sha(&body)),
+        data(body.clone()),
+    ];
+    let upload =
+        tokio::spawn(async move { w.upload_checkpoint(futures::stream::iter(msgs)).await });
+    // The blob is durable once its file exists: the handler is now blocked in the commit.
+    for _ in 0..100 {
+        if files(c.artifacts.path()).contains(&key) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        files(c.artifacts.path()).contains(&key),
+        "the blob was never stored"
+    );
+    upload.abort();
+    let _ = upload.await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    blocker.commit().await.unwrap();
+    // The commit completes without its client: row and blob agree.
+    let mut rows = 0;
+    for _ in 0..100 {
+        rows = counts(&c).await.3;
+        if rows == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        rows, 1,
+        "the checkpoint row was never committed: its blob is an orphan"
+    );
+    assert_eq!(files(c.artifacts.path()), vec![key]);
+    c.stop().await;
+}
