@@ -91,14 +91,11 @@ build() {
 
 cmd_test() {
     setup
-    log "building poet and poet-worker (the fault tests run the real binaries)"
-    cargo build --locked -p poet-cli -p poet-worker
-    log "running every test"
-    # The tests start their own private Postgres under $TMPDIR/poet-test-pg (stopped below).
+    log "building and running every test (the fault and end-to-end tests run the real poet and poet-worker binaries)"
+    # One cargo invocation for the whole workspace, so dependencies are built once with one
+    # feature set. The tests start their own private Postgres under $TMPDIR/poet-test-pg.
     local rc=0
-    cargo test --locked --workspace --all-targets --exclude poet-worker -- --test-threads=4 || rc=$?
-    # The worker's tests train real (tiny) models with libtorch: one at a time, 2 threads each.
-    cargo test --locked -p poet-worker -- --test-threads=1 || rc=$?
+    cargo test --locked --workspace -- --test-threads=4 || rc=$?
     stop_test_postgres
     return $rc
 }

@@ -176,6 +176,24 @@ impl Artifacts {
             .map_err(|e| self.err(prefix, e))
     }
 
+    /// Keys under `prefix` last written more than `age` ago.
+    pub async fn list_older_than(
+        &self,
+        prefix: &str,
+        age: std::time::Duration,
+    ) -> Result<Vec<String>, StorageError> {
+        let cutoff =
+            chrono::Utc::now() - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
+        let p = ObjPath::from(prefix);
+        self.store
+            .list(Some(&p))
+            .try_filter(|m| futures::future::ready(m.last_modified <= cutoff))
+            .map_ok(|m| m.location.to_string())
+            .try_collect()
+            .await
+            .map_err(|e| self.err(prefix, e))
+    }
+
     /// Whether a blob exists.
     pub async fn exists(&self, key: &str) -> Result<bool, StorageError> {
         match self.store.head(&ObjPath::from(key)).await {

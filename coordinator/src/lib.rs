@@ -9,7 +9,8 @@
 //! - [`history`]: run-history queries and row → proto conversion.
 //! - [`generation`]: generation requests and the plagiarism check.
 //! - [`datasets`]: dataset text for workers.
-//! - [`artifacts`]: the object store for checkpoints and 4-gram sets.
+//! - [`artifacts`]: the object store for checkpoints and 4-gram sets; [`retention`]: the
+//!   periodic sweep of blobs no live checkpoint row names.
 //! - [`web`]: the browser dashboard and its JSON API (`--http-listen`).
 //! - [`auth`], [`config`], [`error`], [`metrics`], [`service`].
 
@@ -22,6 +23,7 @@ pub mod generation;
 pub mod history;
 pub mod metrics;
 pub mod queue;
+pub mod retention;
 pub mod server;
 pub mod service;
 pub mod sweeps;

@@ -48,26 +48,36 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CoordinatorError> {
-    let addr = listener.local_addr().map_err(|e| CoordinatorError::Transport(e.to_string()))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| CoordinatorError::Transport(e.to_string()))?;
     cfg.validate(addr)?;
     let url = {
         let explicit = cfg.database_url.clone();
-        tokio::task::spawn_blocking(move || poet_sql::resolve_url(explicit.as_deref())).await.expect("join")?
+        tokio::task::spawn_blocking(move || poet_sql::resolve_url(explicit.as_deref()))
+            .await
+            .expect("join")?
     };
     let pool = poet_sql::connect_with(
         &url,
-        &poet_sql::ConnectOptions { max_connections: cfg.db_pool, connect_timeout: Duration::from_secs(10) },
+        &poet_sql::ConnectOptions {
+            max_connections: cfg.db_pool,
+            connect_timeout: Duration::from_secs(10),
+        },
     )
     .await?;
-    let artifacts_spec = cfg
-        .artifacts
-        .clone()
-        .unwrap_or_else(|| poet_sql::cluster::poet_home().join("artifacts").display().to_string());
+    let artifacts_spec = cfg.artifacts.clone().unwrap_or_else(|| {
+        poet_sql::cluster::poet_home()
+            .join("artifacts")
+            .display()
+            .to_string()
+    });
     let artifacts = Artifacts::open(&artifacts_spec)?;
     let tls = match (&cfg.tls_cert, &cfg.tls_key) {
         (Some(c), Some(k)) => {
             let read = |p: &std::path::Path| {
-                std::fs::read(p).map_err(|e| CoordinatorError::Transport(format!("{}: {e}", p.display())))
+                std::fs::read(p)
+                    .map_err(|e| CoordinatorError::Transport(format!("{}: {e}", p.display())))
             };
             Some(ServerTlsConfig::new().identity(Identity::from_pem(read(c)?, read(k)?)))
         }
@@ -86,13 +96,21 @@ pub async fn run(
     };
     let mut background = tokio::task::JoinSet::new();
     background.spawn(reaper(shared.clone()));
-    background.spawn(listen_notifications(pool.clone(), shared.runs_queued.clone(), shared.generations_queued.clone()));
+    background.spawn(listen_notifications(
+        pool.clone(),
+        shared.runs_queued.clone(),
+        shared.generations_queued.clone(),
+    ));
     if let Some(maddr) = cfg.metrics_listen {
         let ml = TcpListener::bind(maddr)
             .await
             .map_err(|e| CoordinatorError::Transport(format!("metrics address {maddr}: {e}")))?;
         tracing::info!(addr = %ml.local_addr().map_err(|e| CoordinatorError::Transport(e.to_string()))?, "metrics listening");
-        background.spawn(crate::metrics::serve(ml, shared.metrics.clone(), pool.clone()));
+        background.spawn(crate::metrics::serve(
+            ml,
+            shared.metrics.clone(),
+            pool.clone(),
+        ));
     }
 
     // The dashboard stops gracefully (in-flight requests finish) once gRPC has returned.
@@ -110,7 +128,9 @@ pub async fn run(
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<PoetServer<Shared>>().await;
-    health_reporter.set_serving::<WorkerServiceServer<Shared>>().await;
+    health_reporter
+        .set_serving::<WorkerServiceServer<Shared>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(poet_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -134,7 +154,9 @@ pub async fn run(
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .tcp_nodelay(true);
     if let Some(tls) = tls {
-        builder = builder.tls_config(tls).map_err(|e| CoordinatorError::Transport(format!("tls: {e}")))?;
+        builder = builder
+            .tls_config(tls)
+            .map_err(|e| CoordinatorError::Transport(format!("tls: {e}")))?;
     }
     tracing::info!(%addr, database = %poet_sql::redact(&url), artifacts = %shared.artifacts.describe(),
         auth = tokens.enabled(), "coordinator serving");
@@ -142,8 +164,14 @@ pub async fn run(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
-        .add_service(tonic::service::interceptor::InterceptedService::new(poet, tokens.interceptor(Role::Client)))
-        .add_service(tonic::service::interceptor::InterceptedService::new(worker, tokens.interceptor(Role::Worker)))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            poet,
+            tokens.interceptor(Role::Client),
+        ))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            worker,
+            tokens.interceptor(Role::Worker),
+        ))
         .serve_with_incoming_shutdown(
             // TCP_NODELAY on accepted sockets: without it small replies wait ~40 ms for delayed ACKs.
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
@@ -153,7 +181,9 @@ pub async fn run(
         .map_err(|e| CoordinatorError::Transport(e.to_string()));
     let _ = web_stop.send(());
     if let Some(web) = web
-        && tokio::time::timeout(Duration::from_secs(5), web).await.is_err()
+        && tokio::time::timeout(Duration::from_secs(5), web)
+            .await
+            .is_err()
     {
         tracing::warn!("dashboard requests still open after 5 s; dropping them");
     }
@@ -165,14 +195,30 @@ pub async fn run(
 /// Requeues expired leases periodically; every replica runs one (SKIP LOCKED makes it safe).
 async fn reaper(shared: Shared) {
     let every = Duration::from_secs_f64(shared.cfg.reaper_interval_s);
+    let mut last_orphan_sweep = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(every).await;
+        if last_orphan_sweep.elapsed() >= crate::retention::ORPHAN_SWEEP_EVERY {
+            last_orphan_sweep = tokio::time::Instant::now();
+            if let Err(e) = crate::retention::sweep_orphans(
+                &shared.pool,
+                &shared.artifacts,
+                crate::retention::ORPHAN_GRACE,
+            )
+            .await
+            {
+                tracing::warn!(error = %e, "orphan sweep failed");
+            }
+        }
         match shared.queue.reap(Utc::now()).await {
             Ok(moved) => {
                 for r in &moved {
                     tracing::warn!(run_id = r.run_id, new_state = %r.state, "lease expired");
                 }
-                shared.metrics.expiries.fetch_add(moved.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                shared
+                    .metrics
+                    .expiries
+                    .fetch_add(moved.len() as u64, std::sync::atomic::Ordering::Relaxed);
             }
             Err(e) => tracing::warn!(error = %e, "reaper pass failed"),
         }
@@ -188,7 +234,8 @@ async fn listen_notifications(pool: PgPool, runs: Arc<Notify>, gens: Arc<Notify>
     loop {
         let listener = async {
             let mut l = PgListener::connect_with(&pool).await?;
-            l.listen_all(["poet_runs_queued", "poet_generations_queued"]).await?;
+            l.listen_all(["poet_runs_queued", "poet_generations_queued"])
+                .await?;
             Ok::<_, sqlx::Error>(l)
         }
         .await;

@@ -788,3 +788,83 @@ fn non_loopback_without_tokens_is_refused() {
     assert!(e.to_string().contains("without tokens"), "{e}");
     assert!(cfg.validate("127.0.0.1:50051".parse().unwrap()).is_ok());
 }
+
+#[tokio::test]
+async fn orphan_sweep_deletes_blobs_without_a_live_row_and_keeps_the_rest() {
+    let c = spawn().await;
+    seed_dataset(&c.db.pool, "tiny", POEMS).await;
+    let mut client = c.client().await;
+    client
+        .submit_sweep(v1::SubmitSweepRequest {
+            spec: spec("tiny", 1, 1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut w = c.worker().await;
+    let wid = register(&mut w, "h").await;
+    let l = w
+        .lease_run(v1::LeaseRunRequest {
+            worker_id: wid,
+            wait_ms: 1000,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .lease
+        .unwrap()
+        .lease
+        .unwrap();
+    w.report_epoch(v1::ReportEpochRequest {
+        lease: Some(l.clone()),
+        epoch: Some(epoch(1, 2.0)),
+    })
+    .await
+    .unwrap();
+    let data = b"kept".to_vec();
+    w.upload_checkpoint(futures::stream::iter(upload_msgs(
+        &l,
+        1,
+        &data,
+        4,
+        sha(&data),
+    )))
+    .await
+    .unwrap();
+    // A blob left by a coordinator killed between writing it and committing its row.
+    let artifacts =
+        poet_coordinator::artifacts::Artifacts::open(&c.artifacts.path().display().to_string())
+            .unwrap();
+    artifacts
+        .put(
+            "runs/77/epoch-00001-a1-deadbeefdeadbeef.ckpt",
+            bytes::Bytes::from_static(b"orphan"),
+        )
+        .await
+        .unwrap();
+    // Within the grace period nothing is touched.
+    let young = poet_coordinator::retention::sweep_orphans(
+        &c.db.pool,
+        &artifacts,
+        std::time::Duration::from_secs(3600),
+    )
+    .await
+    .unwrap();
+    assert_eq!(young, 0);
+    let n = poet_coordinator::retention::sweep_orphans(
+        &c.db.pool,
+        &artifacts,
+        std::time::Duration::ZERO,
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, 1);
+    let left = walk(c.artifacts.path());
+    assert_eq!(left.len(), 1, "{left:?}");
+    let live: String = sqlx::query_scalar("select key from checkpoints where live")
+        .fetch_one(&c.db.pool)
+        .await
+        .unwrap();
+    assert!(left[0].ends_with(&live));
+    c.stop().await;
+}
