@@ -95,7 +95,7 @@ cmd_test() {
     # One cargo invocation for the whole workspace, so dependencies are built once with one
     # feature set. The tests start their own private Postgres under $TMPDIR/poet-test-pg.
     local rc=0
-    cargo test --locked --workspace -- --test-threads=4 || rc=$?
+    cargo test --locked --workspace --no-fail-fast -- --test-threads=4 || rc=$?
     stop_test_postgres
     return $rc
 }

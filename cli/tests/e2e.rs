@@ -103,7 +103,7 @@ impl Stack {
                     &logs[logs.len().saturating_sub(4000)..]
                 );
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 }
@@ -302,7 +302,7 @@ async fn a_killed_worker_s_run_is_resumed_and_finished_by_the_other() {
     s.client()
         .await
         .submit_sweep(v1::SubmitSweepRequest {
-            spec: spec("layers = [2]", 8),
+            spec: spec("layers = [2]", 60),
             ..Default::default()
         })
         .await
@@ -331,7 +331,7 @@ async fn a_killed_worker_s_run_is_resumed_and_finished_by_the_other() {
             .unwrap();
     assert_eq!(
         epochs.iter().map(|e| e.0).collect::<Vec<_>>(),
-        (1..=8).collect::<Vec<_>>(),
+        (1..=60).collect::<Vec<_>>(),
         "contiguous, no duplicates"
     );
     let attempts: Vec<(i32, i32, Option<String>)> = sqlx::query_as(
@@ -359,5 +359,6 @@ async fn a_killed_worker_s_run_is_resumed_and_finished_by_the_other() {
         .fetch_all(&s.db.pool)
         .await
         .unwrap();
+    assert!(resumed < 60, "the first worker was killed before it finished: {attempts:?}");
     assert!(loss[resumed as usize] < loss[0], "{loss:?}");
 }
