@@ -70,14 +70,13 @@ torch_env() {
     export LIBTORCH_USE_PYTORCH=1
     export PATH="$VENV/bin:$PATH"
     local lib
-    lib="$("$VENV/bin/python" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')"
+    lib="$("$VENV/bin/python" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))' 2>/dev/null)"
     export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 }
 
 setup() {
     ensure_toolchain
     ensure_postgres
-    ensure_chromium
     ensure_torch
     torch_env
 }
@@ -91,6 +90,7 @@ build() {
 
 cmd_test() {
     setup
+    ensure_chromium
     log "building and running every test (the fault and end-to-end tests run the real poet and poet-worker binaries)"
     # One cargo invocation for the whole workspace, so dependencies are built once with one
     # feature set. The tests start their own private Postgres under $TMPDIR/poet-test-pg.
