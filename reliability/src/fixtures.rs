@@ -32,25 +32,8 @@ pub fn poems(n: usize) -> Vec<String> {
 /// Inserts a ready dataset `name` with [`poems`]`(120)` (about 10 KB); returns its id.
 pub async fn seed_dataset(pool: &sqlx::PgPool, name: &str) -> anyhow::Result<i64> {
     let poems = poems(120);
-    let id: i64 = sqlx::query_scalar(
-        "insert into datasets (name, version, content_hash, params_hash, params, counts, poems, chars, vocab, shards, validation_shards, state)
-         values ($1, 1, md5($1 || random()::text), 'p', '{}', '{}', $2, 0, '', 4, '{0}', 'ready') returning id",
-    )
-    .bind(name)
-    .bind(poems.len() as i64)
-    .fetch_one(pool)
-    .await?;
-    for (i, p) in poems.iter().enumerate() {
-        sqlx::query("insert into poems (dataset_id, shard, source_id, dedupe_key, text) values ($1, $2, $3, $4, $5)")
-            .bind(id)
-            .bind((i % 4) as i32)
-            .bind(format!("src-{i}"))
-            .bind(format!("key-{i}"))
-            .bind(format!("++++\n{p}\n"))
-            .execute(pool)
-            .await?;
-    }
-    Ok(id)
+    let refs: Vec<&str> = poems.iter().map(String::as_str).collect();
+    Ok(poet_sql::testing::seed_dataset(pool, name, &refs).await?)
 }
 
 /// A sweep of `runs` seeds × `epochs` epochs of a tiny model (units 12, seq_len 24, batch 16,

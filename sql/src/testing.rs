@@ -80,3 +80,28 @@ pub async fn fresh_db() -> TestDb {
         .expect("connect to fresh test database");
     TestDb { pool, url, name }
 }
+
+/// Inserts a ready dataset `name` (version 1) holding `poems` (unframed), spread over 4 shards
+/// with shard 0 held out for validation; returns its id. For tests that need a dataset
+/// without running an ingest.
+pub async fn seed_dataset(pool: &PgPool, name: &str, poems: &[&str]) -> Result<i64, sqlx::Error> {
+    let id: i64 = sqlx::query_scalar(
+        "insert into datasets (name, version, content_hash, params_hash, params, counts, poems, chars, vocab, shards, validation_shards, state)
+         values ($1, 1, md5($1 || random()::text), 'p', '{}', '{}', $2, 0, '', 4, '{0}', 'ready') returning id",
+    )
+    .bind(name)
+    .bind(poems.len() as i64)
+    .fetch_one(pool)
+    .await?;
+    for (i, p) in poems.iter().enumerate() {
+        sqlx::query("insert into poems (dataset_id, shard, source_id, dedupe_key, text) values ($1, $2, $3, $4, $5)")
+            .bind(id)
+            .bind((i % 4) as i32)
+            .bind(format!("src-{i}"))
+            .bind(format!("key-{i}"))
+            .bind(format!("++++\n{p}\n"))
+            .execute(pool)
+            .await?;
+    }
+    Ok(id)
+}

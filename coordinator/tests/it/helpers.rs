@@ -99,27 +99,9 @@ pub async fn spawn() -> TestCoordinator {
 
 /// Inserts a ready dataset named `name` with the given poems (unframed); returns its id.
 pub async fn seed_dataset(pool: &sqlx::PgPool, name: &str, poems: &[&str]) -> i64 {
-    let id: i64 = sqlx::query_scalar(
-        "insert into datasets (name, version, content_hash, params_hash, params, counts, poems, chars, vocab, shards, validation_shards, state)
-         values ($1, 1, md5($1 || random()::text), 'p', '{}', '{}', $2, 0, '', 4, '{0}', 'ready') returning id",
-    )
-    .bind(name)
-    .bind(poems.len() as i64)
-    .fetch_one(pool)
-    .await
-    .unwrap();
-    for (i, p) in poems.iter().enumerate() {
-        sqlx::query("insert into poems (dataset_id, shard, source_id, dedupe_key, text) values ($1, $2, $3, $4, $5)")
-            .bind(id)
-            .bind((i % 4) as i32)
-            .bind(format!("src-{i}"))
-            .bind(format!("key-{i}"))
-            .bind(format!("++++\n{p}\n"))
-            .execute(pool)
-            .await
-            .unwrap();
-    }
-    id
+    poet_sql::testing::seed_dataset(pool, name, poems)
+        .await
+        .unwrap()
 }
 
 pub const POEMS: &[&str] = &[
