@@ -132,3 +132,21 @@ pub async fn register(w: &mut WorkerServiceClient<Channel>, host: &str) -> i64 {
     .into_inner()
     .worker_id
 }
+
+/// Leases the next run (waiting up to a second); panics when none is queued.
+pub async fn lease_one(
+    w: &mut WorkerServiceClient<Channel>,
+    worker_id: i64,
+) -> poet_proto::v1::Lease {
+    w.lease_run(poet_proto::v1::LeaseRunRequest {
+        worker_id,
+        wait_ms: 1000,
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .lease
+    .expect("a queued run")
+    .lease
+    .expect("lease")
+}

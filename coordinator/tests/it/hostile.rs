@@ -10,7 +10,7 @@ use poet_proto::v1::{self, upload_checkpoint_request::Part};
 use sha2::{Digest, Sha256};
 use tonic::Code;
 
-use crate::helpers::{POEMS, TestCoordinator, register, seed_dataset, spawn, spec};
+use crate::helpers::{POEMS, TestCoordinator, lease_one, register, seed_dataset, spawn, spec};
 
 fn sha(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
@@ -514,18 +514,7 @@ async fn another_workers_lease_is_fenced() {
     // Worker B leases the other run, then tries to write to A's run with its own lease id.
     let mut w = c.worker().await;
     let wb = register(&mut w, "other").await;
-    let lb = w
-        .lease_run(v1::LeaseRunRequest {
-            worker_id: wb,
-            wait_ms: 1000,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .lease
-        .unwrap()
-        .lease
-        .unwrap();
+    let lb = lease_one(&mut w, wb).await;
     assert_ne!(la.run_id, lb.run_id);
     let stolen = v1::Lease {
         run_id: la.run_id,

@@ -8,7 +8,9 @@ use poet_proto::v1::{self, upload_checkpoint_request::Part};
 use sha2::{Digest, Sha256};
 use tonic::Code;
 
-use crate::helpers::{POEMS, fast_config, register, seed_dataset, spawn, spawn_with, spec};
+use crate::helpers::{
+    POEMS, fast_config, lease_one, register, seed_dataset, spawn, spawn_with, spec,
+};
 
 fn upload_msgs(
     lease: &v1::Lease,
@@ -501,18 +503,7 @@ async fn cancel_reaches_the_worker_at_its_next_heartbeat() {
         .unwrap();
     let mut w = c.worker().await;
     let wid = register(&mut w, "h").await;
-    let l = w
-        .lease_run(v1::LeaseRunRequest {
-            worker_id: wid,
-            wait_ms: 1000,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .lease
-        .unwrap()
-        .lease
-        .unwrap();
+    let l = lease_one(&mut w, wid).await;
     let r = client
         .cancel_run(v1::CancelRunRequest {
             run_id: l.run_id,
@@ -565,18 +556,7 @@ async fn generation_is_served_by_a_worker_and_judged_for_plagiarism() {
         .unwrap();
     let mut w = c.worker().await;
     let wid = register(&mut w, "h").await;
-    let l = w
-        .lease_run(v1::LeaseRunRequest {
-            worker_id: wid,
-            wait_ms: 1000,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .lease
-        .unwrap()
-        .lease
-        .unwrap();
+    let l = lease_one(&mut w, wid).await;
     // No checkpoint yet: a clear refusal.
     let none = client
         .generate(v1::GenerateRequest {
@@ -803,18 +783,7 @@ async fn orphan_sweep_deletes_blobs_without_a_live_row_and_keeps_the_rest() {
         .unwrap();
     let mut w = c.worker().await;
     let wid = register(&mut w, "h").await;
-    let l = w
-        .lease_run(v1::LeaseRunRequest {
-            worker_id: wid,
-            wait_ms: 1000,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .lease
-        .unwrap()
-        .lease
-        .unwrap();
+    let l = lease_one(&mut w, wid).await;
     w.report_epoch(v1::ReportEpochRequest {
         lease: Some(l.clone()),
         epoch: Some(epoch(1, 2.0)),
