@@ -359,6 +359,9 @@ async fn a_killed_worker_s_run_is_resumed_and_finished_by_the_other() {
         .fetch_all(&s.db.pool)
         .await
         .unwrap();
-    assert!(resumed < 60, "the first worker was killed before it finished: {attempts:?}");
+    assert!(
+        resumed < 60,
+        "the first worker was killed before it finished: {attempts:?}"
+    );
     assert!(loss[resumed as usize] < loss[0], "{loss:?}");
 }

@@ -34,10 +34,18 @@ pub struct CoordinatorConfig {
     #[arg(long = "lease-ttl", env = "POET_LEASE_TTL", default_value_t = 30.0)]
     pub lease_ttl_s: f64,
     /// Heartbeat interval told to workers, seconds.
-    #[arg(long = "heartbeat-interval", env = "POET_HEARTBEAT_INTERVAL", default_value_t = 5.0)]
+    #[arg(
+        long = "heartbeat-interval",
+        env = "POET_HEARTBEAT_INTERVAL",
+        default_value_t = 5.0
+    )]
     pub heartbeat_interval_s: f64,
     /// How often the reaper looks for expired leases, seconds.
-    #[arg(long = "reaper-interval", env = "POET_REAPER_INTERVAL", default_value_t = 2.0)]
+    #[arg(
+        long = "reaper-interval",
+        env = "POET_REAPER_INTERVAL",
+        default_value_t = 2.0
+    )]
     pub reaper_interval_s: f64,
     /// Keep the best checkpoint and this many latest per run; older ones are deleted.
     #[arg(long, env = "POET_KEEP_LAST_CHECKPOINTS", default_value_t = 2)]
@@ -65,7 +73,10 @@ impl std::fmt::Debug for CoordinatorConfig {
         let hide = |t: &Option<String>| t.as_ref().map(|_| "<set>");
         f.debug_struct("CoordinatorConfig")
             .field("listen", &self.listen)
-            .field("database_url", &self.database_url.as_deref().map(poet_sql::redact))
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(poet_sql::redact),
+            )
             .field("artifacts", &self.artifacts)
             .field("client_token", &hide(&self.client_token))
             .field("worker_token", &hide(&self.worker_token))
@@ -121,7 +132,9 @@ impl CoordinatorConfig {
             if v.is_finite() && v > 0.0 {
                 Ok(())
             } else {
-                Err(ConfigError(format!("--{name} must be a positive number of seconds, got {v}")))
+                Err(ConfigError(format!(
+                    "--{name} must be a positive number of seconds, got {v}"
+                )))
             }
         };
         pos("lease-ttl", self.lease_ttl_s)?;
@@ -134,19 +147,28 @@ impl CoordinatorConfig {
             )));
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
-            return Err(ConfigError("--tls-cert and --tls-key must be given together".into()));
+            return Err(ConfigError(
+                "--tls-cert and --tls-key must be given together".into(),
+            ));
         }
-        for (name, t) in [("client", &self.client_token), ("worker", &self.worker_token)] {
+        for (name, t) in [
+            ("client", &self.client_token),
+            ("worker", &self.worker_token),
+        ] {
             if let Some(t) = t
                 && t.len() < 16
             {
-                return Err(ConfigError(format!("the {name} token must be at least 16 characters")));
+                return Err(ConfigError(format!(
+                    "the {name} token must be at least 16 characters"
+                )));
             }
         }
         if let (Some(c), Some(w)) = (&self.client_token, &self.worker_token)
             && c == w
         {
-            return Err(ConfigError("the client and worker tokens must differ".into()));
+            return Err(ConfigError(
+                "the client and worker tokens must differ".into(),
+            ));
         }
         let tokens = self.client_token.is_some() && self.worker_token.is_some();
         if !addr.ip().is_loopback() && !tokens {
@@ -155,7 +177,9 @@ impl CoordinatorConfig {
             )));
         }
         if self.client_token.is_some() != self.worker_token.is_some() {
-            return Err(ConfigError("set both POET_CLIENT_TOKEN and POET_WORKER_TOKEN, or neither".into()));
+            return Err(ConfigError(
+                "set both POET_CLIENT_TOKEN and POET_WORKER_TOKEN, or neither".into(),
+            ));
         }
         Ok(())
     }
