@@ -114,13 +114,7 @@ fn parse_selector(s: &str) -> Result<Selector> {
 
 /// Picks the checkpoint a selector names.
 pub async fn pick_checkpoint(pool: &PgPool, run_id: i64, selector: &str) -> Result<CheckpointRow> {
-    let exists: Option<i64> = sqlx::query_scalar("select id from runs where id = $1")
-        .bind(run_id)
-        .fetch_optional(pool)
-        .await?;
-    if exists.is_none() {
-        return Err(ServiceError::NotFound(format!("no run {run_id}")));
-    }
+    crate::history::require_run(pool, run_id).await?;
     let (sql, epoch) = match parse_selector(selector)? {
         Selector::Best => (
             "select * from checkpoints where run_id = $1 and live order by val_loss, epoch limit 1",
@@ -317,7 +311,7 @@ pub async fn complete(
                 .map(move |p| (s.temperature, p))
         })
         .collect();
-    let (reports, overall) = tokio::task::spawn_blocking(move || {
+    let (poems, reports, overall) = tokio::task::spawn_blocking(move || {
         let reports: Vec<ngrams::Report> = poems
             .iter()
             .map(|(_, p)| ngrams::check(p, &set, &thresholds))
@@ -327,10 +321,9 @@ pub async fn complete(
         (poems, reports, overall)
     })
     .await
-    .map(|(poems, reports, overall)| (poems.into_iter().zip(reports).collect::<Vec<_>>(), overall))
     .expect("join");
     let mut tx = pool.begin().await?;
-    for (i, ((t, text), report)) in reports.iter().enumerate() {
+    for (i, ((t, text), report)) in poems.iter().zip(&reports).enumerate() {
         sqlx::query("insert into generated_poems (generation_id, idx, temperature, text, report) values ($1, $2, $3, $4, $5)")
             .bind(req.generation_id)
             .bind(i as i32)

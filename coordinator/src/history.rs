@@ -289,6 +289,17 @@ pub async fn list_runs(pool: &PgPool, req: &v1::ListRunsRequest) -> Result<(Vec<
     Ok((rows, token))
 }
 
+/// NotFound unless run `id` exists.
+pub async fn require_run(pool: &PgPool, id: i64) -> Result<()> {
+    let exists: Option<i64> = sqlx::query_scalar("select id from runs where id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    exists
+        .map(|_| ())
+        .ok_or_else(|| ServiceError::NotFound(format!("no run {id}")))
+}
+
 /// One run with attempts, epochs and checkpoints: four queries.
 pub async fn get_run(pool: &PgPool, id: i64) -> Result<v1::GetRunResponse> {
     let run: RunRow = sqlx::query_as(&format!("{} where r.id = $1", RunRow::SELECT))

@@ -49,6 +49,15 @@ fn describe(r: &Option<v1::PlagiarismReport>) -> String {
     }
 }
 
+/// Prints a generation as JSON or for people.
+fn show_generation(cli: &Cli, g: &v1::Generation) {
+    if cli.json {
+        output::json(&generation_json(g));
+    } else {
+        print_generation(g);
+    }
+}
+
 /// Prints a generation for people.
 pub fn print_generation(g: &v1::Generation) {
     println!(
@@ -123,11 +132,7 @@ pub async fn generate(cli: &Cli, a: &GenerateArgs) -> CliResult {
         .into_inner()
         .generation
         .unwrap_or_default();
-    if cli.json {
-        output::json(&generation_json(&g));
-    } else {
-        print_generation(&g);
-    }
+    show_generation(cli, &g);
     match g.state.as_str() {
         "done" => Ok(()),
         "failed" => Err(CliError::fail(format!(
@@ -205,11 +210,7 @@ pub async fn poems(cli: &Cli, cmd: &PoemsCmd) -> CliResult {
                 .into_inner()
                 .generation
                 .unwrap_or_default();
-            if cli.json {
-                output::json(&generation_json(&g));
-            } else {
-                print_generation(&g);
-            }
+            show_generation(cli, &g);
         }
     }
     Ok(())

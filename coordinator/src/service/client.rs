@@ -213,7 +213,7 @@ impl Poet for Shared {
         let _t = self.metrics.timer("ListGenerations");
         let run_id = req.into_inner().run_id;
         if run_id != 0 {
-            crate::history::get_run(&self.pool, run_id).await?;
+            crate::history::require_run(&self.pool, run_id).await?;
         }
         let generations = crate::generation::load(&self.pool, None, run_id).await?;
         Ok(Response::new(v1::ListGenerationsResponse { generations }))

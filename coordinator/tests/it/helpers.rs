@@ -150,3 +150,30 @@ pub async fn lease_one(
     .lease
     .expect("lease")
 }
+
+/// Seeds the `tiny` dataset, queues `runs` runs of `epochs` epochs, registers a worker and
+/// leases one run to it: the client, the worker's client, its id and the lease.
+pub async fn leased_run(
+    c: &TestCoordinator,
+    runs: usize,
+    epochs: u32,
+) -> (
+    PoetClient<Channel>,
+    WorkerServiceClient<Channel>,
+    i64,
+    poet_proto::v1::Lease,
+) {
+    seed_dataset(&c.db.pool, "tiny", POEMS).await;
+    let mut client = c.client().await;
+    client
+        .submit_sweep(poet_proto::v1::SubmitSweepRequest {
+            spec: spec("tiny", runs, epochs),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut w = c.worker().await;
+    let wid = register(&mut w, "h").await;
+    let lease = lease_one(&mut w, wid).await;
+    (client, w, wid, lease)
+}

@@ -10,7 +10,9 @@ use poet_proto::v1::{self, upload_checkpoint_request::Part};
 use sha2::{Digest, Sha256};
 use tonic::Code;
 
-use crate::helpers::{POEMS, TestCoordinator, lease_one, register, seed_dataset, spawn, spec};
+use crate::helpers::{
+    POEMS, TestCoordinator, lease_one, leased_run, register, seed_dataset, spawn, spec,
+};
 
 fn sha(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
@@ -84,28 +86,7 @@ fn files(dir: &std::path::Path) -> Vec<String> {
 
 /// A coordinator with one leased run whose epoch 1 is reported; returns the lease.
 async fn leased(c: &TestCoordinator) -> (v1::Lease, i64) {
-    seed_dataset(&c.db.pool, "tiny", POEMS).await;
-    let mut client = c.client().await;
-    client
-        .submit_sweep(v1::SubmitSweepRequest {
-            spec: spec("tiny", 2, 3),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let mut w = c.worker().await;
-    let wid = register(&mut w, "hostile").await;
-    let lease = w
-        .lease_run(v1::LeaseRunRequest {
-            worker_id: wid,
-            wait_ms: 1000,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .lease
-        .unwrap();
-    let l = lease.lease.unwrap();
+    let (_, mut w, wid, l) = leased_run(c, 2, 3).await;
     w.report_epoch(v1::ReportEpochRequest {
         lease: Some(l.clone()),
         epoch: Some(epoch(1)),

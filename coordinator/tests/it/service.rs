@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use tonic::Code;
 
 use crate::helpers::{
-    POEMS, fast_config, lease_one, register, seed_dataset, spawn, spawn_with, spec,
+    POEMS, fast_config, leased_run, register, seed_dataset, spawn, spawn_with, spec,
 };
 
 fn upload_msgs(
@@ -492,18 +492,7 @@ async fn long_poll_wakes_when_a_sweep_arrives() {
 #[tokio::test]
 async fn cancel_reaches_the_worker_at_its_next_heartbeat() {
     let c = spawn().await;
-    seed_dataset(&c.db.pool, "tiny", POEMS).await;
-    let mut client = c.client().await;
-    client
-        .submit_sweep(v1::SubmitSweepRequest {
-            spec: spec("tiny", 1, 3),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let mut w = c.worker().await;
-    let wid = register(&mut w, "h").await;
-    let l = lease_one(&mut w, wid).await;
+    let (mut client, mut w, wid, l) = leased_run(&c, 1, 3).await;
     let r = client
         .cancel_run(v1::CancelRunRequest {
             run_id: l.run_id,
@@ -545,18 +534,7 @@ async fn cancel_reaches_the_worker_at_its_next_heartbeat() {
 #[tokio::test]
 async fn generation_is_served_by_a_worker_and_judged_for_plagiarism() {
     let c = spawn().await;
-    seed_dataset(&c.db.pool, "tiny", POEMS).await;
-    let mut client = c.client().await;
-    client
-        .submit_sweep(v1::SubmitSweepRequest {
-            spec: spec("tiny", 1, 1),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let mut w = c.worker().await;
-    let wid = register(&mut w, "h").await;
-    let l = lease_one(&mut w, wid).await;
+    let (mut client, mut w, wid, l) = leased_run(&c, 1, 1).await;
     // No checkpoint yet: a clear refusal.
     let none = client
         .generate(v1::GenerateRequest {
@@ -772,18 +750,7 @@ fn non_loopback_without_tokens_is_refused() {
 #[tokio::test]
 async fn orphan_sweep_deletes_blobs_without_a_live_row_and_keeps_the_rest() {
     let c = spawn().await;
-    seed_dataset(&c.db.pool, "tiny", POEMS).await;
-    let mut client = c.client().await;
-    client
-        .submit_sweep(v1::SubmitSweepRequest {
-            spec: spec("tiny", 1, 1),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let mut w = c.worker().await;
-    let wid = register(&mut w, "h").await;
-    let l = lease_one(&mut w, wid).await;
+    let (_, mut w, _, l) = leased_run(&c, 1, 1).await;
     w.report_epoch(v1::ReportEpochRequest {
         lease: Some(l.clone()),
         epoch: Some(epoch(1, 2.0)),
