@@ -165,17 +165,6 @@ impl Artifacts {
         }
     }
 
-    /// Every key under `prefix`.
-    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
-        let p = ObjPath::from(prefix);
-        self.store
-            .list(Some(&p))
-            .map_ok(|m| m.location.to_string())
-            .try_collect()
-            .await
-            .map_err(|e| self.err(prefix, e))
-    }
-
     /// Keys under `prefix` last written more than `age` ago.
     pub async fn list_older_than(
         &self,
@@ -192,15 +181,6 @@ impl Artifacts {
             .try_collect()
             .await
             .map_err(|e| self.err(prefix, e))
-    }
-
-    /// Whether a blob exists.
-    pub async fn exists(&self, key: &str) -> Result<bool, StorageError> {
-        match self.store.head(&ObjPath::from(key)).await {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(self.err(key, e)),
-        }
     }
 }
 
