@@ -135,8 +135,10 @@ impl CoordinatorProc {
             let log = std::fs::read(&stderr).unwrap_or_default();
             let fresh =
                 String::from_utf8_lossy(&log[(start_len as usize).min(log.len())..]).to_string();
+            // Only whole lines: the log may be read while a line is half written.
             if let Some(line) = fresh
-                .lines()
+                .split_inclusive('\n')
+                .filter(|l| l.ends_with('\n'))
                 .find(|l| l.contains("coordinator listening on"))
             {
                 let addr: SocketAddr =
