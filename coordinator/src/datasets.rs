@@ -1,9 +1,8 @@
-//! Dataset text for workers. The corpus of a dataset version is each poem's stored framed
-//! text (`++++\n` + poem + `\n`) in the dataset's export order (`dedupe_key`); poems on the
-//! dataset's validation shards (with the one `split_flip` poem moved across, see
-//! `sql/migrations/0001_datasets.sql`) form the validation text, the rest the training text.
+//! Dataset text for workers: the training and validation corpora exactly as
+//! `poet dataset export --split` writes them (`poet_ingest::corpus_text` owns the format and
+//! the split rule).
 
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 
 use crate::error::{Result, ServiceError};
 
@@ -26,27 +25,14 @@ pub async fn corpus(pool: &PgPool, dataset_id: i64) -> Result<Corpus> {
     if ready.is_none() {
         return Err(ServiceError::NotFound(format!("no dataset {dataset_id}")));
     }
-    let rows = sqlx::query(
-        "select p.text,
-                (p.shard = any(d.validation_shards)) <> (p.dedupe_key = coalesce(d.split_flip, '')) as val
-         from poems p join datasets d on d.id = p.dataset_id
-         where p.dataset_id = $1 order by p.dedupe_key",
-    )
-    .bind(dataset_id)
-    .fetch_all(pool)
-    .await?;
-    let mut c = Corpus {
-        train: String::new(),
-        validation: String::new(),
+    // The split rule (validation shards, the one flipped poem of tiny datasets) is ingest's.
+    let text = |split| async move {
+        poet_ingest::corpus_text(pool, dataset_id, split)
+            .await
+            .map_err(|e| ServiceError::Storage(e.to_string()))
     };
-    for r in rows {
-        let text: &str = r.get("text");
-        let out = if r.get::<bool, _>("val") {
-            &mut c.validation
-        } else {
-            &mut c.train
-        };
-        out.push_str(text);
-    }
-    Ok(c)
+    Ok(Corpus {
+        train: text(poet_ingest::Split::Train).await?,
+        validation: text(poet_ingest::Split::Validation).await?,
+    })
 }
