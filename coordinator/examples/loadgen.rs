@@ -26,6 +26,7 @@ struct Args {
     concurrency: Vec<usize>,
     epochs: Vec<i32>,
     history: bool,
+    db_pool: u32,
 }
 
 fn parse_args() -> Args {
@@ -34,6 +35,7 @@ fn parse_args() -> Args {
         concurrency: vec![1, 16, 128],
         epochs: vec![1, 3],
         history: true,
+        db_pool: CoordinatorConfig::default().db_pool,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -53,6 +55,7 @@ fn parse_args() -> Args {
                     .map(|x| x.parse().expect("list of numbers"))
                     .collect()
             }
+            "--db-pool" => a.db_pool = v.parse().expect("--db-pool N"),
             "--no-history" => {
                 a.history = false;
                 i += 1;
@@ -359,7 +362,7 @@ async fn main() {
     let cfg = CoordinatorConfig {
         database_url: Some(db.url.clone()),
         artifacts: Some(artifacts.path().display().to_string()),
-        db_pool: 64,
+        db_pool: args.db_pool,
         reaper_interval_s: 5.0,
         ..Default::default()
     };

@@ -4,7 +4,8 @@
 //!
 //! # Layout
 //! - [`server::run`]: wiring; takes the listener and a shutdown future (tests bind `127.0.0.1:0`).
-//! - [`queue`]: the job queue (claim, heartbeat, fenced writes, reaper, cancel).
+//! - [`queue`]: the job queue (claim, heartbeat, fenced writes, reaper, cancel); [`batch`]:
+//!   concurrent claims, reports and completions share statements.
 //! - [`sweeps`]: spec validation, expansion and storage.
 //! - [`history`]: run-history queries and row → proto conversion.
 //! - [`generation`]: generation requests and the plagiarism check.
@@ -16,6 +17,7 @@
 
 pub mod artifacts;
 pub mod auth;
+pub mod batch;
 pub mod config;
 pub mod datasets;
 pub mod error;

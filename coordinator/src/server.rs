@@ -20,7 +20,7 @@ use crate::auth::{Role, Tokens};
 use crate::config::CoordinatorConfig;
 use crate::metrics::Metrics;
 use crate::queue::Queue;
-use crate::service::Shared;
+use crate::service::{Batches, Shared};
 
 /// Largest gRPC message accepted (checkpoint chunks are 1 MiB).
 pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
@@ -83,9 +83,11 @@ pub async fn run(
         }
         _ => None,
     };
+    let queue = Queue::new(pool.clone(), cfg.lease_ttl());
     let shared = Shared {
         pool: pool.clone(),
-        queue: Queue::new(pool.clone(), cfg.lease_ttl()),
+        queue: queue.clone(),
+        batches: Batches::spawn(&queue),
         artifacts,
         metrics: Arc::new(Metrics::default()),
         cfg: Arc::new(cfg.clone()),

@@ -7,20 +7,25 @@ pub use worker::CHUNK;
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
 use crate::artifacts::Artifacts;
+use crate::batch::Batcher;
 use crate::config::CoordinatorConfig;
+use crate::error::ServiceError;
 use crate::generation::NgramCache;
 use crate::metrics::Metrics;
-use crate::queue::Queue;
+use crate::queue::{Claimed, EpochReport, LeaseRef, Queue};
 
 /// State shared by both services (cheap to clone).
 #[derive(Clone)]
 pub struct Shared {
     pub(crate) pool: PgPool,
     pub(crate) queue: Queue,
+    /// The hot queue operations, batched across concurrent RPCs.
+    pub(crate) batches: Batches,
     pub(crate) artifacts: Artifacts,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) cfg: Arc<CoordinatorConfig>,
@@ -32,4 +37,74 @@ pub struct Shared {
     /// Dataset descriptions by id (immutable once ready).
     pub(crate) datasets:
         Arc<tokio::sync::Mutex<std::collections::HashMap<i64, poet_proto::v1::Dataset>>>,
+}
+
+type Answer<T> = Result<T, ServiceError>;
+
+/// Lease, report and complete, each batched across concurrent RPCs ([`crate::batch`]).
+#[derive(Clone)]
+pub struct Batches {
+    claim: Batcher<(i64, DateTime<Utc>), Answer<Option<Claimed>>>,
+    report: Batcher<(LeaseRef, EpochReport), Answer<bool>>,
+    complete: Batcher<(LeaseRef, DateTime<Utc>), Answer<()>>,
+}
+
+/// What a caller gets when the flushing task is gone (the runtime is shutting down).
+fn gone<T>() -> Answer<T> {
+    Err(ServiceError::Unavailable(sqlx::Error::PoolClosed))
+}
+
+impl Batches {
+    /// Spawns the three flushing tasks over `queue`.
+    pub fn spawn(queue: &Queue) -> Self {
+        let q = queue.clone();
+        let claim = Batcher::spawn(move |reqs: Vec<(i64, DateTime<Utc>)>| {
+            let q = q.clone();
+            async move {
+                match q.claim_batch(&reqs).await {
+                    Ok(claimed) => claimed.into_iter().map(Ok).collect(),
+                    Err(e) if reqs.len() == 1 => vec![Err(e)],
+                    // One bad request (an unknown worker) fails the statement: one by one, so
+                    // each request gets its own answer.
+                    Err(_) => {
+                        let mut out = Vec::with_capacity(reqs.len());
+                        for (worker, now) in reqs {
+                            out.push(q.claim(worker, now).await);
+                        }
+                        out
+                    }
+                }
+            }
+        });
+        let q = queue.clone();
+        let report = Batcher::spawn(move |items: Vec<(LeaseRef, EpochReport)>| {
+            let q = q.clone();
+            async move { q.report_epochs(&items).await }
+        });
+        let q = queue.clone();
+        let complete = Batcher::spawn(move |items: Vec<(LeaseRef, DateTime<Utc>)>| {
+            let q = q.clone();
+            async move { q.complete_batch(&items).await }
+        });
+        Batches {
+            claim,
+            report,
+            complete,
+        }
+    }
+
+    /// [`Queue::claim`], batched.
+    pub async fn claim(&self, worker_id: i64, now: DateTime<Utc>) -> Answer<Option<Claimed>> {
+        self.claim.call((worker_id, now)).await.unwrap_or_else(gone)
+    }
+
+    /// [`Queue::report_epoch`], batched.
+    pub async fn report_epoch(&self, lease: LeaseRef, report: EpochReport) -> Answer<bool> {
+        self.report.call((lease, report)).await.unwrap_or_else(gone)
+    }
+
+    /// [`Queue::complete`], batched.
+    pub async fn complete(&self, lease: LeaseRef, now: DateTime<Utc>) -> Answer<()> {
+        self.complete.call((lease, now)).await.unwrap_or_else(gone)
+    }
 }

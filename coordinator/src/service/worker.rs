@@ -310,7 +310,7 @@ impl WorkerService for Shared {
             let notified = self.runs_queued.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let claimed = match self.queue.claim(r.worker_id, Utc::now()).await {
+            let claimed = match self.batches.claim(r.worker_id, Utc::now()).await {
                 // lease_owner references workers: an unknown id fails the claim.
                 Err(ServiceError::Database(e))
                     if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("23503") =>
@@ -398,7 +398,7 @@ impl WorkerService for Shared {
             chars_per_sec: e.chars_per_sec,
             metrics,
         };
-        let stored = self.queue.report_epoch(lease, &report).await;
+        let stored = self.batches.report_epoch(lease, report).await;
         self.count_fenced(&stored);
         let stored = stored?;
         if stored {
@@ -501,7 +501,7 @@ impl WorkerService for Shared {
     ) -> Result<Response<v1::CompleteRunResponse>, Status> {
         let _t = self.metrics.timer("CompleteRun");
         let lease = lease_ref(req.into_inner().lease.as_ref())?;
-        let r = self.queue.complete(lease, Utc::now()).await;
+        let r = self.batches.complete(lease, Utc::now()).await;
         self.count_fenced(&r);
         r?;
         tracing::info!(run_id = lease.run_id, "run succeeded");

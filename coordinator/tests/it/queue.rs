@@ -244,3 +244,188 @@ async fn release_requeues_without_counting_a_failure() {
         "failed"
     );
 }
+
+#[tokio::test]
+async fn a_batch_claim_gives_each_request_its_own_run_in_claim_order() {
+    let (pool, q, worker) = setup(5, 1).await;
+    let urgent: i64 = sqlx::query_scalar(
+        "update runs set priority = 5 where id = (select max(id) from runs) returning id",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let now = Utc::now();
+    let first = q.claim_batch(&[(worker, now); 3]).await.unwrap();
+    let ids: Vec<i64> = first
+        .iter()
+        .map(|c| c.as_ref().unwrap().lease.run_id)
+        .collect();
+    assert_eq!(ids[0], urgent, "highest priority first: {ids:?}");
+    assert!(ids[1] < ids[2], "then oldest first: {ids:?}");
+    let leases: HashSet<_> = first
+        .iter()
+        .map(|c| c.as_ref().unwrap().lease.lease_id)
+        .collect();
+    assert_eq!(leases.len(), 3, "one lease each");
+    let attempts: i64 = sqlx::query_scalar(
+        "select count(*) from run_attempts a join runs r on r.lease_id = a.lease_id and r.id = a.run_id",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(attempts, 3, "an attempt row per lease");
+    // Two runs are left: a batch of three gets them, and the third request gets nothing.
+    let rest = q.claim_batch(&[(worker, now); 3]).await.unwrap();
+    assert!(
+        rest[0].is_some() && rest[1].is_some() && rest[2].is_none(),
+        "{rest:?}"
+    );
+    let all: HashSet<i64> = first
+        .iter()
+        .chain(&rest)
+        .flatten()
+        .map(|c| c.lease.run_id)
+        .collect();
+    assert_eq!(all.len(), 5, "no run leased twice");
+}
+
+#[tokio::test]
+async fn a_batch_claim_with_an_unknown_worker_claims_nothing() {
+    let (pool, q, worker) = setup(2, 1).await;
+    let err = q
+        .claim_batch(&[(worker, Utc::now()), (worker + 1000, Utc::now())])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServiceError::Database(_)), "{err}");
+    let running: i64 = sqlx::query_scalar("select count(*) from runs where state <> 'queued'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(running, 0, "the whole statement rolled back");
+}
+
+#[tokio::test]
+async fn batched_reports_each_get_the_single_path_answer() {
+    let (pool, q, worker) = setup(3, 3).await;
+    let now = Utc::now();
+    let mut claims = Vec::new();
+    for _ in 0..3 {
+        claims.push(q.claim(worker, now).await.unwrap().unwrap().lease);
+    }
+    let (a, b, c) = (claims[0], claims[1], claims[2]);
+    assert!(q.report_epoch(a, &report(1, 2.0)).await.unwrap());
+    let stale = poet_coordinator::queue::LeaseRef {
+        run_id: c.run_id,
+        lease_id: uuid::Uuid::new_v4(),
+    };
+    let items = vec![
+        (a, report(1, 2.0)),      // a retry of a stored report
+        (b, report(1, 2.0)),      // the next epoch
+        (b, report(2, 1.9)),      // a second report for the same run in one batch
+        (c, report(2, 1.0)),      // a gap
+        (stale, report(1, 1.0)),  // a fenced worker
+        (a, report(2, f64::NAN)), // not a number
+        (a, report(1, 1.5)),      // a conflicting retry
+    ];
+    let out = q.report_epochs(&items).await;
+    assert!(matches!(out[0], Ok(false)), "{:?}", out[0]);
+    assert!(matches!(out[1], Ok(true)), "{:?}", out[1]);
+    assert!(matches!(out[2], Ok(true)), "{:?}", out[2]);
+    assert!(
+        matches!(out[3], Err(ServiceError::FailedPrecondition(_))),
+        "{:?}",
+        out[3]
+    );
+    assert!(
+        matches!(out[4], Err(ServiceError::FailedPrecondition(_))),
+        "{:?}",
+        out[4]
+    );
+    assert!(
+        matches!(out[5], Err(ServiceError::Invalid(_))),
+        "{:?}",
+        out[5]
+    );
+    assert!(
+        matches!(out[6], Err(ServiceError::Conflict(_))),
+        "{:?}",
+        out[6]
+    );
+    let stored: Vec<(i64, i32)> =
+        sqlx::query_as("select run_id, epoch from epochs order by run_id, epoch")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(stored, vec![(a.run_id, 1), (b.run_id, 1), (b.run_id, 2)]);
+    let (done, best): (i32, f64) =
+        sqlx::query_as("select epochs_done, best_val_loss from runs where id = $1")
+            .bind(b.run_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((done, best), (2, 2.0), "run summary follows its epochs");
+}
+
+#[tokio::test]
+async fn batched_completions_each_get_their_own_answer() {
+    let (pool, q, worker) = setup(3, 1).await;
+    let now = Utc::now();
+    let mut claims = Vec::new();
+    for _ in 0..3 {
+        claims.push(q.claim(worker, now).await.unwrap().unwrap().lease);
+    }
+    let (a, b, c) = (claims[0], claims[1], claims[2]);
+    for l in [a, b] {
+        assert!(q.report_epoch(l, &report(1, 2.0)).await.unwrap());
+    }
+    let stale = poet_coordinator::queue::LeaseRef {
+        run_id: b.run_id,
+        lease_id: uuid::Uuid::new_v4(),
+    };
+    let out = q.complete_batch(&[(a, now), (stale, now), (c, now)]).await;
+    assert!(out[0].is_ok(), "{:?}", out[0]);
+    assert!(
+        matches!(out[1], Err(ServiceError::FailedPrecondition(_))),
+        "{:?}",
+        out[1]
+    );
+    let missing = format!("{:?}", out[2]);
+    assert!(missing.contains("0 of 1"), "{missing}");
+    let states: Vec<String> = sqlx::query_scalar("select state from runs order by id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(states, ["succeeded", "running", "running"]);
+    let outcome: Option<String> =
+        sqlx::query_scalar("select outcome from run_attempts where lease_id = $1")
+            .bind(a.lease_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(outcome.as_deref(), Some("completed"));
+}
+
+#[tokio::test]
+async fn concurrent_batched_leases_answer_each_caller_even_beside_an_unknown_worker() {
+    let (_pool, q, worker) = setup(30, 1).await;
+    let batches = poet_coordinator::service::Batches::spawn(&q);
+    let mut tasks = Vec::new();
+    for i in 0..31 {
+        let b = batches.clone();
+        // One caller names a worker that does not exist: it alone is refused.
+        let id = if i == 7 { worker + 1000 } else { worker };
+        tasks.push(tokio::spawn(
+            async move { (id, b.claim(id, Utc::now()).await) },
+        ));
+    }
+    let mut runs = HashSet::new();
+    let mut refused = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            (id, Ok(Some(c))) if id == worker => assert!(runs.insert(c.lease.run_id)),
+            (id, Err(ServiceError::Database(_))) if id != worker => refused += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert_eq!((runs.len(), refused), (30, 1));
+}
