@@ -19,7 +19,7 @@
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Postgres, Row, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use crate::error::{Result, ServiceError, fenced};
@@ -222,15 +222,59 @@ impl Queue {
 
     /// Claims the next run for `worker_id`, if any is queued.
     pub async fn claim(&self, worker_id: i64, now: DateTime<Utc>) -> Result<Option<Claimed>> {
-        Ok(self.claim_batch(&[(worker_id, now)]).await?.pop().flatten())
+        self.claim_batch(&[(worker_id, now)])
+            .await
+            .pop()
+            .expect("one answer per request")
     }
 
     /// Claims runs for several `(worker_id, now)` requests in one statement: claim (skipping
     /// locked rows), pick each resume checkpoint, discard epochs past it, open the attempts.
     /// The i-th request gets the i-th run in claim order, or `None` when the queue ran dry.
-    /// One bad request (an unknown worker) fails the whole statement, and nothing is claimed.
+    /// One bad request (an unknown worker) fails the whole statement; the requests are then
+    /// claimed one by one on the same connection, so each gets its own answer.
     #[tracing::instrument(name = "coordinator.queue.claim", skip_all, fields(n = reqs.len()))]
-    pub async fn claim_batch(&self, reqs: &[(i64, DateTime<Utc>)]) -> Result<Vec<Option<Claimed>>> {
+    pub async fn claim_batch(&self, reqs: &[(i64, DateTime<Utc>)]) -> Vec<Result<Option<Claimed>>> {
+        let mut conn = match self.pool.acquire().await {
+            Ok(c) => c,
+            Err(e) => {
+                let why = format!("no database connection: {e}");
+                return reqs
+                    .iter()
+                    .map(|_| {
+                        Err(ServiceError::Unavailable(sqlx::Error::Protocol(
+                            why.clone(),
+                        )))
+                    })
+                    .collect();
+            }
+        };
+        match self.claim_rows(&mut conn, reqs).await {
+            Ok(claimed) => claimed.into_iter().map(Ok).collect(),
+            Err(e) if reqs.len() == 1 => vec![Err(e)],
+            Err(_) => {
+                // The same connection: by the time it runs the next statement, the failed
+                // one has rolled back and released its row locks, which `skip locked` would
+                // otherwise skip (and answer "no run") on another connection.
+                let mut out = Vec::with_capacity(reqs.len());
+                for r in reqs {
+                    out.push(
+                        self.claim_rows(&mut conn, std::slice::from_ref(r))
+                            .await
+                            .map(|mut c| c.pop().flatten()),
+                    );
+                }
+                out
+            }
+        }
+    }
+
+    /// The claim statement and the lookups its rows need.
+    async fn claim_rows(
+        &self,
+        conn: &mut PgConnection,
+        reqs: &[(i64, DateTime<Utc>)],
+    ) -> Result<Vec<Option<Claimed>>> {
         let lease_ids: Vec<Uuid> = reqs.iter().map(|_| Uuid::new_v4()).collect();
         let workers: Vec<i64> = reqs.iter().map(|r| r.0).collect();
         let nows: Vec<DateTime<Utc>> = reqs.iter().map(|r| r.1).collect();
@@ -249,14 +293,14 @@ impl Queue {
         if !one {
             query = query.bind(reqs.len() as i64);
         }
-        let rows = query.fetch_all(&self.pool).await?;
+        let rows = query.fetch_all(&mut *conn).await?;
         let mut out: Vec<Option<Claimed>> = vec![None; reqs.len()];
         for row in rows {
             let run_id: i64 = row.get("id");
             let discarded: i64 = row.get("discarded");
             if discarded > 0 {
                 // Data-modifying CTEs do not see each other's effects: recompute the summary now.
-                let mut tx = self.pool.begin().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 refresh_run_stats(&mut tx, run_id).await?;
                 tx.commit().await?;
             }
@@ -264,7 +308,7 @@ impl Queue {
                 Some(id) => Some(
                     sqlx::query_as("select * from checkpoints where id = $1")
                         .bind(id)
-                        .fetch_one(&self.pool)
+                        .fetch_one(&mut *conn)
                         .await?,
                 ),
                 None => None,

@@ -60,21 +60,7 @@ impl Batches {
         let q = queue.clone();
         let claim = Batcher::spawn(move |reqs: Vec<(i64, DateTime<Utc>)>| {
             let q = q.clone();
-            async move {
-                match q.claim_batch(&reqs).await {
-                    Ok(claimed) => claimed.into_iter().map(Ok).collect(),
-                    Err(e) if reqs.len() == 1 => vec![Err(e)],
-                    // One bad request (an unknown worker) fails the statement: one by one, so
-                    // each request gets its own answer.
-                    Err(_) => {
-                        let mut out = Vec::with_capacity(reqs.len());
-                        for (worker, now) in reqs {
-                            out.push(q.claim(worker, now).await);
-                        }
-                        out
-                    }
-                }
-            }
+            async move { q.claim_batch(&reqs).await }
         });
         let q = queue.clone();
         let report = Batcher::spawn(move |items: Vec<(LeaseRef, EpochReport)>| {

@@ -255,7 +255,12 @@ async fn a_batch_claim_gives_each_request_its_own_run_in_claim_order() {
     .await
     .unwrap();
     let now = Utc::now();
-    let first = q.claim_batch(&[(worker, now); 3]).await.unwrap();
+    let first: Vec<_> = q
+        .claim_batch(&[(worker, now); 3])
+        .await
+        .into_iter()
+        .map(|c| c.unwrap())
+        .collect();
     let ids: Vec<i64> = first
         .iter()
         .map(|c| c.as_ref().unwrap().lease.run_id)
@@ -275,7 +280,12 @@ async fn a_batch_claim_gives_each_request_its_own_run_in_claim_order() {
     .unwrap();
     assert_eq!(attempts, 3, "an attempt row per lease");
     // Two runs are left: a batch of three gets them, and the third request gets nothing.
-    let rest = q.claim_batch(&[(worker, now); 3]).await.unwrap();
+    let rest: Vec<_> = q
+        .claim_batch(&[(worker, now); 3])
+        .await
+        .into_iter()
+        .map(|c| c.unwrap())
+        .collect();
     assert!(
         rest[0].is_some() && rest[1].is_some() && rest[2].is_none(),
         "{rest:?}"
@@ -290,18 +300,27 @@ async fn a_batch_claim_gives_each_request_its_own_run_in_claim_order() {
 }
 
 #[tokio::test]
-async fn a_batch_claim_with_an_unknown_worker_claims_nothing() {
-    let (pool, q, worker) = setup(2, 1).await;
-    let err = q
-        .claim_batch(&[(worker, Utc::now()), (worker + 1000, Utc::now())])
-        .await
-        .unwrap_err();
-    assert!(matches!(err, ServiceError::Database(_)), "{err}");
-    let running: i64 = sqlx::query_scalar("select count(*) from runs where state <> 'queued'")
+async fn a_batch_claim_beside_an_unknown_worker_answers_each_request() {
+    let (pool, q, worker) = setup(3, 1).await;
+    let now = Utc::now();
+    let out = q
+        .claim_batch(&[(worker, now), (worker + 1000, now), (worker, now)])
+        .await;
+    assert!(matches!(out[0], Ok(Some(_))), "{:?}", out[0]);
+    assert!(
+        matches!(out[1], Err(ServiceError::Database(_))),
+        "{:?}",
+        out[1]
+    );
+    assert!(matches!(out[2], Ok(Some(_))), "{:?}", out[2]);
+    let running: i64 = sqlx::query_scalar("select count(*) from runs where state = 'running'")
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(running, 0, "the whole statement rolled back");
+    assert_eq!(
+        running, 2,
+        "one run per known worker, none for the unknown one"
+    );
 }
 
 #[tokio::test]

@@ -804,3 +804,100 @@ async fn orphan_sweep_deletes_blobs_without_a_live_row_and_keeps_the_rest() {
     assert!(left[0].ends_with(&live));
     c.stop().await;
 }
+
+/// Fetches `/metrics` over plain HTTP and returns each sample as `name{labels}` → value.
+async fn scrape(addr: std::net::SocketAddr, path: &str) -> (String, Vec<(String, f64)>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    sock.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut text = String::new();
+    sock.read_to_string(&mut text).await.unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.lines().next().unwrap().to_string();
+    if !status.contains("200") {
+        return (status, Vec::new());
+    }
+    let samples = body
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (k, v) = l.rsplit_once(' ').unwrap();
+            (k.to_string(), v.parse::<f64>().unwrap())
+        })
+        .collect();
+    (status, samples)
+}
+
+#[tokio::test]
+async fn metrics_endpoint_counts_runs_leases_reports_fencing_and_latency() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let c = spawn_with(
+        None,
+        CoordinatorConfig {
+            metrics_listen: Some(port),
+            ..fast_config()
+        },
+    )
+    .await;
+    let (_client, mut w, _wid, lease) = leased_run(&c, 3, 2).await;
+    w.report_epoch(v1::ReportEpochRequest {
+        lease: Some(lease.clone()),
+        epoch: Some(epoch(1, 2.0)),
+    })
+    .await
+    .unwrap();
+    let stale = v1::Lease {
+        lease_id: uuid::Uuid::new_v4().to_string(),
+        ..lease.clone()
+    };
+    let fenced = w
+        .report_epoch(v1::ReportEpochRequest {
+            lease: Some(stale),
+            epoch: Some(epoch(2, 1.0)),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(fenced.code(), Code::FailedPrecondition);
+
+    let (status, samples) = scrape(port, "/metrics").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let get = |k: &str| {
+        samples
+            .iter()
+            .find(|(name, _)| name == k)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("no sample {k} in {samples:?}"))
+    };
+    assert_eq!(get("poet_runs{state=\"queued\"}"), 2.0);
+    assert_eq!(get("poet_runs{state=\"running\"}"), 1.0);
+    assert_eq!(get("poet_leases_total"), 1.0);
+    assert_eq!(get("poet_epochs_reported_total"), 1.0);
+    assert_eq!(get("poet_fenced_writes_total"), 1.0);
+    assert_eq!(get("poet_lease_expiries_total"), 0.0);
+    // Two ReportEpoch calls were timed; the buckets are cumulative and end at the count.
+    let report_buckets: Vec<f64> = samples
+        .iter()
+        .filter(|(k, _)| k.starts_with("poet_rpc_duration_ms_bucket{method=\"ReportEpoch\""))
+        .map(|(_, v)| *v)
+        .collect();
+    assert_eq!(report_buckets.len(), 13, "12 bounds and +Inf");
+    assert!(
+        report_buckets.windows(2).all(|w| w[0] <= w[1]),
+        "{report_buckets:?}"
+    );
+    assert_eq!(*report_buckets.last().unwrap(), 2.0);
+    assert_eq!(
+        get("poet_rpc_duration_ms_count{method=\"ReportEpoch\"}"),
+        2.0
+    );
+    assert!(get("poet_rpc_duration_ms_sum{method=\"ReportEpoch\"}") > 0.0);
+
+    let (status, _) = scrape(port, "/elsewhere").await;
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+    c.stop().await;
+}
