@@ -88,6 +88,27 @@ async fn run_state_is_enforced_by_the_schema() {
 }
 
 #[tokio::test]
+async fn deleting_a_dataset_deletes_its_poems_and_only_its_poems() {
+    let db = testing::fresh_db().await;
+    let gone = testing::seed_dataset(&db.pool, "gone", &["a poem", "another"])
+        .await
+        .unwrap();
+    let kept = testing::seed_dataset(&db.pool, "kept", &["a third"])
+        .await
+        .unwrap();
+    sqlx::query("delete from datasets where id = $1")
+        .bind(gone)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let left: Vec<i64> = sqlx::query_scalar("select dataset_id from poems")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, vec![kept]);
+}
+
+#[tokio::test]
 async fn unreachable_url_is_a_one_line_error() {
     let e = poet_sql::connect_with(
         "postgres://poet:hunter2@127.0.0.1:1/poet",
