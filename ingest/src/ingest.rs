@@ -33,7 +33,7 @@ use sqlx::PgPool;
 
 use crate::dump::expand_inputs;
 use crate::pipeline::Pipeline;
-use crate::process::{Batch, CharCounts, Counts, Reject, Settings, StageTimes};
+use crate::process::{Batch, CorpusChars, Counts, PoemChars, Reject, Settings, StageTimes};
 use crate::summary::{Explanation, SUMMARY_REJECTS, Summary, Timings};
 use crate::{IngestError, IngestOptions};
 
@@ -43,14 +43,15 @@ pub const COPY_SEND_BYTES: usize = 1 << 20;
 /// Rejects kept in memory (as COPY rows) before spilling to a temporary file.
 const REJECT_SPOOL_BYTES: usize = 4 << 20;
 
-const POEMS_COPY: &str =
-    "copy poems (dataset_id, dedupe_key, shard, source_id, text, meta) from stdin";
+const POEMS_COPY: &str = "copy poems (dataset_id, dedupe_key, shard, source_id, text, meta) from stdin with (format binary)";
 
 /// The copy of a poem that is kept: the one with the smallest source id.
 struct Winner {
     source_id: Box<str>,
     /// sha256 of its framed text (for the content hash).
     text_hash: [u8; 32],
+    /// Its characters (for the corpus's size and vocabulary).
+    chars: PoemChars,
 }
 
 /// Writes rejects to the optional JSON-lines file.
@@ -272,8 +273,8 @@ pub async fn ingest(pool: &PgPool, opts: &IngestOptions) -> Result<Summary, Inge
     // dedupe key → smallest source id seen; keys whose stored row may have a loser beside it.
     let mut winners: HashMap<[u8; 32], Winner> = HashMap::new();
     let mut superseded: HashSet<[u8; 32]> = HashSet::new();
-    let mut chars = CharCounts::default();
     let mut copy_buf: Vec<u8> = Vec::with_capacity(COPY_SEND_BYTES + (1 << 20));
+    copy_buf.extend_from_slice(crate::process::COPY_BINARY_HEADER);
     let mut spool = RejectSpool::default();
     let mut copy_time = Duration::ZERO;
     // One COPY for the whole load, fed in bounded sends: Postgres works while the pool parses.
@@ -292,6 +293,7 @@ pub async fn ingest(pool: &PgPool, opts: &IngestOptions) -> Result<Summary, Inge
                         Winner {
                             source_id: poem.source_id,
                             text_hash: poem.text_hash,
+                            chars: poem.chars,
                         },
                     );
                     true
@@ -302,6 +304,7 @@ pub async fn ingest(pool: &PgPool, opts: &IngestOptions) -> Result<Summary, Inge
                         *current = Winner {
                             source_id: poem.source_id,
                             text_hash: poem.text_hash,
+                            chars: poem.chars,
                         };
                         superseded.insert(poem.key);
                         true
@@ -312,12 +315,8 @@ pub async fn ingest(pool: &PgPool, opts: &IngestOptions) -> Result<Summary, Inge
             };
             if keep {
                 copy_buf.extend_from_slice(&batch.rows[poem.row]);
-            } else {
-                // The worker counted every poem of the batch; this one is not stored.
-                batch.chars.add(&batch.texts[poem.text], -1);
             }
         }
-        chars.merge(&batch.chars);
         if copy_buf.len() >= COPY_SEND_BYTES {
             let t = Instant::now();
             copy.send(copy_buf.as_slice()).await?;
@@ -331,9 +330,8 @@ pub async fn ingest(pool: &PgPool, opts: &IngestOptions) -> Result<Summary, Inge
     }
     progress.done();
     let t = Instant::now();
-    if !copy_buf.is_empty() {
-        copy.send(copy_buf.as_slice()).await?;
-    }
+    copy_buf.extend_from_slice(crate::process::COPY_BINARY_TRAILER);
+    copy.send(copy_buf.as_slice()).await?;
     copy.finish().await?;
     drop(copy_buf);
     spool.load(&mut tx).await?;
@@ -348,22 +346,24 @@ pub async fn ingest(pool: &PgPool, opts: &IngestOptions) -> Result<Summary, Inge
             .iter()
             .map(|k| (hex::encode(k), winners[k].source_id.to_string()))
             .unzip();
-        let losers: Vec<String> = sqlx::query_scalar(
+        // `any($2)` makes this index probes, whatever the planner guesses of the unnest.
+        sqlx::query(
             "delete from poems p using unnest($2::text[], $3::text[]) as w(k, s)
-             where p.dataset_id = $1 and p.dedupe_key = w.k and p.source_id <> w.s
-             returning p.text",
+             where p.dataset_id = $1 and p.dedupe_key = any($2::text[])
+               and p.dedupe_key = w.k and p.source_id <> w.s",
         )
         .bind(dataset_id)
         .bind(&keys)
         .bind(&ids)
-        .fetch_all(&mut *tx)
+        .execute(&mut *tx)
         .await?;
-        for text in &losers {
-            chars.add(text, -1);
-        }
     }
-    // Corpus hash, size and split from the winners, in export (dedupe key) order: no second
-    // pass over the stored texts.
+    // Corpus hash, size, vocabulary and split from the winners, in export (dedupe key) order:
+    // no second pass over the stored texts.
+    let mut chars = CorpusChars::default();
+    for w in winners.values() {
+        chars.add(&w.chars);
+    }
     let mut order: Vec<([u8; 32], [u8; 32])> =
         winners.into_iter().map(|(k, w)| (k, w.text_hash)).collect();
     order.sort_unstable_by_key(|a| a.0);

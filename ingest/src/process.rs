@@ -2,7 +2,6 @@
 //! filter, dedupe key, shard, and the ready-to-COPY row. Everything here is pure and runs in
 //! parallel; the single aggregator ([`crate::dataset`]) only dedupes and streams rows.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -180,62 +179,80 @@ impl StageTimes {
     }
 }
 
-/// Character occurrences of the rows COPYed, so the vocabulary and character count come out
-/// exact even after losing copies are deleted.
-#[derive(Debug)]
-pub(crate) struct CharCounts {
-    ascii: [i64; 128],
-    other: HashMap<char, i64>,
+/// The characters of one framed poem: enough to total the corpus's size and vocabulary from
+/// the copies finally kept, without looking at their texts again.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct PoemChars {
+    /// Characters (Unicode scalar values).
+    pub count: u32,
+    /// Which ASCII characters occur: bit `b` for byte `b`.
+    pub ascii: u128,
+    /// The distinct non-ASCII characters, sorted; `None` for an all-ASCII poem.
+    pub other: Option<Box<[char]>>,
 }
 
-impl Default for CharCounts {
-    fn default() -> Self {
-        CharCounts {
-            ascii: [0; 128],
-            other: HashMap::new(),
+impl PoemChars {
+    pub(crate) fn of(text: &str) -> Self {
+        let mut ascii = 0u128;
+        if text.is_ascii() {
+            for b in text.bytes() {
+                ascii |= 1 << b;
+            }
+            return PoemChars {
+                count: text.len() as u32,
+                ascii,
+                other: None,
+            };
+        }
+        let mut count = 0u32;
+        let mut other = Vec::new();
+        for c in text.chars() {
+            count += 1;
+            if c.is_ascii() {
+                ascii |= 1 << (c as u32);
+            } else {
+                other.push(c);
+            }
+        }
+        other.sort_unstable();
+        other.dedup();
+        PoemChars {
+            count,
+            ascii,
+            other: Some(other.into_boxed_slice()),
         }
     }
 }
 
-impl CharCounts {
-    pub(crate) fn add(&mut self, text: &str, sign: i64) {
-        if text.is_ascii() {
-            for b in text.bytes() {
-                self.ascii[b as usize] += sign;
-            }
-            return;
-        }
-        for c in text.chars() {
-            if c.is_ascii() {
-                self.ascii[c as usize] += sign;
-            } else {
-                *self.other.entry(c).or_default() += sign;
-            }
+/// A corpus's character count and vocabulary, summed over its poems.
+#[derive(Debug, Default)]
+pub(crate) struct CorpusChars {
+    count: u64,
+    ascii: u128,
+    other: std::collections::BTreeSet<char>,
+}
+
+impl CorpusChars {
+    pub(crate) fn add(&mut self, p: &PoemChars) {
+        self.count += u64::from(p.count);
+        self.ascii |= p.ascii;
+        if let Some(o) = &p.other {
+            self.other.extend(o.iter().copied());
         }
     }
 
     /// Characters counted.
     pub(crate) fn total(&self) -> u64 {
-        (self.ascii.iter().sum::<i64>() + self.other.values().sum::<i64>()) as u64
+        self.count
     }
 
-    pub(crate) fn merge(&mut self, o: &CharCounts) {
-        for (a, b) in self.ascii.iter_mut().zip(&o.ascii) {
-            *a += b;
-        }
-        for (c, n) in &o.other {
-            *self.other.entry(*c).or_default() += n;
-        }
-    }
-
+    /// Every distinct character, sorted by code point.
     pub(crate) fn vocab(&self) -> String {
-        let mut v: Vec<char> = (0u8..128)
-            .filter(|&b| self.ascii[b as usize] > 0)
+        (0u8..128)
+            .filter(|&b| self.ascii & (1 << b) != 0)
             .map(char::from)
-            .collect();
-        v.extend(self.other.iter().filter(|(_, n)| **n > 0).map(|(c, _)| *c));
-        v.sort_unstable();
-        v.into_iter().collect()
+            .chain(self.other.iter().copied())
+            .collect()
     }
 }
 
@@ -246,10 +263,10 @@ pub(crate) struct PoemRow {
     pub source_id: Box<str>,
     /// sha256 of the framed text.
     pub text_hash: [u8; 32],
-    /// The COPY text-format row (with trailing newline) in `Batch::rows`.
+    /// The binary COPY tuple in `Batch::rows`.
     pub row: std::ops::Range<usize>,
-    /// The framed text in `Batch::texts`.
-    pub text: std::ops::Range<usize>,
+    /// Its characters.
+    pub chars: PoemChars,
 }
 
 /// The result of one chunk.
@@ -260,8 +277,6 @@ pub(crate) struct Batch {
     pub poems: Vec<PoemRow>,
     pub rows: Vec<u8>,
     pub texts: String,
-    /// Characters of every poem in `texts`.
-    pub chars: CharCounts,
     /// (measures, verdict) of every non-empty document with the tag (explain mode).
     pub measures: Vec<(Measures, Verdict)>,
     pub times: StageTimes,
@@ -270,40 +285,42 @@ pub(crate) struct Batch {
 /// The normalised form two copies of a poem share: lowercase, whitespace runs folded to one
 /// space, trimmed. Its sha256 is the dedupe key.
 pub fn dedupe_key(text: &str) -> [u8; 32] {
-    let mut h = Sha256::new();
-    let mut buf = [0u8; 4096];
-    let mut n = 0;
+    let bytes = text.as_bytes();
+    let mut norm: Vec<u8> = Vec::with_capacity(bytes.len());
     let mut pending_space = false;
-    let mut started = false;
-    let push = |bytes: &[u8], h: &mut Sha256, buf: &mut [u8; 4096], n: &mut usize| {
-        if *n + bytes.len() > buf.len() {
-            h.update(&buf[..*n]);
-            *n = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b.is_ascii() {
+            // ASCII fast path; `char::is_whitespace` on ASCII is exactly these bytes.
+            if matches!(b, b' ' | b'\t'..=b'\r') {
+                pending_space = !norm.is_empty();
+            } else {
+                if pending_space {
+                    norm.push(b' ');
+                    pending_space = false;
+                }
+                norm.push(b.to_ascii_lowercase());
+            }
+            i += 1;
+            continue;
         }
-        buf[*n..*n + bytes.len()].copy_from_slice(bytes);
-        *n += bytes.len();
-    };
-    for c in text.chars() {
+        let c = text[i..].chars().next().expect("a char starts here");
+        i += c.len_utf8();
         if c.is_whitespace() {
-            pending_space = started;
+            pending_space = !norm.is_empty();
             continue;
         }
         if pending_space {
-            push(b" ", &mut h, &mut buf, &mut n);
+            norm.push(b' ');
             pending_space = false;
         }
-        started = true;
-        if c.is_ascii() {
-            push(&[c.to_ascii_lowercase() as u8], &mut h, &mut buf, &mut n);
-        } else {
-            for l in c.to_lowercase() {
-                let mut enc = [0u8; 4];
-                push(l.encode_utf8(&mut enc).as_bytes(), &mut h, &mut buf, &mut n);
-            }
+        for l in c.to_lowercase() {
+            let mut enc = [0u8; 4];
+            norm.extend_from_slice(l.encode_utf8(&mut enc).as_bytes());
         }
     }
-    h.update(&buf[..n]);
-    h.finalize().into()
+    Sha256::digest(&norm).into()
 }
 
 /// The shard of a poem: its dedupe key's first 8 bytes mod `shards`; stable across ingests.
@@ -313,6 +330,17 @@ pub fn shard_of(key: &[u8; 32], shards: u32) -> u32 {
 }
 
 /// Appends `s` to a COPY text-format field, escaping what the format requires.
+/// Appends one field of a binary COPY tuple: its length, then its bytes.
+fn copy_field(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// The header of a binary COPY stream: signature, flags, header extension length.
+pub(crate) const COPY_BINARY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+/// The end of a binary COPY stream.
+pub(crate) const COPY_BINARY_TRAILER: &[u8] = &[0xff, 0xff];
+
 pub(crate) fn copy_escape(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     let mut start = 0;
@@ -455,30 +483,31 @@ impl Worker<'_> {
         self.out.texts.push_str(&text);
         self.out.texts.push('\n');
         let framed = &self.out.texts[t_start..];
-        self.out.chars.add(framed, 1);
+        let chars = PoemChars::of(framed);
         let text_hash: [u8; 32] = Sha256::digest(framed.as_bytes()).into();
-        // COPY row: dataset_id, dedupe_key, shard, source_id, text, meta
+        // Binary COPY tuple: dataset_id, dedupe_key, shard, source_id, text, meta. No escaping
+        // here, and Postgres parses lengths instead of scanning for delimiters.
         let rows = &mut self.out.rows;
         let r_start = rows.len();
-        rows.extend_from_slice(self.s.dataset_id.to_string().as_bytes());
-        rows.push(b'\t');
-        rows.extend_from_slice(hex::encode(key).as_bytes());
-        rows.push(b'\t');
-        rows.extend_from_slice(shard.to_string().as_bytes());
-        rows.push(b'\t');
-        copy_escape(rows, &source_id);
-        rows.push(b'\t');
-        copy_escape(rows, framed);
-        rows.push(b'\t');
-        copy_escape(rows, &meta);
-        rows.push(b'\n');
+        let mut key_hex = [0u8; 64];
+        hex::encode_to_slice(key, &mut key_hex).expect("64 hex digits");
+        rows.extend_from_slice(&6i16.to_be_bytes());
+        copy_field(rows, &self.s.dataset_id.to_be_bytes());
+        copy_field(rows, &key_hex);
+        copy_field(rows, &(shard as i32).to_be_bytes());
+        copy_field(rows, source_id.as_bytes());
+        copy_field(rows, framed.as_bytes());
+        // jsonb's binary form: version 1, then the JSON text.
+        rows.extend_from_slice(&(meta.len() as i32 + 1).to_be_bytes());
+        rows.push(1);
+        rows.extend_from_slice(meta.as_bytes());
         let r_end = rows.len();
         self.out.poems.push(PoemRow {
             key,
             source_id: source_id.into_boxed_str(),
             text_hash,
             row: r_start..r_end,
-            text: t_start..self.out.texts.len(),
+            chars,
         });
         self.out.times.key += t2.elapsed();
     }
@@ -562,6 +591,43 @@ mod tests {
     }
 
     #[test]
+    fn dedupe_key_is_sha256_of_the_plain_definition() {
+        // The definition: each char lowercased on its own (so a final sigma stays σ), whitespace
+        // runs to one space, trimmed.
+        fn plain(text: &str) -> [u8; 32] {
+            let words: Vec<String> = text
+                .split(char::is_whitespace)
+                .filter(|w| !w.is_empty())
+                .map(|w| w.chars().flat_map(char::to_lowercase).collect())
+                .collect();
+            Sha256::digest(words.join(" ").as_bytes()).into()
+        }
+        for t in [
+            "",
+            "   ",
+            "The Rose\nis red\n\nand so",
+            "\u{b}vertical\u{c}tab\r\n ",
+            "no\u{a0}break\u{2003}em space\u{3000}ideographic",
+            "İstanbul ẞ ΣΟΦΟΣ Ǆ",
+            "春眠不覺曉 處處聞啼鳥",
+            "  caf\u{e9} CAFE\u{301}  ",
+        ] {
+            assert_eq!(dedupe_key(t), plain(t), "{t:?}");
+        }
+    }
+
+    #[test]
+    fn corpus_chars_count_and_vocabulary() {
+        let mut c = CorpusChars::default();
+        for t in ["++++\nab\n", "++++\nçé b\n", "++++\né\n"] {
+            c.add(&PoemChars::of(t));
+        }
+        assert_eq!(c.total(), 8 + 10 + 7);
+        assert_eq!(c.vocab(), "\n +abçé");
+        assert_eq!(PoemChars::of("ab").other, None);
+    }
+
+    #[test]
     fn shards_are_stable_and_in_range() {
         let k = dedupe_key("a poem");
         assert_eq!(shard_of(&k, 64), shard_of(&dedupe_key("A  POEM"), 64));
@@ -633,17 +699,22 @@ mod tests {
                 (7, "truncated json")
             ]
         );
-        assert_eq!(
-            &b.texts[b.poems[0].text.clone()],
-            "++++\nfirst line here\nsecond line there\n"
-        );
-        let row = std::str::from_utf8(&b.rows[b.poems[0].row.clone()]).unwrap();
-        let fields: Vec<&str> = row.trim_end_matches('\n').split('\t').collect();
-        assert_eq!(fields.len(), 6);
-        assert_eq!(fields[0], "5");
-        assert_eq!(fields[3], "1-p-1");
-        assert_eq!(fields[4], "++++\\nfirst line here\\nsecond line there\\n");
-        assert_eq!(fields[5], r#"{"title":"T","tags":["Poetry"]}"#);
+        // The binary COPY tuple: a field count, then (length, bytes) per field.
+        let mut row = &b.rows[b.poems[0].row.clone()];
+        assert_eq!(i16::from_be_bytes([row[0], row[1]]), 6);
+        row = &row[2..];
+        let mut fields = Vec::new();
+        for _ in 0..6 {
+            let n = i32::from_be_bytes(row[..4].try_into().unwrap()) as usize;
+            fields.push(&row[4..4 + n]);
+            row = &row[4 + n..];
+        }
+        assert!(row.is_empty(), "nothing after the sixth field");
+        assert_eq!(fields[0], 5i64.to_be_bytes());
+        assert_eq!(fields[1].len(), 64);
+        assert_eq!(fields[3], b"1-p-1");
+        assert_eq!(fields[4], b"++++\nfirst line here\nsecond line there\n");
+        assert_eq!(fields[5], b"\x01{\"title\":\"T\",\"tags\":[\"Poetry\"]}");
     }
 
     #[test]
