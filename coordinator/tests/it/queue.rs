@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use poet_coordinator::error::ServiceError;
-use poet_coordinator::queue::{Beat, EpochReport, GiveUp, Queue};
+use poet_coordinator::queue::{Beat, EpochReport, GiveUp, LeaseRef, Queue};
 use poet_sql::testing::fresh_db;
 
 use crate::helpers::{POEMS, seed_dataset, spec};
@@ -323,20 +323,29 @@ async fn a_batch_claim_beside_an_unknown_worker_answers_each_request() {
     );
 }
 
+/// Claims three runs one by one.
+async fn three_leases(q: &Queue, worker: i64) -> [LeaseRef; 3] {
+    let mut leases = Vec::new();
+    for _ in 0..3 {
+        leases.push(q.claim(worker, Utc::now()).await.unwrap().unwrap().lease);
+    }
+    leases.try_into().unwrap()
+}
+
+/// A lease on the same run that is not the current one (a fenced writer's).
+fn stale(lease: LeaseRef) -> LeaseRef {
+    LeaseRef {
+        run_id: lease.run_id,
+        lease_id: uuid::Uuid::new_v4(),
+    }
+}
+
 #[tokio::test]
 async fn batched_reports_each_get_the_single_path_answer() {
     let (pool, q, worker) = setup(3, 3).await;
-    let now = Utc::now();
-    let mut claims = Vec::new();
-    for _ in 0..3 {
-        claims.push(q.claim(worker, now).await.unwrap().unwrap().lease);
-    }
-    let (a, b, c) = (claims[0], claims[1], claims[2]);
+    let [a, b, c] = three_leases(&q, worker).await;
     assert!(q.report_epoch(a, &report(1, 2.0)).await.unwrap());
-    let stale = poet_coordinator::queue::LeaseRef {
-        run_id: c.run_id,
-        lease_id: uuid::Uuid::new_v4(),
-    };
+    let stale = stale(c);
     let items = vec![
         (a, report(1, 2.0)),      // a retry of a stored report
         (b, report(1, 2.0)),      // the next epoch
@@ -389,18 +398,11 @@ async fn batched_reports_each_get_the_single_path_answer() {
 async fn batched_completions_each_get_their_own_answer() {
     let (pool, q, worker) = setup(3, 1).await;
     let now = Utc::now();
-    let mut claims = Vec::new();
-    for _ in 0..3 {
-        claims.push(q.claim(worker, now).await.unwrap().unwrap().lease);
-    }
-    let (a, b, c) = (claims[0], claims[1], claims[2]);
+    let [a, b, c] = three_leases(&q, worker).await;
     for l in [a, b] {
         assert!(q.report_epoch(l, &report(1, 2.0)).await.unwrap());
     }
-    let stale = poet_coordinator::queue::LeaseRef {
-        run_id: b.run_id,
-        lease_id: uuid::Uuid::new_v4(),
-    };
+    let stale = stale(b);
     let out = q.complete_batch(&[(a, now), (stale, now), (c, now)]).await;
     assert!(out[0].is_ok(), "{:?}", out[0]);
     assert!(
