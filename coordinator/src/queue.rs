@@ -866,14 +866,22 @@ impl Queue {
         } else {
             reason
         };
+        // Rows are locked in id order, as the batched reports and completions lock theirs, so
+        // a sweep-wide cancel cannot deadlock with a batch.
         let sql = format!(
-            "update runs set
-                 state = case when state = 'queued' then 'cancelled' else state end,
-                 cancel_requested = (state = 'running'),
-                 finished_at = case when state = 'queued' then $3 else finished_at end,
+            "with locked as (
+                 select id from runs
+                 where {cond} and state in ('queued', 'running') and not cancel_requested
+                 order by id for update
+             )
+             update runs r set
+                 state = case when r.state = 'queued' then 'cancelled' else r.state end,
+                 cancel_requested = (r.state = 'running'),
+                 finished_at = case when r.state = 'queued' then $3 else r.finished_at end,
                  error = $2
-             where {cond} and state in ('queued', 'running') and not cancel_requested
-             returning state"
+             from locked
+             where r.id = locked.id and r.state in ('queued', 'running') and not r.cancel_requested
+             returning r.state"
         );
         let states: Vec<String> = sqlx::query_scalar(&sql)
             .bind(id)
