@@ -108,6 +108,43 @@ fn is_cjk_punctuation(c: char) -> bool {
 
 /// Measures a text (as produced by [`crate::html::html_to_text`]).
 pub fn measure(text: &str) -> Measures {
+    if text.is_ascii() {
+        measure_ascii(text.as_bytes())
+    } else {
+        measure_unicode(text)
+    }
+}
+
+/// [`measure`] for an ASCII text, in one pass over its bytes.
+fn measure_ascii(text: &[u8]) -> Measures {
+    let mut m = Measures::default();
+    let mut newlines = 0u32;
+    for line in text.split(|&b| b == b'\n') {
+        newlines += 1;
+        // `str::trim_end` on ASCII: these are the whitespace bytes.
+        let end = line
+            .iter()
+            .rposition(|b| !matches!(b, b' ' | b'\t'..=b'\r'))
+            .map_or(0, |p| p + 1);
+        let line = &line[..end];
+        let mut words = 0u32;
+        let mut in_word = false;
+        for &b in line {
+            let space = b.is_ascii_whitespace();
+            words += u32::from(!space && !in_word);
+            in_word = !space;
+        }
+        m.lines += u32::from(words > 0);
+        m.words += words;
+        m.chars += line.len() as u32;
+        m.max_line_chars = m.max_line_chars.max(line.len() as u32);
+    }
+    m.chars += newlines - 1;
+    m
+}
+
+/// [`measure`] for any text, line by line.
+fn measure_unicode(text: &str) -> Measures {
     let mut m = Measures::default();
     for line in text.split('\n') {
         let line = line.trim_end();
@@ -210,6 +247,19 @@ mod tests {
     use proptest::prelude::*;
 
     const POEM: &str = "The gull rides the salt wind home\nover roofs of tin and foam\n\nand I stand still below\nwith nowhere else to go";
+
+    #[test]
+    fn ascii_and_unicode_measures_agree() {
+        for t in [
+            "",
+            "\n",
+            "one two\n\n three  four \t\nfive\u{b}",
+            "  lead\r\ntrail  \n\x0c",
+            POEM,
+        ] {
+            assert_eq!(measure_ascii(t.as_bytes()), measure_unicode(t), "{t:?}");
+        }
+    }
 
     #[test]
     fn measures_words_lines_and_lengths() {

@@ -293,16 +293,22 @@ pub fn dedupe_key(text: &str) -> [u8; 32] {
         let b = bytes[i];
         if b.is_ascii() {
             // ASCII fast path; `char::is_whitespace` on ASCII is exactly these bytes.
-            if matches!(b, b' ' | b'\t'..=b'\r') {
+            let space = |b: u8| matches!(b, b' ' | b'\t'..=b'\r');
+            if space(b) {
                 pending_space = !norm.is_empty();
-            } else {
-                if pending_space {
-                    norm.push(b' ');
-                    pending_space = false;
-                }
-                norm.push(b.to_ascii_lowercase());
+                i += 1;
+                continue;
             }
-            i += 1;
+            if pending_space {
+                norm.push(b' ');
+                pending_space = false;
+            }
+            // A whole run of ASCII non-space bytes at once.
+            let start = i;
+            while i < bytes.len() && bytes[i].is_ascii() && !space(bytes[i]) {
+                i += 1;
+            }
+            norm.extend(bytes[start..i].iter().map(u8::to_ascii_lowercase));
             continue;
         }
         let c = text[i..].chars().next().expect("a char starts here");
