@@ -1,519 +1,612 @@
-//! The agent against a scripted coordinator: the real generated gRPC server on a free port,
-//! whose answers each test sets. The scripted side records every call; tests wait on those
-//! records (with a generous deadline), never on fixed sleeps.
+//! The agent against the real coordinator: `poet_coordinator::run` on a free loopback port
+//! over a fresh test database. Tests drive it through its client API, stand in for another
+//! worker or for time passing through its queue and SQL, and assert outcomes in its database
+//! (runs, attempts, epochs, checkpoints, generations). They wait by polling the database with
+//! a deadline, never on fixed sleeps.
 
 // Each test holds the torch-generator lock (a std mutex) for its whole body on purpose: the
 // agent trains on its own thread meanwhile, and no other test may draw from torch's RNG.
 #![allow(clippy::await_holding_lock)]
 
-use crate::helpers::{texts, tiny, torch_rng};
+use crate::helpers::{Client, Coordinator, POEMS, Worker, tiny, torch_rng};
+use poet_coordinator::CoordinatorConfig;
+use poet_coordinator::artifacts::Artifacts;
+use poet_coordinator::queue::{Queue, Reaped};
 use poet_core::config::{Formulation, TrainConfig};
-use poet_proto::v1::worker_service_server::{WorkerService, WorkerServiceServer};
-use poet_proto::v1::{self as pb, dataset_chunk, upload_checkpoint_request};
-use poet_worker::agent::{self, AgentConfig};
+use poet_proto::v1::{self as pb, upload_checkpoint_request::Part};
+use poet_worker::agent::{self, AgentConfig, AgentError};
 use poet_worker::checkpoint::Checkpoint;
 use poet_worker::device::DeviceSpec;
+use poet_worker::train::Trainer;
 use sha2::{Digest, Sha256};
-use std::sync::{Arc, Mutex};
+use sqlx::PgPool;
+use std::future::Future;
+use std::ops::ControlFlow;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
-use tokio::sync::{Notify, oneshot};
-use tokio_stream::StreamExt;
-use tonic::{Request, Response, Status};
+use tch::Device;
+use tokio::sync::oneshot;
 
-/// What the scripted coordinator hands out and what it has seen.
-#[derive(Default)]
-struct Log {
-    runs: Vec<pb::RunLease>,
-    generations: Vec<pb::GenerationJob>,
-    fence_reports: bool,
-    cancel_heartbeats: bool,
-    checkpoints: Vec<(pb::Checkpoint, Vec<u8>)>,
-    epochs: Vec<(pb::Lease, pb::Epoch)>,
-    completed: Vec<pb::Lease>,
-    failed: Vec<pb::FailRunRequest>,
-    generated: Vec<pb::CompleteGenerationRequest>,
-    lease_calls: usize,
-    leased_heartbeats: usize,
-    auth: Vec<Option<String>>,
-}
+/// The client token of the coordinator that requires tokens (16 chars at least).
+const CLIENT_TOKEN: &str = "client-token-s3cret";
+/// Its worker token, which the agent must send on every call.
+const WORKER_TOKEN: &str = "worker-token-s3cret";
 
-#[derive(Clone, Default)]
-struct Scripted {
-    log: Arc<Mutex<Log>>,
-    changed: Arc<Notify>,
-}
-
-impl Scripted {
-    fn note<T>(&self, req: &Request<T>) {
-        let auth = req
-            .metadata()
-            .get("authorization")
-            .map(|v| v.to_str().unwrap().to_string());
-        self.log.lock().unwrap().auth.push(auth);
-    }
-
-    fn with<R>(&self, f: impl FnOnce(&mut Log) -> R) -> R {
-        let r = f(&mut self.log.lock().unwrap());
-        self.changed.notify_waiters();
-        r
-    }
-
-    /// Waits until `cond` holds on the log (60 s at most, for slow shared CI machines).
-    async fn until(&self, what: &str, cond: impl Fn(&Log) -> bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let notified = self.changed.notified();
-            if cond(&self.log.lock().unwrap()) {
-                return;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                panic!("timed out waiting for {what}");
-            }
-        }
-    }
-}
-
-type Stream<T> = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl WorkerService for Scripted {
-    async fn register(
-        &self,
-        req: Request<pb::RegisterRequest>,
-    ) -> Result<Response<pb::RegisterResponse>, Status> {
-        self.note(&req);
-        assert_eq!(req.get_ref().device, "cpu");
-        Ok(Response::new(pb::RegisterResponse {
-            worker_id: 9,
-            heartbeat_interval_ms: 100,
-            lease_ttl_ms: 5000,
-        }))
-    }
-
-    async fn lease_run(
-        &self,
-        req: Request<pb::LeaseRunRequest>,
-    ) -> Result<Response<pb::LeaseRunResponse>, Status> {
-        self.note(&req);
-        let lease = self.with(|l| {
-            l.lease_calls += 1;
-            (!l.runs.is_empty()).then(|| l.runs.remove(0))
-        });
-        if lease.is_none() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Ok(Response::new(pb::LeaseRunResponse { lease }))
-    }
-
-    async fn heartbeat(
-        &self,
-        req: Request<pb::HeartbeatRequest>,
-    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        self.note(&req);
-        let cancel = self.with(|l| {
-            if req.get_ref().lease.is_some() {
-                l.leased_heartbeats += 1;
-            }
-            l.cancel_heartbeats && req.get_ref().lease.is_some()
-        });
-        Ok(Response::new(pb::HeartbeatResponse {
-            cancel,
-            lease_ttl_ms: 5000,
-        }))
-    }
-
-    async fn report_epoch(
-        &self,
-        req: Request<pb::ReportEpochRequest>,
-    ) -> Result<Response<pb::ReportEpochResponse>, Status> {
-        self.note(&req);
-        let r = req.into_inner();
-        self.with(|l| {
-            if l.fence_reports {
-                return Err(Status::failed_precondition("lease is not current"));
-            }
-            l.epochs.push((r.lease.unwrap(), r.epoch.unwrap()));
-            Ok(Response::new(pb::ReportEpochResponse { stored: true }))
-        })
-    }
-
-    async fn upload_checkpoint(
-        &self,
-        req: Request<tonic::Streaming<pb::UploadCheckpointRequest>>,
-    ) -> Result<Response<pb::UploadCheckpointResponse>, Status> {
-        self.note(&req);
-        let mut stream = req.into_inner();
-        let Some(Ok(pb::UploadCheckpointRequest {
-            part: Some(upload_checkpoint_request::Part::Header(h)),
-        })) = stream.next().await
-        else {
-            return Err(Status::invalid_argument("header first"));
-        };
-        let mut bytes = Vec::new();
-        while let Some(msg) = stream.next().await {
-            match msg?.part {
-                Some(upload_checkpoint_request::Part::Data(d)) if d.len() <= 1 << 20 => {
-                    bytes.extend(d)
-                }
-                _ => return Err(Status::invalid_argument("bad chunk")),
-            }
-        }
-        assert_eq!(h.size, bytes.len() as i64);
-        assert_eq!(h.sha256, hex::encode(Sha256::digest(&bytes)));
-        let lease = h.lease.unwrap();
-        let checkpoint = self.with(|l| {
-            let c = pb::Checkpoint {
-                id: l.checkpoints.len() as i64 + 1,
-                run_id: lease.run_id,
-                epoch: h.epoch,
-                size: h.size,
-                sha256: h.sha256.clone(),
-                ..Default::default()
-            };
-            l.checkpoints.push((c.clone(), bytes));
-            c
-        });
-        Ok(Response::new(pb::UploadCheckpointResponse {
-            checkpoint: Some(checkpoint),
-        }))
-    }
-
-    type DownloadCheckpointStream = Stream<pb::DataChunk>;
-
-    async fn download_checkpoint(
-        &self,
-        req: Request<pb::DownloadCheckpointRequest>,
-    ) -> Result<Response<Self::DownloadCheckpointStream>, Status> {
-        self.note(&req);
-        let id = req.get_ref().checkpoint_id;
-        let bytes = self.with(|l| {
-            l.checkpoints
-                .iter()
-                .find(|c| c.0.id == id)
-                .map(|c| c.1.clone())
-        });
-        let bytes = bytes.ok_or_else(|| Status::not_found("checkpoint"))?;
-        let chunks: Vec<Result<pb::DataChunk, Status>> = bytes
-            .chunks(1000)
-            .map(|c| Ok(pb::DataChunk { data: c.to_vec() }))
-            .collect();
-        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
-    }
-
-    type DownloadDatasetStream = Stream<pb::DatasetChunk>;
-
-    async fn download_dataset(
-        &self,
-        req: Request<pb::DownloadDatasetRequest>,
-    ) -> Result<Response<Self::DownloadDatasetStream>, Status> {
-        self.note(&req);
-        let (train, val) = texts();
-        let mut h = Sha256::new();
-        h.update(train.as_bytes());
-        h.update(val.as_bytes());
-        let header = pb::DatasetHeader {
-            dataset: Some(dataset()),
-            train_bytes: train.len() as i64,
-            validation_bytes: val.len() as i64,
-            sha256: hex::encode(h.finalize()),
-        };
-        // Chunks that split inside lines (and could split inside a character).
-        let mut parts = vec![dataset_chunk::Part::Header(header)];
-        parts.extend(
-            train
-                .as_bytes()
-                .chunks(7)
-                .map(|c| dataset_chunk::Part::Train(c.to_vec())),
-        );
-        parts.extend(
-            val.as_bytes()
-                .chunks(7)
-                .map(|c| dataset_chunk::Part::Validation(c.to_vec())),
-        );
-        let msgs: Vec<Result<pb::DatasetChunk, Status>> = parts
-            .into_iter()
-            .map(|p| Ok(pb::DatasetChunk { part: Some(p) }))
-            .collect();
-        Ok(Response::new(Box::pin(tokio_stream::iter(msgs))))
-    }
-
-    async fn complete_run(
-        &self,
-        req: Request<pb::CompleteRunRequest>,
-    ) -> Result<Response<pb::CompleteRunResponse>, Status> {
-        self.note(&req);
-        self.with(|l| l.completed.push(req.into_inner().lease.unwrap()));
-        Ok(Response::new(pb::CompleteRunResponse {}))
-    }
-
-    async fn fail_run(
-        &self,
-        req: Request<pb::FailRunRequest>,
-    ) -> Result<Response<pb::FailRunResponse>, Status> {
-        self.note(&req);
-        self.with(|l| l.failed.push(req.into_inner()));
-        Ok(Response::new(pb::FailRunResponse {}))
-    }
-
-    async fn lease_generation(
-        &self,
-        req: Request<pb::LeaseGenerationRequest>,
-    ) -> Result<Response<pb::LeaseGenerationResponse>, Status> {
-        self.note(&req);
-        let job = self.with(|l| (!l.generations.is_empty()).then(|| l.generations.remove(0)));
-        if job.is_none() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Ok(Response::new(pb::LeaseGenerationResponse { job }))
-    }
-
-    async fn complete_generation(
-        &self,
-        req: Request<pb::CompleteGenerationRequest>,
-    ) -> Result<Response<pb::CompleteGenerationResponse>, Status> {
-        self.note(&req);
-        self.with(|l| l.generated.push(req.into_inner()));
-        Ok(Response::new(pb::CompleteGenerationResponse {}))
-    }
-}
-
-fn dataset() -> pb::Dataset {
-    pb::Dataset {
-        id: 3,
-        name: "tiny".into(),
-        version: 1,
-        content_hash: "abc123".into(),
+/// Heartbeats every 200 ms so a cancel is heard quickly; a lease lifetime no test reaches, so
+/// a lease expires only where a test moves the reaper's clock.
+fn config() -> CoordinatorConfig {
+    CoordinatorConfig {
+        lease_ttl_s: 30.0,
+        heartbeat_interval_s: 0.2,
+        reaper_interval_s: 0.2,
         ..Default::default()
     }
 }
 
-fn run_lease(run_id: i64, cfg: &TrainConfig, resume_from: Option<pb::Checkpoint>) -> pb::RunLease {
-    pb::RunLease {
-        lease: Some(pb::Lease {
-            run_id,
-            lease_id: format!("lease-{run_id}"),
-            attempt: 1,
-        }),
-        config_json: cfg.canonical_json(),
-        dataset: Some(dataset()),
-        resume_from,
-        lease_ttl_ms: 5000,
+/// A worker agent served in-process until stopped.
+struct Agent {
+    /// Resolves the agent's shutdown future.
+    stop: oneshot::Sender<()>,
+    /// The agent's task.
+    handle: tokio::task::JoinHandle<Result<(), AgentError>>,
+    /// Its dataset and checkpoint cache.
+    cache: tempfile::TempDir,
+}
+
+impl Agent {
+    fn start(c: &Coordinator, token: Option<&str>) -> Agent {
+        let cache = tempfile::tempdir().unwrap();
+        let config = AgentConfig {
+            device: DeviceSpec::Cpu,
+            token: token.map(str::to_string),
+            cache_dir: cache.path().to_path_buf(),
+            lease_wait: Duration::from_millis(200),
+            ..AgentConfig::new(c.url())
+        };
+        let (stop, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(agent::run(config, async {
+            let _ = rx.await;
+        }));
+        Agent {
+            stop,
+            handle,
+            cache,
+        }
+    }
+
+    /// Shuts the agent down and waits until it has returned (after releasing any run).
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.handle.await.unwrap().unwrap();
     }
 }
 
-/// A scripted coordinator on a free port and an agent serving it; the sender stops the agent.
-async fn start(
-    scripted: &Scripted,
-    token: Option<&str>,
-) -> (
-    oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-    tempfile::TempDir,
-) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let svc = WorkerServiceServer::new(scripted.clone());
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(svc)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+/// Seeds dataset `name` with the test poems (twice over, as in `corpus`).
+async fn seed(c: &Coordinator, name: &str) {
+    let poems: Vec<&str> = POEMS.iter().chain(&POEMS).copied().collect();
+    poet_sql::testing::seed_dataset(&c.db.pool, name, &poems)
+        .await
+        .unwrap();
+}
+
+/// Submits a one-run sweep of `cfg` on `dataset`; returns the run's id.
+async fn submit(client: &mut Client, dataset: &str, cfg: &TrainConfig) -> i64 {
+    let spec = format!(
+        "dataset = \"{dataset}\"\nmax_attempts = 3\n[base]\n{}",
+        toml::to_string(cfg).unwrap()
     );
-    let cache = tempfile::tempdir().unwrap();
-    let config = AgentConfig {
-        device: DeviceSpec::Cpu,
-        token: token.map(str::to_string),
-        cache_dir: cache.path().to_path_buf(),
-        lease_wait: Duration::from_millis(200),
-        ..AgentConfig::new(format!("http://{addr}"))
-    };
-    let (tx, rx) = oneshot::channel::<()>();
-    let agent = tokio::spawn(async move {
-        agent::run(config, async {
-            let _ = rx.await;
+    let created = client
+        .submit_sweep(pb::SubmitSweepRequest {
+            spec,
+            ..Default::default()
         })
         .await
         .unwrap()
-    });
-    (tx, agent, cache)
+        .into_inner()
+        .created;
+    assert_eq!(created.len(), 1);
+    created[0].id
 }
+
+/// Registers a CPU worker named `host` (a test standing in for another worker); its id.
+async fn register(w: &mut Worker, host: &str) -> i64 {
+    w.register(pb::RegisterRequest {
+        host: host.into(),
+        device: "cpu".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .worker_id
+}
+
+/// Polls `probe` every 20 ms until it yields a value (60 s at most, for slow shared machines).
+async fn until<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The columns of a `runs` row the tests look at.
+#[derive(Debug, sqlx::FromRow)]
+struct RunRow {
+    state: String,
+    attempt: i32,
+    failures: i32,
+    epochs_done: i32,
+    error: Option<String>,
+    lease_id: Option<String>,
+    lease_owner: Option<i64>,
+}
+
+async fn run_row(pool: &PgPool, run: i64) -> RunRow {
+    sqlx::query_as(
+        "select state, attempt, failures, epochs_done, error, lease_id::text as lease_id, lease_owner
+         from runs where id = $1",
+    )
+    .bind(run)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// Waits until `run` is in `state`.
+async fn wait_state(pool: &PgPool, run: i64, state: &str) -> RunRow {
+    until(&format!("run {run} {state}"), || async move {
+        let r = run_row(pool, run).await;
+        (r.state == state).then_some(r)
+    })
+    .await
+}
+
+/// A coordinator (no tokens) and an agent mid-way through a run of 1000 epochs (its first
+/// epoch reported): the coordinator, its client, the run and the agent.
+async fn training() -> (Coordinator, Client, i64, Agent) {
+    let c = Coordinator::start(config(), None).await;
+    let mut client = c.client();
+    seed(&c, "tiny").await;
+    let endless = TrainConfig {
+        epochs: 1000,
+        ..tiny(Formulation::Seq)
+    };
+    let run = submit(&mut client, "tiny", &endless).await;
+    let agent = Agent::start(&c, None);
+    let pool = &c.db.pool;
+    until(&format!("run {run}'s first epoch"), || async move {
+        let r = run_row(pool, run).await;
+        (r.state == "running" && r.epochs_done >= 1).then_some(())
+    })
+    .await;
+    (c, client, run, agent)
+}
+
+/// Waits until the agent has trained a further (one-epoch) run to success: it leases on.
+async fn trains_the_next_run(c: &Coordinator, client: &mut Client) {
+    let cfg = TrainConfig {
+        epochs: 1,
+        ..tiny(Formulation::Seq)
+    };
+    let next = submit(client, "tiny", &cfg).await;
+    wait_state(&c.db.pool, next, "succeeded").await;
+}
+
+/// A `run_attempts` row: one lease of a run and how it ended.
+#[derive(Debug, sqlx::FromRow)]
+struct AttemptRow {
+    attempt: i32,
+    worker_id: i64,
+    resumed_from_epoch: i32,
+    outcome: Option<String>,
+    detail: Option<String>,
+}
+
+async fn attempts(pool: &PgPool, run: i64) -> Vec<AttemptRow> {
+    sqlx::query_as(
+        "select attempt, worker_id, resumed_from_epoch, outcome, detail
+         from run_attempts where run_id = $1 order by attempt",
+    )
+    .bind(run)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+/// An `epochs` row: what an attempt reported for one epoch.
+#[derive(Debug, sqlx::FromRow)]
+struct EpochRow {
+    epoch: i32,
+    attempt: i32,
+    train_loss: f64,
+    val_loss: f64,
+}
+
+async fn epochs(pool: &PgPool, run: i64) -> Vec<EpochRow> {
+    sqlx::query_as(
+        "select epoch, attempt, train_loss, val_loss from epochs where run_id = $1 order by epoch",
+    )
+    .bind(run)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+/// A `checkpoints` row: where a stored checkpoint's blob is and its hash.
+#[derive(Debug, sqlx::FromRow)]
+struct CheckpointRow {
+    epoch: i32,
+    key: String,
+    sha256: String,
+}
+
+async fn checkpoints(pool: &PgPool, run: i64) -> Vec<CheckpointRow> {
+    sqlx::query_as("select epoch, key, sha256 from checkpoints where run_id = $1 order by epoch")
+        .bind(run)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+/// Epochs of the two runs of the first test: the resumed one trains two after its checkpoint.
+const EPOCHS: i32 = 3;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trains_reports_resumes_and_samples() {
     let _rng = torch_rng();
-    let scripted = Scripted::default();
+    // Authentication on: every worker call without the worker token is refused, so a run
+    // that gets trained at all shows that every call carried it.
+    let c = Coordinator::start(config(), Some((CLIENT_TOKEN, WORKER_TOKEN))).await;
+    let pool = &c.db.pool;
+    let mut client = c.client();
     let cfg = TrainConfig {
-        epochs: 2,
+        epochs: EPOCHS as u32,
         ..tiny(Formulation::Seq)
     };
-    scripted.with(|l| l.runs.push(run_lease(1, &cfg, None)));
-    let (stop, agent, cache) = start(&scripted, Some("s3cret")).await;
+    // Run B (to resume) and run A (trained start to finish): the same config on two
+    // datasets with the same poems, so their epochs must agree.
+    seed(&c, "tiny").await;
+    seed(&c, "tiny-copy").await;
+    let b = submit(&mut client, "tiny-copy", &cfg).await;
 
-    scripted
-        .until("run 1 completed", |l| l.completed.len() == 1)
-        .await;
-    scripted.with(|l| {
-        assert_eq!(
-            l.epochs.iter().map(|e| e.1.epoch).collect::<Vec<_>>(),
-            vec![1, 2]
-        );
-        assert!(l.epochs.iter().all(|(lease, e)| lease.lease_id == "lease-1"
-            && e.attempt == 1
-            && e.val_loss.is_finite()));
-        assert_eq!(l.checkpoints.len(), 2);
-        assert_eq!(
-            Checkpoint::from_bytes(&l.checkpoints[1].1)
-                .unwrap()
-                .meta
-                .epoch,
-            2
-        );
-        assert!(l.failed.is_empty());
-    });
-    assert!(cache.path().join("datasets/abc123/train.txt").exists());
-
-    // Resume run 2 from run 1's epoch-1 checkpoint: only epoch 2 is trained and reported.
-    let first = scripted.with(|l| l.checkpoints[0].0.clone());
-    scripted.with(|l| l.runs.push(run_lease(2, &cfg, Some(first))));
-    scripted
-        .until("run 2 completed", |l| l.completed.len() == 2)
-        .await;
-    scripted.with(|l| {
-        let run2: Vec<i32> = l
-            .epochs
-            .iter()
-            .filter(|e| e.0.run_id == 2)
-            .map(|e| e.1.epoch)
-            .collect();
-        assert_eq!(run2, vec![2]);
-        // Same data, same seed, resumed exactly: epoch 2 of both runs agrees.
-        let (a, b) = (&l.epochs[1].1, &l.epochs[2].1);
-        assert!((a.train_loss - b.train_loss).abs() < 1e-6);
-    });
-
-    // A generation job on run 1's last checkpoint.
-    let last = scripted.with(|l| l.checkpoints[1].0.clone());
-    let job = pb::GenerationJob {
-        generation_id: 5,
-        checkpoint: Some(last),
-        config_json: cfg.canonical_json(),
-        temperatures: vec![0.0, 1.0],
-        chars: 30,
-        poems: 2,
-        seed: 1,
-        prime: String::new(),
+    // B's first attempt, before the agent starts: another worker leases B, trains epoch 1
+    // (the real trainer on the text the coordinator serves), reports it with its checkpoint
+    // and dies. The reaper, its clock moved past the lease, requeues B.
+    let mut other = c.worker();
+    let other_id = register(&mut other, "doomed").await;
+    let leased = other
+        .lease_run(pb::LeaseRunRequest {
+            worker_id: other_id,
+            wait_ms: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .lease
+        .expect("run B queued");
+    let lease = leased.lease.clone().unwrap();
+    assert_eq!((lease.run_id, lease.attempt), (b, 1));
+    let texts = poet_coordinator::datasets::corpus(pool, leased.dataset.unwrap().id)
+        .await
+        .unwrap();
+    let mut trainer = Trainer::new(
+        TrainConfig::from_json(&leased.config_json).unwrap(),
+        &texts.train,
+        &texts.validation,
+        Device::Cpu,
+    )
+    .unwrap();
+    let mut first = None;
+    trainer
+        .run(&AtomicBool::new(false), &mut |_| {}, &mut |r| {
+            first = Some(r);
+            ControlFlow::Break(())
+        })
+        .unwrap();
+    let first = first.unwrap();
+    other
+        .report_epoch(pb::ReportEpochRequest {
+            lease: Some(lease.clone()),
+            epoch: Some(pb::Epoch {
+                epoch: 1,
+                attempt: 1,
+                train_loss: first.train_loss,
+                val_loss: first.val_loss,
+                duration_s: first.duration_s,
+                chars_per_sec: first.chars_per_sec,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let header = pb::CheckpointHeader {
+        lease: Some(lease),
+        epoch: 1,
+        size: first.checkpoint.len() as i64,
+        sha256: hex::encode(Sha256::digest(&first.checkpoint)),
     };
-    scripted.with(|l| l.generations.push(job));
-    scripted
-        .until("generation completed", |l| !l.generated.is_empty())
-        .await;
-    scripted.with(|l| {
-        let g = &l.generated[0];
-        assert_eq!(
-            (g.generation_id, g.error.as_str(), g.streams.len()),
-            (5, "", 4)
-        );
-        assert!(g.streams.iter().all(|s| s.text.chars().count() == 30));
-        assert!(
-            l.auth.iter().all(|a| a.as_deref() == Some("Bearer s3cret")),
-            "every call carries the token"
-        );
-    });
+    let upload = [Part::Header(header), Part::Data(first.checkpoint)]
+        .map(|p| pb::UploadCheckpointRequest { part: Some(p) });
+    other
+        .upload_checkpoint(tokio_stream::iter(upload))
+        .await
+        .unwrap();
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    let reaped = Queue::new(pool.clone(), Duration::from_secs(30))
+        .reap(later)
+        .await
+        .unwrap();
+    assert_eq!(
+        reaped,
+        vec![Reaped {
+            run_id: b,
+            state: "queued".into()
+        }]
+    );
 
-    stop.send(()).unwrap();
-    agent.await.unwrap();
+    let a = submit(&mut client, "tiny", &cfg).await;
+    let agent = Agent::start(&c, Some(WORKER_TOKEN));
+
+    // Run A, start to finish: every epoch reported and checkpointed, then completed.
+    let ra = wait_state(pool, a, "succeeded").await;
+    assert_eq!((ra.attempt, ra.failures, ra.epochs_done), (1, 0, EPOCHS));
+    let ea = epochs(pool, a).await;
+    assert_eq!(
+        ea.iter().map(|e| e.epoch).collect::<Vec<_>>(),
+        (1..=EPOCHS).collect::<Vec<_>>()
+    );
+    assert!(
+        ea.iter()
+            .all(|e| e.attempt == 1 && e.train_loss.is_finite() && e.val_loss.is_finite())
+    );
+    let ca = checkpoints(pool, a).await;
+    assert_eq!(
+        ca.iter().map(|c| c.epoch).collect::<Vec<_>>(),
+        (1..=EPOCHS).collect::<Vec<_>>()
+    );
+    let last = ca.last().unwrap();
+    let store = Artifacts::open(&c.artifacts.path().display().to_string()).unwrap();
+    let blob = store.get(&last.key).await.unwrap().expect("latest kept");
+    assert_eq!(hex::encode(Sha256::digest(&blob)), last.sha256);
+    assert_eq!(
+        Checkpoint::from_bytes(&blob).unwrap().meta.epoch,
+        EPOCHS as u32
+    );
+    let att = attempts(pool, a).await;
+    assert_eq!(att.len(), 1);
+    assert_eq!(att[0].outcome.as_deref(), Some("completed"));
+    let agent_id = att[0].worker_id;
+    let hash: String = sqlx::query_scalar("select content_hash from datasets where name = 'tiny'")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert!(
+        agent
+            .cache
+            .path()
+            .join("datasets")
+            .join(hash)
+            .join("train.txt")
+            .exists()
+    );
+
+    // Run B, resumed by the agent from epoch 1's checkpoint: only the later epochs are
+    // trained and reported, and they agree with A's (same data, same seed, exact resume).
+    let rb = wait_state(pool, b, "succeeded").await;
+    assert_eq!((rb.attempt, rb.failures, rb.epochs_done), (2, 1, EPOCHS));
+    let att = attempts(pool, b).await;
+    assert_eq!(
+        att.iter()
+            .map(|a| (
+                a.attempt,
+                a.worker_id,
+                a.resumed_from_epoch,
+                a.outcome.as_deref()
+            ))
+            .collect::<Vec<_>>(),
+        vec![
+            (1, other_id, 0, Some("lease_expired")),
+            (2, agent_id, 1, Some("completed"))
+        ]
+    );
+    let eb = epochs(pool, b).await;
+    assert_eq!(
+        eb.iter().map(|e| (e.epoch, e.attempt)).collect::<Vec<_>>(),
+        (1..=EPOCHS)
+            .map(|e| (e, if e == 1 { 1 } else { 2 }))
+            .collect::<Vec<_>>()
+    );
+    for (x, y) in ea.iter().zip(&eb) {
+        assert!(
+            (x.train_loss - y.train_loss).abs() < 1e-6 && (x.val_loss - y.val_loss).abs() < 1e-6,
+            "epoch {}: {x:?} vs {y:?}",
+            x.epoch
+        );
+    }
+
+    // A generation on A's latest checkpoint, served by the agent and judged by the coordinator.
+    let g = client
+        .generate(pb::GenerateRequest {
+            run_id: a,
+            checkpoint: "latest".into(),
+            temperatures: vec![0.0, 1.0],
+            chars: 30,
+            poems: 2,
+            seed: 1,
+            wait: true,
+            wait_seconds: 60,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .generation
+        .unwrap();
+    assert_eq!(
+        (g.state.as_str(), g.error.as_str(), g.epoch),
+        ("done", "", EPOCHS),
+        "{g:?}"
+    );
+    // The coordinator stores the streams split into poems: 2 streams of 30 chars per
+    // temperature come back as poems of at most 30 chars at those temperatures.
+    assert!(!g.poems.is_empty(), "{g:?}");
+    assert!(g.poems.iter().all(|p| [0.0, 1.0].contains(&p.temperature)
+        && p.text.chars().count() <= 30
+        && p.report.is_some()));
+    let served_by: Option<i64> =
+        sqlx::query_scalar("select worker_id from generations where id = $1")
+            .bind(g.id)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(served_by, Some(agent_id));
+
+    agent.stop().await;
+    c.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fenced_run_stops_silently_and_leasing_goes_on() {
     let _rng = torch_rng();
-    let scripted = Scripted::default();
-    let cfg = TrainConfig {
-        epochs: 1000,
-        ..tiny(Formulation::Seq)
-    };
-    scripted.with(|l| {
-        l.fence_reports = true;
-        l.runs.push(run_lease(1, &cfg, None));
-    });
-    let (stop, agent, _cache) = start(&scripted, None).await;
-    scripted
-        .until("a lease after the fenced run", |l| {
-            l.runs.is_empty() && l.lease_calls >= 3
-        })
-        .await;
-    scripted.with(|l| {
-        assert!(
-            l.completed.is_empty() && l.failed.is_empty(),
-            "a fenced run reports nothing more"
+    let (c, mut client, run, agent) = training().await;
+    let pool = &c.db.pool;
+
+    // Another worker takes the lease over (as after a partition: a fresh lease id).
+    let other = register(&mut c.worker(), "other").await;
+    let (taken, done): (String, i32) = sqlx::query_as(
+        "update runs set lease_id = gen_random_uuid(), lease_owner = $2,
+             lease_expires_at = now() + interval '1 hour'
+         where id = $1 and state = 'running' returning lease_id::text, epochs_done",
+    )
+    .bind(run)
+    .bind(other)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+
+    // Leasing goes on: the agent (one run at a time) drops the fenced run and trains the next.
+    trains_the_next_run(&c, &mut client).await;
+
+    // The fenced run is left to its new holder as it was, after the fence and after the
+    // agent's shutdown: nothing completed, failed, released or reported it. (The coordinator
+    // would refuse such calls on the old lease anyway; that the agent stopped the run is
+    // shown by its training the next one.)
+    let check = || async {
+        let r = run_row(pool, run).await;
+        assert_eq!(
+            (
+                r.state.as_str(),
+                r.lease_id.as_deref(),
+                r.lease_owner,
+                r.epochs_done
+            ),
+            ("running", Some(taken.as_str()), Some(other), done)
         );
-        assert!(l.auth.iter().all(Option::is_none));
-    });
-    stop.send(()).unwrap();
-    agent.await.unwrap();
-    scripted.with(|l| assert!(l.failed.is_empty(), "nothing to release after a fence"));
+        let att = attempts(pool, run).await;
+        assert_eq!(att.len(), 1);
+        assert_eq!(att[0].outcome, None, "{att:?}");
+    };
+    check().await;
+    agent.stop().await;
+    check().await;
+    c.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_by_heartbeat_stops_the_run() {
     let _rng = torch_rng();
-    let scripted = Scripted::default();
-    let cfg = TrainConfig {
-        epochs: 1000,
-        ..tiny(Formulation::Seq)
-    };
-    scripted.with(|l| {
-        l.cancel_heartbeats = true;
-        l.runs.push(run_lease(1, &cfg, None));
-    });
-    let (stop, agent, _cache) = start(&scripted, None).await;
-    scripted
-        .until("cancel heard and leasing resumed", |l| {
-            l.leased_heartbeats >= 1 && l.lease_calls >= 3
+    let (c, mut client, run, agent) = training().await;
+    let pool = &c.db.pool;
+
+    let asked = client
+        .cancel_run(pb::CancelRunRequest {
+            run_id: run,
+            reason: String::new(),
         })
-        .await;
-    scripted.with(|l| assert!(l.completed.is_empty() && l.failed.is_empty()));
-    stop.send(()).unwrap();
-    agent.await.unwrap();
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((asked.cancelled, asked.cancel_requested), (0, 1));
+    let r = wait_state(pool, run, "cancelled").await;
+    assert_eq!((r.attempt, r.failures), (1, 0));
+    // Ended by the heartbeat that carried the cancel (no detail), not by a call of the
+    // agent's (a FailRun would record its reason): it says nothing more about the run.
+    let att = attempts(pool, run).await;
+    assert_eq!(att.len(), 1);
+    assert_eq!(
+        (att[0].outcome.as_deref(), att[0].detail.as_deref()),
+        (Some("cancelled"), None)
+    );
+
+    // Leasing resumes after the cancel.
+    trains_the_next_run(&c, &mut client).await;
+    assert_eq!(run_row(pool, run).await.state, "cancelled");
+    agent.stop().await;
+    c.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_releases_the_run() {
     let _rng = torch_rng();
-    let scripted = Scripted::default();
-    let cfg = TrainConfig {
-        epochs: 1000,
-        ..tiny(Formulation::Seq)
-    };
-    scripted.with(|l| l.runs.push(run_lease(1, &cfg, None)));
-    let (stop, agent, _cache) = start(&scripted, None).await;
-    scripted
-        .until("first epoch reported", |l| !l.epochs.is_empty())
-        .await;
-    stop.send(()).unwrap();
-    agent.await.unwrap();
-    scripted.with(|l| {
-        assert_eq!(l.failed.len(), 1);
-        assert!(l.failed[0].release && !l.failed[0].permanent);
-        assert!(l.completed.is_empty());
-    });
+    let (c, _client, run, agent) = training().await;
+    let pool = &c.db.pool;
+    agent.stop().await;
+
+    // Released: queued again at once, and not counted as a failure.
+    let r = run_row(pool, run).await;
+    assert_eq!(
+        (r.state.as_str(), r.attempt, r.failures, r.lease_id),
+        ("queued", 1, 0, None)
+    );
+    let att = attempts(pool, run).await;
+    assert_eq!(att.len(), 1);
+    assert_eq!(
+        (att[0].outcome.as_deref(), att[0].detail.as_deref()),
+        (Some("released"), Some("worker shutting down"))
+    );
+    c.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_config_fails_the_run_permanently() {
     let _rng = torch_rng();
-    let scripted = Scripted::default();
-    let mut lease = run_lease(1, &tiny(Formulation::Seq), None);
-    lease.config_json = r#"{"layers": 0}"#.into();
-    scripted.with(|l| l.runs.push(lease));
-    let (stop, agent, _cache) = start(&scripted, None).await;
-    scripted.until("run failed", |l| !l.failed.is_empty()).await;
-    scripted.with(|l| {
-        let f = &l.failed[0];
-        assert!(
-            f.permanent && !f.release && f.reason.contains("layers"),
-            "{f:?}"
-        );
-    });
-    stop.send(()).unwrap();
-    agent.await.unwrap();
+    let c = Coordinator::start(config(), None).await;
+    let pool = &c.db.pool;
+    let mut client = c.client();
+    seed(&c, "tiny").await;
+    let run = submit(&mut client, "tiny", &tiny(Formulation::Seq)).await;
+    // The coordinator validates configs at submission, so a config this worker refuses (as
+    // from a coordinator of another version) is written straight into the queue.
+    sqlx::query(r#"update runs set config = '{"layers": 0}' where id = $1"#)
+        .bind(run)
+        .execute(pool)
+        .await
+        .unwrap();
+    let agent = Agent::start(&c, None);
+
+    // Failed for good on its first attempt, though the sweep allows 3: a retryable failure
+    // would requeue it, a release would not count it.
+    let r = wait_state(pool, run, "failed").await;
+    assert_eq!((r.attempt, r.failures), (1, 1));
+    let error = r.error.unwrap_or_default();
+    assert!(
+        error.contains("layers") && !error.contains("attempt"),
+        "{error}"
+    );
+    let att = attempts(pool, run).await;
+    assert_eq!(att.len(), 1);
+    assert_eq!(att[0].outcome.as_deref(), Some("failed"));
+    agent.stop().await;
+    c.stop().await;
 }
