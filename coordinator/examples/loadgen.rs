@@ -406,4 +406,7 @@ async fn main() {
     if args.history {
         history(&addr, &db.pool).await;
     }
+    // A million epoch rows: do not leave them on the test cluster.
+    db.pool.close().await;
+    poet_sql::testing::drop_db(&db.name).await;
 }

@@ -35,10 +35,62 @@ pub async fn server_url() -> String {
                     .await
                     .expect("join")
                     .unwrap_or_else(|e| panic!("test postgres: {e}"));
-            format!("postgres://poet@127.0.0.1:{}/postgres", info.port)
+            let url = format!("postgres://poet@127.0.0.1:{}/postgres", info.port);
+            drop_stale_databases(&url).await;
+            url
         })
         .await
         .clone()
+}
+
+/// Test databases older than this are dropped when a test process first uses the cluster.
+const STALE_AFTER_S: u64 = 3600;
+
+fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The private cluster outlives test runs, and every test makes a database: drop the ones an
+/// earlier process made over an hour ago (`t_<unix seconds>_<id>`; the older `t_<uuid>` names
+/// too), at most 300 per process. Best effort: a database still in use is left alone.
+async fn drop_stale_databases(server: &str) {
+    let Ok(mut conn) = PgConnection::connect(server).await else {
+        return;
+    };
+    let names: Vec<String> =
+        sqlx::query_scalar("select datname from pg_database where datname like 't\\_%'")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap_or_default();
+    let cutoff = now_s().saturating_sub(STALE_AFTER_S);
+    let stale = names.into_iter().filter(|n| {
+        let mut parts = n.split('_').skip(1);
+        match (parts.next(), parts.next()) {
+            (Some(secs), Some(_)) => secs.parse::<u64>().is_ok_and(|t| t < cutoff),
+            (Some(id), None) => id.len() == 32,
+            _ => false,
+        }
+    });
+    for name in stale.take(300) {
+        let _ = sqlx::query(&format!("drop database if exists \"{name}\""))
+            .execute(&mut conn)
+            .await;
+    }
+    conn.close().await.ok();
+}
+
+/// Drops a test database (its pools must be closed), e.g. at the end of a benchmark that
+/// filled it.
+pub async fn drop_db(name: &str) {
+    let server = server_url().await;
+    if let Ok(mut conn) = PgConnection::connect(&server).await {
+        let _ = sqlx::query(&format!("drop database if exists \"{name}\" with (force)"))
+            .execute(&mut conn)
+            .await;
+        conn.close().await.ok();
+    }
 }
 
 /// The URL of database `name` on the test server.
@@ -51,7 +103,12 @@ pub async fn database_url(name: &str) -> String {
 /// Creates an empty database (no migrations) and returns its URL.
 pub async fn empty_db() -> (String, String) {
     let server = server_url().await;
-    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    // The creation time in the name lets a later process drop it (`drop_stale_databases`).
+    let name = format!(
+        "t_{}_{}",
+        now_s(),
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
     let mut attempt = 0;
     let mut conn = loop {
         match PgConnection::connect(&server).await {
@@ -104,4 +161,36 @@ pub async fn seed_dataset(pool: &PgPool, name: &str, poems: &[&str]) -> Result<i
             .await?;
     }
     Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn exists(conn: &mut PgConnection, name: &str) -> bool {
+        sqlx::query_scalar::<_, bool>(
+            "select exists (select 1 from pg_database where datname = $1)",
+        )
+        .bind(name)
+        .fetch_one(conn)
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn test_databases_older_than_an_hour_are_dropped_and_new_ones_kept() {
+        let server = server_url().await;
+        let (_, fresh) = empty_db().await;
+        let old = format!("t_{}_{}", now_s() - 2 * STALE_AFTER_S, "0123456789ab");
+        let mut conn = PgConnection::connect(&server).await.unwrap();
+        sqlx::query(&format!("create database {old}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        drop_stale_databases(&server).await;
+        assert!(!exists(&mut conn, &old).await, "{old} is stale");
+        assert!(exists(&mut conn, &fresh).await, "{fresh} is new");
+        drop_db(&fresh).await;
+        assert!(!exists(&mut conn, &fresh).await);
+    }
 }
