@@ -154,29 +154,20 @@ pub const POEMS: &[&str] = &[
     "my grandmother folded the evening light\ninto a drawer and said good night",
 ];
 
-/// Inserts a ready dataset; returns its id.
+/// Inserts a ready dataset with the parameters, counts and vocabulary the pages show;
+/// returns its id.
 pub async fn seed_dataset(pool: &sqlx::PgPool, name: &str) -> i64 {
-    let id: i64 = sqlx::query_scalar(
-        "insert into datasets (name, version, content_hash, params_hash, params, counts, poems, chars, vocab, shards, validation_shards, state)
-         values ($1, 1, md5($1 || random()::text), 'p', '{\"min_lines\": 2, \"max_chars\": 4000}', '{\"read\": 6, \"kept\": 4, \"duplicates\": 2}',
-                 $2, 250, 'abcdefghijklmnopqrstuvwxyz', 4, '{0}', 'ready') returning id",
+    let id = poet_sql::testing::seed_dataset(pool, name, POEMS).await.unwrap();
+    sqlx::query(
+        "update datasets set params = '{\"min_lines\": 2, \"max_chars\": 4000}',
+             counts = '{\"read\": 6, \"kept\": 4, \"duplicates\": 2}', chars = 250,
+             vocab = 'abcdefghijklmnopqrstuvwxyz'
+         where id = $1",
     )
-    .bind(name)
-    .bind(POEMS.len() as i64)
-    .fetch_one(pool)
+    .bind(id)
+    .execute(pool)
     .await
     .unwrap();
-    for (i, p) in POEMS.iter().enumerate() {
-        sqlx::query("insert into poems (dataset_id, shard, source_id, dedupe_key, text) values ($1, $2, $3, $4, $5)")
-            .bind(id)
-            .bind((i % 4) as i32)
-            .bind(format!("src-{i}"))
-            .bind(format!("key-{i}"))
-            .bind(format!("++++\n{p}\n"))
-            .execute(pool)
-            .await
-            .unwrap();
-    }
     id
 }
 
