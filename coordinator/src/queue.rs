@@ -414,8 +414,13 @@ impl Queue {
             .collect();
         let batch: Vec<(LeaseRef, &EpochReport)> =
             fast.iter().map(|&i| (items[i].0, &items[i].1)).collect();
+        // Reports the fast statement already tried (and did not store) go straight to the slow
+        // path; the rest (a second report for a run, or all of them if the statement failed)
+        // take the whole single path.
+        let mut tried = vec![false; items.len()];
         if let Ok(stored) = self.store_next_epochs(&batch).await {
             for (&i, stored) in fast.iter().zip(stored) {
+                tried[i] = true;
                 if stored {
                     out[i] = Some(Ok(true));
                 }
@@ -423,9 +428,11 @@ impl Queue {
         }
         let mut results = Vec::with_capacity(items.len());
         for (i, o) in out.into_iter().enumerate() {
+            let (lease, report) = (items[i].0, &items[i].1);
             results.push(match o {
                 Some(r) => r,
-                None => self.report_epoch(items[i].0, &items[i].1).await,
+                None if tried[i] => self.report_epoch_slow(lease, report).await,
+                None => self.report_epoch(lease, report).await,
             });
         }
         results
