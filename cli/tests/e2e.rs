@@ -196,6 +196,15 @@ fn blobs(dir: &std::path::Path) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_train_a_sweep_and_poet_generates_without_libtorch() {
     let mut s = stack(10.0).await;
+    // Both workers are waiting before the runs exist, so a fast one cannot take both runs.
+    s.spawn_worker();
+    s.spawn_worker();
+    s.wait_until(
+        "both workers to register",
+        Duration::from_secs(120),
+        "select count(*) = 2 from workers",
+    )
+    .await;
     s.client()
         .await
         .submit_sweep(v1::SubmitSweepRequest {
@@ -204,8 +213,6 @@ async fn two_workers_train_a_sweep_and_poet_generates_without_libtorch() {
         })
         .await
         .unwrap();
-    s.spawn_worker();
-    s.spawn_worker();
     s.wait_until(
         "both runs to succeed",
         Duration::from_secs(240),
