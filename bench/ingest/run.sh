@@ -7,7 +7,8 @@
 # Generates a WordPress-shaped elasticdump NDJSON dump of SIZE_MB (uncompressed; cached under
 # $POET_BENCH_DIR, default /tmp/poet-bench-ingest), starts a private Postgres cluster in a temp
 # dir (initdb/pg_ctl from /usr/lib/postgresql/15/bin; under $POET_BENCH_PG_PARENT, default /tmp,
-# e.g. /dev/shm to take the disk out of the figures) unless POET_DATABASE_URL names a server
+# e.g. /dev/shm to take the disk out of the figures; with the private cluster's minimal WAL,
+# POET_BENCH_PG_WAL=" " for the server's defaults) unless POET_DATABASE_URL names a server
 # whose user may CREATE DATABASE, and runs both under /usr/bin/time -v (wall, CPU, peak RSS).
 # The Python reference lives in a venv under ~/.cache/poet/bench-venv (psycopg[binary]).
 set -euo pipefail
@@ -36,6 +37,9 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$VENV/bin/pip" install --quiet "psycopg[binary]"
 fi
 
+# The private cluster's WAL settings (sql/src/cluster.rs WAL_SETTINGS): no replicas, so
+# minimal WAL. Both programs load into the same server.
+WAL_SETTINGS=${POET_BENCH_PG_WAL:-"-c wal_level=minimal -c max_wal_senders=0"}
 if [ -z "${POET_DATABASE_URL:-}" ]; then
     # POET_BENCH_PG_PARENT=/dev/shm puts the cluster on tmpfs (takes the disk out of the figures)
     PGDIR=$(mktemp -d "${POET_BENCH_PG_PARENT:-/tmp}/poet-bench-pg.XXXXXX")
@@ -44,7 +48,7 @@ if [ -z "${POET_DATABASE_URL:-}" ]; then
     if [ "$(id -u)" = 0 ]; then chown postgres "$PGDIR"; AS=(runuser -u postgres --); fi
     "${AS[@]}" "$PGBIN/initdb" -D "$PGDIR/data" -U poet -A trust --no-sync >/dev/null
     "${AS[@]}" "$PGBIN/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/log" -w \
-        -o "-p $PORT -k $PGDIR -c listen_addresses=127.0.0.1" start >/dev/null
+        -o "-p $PORT -k $PGDIR -c listen_addresses=127.0.0.1 $WAL_SETTINGS" start >/dev/null
     trap '"${AS[@]}" "$PGBIN/pg_ctl" -D "$PGDIR/data" -m fast stop >/dev/null; rm -rf "$PGDIR"' EXIT
     SERVER="postgres://poet@127.0.0.1:$PORT"
 else

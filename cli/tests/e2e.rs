@@ -142,6 +142,11 @@ async fn stack(lease_ttl: f64) -> Stack {
     .fetch_one(&db.pool)
     .await
     .unwrap();
+    sqlx::query("select poems_partition($1)")
+        .bind(id)
+        .execute(&db.pool)
+        .await
+        .unwrap();
     for (i, p) in CORPUS.iter().enumerate() {
         sqlx::query("insert into poems (dataset_id, shard, source_id, dedupe_key, text) values ($1, $2, $3, $4, $5)")
             .bind(id)

@@ -2,20 +2,26 @@
 //! one transaction) and [`explain`] (the filter's distribution, no database).
 //!
 //! Ingest, step by step:
-//! 1. take a transaction-scoped advisory lock on the dataset name, pick version = max + 1 and
-//!    insert the dataset row as `loading`;
+//! 1. take a transaction-scoped advisory lock on the dataset name, pick version = max + 1,
+//!    insert the dataset row as `loading` and create the dataset's own poems table
+//!    (`poems_<id>`, no index yet: `poems` is partitioned by dataset, migration `0005`);
 //! 2. stream batches from the pool: rejects go to `ingest_rejects` (and the rejects file); each
 //!    poem's dedupe key is looked up in an in-memory map (key → smallest source id so far).
 //!    A new key, or a copy with a smaller source id than the stored one, is COPYed; any other
 //!    copy only counts as a duplicate. One COPY streams the rows in sends of
 //!    [`COPY_SEND_BYTES`] while the pool keeps parsing; rejects wait in a spool (memory, then a
 //!    temporary file) and are COPYed after it;
-//! 3. delete the copies that lost to a smaller source id (rare: only when the larger id came
-//!    first in the input), so the kept copy never depends on input order;
-//! 4. hash the corpus in export order (from the winners' text hashes kept in the map), size
-//!    the split, and compare with existing versions: an
-//!    identical (name, content hash, params hash) version means roll back and report it;
-//!    otherwise mark the row `ready` and commit.
+//! 3. hash the corpus in export order (from the winners' text hashes kept in the map), size
+//!    the split, and compare with existing versions: an identical (name, content hash, params
+//!    hash) version means roll back (the new table goes with it) and report it;
+//! 4. otherwise delete the copies that lost to a smaller source id (rare: only when the larger
+//!    id came first in the input, so the kept copy never depends on input order), build the
+//!    primary key in one sorted pass, attach the table to `poems`, mark the row `ready` and
+//!    commit.
+//!
+//! Building the key after the load, and (under `wal_level = minimal`) not WAL-logging a table
+//! created in the same transaction, is what Postgres's "Populating a Database" advises; it
+//! halves the server's COPY work (see the migration's comment and `BENCHMARKS.md`).
 //!
 //! Any error (or `max_errors` exceeded) rolls the transaction back: nothing is left behind.
 //!
@@ -42,8 +48,6 @@ pub const COPY_SEND_BYTES: usize = 1 << 20;
 
 /// Rejects kept in memory (as COPY rows) before spilling to a temporary file.
 const REJECT_SPOOL_BYTES: usize = 4 << 20;
-
-const POEMS_COPY: &str = "copy poems (dataset_id, dedupe_key, shard, source_id, text, meta) from stdin with (format binary)";
 
 /// The copy of a poem that is kept: the one with the smallest source id.
 struct Winner {
@@ -268,6 +272,15 @@ pub async fn ingest(pool: &PgPool, opts: &IngestOptions) -> Result<Summary, Inge
     .fetch_one(&mut *tx)
     .await?;
 
+    // The dataset's own table: no index while loading; the check lets the attach skip its scan.
+    let table = poet_sql::poems_partition(dataset_id);
+    sqlx::query(&format!(
+        "create table {table} (like poems including defaults including constraints,
+                               check (dataset_id = {dataset_id}))"
+    ))
+    .execute(&mut *tx)
+    .await?;
+
     let mut pipeline = Pipeline::start(inputs, opts.format, settings_of(opts, dataset_id, false));
     let mut progress = Progress::new(opts.progress);
     // dedupe key → smallest source id seen; keys whose stored row may have a loser beside it.
@@ -278,7 +291,11 @@ pub async fn ingest(pool: &PgPool, opts: &IngestOptions) -> Result<Summary, Inge
     let mut spool = RejectSpool::default();
     let mut copy_time = Duration::ZERO;
     // One COPY for the whole load, fed in bounded sends: Postgres works while the pool parses.
-    let mut copy = tx.copy_in_raw(POEMS_COPY).await?;
+    let mut copy = tx
+        .copy_in_raw(&format!(
+            "copy {table} (dataset_id, dedupe_key, shard, source_id, text, meta) from stdin with (format binary)"
+        ))
+        .await?;
 
     while let Some(batch) = pipeline.next().await {
         let mut batch = batch?;
@@ -341,25 +358,14 @@ pub async fn ingest(pool: &PgPool, opts: &IngestOptions) -> Result<Summary, Inge
     drop(pipeline);
 
     let finalize_start = Instant::now();
-    if !superseded.is_empty() {
-        let (keys, ids): (Vec<String>, Vec<String>) = superseded
-            .iter()
-            .map(|k| (hex::encode(k), winners[k].source_id.to_string()))
-            .unzip();
-        // `any($2)` makes this index probes, whatever the planner guesses of the unnest.
-        sqlx::query(
-            "delete from poems p using unnest($2::text[], $3::text[]) as w(k, s)
-             where p.dataset_id = $1 and p.dedupe_key = any($2::text[])
-               and p.dedupe_key = w.k and p.source_id <> w.s",
-        )
-        .bind(dataset_id)
-        .bind(&keys)
-        .bind(&ids)
-        .execute(&mut *tx)
-        .await?;
-    }
     // Corpus hash, size, vocabulary and split from the winners, in export (dedupe key) order:
     // no second pass over the stored texts.
+    // The copies that lost to a smaller source id, as (key, winner's source id).
+    let (superseded_keys, superseded_ids): (Vec<String>, Vec<String>) = superseded
+        .iter()
+        .map(|k| (hex::encode(k), winners[k].source_id.to_string()))
+        .unzip();
+    drop(superseded);
     let mut chars = CorpusChars::default();
     for w in winners.values() {
         chars.add(&w.chars);
@@ -425,6 +431,28 @@ pub async fn ingest(pool: &PgPool, opts: &IngestOptions) -> Result<Summary, Inge
         summary.dataset_id = id;
         summary.version = existing_version;
     } else {
+        if !superseded_keys.is_empty() {
+            // No index yet: one hash join over the table. JIT would only add compile time.
+            sqlx::query("set local jit = off").execute(&mut *tx).await?;
+            sqlx::query(&format!(
+                "delete from {table} p using unnest($1::text[], $2::text[]) as w(k, s)
+                 where p.dedupe_key = w.k and p.source_id <> w.s"
+            ))
+            .bind(&superseded_keys)
+            .bind(&superseded_ids)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(&format!(
+            "alter table {table} add primary key (dataset_id, dedupe_key)"
+        ))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(&format!(
+            "alter table poems attach partition {table} for values in ({dataset_id})"
+        ))
+        .execute(&mut *tx)
+        .await?;
         let counts = json!({ "lines": summary.counts, "input_bytes": input_bytes });
         sqlx::query(
             "update datasets set state = 'ready', content_hash = $2, counts = $3, poems = $4, chars = $5,

@@ -15,6 +15,11 @@ use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
+/// `postgres` options for the private cluster's write-ahead log: no replicas or archive, so
+/// `minimal` (a table created and COPYed in one transaction skips the WAL; ingest relies on
+/// it for speed, not for correctness). `bench/ingest/run.sh` starts its server the same way.
+pub const WAL_SETTINGS: &str = "-c wal_level=minimal -c max_wal_senders=0";
+
 /// Why the private cluster could not be used. Each message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -257,7 +262,11 @@ impl PrivateCluster {
             fs::File::create(&log).map_err(io_err(&log))?;
             chown_postgres(&log)?;
         }
-        let opts = format!("-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''");
+        // Minimal WAL: a private cluster has no replicas or archive, and ingest's table, created
+        // and loaded in one transaction, is then not WAL-logged at all (migration 0005).
+        let opts = format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' {WAL_SETTINGS}"
+        );
         self.pg(
             &bin_dir,
             "pg_ctl",

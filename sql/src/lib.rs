@@ -18,6 +18,13 @@ use sqlx::postgres::PgPoolOptions;
 /// The schema, embedded at compile time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// The table that holds dataset `dataset_id`'s poems: `poems` is partitioned by dataset, one
+/// table per dataset version (migration `0005`). Ingest creates it, loads it, builds its key
+/// and attaches it; other writers call the SQL function `poems_partition(id)` first.
+pub fn poems_partition(dataset_id: i64) -> String {
+    format!("poems_{dataset_id}")
+}
+
 /// Why the database could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {

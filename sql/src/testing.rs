@@ -150,6 +150,10 @@ pub async fn seed_dataset(pool: &PgPool, name: &str, poems: &[&str]) -> Result<i
     .bind(poems.len() as i64)
     .fetch_one(pool)
     .await?;
+    sqlx::query("select poems_partition($1)")
+        .bind(id)
+        .execute(pool)
+        .await?;
     for (i, p) in poems.iter().enumerate() {
         sqlx::query("insert into poems (dataset_id, shard, source_id, dedupe_key, text) values ($1, $2, $3, $4, $5)")
             .bind(id)

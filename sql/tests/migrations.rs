@@ -106,6 +106,108 @@ async fn deleting_a_dataset_deletes_its_poems_and_only_its_poems() {
         .await
         .unwrap();
     assert_eq!(left, vec![kept]);
+    // Its partition is dropped, not left empty.
+    let tables: Vec<Option<String>> =
+        sqlx::query_scalar("select to_regclass(t)::text from unnest($1::text[]) t")
+            .bind([
+                poet_sql::poems_partition(gone),
+                poet_sql::poems_partition(kept),
+            ])
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(tables, [None, Some(poet_sql::poems_partition(kept))]);
+}
+
+#[tokio::test]
+async fn upgrading_from_0004_moves_poems_into_per_dataset_partitions() {
+    // A database as the schema stood at migration 0004, holding two datasets' poems.
+    let (url, _) = testing::empty_db().await;
+    let old = tempfile::tempdir().unwrap();
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    for entry in std::fs::read_dir(&shipped).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if name.as_str() < "0005" {
+            std::fs::copy(&path, old.path().join(&name)).unwrap();
+        }
+    }
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let at_0004 = sqlx::migrate::Migrator::new(old.path()).await.unwrap();
+    assert_eq!(at_0004.iter().count(), 4);
+    at_0004.run(&pool).await.unwrap();
+    let mut ids = Vec::new();
+    for (name, poems) in [("a", 3), ("b", 2)] {
+        let id: i64 = sqlx::query_scalar(
+            "insert into datasets (name, version, content_hash, params_hash, params, counts, poems, chars, vocab, shards, validation_shards, state)
+             values ($1, 1, $1, 'p', '{}', '{}', $2, 0, '', 4, '{0}', 'ready') returning id",
+        )
+        .bind(name)
+        .bind(poems as i64)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        for i in 0..poems {
+            sqlx::query("insert into poems (dataset_id, shard, source_id, dedupe_key, text, meta) values ($1, $2, $3, $4, $5, '{\"t\": 1}')")
+                .bind(id)
+                .bind(i)
+                .bind(format!("{name}-{i}"))
+                .bind(format!("k{i}"))
+                .bind(format!("++++\n{name} {i}\n"))
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        ids.push(id);
+    }
+    let before: Vec<(i64, String, i32, String, String)> = sqlx::query_as(
+        "select dataset_id, dedupe_key, shard, source_id, text from poems order by 1, 2",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(before.len(), 5);
+
+    // The service's migrator applies 0005 on top.
+    let upgraded = poet_sql::connect(&url).await.unwrap();
+    let after: Vec<(i64, String, i32, String, String)> = sqlx::query_as(
+        "select dataset_id, dedupe_key, shard, source_id, text from poems order by 1, 2",
+    )
+    .fetch_all(&upgraded)
+    .await
+    .unwrap();
+    assert_eq!(after, before);
+    let partitions: Vec<String> = sqlx::query_scalar(
+        "select inhrelid::regclass::text from pg_inherits where inhparent = 'poems'::regclass order by 1",
+    )
+    .fetch_all(&upgraded)
+    .await
+    .unwrap();
+    assert_eq!(
+        partitions,
+        ids.iter()
+            .map(|&id| poet_sql::poems_partition(id))
+            .collect::<Vec<_>>()
+    );
+    let in_a: i64 = sqlx::query_scalar(&format!(
+        "select count(*) from {}",
+        poet_sql::poems_partition(ids[0])
+    ))
+    .fetch_one(&upgraded)
+    .await
+    .unwrap();
+    assert_eq!(in_a, 3);
+    // The key still holds: a second copy of a key in a dataset is refused.
+    let dup = sqlx::query("insert into poems (dataset_id, shard, source_id, dedupe_key, text) values ($1, 0, 'x', 'k0', 'x')")
+        .bind(ids[0])
+        .execute(&upgraded)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        dup.as_database_error().and_then(|e| e.code()).as_deref(),
+        Some("23505"),
+        "{dup}"
+    );
 }
 
 #[tokio::test]

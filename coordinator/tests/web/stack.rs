@@ -157,7 +157,9 @@ pub const POEMS: &[&str] = &[
 /// Inserts a ready dataset with the parameters, counts and vocabulary the pages show;
 /// returns its id.
 pub async fn seed_dataset(pool: &sqlx::PgPool, name: &str) -> i64 {
-    let id = poet_sql::testing::seed_dataset(pool, name, POEMS).await.unwrap();
+    let id = poet_sql::testing::seed_dataset(pool, name, POEMS)
+        .await
+        .unwrap();
     sqlx::query(
         "update datasets set params = '{\"min_lines\": 2, \"max_chars\": 4000}',
              counts = '{\"read\": 6, \"kept\": 4, \"duplicates\": 2}', chars = 250,

@@ -37,6 +37,24 @@ async fn poems(pool: &PgPool, dataset_id: i64) -> Vec<(String, String)> {
         .unwrap()
 }
 
+/// The per-dataset poems tables that exist, and those attached to `poems` as partitions.
+async fn poem_tables(pool: &PgPool) -> (Vec<String>, Vec<String>) {
+    let all = sqlx::query_scalar(
+        "select relname::text from pg_class where relname ~ '^poems_[0-9]+$' and relkind = 'r' order by 1",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let attached = sqlx::query_scalar(
+        "select c.relname::text from pg_inherits i join pg_class c on c.oid = i.inhrelid
+         where i.inhparent = 'poems'::regclass and c.relkind = 'r' order by 1",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    (all, attached)
+}
+
 const HARBOUR_UPPER: &str = "++++\nTHE HARBOUR LIGHTS COME ON AT FOUR\nAND LEAN ACROSS THE WATER,\nA FERRY COUGHS BESIDE THE SHORE,\nA GULL COMPLAINS OF SLAUGHTER.\n\nI COUNT THE BOATS THAT DO NOT MOVE\nAND NAME THEM AFTER WEATHER,\nAND EVERY NAME IS ONE FOR LOVE\nAND NONE OF THEM TOGETHER.\n";
 
 #[tokio::test]
@@ -289,6 +307,23 @@ async fn idempotent_reingest_and_new_versions() {
     );
     assert_eq!(count(&pool, "select count(*) from poems").await, 9);
     assert_eq!(count(&pool, "select count(*) from datasets").await, 1);
+    // The dataset's poems are its own table, attached to `poems`, with its primary key built;
+    // the identical re-ingest's table went with its rolled-back transaction.
+    let own = format!("poems_{}", first.dataset_id);
+    assert_eq!(
+        poem_tables(&pool).await,
+        (vec![own.clone()], vec![own.clone()])
+    );
+    let key: Vec<String> = sqlx::query_scalar(
+        "select a.attname::text from pg_index i
+         join pg_attribute a on a.attrelid = i.indrelid and a.attnum = any(i.indkey)
+         where i.indrelid = $1::regclass and i.indisprimary order by a.attnum",
+    )
+    .bind(&own)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(key, ["dataset_id", "dedupe_key"]);
 
     // A changed parameter is a new version, even when the corpus is the same.
     let mut changed = o.clone();
@@ -303,6 +338,9 @@ async fn idempotent_reingest_and_new_versions() {
     // A different dump is a new version too.
     let v3 = ingest(&pool, &opts(&[fixture("scroll")])).await.unwrap();
     assert_eq!((v3.version, v3.created), (3, true));
+    let (all, attached) = poem_tables(&pool).await;
+    assert_eq!(all.len(), 3);
+    assert_eq!(all, attached);
 
     // Shards are a function of the poem: same (key, shard) pairs across versions.
     let shards = |id: i64| {
@@ -372,6 +410,7 @@ async fn max_errors_aborts_and_leaves_nothing() {
             "{table}"
         );
     }
+    assert_eq!(poem_tables(&pool).await, (vec![], vec![]));
     // exactly at the limit is fine
     o.max_errors = Some(5);
     assert!(ingest(&pool, &o).await.unwrap().created);
