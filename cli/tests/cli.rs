@@ -4,6 +4,7 @@
 use std::process::{Command, Output};
 
 use poet_coordinator::CoordinatorConfig;
+use poet_coordinator::testing::TestCoordinator;
 
 fn poet(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_poet"));
@@ -43,46 +44,10 @@ fn assert_one_line_error(o: &Output, code: i32, needle: &str) {
     );
 }
 
-struct Stack {
-    addr: String,
-    db: poet_sql::testing::TestDb,
-    _artifacts: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-    }
-}
-
-async fn stack() -> Stack {
-    let db = poet_sql::testing::fresh_db().await;
-    let artifacts = tempfile::tempdir().unwrap();
-    let cfg = CoordinatorConfig {
-        database_url: Some(db.url.clone()),
-        artifacts: Some(artifacts.path().display().to_string()),
-        ..Default::default()
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(poet_coordinator::run(cfg, listener, async move {
-        let _ = rx.await;
-    }));
-    for _ in 0..100 {
-        if tonic::transport::Endpoint::from_shared(addr.clone())
-            .unwrap()
-            .connect()
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+/// A coordinator on a fresh database holding a ready dataset `tiny` (with no poems).
+async fn stack() -> TestCoordinator {
+    let coordinator = TestCoordinator::start(CoordinatorConfig::default(), None).await;
+    let db = &coordinator.db;
     sqlx::query(
         "insert into datasets (name, version, content_hash, params_hash, params, counts, poems, chars, vocab, shards, validation_shards, state)
          values ('tiny', 1, 'h', 'p', '{}', '{}', 2, 10, 'ab', 4, '{0}', 'ready')",
@@ -90,12 +55,7 @@ async fn stack() -> Stack {
     .execute(&db.pool)
     .await
     .unwrap();
-    Stack {
-        addr,
-        db,
-        _artifacts: artifacts,
-        stop: Some(tx),
-    }
+    coordinator
 }
 
 async fn run_blocking(args: Vec<String>, env: Vec<(String, String)>) -> Output {
@@ -123,7 +83,7 @@ async fn sweep_runs_tables_json_and_exit_codes() {
     )
     .unwrap();
     let spec_s = spec.display().to_string();
-    let env = vec![("POET_COORDINATOR".to_string(), s.addr.clone())];
+    let env = vec![("POET_COORDINATOR".to_string(), s.url())];
 
     let o = run_blocking(strings(&["sweep", "submit", &spec_s]), env.clone()).await;
     assert!(o.status.success(), "{}", stderr(&o));

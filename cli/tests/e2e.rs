@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use poet_coordinator::CoordinatorConfig;
+use poet_coordinator::testing::{Client, TestCoordinator};
 use poet_proto::v1;
 
 fn worker_bin() -> PathBuf {
@@ -29,12 +30,9 @@ fn worker_bin() -> PathBuf {
 }
 
 struct Stack {
-    addr: String,
-    db: poet_sql::testing::TestDb,
-    artifacts: tempfile::TempDir,
+    coordinator: TestCoordinator,
     cache: tempfile::TempDir,
     workers: Vec<Child>,
-    _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl Drop for Stack {
@@ -62,7 +60,7 @@ impl Stack {
                 "1",
                 "run",
                 "--coordinator",
-                &self.addr,
+                &self.coordinator.url(),
                 "--cache-dir",
             ])
             .arg(self.cache.path())
@@ -74,17 +72,15 @@ impl Stack {
         self.workers.len() - 1
     }
 
-    async fn client(&self) -> v1::poet_client::PoetClient<tonic::transport::Channel> {
-        v1::poet_client::PoetClient::connect(self.addr.clone())
-            .await
-            .unwrap()
+    fn client(&self) -> Client {
+        self.coordinator.client()
     }
 
     async fn wait_until(&self, what: &str, timeout: Duration, sql: &str) {
         let t = Instant::now();
         loop {
             let ok: bool = sqlx::query_scalar(sql)
-                .fetch_one(&self.db.pool)
+                .fetch_one(&self.coordinator.db.pool)
                 .await
                 .unwrap();
             if ok {
@@ -118,22 +114,14 @@ const CORPUS: &[&str] = &[
 ];
 
 async fn stack(lease_ttl: f64) -> Stack {
-    let db = poet_sql::testing::fresh_db().await;
-    let artifacts = tempfile::tempdir().unwrap();
     let cfg = CoordinatorConfig {
-        database_url: Some(db.url.clone()),
-        artifacts: Some(artifacts.path().display().to_string()),
         lease_ttl_s: lease_ttl,
         heartbeat_interval_s: lease_ttl / 4.0,
         reaper_interval_s: 0.3,
         ..Default::default()
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(poet_coordinator::run(cfg, listener, async move {
-        let _ = rx.await;
-    }));
+    let coordinator = TestCoordinator::start(cfg, None).await;
+    let db = &coordinator.db;
     let id: i64 = sqlx::query_scalar(
         "insert into datasets (name, version, content_hash, params_hash, params, counts, poems, chars, vocab, shards, validation_shards, state)
          values ('tiny', 1, 'tiny-hash', 'p', '{}', '{}', $1, 0, '', 6, '{0}', 'ready') returning id",
@@ -158,24 +146,10 @@ async fn stack(lease_ttl: f64) -> Stack {
             .await
             .unwrap();
     }
-    for _ in 0..100 {
-        if tonic::transport::Endpoint::from_shared(addr.clone())
-            .unwrap()
-            .connect()
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     Stack {
-        addr,
-        db,
-        artifacts,
+        coordinator,
         cache: tempfile::tempdir().unwrap(),
         workers: vec![],
-        _stop: tx,
     }
 }
 
@@ -211,7 +185,6 @@ async fn two_workers_train_a_sweep_and_poet_generates_without_libtorch() {
     )
     .await;
     s.client()
-        .await
         .submit_sweep(v1::SubmitSweepRequest {
             spec: spec("layers = [1, 2]", 3),
             ..Default::default()
@@ -228,7 +201,7 @@ async fn two_workers_train_a_sweep_and_poet_generates_without_libtorch() {
     // Every epoch reported once, in order, by one attempt; a checkpoint stored for each.
     let rows: Vec<(i64, i32, i32)> =
         sqlx::query_as("select run_id, epoch, attempt from epochs order by run_id, epoch")
-            .fetch_all(&s.db.pool)
+            .fetch_all(&s.coordinator.db.pool)
             .await
             .unwrap();
     assert_eq!(
@@ -236,15 +209,15 @@ async fn two_workers_train_a_sweep_and_poet_generates_without_libtorch() {
         vec![1, 2, 3, 1, 2, 3]
     );
     let ckpts: i64 = sqlx::query_scalar("select count(*) from checkpoints")
-        .fetch_one(&s.db.pool)
+        .fetch_one(&s.coordinator.db.pool)
         .await
         .unwrap();
     assert_eq!(ckpts, 6, "a checkpoint per epoch");
     let live: Vec<String> = sqlx::query_scalar("select key from checkpoints where live")
-        .fetch_all(&s.db.pool)
+        .fetch_all(&s.coordinator.db.pool)
         .await
         .unwrap();
-    let on_disk = blobs(s.artifacts.path());
+    let on_disk = blobs(s.coordinator.artifacts.path());
     for k in &live {
         assert!(
             on_disk.iter().any(|p| p.ends_with(k)),
@@ -253,13 +226,13 @@ async fn two_workers_train_a_sweep_and_poet_generates_without_libtorch() {
     }
     let workers_used: i64 =
         sqlx::query_scalar("select count(distinct worker_id) from run_attempts")
-            .fetch_one(&s.db.pool)
+            .fetch_one(&s.coordinator.db.pool)
             .await
             .unwrap();
     assert_eq!(workers_used, 2, "both workers trained");
     let losses: Vec<f64> =
         sqlx::query_scalar("select train_loss from epochs where run_id = 1 order by epoch")
-            .fetch_all(&s.db.pool)
+            .fetch_all(&s.coordinator.db.pool)
             .await
             .unwrap();
     assert!(
@@ -268,7 +241,7 @@ async fn two_workers_train_a_sweep_and_poet_generates_without_libtorch() {
     );
 
     // `poet` (no libtorch) asks; a worker samples; the coordinator judges and stores.
-    let addr = s.addr.clone();
+    let addr = s.coordinator.url();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_poet"))
             .args([
@@ -302,7 +275,7 @@ async fn two_workers_train_a_sweep_and_poet_generates_without_libtorch() {
     assert!(g["poems"][0]["report"]["ngrams"].is_number(), "{g}");
     assert!(g["overall"]["shared_fraction"].is_number());
     let stored: i64 = sqlx::query_scalar("select count(*) from generated_poems")
-        .fetch_one(&s.db.pool)
+        .fetch_one(&s.coordinator.db.pool)
         .await
         .unwrap();
     assert_eq!(stored as usize, g["poems"].as_array().unwrap().len());
@@ -312,7 +285,6 @@ async fn two_workers_train_a_sweep_and_poet_generates_without_libtorch() {
 async fn a_killed_worker_s_run_is_resumed_and_finished_by_the_other() {
     let mut s = stack(3.0).await;
     s.client()
-        .await
         .submit_sweep(v1::SubmitSweepRequest {
             spec: spec("layers = [2]", 60),
             ..Default::default()
@@ -338,7 +310,7 @@ async fn a_killed_worker_s_run_is_resumed_and_finished_by_the_other() {
 
     let epochs: Vec<(i32, i32)> =
         sqlx::query_as("select epoch, attempt from epochs order by epoch")
-            .fetch_all(&s.db.pool)
+            .fetch_all(&s.coordinator.db.pool)
             .await
             .unwrap();
     assert_eq!(
@@ -349,7 +321,7 @@ async fn a_killed_worker_s_run_is_resumed_and_finished_by_the_other() {
     let attempts: Vec<(i32, i32, Option<String>)> = sqlx::query_as(
         "select attempt, resumed_from_epoch, outcome from run_attempts order by attempt",
     )
-    .fetch_all(&s.db.pool)
+    .fetch_all(&s.coordinator.db.pool)
     .await
     .unwrap();
     assert_eq!(attempts.len(), 2, "{attempts:?}");
@@ -368,7 +340,7 @@ async fn a_killed_worker_s_run_is_resumed_and_finished_by_the_other() {
     );
     // The loss curve continues: the first resumed epoch is better than epoch 1.
     let loss: Vec<f64> = sqlx::query_scalar("select train_loss from epochs order by epoch")
-        .fetch_all(&s.db.pool)
+        .fetch_all(&s.coordinator.db.pool)
         .await
         .unwrap();
     assert!(

@@ -14,6 +14,8 @@
 //!   periodic sweep of blobs no live checkpoint row names.
 //! - [`web`]: the browser dashboard and its JSON API (`--http-listen`).
 //! - [`auth`], [`config`], [`error`], [`metrics`], [`service`].
+//! - [`testing`]: a real coordinator on a fresh test database, for this crate's tests and
+//!   the worker's and CLI's.
 
 pub mod artifacts;
 pub mod auth;
@@ -29,6 +31,7 @@ pub mod retention;
 pub mod server;
 pub mod service;
 pub mod sweeps;
+pub mod testing;
 pub mod web;
 
 pub use config::CoordinatorConfig;

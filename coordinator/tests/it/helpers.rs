@@ -1,95 +1,14 @@
-//! Spawning a real coordinator on a fresh database, and seeding datasets.
-
-use std::net::SocketAddr;
+//! A real coordinator on a fresh database (`poet_coordinator::testing`), and seeding datasets.
 
 use poet_coordinator::CoordinatorConfig;
-use poet_proto::v1::poet_client::PoetClient;
-use poet_proto::v1::worker_service_client::WorkerServiceClient;
-use poet_sql::testing::{TestDb, fresh_db};
-use tonic::transport::Channel;
+pub use poet_coordinator::testing::{Client, TestCoordinator, Worker, fast_config, register};
+use poet_sql::testing::TestDb;
 
-pub struct TestCoordinator {
-    pub addr: SocketAddr,
-    pub db: TestDb,
-    pub artifacts: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    handle: Option<tokio::task::JoinHandle<Result<(), poet_coordinator::CoordinatorError>>>,
-}
-
-impl TestCoordinator {
-    pub async fn client(&self) -> PoetClient<Channel> {
-        PoetClient::connect(format!("http://{}", self.addr))
-            .await
-            .unwrap()
-    }
-
-    pub async fn worker(&self) -> WorkerServiceClient<Channel> {
-        WorkerServiceClient::connect(format!("http://{}", self.addr))
-            .await
-            .unwrap()
-    }
-
-    pub async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(h) = self.handle.take() {
-            h.await.unwrap().unwrap();
-        }
-    }
-}
-
-pub fn fast_config() -> CoordinatorConfig {
-    CoordinatorConfig {
-        lease_ttl_s: 30.0,
-        heartbeat_interval_s: 1.0,
-        reaper_interval_s: 0.2,
-        ..Default::default()
-    }
-}
-
-/// A coordinator on a fresh database (or `db` if given) with `cfg` (database and artifacts filled in).
-pub async fn spawn_with(db: Option<TestDb>, mut cfg: CoordinatorConfig) -> TestCoordinator {
-    let db = match db {
-        Some(d) => d,
-        None => fresh_db().await,
-    };
-    let artifacts = tempfile::tempdir().unwrap();
-    cfg.database_url = Some(db.url.clone());
-    if cfg.artifacts.is_none() {
-        cfg.artifacts = Some(artifacts.path().display().to_string());
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(poet_coordinator::run(cfg, listener, async move {
-        let _ = rx.await;
-    }));
-    // Ready when the health service answers.
-    for _ in 0..100 {
-        if let Ok(ch) = Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-        {
-            let mut h = tonic_health::pb::health_client::HealthClient::new(ch);
-            if h.check(tonic_health::pb::HealthCheckRequest {
-                service: String::new(),
-            })
-            .await
-            .is_ok()
-            {
-                break;
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    TestCoordinator {
-        addr,
-        db,
-        artifacts,
-        stop: Some(tx),
-        handle: Some(handle),
+/// A coordinator on a fresh database (or `db` if given) with `cfg`.
+pub async fn spawn_with(db: Option<TestDb>, cfg: CoordinatorConfig) -> TestCoordinator {
+    match db {
+        Some(db) => TestCoordinator::start_on(db, cfg, None).await,
+        None => TestCoordinator::start(cfg, None).await,
     }
 }
 
@@ -121,23 +40,8 @@ pub fn spec(dataset: &str, n: usize, epochs: u32) -> String {
     )
 }
 
-pub async fn register(w: &mut WorkerServiceClient<Channel>, host: &str) -> i64 {
-    w.register(poet_proto::v1::RegisterRequest {
-        host: host.into(),
-        device: "cpu".into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap()
-    .into_inner()
-    .worker_id
-}
-
 /// Leases the next run (waiting up to a second); panics when none is queued.
-pub async fn lease_one(
-    w: &mut WorkerServiceClient<Channel>,
-    worker_id: i64,
-) -> poet_proto::v1::Lease {
+pub async fn lease_one(w: &mut Worker, worker_id: i64) -> poet_proto::v1::Lease {
     w.lease_run(poet_proto::v1::LeaseRunRequest {
         worker_id,
         wait_ms: 1000,
@@ -157,14 +61,9 @@ pub async fn leased_run(
     c: &TestCoordinator,
     runs: usize,
     epochs: u32,
-) -> (
-    PoetClient<Channel>,
-    WorkerServiceClient<Channel>,
-    i64,
-    poet_proto::v1::Lease,
-) {
+) -> (Client, Worker, i64, poet_proto::v1::Lease) {
     seed_dataset(&c.db.pool, "tiny", POEMS).await;
-    let mut client = c.client().await;
+    let mut client = c.client();
     client
         .submit_sweep(poet_proto::v1::SubmitSweepRequest {
             spec: spec("tiny", runs, epochs),
@@ -172,7 +71,7 @@ pub async fn leased_run(
         })
         .await
         .unwrap();
-    let mut w = c.worker().await;
+    let mut w = c.worker();
     let wid = register(&mut w, "h").await;
     let lease = lease_one(&mut w, wid).await;
     (client, w, wid, lease)

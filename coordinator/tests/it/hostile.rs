@@ -48,7 +48,7 @@ fn epoch(n: i32) -> v1::Epoch {
 
 /// Another client is served promptly while an attack is in flight.
 async fn still_answers(c: &TestCoordinator) {
-    let mut other = c.client().await;
+    let mut other = c.client();
     tokio::time::timeout(
         Duration::from_secs(3),
         other.list_sweeps(v1::ListSweepsRequest::default()),
@@ -99,7 +99,7 @@ async fn leased(c: &TestCoordinator) -> (v1::Lease, i64) {
 #[tokio::test]
 async fn oversized_messages_are_refused_and_others_are_served() {
     let c = spawn().await;
-    let mut client = c.client().await;
+    let mut client = c.client();
     let huge = format!("dataset = \"tiny\"\n# {}\n", "x".repeat(5 << 20));
     let attack = tokio::spawn(async move {
         client
@@ -119,7 +119,7 @@ async fn oversized_messages_are_refused_and_others_are_served() {
 
     // A 5 MiB chunk inside an upload stream is refused too, and leaves no blob.
     let (l, _) = leased(&c).await;
-    let mut w = c.worker().await;
+    let mut w = c.worker();
     let blob = vec![7u8; 5 << 20];
     let msgs = vec![header(&l, 1, blob.len() as i64, sha(&blob)), data(blob)];
     let err = w
@@ -145,7 +145,7 @@ async fn endless_overrunning_and_stalled_uploads_store_nothing() {
     let (l, _) = leased(&c).await;
 
     // Never ends: declares 1 KiB, then streams data without end. Refused at the overrun.
-    let mut w = c.worker().await;
+    let mut w = c.worker();
     let l2 = l.clone();
     let endless = futures::stream::iter(std::iter::once(header(&l2, 1, 1024, sha(&[0; 1024]))))
         .chain(futures::stream::repeat_with(|| data(vec![0u8; 64 << 10])));
@@ -164,7 +164,7 @@ async fn endless_overrunning_and_stalled_uploads_store_nothing() {
         .await
         .unwrap();
     tx.send(data(body[..2048].to_vec())).await.unwrap();
-    let mut w2 = c.worker().await;
+    let mut w2 = c.worker();
     let stalled = tokio::spawn(async move { w2.upload_checkpoint(tokio_stream_from(rx)).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     still_answers(&c).await;
@@ -172,7 +172,7 @@ async fn endless_overrunning_and_stalled_uploads_store_nothing() {
     stalled.abort();
     drop(tx);
     // A stream that ends early is a truncated upload.
-    let mut w3 = c.worker().await;
+    let mut w3 = c.worker();
     let err = w3
         .upload_checkpoint(futures::stream::iter(vec![
             header(&l, 1, body.len() as i64, sha(&body)),
@@ -208,7 +208,7 @@ fn tokio_stream_from<T: Send + 'static>(
 async fn bad_hyperparameters_are_refused_and_nothing_is_stored() {
     let c = spawn().await;
     seed_dataset(&c.db.pool, "tiny", POEMS).await;
-    let mut client = c.client().await;
+    let mut client = c.client();
     let cases: &[(&str, &str, &str)] = &[
         (
             "toml",
@@ -282,7 +282,7 @@ async fn bad_hyperparameters_are_refused_and_nothing_is_stored() {
 async fn huge_sweeps_are_refused_quickly() {
     let c = spawn().await;
     seed_dataset(&c.db.pool, "tiny", POEMS).await;
-    let mut client = c.client().await;
+    let mut client = c.client();
     let list = |n: usize| {
         (1..=n)
             .map(|i| i.to_string())
@@ -333,8 +333,8 @@ async fn huge_sweeps_are_refused_quickly() {
 async fn unknown_ids_are_not_found_everywhere() {
     let c = spawn().await;
     let (l, wid) = leased(&c).await;
-    let mut client = c.client().await;
-    let mut w = c.worker().await;
+    let mut client = c.client();
+    let mut w = c.worker();
     let ghost = v1::Lease {
         run_id: 987_654,
         lease_id: uuid_like(),
@@ -493,7 +493,7 @@ async fn another_workers_lease_is_fenced() {
     let c = spawn().await;
     let (la, _) = leased(&c).await;
     // Worker B leases the other run, then tries to write to A's run with its own lease id.
-    let mut w = c.worker().await;
+    let mut w = c.worker();
     let wb = register(&mut w, "other").await;
     let lb = lease_one(&mut w, wb).await;
     assert_ne!(la.run_id, lb.run_id);
@@ -563,7 +563,7 @@ async fn another_workers_lease_is_fenced() {
 async fn clients_cannot_choose_artifact_keys() {
     let c = spawn().await;
     let (l, _) = leased(&c).await;
-    let mut w = c.worker().await;
+    let mut w = c.worker();
     let body = b"checkpoint bytes".to_vec();
     // The only client-supplied text in a key is the sha256, which must be 64 hex digits.
     for evil in [
@@ -629,7 +629,7 @@ async fn a_client_gone_mid_commit_leaves_blob_and_row_together() {
         l.attempt,
         &sha(&body)[..16]
     );
-    let mut w = c.worker().await;
+    let mut w = c.worker();
     let msgs = vec![
         header(&l, 1, body.len() as i64, sha(&body)),
         data(body.clone()),

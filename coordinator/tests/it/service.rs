@@ -106,7 +106,7 @@ async fn health_serving_and_reflection_lists_services() {
 async fn sweep_validation_names_the_field_and_stores_nothing() {
     let c = spawn().await;
     seed_dataset(&c.db.pool, "tiny", POEMS).await;
-    let mut client = c.client().await;
+    let mut client = c.client();
     let cases = [
         ("dataset = \"tiny\"\n[base]\nlayerz = 2\n", "layerz"),
         (
@@ -147,7 +147,7 @@ async fn sweep_validation_names_the_field_and_stores_nothing() {
 async fn identical_configs_are_one_run_across_sweeps() {
     let c = spawn().await;
     seed_dataset(&c.db.pool, "tiny", POEMS).await;
-    let mut client = c.client().await;
+    let mut client = c.client();
     let first = client
         .submit_sweep(v1::SubmitSweepRequest {
             spec: spec("tiny", 3, 1),
@@ -186,7 +186,7 @@ async fn identical_configs_are_one_run_across_sweeps() {
 async fn worker_protocol_end_to_end_with_checkpoint_checks() {
     let c = spawn().await;
     seed_dataset(&c.db.pool, "tiny", POEMS).await;
-    let mut client = c.client().await;
+    let mut client = c.client();
     client
         .submit_sweep(v1::SubmitSweepRequest {
             spec: spec("tiny", 1, 2),
@@ -194,7 +194,7 @@ async fn worker_protocol_end_to_end_with_checkpoint_checks() {
         })
         .await
         .unwrap();
-    let mut w = c.worker().await;
+    let mut w = c.worker();
     let wid = register(&mut w, "test-host").await;
     let lease = w
         .lease_run(v1::LeaseRunRequest {
@@ -409,7 +409,6 @@ async fn two_replicas_never_lease_a_run_twice() {
     seed_dataset(&a.db.pool, "tiny", POEMS).await;
     let b = spawn_with(Some(a.db.clone()), fast_config()).await;
     a.client()
-        .await
         .submit_sweep(v1::SubmitSweepRequest {
             spec: spec("tiny", 30, 1),
             ..Default::default()
@@ -418,13 +417,8 @@ async fn two_replicas_never_lease_a_run_twice() {
         .unwrap();
     let mut tasks = Vec::new();
     for i in 0..12 {
-        let addr = if i % 2 == 0 { a.addr } else { b.addr };
+        let mut w = if i % 2 == 0 { a.worker() } else { b.worker() };
         tasks.push(tokio::spawn(async move {
-            let mut w = poet_proto::v1::worker_service_client::WorkerServiceClient::connect(
-                format!("http://{addr}"),
-            )
-            .await
-            .unwrap();
             let wid = register(&mut w, &format!("w{i}")).await;
             let mut got = Vec::new();
             loop {
@@ -457,7 +451,7 @@ async fn two_replicas_never_lease_a_run_twice() {
 async fn long_poll_wakes_when_a_sweep_arrives() {
     let c = spawn().await;
     seed_dataset(&c.db.pool, "tiny", POEMS).await;
-    let mut w = c.worker().await;
+    let mut w = c.worker();
     let wid = register(&mut w, "h").await;
     let waiting = tokio::spawn(async move {
         let t = std::time::Instant::now();
@@ -473,7 +467,6 @@ async fn long_poll_wakes_when_a_sweep_arrives() {
     });
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     c.client()
-        .await
         .submit_sweep(v1::SubmitSweepRequest {
             spec: spec("tiny", 1, 1),
             ..Default::default()
@@ -688,7 +681,7 @@ async fn tokens_roles_and_codes() {
         ..fast_config()
     };
     let c = spawn_with(None, cfg).await;
-    let mut client = c.client().await;
+    let mut client = c.client();
     let no_token = client
         .list_sweeps(v1::ListSweepsRequest::default())
         .await
@@ -722,7 +715,7 @@ async fn tokens_roles_and_codes() {
             .await
             .is_ok()
     );
-    let mut w = c.worker().await;
+    let mut w = c.worker();
     let mut reg = tonic::Request::new(v1::RegisterRequest {
         host: "h".into(),
         device: "cpu".into(),

@@ -366,8 +366,8 @@ async fn a_public_dashboard_address_needs_tokens() {
 #[tokio::test]
 async fn a_thousand_run_sweep_is_one_quick_page() {
     let s = Stack::spawn(false).await;
-    crate::stack::seed_dataset(&s.db.pool, "tiny").await;
-    let mut client = s.client().await;
+    crate::stack::seed_dataset(&s.db().pool, "tiny").await;
+    let mut client = s.client();
     let seeds: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
     let spec = format!(
         "dataset = \"tiny\"\n[base]\nlayers = 1\nunits = 8\nepochs = 300\n[grid]\nseed = [{}]\n",
@@ -389,7 +389,7 @@ async fn a_thousand_run_sweep_is_one_quick_page() {
         "insert into epochs (run_id, epoch, attempt, train_loss, val_loss, duration_s, chars_per_sec)
          select r.id, e, 1, 3.0 / e, 3.1 / e, 1, 1000 from runs r, generate_series(1, 300) e",
     )
-    .execute(&s.db.pool)
+    .execute(&s.db().pool)
     .await
     .unwrap();
     let t = std::time::Instant::now();

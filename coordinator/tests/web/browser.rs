@@ -359,7 +359,7 @@ async fn run_page_shows_epochs_and_poems_and_updates_live() {
 
     // A new epoch through gRPC shows up without a reload.
     b.js("window.__sameDocument = true; return 0").await;
-    let mut w = s.worker().await;
+    let mut w = s.worker();
     w.report_epoch(v1::ReportEpochRequest {
         lease: Some(seeded.leases[0].clone()),
         epoch: Some(epoch(5, 0)),
@@ -414,8 +414,8 @@ async fn run_page_shows_epochs_and_poems_and_updates_live() {
 async fn a_thousand_run_sweep_draws_quickly() {
     tools();
     let s = Stack::spawn(false).await;
-    crate::stack::seed_dataset(&s.db.pool, "tiny").await;
-    let mut client = s.client().await;
+    crate::stack::seed_dataset(&s.db().pool, "tiny").await;
+    let mut client = s.client();
     let seeds: Vec<String> = (0..100).map(|i| i.to_string()).collect();
     let spec = format!(
         "dataset = \"tiny\"\n[base]\nlayers = 1\nunits = 8\nepochs = 50\n[grid]\nseed = [{}]\n\
@@ -442,7 +442,7 @@ async fn a_thousand_run_sweep_draws_quickly() {
               lateral (select 1.2 + 60 * abs((r.config->>'learning_rate')::float8 - 0.003) + 2.0 / e
                        + 0.0004 * (r.config->>'seed')::int as l) loss",
     )
-    .execute(&s.db.pool)
+    .execute(&s.db().pool)
     .await
     .unwrap();
     sqlx::query(
@@ -450,7 +450,7 @@ async fn a_thousand_run_sweep_draws_quickly() {
              best_val_loss = e.val_loss, best_epoch = 50
          from epochs e where e.run_id = r.id and e.epoch = 50",
     )
-    .execute(&s.db.pool)
+    .execute(&s.db().pool)
     .await
     .unwrap();
     let b = Browser::start().await;

@@ -5,23 +5,18 @@
 use std::net::SocketAddr;
 
 use poet_coordinator::CoordinatorConfig;
-use poet_proto::v1::{self, poet_client::PoetClient, worker_service_client::WorkerServiceClient};
-use poet_sql::testing::{TestDb, fresh_db};
+use poet_coordinator::testing::{Client, TestCoordinator, Worker};
+use poet_proto::v1;
+use poet_sql::testing::TestDb;
 use sha2::{Digest, Sha256};
-use tonic::transport::Channel;
 
 pub const CLIENT_TOKEN: &str = "client-token-0123456789";
 pub const WORKER_TOKEN: &str = "worker-token-0123456789";
 
+/// A test coordinator (`poet_coordinator::testing`) that also serves the dashboard.
 pub struct Stack {
-    pub grpc: SocketAddr,
+    coordinator: TestCoordinator,
     pub http: SocketAddr,
-    pub db: TestDb,
-    /// Keeps the artifact folder alive as long as the coordinator.
-    _artifacts: tempfile::TempDir,
-    token: Option<String>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    handle: Option<tokio::task::JoinHandle<Result<(), poet_coordinator::CoordinatorError>>>,
 }
 
 /// A port nobody listens on now (bound, read, released).
@@ -36,114 +31,42 @@ pub fn free_port() -> u16 {
 impl Stack {
     /// A coordinator on a fresh database; with `tokens`, both roles need theirs.
     pub async fn spawn(tokens: bool) -> Stack {
-        let db = fresh_db().await;
-        let artifacts = tempfile::tempdir().unwrap();
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let cfg = CoordinatorConfig {
-            database_url: Some(db.url.clone()),
-            artifacts: Some(artifacts.path().display().to_string()),
             lease_ttl_s: 300.0,
             heartbeat_interval_s: 1.0,
             reaper_interval_s: 0.5,
             http_listen: Some(http),
-            client_token: tokens.then(|| CLIENT_TOKEN.to_string()),
-            worker_token: tokens.then(|| WORKER_TOKEN.to_string()),
             db_pool: 8,
             ..Default::default()
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let grpc = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let handle = tokio::spawn(poet_coordinator::run(cfg, listener, async move {
-            let _ = rx.await;
-        }));
-        // Ready when the dashboard answers (it starts before gRPC serves).
-        let http_client = reqwest::Client::new();
-        for _ in 0..200 {
-            if http_client
-                .get(format!("http://{http}/api/v1/openapi.json"))
-                .send()
-                .await
-                .is_ok()
-            {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-        }
+        let tokens = tokens.then_some((CLIENT_TOKEN, WORKER_TOKEN));
         Stack {
-            grpc,
+            coordinator: TestCoordinator::start(cfg, tokens).await,
             http,
-            db,
-            _artifacts: artifacts,
-            token: None,
-            stop: Some(tx),
-            handle: Some(handle),
         }
-        .with_token(tokens)
-    }
-
-    fn with_token(mut self, tokens: bool) -> Self {
-        self.token = tokens.then(|| CLIENT_TOKEN.to_string());
-        self
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.http)
     }
 
-    async fn channel(&self) -> Channel {
-        for _ in 0..100 {
-            if let Ok(ch) = Channel::from_shared(format!("http://{}", self.grpc))
-                .unwrap()
-                .connect()
-                .await
-            {
-                return ch;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-        }
-        panic!("grpc never came up on {}", self.grpc)
+    pub fn db(&self) -> &TestDb {
+        &self.coordinator.db
     }
 
-    pub async fn client(
-        &self,
-    ) -> PoetClient<tonic::service::interceptor::InterceptedService<Channel, Auth>> {
-        PoetClient::with_interceptor(
-            self.channel().await,
-            Auth(self.token.as_ref().map(|_| CLIENT_TOKEN)),
-        )
+    /// The client API, with the client token when tokens are on.
+    pub fn client(&self) -> Client {
+        self.coordinator.client()
     }
 
-    pub async fn worker(
-        &self,
-    ) -> WorkerServiceClient<tonic::service::interceptor::InterceptedService<Channel, Auth>> {
-        WorkerServiceClient::with_interceptor(
-            self.channel().await,
-            Auth(self.token.as_ref().map(|_| WORKER_TOKEN)),
-        )
+    /// The worker API, with the worker token when tokens are on.
+    pub fn worker(&self) -> Worker {
+        self.coordinator.worker()
     }
 
-    pub async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(h) = self.handle.take() {
-            h.await.unwrap().unwrap();
-        }
-    }
-}
-
-/// Adds a bearer token to gRPC calls.
-#[derive(Clone)]
-pub struct Auth(Option<&'static str>);
-
-impl tonic::service::Interceptor for Auth {
-    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(t) = self.0 {
-            req.metadata_mut()
-                .insert("authorization", format!("Bearer {t}").parse().unwrap());
-        }
-        Ok(req)
+    pub async fn stop(self) {
+        self.coordinator.stop().await
     }
 }
 
@@ -202,8 +125,8 @@ pub fn epoch(n: i32, run: usize) -> v1::Epoch {
 /// own worker and reporting `epochs_for(i)` epochs; run 0 gets a checkpoint and a judged
 /// generation (one poem copied from the corpus, one original).
 pub async fn seed(s: &Stack, runs: usize, epochs_for: impl Fn(usize) -> i32) -> Seeded {
-    seed_dataset(&s.db.pool, "tiny").await;
-    let mut client = s.client().await;
+    seed_dataset(&s.db().pool, "tiny").await;
+    let mut client = s.client();
     let units: Vec<String> = (0..runs).map(|i| (8 * (i + 1)).to_string()).collect();
     let spec = format!(
         "dataset = \"tiny\"\nmax_attempts = 2\n[base]\nlayers = 1\nseq_len = 16\nepochs = 6\n[grid]\nunits = [{}]\n",
@@ -219,7 +142,7 @@ pub async fn seed(s: &Stack, runs: usize, epochs_for: impl Fn(usize) -> i32) -> 
         .unwrap()
         .into_inner();
     let sweep_id = sub.sweep.unwrap().id;
-    let mut w = s.worker().await;
+    let mut w = s.worker();
     let mut leases = vec![];
     let mut worker_ids = vec![];
     for i in 0..runs {

@@ -8,10 +8,11 @@
 // agent trains on its own thread meanwhile, and no other test may draw from torch's RNG.
 #![allow(clippy::await_holding_lock)]
 
-use crate::helpers::{Client, Coordinator, POEMS, Worker, tiny, torch_rng};
+use crate::helpers::{POEMS, tiny, torch_rng};
 use poet_coordinator::CoordinatorConfig;
 use poet_coordinator::artifacts::Artifacts;
 use poet_coordinator::queue::{Queue, Reaped};
+use poet_coordinator::testing::{Client, TestCoordinator, register};
 use poet_core::config::{Formulation, TrainConfig};
 use poet_proto::v1::{self as pb, upload_checkpoint_request::Part};
 use poet_worker::agent::{self, AgentConfig, AgentError};
@@ -54,7 +55,7 @@ struct Agent {
 }
 
 impl Agent {
-    fn start(c: &Coordinator, token: Option<&str>) -> Agent {
+    fn start(c: &TestCoordinator, token: Option<&str>) -> Agent {
         let cache = tempfile::tempdir().unwrap();
         let config = AgentConfig {
             device: DeviceSpec::Cpu,
@@ -82,7 +83,7 @@ impl Agent {
 }
 
 /// Seeds dataset `name` with the test poems (twice over, as in `corpus`).
-async fn seed(c: &Coordinator, name: &str) {
+async fn seed(c: &TestCoordinator, name: &str) {
     let poems: Vec<&str> = POEMS.iter().chain(&POEMS).copied().collect();
     poet_sql::testing::seed_dataset(&c.db.pool, name, &poems)
         .await
@@ -106,19 +107,6 @@ async fn submit(client: &mut Client, dataset: &str, cfg: &TrainConfig) -> i64 {
         .created;
     assert_eq!(created.len(), 1);
     created[0].id
-}
-
-/// Registers a CPU worker named `host` (a test standing in for another worker); its id.
-async fn register(w: &mut Worker, host: &str) -> i64 {
-    w.register(pb::RegisterRequest {
-        host: host.into(),
-        device: "cpu".into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap()
-    .into_inner()
-    .worker_id
 }
 
 /// Polls `probe` every 20 ms until it yields a value (60 s at most, for slow shared machines).
@@ -174,8 +162,8 @@ async fn wait_state(pool: &PgPool, run: i64, state: &str) -> RunRow {
 
 /// A coordinator (no tokens) and an agent mid-way through a run of 1000 epochs (its first
 /// epoch reported): the coordinator, its client, the run and the agent.
-async fn training() -> (Coordinator, Client, i64, Agent) {
-    let c = Coordinator::start(config(), None).await;
+async fn training() -> (TestCoordinator, Client, i64, Agent) {
+    let c = TestCoordinator::start(config(), None).await;
     let mut client = c.client();
     seed(&c, "tiny").await;
     let endless = TrainConfig {
@@ -194,7 +182,7 @@ async fn training() -> (Coordinator, Client, i64, Agent) {
 }
 
 /// Waits until the agent has trained a further (one-epoch) run to success: it leases on.
-async fn trains_the_next_run(c: &Coordinator, client: &mut Client) {
+async fn trains_the_next_run(c: &TestCoordinator, client: &mut Client) {
     let cfg = TrainConfig {
         epochs: 1,
         ..tiny(Formulation::Seq)
@@ -267,7 +255,7 @@ async fn trains_reports_resumes_and_samples() {
     let _rng = torch_rng();
     // Authentication on: every worker call without the worker token is refused, so a run
     // that gets trained at all shows that every call carried it.
-    let c = Coordinator::start(config(), Some((CLIENT_TOKEN, WORKER_TOKEN))).await;
+    let c = TestCoordinator::start(config(), Some((CLIENT_TOKEN, WORKER_TOKEN))).await;
     let pool = &c.db.pool;
     let mut client = c.client();
     let cfg = TrainConfig {
@@ -581,7 +569,7 @@ async fn shutdown_releases_the_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_config_fails_the_run_permanently() {
     let _rng = torch_rng();
-    let c = Coordinator::start(config(), None).await;
+    let c = TestCoordinator::start(config(), None).await;
     let pool = &c.db.pool;
     let mut client = c.client();
     seed(&c, "tiny").await;
