@@ -388,6 +388,30 @@ async fn idempotent_reingest_and_new_versions() {
     ));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_ingests_each_attach_their_own_table() {
+    // Each ingest holds its new table until commit and attaches it to `poems` at the end:
+    // loads of different datasets run side by side and both land.
+    let pool = db().await;
+    let mut a = opts(&[fixture("posts.ndjson")]);
+    a.name = "left".into();
+    let mut b = opts(&[fixture("scroll")]);
+    b.name = "right".into();
+    let (ra, rb) = tokio::join!(ingest(&pool, &a), ingest(&pool, &b));
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert!(ra.created && rb.created);
+    let (all, attached) = poem_tables(&pool).await;
+    let mut want = vec![
+        format!("poems_{}", ra.dataset_id),
+        format!("poems_{}", rb.dataset_id),
+    ];
+    want.sort();
+    assert_eq!((&all, &attached), (&want, &want));
+    for r in [&ra, &rb] {
+        assert_eq!(poems(&pool, r.dataset_id).await.len() as u64, r.counts.kept);
+    }
+}
+
 #[tokio::test]
 async fn max_errors_aborts_and_leaves_nothing() {
     let pool = db().await;
