@@ -1,34 +1,96 @@
 #!/usr/bin/env bash
-# GPU benchmark, prepared for a session that has an accelerator (H200): one epoch of the
-# reference model (3x300, seq 300, batch 128, dropout .2/.2) on the 1 MB corpus, keras
-# (step 3) and seq formulations, poet-worker beside the PyTorch reference.
+# GPU benchmark (issues #5 and #6), for a session lent an accelerator through the `device`
+# tool: one epoch of the reference model (3x300, seq 300, batch 128, dropout .2/.2) on the
+# ~1 MB corpus in both formulations, poet-worker beside the PyTorch reference, and sampling
+# chars/s at 1 and 64 streams.
 #
-#   bench/worker/gpu.sh            (from the repository root, on the GPU machine)
+#   bench/worker/gpu.sh prepare     here: builds the bench binary (stripped) and copies the
+#                                   corpus into target/gpu/ (under the 64 MiB carry limit)
+#   bench/worker/gpu.sh run         there: device tool `run`, command
+#                                   "bash bench/worker/gpu.sh run", carry ["target/gpu"]
+#   bench/worker/gpu.sh             both, on a machine that has the GPU and the venv
 #
-# Env: CORPUS, MAX_BATCHES (0 = a whole epoch; keras step 3 is ~2,600 batches of 128, so set
-# e.g. 300 and scale when time is short), DEVICE (default cuda:0).
-# Needs the same venv (LIBTORCH_USE_PYTORCH) and a CUDA build of torch; building the
-# worker there takes ~4 min, so run `cargo build --release -p poet-worker --example bench`
-# first and carry target/ when the machine time is metered.
+# `run` needs only the carried folder and a python3 with torch 2.11 (CUDA): the binary finds
+# libtorch in that torch's lib folder. A keras epoch (step 3) is ~2,300 batches; it is timed
+# over KERAS_BATCHES (default 100) and scaled to the epoch, then run whole if that estimate
+# is under FULL_EPOCH_MAX_S (default 60). seq epochs (~25 batches) are always run whole.
+# Results go to stdout and, when $OUT is set (the device tool sets it), to $OUT/gpu.txt.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-export LIBTORCH_USE_PYTORCH=1 PATH="$HOME/.cache/poet/torch-2.11.0/bin:$PATH"
-CORPUS=${CORPUS:-/work/shared/data/corpus-pd.txt}
-MAX_BATCHES=${MAX_BATCHES:-0}
+GPU_DIR=target/gpu
+KERAS_BATCHES=${KERAS_BATCHES:-100}
+FULL_EPOCH_MAX_S=${FULL_EPOCH_MAX_S:-60}
 DEVICE=${DEVICE:-cuda:0}
-BENCH="${CARGO_TARGET_DIR:-target}/release/examples/bench"
-[[ -x $BENCH ]] || cargo build --quiet --release -p poet-worker --example bench
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
-for f in keras seq; do
-  args=(--layers 3 --units 300 --seq-len 300 --step 3 --batch 128 --formulation $f --corpus "$CORPUS")
-  # MAX_BATCHES=0 means the whole epoch for both implementations.
-  ours=$("$BENCH" "${args[@]}" --device "$DEVICE" train --batches "$MAX_BATCHES" | tail -1)
-  theirs=$(python bench/worker/torch_reference.py train "${args[@]}" --device cuda --batches "$MAX_BATCHES" 2>/dev/null | tail -1)
-  python3 - "$f" "$ours" "$theirs" <<'PY'
-import json, sys
-f, a, b = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
-print(f"gpu epoch 3x300 seq300 b128 {f:<5} ({a['batches']} batches): poet-worker {a['seconds']:.1f}s "
-      f"{a['chars_per_sec']:.0f} chars/s   pytorch {b['seconds']:.1f}s {b['chars_per_sec']:.0f} chars/s   "
-      f"ratio {a['chars_per_sec'] / b['chars_per_sec']:.2f}")
-PY
-done
+TORCH_DEVICE=${TORCH_DEVICE:-cuda}
+# The reference model; GPU_BENCH_MODEL="--layers 1 --units 16 --seq-len 40" with
+# DEVICE=cpu TORCH_DEVICE=cpu makes a quick dry run of the script on a CPU machine.
+read -r -a MODEL <<<"${GPU_BENCH_MODEL:---layers 3 --units 300 --seq-len 300}"
+
+prepare() {
+    eval "$(./poet.sh env)"
+    cargo build --quiet --release -p poet-worker --example bench
+    mkdir -p "$GPU_DIR"
+    strip -o "$GPU_DIR/bench" target/release/examples/bench
+    local corpus=${CORPUS:-../shared/data/corpus-pd.txt}
+    cp "$corpus" "$GPU_DIR/corpus.txt"
+    cp bench/worker/torch_reference.py "$GPU_DIR/"
+    du -sh "$GPU_DIR"
+    local bytes; bytes=$(du -sb "$GPU_DIR" | cut -f1)
+    [ "$bytes" -lt $((64 << 20)) ] || { echo "$GPU_DIR is over the 64 MiB carry limit" >&2; exit 1; }
+}
+
+run() {
+    local py=${PYTHON:-python3}
+    local torch_lib
+    torch_lib=$("$py" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+    export LD_LIBRARY_PATH="$torch_lib:${LD_LIBRARY_PATH:-}"
+    local bench="$GPU_DIR/bench" corpus="$GPU_DIR/corpus.txt" ref="$GPU_DIR/torch_reference.py"
+    local out=${OUT:-$GPU_DIR}/gpu.txt
+    : >"$out"
+    say() { echo "$*" | tee -a "$out"; }
+    # fmt JSON_LINE TEMPLATE: the template (str.format) filled from the line's fields.
+    fmt() { "$py" -c 'import json, sys; print(sys.argv[2].format(**json.loads(sys.argv[1])))' "$1" "$2"; }
+    say "date: $(date -u +%FT%TZ); gpu: $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo none); torch: $("$py" -c 'import torch; print(torch.__version__, torch.version.cuda)')"
+    local model=("${MODEL[@]}" --step 3 --batch 128 --corpus "$corpus")
+    for f in keras seq; do
+        local batches=0
+        [ "$f" = keras ] && batches=$KERAS_BATCHES
+        for impl in poet-worker pytorch; do
+            local line
+            if [ "$impl" = poet-worker ]; then
+                line=$("$bench" "${model[@]}" --formulation "$f" --device "$DEVICE" train --batches "$batches" | tail -1)
+            else
+                line=$("$py" "$ref" train "${model[@]}" --formulation "$f" --device "$TORCH_DEVICE" --batches "$batches" | tail -1)
+            fi
+            echo "$line" >>"$out"
+            local est
+            est=$("$py" -c 'import json, sys; r = json.loads(sys.argv[1]); print(round(r["seconds"] * r["epoch_batches"] / r["batches"], 2))' "$line")
+            say "train $f $impl: $(fmt "$line" '{batches} of {epoch_batches} batches in {seconds:.2f} s, {chars_per_sec:.0f} chars/s'); epoch ≈ $est s"
+            if [ "$f" = keras ] && "$py" -c "import sys; sys.exit(0 if $est < $FULL_EPOCH_MAX_S else 1)"; then
+                if [ "$impl" = poet-worker ]; then
+                    line=$("$bench" "${model[@]}" --formulation "$f" --device "$DEVICE" train --batches 0 | tail -1)
+                else
+                    line=$("$py" "$ref" train "${model[@]}" --formulation "$f" --device "$TORCH_DEVICE" --batches 0 | tail -1)
+                fi
+                echo "$line" >>"$out"
+                say "train $f $impl, whole epoch: $(fmt "$line" '{batches} batches in {seconds:.2f} s')"
+            fi
+        done
+    done
+    say "targets: keras epoch < 20 s, seq epoch < 2 s (the reference experiment: ~7,000 s)"
+    for streams in 1 64; do
+        local ours theirs
+        ours=$("$bench" "${model[@]}" --device "$DEVICE" sample --streams "$streams" --chars 2000 | tail -1)
+        theirs=$("$py" "$ref" sample "${model[@]}" --device "$TORCH_DEVICE" --streams "$streams" --chars 2000 | tail -1)
+        echo "$ours" >>"$out"; echo "$theirs" >>"$out"
+        say "sample, $streams stream(s): poet-worker $(fmt "$ours" '{chars_per_sec:.0f}') chars/s, pytorch $(fmt "$theirs" '{chars_per_sec:.0f}') chars/s"
+    done
+    say "targets: batch 64 aggregate >= 20x batch 1; batch 1 >= 1.5x pytorch"
+}
+
+case "${1:-all}" in
+    prepare) prepare ;;
+    run) run ;;
+    all) prepare && run ;;
+    *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac

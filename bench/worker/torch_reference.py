@@ -102,7 +102,8 @@ def train(args, text):
     secs, cpu = time.perf_counter() - t0, time.process_time() - c0
     print(json.dumps({"impl": "pytorch", "mode": "train", "layers": args.layers, "units": args.units,
                       "seq_len": t, "batch": args.batch, "formulation": args.formulation,
-                      "batches": batches, "threads": args.threads, "seconds": secs,
+                      "batches": batches, "epoch_batches": -(-len(starts) // args.batch),
+                      "threads": args.threads, "seconds": secs,
                       "chars_per_sec": n / secs, "cpu_seconds": cpu, "chars_per_cpu_sec": n / cpu}))
 
 
@@ -110,8 +111,9 @@ def sample(args, text):
     chars = sorted(set(text))
     v = len(chars)
     torch.manual_seed(1)
-    lstm = torch.nn.LSTM(v, args.units, args.layers, batch_first=True).eval()
-    dense = torch.nn.Linear(args.units, v).eval()
+    dev = torch.device(args.device)
+    lstm = torch.nn.LSTM(v, args.units, args.layers, batch_first=True).to(dev).eval()
+    dense = torch.nn.Linear(args.units, v).to(dev).eval()
     seed = ("++++\n" * (args.seq_len // 5 + 1))[:args.seq_len]
     index = {c: i for i, c in enumerate(chars)}
 
@@ -119,7 +121,7 @@ def sample(args, text):
         with torch.no_grad():
             # The context is the same for every stream: run it once, copy the state per row
             # (as poet-worker does).
-            ctx = torch.tensor([[index[c] for c in seed]])
+            ctx = torch.tensor([[index[c] for c in seed]], device=dev)
             out, (h, c) = lstm(F.one_hot(ctx, v).float())
             state = (h.repeat(1, args.streams, 1), c.repeat(1, args.streams, 1))
             logits = dense(out[:, -1]).repeat(args.streams, 1)

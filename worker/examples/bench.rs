@@ -108,13 +108,24 @@ fn main() -> anyhow::Result<()> {
                 ..cfg
             };
             let mut t = Trainer::new(cfg.clone(), train, "", device)?;
+            // A whole epoch's batches, to scale a partial measurement up to an epoch.
+            let epoch_batches = Trainer::new(
+                TrainConfig {
+                    max_batches: 0,
+                    ..cfg.clone()
+                },
+                train,
+                "",
+                Device::Cpu,
+            )?
+            .batches_per_epoch();
             let cpu = cpu_seconds();
             let r = t.train_epoch(&cancel, &mut |_| {})?.expect("not cancelled");
             let cpu = cpu_seconds() - cpu;
             println!(
                 "{}",
                 serde_json::json!({"impl": "poet-worker", "mode": "train", "layers": cfg.layers, "units": cfg.units,
-                    "seq_len": cfg.seq_len, "batch": cfg.batch_size, "formulation": a.formulation, "batches": r.batches,
+                    "seq_len": cfg.seq_len, "batch": cfg.batch_size, "formulation": a.formulation, "batches": r.batches, "epoch_batches": epoch_batches,
                     "threads": a.threads, "seconds": r.duration_s, "chars_per_sec": r.chars_per_sec, "loss": r.train_loss,
                     "cpu_seconds": cpu, "chars_per_cpu_sec": r.chars_per_sec * r.duration_s / cpu})
             );
