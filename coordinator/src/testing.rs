@@ -184,3 +184,17 @@ pub async fn register(w: &mut Worker, host: &str) -> i64 {
     .into_inner()
     .worker_id
 }
+
+/// Leases the next run for worker `worker_id` through `w`, waiting up to `wait_ms` for one;
+/// `None` when none was queued.
+pub async fn lease_run(
+    w: &mut Worker,
+    worker_id: i64,
+    wait_ms: i64,
+) -> Option<poet_proto::v1::RunLease> {
+    w.lease_run(poet_proto::v1::LeaseRunRequest { worker_id, wait_ms })
+        .await
+        .expect("lease_run")
+        .into_inner()
+        .lease
+}

@@ -358,14 +358,14 @@ pub async fn ingest(pool: &PgPool, opts: &IngestOptions) -> Result<Summary, Inge
     drop(pipeline);
 
     let finalize_start = Instant::now();
-    // Corpus hash, size, vocabulary and split from the winners, in export (dedupe key) order:
-    // no second pass over the stored texts.
     // The copies that lost to a smaller source id, as (key, winner's source id).
     let (superseded_keys, superseded_ids): (Vec<String>, Vec<String>) = superseded
         .iter()
         .map(|k| (hex::encode(k), winners[k].source_id.to_string()))
         .unzip();
     drop(superseded);
+    // Corpus hash, size, vocabulary and split from the winners, in export (dedupe key) order:
+    // no second pass over the stored texts.
     let mut chars = CorpusChars::default();
     for w in winners.values() {
         chars.add(&w.chars);

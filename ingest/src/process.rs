@@ -276,7 +276,6 @@ pub(crate) struct Batch {
     pub rejects: Vec<Reject>,
     pub poems: Vec<PoemRow>,
     pub rows: Vec<u8>,
-    pub texts: String,
     /// (measures, verdict) of every non-empty document with the tag (explain mode).
     pub measures: Vec<(Measures, Verdict)>,
     pub times: StageTimes,
@@ -335,7 +334,6 @@ pub fn shard_of(key: &[u8; 32], shards: u32) -> u32 {
     (v % u64::from(shards.max(1))) as u32
 }
 
-/// Appends `s` to a COPY text-format field, escaping what the format requires.
 /// Appends one field of a binary COPY tuple: its length, then its bytes.
 fn copy_field(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
@@ -347,6 +345,7 @@ pub(crate) const COPY_BINARY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\
 /// The end of a binary COPY stream.
 pub(crate) const COPY_BINARY_TRAILER: &[u8] = &[0xff, 0xff];
 
+/// Appends `s` to a COPY text-format field, escaping what the format requires.
 pub(crate) fn copy_escape(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     let mut start = 0;
@@ -391,6 +390,8 @@ struct Worker<'s> {
     s: &'s Settings,
     file: Arc<str>,
     out: Batch,
+    /// The framed text of the poem being processed (reused from poem to poem).
+    framed: String,
 }
 
 impl Worker<'_> {
@@ -484,11 +485,11 @@ impl Worker<'_> {
             lang: post.lang.as_deref(),
         };
         let meta = no_nul(serde_json::to_string(&meta).expect("meta serialises"));
-        let t_start = self.out.texts.len();
-        self.out.texts.push_str(poet_core::FRAME);
-        self.out.texts.push_str(&text);
-        self.out.texts.push('\n');
-        let framed = &self.out.texts[t_start..];
+        self.framed.clear();
+        self.framed.push_str(poet_core::FRAME);
+        self.framed.push_str(&text);
+        self.framed.push('\n');
+        let framed = self.framed.as_str();
         let chars = PoemChars::of(framed);
         let text_hash: [u8; 32] = Sha256::digest(framed.as_bytes()).into();
         // Binary COPY tuple: dataset_id, dedupe_key, shard, source_id, text, meta. No escaping
@@ -525,6 +526,7 @@ pub(crate) fn process(settings: &Settings, chunk: Chunk) -> Batch {
         s: settings,
         file: chunk.file.clone(),
         out: Batch::default(),
+        framed: String::new(),
     };
     match &chunk.kind {
         ChunkKind::Lines { first_line } => {

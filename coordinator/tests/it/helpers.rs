@@ -1,7 +1,9 @@
 //! A real coordinator on a fresh database (`poet_coordinator::testing`), and seeding datasets.
 
 use poet_coordinator::CoordinatorConfig;
-pub use poet_coordinator::testing::{Client, TestCoordinator, Worker, fast_config, register};
+pub use poet_coordinator::testing::{
+    Client, TestCoordinator, Worker, fast_config, lease_run, register,
+};
 use poet_sql::testing::TestDb;
 
 /// A coordinator on a fresh database (or `db` if given) with `cfg`.
@@ -42,17 +44,11 @@ pub fn spec(dataset: &str, n: usize, epochs: u32) -> String {
 
 /// Leases the next run (waiting up to a second); panics when none is queued.
 pub async fn lease_one(w: &mut Worker, worker_id: i64) -> poet_proto::v1::Lease {
-    w.lease_run(poet_proto::v1::LeaseRunRequest {
-        worker_id,
-        wait_ms: 1000,
-    })
-    .await
-    .unwrap()
-    .into_inner()
-    .lease
-    .expect("a queued run")
-    .lease
-    .expect("lease")
+    lease_run(w, worker_id, 1000)
+        .await
+        .expect("a queued run")
+        .lease
+        .expect("lease")
 }
 
 /// Seeds the `tiny` dataset, queues `runs` runs of `epochs` epochs, registers a worker and

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use tonic::Code;
 
 use crate::helpers::{
-    POEMS, fast_config, leased_run, register, seed_dataset, spawn, spawn_with, spec,
+    POEMS, fast_config, lease_run, leased_run, register, seed_dataset, spawn, spawn_with, spec,
 };
 
 fn upload_msgs(
@@ -196,16 +196,7 @@ async fn worker_protocol_end_to_end_with_checkpoint_checks() {
         .unwrap();
     let mut w = c.worker();
     let wid = register(&mut w, "test-host").await;
-    let lease = w
-        .lease_run(v1::LeaseRunRequest {
-            worker_id: wid,
-            wait_ms: 1000,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .lease
-        .unwrap();
+    let lease = lease_run(&mut w, wid, 1000).await.unwrap();
     let l = lease.lease.clone().unwrap();
     assert!(lease.resume_from.is_none());
     let cfg = poet_core::config::TrainConfig::from_json(&lease.config_json).unwrap();
@@ -422,15 +413,7 @@ async fn two_replicas_never_lease_a_run_twice() {
             let wid = register(&mut w, &format!("w{i}")).await;
             let mut got = Vec::new();
             loop {
-                let r = w
-                    .lease_run(v1::LeaseRunRequest {
-                        worker_id: wid,
-                        wait_ms: 200,
-                    })
-                    .await
-                    .unwrap()
-                    .into_inner();
-                match r.lease {
+                match lease_run(&mut w, wid, 200).await {
                     Some(l) => got.push(l.lease.unwrap().run_id),
                     None => return got,
                 }
@@ -455,15 +438,8 @@ async fn long_poll_wakes_when_a_sweep_arrives() {
     let wid = register(&mut w, "h").await;
     let waiting = tokio::spawn(async move {
         let t = std::time::Instant::now();
-        let r = w
-            .lease_run(v1::LeaseRunRequest {
-                worker_id: wid,
-                wait_ms: 20_000,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        (r.lease.is_some(), t.elapsed())
+        let leased = lease_run(&mut w, wid, 20_000).await;
+        (leased.is_some(), t.elapsed())
     });
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     c.client()

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use poet_coordinator::CoordinatorConfig;
-use poet_coordinator::testing::{Client, TestCoordinator, Worker};
+use poet_coordinator::testing::{Client, TestCoordinator, Worker, lease_run};
 use poet_proto::v1;
 use poet_sql::testing::TestDb;
 use sha2::{Digest, Sha256};
@@ -159,16 +159,7 @@ pub async fn seed(s: &Stack, runs: usize, epochs_for: impl Fn(usize) -> i32) -> 
             .unwrap()
             .into_inner()
             .worker_id;
-        let l = w
-            .lease_run(v1::LeaseRunRequest {
-                worker_id: wid,
-                wait_ms: 1000,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .lease
-            .unwrap();
+        let l = lease_run(&mut w, wid, 1000).await.unwrap();
         leases.push(l.lease.unwrap());
         worker_ids.push(wid);
     }

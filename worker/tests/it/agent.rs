@@ -12,7 +12,7 @@ use crate::helpers::{POEMS, tiny, torch_rng};
 use poet_coordinator::CoordinatorConfig;
 use poet_coordinator::artifacts::Artifacts;
 use poet_coordinator::queue::{Queue, Reaped};
-use poet_coordinator::testing::{Client, TestCoordinator, register};
+use poet_coordinator::testing::{Client, TestCoordinator, lease_run, register};
 use poet_core::config::{Formulation, TrainConfig};
 use poet_proto::v1::{self as pb, upload_checkpoint_request::Part};
 use poet_worker::agent::{self, AgentConfig, AgentError};
@@ -273,15 +273,8 @@ async fn trains_reports_resumes_and_samples() {
     // and dies. The reaper, its clock moved past the lease, requeues B.
     let mut other = c.worker();
     let other_id = register(&mut other, "doomed").await;
-    let leased = other
-        .lease_run(pb::LeaseRunRequest {
-            worker_id: other_id,
-            wait_ms: 0,
-        })
+    let leased = lease_run(&mut other, other_id, 0)
         .await
-        .unwrap()
-        .into_inner()
-        .lease
         .expect("run B queued");
     let lease = leased.lease.clone().unwrap();
     assert_eq!((lease.run_id, lease.attempt), (b, 1));
