@@ -86,6 +86,45 @@ fn checkpoint_round_trip_is_bitwise() {
     assert_eq!(c.to_bytes(), bytes, "re-encoding must give the same bytes");
 }
 
+/// CI once failed `checkpoint_round_trip_is_bitwise` because serde_json's default float parser
+/// read 136617.67005754123 back as ...125; the workspace enables `float_roundtrip`.
+#[test]
+fn checkpoint_metadata_floats_round_trip_exactly() {
+    let _rng = torch_rng();
+    let cfg = poet_core::config::TrainConfig {
+        epochs: 1,
+        ..tiny(Formulation::Seq)
+    };
+    let (train, val) = texts();
+    let mut t = Trainer::new(cfg, &train, &val, Device::Cpu).unwrap();
+    let bytes = run(&mut t).pop().unwrap().checkpoint;
+    let mut c = Checkpoint::from_bytes(&bytes).unwrap();
+    let hard = [
+        136617.67005754123,
+        0.1 + 0.2,
+        2.225_073_858_507_201e-308,
+        1.0 / 3.0,
+        9007199254740993.0,
+    ];
+    for (i, x) in hard.iter().enumerate() {
+        let mut e = c.meta.history[0].clone();
+        e.epoch = i as u32 + 2;
+        (e.train_loss, e.val_loss, e.duration_s, e.chars_per_sec) = (*x, *x, *x, *x);
+        c.meta.history.push(e);
+    }
+    let back = Checkpoint::from_bytes(&c.to_bytes()).unwrap();
+    for (a, b) in back.meta.history.iter().zip(&c.meta.history) {
+        assert_eq!(
+            a.chars_per_sec.to_bits(),
+            b.chars_per_sec.to_bits(),
+            "{a:?} vs {b:?}"
+        );
+        assert_eq!(a.train_loss.to_bits(), b.train_loss.to_bits());
+        assert_eq!(a.duration_s.to_bits(), b.duration_s.to_bits());
+    }
+    assert_eq!(back.meta, c.meta);
+}
+
 #[test]
 fn corrupt_checkpoints_are_refused() {
     let _rng = torch_rng();
