@@ -17,6 +17,10 @@ BENCH="${CARGO_TARGET_DIR:-target}/release/examples/bench"
 PY="python bench/worker/torch_reference.py"
 what=${1:-all}
 
+# poet-worker keeps freed memory for the next batch (worker/src/memory.rs); the same glibc
+# settings, as tunables, give the PyTorch reference the same policy for a like-for-like line.
+POLICY=glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647
+
 # METRIC: chars_per_sec (wall clock, the default) or chars_per_cpu_sec (process CPU time,
 # steadier when other work shares the cores; use it with THREADS=1).
 METRIC=${METRIC:-chars_per_sec}
@@ -36,7 +40,9 @@ if [[ $what == train || $what == all ]]; then
   for f in keras seq; do
     small=(--layers 2 --units 64 --seq-len 40 --batch 128 --formulation $f --threads "$THREADS" --corpus "$CORPUS")
     n=${TRAIN_BATCHES_SMALL:-40}
-    side "train 2x64 seq40 b128 $f ($n batches)" "$(best "$BENCH" "${small[@]}" train --batches "$n")" "$(best $PY train "${small[@]}" --batches "$n")"
+    ours=$(best "$BENCH" "${small[@]}" train --batches "$n")
+    side "train 2x64 seq40 b128 $f ($n batches)" "$ours" "$(best $PY train "${small[@]}" --batches "$n")"
+    side "  same, pytorch with poet's malloc policy" "$ours" "$(GLIBC_TUNABLES=$POLICY best $PY train "${small[@]}" --batches "$n")"
   done
   for f in keras seq; do
     ref=(--layers 3 --units 300 --seq-len 300 --batch 128 --formulation $f --threads "$THREADS" --corpus "$CORPUS")
@@ -44,6 +50,8 @@ if [[ $what == train || $what == all ]]; then
     ours=$(REPEATS=${REPEATS_REF:-2} best "$BENCH" "${ref[@]}" train --batches "$n")
     theirs=$(REPEATS=${REPEATS_REF:-2} best $PY train "${ref[@]}" --batches "$n")
     side "train 3x300 seq300 b128 $f ($n batches)" "$ours" "$theirs"
+    side "  same, pytorch with poet's malloc policy" "$ours" "$(GLIBC_TUNABLES=$POLICY REPEATS=${REPEATS_REF:-2} best $PY train "${ref[@]}" --batches "$n")"
+    side "  same, poet-worker with POET_MALLOC=system" "$(POET_MALLOC=system REPEATS=${REPEATS_REF:-2} best "$BENCH" "${ref[@]}" train --batches "$n")" "$theirs"
   done
 fi
 

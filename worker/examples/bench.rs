@@ -83,6 +83,7 @@ fn config(a: &Args) -> TrainConfig {
 }
 
 fn main() -> anyhow::Result<()> {
+    poet_worker::memory::retain_freed_memory();
     let a = Args::parse();
     tch::set_num_threads(a.threads);
     let device: poet_worker::device::DeviceSpec = a.device.parse()?;

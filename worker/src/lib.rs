@@ -11,6 +11,7 @@
 //! - [`sample`]: batched generation and poem splitting.
 //! - [`agent`]: the worker process against a coordinator ([`agent::run`]).
 //! - [`device`]: choosing the torch device and thread count.
+//! - [`memory`]: the allocator policy that keeps freed activations for the next batch.
 //! - [`commands`]: the standalone `train` and `generate` commands.
 
 pub mod agent;
@@ -18,6 +19,7 @@ pub mod checkpoint;
 pub mod commands;
 pub mod data;
 pub mod device;
+pub mod memory;
 pub mod model;
 pub mod optim;
 pub mod sample;

@@ -88,11 +88,17 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    let retained = poet_worker::memory::retain_freed_memory();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
+    tracing::debug!(
+        retained,
+        "allocator keeps freed memory ({}=system turns it off)",
+        poet_worker::memory::ENV
+    );
     tch::set_num_threads(cli.threads.unwrap_or_else(device::default_threads));
     let result = match cli.command {
         Command::Run {
