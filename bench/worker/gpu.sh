@@ -14,12 +14,16 @@
 # libtorch in that torch's lib folder. A keras epoch (step 3) is ~2,300 batches; it is timed
 # over KERAS_BATCHES (default 100) and scaled to the epoch, then run whole if that estimate
 # is under FULL_EPOCH_MAX_S (default 60). seq epochs (~25 batches) are always run whole.
+# KERAS_WIDE_BATCHES (default "512 1024") adds keras epoch estimates at wider batches.
 # Results go to stdout and, when $OUT is set (the device tool sets it), to $OUT/gpu.txt.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 GPU_DIR=target/gpu
 KERAS_BATCHES=${KERAS_BATCHES:-100}
 FULL_EPOCH_MAX_S=${FULL_EPOCH_MAX_S:-60}
+# Extra keras batch sizes, poet-worker only, timed over KERAS_WIDE_N batches ("" skips them).
+KERAS_WIDE_BATCHES=${KERAS_WIDE_BATCHES-512 1024}
+KERAS_WIDE_N=${KERAS_WIDE_N:-30}
 DEVICE=${DEVICE:-cuda:0}
 TORCH_DEVICE=${TORCH_DEVICE:-cuda}
 # The reference model; GPU_BENCH_MODEL="--layers 1 --units 16 --seq-len 40" with
@@ -76,6 +80,16 @@ run() {
                 say "train $f $impl, whole epoch: $(fmt "$line" '{batches} batches in {seconds:.2f} s')"
             fi
         done
+    done
+    # At batch 128 a keras batch is 300 dependent steps through 3 layers: on a GPU its time is
+    # mostly per-step latency, not FLOPs, so wider batches show how the epoch time scales.
+    for b in $KERAS_WIDE_BATCHES; do
+        local wide=("${MODEL[@]}" --step 3 --batch "$b" --corpus "$corpus")
+        local line est
+        line=$("$bench" "${wide[@]}" --formulation keras --device "$DEVICE" train --batches "$KERAS_WIDE_N" | tail -1)
+        echo "$line" >>"$out"
+        est=$("$py" -c 'import json, sys; r = json.loads(sys.argv[1]); print(round(r["seconds"] * r["epoch_batches"] / r["batches"], 2))' "$line")
+        say "train keras poet-worker, batch $b: $(fmt "$line" '{batches} of {epoch_batches} batches in {seconds:.2f} s, {chars_per_sec:.0f} chars/s'); epoch ≈ $est s"
     done
     say "targets: keras epoch < 20 s, seq epoch < 2 s (the reference experiment: ~7,000 s)"
     for streams in 1 64; do
