@@ -7,10 +7,11 @@
 //! time. Measured on the 2-core CPU machine: 2.9 M minor faults and 5.5 s of the 13 s of a
 //! 4-batch 3×300 run spent in the kernel. [`retain_freed_memory`] makes glibc serve every block
 //! from one heap (the main arena, for every thread) and never give that heap back, so from the
-//! second batch on the same pages are reused: that run's kernel time fell to 1.5 s and training went from 11.8 k to 17.4 k chars
-//! per CPU-second (BENCHMARKS.md). The cost is that the process keeps its high-water mark:
-//! peak RSS 1.9 → 3.2 GB for that run. On a GPU the activations live in CUDA's caching
-//! allocator and this changes little.
+//! second batch on the same pages are reused: that run's kernel time fell to 1.1 s and training
+//! went from 12.4 k to 18.2 k chars per CPU-second (BENCHMARKS.md). The cost is that the
+//! process keeps its high-water mark: peak RSS 1.9 → 2.9 GB for that run. On a GPU the
+//! activations live in CUDA's caching allocator and this changes little; on CPU, tensors under
+//! 32 MB were already reused by glibc, so small models gain less.
 //!
 //! `POET_MALLOC=system` leaves glibc's defaults. On other C libraries this does nothing.
 //! `tests/memory.rs` checks the effect in a process of its own (the policy is process-wide and
