@@ -37,6 +37,9 @@ struct Args {
     formulation: String,
     #[arg(long, global = true, default_value = "cpu")]
     device: String,
+    /// As `poet-worker --malloc`.
+    #[arg(long, global = true, env = "POET_MALLOC", value_enum, default_value_t = poet_worker::memory::Malloc::Retain)]
+    malloc: poet_worker::memory::Malloc,
 }
 
 #[derive(Subcommand)]
@@ -83,8 +86,8 @@ fn config(a: &Args) -> TrainConfig {
 }
 
 fn main() -> anyhow::Result<()> {
-    poet_worker::memory::retain_freed_memory();
     let a = Args::parse();
+    poet_worker::memory::apply(a.malloc);
     tch::set_num_threads(a.threads);
     let device: poet_worker::device::DeviceSpec = a.device.parse()?;
     let device = device.resolve();

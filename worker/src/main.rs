@@ -1,7 +1,7 @@
 //! `poet-worker`: parses flags (each also read from a `POET_*` variable) and calls the library.
 
 use clap::{Parser, Subcommand};
-use poet_worker::{commands, device};
+use poet_worker::{commands, device, memory};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -16,6 +16,10 @@ struct Cli {
     /// Torch threads (default: all cores).
     #[arg(long, env = "POET_THREADS", global = true)]
     threads: Option<i32>,
+    /// Freed memory: `retain` keeps it for the next batch (1.4-1.6x faster CPU training; RSS
+    /// stays at its high-water mark), `system` is glibc's default.
+    #[arg(long, env = "POET_MALLOC", value_enum, default_value_t = memory::Malloc::Retain, global = true)]
+    malloc: memory::Malloc,
 }
 
 #[derive(Subcommand)]
@@ -88,17 +92,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let retained = poet_worker::memory::retain_freed_memory();
     let cli = Cli::parse();
+    let retained = memory::apply(cli.malloc);
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    tracing::debug!(
-        retained,
-        "allocator keeps freed memory ({}=system turns it off)",
-        poet_worker::memory::ENV
-    );
+    tracing::debug!(retained, malloc = ?cli.malloc, "allocator policy");
     tch::set_num_threads(cli.threads.unwrap_or_else(device::default_threads));
     let result = match cli.command {
         Command::Run {

@@ -13,25 +13,34 @@
 //! activations live in CUDA's caching allocator and this changes little; on CPU, tensors under
 //! 32 MB were already reused by glibc, so small models gain less.
 //!
-//! `POET_MALLOC=system` leaves glibc's defaults. On other C libraries this does nothing.
-//! `tests/memory.rs` checks the effect in a process of its own (the policy is process-wide and
-//! must be set before other threads pick their arenas).
+//! `poet-worker --malloc system` (`POET_MALLOC=system`) leaves glibc's defaults. On other C
+//! libraries the policy does nothing. `tests/memory.rs` checks the effect in a process of its
+//! own (the policy is process-wide and must be set before other threads pick their arenas).
 
-/// The environment variable that turns the policy off (`system`).
-pub const ENV: &str = "POET_MALLOC";
-
-/// Applies the policy unless `POET_MALLOC=system`; returns whether it is in force. Call it at
-/// the start of `main`, before libtorch allocates.
-pub fn retain_freed_memory() -> bool {
-    if std::env::var(ENV).is_ok_and(|v| v == "system") {
-        return false;
-    }
-    apply()
+/// What the process does with the memory it frees (`--malloc`, `POET_MALLOC`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Malloc {
+    /// Keep it for the next batch ([`retain_freed_memory`]).
+    #[default]
+    Retain,
+    /// glibc's defaults.
+    System,
 }
 
+/// Applies `policy`; returns whether freed memory is now retained. Call it at the start of
+/// `main`, before other threads start and before libtorch allocates.
+pub fn apply(policy: Malloc) -> bool {
+    match policy {
+        Malloc::Retain => retain_freed_memory(),
+        Malloc::System => false,
+    }
+}
+
+/// Serves every block from the main arena's heap and never trims it; false where that cannot
+/// be done (not glibc).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)] // FFI: glibc's mallopt has no safe wrapper.
-fn apply() -> bool {
+pub fn retain_freed_memory() -> bool {
     // SAFETY: mallopt only sets glibc's malloc parameters; it is safe to call at any time.
     unsafe {
         // One arena for every thread: a thread arena (64 MB heaps) cannot hold a large
@@ -45,7 +54,9 @@ fn apply() -> bool {
     }
 }
 
+/// Serves every block from the main arena's heap and never trims it; false where that cannot
+/// be done (not glibc).
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn apply() -> bool {
+pub fn retain_freed_memory() -> bool {
     false
 }
