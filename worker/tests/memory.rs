@@ -27,16 +27,24 @@ fn main() {
 
     cycle();
     let default = cycle();
-    assert!(
-        default > pages / 2,
-        "glibc's default maps a fresh block every time: {default} faults for {pages} pages"
-    );
+    // With transparent huge pages on for every mapping (`always`), a fresh 64 MB block costs
+    // a few dozen faults and there is little to win; then the policy must only not be worse.
+    let small_pages = default > pages / 2;
+    let bound = if small_pages {
+        pages / 20
+    } else {
+        default.max(64)
+    };
+    if !small_pages {
+        println!("memory: {default} faults per fresh 64 MB block (huge pages?): weak check only");
+    }
     assert!(poet_worker::memory::retain_freed_memory());
     cycle(); // grows the heap once
     let main_again = cycle();
     assert!(
-        main_again < pages / 20,
-        "main thread: the second cycle reused the heap: {main_again} faults for {pages} pages"
+        main_again < bound,
+        "main thread: the second cycle reused the heap: {main_again} faults for {pages} pages \
+         (glibc's default: {default})"
     );
     // A thread started later (the agent's training thread) shares that heap.
     let thread_again = std::thread::spawn(|| {
@@ -46,8 +54,8 @@ fn main() {
     .join()
     .unwrap();
     assert!(
-        thread_again < pages / 20,
-        "new thread: {thread_again} faults for {pages} pages"
+        thread_again < bound,
+        "new thread: {thread_again} faults for {pages} pages (glibc's default: {default})"
     );
     println!(
         "memory: default {default}, retained {main_again} (main) / {thread_again} (thread) faults per 64 MB cycle of {pages} pages: ok"
