@@ -112,17 +112,11 @@ fn main() -> anyhow::Result<()> {
                 ..cfg
             };
             let mut t = Trainer::new(cfg.clone(), train, "", device)?;
-            // A whole epoch's batches, to scale a partial measurement up to an epoch.
-            let epoch_batches = Trainer::new(
-                TrainConfig {
-                    max_batches: 0,
-                    ..cfg.clone()
-                },
-                train,
-                "",
-                Device::Cpu,
-            )?
-            .batches_per_epoch();
+            // A whole epoch's batches, to scale a partial measurement up to an epoch (the
+            // trainer's ids are one per char).
+            let starts = poet_worker::data::example_starts(train.chars().count(), &cfg);
+            let epoch_batches =
+                poet_worker::data::batch_starts(&starts, cfg.batch_size as usize, 0).len();
             let cpu = cpu_seconds();
             let r = t.train_epoch(&cancel, &mut |_| {})?.expect("not cancelled");
             let cpu = cpu_seconds() - cpu;

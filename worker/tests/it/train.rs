@@ -52,9 +52,8 @@ fn loss_decreases_on_a_tiny_corpus() {
     }
 }
 
-#[test]
-fn checkpoint_round_trip_is_bitwise() {
-    let _rng = torch_rng();
+/// A one-epoch `seq` trainer and the checkpoint its epoch reported.
+fn one_epoch() -> (Trainer, Vec<u8>) {
     let cfg = poet_core::config::TrainConfig {
         epochs: 1,
         ..tiny(Formulation::Seq)
@@ -62,6 +61,13 @@ fn checkpoint_round_trip_is_bitwise() {
     let (train, val) = texts();
     let mut t = Trainer::new(cfg, &train, &val, Device::Cpu).unwrap();
     let bytes = run(&mut t).pop().unwrap().checkpoint;
+    (t, bytes)
+}
+
+#[test]
+fn checkpoint_round_trip_is_bitwise() {
+    let _rng = torch_rng();
+    let (t, bytes) = one_epoch();
     let c = Checkpoint::from_bytes(&bytes).unwrap();
     assert_eq!(c.meta.epoch, 1);
     assert!(c.meta.adam_step > 0);
@@ -91,13 +97,7 @@ fn checkpoint_round_trip_is_bitwise() {
 #[test]
 fn checkpoint_metadata_floats_round_trip_exactly() {
     let _rng = torch_rng();
-    let cfg = poet_core::config::TrainConfig {
-        epochs: 1,
-        ..tiny(Formulation::Seq)
-    };
-    let (train, val) = texts();
-    let mut t = Trainer::new(cfg, &train, &val, Device::Cpu).unwrap();
-    let bytes = run(&mut t).pop().unwrap().checkpoint;
+    let (_, bytes) = one_epoch();
     let mut c = Checkpoint::from_bytes(&bytes).unwrap();
     let hard = [
         136617.67005754123,
