@@ -68,6 +68,21 @@ if [[ $what == sample || $what == all ]]; then
     side "  same, pytorch with mkldnn off" "$ours" "$plain"
   done
   python3 -c 'import sys; print(f"sample batch-64 aggregate / batch-1 (poet-worker): {float(sys.argv[2])/float(sys.argv[1]):.1f}x (target >= 20x)")' "${rate[1]}" "${rate[64]}"
+  # The hardware limit beside it: the fp32 FMA ceiling of the cores the figures used (one per
+  # CPU-second, or $THREADS on the wall clock), and what batch 64 would sample at that ceiling.
+  flops=$("$BENCH" "${args[@]}" sample --streams 1 --chars 2 2>/dev/null | tail -1 |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["flops_per_char"])')
+  cores=$THREADS; [[ $METRIC == chars_per_cpu_sec ]] && cores=1
+  peak=$("$BENCH" --threads "$cores" peak 2>/dev/null | tail -1 |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["gflops"] or 0)')
+  python3 - "${rate[1]}" "${rate[64]}" "$flops" "$peak" "$cores" <<'PY'
+import sys
+one, many, flops, peak, cores = map(float, sys.argv[1:])
+print(f"fp32 FMA ceiling, {cores:.0f} core(s): {peak:.0f} GFLOP/s; sampling needs {flops/1e6:.2f} MFLOP/char")
+if peak:
+    print(f"  batch 64 runs at {many*flops/1e9:.0f} GFLOP/s ({many*flops/1e9/peak:.0%} of it); batch 1 at {one*flops/1e9:.0f}")
+    print(f"  20x batch 1 needs {20*one*flops/1e9:.0f} GFLOP/s; at 100% of the ceiling batch 64 would be {peak*1e9/flops/one:.1f}x batch 1")
+PY
 fi
 
 if [[ $what == quality || $what == all ]]; then

@@ -3,7 +3,9 @@
 //!
 //! - `train`: training chars/s over a fixed number of batches (one warm-up epoch first);
 //! - `quality`: validation loss against training wall clock, for time-to-quality;
-//! - `sample`: sampling chars/s at a given number of streams.
+//! - `sample`: sampling chars/s at a given number of streams;
+//! - `peak`: this machine's fp32 FMA ceiling (GFLOP/s over `--threads` threads), the hardware
+//!   limit the figures above are read against.
 
 use clap::{Parser, Subcommand};
 use poet_core::config::{Formulation, TrainConfig};
@@ -67,6 +69,15 @@ enum Mode {
         #[arg(long, default_value_t = 200)]
         chars: usize,
     },
+    /// fp32 FMA ceiling: independent vector FMA chains on `--threads` threads, no memory.
+    Peak {
+        /// Seconds to run (best of 3 slices of this length).
+        #[arg(long, default_value_t = 1.0)]
+        seconds: f64,
+        /// Vector ISA: `auto` (the widest this CPU has), `avx512f` or `avx2+fma`.
+        #[arg(long, default_value = "auto")]
+        isa: String,
+    },
 }
 
 fn config(a: &Args) -> TrainConfig {
@@ -89,6 +100,21 @@ fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     poet_worker::memory::apply(a.malloc);
     tch::set_num_threads(a.threads);
+    if let Mode::Peak { seconds, isa } = &a.mode {
+        let isa = match isa.as_str() {
+            "auto" => peak::isa(),
+            "avx512f" if peak::isa() == "avx512f" => "avx512f",
+            "avx2+fma" if peak::isa() != "none" => "avx2+fma",
+            other => anyhow::bail!("--isa {other}: this CPU's widest is {}", peak::isa()),
+        };
+        let gflops = peak::gflops(isa, a.threads.max(1) as usize, *seconds);
+        println!(
+            "{}",
+            serde_json::json!({"impl": "poet-worker", "mode": "peak", "threads": a.threads,
+                "isa": isa, "gflops": gflops})
+        );
+        return Ok(());
+    }
     let device: poet_worker::device::DeviceSpec = a.device.parse()?;
     let device = device.resolve();
     let corpus = std::fs::read_to_string(&a.corpus)?;
@@ -184,29 +210,40 @@ fn main() -> anyhow::Result<()> {
             sample(&model, &vocab, &cfg, &req)?;
             let cpu = cpu_seconds() - cpu;
             let secs = started.elapsed().as_secs_f64();
+            // Forward FLOPs per sampled char at the least a step can do: the bottom layer's
+            // input is a row lookup (8·H·H), every upper layer 8·H·2H, the dense layer 2·H·V.
+            let h = f64::from(cfg.units);
+            let flops_per_char = 8.0 * h * h
+                + f64::from(cfg.layers - 1) * 8.0 * h * 2.0 * h
+                + 2.0 * h * vocab.len() as f64;
             println!(
                 "{}",
                 serde_json::json!({"impl": "poet-worker", "mode": "sample", "layers": cfg.layers, "units": cfg.units,
+                    "vocab": vocab.len(), "flops_per_char": flops_per_char,
                     "streams": streams, "chars": chars, "threads": a.threads, "seconds": secs,
                     "chars_per_sec": (streams * chars) as f64 / secs, "cpu_seconds": cpu,
                     "chars_per_cpu_sec": (streams * chars) as f64 / cpu})
             );
         }
+        Mode::Peak { .. } => unreachable!("handled before the corpus is read"),
     }
     Ok(())
 }
 
-/// CPU seconds (user + system, all threads) this process has used, from `/proc/self/stat`;
-/// under a shared machine's load it tracks work done better than wall time.
+/// CPU seconds (user + system, all threads) this process has used, at nanosecond
+/// resolution (`/proc/self/stat`'s 10 ms ticks would be ±10 % of a short sampling run, and
+/// Python's `time.process_time()` is this same clock); under a shared machine's load it
+/// tracks work done better than wall time.
+#[allow(unsafe_code)]
 fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the ")" that closes the command name; utime and stime are 14 and 15.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0.0))
-        .collect();
-    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID)");
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
 /// Mean loss of the char after each full `seq_len` window, over up to 2048 windows spread
@@ -232,4 +269,115 @@ fn window_loss(model: &PoetModel, ids: &[i64], seq_len: usize, device: Device) -
         }
     });
     sum / count.max(1) as f64
+}
+
+/// The fp32 FMA ceiling: every thread runs independent chains of vector FMAs on registers
+/// (enough chains to cover the FMA latency on every pipe), so nothing but the FMA units limits
+/// it. AVX-512 where the CPU has it, else AVX2 + FMA.
+mod peak {
+    use std::time::Instant;
+
+    /// Independent accumulator chains: latency 4 × 2 pipes needs ≥ 8; 12 leaves slack.
+    const CHAINS: usize = 12;
+
+    /// The vector ISA measured, or `"none"`.
+    pub fn isa() -> &'static str {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return "avx512f";
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                return "avx2+fma";
+            }
+        }
+        "none"
+    }
+
+    /// Summed GFLOP/s of `threads` threads running `isa` (from [`isa`], or `"avx2+fma"` on an
+    /// AVX-512 CPU), each the best of three `seconds`-long slices; `None` without a vector
+    /// FMA ISA.
+    pub fn gflops(isa: &'static str, threads: usize, seconds: f64) -> Option<f64> {
+        if isa == "none" {
+            return None;
+        }
+        let per_thread: Vec<f64> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| s.spawn(move || (0..3).map(|_| slice(isa, seconds)).fold(0.0, f64::max)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("peak thread"))
+                .collect()
+        });
+        Some(per_thread.iter().sum())
+    }
+
+    /// GFLOP/s of one thread over about `seconds`.
+    fn slice(isa: &str, seconds: f64) -> f64 {
+        let (mut iters, mut flops, started) = (1u64 << 16, 0.0, Instant::now());
+        while started.elapsed().as_secs_f64() < seconds {
+            flops += run(isa, iters);
+            iters = iters.saturating_mul(2).min(1 << 24);
+        }
+        flops / started.elapsed().as_secs_f64() / 1e9
+    }
+
+    /// Runs `iters` rounds of `CHAINS` vector FMAs; returns the FLOPs done.
+    #[allow(unsafe_code)]
+    fn run(isa: &str, iters: u64) -> f64 {
+        let iters = std::hint::black_box(iters);
+        #[cfg(target_arch = "x86_64")]
+        {
+            if isa == "avx512f" && std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has AVX-512F, checked on the line above.
+                std::hint::black_box(unsafe { avx512(iters) });
+                return iters as f64 * (CHAINS * 16 * 2) as f64;
+            }
+            if isa == "avx2+fma"
+                && std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: the CPU has AVX2 and FMA, checked on the lines above.
+                std::hint::black_box(unsafe { avx2(iters) });
+                return iters as f64 * (CHAINS * 8 * 2) as f64;
+            }
+        }
+        let _ = (isa, iters);
+        0.0
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    fn avx512(iters: u64) -> f32 {
+        use std::arch::x86_64::*;
+        let (m, b) = (_mm512_set1_ps(1.000_000_1), _mm512_set1_ps(1e-7));
+        let mut acc = [_mm512_set1_ps(1.0); CHAINS];
+        for _ in 0..iters {
+            for a in &mut acc {
+                *a = _mm512_fmadd_ps(*a, m, b);
+            }
+        }
+        acc.iter().map(|a| _mm512_reduce_add_ps(*a)).sum()
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn avx2(iters: u64) -> f32 {
+        use std::arch::x86_64::*;
+        let (m, b) = (_mm256_set1_ps(1.000_000_1), _mm256_set1_ps(1e-7));
+        let mut acc = [_mm256_set1_ps(1.0); CHAINS];
+        for _ in 0..iters {
+            for a in &mut acc {
+                *a = _mm256_fmadd_ps(*a, m, b);
+            }
+        }
+        // Every chain feeds the result, so none is optimised away.
+        _mm256_cvtss_f32(
+            acc.iter()
+                .fold(_mm256_setzero_ps(), |s, a| _mm256_add_ps(s, *a)),
+        )
+    }
 }
