@@ -116,7 +116,7 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let device: poet_worker::device::DeviceSpec = a.device.parse()?;
-    let device = device.resolve();
+    let device = device.resolve()?;
     let corpus = std::fs::read_to_string(&a.corpus)?;
     let (train, val) = poet_worker::commands::split_corpus(&corpus, 0.1);
     let cfg = config(&a);

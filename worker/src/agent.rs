@@ -105,6 +105,9 @@ pub enum AgentError {
     /// The coordinator refused the registration (bad token, wrong role).
     #[error("registration refused: {0}")]
     Register(Status),
+    /// The configured device is not on this machine.
+    #[error(transparent)]
+    Device(#[from] crate::device::NoDevice),
     /// The cache directory cannot be created.
     #[error("cache dir {path}: {source}")]
     Cache {
@@ -240,7 +243,7 @@ pub async fn run(
         let path = config.cache_dir.join(sub);
         std::fs::create_dir_all(&path).map_err(|source| AgentError::Cache { path, source })?;
     }
-    let device = config.device.resolve();
+    let device = config.device.resolve()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::pin!(shutdown);
     let reg = tokio::select! {

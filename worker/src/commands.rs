@@ -53,6 +53,7 @@ impl From<crate::agent::AgentError> for CommandError {
             AgentError::BadToken => CommandError::bad("--token", e),
             AgentError::Cache { .. } => CommandError::bad("--cache-dir", e),
             AgentError::Register(_) => CommandError::Other(e.to_string()),
+            AgentError::Device(_) => CommandError::bad("--device", e),
         }
     }
 }
@@ -82,6 +83,7 @@ pub fn serve(
     let rt = tokio::runtime::Runtime::new()
         .map_err(|e| CommandError::Other(format!("tokio runtime: {e}")))?;
     if !opts.gpus.is_empty() {
+        check_gpus(&opts.gpus, crate::device::cuda_devices())?;
         let mut base = vec![
             "--coordinator".into(),
             opts.coordinator,
@@ -106,6 +108,28 @@ pub fn serve(
         ..crate::agent::AgentConfig::new(opts.coordinator)
     };
     Ok(rt.block_on(crate::agent::run(config, shutdown))?)
+}
+
+/// Refuses a `--gpus` list naming a GPU this machine (with `count` GPUs) lacks, or one GPU
+/// twice, before any child starts.
+pub fn check_gpus(gpus: &[usize], count: usize) -> Result<(), CommandError> {
+    let list = gpus
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    for (i, &gpu) in gpus.iter().enumerate() {
+        crate::device::DeviceSpec::Cuda(gpu)
+            .resolve_among(count)
+            .map_err(|e| CommandError::bad(&format!("--gpus {list}"), e))?;
+        if gpus[..i].contains(&gpu) {
+            return Err(CommandError::bad(
+                &format!("--gpus {list}"),
+                format!("cuda:{gpu} is listed twice (one worker process per GPU)"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Runs one `poet-worker run` child process per GPU (`--device cuda:N` each) until
@@ -215,9 +239,12 @@ pub fn train(opts: &TrainOptions) -> Result<(), CommandError> {
             "must be in [0, 1)",
         ));
     }
+    let device = opts
+        .device
+        .resolve()
+        .map_err(|e| CommandError::bad("--device", e))?;
     std::fs::create_dir_all(&opts.out).map_err(|e| CommandError::bad("--out", e))?;
     let (train_text, val_text) = split_corpus(&corpus, opts.validation_fraction);
-    let device = opts.device.resolve();
     let mut trainer =
         Trainer::new(cfg.clone(), train_text, val_text, device).map_err(|e| match e {
             TrainError::Data(r) => CommandError::bad("--corpus", r),
@@ -304,7 +331,11 @@ pub fn generate(opts: &GenerateOptions) -> Result<String, CommandError> {
         std::fs::read(&opts.checkpoint).map_err(|e| CommandError::bad("--checkpoint", e))?;
     let ckpt = Checkpoint::from_bytes(&bytes).map_err(|e| CommandError::bad("--checkpoint", e))?;
     let model = ckpt
-        .model(opts.device.resolve())
+        .model(
+            opts.device
+                .resolve()
+                .map_err(|e| CommandError::bad("--device", e))?,
+        )
         .map_err(|e| CommandError::bad("--checkpoint", e))?;
     let req = SampleRequest {
         temperatures: opts.temperatures.clone(),

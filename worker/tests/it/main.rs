@@ -2,6 +2,7 @@
 //! agent against a real gRPC server on a free port.
 
 mod agent;
+mod device;
 mod helpers;
 mod model;
 mod sample;
