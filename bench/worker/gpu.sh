@@ -55,9 +55,29 @@ run() {
     # fmt JSON_LINE TEMPLATE: the template (str.format) filled from the line's fields.
     fmt() { "$py" -c 'import json, sys; print(sys.argv[2].format(**json.loads(sys.argv[1])))' "$1" "$2"; }
     say "date: $(date -u +%FT%TZ); gpu: $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo none); torch: $("$py" -c 'import torch; print(torch.__version__, torch.version.cuda)')"
+    # The hardware limit to read the figures against: a large matmul, plain fp32 and TF32
+    # (cuDNN's LSTM may use TF32 by default; libtorch's matmul does not).
+    "$py" - "$TORCH_DEVICE" <<'PY' | tee -a "$out"
+import sys, time, torch
+dev = sys.argv[1]
+n, reps = (8192, 20) if dev != "cpu" else (1024, 3)
+a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
+for tf32 in (False, True):
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    a @ b
+    if dev != "cpu":
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    if dev != "cpu":
+        torch.cuda.synchronize()
+    dt = time.perf_counter() - t
+    print(f"matmul {n}x{n} fp32, tf32 {'on' if tf32 else 'off'}: {2 * n**3 * reps / dt / 1e12:.1f} TFLOP/s")
+PY
     local model=("${MODEL[@]}" --step 3 --batch 128 --corpus "$corpus")
     for f in keras seq; do
-        local batches=0
+        local batches=0 flops=0
         [ "$f" = keras ] && batches=$KERAS_BATCHES
         for impl in poet-worker pytorch; do
             local line
@@ -70,6 +90,9 @@ run() {
             local est
             est=$("$py" -c 'import json, sys; r = json.loads(sys.argv[1]); print(round(r["seconds"] * r["epoch_batches"] / r["batches"], 2))' "$line")
             say "train $f $impl: $(fmt "$line" '{batches} of {epoch_batches} batches in {seconds:.2f} s, {chars_per_sec:.0f} chars/s'); epoch ≈ $est s"
+            # poet-worker's line carries the FLOPs per char (3x forward, 8·H·(I+H) per layer).
+            [ "$impl" = poet-worker ] && flops=$(fmt "$line" '{flops_per_char}')
+            say "  ≈ $("$py" -c 'import json, sys; r = json.loads(sys.argv[1]); print(round(r["chars_per_sec"] * float(sys.argv[2]) / 1e12, 3))' "$line" "$flops") TFLOP/s of model FLOPs"
             if [ "$f" = keras ] && "$py" -c "import sys; sys.exit(0 if $est < $FULL_EPOCH_MAX_S else 1)"; then
                 if [ "$impl" = poet-worker ]; then
                     line=$("$bench" "${model[@]}" --formulation "$f" --device "$DEVICE" train --batches 0 | tail -1)
@@ -92,12 +115,18 @@ run() {
         say "train keras poet-worker, batch $b: $(fmt "$line" '{batches} of {epoch_batches} batches in {seconds:.2f} s, {chars_per_sec:.0f} chars/s'); epoch ≈ $est s"
     done
     say "targets: keras epoch < 20 s, seq epoch < 2 s (the reference experiment: ~7,000 s)"
+    local one=0
     for streams in 1 64; do
         local ours theirs
         ours=$("$bench" "${model[@]}" --device "$DEVICE" sample --streams "$streams" --chars 2000 | tail -1)
         theirs=$("$py" "$ref" sample "${model[@]}" --device "$TORCH_DEVICE" --streams "$streams" --chars 2000 | tail -1)
         echo "$ours" >>"$out"; echo "$theirs" >>"$out"
         say "sample, $streams stream(s): poet-worker $(fmt "$ours" '{chars_per_sec:.0f}') chars/s, pytorch $(fmt "$theirs" '{chars_per_sec:.0f}') chars/s"
+        if [ "$streams" = 1 ]; then
+            one=$(fmt "$ours" '{chars_per_sec}')
+        else
+            say "sample, batch-64 aggregate / batch 1 (poet-worker): $("$py" -c 'import json, sys; print(round(json.loads(sys.argv[1])["chars_per_sec"] / float(sys.argv[2]), 1))' "$ours" "$one")x"
+        fi
     done
     say "targets: batch 64 aggregate >= 20x batch 1; batch 1 >= 1.5x pytorch"
 }

@@ -146,9 +146,15 @@ fn main() -> anyhow::Result<()> {
             let cpu = cpu_seconds();
             let r = t.train_epoch(&cancel, &mut |_| {})?.expect("not cancelled");
             let cpu = cpu_seconds() - cpu;
+            // Training FLOPs per input char: 3 × forward, forward 8·H·(I+H) per layer with a
+            // one-hot input (I = vocabulary) at the bottom (BENCHMARKS.md). Dense excluded:
+            // keras predicts one char per window.
+            let (h, v) = (f64::from(cfg.units), t.vocab().len() as f64);
+            let flops_per_char =
+                3.0 * (8.0 * h * (v + h) + f64::from(cfg.layers - 1) * 8.0 * h * 2.0 * h);
             println!(
                 "{}",
-                serde_json::json!({"impl": "poet-worker", "mode": "train", "layers": cfg.layers, "units": cfg.units,
+                serde_json::json!({"impl": "poet-worker", "mode": "train", "flops_per_char": flops_per_char, "layers": cfg.layers, "units": cfg.units,
                     "seq_len": cfg.seq_len, "batch": cfg.batch_size, "formulation": a.formulation, "batches": r.batches, "epoch_batches": epoch_batches,
                     "threads": a.threads, "seconds": r.duration_s, "chars_per_sec": r.chars_per_sec, "loss": r.train_loss,
                     "cpu_seconds": cpu, "chars_per_cpu_sec": r.chars_per_sec * r.duration_s / cpu})
