@@ -49,7 +49,7 @@ run() {
     torch_lib=$("$py" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
     export LD_LIBRARY_PATH="$torch_lib:${LD_LIBRARY_PATH:-}"
     local bench="$GPU_DIR/bench" corpus="$GPU_DIR/corpus.txt" ref="$GPU_DIR/torch_reference.py"
-    local out=${OUT:-$GPU_DIR}/gpu.txt
+    local out=${OUT:-$GPU_DIR}/gpu.txt err=${OUT:-$GPU_DIR}/bench-stderr.txt
     : >"$out"
     say() { echo "$*" | tee -a "$out"; }
     # fmt JSON_LINE TEMPLATE: the template (str.format) filled from the line's fields.
@@ -77,12 +77,15 @@ for tf32 in (False, True):
 PY
     local model=("${MODEL[@]}" --step 3 --batch 128 --corpus "$corpus")
     for f in keras seq; do
-        local batches=0 flops=0
+        local batches=0 flops=0 warnings=0
         [ "$f" = keras ] && batches=$KERAS_BATCHES
         for impl in poet-worker pytorch; do
             local line
             if [ "$impl" = poet-worker ]; then
-                line=$("$bench" "${model[@]}" --formulation "$f" --device "$DEVICE" train --batches "$batches" | tail -1)
+                line=$("$bench" "${model[@]}" --formulation "$f" --device "$DEVICE" train --batches "$batches" 2>"$err" | tail -1)
+                # model::kernel_params hands cuDNN one flat weight buffer; without it cuDNN
+                # copies the weights and logs this warning on every LSTM call.
+                warnings=$(grep -c 'single contiguous chunk' "$err" || true)
             else
                 line=$("$py" "$ref" train "${model[@]}" --formulation "$f" --device "$TORCH_DEVICE" --batches "$batches" | tail -1)
             fi
@@ -91,7 +94,10 @@ PY
             est=$("$py" -c 'import json, sys; r = json.loads(sys.argv[1]); print(round(r["seconds"] * r["epoch_batches"] / r["batches"], 2))' "$line")
             say "train $f $impl: $(fmt "$line" '{batches} of {epoch_batches} batches in {seconds:.2f} s, {chars_per_sec:.0f} chars/s'); epoch ≈ $est s"
             # poet-worker's line carries the FLOPs per char (3x forward, 8·H·(I+H) per layer).
-            [ "$impl" = poet-worker ] && flops=$(fmt "$line" '{flops_per_char}')
+            if [ "$impl" = poet-worker ]; then
+                flops=$(fmt "$line" '{flops_per_char}')
+                say "  cuDNN weight-copy warnings ('not part of single contiguous chunk'): $warnings"
+            fi
             say "  ≈ $("$py" -c 'import json, sys; r = json.loads(sys.argv[1]); print(round(r["chars_per_sec"] * float(sys.argv[2]) / 1e12, 3))' "$line" "$flops") TFLOP/s of model FLOPs"
             if [ "$f" = keras ] && "$py" -c "import sys; sys.exit(0 if $est < $FULL_EPOCH_MAX_S else 1)"; then
                 if [ "$impl" = poet-worker ]; then

@@ -17,7 +17,9 @@
 //!   recurrent dropout with the mask shared across the batch instead of drawn per sequence.
 //!   Keeping the mask on the weights lets every layer run as one `Tensor::lstm` call (the
 //!   fused cuDNN kernel on GPU, ATen's pre-projected loop on CPU); the cost is one
-//!   `[4·units, units]` multiply per layer per batch, nothing per step.
+//!   `[4·units, units]` multiply per layer per batch, nothing per step. On GPU the weights
+//!   reach cuDNN as one flat buffer ([`kernel_params`]), the copy cuDNN would otherwise make
+//!   itself, with a warning, on every call.
 //! - `dropout` before the dense layer is plain element-wise dropout, as Keras's `Dropout`.
 //!
 //! In eval mode (validation, sampling) no dropout is applied.
@@ -214,7 +216,8 @@ impl PoetModel {
             } else {
                 layer.w_hh.shallow_clone()
             };
-            let params = [&layer.w_ih, &w_hh, &layer.b_ih, &layer.b_hh];
+            let params = kernel_params(&[&layer.w_ih, &w_hh, &layer.b_ih, &layer.b_hh]);
+            let params: Vec<&Tensor> = params.iter().collect();
             let (out, h, c) = x.lstm(
                 &[&state.h[l], &state.c[l]],
                 &params,
@@ -253,6 +256,8 @@ impl PoetModel {
             .iter()
             .flat_map(|l| [&l.w_ih, &l.w_hh, &l.b_ih, &l.b_hh])
             .collect();
+        let params = kernel_params(&params);
+        let params: Vec<&Tensor> = params.iter().collect();
         let (out, h, c) =
             self.input(inputs)
                 .lstm(&[&h, &c], &params, true, n, 0.0, false, false, true);
@@ -391,6 +396,41 @@ fn cell(gates: &Tensor, h: &mut Tensor, c: &mut Tensor) -> Tensor {
     *c = c_new.unsqueeze(0);
     *h = h_new.unsqueeze(0);
     h_new
+}
+
+/// The LSTM parameters (`w_ih, w_hh, b_ih, b_hh` per layer, in order) as the device's kernel
+/// wants them. On CUDA: views into one flat buffer, which is cuDNN's weight layout. Handed
+/// separate tensors, cuDNN copies them into such a buffer on every call anyway and logs
+/// "RNN module weights are not part of single contiguous chunk of memory" each time (in C++
+/// libtorch nothing filters repeats; PyTorch's `nn.LSTM` avoids it with
+/// `flatten_parameters`, which weight-drop's masked `w_hh` rules out). The `cat` here is
+/// that same copy, done in autograd so gradients reach the separate weights. If cuDNN ever
+/// wanted another layout, its own pointer check would refuse the buffer and fall back to
+/// copying: slower and noisy, never wrong. On the CPU: the tensors as they are (shallow).
+pub fn kernel_params(params: &[&Tensor]) -> Vec<Tensor> {
+    match params.first().map(|p| p.device()) {
+        Some(Device::Cuda(_)) => flat_views(params),
+        _ => params.iter().map(|p| p.shallow_clone()).collect(),
+    }
+}
+
+/// `params` copied into one contiguous buffer, in order, and returned as views of it with
+/// their own shapes (differentiable: gradients of the views reach `params`).
+pub fn flat_views(params: &[&Tensor]) -> Vec<Tensor> {
+    let flat = Tensor::cat(
+        &params.iter().map(|p| p.reshape([-1])).collect::<Vec<_>>(),
+        0,
+    );
+    let mut offset = 0;
+    params
+        .iter()
+        .map(|p| {
+            let n = p.numel() as i64;
+            let view = flat.narrow(0, offset, n).view(p.size().as_slice());
+            offset += n;
+            view
+        })
+        .collect()
 }
 
 /// A `{0, 1/(1-p)}` mask of `shape`, drawn from torch's global generator.

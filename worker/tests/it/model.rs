@@ -143,3 +143,56 @@ fn fused_eval_step_matches_the_full_forward() {
         }
     });
 }
+
+#[test]
+fn flat_lstm_params_are_one_buffer_with_the_same_results_and_gradients() {
+    let _rng = torch_rng();
+    tch::manual_seed(5);
+    let (i, h, layers) = (7, 5, 2);
+    let params: Vec<Tensor> = (0..layers)
+        .flat_map(|l| {
+            let input = if l == 0 { i } else { h };
+            [
+                Tensor::randn([4 * h, input], (Kind::Float, Device::Cpu)),
+                Tensor::randn([4 * h, h], (Kind::Float, Device::Cpu)),
+                Tensor::randn([4 * h], (Kind::Float, Device::Cpu)),
+                Tensor::randn([4 * h], (Kind::Float, Device::Cpu)),
+            ]
+        })
+        .map(|p| p.set_requires_grad(true))
+        .collect();
+    let refs: Vec<&Tensor> = params.iter().collect();
+    let x = Tensor::randn([3, 4, i], (Kind::Float, Device::Cpu));
+    let zero = Tensor::zeros([layers, 3, h], (Kind::Float, Device::Cpu));
+    let run = |ps: &[&Tensor]| {
+        for p in &params {
+            let mut g = p.grad();
+            if g.defined() {
+                let _ = g.zero_();
+            }
+        }
+        let (out, _, _) = x.lstm(&[&zero, &zero], ps, true, layers, 0.0, true, false, true);
+        out.square().sum(Kind::Float).backward();
+        let grads: Vec<Tensor> = params.iter().map(|p| p.grad().copy()).collect();
+        (out.detach(), grads)
+    };
+
+    let (want, want_grads) = run(&refs);
+    let flat = poet_worker::model::flat_views(&refs);
+    // One buffer, in order, no gaps: the layout cuDNN checks for (by data pointer).
+    for (a, b) in flat.iter().zip(&flat[1..]) {
+        assert_eq!(b.data_ptr() as usize, a.data_ptr() as usize + a.numel() * 4);
+    }
+    for (v, p) in flat.iter().zip(&params) {
+        assert_eq!(v.size(), p.size());
+    }
+    let (got, got_grads) = run(&flat.iter().collect::<Vec<_>>());
+    assert!(got.equal(&want));
+    for (g, w) in got_grads.iter().zip(&want_grads) {
+        assert!(g.equal(w), "gradients reach the separate weights unchanged");
+    }
+    // On the CPU the kernel takes the tensors as they are: no copy.
+    for (k, p) in poet_worker::model::kernel_params(&refs).iter().zip(&params) {
+        assert_eq!(k.data_ptr(), p.data_ptr());
+    }
+}
