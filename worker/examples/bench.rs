@@ -146,12 +146,9 @@ fn main() -> anyhow::Result<()> {
             let cpu = cpu_seconds();
             let r = t.train_epoch(&cancel, &mut |_| {})?.expect("not cancelled");
             let cpu = cpu_seconds() - cpu;
-            // Training FLOPs per input char: 3 × forward, forward 8·H·(I+H) per layer with a
-            // one-hot input (I = vocabulary) at the bottom (BENCHMARKS.md). Dense excluded:
-            // keras predicts one char per window.
-            let (h, v) = (f64::from(cfg.units), t.vocab().len() as f64);
-            let flops_per_char =
-                3.0 * (8.0 * h * (v + h) + f64::from(cfg.layers - 1) * 8.0 * h * 2.0 * h);
+            // Training FLOPs per input char: 3 × forward, with a one-hot bottom input
+            // (BENCHMARKS.md). Dense excluded: keras predicts one char per window.
+            let flops_per_char = 3.0 * lstm_flops(&cfg, t.vocab().len());
             println!(
                 "{}",
                 serde_json::json!({"impl": "poet-worker", "mode": "train", "flops_per_char": flops_per_char, "layers": cfg.layers, "units": cfg.units,
@@ -217,11 +214,9 @@ fn main() -> anyhow::Result<()> {
             let cpu = cpu_seconds() - cpu;
             let secs = started.elapsed().as_secs_f64();
             // Forward FLOPs per sampled char at the least a step can do: the bottom layer's
-            // input is a row lookup (8·H·H), every upper layer 8·H·2H, the dense layer 2·H·V.
-            let h = f64::from(cfg.units);
-            let flops_per_char = 8.0 * h * h
-                + f64::from(cfg.layers - 1) * 8.0 * h * 2.0 * h
-                + 2.0 * h * vocab.len() as f64;
+            // input is a row lookup (no input matmul), then the dense layer's 2·H·V.
+            let flops_per_char =
+                lstm_flops(&cfg, 0) + 2.0 * f64::from(cfg.units) * vocab.len() as f64;
             println!(
                 "{}",
                 serde_json::json!({"impl": "poet-worker", "mode": "sample", "layers": cfg.layers, "units": cfg.units,
@@ -234,6 +229,13 @@ fn main() -> anyhow::Result<()> {
         Mode::Peak { .. } => unreachable!("handled before the corpus is read"),
     }
     Ok(())
+}
+
+/// Forward FLOPs of the LSTM stack per input char: `8·H·(I+H)` per layer, where the bottom
+/// layer's input width `I` is `bottom_input` and every upper layer's is `H`.
+fn lstm_flops(cfg: &TrainConfig, bottom_input: usize) -> f64 {
+    let h = f64::from(cfg.units);
+    8.0 * h * (bottom_input as f64 + h) + f64::from(cfg.layers - 1) * 8.0 * h * 2.0 * h
 }
 
 /// CPU seconds (user + system, all threads) this process has used, at nanosecond

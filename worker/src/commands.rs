@@ -330,12 +330,12 @@ pub fn generate(opts: &GenerateOptions) -> Result<String, CommandError> {
     let bytes =
         std::fs::read(&opts.checkpoint).map_err(|e| CommandError::bad("--checkpoint", e))?;
     let ckpt = Checkpoint::from_bytes(&bytes).map_err(|e| CommandError::bad("--checkpoint", e))?;
+    let device = opts
+        .device
+        .resolve()
+        .map_err(|e| CommandError::bad("--device", e))?;
     let model = ckpt
-        .model(
-            opts.device
-                .resolve()
-                .map_err(|e| CommandError::bad("--device", e))?,
-        )
+        .model(device)
         .map_err(|e| CommandError::bad("--checkpoint", e))?;
     let req = SampleRequest {
         temperatures: opts.temperatures.clone(),
