@@ -4,10 +4,18 @@
 //! # Layout
 //! - [`config`]: the training configuration of one run, its validation and its hash.
 //! - [`sweep`]: sweep specs (TOML/YAML/JSON) and their deterministic expansion into configs.
+//! - [`plan`]: the adaptive part of a spec: search method, stopping rule, budget, concurrency.
+//! - [`schedule`]: early-stopping and promotion decisions (median, ASHA, HyperBand, patience).
+//! - [`search`]: TPE, proposing a sweep's next configs from the results so far.
+//! - [`replay`]: the scheduler replayed on recorded curves (the replay benchmark).
 //! - [`ngrams`]: word 4-grams and the plagiarism report of generated poems.
 
 pub mod config;
 pub mod ngrams;
+pub mod plan;
+pub mod replay;
+pub mod schedule;
+pub mod search;
 pub mod sweep;
 
 /// The line that opens every poem in a framed corpus, as in the reference experiment.

@@ -30,6 +30,8 @@ use std::str::FromStr;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 
+use crate::plan::{self, Plan, Search};
+
 use crate::config::{ConfigError, Formulation, KEYS, TrainConfig};
 
 /// The default of [`ExpandOptions::max_runs`].
@@ -210,6 +212,8 @@ pub struct SweepSpec {
     grid: Vec<(&'static str, Vec<Value>)>,
     /// The random section, if present.
     random: Option<Random>,
+    /// Search method, stopping rule, budget and concurrency.
+    plan: Plan,
 }
 
 /// The `random` section: draws and their axes.
@@ -225,7 +229,7 @@ struct Random {
 
 /// A distribution of one random axis; bounds are checked against the field's range.
 #[derive(Debug, Clone, PartialEq)]
-enum Dist {
+pub(crate) enum Dist {
     /// Float in [lo, hi].
     Uniform(f64, f64),
     /// Float whose log is uniform in [ln lo, ln hi]; 0 < lo.
@@ -238,7 +242,7 @@ enum Dist {
 
 /// A checked value of one config field.
 #[derive(Debug, Clone, PartialEq)]
-enum Value {
+pub(crate) enum Value {
     /// An integer field's value (`seed` is u64, the others u32, checked on the way in).
     Int(u64),
     /// A float field's value.
@@ -249,7 +253,7 @@ enum Value {
 
 /// The type of one config field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     U32,
     U64,
     F64,
@@ -258,7 +262,7 @@ enum Kind {
 
 /// The kind of every config key; `None` for an unknown key. A test checks that it covers
 /// [`KEYS`], so a new config field cannot be forgotten here.
-fn kind(key: &str) -> Option<Kind> {
+pub(crate) fn kind(key: &str) -> Option<Kind> {
     Some(match key {
         "layers" | "units" | "seq_len" | "step" | "batch_size" | "epochs" | "embedding"
         | "max_batches" => Kind::U32,
@@ -270,12 +274,12 @@ fn kind(key: &str) -> Option<Kind> {
 }
 
 /// The `&'static` spelling of a known key (axes keep it so they can be applied without lookups).
-fn static_key(key: &str) -> Option<&'static str> {
+pub(crate) fn static_key(key: &str) -> Option<&'static str> {
     KEYS.iter().copied().find(|k| *k == key)
 }
 
 /// Sets one field; `v` has been checked against the field's kind.
-fn apply(c: &mut TrainConfig, key: &str, v: &Value) {
+pub(crate) fn apply(c: &mut TrainConfig, key: &str, v: &Value) {
     // Integer values were range-checked against their field's width when parsed.
     let u32v = |v: &Value| match v {
         Value::Int(i) => u32::try_from(*i).expect("checked u32"),
@@ -310,10 +314,31 @@ fn apply(c: &mut TrainConfig, key: &str, v: &Value) {
     }
 }
 
+/// Reads one field as a [`Value`] (the inverse of [`apply`]).
+pub(crate) fn get(c: &TrainConfig, key: &str) -> Value {
+    match key {
+        "layers" => Value::Int(c.layers.into()),
+        "units" => Value::Int(c.units.into()),
+        "dropout" => Value::Float(c.dropout),
+        "recurrent_dropout" => Value::Float(c.recurrent_dropout),
+        "seq_len" => Value::Int(c.seq_len.into()),
+        "step" => Value::Int(c.step.into()),
+        "batch_size" => Value::Int(c.batch_size.into()),
+        "learning_rate" => Value::Float(c.learning_rate),
+        "grad_clip" => Value::Float(c.grad_clip),
+        "epochs" => Value::Int(c.epochs.into()),
+        "formulation" => Value::Formulation(c.formulation),
+        "embedding" => Value::Int(c.embedding.into()),
+        "seed" => Value::Int(c.seed),
+        "max_batches" => Value::Int(c.max_batches.into()),
+        _ => unreachable!("unknown key {key}"),
+    }
+}
+
 /// A document in any of the three formats, reduced to what a spec can hold. Integers are kept
 /// apart from floats (so `layers = 2.0` can be refused) and wide enough for every u64.
 #[derive(Debug, Clone, PartialEq)]
-enum Doc {
+pub(crate) enum Doc {
     Null,
     Bool(bool),
     Int(i128),
@@ -324,7 +349,7 @@ enum Doc {
 }
 
 impl Doc {
-    fn type_name(&self) -> &'static str {
+    pub(crate) fn type_name(&self) -> &'static str {
         match self {
             Doc::Null => "null",
             Doc::Bool(_) => "a boolean",
@@ -440,7 +465,7 @@ fn read_doc(text: &str, format: SpecFormat) -> Result<Doc, SpecError> {
 }
 
 /// Takes a table or says what was found instead.
-fn table(doc: Doc, path: &str) -> Result<BTreeMap<String, Doc>, SpecError> {
+pub(crate) fn table(doc: Doc, path: &str) -> Result<BTreeMap<String, Doc>, SpecError> {
     match doc {
         Doc::Map(m) => Ok(m),
         other => Err(SpecError::new(
@@ -451,7 +476,7 @@ fn table(doc: Doc, path: &str) -> Result<BTreeMap<String, Doc>, SpecError> {
 }
 
 /// An integer within `lo..=hi`.
-fn int_in(doc: &Doc, path: &str, lo: i128, hi: i128) -> Result<i128, SpecError> {
+pub(crate) fn int_in(doc: &Doc, path: &str, lo: i128, hi: i128) -> Result<i128, SpecError> {
     match doc {
         Doc::Int(i) if (lo..=hi).contains(i) => Ok(*i),
         Doc::Int(i) => Err(SpecError::new(
@@ -493,6 +518,20 @@ fn value(k: Kind, doc: &Doc, path: &str) -> Result<Value, SpecError> {
             )),
         },
     }
+}
+
+/// A JSON value for config key `key`, type- and range-checked against `base` (the replay
+/// benchmark's axes come as JSON).
+pub(crate) fn json_value(
+    base: &TrainConfig,
+    key: &str,
+    json: &serde_json::Value,
+) -> Result<(&'static str, Value), SpecError> {
+    let (key, k) = config_key("axes", key)?;
+    let path = format!("axes.{key}");
+    let v = value(k, &Doc::from_json(json.clone()), &path)?;
+    in_range(base, key, &v, &path)?;
+    Ok((key, v))
 }
 
 /// Checks `v` against the config's range for `key` by setting it on the (valid) base config.
@@ -695,6 +734,7 @@ fn parse_random(
     m: BTreeMap<String, Doc>,
     grid: &[(&'static str, Vec<Value>)],
     base: &TrainConfig,
+    tpe: bool,
 ) -> Result<Random, SpecError> {
     let mut samples = None;
     let mut seed = 0;
@@ -718,7 +758,12 @@ fn parse_random(
             }
         }
     }
-    let samples = samples.ok_or_else(|| SpecError::new("random.samples", "missing"))?;
+    // TPE draws from the axes itself; `samples` only counts draws of a random search.
+    let samples = match samples {
+        Some(s) => s,
+        None if tpe => 1,
+        None => return Err(SpecError::new("random.samples", "missing")),
+    };
     Ok(Random {
         samples,
         seed,
@@ -727,7 +772,7 @@ fn parse_random(
 }
 
 /// A string value, or an error saying what was found instead.
-fn string(doc: Doc, path: &str) -> Result<String, SpecError> {
+pub(crate) fn string(doc: Doc, path: &str) -> Result<String, SpecError> {
     match doc {
         Doc::Str(s) => Ok(s),
         other => Err(SpecError::new(
@@ -746,7 +791,9 @@ impl SweepSpec {
         let mut dataset = None;
         let mut priority = 0;
         let mut max_attempts = 3;
+        let mut max_concurrent = None;
         let mut sections: [Option<BTreeMap<String, Doc>>; 3] = [None, None, None];
+        let (mut search_doc, mut stopping_doc, mut budget_doc) = (None, None, None);
         for (key, doc) in top {
             match key.as_str() {
                 "name" => {
@@ -759,6 +806,12 @@ impl SweepSpec {
                 "dataset" => dataset = Some(string(doc, "dataset")?.parse::<DatasetRef>()?),
                 "priority" => priority = int_in(&doc, "priority", -1000, 1000)? as i32,
                 "max_attempts" => max_attempts = int_in(&doc, "max_attempts", 1, 100)? as i32,
+                "max_concurrent" => {
+                    max_concurrent = Some(int_in(&doc, "max_concurrent", 1, 100_000)? as u32)
+                }
+                "search" => search_doc = Some(doc),
+                "stopping" => stopping_doc = Some(doc),
+                "budget" => budget_doc = Some(doc),
                 "base" => sections[0] = Some(table(doc, "base")?),
                 "grid" => sections[1] = Some(table(doc, "grid")?),
                 "random" => sections[2] = Some(table(doc, "random")?),
@@ -777,9 +830,25 @@ impl SweepSpec {
             .map_err(|e| SpecError::from_config(format!("base.{}", e.field), e))?;
 
         let grid = parse_grid(grid_doc.unwrap_or_default(), &base)?;
+        let search = plan::parse_search(search_doc, random_doc.is_some())?;
+        let tpe = matches!(search, Search::Tpe { .. });
         let random = random_doc
-            .map(|m| parse_random(m, &grid, &base))
+            .map(|m| parse_random(m, &grid, &base, tpe))
             .transpose()?;
+        let epochs_axis = grid.iter().any(|(k, _)| *k == "epochs")
+            || random
+                .as_ref()
+                .is_some_and(|r| r.axes.iter().any(|(k, _)| *k == "epochs"));
+        let policy = plan::parse_policy(
+            stopping_doc,
+            budget_doc,
+            (!epochs_axis).then_some(base.epochs),
+        )?;
+        let plan = Plan {
+            search,
+            policy,
+            max_concurrent,
+        };
 
         Ok(SweepSpec {
             name,
@@ -789,7 +858,25 @@ impl SweepSpec {
             base,
             grid,
             random,
+            plan,
         })
+    }
+
+    /// Search method, stopping rule, budget and concurrency ([`crate::plan`]).
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The search space: grid axes as lists, random axes as distributions, in key order.
+    pub(crate) fn search_axes(&self) -> Vec<(&'static str, Dist)> {
+        let mut axes: Vec<(&'static str, Dist)> = self
+            .grid
+            .iter()
+            .map(|(k, v)| (*k, Dist::Choice(v.clone())))
+            .chain(self.random.iter().flat_map(|r| r.axes.iter().cloned()))
+            .collect();
+        axes.sort_by_key(|a| a.0);
+        axes
     }
 
     /// The config every run starts from (defaults overlaid with `base`).
@@ -800,6 +887,9 @@ impl SweepSpec {
     /// Runs the spec expands to before duplicates are folded, saturating at `u128::MAX`;
     /// computed without materialising anything.
     pub fn run_count(&self) -> u128 {
+        if let Search::Tpe { .. } = self.plan.search {
+            return u128::from(self.plan.parallel());
+        }
         let grid = self.grid_count();
         let samples = self.random.as_ref().map_or(1, |r| u128::from(r.samples));
         grid.saturating_mul(samples)
@@ -830,6 +920,22 @@ impl SweepSpec {
             ));
         }
 
+        if let Search::Tpe { seed, .. } = self.plan.search {
+            // The first batch: random configs; later ones are proposed as results come in.
+            let space = crate::search::Space::from_spec(self);
+            let mut configs: Vec<TrainConfig> = Vec::new();
+            for trial in 0..self.plan.parallel() {
+                let seen: HashSet<String> = configs.iter().map(|c| c.canonical_json()).collect();
+                match space.random_new(seed, trial, &|c| seen.contains(&c.canonical_json())) {
+                    Some(c) => configs.push(c),
+                    None => break,
+                }
+            }
+            return Ok(Expansion {
+                configs,
+                duplicates: 0,
+            });
+        }
         let draws: Vec<Vec<Value>> = match &self.random {
             None => vec![vec![]],
             Some(r) => {
@@ -892,12 +998,12 @@ impl SweepSpec {
 }
 
 /// A float uniform in [0, 1) from the top 53 bits of one draw.
-fn unit(rng: &mut ChaCha8Rng) -> f64 {
+pub(crate) fn unit(rng: &mut ChaCha8Rng) -> f64 {
     (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
 }
 
 /// An integer uniform in lo..=hi, by rejection so every value is equally likely.
-fn int_between(rng: &mut ChaCha8Rng, lo: u64, hi: u64) -> u64 {
+pub(crate) fn int_between(rng: &mut ChaCha8Rng, lo: u64, hi: u64) -> u64 {
     let span = u128::from(hi - lo) + 1;
     if span > u128::from(u64::MAX) {
         return rng.next_u64();
@@ -912,7 +1018,7 @@ fn int_between(rng: &mut ChaCha8Rng, lo: u64, hi: u64) -> u64 {
     }
 }
 
-fn draw(rng: &mut ChaCha8Rng, d: &Dist) -> Value {
+pub(crate) fn draw(rng: &mut ChaCha8Rng, d: &Dist) -> Value {
     match d {
         // Clamped because lo + (hi - lo) * u can round just past hi.
         Dist::Uniform(lo, hi) => Value::Float((lo + (hi - lo) * unit(rng)).clamp(*lo, *hi)),
