@@ -677,6 +677,7 @@ async fn report_epoch(
     let lease = slot.lease.clone();
     let metrics = serde_json::json!({
         "val_duration_s": r.val_duration_s,
+        "formulation_val_loss": r.formulation_val_loss,
         "grad_norm_mean": r.grad_norm_mean,
         "batches": r.batches,
         "checkpoint_bytes": r.checkpoint.len(),

@@ -83,6 +83,31 @@ pub fn make_batch(ids: &[i64], starts: &[usize], cfg: &TrainConfig, device: Devi
     }
 }
 
+/// Characters of context before the first scored prediction of a validation window: every
+/// validated character is predicted from a zero state after between `VAL_CONTEXT + 1` and
+/// `VAL_CONTEXT + VAL_BLOCK` characters of the text before it, whatever the run's
+/// formulation or `seq_len` (see [`eval_windows`]). A validation text shorter than
+/// `2 * VAL_CONTEXT + 1` characters (test fixtures) uses half its length instead: the measure
+/// then still depends only on the dataset, so the runs on it stay comparable.
+pub const VAL_CONTEXT: usize = 100;
+/// Characters scored per validation window.
+pub const VAL_BLOCK: usize = 100;
+
+/// The validation windows over a text of `n` ids: the context `c` (see [`VAL_CONTEXT`]) and
+/// `(start, scored)` pairs. A window reads inputs `ids[start .. start + c + scored]` and is
+/// scored on its last `scored` targets, `ids[start + c + 1 ..= start + c + scored]`. Windows
+/// start every `VAL_BLOCK` ids, so every id from `c + 1` to `n - 1` is scored exactly once;
+/// only the last window may score fewer than `VAL_BLOCK`. No window when `n < 3`.
+pub fn eval_windows(n: usize) -> (usize, Vec<(usize, usize)>) {
+    let c = VAL_CONTEXT.min(n.saturating_sub(1) / 2);
+    let windows = (0..)
+        .step_by(VAL_BLOCK)
+        .take_while(|s| n >= 3 && s + c + 1 < n)
+        .map(|s| (s, VAL_BLOCK.min(n - 1 - s - c)))
+        .collect();
+    (c, windows)
+}
+
 /// Splits example `starts` into batches of `batch_size`, keeping at most `max_batches`
 /// (0 = all). The last batch may be smaller.
 pub fn batch_starts(starts: &[usize], batch_size: usize, max_batches: usize) -> Vec<&[usize]> {
@@ -104,6 +129,28 @@ mod tests {
             step,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn eval_windows_score_every_char_after_the_context_once() {
+        assert!(eval_windows(2).1.is_empty());
+        let n = 2 * VAL_CONTEXT + 2 * VAL_BLOCK + 38;
+        let (c, w) = eval_windows(n);
+        assert_eq!(c, VAL_CONTEXT);
+        assert_eq!(
+            w,
+            vec![
+                (0, VAL_BLOCK),
+                (VAL_BLOCK, VAL_BLOCK),
+                (2 * VAL_BLOCK, VAL_BLOCK),
+                (3 * VAL_BLOCK, 37)
+            ]
+        );
+        let scored: Vec<usize> = w.iter().flat_map(|&(s, k)| s + c + 1..=s + c + k).collect();
+        assert_eq!(scored, (c + 1..n).collect::<Vec<_>>());
+        // A short text (a test fixture) keeps half of itself as context.
+        let (c, w) = eval_windows(41);
+        assert_eq!((c, w), (20, vec![(0, 20)]));
     }
 
     #[test]

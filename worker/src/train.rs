@@ -24,7 +24,7 @@ use poet_core::config::{ConfigError, TrainConfig};
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
-use tch::Device;
+use tch::{Device, Kind, Tensor};
 
 /// Why training could not start or go on.
 #[derive(Debug, thiserror::Error)]
@@ -77,8 +77,11 @@ pub struct EpochReport {
     pub epoch: u32,
     /// Mean training loss over the epoch, nats per char.
     pub train_loss: f64,
-    /// Validation loss, nats per char (NaN when the validation text is too short).
+    /// Validation loss, nats per char, by the measure every run shares
+    /// ([`Trainer::validation_loss`]; NaN when the validation text is too short).
     pub val_loss: f64,
+    /// The formulation's own validation loss ([`Trainer::formulation_val_loss`]).
+    pub formulation_val_loss: f64,
     /// Seconds of training (excluding validation).
     pub duration_s: f64,
     /// Input characters per second of training.
@@ -357,6 +360,7 @@ impl Trainer {
         let duration_s = started.elapsed().as_secs_f64();
         let val_started = Instant::now();
         let val_loss = self.validation_loss();
+        let formulation_val_loss = self.formulation_val_loss();
         let val_duration_s = val_started.elapsed().as_secs_f64();
         let train_loss = loss_sum / targets.max(1) as f64;
         let chars_per_sec = chars as f64 / duration_s.max(1e-9);
@@ -374,6 +378,7 @@ impl Trainer {
             val_loss,
             duration_s,
             chars_per_sec,
+            formulation_val_loss,
             val_duration_s,
             grad_norm_mean: norm_sum / batches.len().max(1) as f64,
             batches: batches.len(),
@@ -381,10 +386,65 @@ impl Trainer {
         }))
     }
 
-    /// The formulation's loss over the validation text in eval mode (no dropout), in text
-    /// order; capped at `max_batches` batches when that is set. NaN when the validation text
-    /// holds no example.
+    /// The validation measure every run reports, whatever its formulation: mean nats per
+    /// character over the validation text in eval mode, each character predicted from a zero
+    /// state after `VAL_CONTEXT + 1 ..= VAL_CONTEXT + VAL_BLOCK` characters of the text before
+    /// it ([`data::eval_windows`]). Runs of either formulation, any `seq_len`, are compared on
+    /// it. Windows go `batch_size` at a time, capped at `max_batches` batches when that is
+    /// set. NaN when the validation text has fewer than 3 characters.
     pub fn validation_loss(&self) -> f64 {
+        let cfg = &self.cfg;
+        let (context, windows) = data::eval_windows(self.val_ids.len());
+        // The last window may be shorter: it goes in a batch of its own.
+        let (full, part): (Vec<_>, Vec<_>) = windows.iter().partition(|w| w.1 == data::VAL_BLOCK);
+        let mut batches: Vec<&[(usize, usize)]> = full.chunks(cfg.batch_size as usize).collect();
+        if cfg.max_batches > 0 {
+            batches.truncate(cfg.max_batches as usize);
+        }
+        if cfg.max_batches == 0 || batches.len() < cfg.max_batches as usize {
+            batches.extend(part.chunks(1));
+        }
+        if batches.is_empty() {
+            return f64::NAN;
+        }
+        let device = self.model.device();
+        let (mut sum, mut n) = (0.0, 0usize);
+        tch::no_grad(|| {
+            for batch in batches {
+                let scored = batch[0].1;
+                let len = context + scored;
+                let mut inputs = Vec::with_capacity(batch.len() * len);
+                let mut targets = Vec::with_capacity(batch.len() * scored);
+                for &(s, _) in batch {
+                    inputs.extend_from_slice(&self.val_ids[s..s + len]);
+                    targets.extend_from_slice(&self.val_ids[s + context + 1..=s + len]);
+                }
+                let b = batch.len() as i64;
+                let inputs = Tensor::from_slice(&inputs)
+                    .view([b, len as i64])
+                    .to_device(device);
+                let targets = Tensor::from_slice(&targets).to_device(device);
+                let (out, _) = self.model.forward(&inputs, None, false);
+                let out = out.narrow(1, context as i64, scored as i64);
+                let loss = self
+                    .model
+                    .logits(&out, false)
+                    .view([-1, self.model.vocab_size() as i64])
+                    .log_softmax(-1, Kind::Float)
+                    .nll_loss(&targets);
+                sum += f64::try_from(loss).unwrap_or(f64::NAN) * (batch.len() * scored) as f64;
+                n += batch.len() * scored;
+            }
+        });
+        sum / n as f64
+    }
+
+    /// The formulation's own loss over the validation text in eval mode (no dropout), in text
+    /// order: the last character of each window for `keras`, every position for `seq`, as the
+    /// training loss is taken. Reported beside [`Trainer::validation_loss`] as the metric
+    /// `formulation_val_loss`, but not comparable across formulations. Capped at `max_batches`
+    /// batches when that is set; NaN when the validation text holds no example.
+    pub fn formulation_val_loss(&self) -> f64 {
         let cfg = &self.cfg;
         let starts = data::example_starts(self.val_ids.len(), cfg);
         let batches =
