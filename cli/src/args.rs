@@ -210,6 +210,24 @@ pub enum SweepCmd {
         /// Sweep id.
         id: i64,
     },
+    /// Stop leasing a sweep's runs (running ones go on). Example: `poet sweep pause 3`
+    Pause {
+        /// Sweep id.
+        id: i64,
+    },
+    /// Lease a paused sweep's runs again. Example: `poet sweep resume 3`
+    Resume {
+        /// Sweep id.
+        id: i64,
+    },
+    /// Change a sweep's priority and its waiting runs'. Example: `poet sweep priority 3 10`
+    Priority {
+        /// Sweep id.
+        id: i64,
+        /// New priority, -1000..=1000 (higher runs first).
+        #[arg(allow_negative_numbers = true)]
+        priority: i32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -219,7 +237,7 @@ pub enum RunsCmd {
         /// Only this sweep.
         #[arg(long)]
         sweep: Option<i64>,
-        /// Only this state (queued, running, succeeded, failed, cancelled).
+        /// Only this state (queued, running, paused, stopped, succeeded, failed, cancelled).
         #[arg(long)]
         state: Option<String>,
         /// Config filter KEY=VALUE (repeatable), e.g. layers=2.
@@ -259,6 +277,33 @@ pub enum RunsCmd {
     Cancel {
         /// Run id.
         id: i64,
+    },
+    /// Requeue a failed, cancelled or stopped run; it resumes from its last checkpoint.
+    /// Example: `poet runs retry 12`
+    Retry {
+        /// Run id.
+        id: i64,
+    },
+    /// Train a succeeded or stopped run N more epochs from its last checkpoint.
+    /// Example: `poet runs extend 12 --epochs 10`
+    Extend {
+        /// Run id.
+        id: i64,
+        /// Epochs to add.
+        #[arg(long)]
+        epochs: i32,
+    },
+    /// A new run warm-started from a checkpoint of this one, with changed settings.
+    /// Example: `poet runs fork 12 --set learning_rate=0.0005 --set epochs=40`
+    Fork {
+        /// Run id.
+        id: i64,
+        /// Checkpoint id to start from (default: the run's best).
+        #[arg(long)]
+        checkpoint: Option<i64>,
+        /// Config KEY=VALUE to change (repeatable; values are JSON: 0.0005, 40, "seq").
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
     },
 }
 

@@ -54,6 +54,12 @@ pub struct RunRow {
     pub started_at: Option<DateTime<Utc>>,
     /// Finished.
     pub finished_at: Option<DateTime<Utc>>,
+    /// Why its sweep's scheduler paused or stopped it.
+    pub halt_reason: Option<String>,
+    /// The run it was forked from.
+    pub parent_run_id: Option<i64>,
+    /// The checkpoint it was forked from.
+    pub parent_checkpoint_id: Option<i64>,
 }
 
 impl RunRow {
@@ -61,7 +67,7 @@ impl RunRow {
     pub const SELECT: &'static str = "select r.id, r.sweep_id, r.dataset_id, r.config::text as config_text, r.config_hash, r.state,
         r.priority, r.attempt, r.max_attempts, r.epochs_total, r.epochs_done, r.lease_owner, r.cancel_requested,
         r.best_val_loss, r.best_epoch, r.last_train_loss, r.last_val_loss, r.error, r.created_at, r.started_at,
-        r.finished_at from runs r";
+        r.finished_at, r.halt_reason, r.parent_run_id, r.parent_checkpoint_id from runs r";
 }
 
 /// A sweep row.
@@ -81,6 +87,12 @@ pub struct SweepRow {
     pub created_at: DateTime<Utc>,
     /// Runs attached.
     pub runs: i32,
+    /// Paused by a user.
+    pub paused: bool,
+    /// Cap on its running runs.
+    pub max_concurrent: Option<i32>,
+    /// When its scheduler finished it.
+    pub finished_at: Option<DateTime<Utc>>,
 }
 
 /// Converts a timestamp.
@@ -120,6 +132,9 @@ impl From<RunRow> for v1::Run {
             finished_at: ots(r.finished_at),
             last_train_loss: r.last_train_loss.unwrap_or(f64::NAN),
             last_val_loss: r.last_val_loss.unwrap_or(f64::NAN),
+            halt_reason: r.halt_reason.unwrap_or_default(),
+            parent_run_id: r.parent_run_id.unwrap_or(0),
+            parent_checkpoint_id: r.parent_checkpoint_id.unwrap_or(0),
         }
     }
 }
@@ -134,6 +149,9 @@ impl From<SweepRow> for v1::Sweep {
             priority: s.priority,
             runs: s.runs,
             created_at: Some(ts(s.created_at)),
+            paused: s.paused,
+            max_concurrent: s.max_concurrent.unwrap_or(0),
+            finished_at: ots(s.finished_at),
         }
     }
 }
@@ -152,8 +170,11 @@ impl From<CheckpointRow> for v1::Checkpoint {
     }
 }
 
-const SWEEP_SELECT: &str = "select s.id, s.name, s.dataset_id, s.spec, s.priority, s.created_at,
-    (select count(*)::int from sweep_runs sr where sr.sweep_id = s.id) as runs from sweeps s";
+/// The select list every sweep query uses (alias `s`).
+pub const SWEEP_SELECT: &str =
+    "select s.id, s.name, s.dataset_id, s.spec, s.priority, s.created_at,
+    (select count(*)::int from sweep_runs sr where sr.sweep_id = s.id) as runs,
+    s.paused, s.max_concurrent, s.finished_at from sweeps s";
 
 fn page(page_size: i32, page_token: &str) -> Result<(i64, i64)> {
     let size = if page_size <= 0 {
@@ -229,10 +250,24 @@ pub async fn get_sweep(pool: &PgPool, id: i64) -> Result<v1::GetSweepResponse> {
     .bind(id)
     .fetch_optional(pool)
     .await?;
+    let spent = sqlx::query(
+        "select count(*) as epochs, coalesce(sum(e.duration_s), 0) / 3600 as hours, s.spec_format
+         from sweeps s left join runs r on r.sweep_id = s.id left join epochs e on e.run_id = r.id
+         where s.id = $1 group by s.spec_format",
+    )
+    .bind(id)
+    .fetch_one(pool)
+    .await?;
+    let plan_json =
+        crate::scheduler::plan_json(&sweep.spec, &spent.get::<String, _>("spec_format"));
     Ok(v1::GetSweepResponse {
         sweep: Some(sweep.into()),
         counts,
         best_run: best.map(Into::into),
+        decisions: crate::scheduler::decisions(pool, id).await?,
+        plan_json,
+        epochs_spent: spent.get("epochs"),
+        hours_spent: spent.get("hours"),
     })
 }
 

@@ -7,6 +7,8 @@
 //! - [`queue`]: the job queue (claim, heartbeat, fenced writes, reaper, cancel); [`batch`]:
 //!   concurrent claims, reports and completions share statements.
 //! - [`sweeps`]: spec validation, expansion and storage.
+//! - [`scheduler`]: adaptive sweeps: early stopping, ASHA promotions, TPE proposals, budgets,
+//!   each decision stored with its reason; [`control`]: retry, extend, fork, pause, priority.
 //! - [`history`]: run-history queries and row → proto conversion.
 //! - [`generation`]: generation requests and the plagiarism check.
 //! - [`datasets`]: dataset text for workers.
@@ -21,6 +23,7 @@ pub mod artifacts;
 pub mod auth;
 pub mod batch;
 pub mod config;
+pub mod control;
 pub mod datasets;
 pub mod error;
 pub mod generation;
@@ -28,6 +31,7 @@ pub mod history;
 pub mod metrics;
 pub mod queue;
 pub mod retention;
+pub mod scheduler;
 pub mod server;
 pub mod service;
 pub mod sweeps;

@@ -153,24 +153,42 @@ pub struct Reaped {
 const CLAIM_SQL: &str = "with req as (
         select * from unnest($1::uuid[], $2::bigint[], $3::timestamptz[], $4::timestamptz[])
             with ordinality as t(lease_id, worker_id, expires_at, now, n)
+    ), candidates as (
+        -- Runs of a paused sweep, or of one at its max_concurrent, are not claimable.
+        select id, priority, sweep_id from runs where state = 'queued'
+            and not exists (select 1 from sweeps s where s.id = runs.sweep_id
+                and (s.paused or (s.max_concurrent is not null and s.max_concurrent <=
+                    (select count(*) from runs r2 where r2.sweep_id = s.id and r2.state = 'running'))))
+        order by priority desc, id limit {limit} for update skip locked
     ), next as (
+        -- A batch claim takes no more of a capped sweep than its room.
         select id, row_number() over (order by priority desc, id) as n from (
-            select id, priority from runs where state = 'queued'
-            order by priority desc, id limit {limit} for update skip locked
-        ) s
+            select c.id, c.priority,
+                row_number() over (partition by c.sweep_id order by c.priority desc, c.id) as k,
+                (select s.max_concurrent - (select count(*) from runs r2
+                     where r2.sweep_id = s.id and r2.state = 'running')
+                 from sweeps s where s.id = c.sweep_id) as room
+            from candidates c
+        ) s where room is null or k <= room
     ), claimed as (
         update runs r set state = 'running', attempt = r.attempt + 1, lease_id = req.lease_id,
             lease_owner = req.worker_id, lease_expires_at = req.expires_at,
             started_at = coalesce(r.started_at, req.now), cancel_requested = false
         from next join req on req.n = next.n
         where r.id = next.id
-        returning req.n, r.id, r.attempt, r.config::text as config, r.dataset_id,
-            req.lease_id, req.worker_id, req.now
+        returning req.n, r.id, r.attempt,
+            -- An extended run trains to its new epochs_total.
+            jsonb_set(r.config, '{epochs}', to_jsonb(r.epochs_total))::text as config, r.dataset_id,
+            r.parent_checkpoint_id, req.lease_id, req.worker_id, req.now
     ), resume as (
+        -- Its latest checkpoint, else (a fork not yet checkpointed) the one it was forked from.
         select claimed.id, ck.id as ck_id, coalesce(ck.epoch, 0) as epoch
         from claimed left join lateral (
-            select c.id, c.epoch from checkpoints c
-            where c.run_id = claimed.id and c.live order by c.epoch desc limit 1
+            (select c.id, c.epoch from checkpoints c
+             where c.run_id = claimed.id and c.live order by c.epoch desc limit 1)
+            union all
+            (select c.id, c.epoch from checkpoints c where c.id = claimed.parent_checkpoint_id)
+            order by epoch desc limit 1
         ) ck on true
     ), discarded as (
         -- `any(array(..))` keeps this an index probe per run whatever the estimates.
@@ -456,6 +474,7 @@ impl Queue {
                  select runs.id, runs.attempt, req.* from runs join req on req.run_id = runs.id
                  where runs.lease_id = req.lease_id and runs.state = 'running'
                      and runs.epochs_done + 1 = req.epoch and req.epoch <= runs.epochs_total
+                     and (runs.halt_at is null or req.epoch <= runs.halt_at)
                  order by runs.id
                  for update of runs
              ), ins as (
@@ -514,6 +533,16 @@ impl Queue {
                     report.epoch, lease.run_id
                 )))
             };
+        }
+        let halt_at: Option<i32> = sqlx::query_scalar("select halt_at from runs where id = $1")
+            .bind(lease.run_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if let Some(h) = halt_at.filter(|h| report.epoch > *h) {
+            return Err(ServiceError::FailedPrecondition(format!(
+                "run {} was halted at epoch {h} by its sweep's scheduler; hand it back with CompleteRun",
+                lease.run_id
+            )));
         }
         if report.epoch != done + 1 {
             return Err(ServiceError::FailedPrecondition(format!(
@@ -652,7 +681,7 @@ impl Queue {
         if self.complete_fast(&[(lease, now)]).await?[0] {
             return Ok(());
         }
-        self.complete_refused(lease).await
+        self.complete_refused(lease, now).await
     }
 
     /// [`Queue::complete`] for many leases: one statement completes every run whose lease is
@@ -664,7 +693,7 @@ impl Queue {
         for (i, &(lease, now)) in items.iter().enumerate() {
             results.push(match &done {
                 Ok(done) if done[i] => Ok(()),
-                Ok(_) => self.complete_refused(lease).await,
+                Ok(_) => self.complete_refused(lease, now).await,
                 Err(_) => self.complete(lease, now).await,
             });
         }
@@ -705,10 +734,42 @@ impl Queue {
         Ok(lease_ids.iter().map(|l| done.contains(l)).collect())
     }
 
-    /// Why a lease could not complete: fenced, or epochs still missing.
-    async fn complete_refused(&self, lease: LeaseRef) -> Result<()> {
+    /// A lease that could not complete the fast way: a run its sweep's scheduler halted (it
+    /// moves to `paused` or `stopped`), else why not: fenced, or epochs still missing.
+    async fn complete_refused(&self, lease: LeaseRef, now: DateTime<Utc>) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         let (_, done, total) = Self::check_lease(&mut tx, lease).await?;
+        let halt = sqlx::query("select halt_at, halt_state, halt_reason from runs where id = $1")
+            .bind(lease.run_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if let Some(at) = halt
+            .get::<Option<i32>, _>("halt_at")
+            .filter(|at| done >= *at)
+        {
+            let state: String = halt.get("halt_state");
+            let checkpointed: bool = sqlx::query_scalar(
+                "select exists (select 1 from checkpoints where run_id = $1 and epoch = $2 and live)",
+            )
+            .bind(lease.run_id)
+            .bind(at)
+            .fetch_one(&mut *tx)
+            .await?;
+            if state == "paused" && !checkpointed {
+                return Err(ServiceError::FailedPrecondition(format!(
+                    "run {} was paused at epoch {at}; upload that epoch's checkpoint before handing it back",
+                    lease.run_id
+                )));
+            }
+            let reason: Option<String> = halt.get("halt_reason");
+            end_lease(&mut tx, lease, &state, "completed", reason.as_deref(), now).await?;
+            sqlx::query("update runs set halt_at = null, halt_state = null where id = $1")
+                .bind(lease.run_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            return Ok(());
+        }
         Err(ServiceError::FailedPrecondition(format!(
             "run {} has {done} of {total} epochs reported; report every epoch before completing",
             lease.run_id
@@ -785,6 +846,31 @@ impl Queue {
     /// run on every replica at once: rows are taken with SKIP LOCKED.
     #[tracing::instrument(name = "coordinator.queue.reap", skip(self))]
     pub async fn reap(&self, now: DateTime<Utc>) -> Result<Vec<Reaped>> {
+        // A run its sweep's scheduler halted, whose worker died after storing the checkpoint
+        // of the halting epoch but before handing it back: the decision applies now.
+        let halted = sqlx::query(
+            "with expired as (
+                 select id from runs r where state = 'running' and lease_expires_at < $1
+                     and halt_at is not null
+                     and exists (select 1 from checkpoints c where c.run_id = r.id and c.epoch = r.halt_at and c.live)
+                 for update skip locked
+             ), upd as (
+                 update runs r set state = r.halt_state,
+                     finished_at = case when r.halt_state = 'stopped' then $1 end,
+                     lease_id = null, lease_owner = null, lease_expires_at = null,
+                     halt_at = null, halt_state = null
+                 from expired where r.id = expired.id
+                 returning r.id, r.attempt, r.state
+             ), att as (
+                 update run_attempts a set ended_at = $1, outcome = 'lease_expired',
+                     detail = 'lease expired after the sweep scheduler halted the run; its decision applied'
+                 from upd where a.run_id = upd.id and a.attempt = upd.attempt and a.ended_at is null
+             )
+             select id, state from upd order by id",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
         let rows = sqlx::query(
             "with expired as (
                  select id from runs where state = 'running' and lease_expires_at < $1
@@ -816,8 +902,9 @@ impl Queue {
         .bind(now)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
+        Ok(halted
             .into_iter()
+            .chain(rows)
             .map(|r| Reaped {
                 run_id: r.get("id"),
                 state: r.get("state"),
@@ -878,16 +965,16 @@ impl Queue {
         let sql = format!(
             "with locked as (
                  select id from runs
-                 where {cond} and state in ('queued', 'running') and not cancel_requested
+                 where {cond} and state in ('queued', 'running', 'paused') and not cancel_requested
                  order by id for update
              )
              update runs r set
-                 state = case when r.state = 'queued' then 'cancelled' else r.state end,
+                 state = case when r.state = 'running' then r.state else 'cancelled' end,
                  cancel_requested = (r.state = 'running'),
-                 finished_at = case when r.state = 'queued' then $3 else r.finished_at end,
+                 finished_at = case when r.state = 'running' then r.finished_at else $3 end,
                  error = $2
              from locked
-             where r.id = locked.id and r.state in ('queued', 'running') and not r.cancel_requested
+             where r.id = locked.id and r.state in ('queued', 'running', 'paused') and not r.cancel_requested
              returning r.state"
         );
         let states: Vec<String> = sqlx::query_scalar(&sql)
@@ -917,7 +1004,7 @@ async fn end_lease(
     detail: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let terminal = matches!(state, "succeeded" | "failed" | "cancelled");
+    let terminal = matches!(state, "succeeded" | "failed" | "cancelled" | "stopped");
     sqlx::query(
         "update runs set state = $2, lease_id = null, lease_owner = null, lease_expires_at = null,
              cancel_requested = false, finished_at = case when $3 then $4 else null end

@@ -227,6 +227,10 @@ async fn reaper(shared: Shared) {
         if let Err(e) = crate::generation::reap(&shared.pool, Utc::now()).await {
             tracing::warn!(error = %e, "generation reaper pass failed");
         }
+        // Adaptive sweeps whose last run ended without a hand-back (lease expiry, cancel).
+        if let Err(e) = crate::scheduler::settle_idle(&shared.pool, Utc::now()).await {
+            tracing::warn!(error = %e, "sweep settle pass failed");
+        }
     }
 }
 

@@ -133,14 +133,18 @@ pub async fn submit(
 
     let mut tx = pool.begin().await?;
     let sweep: SweepRow = sqlx::query_as(
-        "insert into sweeps (name, dataset_id, spec, spec_format, priority) values ($1, $2, $3, $4, $5)
-         returning id, name, dataset_id, spec, priority, created_at, 0::int as runs",
+        "insert into sweeps (name, dataset_id, spec, spec_format, priority, adaptive, max_concurrent)
+         values ($1, $2, $3, $4, $5, $6, $7)
+         returning id, name, dataset_id, spec, priority, created_at, 0::int as runs, paused,
+             max_concurrent, finished_at",
     )
     .bind(&name)
     .bind(dataset.id)
     .bind(spec_text)
     .bind(format.to_string())
     .bind(spec.priority)
+    .bind(spec.plan().adaptive())
+    .bind(spec.plan().max_concurrent.map(|m| m as i32))
     .fetch_one(&mut *tx)
     .await?;
     let created_ids: Vec<i64> = sqlx::query_scalar(

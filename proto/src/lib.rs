@@ -22,6 +22,8 @@ impl v1::RunState {
             v1::RunState::Succeeded => "succeeded",
             v1::RunState::Failed => "failed",
             v1::RunState::Cancelled => "cancelled",
+            v1::RunState::Paused => "paused",
+            v1::RunState::Stopped => "stopped",
         }
     }
 
@@ -33,6 +35,8 @@ impl v1::RunState {
             "succeeded" => v1::RunState::Succeeded,
             "failed" => v1::RunState::Failed,
             "cancelled" => v1::RunState::Cancelled,
+            "paused" => v1::RunState::Paused,
+            "stopped" => v1::RunState::Stopped,
             _ => return None,
         })
     }

@@ -178,6 +178,9 @@ enum StopReason {
     Fenced,
     /// No heartbeat succeeded for a whole lease lifetime: the lease is gone.
     Expired,
+    /// The sweep's scheduler paused or stopped the run at the epoch just reported, whose
+    /// checkpoint is stored: hand it back with `CompleteRun`.
+    Halted,
 }
 
 /// The shared state of the run being trained.
@@ -475,11 +478,7 @@ async fn train_run(worker: &Worker, run: pb::RunLease, stop: &watch::Receiver<bo
     };
     let final_call = match (result, slot.stop_reason()) {
         (_, Some(StopReason::Shutdown)) => Some(fail("worker shutting down".into(), true, false)),
-        (_, Some(why)) => {
-            info!(run_id, reason = ?why, "run abandoned");
-            None
-        }
-        (Ok(()), None) => {
+        (_, Some(StopReason::Halted)) | (Ok(()), None) => {
             let res = with_retry(&slot, ttl, || {
                 let mut c = client.clone();
                 let req = pb::CompleteRunRequest {
@@ -489,9 +488,17 @@ async fn train_run(worker: &Worker, run: pb::RunLease, stop: &watch::Receiver<bo
             })
             .await;
             match res {
-                Ok(_) => info!(run_id, "run completed"),
+                Ok(_) => info!(
+                    run_id,
+                    halted = slot.stop_reason().is_some(),
+                    "run handed back"
+                ),
                 Err(e) => warn!(run_id, error = %e, "complete_run failed"),
             }
+            None
+        }
+        (_, Some(why)) => {
+            info!(run_id, reason = ?why, "run abandoned");
             None
         }
         (Err(RunFailure { reason, permanent }), None) => {
@@ -646,7 +653,10 @@ where
 {
     let mut delay = BACKOFF_START;
     loop {
-        if let Some(why) = slot.stop_reason() {
+        // A halted run still makes its last calls (checkpoint upload, completion).
+        if let Some(why) = slot.stop_reason()
+            && why != StopReason::Halted
+        {
             return Err(CallError::Stopped(why));
         }
         match f().await {
@@ -692,7 +702,7 @@ async fn report_epoch(
         metrics_json: metrics.to_string(),
         reported_at: None,
     };
-    with_retry(slot, ttl, || {
+    let answer = with_retry(slot, ttl, || {
         let mut c = worker.client.clone();
         let req = pb::ReportEpochRequest {
             lease: Some(lease.clone()),
@@ -701,6 +711,10 @@ async fn report_epoch(
         async move { c.report_epoch(req).await }
     })
     .await?;
+    let halt = answer
+        .directive
+        .as_ref()
+        .filter(|d| d.action() != pb::Action::Continue);
     let messages = upload_messages(&lease, r.epoch, &r.checkpoint);
     with_retry(slot, ttl, || {
         let mut c = worker.client.clone();
@@ -715,6 +729,11 @@ async fn report_epoch(
         val_loss = r.val_loss,
         "epoch reported"
     );
+    if let Some(d) = halt {
+        // The checkpoint of this epoch is stored: stop training and hand the run back.
+        info!(run_id = lease.run_id, epoch = r.epoch, action = ?d.action(), reason = %d.reason, "run halted by the sweep's scheduler");
+        slot.request_stop(StopReason::Halted);
+    }
     Ok(())
 }
 

@@ -66,6 +66,8 @@ fn run_json(r: &v1::Run) -> Value {
         "last_train_loss": num(r.last_train_loss), "last_val_loss": num(r.last_val_loss),
         "worker_id": r.worker_id, "error": r.error, "cancel_requested": r.cancel_requested,
         "created_at": output::time(&r.created_at), "finished_at": output::time(&r.finished_at),
+        "halt_reason": r.halt_reason, "parent_run_id": r.parent_run_id,
+        "parent_checkpoint_id": r.parent_checkpoint_id,
     })
 }
 
@@ -79,6 +81,13 @@ pub fn runs_table(runs: &[v1::Run]) -> String {
         let mut st = state_name(r.state).to_string();
         if r.cancel_requested {
             st.push_str(" (cancelling)");
+        }
+        // Paused and stopped runs read apart from failed ones: where the scheduler halted them.
+        if matches!(
+            v1::RunState::try_from(r.state),
+            Ok(v1::RunState::Paused | v1::RunState::Stopped)
+        ) {
+            st.push_str(&format!("@{}", r.epochs_done));
         }
         t.row(vec![
             r.id.to_string(),
@@ -231,8 +240,13 @@ pub async fn sweep(cli: &Cli, cmd: &SweepCmd) -> CliResult {
             let runs = sweep_runs(&mut client, *id).await?;
             if cli.json {
                 output::json(&json!({
-                    "sweep": s.sweep.as_ref().map(|x| json!({"id": x.id, "name": x.name, "dataset_id": x.dataset_id, "spec": x.spec})),
+                    "sweep": s.sweep.as_ref().map(|x| json!({"id": x.id, "name": x.name, "dataset_id": x.dataset_id, "spec": x.spec,
+                        "paused": x.paused, "priority": x.priority, "max_concurrent": x.max_concurrent,
+                        "finished_at": output::time(&x.finished_at)})),
                     "counts": s.counts, "best_run": s.best_run.as_ref().map(run_json),
+                    "plan": serde_json::from_str::<Value>(&s.plan_json).unwrap_or(Value::Null),
+                    "epochs_spent": s.epochs_spent, "hours_spent": s.hours_spent,
+                    "decisions": s.decisions.iter().map(decision_json).collect::<Vec<_>>(),
                     "runs": runs.iter().map(run_json).collect::<Vec<_>>(),
                 }));
             } else {
@@ -253,7 +267,41 @@ pub async fn sweep(cli: &Cli, cmd: &SweepCmd) -> CliResult {
                         b.config_json
                     );
                 }
+                if let Some(line) = plan_line(&s.plan_json, s.epochs_spent, s.hours_spent) {
+                    println!("plan: {line}");
+                }
+                if sw.paused {
+                    println!(
+                        "paused: its runs are not leased (poet sweep resume {})",
+                        sw.id
+                    );
+                }
+                if sw.finished_at.is_some() {
+                    println!("finished at {}", output::time(&sw.finished_at));
+                }
                 print!("{}", runs_table(&runs));
+                if let Some(t) = rungs_table(&s.plan_json, &runs) {
+                    println!("rungs:");
+                    print!("{t}");
+                }
+                if !s.decisions.is_empty() {
+                    println!("decisions ({}):", s.decisions.len());
+                    let mut t = Table::new(&["#", "RUN", "EPOCH", "KIND", "REASON"]);
+                    for d in &s.decisions {
+                        t.row(vec![
+                            d.id.to_string(),
+                            if d.run_id == 0 {
+                                "-".into()
+                            } else {
+                                d.run_id.to_string()
+                            },
+                            d.epoch.to_string(),
+                            d.kind.clone(),
+                            d.reason.clone(),
+                        ]);
+                    }
+                    print!("{}", t.render());
+                }
             }
         }
         SweepCmd::Cancel { id } => {
@@ -267,8 +315,181 @@ pub async fn sweep(cli: &Cli, cmd: &SweepCmd) -> CliResult {
                 .into_inner();
             print_cancel(cli, &c);
         }
+        SweepCmd::Pause { id } => {
+            let r = client
+                .pause_sweep(v1::SweepControlRequest { sweep_id: *id })
+                .await
+                .map_err(status)?
+                .into_inner();
+            print_sweep(cli, "paused", r.sweep);
+        }
+        SweepCmd::Resume { id } => {
+            let r = client
+                .resume_sweep(v1::SweepControlRequest { sweep_id: *id })
+                .await
+                .map_err(status)?
+                .into_inner();
+            print_sweep(cli, "resumed", r.sweep);
+        }
+        SweepCmd::Priority { id, priority } => {
+            let r = client
+                .set_sweep_priority(v1::SetSweepPriorityRequest {
+                    sweep_id: *id,
+                    priority: *priority,
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            print_sweep(cli, "reprioritised", r.sweep);
+        }
     }
     Ok(())
+}
+
+/// Prints a sweep after a control action.
+fn print_sweep(cli: &Cli, what: &str, s: Option<v1::Sweep>) {
+    let s = s.unwrap_or_default();
+    if cli.json {
+        output::json(
+            &json!({"id": s.id, "name": s.name, "priority": s.priority, "paused": s.paused,
+            "max_concurrent": s.max_concurrent}),
+        );
+    } else {
+        println!(
+            "sweep {} {what}: priority {}, {}",
+            s.id,
+            s.priority,
+            if s.paused { "paused" } else { "leasing" }
+        );
+    }
+}
+
+/// Prints a run after a control action.
+fn print_run(cli: &Cli, what: &str, r: Option<v1::Run>) {
+    let r = r.unwrap_or_default();
+    if cli.json {
+        output::json(&run_json(&r));
+    } else {
+        println!(
+            "run {} {what}: {}, epoch {}/{}",
+            r.id,
+            state_name(r.state),
+            r.epochs_done,
+            r.epochs_total
+        );
+    }
+}
+
+/// The plan of a sweep in one line, from `GetSweep`'s `plan_json`.
+fn plan_line(plan_json: &str, epochs_spent: i64, hours_spent: f64) -> Option<String> {
+    use poet_core::plan::Search;
+    use poet_core::schedule::{Budget, Rule};
+    let plan: poet_core::plan::Plan = serde_json::from_str(plan_json).ok()?;
+    let mut parts = vec![match &plan.search {
+        Search::Grid => "search grid".to_string(),
+        Search::Random => "search random".to_string(),
+        Search::Tpe { trials, tpe, seed } => format!(
+            "search tpe ({trials} trials, {} random first, seed {seed})",
+            tpe.initial
+        ),
+    }];
+    parts.push(match &plan.policy.rule {
+        Rule::None => "no stopping rule".into(),
+        Rule::Median {
+            grace_epochs,
+            min_runs,
+        } => format!("median stopping (grace {grace_epochs} epochs, {min_runs} runs)"),
+        Rule::Asha(r) => format!(
+            "asha (rungs at epochs {:?}, eta {}, max {})",
+            r.ladder(u64::from(r.min_epochs)),
+            r.eta,
+            r.max_epochs
+        ),
+        Rule::Hyperband(r) => format!(
+            "hyperband ({} brackets from epoch {}, eta {}, max {})",
+            r.brackets(),
+            r.min_epochs,
+            r.eta,
+            r.max_epochs
+        ),
+    });
+    if let Some(p) = plan.policy.patience {
+        parts.push(format!(
+            "patience {} epochs (min delta {})",
+            p.epochs, p.min_delta
+        ));
+    }
+    parts.push(match plan.policy.budget {
+        Some(Budget::Epochs(b)) => format!(
+            "budget {epochs_spent} of {b} epochs ({:.0}%)",
+            100.0 * epochs_spent as f64 / b as f64
+        ),
+        Some(Budget::WorkerHours(h)) => format!(
+            "budget {hours_spent:.3} of {h} worker-hours ({:.0}%)",
+            100.0 * hours_spent / h
+        ),
+        None => format!("{epochs_spent} epochs spent ({hours_spent:.3} worker-hours)"),
+    });
+    if let Some(m) = plan.max_concurrent {
+        parts.push(format!("max {m} at once"));
+    }
+    Some(parts.join(", "))
+}
+
+/// Whether a sweep's scheduler must say it is finished (its runs alone cannot tell: a TPE
+/// sweep proposes more, a paused run waits).
+fn adaptive(plan_json: &str) -> bool {
+    serde_json::from_str::<poet_core::plan::Plan>(plan_json).is_ok_and(|p| p.adaptive())
+}
+
+/// Per rung epoch: runs that reached it, went past it, wait there, were stopped there.
+fn rungs_table(plan_json: &str, runs: &[v1::Run]) -> Option<String> {
+    use poet_core::schedule::Rule;
+    let plan: poet_core::plan::Plan = serde_json::from_str(plan_json).ok()?;
+    let (Rule::Asha(r) | Rule::Hyperband(r)) = plan.policy.rule else {
+        return None;
+    };
+    let mut epochs: Vec<u32> = (0..r.brackets())
+        .flat_map(|b| r.ladder(u64::from(r.min_epochs) * u64::from(r.eta).pow(b)))
+        .collect();
+    epochs.sort_unstable();
+    epochs.dedup();
+    let mut t = Table::new(&[
+        "RUNG EPOCH",
+        "REACHED",
+        "WENT ON",
+        "PAUSED THERE",
+        "STOPPED THERE",
+    ]);
+    for e in epochs {
+        let e = e as i32;
+        let at = |st: v1::RunState| {
+            runs.iter()
+                .filter(|x| x.epochs_done == e && x.state == st as i32)
+                .count()
+                .to_string()
+        };
+        t.row(vec![
+            e.to_string(),
+            runs.iter()
+                .filter(|x| x.epochs_done >= e)
+                .count()
+                .to_string(),
+            runs.iter()
+                .filter(|x| x.epochs_done > e)
+                .count()
+                .to_string(),
+            at(v1::RunState::Paused),
+            at(v1::RunState::Stopped),
+        ]);
+    }
+    Some(t.render())
+}
+
+fn decision_json(d: &v1::Decision) -> Value {
+    json!({"id": d.id, "run_id": d.run_id, "epoch": d.epoch, "kind": d.kind, "reason": d.reason,
+        "detail": serde_json::from_str::<Value>(&d.detail_json).unwrap_or(Value::Null),
+        "created_at": output::time(&d.created_at)})
 }
 
 fn print_cancel(cli: &Cli, c: &v1::CancelResponse) {
@@ -285,7 +506,10 @@ fn print_cancel(cli: &Cli, c: &v1::CancelResponse) {
 fn finished(r: &v1::Run) -> bool {
     matches!(
         v1::RunState::try_from(r.state),
-        Ok(v1::RunState::Succeeded | v1::RunState::Failed | v1::RunState::Cancelled)
+        Ok(v1::RunState::Succeeded
+            | v1::RunState::Failed
+            | v1::RunState::Cancelled
+            | v1::RunState::Stopped)
     )
 }
 
@@ -295,9 +519,20 @@ async fn watch(cli: &Cli, client: &mut Client, sweep: i64, interval: f64, once: 
     let mut last_print = std::time::Instant::now();
     loop {
         let runs = sweep_runs(client, sweep).await?;
+        let info = client
+            .get_sweep(v1::GetSweepRequest { sweep_id: sweep })
+            .await
+            .map_err(status)?
+            .into_inner();
         let table = runs_table(&runs);
         let done = runs.iter().filter(|r| finished(r)).count();
-        let all_done = runs.iter().all(finished);
+        // An adaptive sweep is done when its scheduler says so (a TPE sweep proposes more runs,
+        // a paused run waits for a promotion); any other when every run is finished.
+        let all_done = if adaptive(&info.plan_json) {
+            info.sweep.as_ref().is_some_and(|s| s.finished_at.is_some())
+        } else {
+            runs.iter().all(finished)
+        };
         let states: Vec<&str> = runs.iter().map(|r| state_name(r.state)).collect();
         let states = states.join(",");
         if cli.json {
@@ -340,7 +575,7 @@ pub async fn runs(cli: &Cli, cmd: &RunsCmd) -> CliResult {
                 None => 0,
                 Some(s) => v1::RunState::from_db_name(s).ok_or_else(|| {
                     CliError::input(format!(
-                        "--state: '{s}' is not queued, running, succeeded, failed or cancelled"
+                        "--state: '{s}' is not queued, running, paused, stopped, succeeded, failed or cancelled"
                     ))
                 })? as i32,
             };
@@ -386,6 +621,50 @@ pub async fn runs(cli: &Cli, cmd: &RunsCmd) -> CliResult {
                 .map_err(status)?
                 .into_inner();
             print_cancel(cli, &c);
+        }
+        RunsCmd::Retry { id } => {
+            let r = client
+                .retry_run(v1::RetryRunRequest { run_id: *id })
+                .await
+                .map_err(status)?
+                .into_inner();
+            print_run(cli, "retried", r.run);
+        }
+        RunsCmd::Extend { id, epochs } => {
+            let r = client
+                .extend_run(v1::ExtendRunRequest {
+                    run_id: *id,
+                    epochs: *epochs,
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            print_run(cli, "extended", r.run);
+        }
+        RunsCmd::Fork {
+            id,
+            checkpoint,
+            set,
+        } => {
+            let mut overrides = serde_json::Map::new();
+            for kv in set {
+                let (k, v) = kv
+                    .split_once('=')
+                    .ok_or_else(|| CliError::input(format!("--set: '{kv}' is not KEY=VALUE")))?;
+                // A bare word is a string (`formulation=seq`), anything else JSON.
+                let v = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string()));
+                overrides.insert(k.to_string(), v);
+            }
+            let r = client
+                .fork_run(v1::ForkRunRequest {
+                    run_id: *id,
+                    checkpoint_id: checkpoint.unwrap_or(0),
+                    overrides_json: Value::Object(overrides).to_string(),
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            print_run(cli, &format!("forked from run {id}"), r.run);
         }
     }
     Ok(())

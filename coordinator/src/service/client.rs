@@ -114,6 +114,87 @@ impl Poet for Shared {
         ))
     }
 
+    async fn retry_run(
+        &self,
+        req: Request<v1::RetryRunRequest>,
+    ) -> Result<Response<v1::RunControlResponse>, Status> {
+        let _t = self.metrics.timer("RetryRun");
+        let run =
+            crate::control::retry_run(&self.pool, req.into_inner().run_id, Utc::now()).await?;
+        Ok(Response::new(v1::RunControlResponse {
+            run: Some(run.into()),
+        }))
+    }
+
+    async fn extend_run(
+        &self,
+        req: Request<v1::ExtendRunRequest>,
+    ) -> Result<Response<v1::RunControlResponse>, Status> {
+        let _t = self.metrics.timer("ExtendRun");
+        let r = req.into_inner();
+        let run = crate::control::extend_run(&self.pool, r.run_id, r.epochs, Utc::now()).await?;
+        Ok(Response::new(v1::RunControlResponse {
+            run: Some(run.into()),
+        }))
+    }
+
+    async fn fork_run(
+        &self,
+        req: Request<v1::ForkRunRequest>,
+    ) -> Result<Response<v1::RunControlResponse>, Status> {
+        let _t = self.metrics.timer("ForkRun");
+        let r = req.into_inner();
+        let run = crate::control::fork_run(
+            &self.pool,
+            r.run_id,
+            r.checkpoint_id,
+            &r.overrides_json,
+            Utc::now(),
+        )
+        .await?;
+        Ok(Response::new(v1::RunControlResponse {
+            run: Some(run.into()),
+        }))
+    }
+
+    async fn pause_sweep(
+        &self,
+        req: Request<v1::SweepControlRequest>,
+    ) -> Result<Response<v1::SweepControlResponse>, Status> {
+        let _t = self.metrics.timer("PauseSweep");
+        let s = crate::control::set_paused(&self.pool, req.into_inner().sweep_id, true, Utc::now())
+            .await?;
+        Ok(Response::new(v1::SweepControlResponse {
+            sweep: Some(s.into()),
+        }))
+    }
+
+    async fn resume_sweep(
+        &self,
+        req: Request<v1::SweepControlRequest>,
+    ) -> Result<Response<v1::SweepControlResponse>, Status> {
+        let _t = self.metrics.timer("ResumeSweep");
+        let s =
+            crate::control::set_paused(&self.pool, req.into_inner().sweep_id, false, Utc::now())
+                .await?;
+        Ok(Response::new(v1::SweepControlResponse {
+            sweep: Some(s.into()),
+        }))
+    }
+
+    async fn set_sweep_priority(
+        &self,
+        req: Request<v1::SetSweepPriorityRequest>,
+    ) -> Result<Response<v1::SweepControlResponse>, Status> {
+        let _t = self.metrics.timer("SetSweepPriority");
+        let r = req.into_inner();
+        let s =
+            crate::control::set_priority(&self.pool, r.sweep_id, r.priority, Utc::now()).await?;
+        Ok(Response::new(v1::SweepControlResponse {
+            sweep: Some(s.into()),
+        }))
+    }
+
     async fn cancel_run(
         &self,
         req: Request<v1::CancelRunRequest>,

@@ -411,7 +411,13 @@ impl WorkerService for Shared {
                 "epoch reported"
             );
         }
-        Ok(Response::new(v1::ReportEpochResponse { stored }))
+        // Also on a retry (`stored` false): the scheduler answers what it decided then.
+        let directive =
+            crate::scheduler::after_epoch(&self.pool, lease, e.epoch, Utc::now()).await?;
+        if let Some(d) = &directive {
+            tracing::info!(run_id = lease.run_id, epoch = e.epoch, action = ?d.action(), reason = %d.reason, "run halted by its sweep's scheduler");
+        }
+        Ok(Response::new(v1::ReportEpochResponse { stored, directive }))
     }
 
     async fn upload_checkpoint(
@@ -504,7 +510,8 @@ impl WorkerService for Shared {
         let r = self.batches.complete(lease, Utc::now()).await;
         self.count_fenced(&r);
         r?;
-        tracing::info!(run_id = lease.run_id, "run succeeded");
+        tracing::info!(run_id = lease.run_id, "run handed back");
+        crate::scheduler::after_run_end(&self.pool, lease.run_id, Utc::now()).await?;
         Ok(Response::new(v1::CompleteRunResponse {}))
     }
 
@@ -527,6 +534,7 @@ impl WorkerService for Shared {
         self.count_fenced(&state);
         let state = state?;
         tracing::info!(run_id = lease.run_id, ?how, new_state = %state, reason = %reason, "run given up");
+        crate::scheduler::after_run_end(&self.pool, lease.run_id, Utc::now()).await?;
         Ok(Response::new(v1::FailRunResponse {}))
     }
 

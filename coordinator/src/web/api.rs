@@ -23,13 +23,17 @@ pub const MAX_POINTS: usize = 200;
 /// Most sweeps listed on `/sweeps`.
 const MAX_SWEEPS: i64 = 500;
 
-/// Runs by state: the five states of the queue.
+/// Runs by state: the seven states of the queue.
 #[derive(Debug, Default, Serialize, Deserialize, Clone, PartialEq)]
 pub struct Counts {
     /// Waiting for a worker.
     pub queued: i64,
     /// Leased and training.
     pub running: i64,
+    /// Waiting at a rung for a promotion.
+    pub paused: i64,
+    /// Stopped early by the sweep's scheduler.
+    pub stopped: i64,
     /// Finished every epoch.
     pub succeeded: i64,
     /// Gave up.
@@ -67,6 +71,8 @@ pub async fn list_sweeps(State(st): State<WebState>) -> Result<Json<Vec<SweepSum
         "select s.id, s.name, s.dataset_id, s.priority, s.created_at, count(r.id) as runs,
             count(*) filter (where r.state = 'queued') as queued,
             count(*) filter (where r.state = 'running') as running,
+            count(*) filter (where r.state = 'paused') as paused,
+            count(*) filter (where r.state = 'stopped') as stopped,
             count(*) filter (where r.state = 'succeeded') as succeeded,
             count(*) filter (where r.state = 'failed') as failed,
             count(*) filter (where r.state = 'cancelled') as cancelled,
@@ -91,6 +97,8 @@ pub async fn list_sweeps(State(st): State<WebState>) -> Result<Json<Vec<SweepSum
                 counts: Counts {
                     queued: r.get("queued"),
                     running: r.get("running"),
+                    paused: r.get("paused"),
+                    stopped: r.get("stopped"),
                     succeeded: r.get("succeeded"),
                     failed: r.get("failed"),
                     cancelled: r.get("cancelled"),
@@ -113,7 +121,7 @@ pub struct RunJson {
     pub dataset_id: i64,
     /// Training config (schema: `poet_core::config::TrainConfig`).
     pub config: Value,
-    /// queued, running, succeeded, failed or cancelled.
+    /// queued, running, paused, stopped, succeeded, failed or cancelled.
     pub state: String,
     /// Priority.
     pub priority: i32,
@@ -145,6 +153,10 @@ pub struct RunJson {
     pub started_at: Option<DateTime<Utc>>,
     /// Finished.
     pub finished_at: Option<DateTime<Utc>>,
+    /// Why its sweep's scheduler paused or stopped it.
+    pub halt_reason: Option<String>,
+    /// The run it was forked from.
+    pub parent_run_id: Option<i64>,
 }
 
 impl From<RunRow> for RunJson {
@@ -170,6 +182,8 @@ impl From<RunRow> for RunJson {
             created_at: r.created_at,
             started_at: r.started_at,
             finished_at: r.finished_at,
+            halt_reason: r.halt_reason,
+            parent_run_id: r.parent_run_id,
         }
     }
 }
@@ -195,6 +209,36 @@ pub struct SweepDetail {
     pub varying: Vec<String>,
     /// Every run, by id.
     pub runs: Vec<RunJson>,
+    /// Paused by a user: its runs are not leased.
+    pub paused: bool,
+    /// When its scheduler finished it (null while it goes on).
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Search, stopping rule, budget, max_concurrent (`poet_core::plan::Plan`).
+    pub plan: Value,
+    /// Epochs trained by its runs.
+    pub epochs_spent: i64,
+    /// Every decision of its scheduler and every run-control action, oldest first.
+    pub decisions: Vec<DecisionJson>,
+}
+
+/// One decision of a sweep's scheduler or a user's action.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DecisionJson {
+    /// Id (decisions are numbered in the order taken).
+    pub id: i64,
+    /// The run (null for sweep-wide decisions).
+    pub run_id: Option<i64>,
+    /// Epoch it was taken at.
+    pub epoch: i32,
+    /// stop, pause, promote, propose, budget, finish, retry, extend, fork, pause_sweep,
+    /// resume_sweep or priority.
+    pub kind: String,
+    /// In words.
+    pub reason: String,
+    /// The numbers behind it.
+    pub detail: Value,
+    /// When.
+    pub created_at: DateTime<Utc>,
 }
 
 fn not_found(what: &str, id: i64) -> ApiError {
@@ -207,7 +251,9 @@ pub async fn get_sweep(
     Id(id): Id,
 ) -> Result<Json<SweepDetail>, ApiError> {
     let s = sqlx::query(
-        "select id, name, dataset_id, spec, priority, created_at from sweeps where id = $1",
+        "select id, name, dataset_id, spec, spec_format, priority, created_at, paused, finished_at,
+             (select count(*) from epochs e join runs r on r.id = e.run_id where r.sweep_id = $1) as epochs_spent
+         from sweeps where id = $1",
     )
     .bind(id)
     .fetch_optional(&st.pool)
@@ -227,6 +273,8 @@ pub async fn get_sweep(
             "queued" => counts.queued += 1,
             "running" => counts.running += 1,
             "succeeded" => counts.succeeded += 1,
+            "paused" => counts.paused += 1,
+            "stopped" => counts.stopped += 1,
             "failed" => counts.failed += 1,
             _ => counts.cancelled += 1,
         }
@@ -241,6 +289,27 @@ pub async fn get_sweep(
         counts,
         varying: varying_keys(runs.iter().map(|r| &r.config)),
         runs,
+        paused: s.get("paused"),
+        finished_at: s.get("finished_at"),
+        plan: serde_json::from_str(&crate::scheduler::plan_json(
+            &s.get::<String, _>("spec"),
+            &s.get::<String, _>("spec_format"),
+        ))
+        .unwrap_or(Value::Null),
+        epochs_spent: s.get("epochs_spent"),
+        decisions: crate::scheduler::decisions(&st.pool, id)
+            .await?
+            .into_iter()
+            .map(|d| DecisionJson {
+                id: d.id,
+                run_id: (d.run_id != 0).then_some(d.run_id),
+                epoch: d.epoch,
+                kind: d.kind,
+                reason: d.reason,
+                detail: serde_json::from_str(&d.detail_json).unwrap_or(Value::Null),
+                created_at: time(d.created_at).unwrap_or_default(),
+            })
+            .collect(),
     }))
 }
 
@@ -754,4 +823,72 @@ mod tests {
         assert_eq!(varying_keys(cs.iter()), vec!["lr".to_string()]);
         assert!(varying_keys([json!({"a": 1})].iter()).is_empty());
     }
+}
+
+/// `POST /api/v1/runs/{id}/extend` and `/sweeps/{id}/priority` bodies, and the others' (`{}`).
+/// Every control endpoint takes a JSON body, so a cross-site form cannot post to it.
+#[derive(Debug, Default, Deserialize)]
+pub struct ControlBody {
+    /// Epochs to add (extend).
+    #[serde(default)]
+    pub epochs: i32,
+    /// New priority (priority).
+    #[serde(default)]
+    pub priority: i32,
+    /// Checkpoint to fork from (fork; 0 = the best).
+    #[serde(default)]
+    pub checkpoint_id: i64,
+    /// Config keys to change (fork).
+    #[serde(default)]
+    pub overrides: serde_json::Map<String, Value>,
+}
+
+/// `POST /api/v1/runs/{id}/{action}`: retry, extend or fork. Answers the run touched (the new
+/// one for a fork).
+pub async fn run_control(
+    State(st): State<WebState>,
+    axum::extract::Path((id, action)): axum::extract::Path<(i64, String)>,
+    Json(body): Json<ControlBody>,
+) -> Result<Json<RunJson>, ApiError> {
+    let now = Utc::now();
+    let run = match action.as_str() {
+        "retry" => crate::control::retry_run(&st.pool, id, now).await?,
+        "extend" => crate::control::extend_run(&st.pool, id, body.epochs, now).await?,
+        "fork" => {
+            crate::control::fork_run(
+                &st.pool,
+                id,
+                body.checkpoint_id,
+                &Value::Object(body.overrides).to_string(),
+                now,
+            )
+            .await?
+        }
+        other => {
+            return Err(ApiError::not_found(format!(
+                "no run action {other:?} (retry, extend or fork)"
+            )));
+        }
+    };
+    Ok(Json(run.into()))
+}
+
+/// `POST /api/v1/sweeps/{id}/{action}`: pause, resume or priority. Answers the sweep.
+pub async fn sweep_control(
+    State(st): State<WebState>,
+    axum::extract::Path((id, action)): axum::extract::Path<(i64, String)>,
+    Json(body): Json<ControlBody>,
+) -> Result<Json<SweepDetail>, ApiError> {
+    let now = Utc::now();
+    match action.as_str() {
+        "pause" => crate::control::set_paused(&st.pool, id, true, now).await?,
+        "resume" => crate::control::set_paused(&st.pool, id, false, now).await?,
+        "priority" => crate::control::set_priority(&st.pool, id, body.priority, now).await?,
+        other => {
+            return Err(ApiError::not_found(format!(
+                "no sweep action {other:?} (pause, resume or priority)"
+            )));
+        }
+    };
+    get_sweep(State(st), Id(id)).await
 }

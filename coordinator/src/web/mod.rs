@@ -238,7 +238,12 @@ pub fn router(state: WebState) -> Router {
         .route("/sweeps", get(api::list_sweeps))
         .route("/sweeps/{id}", get(api::get_sweep))
         .route("/sweeps/{id}/curves", get(api::sweep_curves))
+        .route(
+            "/sweeps/{id}/{action}",
+            axum::routing::post(api::sweep_control),
+        )
         .route("/runs/{id}", get(api::get_run))
+        .route("/runs/{id}/{action}", axum::routing::post(api::run_control))
         .route("/workers", get(api::list_workers))
         .route("/datasets", get(api::list_datasets))
         .fallback(api_fallback)

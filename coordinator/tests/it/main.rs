@@ -4,4 +4,5 @@
 mod helpers;
 mod hostile;
 mod queue;
+mod scheduler;
 mod service;

@@ -48,7 +48,7 @@
   }
   const bytes = (b) => (b >= 1 << 30 ? `${(b / (1 << 30)).toFixed(1)} GiB` : b >= 1 << 20 ? `${(b / (1 << 20)).toFixed(1)} MiB` : b >= 1024 ? `${(b / 1024).toFixed(1)} KiB` : `${b} B`);
   const stateBadge = (st) => h('span', { class: `state s-${st}` }, st);
-  const STATES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'];
+  const STATES = ['queued', 'running', 'paused', 'stopped', 'succeeded', 'failed', 'cancelled'];
   function countsBar(c) {
     const total = STATES.reduce((a, k) => a + (c[k] || 0), 0) || 1;
     return h('span', { class: 'bar', title: STATES.map((k) => `${k} ${c[k]}`).join(', ') },
@@ -281,12 +281,35 @@
     live(['/api/v1/sweeps'], (d) => { data = d; draw(); });
   }
 
+  // The scheduler's plan in words: search, stopping rule, budget spent.
+  function planText(sweep) {
+    const p = sweep.plan || {};
+    const parts = [];
+    if (p.search) parts.push(`search ${p.search.method}${p.search.trials ? ` (${p.search.trials} trials)` : ''}`);
+    const rule = (p.policy || {}).rule || {};
+    if (rule.rule && rule.rule !== 'none') parts.push(`${rule.rule}${rule.eta ? ` (eta ${rule.eta}, from epoch ${rule.min_epochs})` : ''}`);
+    const b = (p.policy || {}).budget;
+    if (b && b.epochs) parts.push(`budget ${sweep.epochs_spent} of ${b.epochs} epochs`);
+    else parts.push(`${sweep.epochs_spent} epochs spent`);
+    if (sweep.paused) parts.push('paused');
+    if (sweep.finished_at) parts.push(`finished ${when(sweep.finished_at)}`);
+    return parts.join(' · ');
+  }
+  // Stop, pause, promote and propose decisions with their reasons, newest first.
+  function decisionsTable(sweep) {
+    if (!sweep.decisions || !sweep.decisions.length) return [];
+    const rows = sweep.decisions.slice().reverse().map((d) => h('tr', { class: `d-${d.kind}` },
+      h('td', { class: 'num' }, d.id), h('td', {}, d.run_id ? h('a', { href: `/runs/${d.run_id}` }, `#${d.run_id}`) : '—'),
+      h('td', { class: 'num' }, d.epoch || '—'), h('td', {}, d.kind), h('td', {}, d.reason)));
+    return [h('h2', {}, `Decisions (${sweep.decisions.length})`),
+      h('table', { class: 'decisions' }, h('thead', {}, h('tr', {}, ['#', 'Run', 'Epoch', 'Kind', 'Reason'].map((k) => h('th', {}, k)))), h('tbody', {}, rows))];
+  }
   function sweepPage(id) {
     const st = { series: 'val', log: false, colour: null, hidden: new Set(), sort: { key: 'best_val_loss', dir: 'asc' } };
     let sweep = null, curves = null;
     const v = view();
-    const info = h('div'), controls = h('div', { class: 'controls' }), chartSlot = h('div'), legend = h('div', { class: 'legend' }), tableSlot = h('div');
-    v.append(info, h('h2', {}, 'Loss curves'), controls, chartSlot, legend, h('h2', {}, 'Runs'), tableSlot);
+    const info = h('div'), controls = h('div', { class: 'controls' }), chartSlot = h('div'), legend = h('div', { class: 'legend' }), tableSlot = h('div'), decisionsSlot = h('div', { id: 'decisions' });
+    v.append(info, h('h2', {}, 'Loss curves'), controls, chartSlot, legend, h('h2', {}, 'Runs'), tableSlot, decisionsSlot);
     const draw = () => {
       if (!sweep || !curves) return;
       if (st.colour === null) st.colour = sweep.varying[0] || '';
@@ -296,6 +319,7 @@
         h('div', {}, h('span', {}, 'dataset'), `#${sweep.dataset_id}`),
         h('div', {}, h('span', {}, 'runs'), [countsBar(sweep.counts), countsText(sweep.counts)]),
         h('div', {}, h('span', {}, 'swept'), sweep.varying.join(', ') || '—'),
+        h('div', {}, h('span', {}, 'plan'), planText(sweep)),
         h('div', {}, h('span', {}, 'created'), when(sweep.created_at))),
       h('details', {}, h('summary', {}, 'spec'), h('pre', { class: 'card' }, sweep.spec)));
       // Controls (rebuilt each time so the colour choices follow the runs).
@@ -324,6 +348,7 @@
         if (st.series !== 'val') ser.push({ key: 'train', run: c.run_id, label: `${label} train`, colour, dash: true, xs: c.epochs, ys: c.train });
       }
       chartSlot.replaceChildren(chart(ser, { log: st.log, onclick: (run) => { location.href = `/runs/${run}`; } }));
+      decisionsSlot.replaceChildren(...decisionsTable(sweep));
       const thinned = curves.curves.some((c) => c.thinned);
       legend.textContent = `${legendText}${thinned ? ' · long curves thinned to 200 points' : ''}`;
       const cols = [
@@ -386,7 +411,7 @@
       ], { log: st.log });
       v.replaceChildren(
         h('div', { class: 'card facts', id: 'summary' },
-          h('div', {}, h('span', {}, 'state'), stateBadge(r.state), r.cancel_requested ? ' (cancel requested)' : ''),
+          h('div', {}, h('span', {}, 'state'), stateBadge(r.state), r.cancel_requested ? ' (cancel requested)' : '', r.halt_reason ? h('span', { class: 'muted halt' }, ` ${r.halt_reason}`) : ''),
           h('div', {}, h('span', {}, 'sweep'), h('a', { href: `/sweeps/${r.sweep_id}` }, `#${r.sweep_id}`)),
           h('div', {}, h('span', {}, 'dataset'), `#${r.dataset_id}`),
           h('div', {}, h('span', {}, 'epochs'), h('b', { id: 'epochs-done' }, `${r.epochs_done}`), `/${r.epochs_total}`),
