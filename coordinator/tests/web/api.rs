@@ -414,3 +414,86 @@ async fn a_thousand_run_sweep_is_one_quick_page() {
     assert!(curves_s < 10.0 && detail_s < 5.0);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn control_endpoints_take_json_and_the_sweep_lists_its_decisions() {
+    let s = Stack::spawn(false).await;
+    let seeded = seed(&s, 2, |i| [2, 1][i]).await;
+    let http = reqwest::Client::new();
+    let post = |path: String, body: Value| {
+        let req = http.post(s.url(&path)).json(&body);
+        async move {
+            let r = req.send().await.unwrap();
+            let st = r.status();
+            (st, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let sweep = seeded.sweep_id;
+    // A form post (not JSON) is refused: a cross-site form cannot reach these.
+    let form = http
+        .post(s.url(&format!("/api/v1/sweeps/{sweep}/pause")))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("x=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let (st, d) = post(
+        format!("/api/v1/sweeps/{sweep}/pause"),
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{d}");
+    assert_eq!(d["paused"], true);
+    let (st, d) = post(
+        format!("/api/v1/sweeps/{sweep}/priority"),
+        serde_json::json!({"priority": 9}),
+    )
+    .await;
+    assert_eq!(
+        (st, &d["priority"]),
+        (StatusCode::OK, &serde_json::json!(9))
+    );
+    let kinds: Vec<&str> = d["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["pause_sweep", "priority"]);
+    assert!(
+        d["decisions"][1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("from 0 to 9")
+    );
+    // A running run cannot be retried: 409 with the reason.
+    let run = seeded.runs[0];
+    let (st, e) = post(format!("/api/v1/runs/{run}/retry"), serde_json::json!({})).await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    assert_eq!(
+        error_message(&e),
+        format!("run {run} is running; only failed, cancelled or stopped runs can be retried")
+    );
+    let (st, e) = post(format!("/api/v1/runs/{run}/explode"), serde_json::json!({})).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert!(error_message(&e).contains("retry, extend or fork"));
+    // A fork of run 0 from its checkpoint: a new run linked to its parent.
+    let (st, f) = post(
+        format!("/api/v1/runs/{run}/fork"),
+        serde_json::json!({"overrides": {"learning_rate": 0.0005}}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{f}");
+    assert_eq!(f["parent_run_id"], run);
+    assert_eq!(f["config"]["learning_rate"], 0.0005);
+    let (_, detail) = get(&s.url(&format!("/api/v1/sweeps/{sweep}"))).await;
+    assert_eq!(detail["decisions"].as_array().unwrap().len(), 3);
+    assert_eq!(detail["counts"]["paused"], 0);
+    assert!(
+        detail["plan"]["search"]["method"] == "grid",
+        "{}",
+        detail["plan"]
+    );
+    s.stop().await;
+}
