@@ -295,6 +295,20 @@
     if (sweep.finished_at) parts.push(`finished ${when(sweep.finished_at)}`);
     return parts.join(' · ');
   }
+  // ASHA / HyperBand rungs: per rung epoch, runs that reached it, went on, wait or stopped there.
+  function rungsTable(sweep) {
+    const rule = ((sweep.plan || {}).policy || {}).rule || {};
+    if (rule.rule !== 'asha' && rule.rule !== 'hyperband') return [];
+    const epochs = new Set();
+    const brackets = rule.rule === 'asha' ? 1 : Math.floor(Math.log(rule.max_epochs / rule.min_epochs) / Math.log(rule.eta) + 1e-9) + 1;
+    for (let b = 0; b < brackets; b++) for (let r = rule.min_epochs * rule.eta ** b; r < rule.max_epochs; r *= rule.eta) epochs.add(r);
+    const rows = [...epochs].sort((a, b) => a - b).map((e) => {
+      const at = (st) => sweep.runs.filter((r) => r.epochs_done === e && r.state === st).length;
+      return h('tr', {}, h('td', { class: 'num' }, e), h('td', { class: 'num' }, sweep.runs.filter((r) => r.epochs_done >= e).length),
+        h('td', { class: 'num' }, sweep.runs.filter((r) => r.epochs_done > e).length), h('td', { class: 'num' }, at('paused')), h('td', { class: 'num' }, at('stopped')));
+    });
+    return [h('h2', {}, 'Rungs'), h('table', { class: 'rungs' }, h('thead', {}, h('tr', {}, ['Epoch', 'Reached', 'Went on', 'Paused there', 'Stopped there'].map((k) => h('th', {}, k)))), h('tbody', {}, rows))];
+  }
   // Stop, pause, promote and propose decisions with their reasons, newest first.
   function decisionsTable(sweep) {
     if (!sweep.decisions || !sweep.decisions.length) return [];
@@ -348,7 +362,7 @@
         if (st.series !== 'val') ser.push({ key: 'train', run: c.run_id, label: `${label} train`, colour, dash: true, xs: c.epochs, ys: c.train });
       }
       chartSlot.replaceChildren(chart(ser, { log: st.log, onclick: (run) => { location.href = `/runs/${run}`; } }));
-      decisionsSlot.replaceChildren(...decisionsTable(sweep));
+      decisionsSlot.replaceChildren(...rungsTable(sweep), ...decisionsTable(sweep));
       const thinned = curves.curves.some((c) => c.thinned);
       legend.textContent = `${legendText}${thinned ? ' · long curves thinned to 200 points' : ''}`;
       const cols = [
