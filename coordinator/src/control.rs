@@ -29,7 +29,7 @@ use sqlx::{PgPool, Row};
 
 use crate::error::{Result, ServiceError};
 use crate::history::{RunRow, SweepRow};
-use crate::scheduler::{record_action, user_reason};
+use crate::scheduler::{record as record_action, user_reason};
 
 /// Keys a fork may not change: the weights and the epoch schedule must fit the checkpoint.
 const SHAPE_KEYS: &[&str] = &[
@@ -252,18 +252,7 @@ pub async fn fork_run(
     .bind(ck_epoch)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
-        "update runs r set
-             epochs_done = coalesce((select max(epoch) from epochs where run_id = $1), 0),
-             best_val_loss = (select min(val_loss) from epochs where run_id = $1),
-             best_epoch = (select epoch from epochs where run_id = $1 order by val_loss, epoch limit 1),
-             last_train_loss = (select train_loss from epochs where run_id = $1 order by epoch desc limit 1),
-             last_val_loss = (select val_loss from epochs where run_id = $1 order by epoch desc limit 1)
-         where r.id = $1",
-    )
-    .bind(id)
-    .execute(&mut *tx)
-    .await?;
+    crate::queue::refresh_run_stats(&mut tx, id).await?;
     sqlx::query("insert into sweep_runs (sweep_id, run_id) values ($1, $2) on conflict do nothing")
         .bind(parent.sweep_id)
         .bind(id)

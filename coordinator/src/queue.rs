@@ -1029,7 +1029,10 @@ async fn end_lease(
 }
 
 /// Recomputes a run's epoch summary columns from its epoch rows.
-async fn refresh_run_stats(tx: &mut Transaction<'_, Postgres>, run_id: i64) -> Result<()> {
+pub(crate) async fn refresh_run_stats(
+    tx: &mut Transaction<'_, Postgres>,
+    run_id: i64,
+) -> Result<()> {
     sqlx::query(
         "update runs r set
              epochs_done = coalesce((select max(epoch) from epochs where run_id = $1), 0),

@@ -160,8 +160,8 @@ async fn lock_sweep(tx: &mut Transaction<'_, Postgres>, id: i64) -> Result<Locke
     })
 }
 
-/// Stores one decision.
-async fn record(
+/// Stores one decision (the scheduler's, or a user's run-control action).
+pub(crate) async fn record(
     tx: &mut Transaction<'_, Postgres>,
     sweep_id: i64,
     run_id: Option<i64>,
@@ -618,19 +618,6 @@ pub async fn decisions(pool: &sqlx::PgPool, sweep_id: i64) -> Result<Vec<v1::Dec
             created_at: Some(crate::history::ts(r.get("created_at"))),
         })
         .collect())
-}
-
-/// Records a user's run-control action in the sweep's decisions.
-pub(crate) async fn record_action(
-    tx: &mut Transaction<'_, Postgres>,
-    sweep_id: i64,
-    run_id: Option<i64>,
-    epoch: i32,
-    kind: &str,
-    reason: &Reason,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    record(tx, sweep_id, run_id, epoch, kind, reason, now).await
 }
 
 /// The plan of a stored sweep, JSON.

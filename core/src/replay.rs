@@ -148,13 +148,6 @@ pub fn simulate(
     let mut budget_spent = false;
     let mut tried: HashSet<usize> = HashSet::new();
 
-    let views = |runs: &[Sim]| -> Vec<(i64, u32, State, Vec<f64>)> {
-        runs.iter()
-            .enumerate()
-            .map(|(i, r)| (i as i64 + 1, i as u32, r.state, r.curve.clone()))
-            .collect()
-    };
-
     loop {
         // Fill idle workers: the queue first (lowest run id first), then new configs.
         for slot in busy.iter_mut() {
@@ -210,18 +203,7 @@ pub fn simulate(
             })
         else {
             // Nothing runs and nothing can start: the sweep is idle.
-            let v = views(&runs);
-            let rv: Vec<RunView> = v
-                .iter()
-                .map(|(id, t, s, c)| RunView {
-                    id: *id,
-                    trial: *t,
-                    state: *s,
-                    curve: c,
-                    epochs_total: max_epochs,
-                })
-                .collect();
-            for (id, _) in schedule::on_idle(policy, &rv) {
+            for (id, _) in schedule::on_idle(policy, &views(&runs, max_epochs)) {
                 runs[id as usize - 1].state = State::Stopped;
             }
             break;
@@ -238,18 +220,7 @@ pub fn simulate(
             best = loss;
         }
         points.push((spent.epochs, best));
-        let v = views(&runs);
-        let rv: Vec<RunView> = v
-            .iter()
-            .map(|(id, t, s, c)| RunView {
-                id: *id,
-                trial: *t,
-                state: *s,
-                curve: c,
-                epochs_total: max_epochs,
-            })
-            .collect();
-        let d = schedule::on_epoch(policy, &rv, r as i64 + 1, spent);
+        let d = schedule::on_epoch(policy, &views(&runs, max_epochs), r as i64 + 1, spent);
         for p in &d.promote {
             let i = p.run as usize - 1;
             runs[i].state = State::Queued;
@@ -282,6 +253,20 @@ pub fn simulate(
         runs: runs.len(),
         points,
     })
+}
+
+/// The scheduler's view of the simulated runs: run ids from 1, trials in creation order.
+fn views(runs: &[Sim], epochs_total: u32) -> Vec<RunView<'_>> {
+    runs.iter()
+        .enumerate()
+        .map(|(i, r)| RunView {
+            id: i as i64 + 1,
+            trial: i as u32,
+            state: r.state,
+            curve: &r.curve,
+            epochs_total,
+        })
+        .collect()
 }
 
 fn config_of(fixture: &Fixture, space: &Space, i: usize) -> TrainConfig {

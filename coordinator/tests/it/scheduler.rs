@@ -21,23 +21,31 @@ fn adaptive_spec(runs: usize, epochs: u32, extra: &str) -> String {
     )
 }
 
+/// Reports `epoch` with validation loss `val` (no checkpoint); the answer.
+async fn report_only(
+    w: &mut Worker,
+    lease: &v1::Lease,
+    epoch: i32,
+    val: f64,
+) -> Result<v1::ReportEpochResponse, tonic::Status> {
+    w.report_epoch(v1::ReportEpochRequest {
+        lease: Some(lease.clone()),
+        epoch: Some(v1::Epoch {
+            epoch,
+            train_loss: val + 0.1,
+            val_loss: val,
+            duration_s: 0.5,
+            chars_per_sec: 1000.0,
+            ..Default::default()
+        }),
+    })
+    .await
+    .map(|r| r.into_inner())
+}
+
 /// Reports `epoch` with validation loss `val` and uploads its checkpoint; the directive.
 async fn report(w: &mut Worker, lease: &v1::Lease, epoch: i32, val: f64) -> Option<v1::Directive> {
-    let answer = w
-        .report_epoch(v1::ReportEpochRequest {
-            lease: Some(lease.clone()),
-            epoch: Some(v1::Epoch {
-                epoch,
-                train_loss: val + 0.1,
-                val_loss: val,
-                duration_s: 0.5,
-                chars_per_sec: 1000.0,
-                ..Default::default()
-            }),
-        })
-        .await
-        .expect("report")
-        .into_inner();
+    let answer = report_only(w, lease, epoch, val).await.expect("report");
     let data = format!("checkpoint of run {} epoch {epoch}", lease.run_id).into_bytes();
     let msgs = vec![
         v1::UploadCheckpointRequest {
@@ -159,18 +167,7 @@ async fn asha_pauses_promotes_resumes_from_the_rung_and_finishes_with_reasons() 
     let d = report(&mut w, &lease, 3, 1.8).await;
     assert_eq!(action(&d), v1::Action::Pause, "alone at rung 1: {d:?}");
     // Past the halt, a report is refused: the worker must hand the run back.
-    let past = w
-        .report_epoch(v1::ReportEpochRequest {
-            lease: Some(lease.clone()),
-            epoch: Some(v1::Epoch {
-                epoch: 4,
-                train_loss: 1.0,
-                val_loss: 1.0,
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap_err();
+    let past = report_only(&mut w, &lease, 4, 1.0).await.unwrap_err();
     assert_eq!(past.code(), Code::FailedPrecondition);
     complete(&mut w, &lease).await;
     // Nothing is queued or running: the paused runs stop and the sweep finishes.
@@ -724,21 +721,9 @@ async fn a_worker_killed_after_a_pause_leaves_the_run_paused_not_retrained() {
     let lease2 = lease_run(&mut w, wid, 1000).await.unwrap().lease.unwrap();
     assert_eq!(lease2.run_id, 2);
     // Killed before its checkpoint: report without upload, then expire.
-    let d = w
-        .report_epoch(v1::ReportEpochRequest {
-            lease: Some(lease2.clone()),
-            epoch: Some(v1::Epoch {
-                epoch: 1,
-                train_loss: 2.6,
-                val_loss: 2.5,
-                duration_s: 0.5,
-                chars_per_sec: 1.0,
-                ..Default::default()
-            }),
-        })
+    let d = report_only(&mut w, &lease2, 1, 2.5)
         .await
         .unwrap()
-        .into_inner()
         .directive;
     assert_eq!(action(&d), v1::Action::Pause);
     let reaped = q.reap(later).await.unwrap();
