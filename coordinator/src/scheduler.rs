@@ -301,36 +301,13 @@ pub async fn after_epoch(
             answer = Some(directive(state, reason.text.clone()));
         }
     }
-    let mut promote: Vec<&schedule::Promotion> = d.promote.iter().collect();
-    promote.sort_by_key(|p| p.run);
-    for p in promote {
-        let moved = sqlx::query(
-            "update runs set state = 'queued', halt_at = null, halt_state = null
-             where id = $1 and state = 'paused'",
-        )
-        .bind(p.run)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if moved == 1 {
-            let at = sweep
-                .members
-                .iter()
-                .find(|m| m.id == p.run)
-                .map_or(0, |m| m.curve.len() as i32);
-            record(
-                &mut tx,
-                sweep_id,
-                Some(p.run),
-                at,
-                "promote",
-                &p.reason,
-                now,
-            )
-            .await?;
-            if let Some(m) = sweep.members.iter_mut().find(|m| m.id == p.run) {
-                m.state = State::Queued;
-            }
+    let mut promotions: Vec<&schedule::Promotion> = d.promote.iter().collect();
+    promotions.sort_by_key(|p| p.run);
+    for p in promotions {
+        if promote(&mut tx, &sweep, p, now).await?
+            && let Some(m) = sweep.members.iter_mut().find(|m| m.id == p.run)
+        {
+            m.state = State::Queued;
         }
     }
     sqlx::query("update runs set decided_epoch = $2 where id = $1")
@@ -345,6 +322,33 @@ pub async fn after_epoch(
     }
     tx.commit().await?;
     Ok(answer)
+}
+
+/// Sends a paused run back to the queue (once: the update is conditional) and records why.
+/// Whether it moved.
+async fn promote(
+    tx: &mut Transaction<'_, Postgres>,
+    sweep: &Locked,
+    p: &schedule::Promotion,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let moved = sqlx::query(
+        "update runs set state = 'queued', halt_at = null, halt_state = null
+         where id = $1 and state = 'paused'",
+    )
+    .bind(p.run)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if moved == 1 {
+        let at = sweep
+            .members
+            .iter()
+            .find(|m| m.id == p.run)
+            .map_or(0, |m| m.curve.len() as i32);
+        record(tx, sweep.id, Some(p.run), at, "promote", &p.reason, now).await?;
+    }
+    Ok(moved == 1)
 }
 
 /// Once the budget is spent: every queued and paused run of the sweep stops (recorded once).
@@ -556,10 +560,19 @@ pub async fn settle(pool: &sqlx::PgPool, sweep_id: i64, now: DateTime<Utc>) -> R
         // Reload the states the budget or top-up may have changed.
         let sweep = lock_sweep(&mut tx, sweep_id).await?;
         let views = sweep.views();
-        let mut stops = schedule::on_idle(&sweep.plan().policy, &views);
-        // Runs attached from another sweep are that sweep's to stop.
-        stops.retain(|(id, _)| sweep.members.iter().any(|m| m.id == *id && m.own));
-        stop_waiting(&mut tx, sweep_id, &stops, now).await?;
+        let own = |id: &i64| sweep.members.iter().any(|m| m.id == *id && m.own);
+        let mut idle = schedule::on_idle(&sweep.plan().policy, &views);
+        // Runs attached from another sweep are that sweep's to promote or stop.
+        idle.promote.retain(|p| own(&p.run));
+        idle.stop.retain(|(id, _)| own(id));
+        if spent.is_none() && !idle.promote.is_empty() {
+            for p in &idle.promote {
+                promote(&mut tx, &sweep, p, now).await?;
+            }
+            tx.commit().await?;
+            return Ok(());
+        }
+        stop_waiting(&mut tx, sweep_id, &idle.stop, now).await?;
         let counts = sweep.members.iter().filter(|m| m.own).count();
         let reason = Reason {
             text: format!(

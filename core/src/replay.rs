@@ -203,10 +203,19 @@ pub fn simulate(
             })
         else {
             // Nothing runs and nothing can start: the sweep is idle.
-            for (id, _) in schedule::on_idle(policy, &views(&runs, max_epochs)) {
-                runs[id as usize - 1].state = State::Stopped;
+            let idle = schedule::on_idle(policy, &views(&runs, max_epochs));
+            if idle.promote.is_empty() || budget_spent {
+                for (id, _) in idle.stop {
+                    runs[id as usize - 1].state = State::Stopped;
+                }
+                break;
             }
-            break;
+            for p in idle.promote {
+                let i = p.run as usize - 1;
+                runs[i].state = State::Queued;
+                queue.push_back(i);
+            }
+            continue;
         };
         let (t, r) = busy[w].take().expect("busy");
         now = t;

@@ -451,9 +451,21 @@ fn rung_decision(
     }
 }
 
-/// When the sweep has nothing queued or running and nothing more to propose: every paused run
-/// is stopped, with its standing at the rung where it waits.
-pub fn on_idle(policy: &Policy, runs: &[RunView]) -> Vec<(i64, Reason)> {
+/// What happens when a sweep has nothing queued or running and nothing more to propose.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Idle {
+    /// Paused runs sent on so that every bracket trains at least one run to the end.
+    pub promote: Vec<Promotion>,
+    /// Paused runs stopped (only when nothing is promoted).
+    pub stop: Vec<(i64, Reason)>,
+}
+
+/// When the sweep has nothing queued or running and nothing more to propose. Per bracket, if
+/// no run went past the highest rung where runs wait (fewer than `eta` reached it, so its
+/// quota was 0), the best run waiting there goes on: a sweep never ends without having trained
+/// its most promising run of each bracket to the end. Otherwise every paused run is stopped,
+/// with its standing at the rung where it waits.
+pub fn on_idle(policy: &Policy, runs: &[RunView]) -> Idle {
     let (rungs, bracket_of): (Rungs, Box<dyn Fn(u32) -> u32>) = match &policy.rule {
         Rule::Asha(r) => (*r, Box::new(|_| 0)),
         Rule::Hyperband(r) => {
@@ -461,7 +473,7 @@ pub fn on_idle(policy: &Policy, runs: &[RunView]) -> Vec<(i64, Reason)> {
             (*r, Box::new(move |t| t % n))
         }
         _ => {
-            return runs
+            let stop = runs
                 .iter()
                 .filter(|r| r.state == State::Paused)
                 .map(|r| {
@@ -474,10 +486,64 @@ pub fn on_idle(policy: &Policy, runs: &[RunView]) -> Vec<(i64, Reason)> {
                     )
                 })
                 .collect();
+            return Idle {
+                promote: vec![],
+                stop,
+            };
         }
     };
-    runs.iter()
-        .filter(|r| r.state == State::Paused)
+    let paused: Vec<&RunView> = runs.iter().filter(|r| r.state == State::Paused).collect();
+    let mut brackets: Vec<u32> = paused.iter().map(|r| bracket_of(r.trial)).collect();
+    brackets.sort_unstable();
+    brackets.dedup();
+    let mut promote = Vec::new();
+    for b in brackets {
+        let top = paused
+            .iter()
+            .filter(|r| bracket_of(r.trial) == b)
+            .map(|r| r.curve.len())
+            .max()
+            .unwrap_or(0);
+        let went_on = runs
+            .iter()
+            .any(|r| bracket_of(r.trial) == b && r.curve.len() > top);
+        if went_on {
+            continue;
+        }
+        let at = standings(runs, top as u32, b, &bracket_of);
+        let n = at.len();
+        let Some((rank, best)) = at
+            .iter()
+            .enumerate()
+            .find(|(_, x)| paused.iter().any(|r| r.id == x.1 && r.curve.len() == top))
+        else {
+            continue;
+        };
+        let k = ladder_of(&rungs, b)
+            .iter()
+            .position(|&x| x as usize == top)
+            .unwrap_or(0);
+        promote.push(Promotion {
+            run: best.1,
+            reason: Reason {
+                text: format!(
+                    "promoted at rung {k} (epoch {top}) with nothing else left to run: {:.4} ranks {} of {n} and no run went on from there",
+                    best.0,
+                    rank + 1
+                ),
+                detail: serde_json::json!({"rule": "idle_promotion", "bracket": b, "rung": k, "epoch": top,
+                    "value": finite(best.0), "rank": rank + 1, "runs": n, "quota": n / rungs.eta as usize, "idle": true}),
+            },
+        });
+    }
+    if !promote.is_empty() {
+        return Idle {
+            promote,
+            stop: vec![],
+        };
+    }
+    let stop = paused
+        .iter()
         .map(|r| {
             let epoch = r.curve.len() as u32;
             let bracket = bracket_of(r.trial);
@@ -502,7 +568,11 @@ pub fn on_idle(policy: &Policy, runs: &[RunView]) -> Vec<(i64, Reason)> {
                 },
             )
         })
-        .collect()
+        .collect();
+    Idle {
+        promote: vec![],
+        stop,
+    }
 }
 
 /// Once the budget is spent: every queued and paused run stops (running ones stop at their
@@ -785,12 +855,43 @@ mod tests {
             view(2, State::Paused, &b, 9),
             view(3, State::Paused, &c, 9),
         ];
-        let out = on_idle(&p, &runs);
+        let out = on_idle(&p, &runs).stop;
         assert_eq!(out.iter().map(|x| x.0).collect::<Vec<_>>(), vec![2, 3]);
         assert_eq!(
             out[1].1.text,
             "stopped at rung 0 (epoch 1): 3.0000 ranked 3 of 3, top 1 went on; the sweep has nothing left to run"
         );
+    }
+
+    #[test]
+    fn idle_sends_on_the_best_run_of_a_rung_nobody_went_past() {
+        let p = asha(1, 3, 9);
+        // Run 1 waits alone at rung 1 (epoch 3), runs 2 and 3 at rung 0; nobody went past
+        // epoch 3: run 1 goes on, nobody stops.
+        let (a, b, c) = ([1.0, 0.9, 0.8], [2.0], [3.0]);
+        let runs = [
+            view(1, State::Paused, &a, 9),
+            view(2, State::Paused, &b, 9),
+            view(3, State::Paused, &c, 9),
+        ];
+        let out = on_idle(&p, &runs);
+        assert!(out.stop.is_empty());
+        assert_eq!(out.promote.len(), 1);
+        assert_eq!(out.promote[0].run, 1);
+        assert_eq!(
+            out.promote[0].reason.text,
+            "promoted at rung 1 (epoch 3) with nothing else left to run: 0.8000 ranks 1 of 1 and no run went on from there"
+        );
+        // Once it finished, the others stop.
+        let a9 = [1.0, 0.9, 0.8, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7];
+        let runs = [
+            view(1, State::Succeeded, &a9, 9),
+            view(2, State::Paused, &b, 9),
+            view(3, State::Paused, &c, 9),
+        ];
+        let out = on_idle(&p, &runs);
+        assert!(out.promote.is_empty());
+        assert_eq!(out.stop.len(), 2);
     }
 
     #[test]

@@ -170,8 +170,23 @@ async fn asha_pauses_promotes_resumes_from_the_rung_and_finishes_with_reasons() 
     let past = report_only(&mut w, &lease, 4, 1.0).await.unwrap_err();
     assert_eq!(past.code(), Code::FailedPrecondition);
     complete(&mut w, &lease).await;
-    // Nothing is queued or running: the paused runs stop and the sweep finishes.
-    for run in [1, 2, 3] {
+    // Nothing is queued or running, and nobody went past rung 1: the best run waiting there
+    // (run 1, alone) goes on to the end rather than the sweep ending without a full run.
+    assert_eq!(state(&c.db.pool, 1).await, "queued");
+    let l = lease_run(&mut w, wid, 1000).await.unwrap();
+    let lease = l.lease.clone().unwrap();
+    assert_eq!((lease.run_id, lease.attempt), (1, 3));
+    assert_eq!(l.resume_from.as_ref().map(|c| c.epoch), Some(3));
+    for e in 4..=9 {
+        assert_eq!(
+            action(&report(&mut w, &lease, e, 1.8 - 0.01 * e as f64).await),
+            v1::Action::Continue
+        );
+    }
+    complete(&mut w, &lease).await;
+    // Now a run went past every rung: the other paused runs stop and the sweep finishes.
+    assert_eq!(state(&c.db.pool, 1).await, "succeeded");
+    for run in [2, 3] {
         assert_eq!(state(&c.db.pool, run).await, "stopped", "run {run}");
     }
     let s = c
@@ -181,33 +196,53 @@ async fn asha_pauses_promotes_resumes_from_the_rung_and_finishes_with_reasons() 
         .unwrap()
         .into_inner();
     assert!(s.sweep.unwrap().finished_at.is_some());
-    assert_eq!(s.epochs_spent, 5);
+    assert_eq!(s.epochs_spent, 11);
     let kinds: Vec<&str> = s.decisions.iter().map(|d| d.kind.as_str()).collect();
     assert_eq!(
         kinds,
         [
-            "pause", "pause", "pause", "promote", "pause", "stop", "stop", "stop", "finish"
+            "pause", "pause", "pause", "promote", "pause", "promote", "stop", "stop", "finish"
         ]
     );
     assert!(s.plan_json.contains("\"asha\""), "{}", s.plan_json);
-    let run1_stop = s
+    let idle = &s.decisions[5];
+    assert_eq!(
+        idle.reason,
+        "promoted at rung 1 (epoch 3) with nothing else left to run: 1.8000 ranks 1 of 1 and no run went on from there"
+    );
+    let stop3 = s
         .decisions
         .iter()
-        .find(|d| d.kind == "stop" && d.run_id == 1)
+        .find(|d| d.kind == "stop" && d.run_id == 3)
         .unwrap();
     assert_eq!(
-        run1_stop.reason,
-        "stopped at rung 1 (epoch 3): 1.8000 ranked 1 of 1, top 0 went on; the sweep has nothing left to run"
+        stop3.reason,
+        "stopped at rung 0 (epoch 1): 2.5000 ranked 2 of 3, top 1 went on; the sweep has nothing left to run"
     );
-    let detail: serde_json::Value = serde_json::from_str(&run1_stop.detail_json).unwrap();
-    assert_eq!(detail["rank"], 1);
-    // Run 1's epochs are exactly 1..=3, each trained once: epoch 1 by attempt 1, 2-3 by 2.
+    let detail: serde_json::Value = serde_json::from_str(&stop3.detail_json).unwrap();
+    assert_eq!(detail["rank"], 2);
+    // Run 1's epochs are exactly 1..=9, each trained once: epoch 1 by attempt 1, 2-3 by 2,
+    // 4-9 by 3.
     let epochs: Vec<(i32, i32)> =
         sqlx::query_as("select epoch, attempt from epochs where run_id = 1 order by epoch")
             .fetch_all(&c.db.pool)
             .await
             .unwrap();
-    assert_eq!(epochs, vec![(1, 1), (2, 2), (3, 2)]);
+    let want: Vec<(i32, i32)> = (1..=9)
+        .map(|e| {
+            (
+                e,
+                if e == 1 {
+                    1
+                } else if e <= 3 {
+                    2
+                } else {
+                    3
+                },
+            )
+        })
+        .collect();
+    assert_eq!(epochs, want);
     c.stop().await;
 }
 
@@ -649,7 +684,8 @@ async fn two_replicas_decide_each_rung_once_under_concurrent_workers() {
     // Every promotion ranked inside the quota of its rung when it was taken, every pause
     // outside it (asynchronous ASHA: a run promoted early may later fall out of the top).
     let rungs: Vec<(String, serde_json::Value)> = sqlx::query_as(
-        "select kind, detail from sweep_decisions where kind in ('promote', 'pause')",
+        "select kind, detail from sweep_decisions where kind in ('promote', 'pause')
+             and not detail ? 'idle'",
     )
     .fetch_all(pool)
     .await
