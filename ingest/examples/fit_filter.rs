@@ -175,24 +175,6 @@ fn sentences(par: &str) -> Vec<String> {
     out
 }
 
-fn wrap(par: &str, width: usize) -> String {
-    let mut out = String::new();
-    let mut line = String::new();
-    for w in par.split_whitespace() {
-        let len = line.chars().count();
-        if len > 0 && len + 1 + w.chars().count() > width {
-            out.push_str(&line);
-            out.push('\n');
-            line.clear();
-        }
-        if !line.is_empty() {
-            line.push(' ');
-        }
-        line.push_str(w);
-    }
-    out + &line
-}
-
 /// Lowers a line's first letter, unless the line before ended a sentence or it is "I".
 fn lower_start(line: &str, prev: &str) -> String {
     if ends_sentence(prev) {
@@ -268,7 +250,10 @@ fn variants(texts: &[Labelled]) -> Vec<(&'static str, bool, String, bool)> {
         } else {
             let pars = paragraphs(text);
             let width = [40, 50, 60, 72, 80, 100][rng.below(6)];
-            let wrapped: Vec<String> = pars.iter().map(|p| wrap(p, width)).collect();
+            let wrapped: Vec<String> = pars
+                .iter()
+                .map(|p| poet_ingest::fuzzing::hard_wrap(p, width))
+                .collect();
             out.push(("hard-wrapped prose", false, wrapped.join("\n\n"), false));
             let sep = if rng.below(2) == 0 { "\n" } else { "\n\n" };
             let per_line: Vec<String> = pars.iter().map(|p| sentences(p).join("\n")).collect();

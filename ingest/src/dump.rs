@@ -500,6 +500,25 @@ fn reject_chunk(file: &Arc<str>, line: u64, reason: String) -> Chunk {
     }
 }
 
+/// Hands `docs` (and the `data` they point into) to `emit` as one chunk once they fill one;
+/// false when `emit` asked to stop.
+fn flush_if_full(
+    file: &Arc<str>,
+    data: &mut Vec<u8>,
+    docs: &mut Vec<Doc>,
+    kind: fn(Vec<Doc>) -> ChunkKind,
+    emit: &mut dyn FnMut(Chunk) -> bool,
+) -> bool {
+    if data.len() < CHUNK_BYTES && docs.len() < 4096 {
+        return true;
+    }
+    emit(Chunk {
+        file: file.clone(),
+        data: std::mem::take(data),
+        kind: kind(std::mem::take(docs)),
+    })
+}
+
 /// Discards input up to and including the next newline; false at EOF.
 fn skip_line(reader: &mut impl BufRead) -> io::Result<bool> {
     loop {
@@ -687,15 +706,8 @@ fn read_bulk(
                 }),
             }
         }
-        if data.len() >= CHUNK_BYTES || docs.len() >= 4096 {
-            let chunk = Chunk {
-                file: file.clone(),
-                data: std::mem::take(&mut data),
-                kind: ChunkKind::Sources(std::mem::take(&mut docs)),
-            };
-            if !emit(chunk) {
-                return Ok(false);
-            }
+        if !flush_if_full(file, &mut data, &mut docs, ChunkKind::Sources, emit) {
+            return Ok(false);
         }
     }
     if let Some((line, id)) = pending {
@@ -876,15 +888,8 @@ fn read_scroll(
                 page.clear();
                 (in_page, skipping) = (false, false);
                 seg = i;
-                if data.len() >= CHUNK_BYTES || docs.len() >= 4096 {
-                    let chunk = Chunk {
-                        file: file.clone(),
-                        data: std::mem::take(&mut data),
-                        kind: ChunkKind::Hits(std::mem::take(&mut docs)),
-                    };
-                    if !emit(chunk) {
-                        return Ok(false);
-                    }
+                if !flush_if_full(file, &mut data, &mut docs, ChunkKind::Hits, emit) {
+                    return Ok(false);
                 }
             }
         }

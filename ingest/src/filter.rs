@@ -833,7 +833,7 @@ end",
     fn hard_wrapped_prose_is_not_a_poem_at_any_width() {
         let prose = "When the committee finally met, the chairman opened the minutes of the previous session and read them aloud in a voice so level that several members later claimed to have slept through the entire item on drainage, which was a pity, because the drainage item contained the only decision of the year. Nobody objected. The secretary, who had typed the minutes twice, looked at the window and thought about her garden and the rain.";
         for width in [40, 50, 60, 72, 80, 100] {
-            let text = wrap(prose, width);
+            let text = crate::fuzzing::hard_wrap(prose, width);
             assert!(text.lines().count() >= 5, "{text}");
             let v = verdict(&verse(), &text);
             assert_eq!(v, Verdict::HardWrapped, "width {width}:\n{text}");
@@ -845,27 +845,12 @@ end",
         }
         // The density rule lets the narrow wraps in: it only sees words per line.
         assert_eq!(
-            verdict(&FilterParams::density(), &wrap(prose, 50)),
+            verdict(
+                &FilterParams::density(),
+                &crate::fuzzing::hard_wrap(prose, 50)
+            ),
             Verdict::Poem
         );
-    }
-
-    /// Greedy wrap at `width` characters.
-    fn wrap(text: &str, width: usize) -> String {
-        let mut out = String::new();
-        let mut line = String::new();
-        for w in text.split_whitespace() {
-            if !line.is_empty() && line.len() + 1 + w.len() > width {
-                out.push_str(&line);
-                out.push('\n');
-                line.clear();
-            }
-            if !line.is_empty() {
-                line.push(' ');
-            }
-            line.push_str(w);
-        }
-        out + &line
     }
 
     #[test]

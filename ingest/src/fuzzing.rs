@@ -9,6 +9,26 @@ use crate::html::html_to_text;
 use crate::mapping::FieldMapping;
 use crate::process::{Settings, process};
 
+/// `text`'s words wrapped greedily at `width` characters, as prose hard-wrapped at a fixed
+/// width is (for the filter's tests and its fitting command).
+pub fn hard_wrap(text: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for w in text.split_whitespace() {
+        let len = line.chars().count();
+        if len > 0 && len + 1 + w.chars().count() > width {
+            out.push_str(&line);
+            out.push('\n');
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(w);
+    }
+    out + &line
+}
+
 /// Converts `html` and panics if the result is not canonical text.
 pub fn check_html(html: &str) {
     let text = html_to_text(html);

@@ -208,7 +208,7 @@ impl Progress {
             bar.set_message(format!(
                 "{} docs, {} poems, {} malformed",
                 c.docs,
-                c.docs - c.other_tag - c.empty - c.not_poems,
+                c.docs.saturating_sub(c.other_tag + c.empty + c.not_poems),
                 c.malformed
             ));
         }
@@ -369,6 +369,14 @@ pub async fn explain(opts: &IngestOptions) -> Result<Explanation, IngestError> {
     exp.counts = tally.counts;
     exp.rejects = tally.first_rejects;
     exp.warnings.extend(malformed_warning(&exp.counts));
+    if !exp
+        .verdicts
+        .iter()
+        .any(|(v, n)| *v == crate::filter::Verdict::Poem && *n > 0)
+    {
+        exp.warnings
+            .push("no document is a poem: an ingest of these inputs would fail".into());
+    }
     Ok(exp)
 }
 

@@ -147,18 +147,9 @@ pub struct Filtered {
 /// A document as `--explain` shows it: where, which verdict, why, and how it starts.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Sample {
-    /// Where it was.
-    pub file: String,
-    /// 1-based line (scroll: hit position).
-    pub line: u64,
-    /// The post's id.
-    pub source_id: Option<String>,
-    /// The verdict.
-    pub verdict: Verdict,
-    /// Why, in words.
-    pub why: String,
-    /// The measures.
-    pub features: Features,
+    /// Where, the verdict, why and the measures (as stored for a filtered document).
+    #[serde(flatten)]
+    pub doc: Filtered,
     /// Its first lines (at most 3, each cut at 80 characters).
     pub opening: Vec<String>,
 }
@@ -452,14 +443,20 @@ impl Worker<'_> {
 
     /// Records a document the filter did not keep.
     fn filtered(&mut self, line: u64, post: &Post, verdict: Verdict, m: &Measures) {
-        self.out.filtered.push(Filtered {
+        let doc = self.verdict_of(line, post, verdict, m);
+        self.out.filtered.push(doc);
+    }
+
+    /// A document's verdict with where it is and why.
+    fn verdict_of(&self, line: u64, post: &Post, verdict: Verdict, m: &Measures) -> Filtered {
+        Filtered {
             file: self.file.to_string(),
             line,
             source_id: post.id.as_deref().map(|s| no_nul(s.to_string())),
             verdict,
             why: self.s.filter.reason(m, verdict),
             features: m.features(),
-        });
+        }
     }
 
     /// A full hit (NDJSON line or scroll hit).
@@ -527,17 +524,12 @@ impl Worker<'_> {
                 .out
                 .samples
                 .iter()
-                .filter(|s| s.verdict == verdict)
+                .filter(|s| s.doc.verdict == verdict)
                 .count()
                 < SAMPLES_PER_VERDICT
         {
             self.out.samples.push(Sample {
-                file: self.file.to_string(),
-                line,
-                source_id: post.id.clone(),
-                verdict,
-                why: self.s.filter.reason(&m, verdict),
-                features: m.features(),
+                doc: self.verdict_of(line, &post, verdict, &m),
                 opening: text
                     .lines()
                     .filter(|l| !l.trim().is_empty())

@@ -243,7 +243,7 @@ impl Explanation {
             if self
                 .samples
                 .iter()
-                .filter(|k| k.verdict == s.verdict)
+                .filter(|k| k.doc.verdict == s.doc.verdict)
                 .count()
                 < EXPLAIN_SAMPLES
             {
@@ -345,21 +345,22 @@ impl fmt::Display for Explanation {
             for s in self
                 .samples
                 .iter()
-                .filter(|s| (s.verdict == Verdict::Poem) == kept)
+                .filter(|s| (s.doc.verdict == Verdict::Poem) == kept)
             {
+                let d = &s.doc;
                 any = true;
                 writeln!(
                     f,
                     "  {}:{} {} {}",
-                    s.file,
-                    s.line,
-                    s.source_id.as_deref().unwrap_or("-"),
-                    s.why
+                    d.file,
+                    d.line,
+                    d.source_id.as_deref().unwrap_or("-"),
+                    d.why
                 )?;
-                let x = &s.features;
+                let x = &d.features;
                 writeln!(
                     f,
-                    "      lines {}, words/line {:.1}, longest {} chars, inner sentence ends/line {:.2}, sentence-ending lines {:.0}%, open-ended lines {:.0}%, lower-case continuations {:.0}%, single-line stanzas {:.0}%, list items {:.0}%",
+                    "      lines {}, words/line {:.1}, longest {} chars, inner sentence ends/line {:.2}, sentence-ending lines {:.0}%, open-ended lines {:.0}%, lower-case continuations {:.0}%, early breaks {:.0}%, single-line stanzas {:.0}%, list items {:.0}%",
                     x.lines,
                     x.words_per_line,
                     x.max_line_chars,
@@ -367,6 +368,7 @@ impl fmt::Display for Explanation {
                     x.sentence_ends * 100.0,
                     x.open_ends * 100.0,
                     x.lower_continuations * 100.0,
+                    x.early_breaks * 100.0,
                     x.single_line_stanzas * 100.0,
                     x.list_items * 100.0
                 )?;

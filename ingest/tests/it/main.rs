@@ -877,7 +877,7 @@ async fn explain_shows_samples_on_both_sides_with_reasons() {
     let kept = e
         .samples
         .iter()
-        .filter(|s| s.verdict == poet_ingest::filter::Verdict::Poem)
+        .filter(|s| s.doc.verdict == poet_ingest::filter::Verdict::Poem)
         .count();
     let out = e.samples.len() - kept;
     assert!(kept >= 3 && out >= 3, "{kept} kept, {out} left out");
@@ -893,6 +893,16 @@ async fn explain_shows_samples_on_both_sides_with_reasons() {
     assert!(text.contains("hard_wrapped: "), "{text}");
     assert!(text.contains("400-p-3"), "{text}");
     assert!(text.contains("poem: no prose rule applies"), "{text}");
+    assert!(e.warnings.is_empty(), "{:?}", e.warnings);
+    // Explain says so when nothing would be kept.
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.ndjson");
+    std::fs::write(&empty, b"").unwrap();
+    let e = explain(&opts(&[empty])).await.unwrap();
+    assert_eq!(
+        e.warnings,
+        ["no document is a poem: an ingest of these inputs would fail"]
+    );
 }
 
 #[tokio::test]
