@@ -225,6 +225,24 @@ pub struct Features {
     pub list_items: f64,
 }
 
+impl Features {
+    /// The ratios rounded to 3 decimals (what is stored: short JSON, no false precision).
+    pub fn rounded(&self) -> Features {
+        let r = |x: f64| (x * 1000.0).round() / 1000.0;
+        Features {
+            words_per_line: r(self.words_per_line),
+            inner_sentences: r(self.inner_sentences),
+            sentence_ends: r(self.sentence_ends),
+            open_ends: r(self.open_ends),
+            lower_continuations: r(self.lower_continuations),
+            early_breaks: r(self.early_breaks),
+            single_line_stanzas: r(self.single_line_stanzas),
+            list_items: r(self.list_items),
+            ..*self
+        }
+    }
+}
+
 impl Measures {
     /// Mean words per non-blank line (0 for an empty text).
     pub fn words_per_line(&self) -> f64 {
@@ -344,6 +362,24 @@ enum Stop {
     Space,
 }
 
+/// Whether a line opening (its first 5 characters, inner whitespace as spaces) is a list
+/// marker: `-`, `*`, `•`, `·`, `+`, `▪`, `◦` and a space; `1.`, `12)` or `(3)` and a space.
+fn list_marker(head: &[char]) -> bool {
+    let digits = head.iter().take_while(|c| c.is_ascii_digit()).count();
+    match head {
+        ['-' | '*' | '•' | '·' | '+' | '▪' | '◦', ' ', ..] => true,
+        ['(', rest @ ..] => {
+            let d = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+            (1..=3).contains(&d) && rest.get(d) == Some(&')') && rest.get(d + 1) == Some(&' ')
+        }
+        _ => {
+            (1..=3).contains(&digits)
+                && matches!(head.get(digits), Some('.' | ')'))
+                && head.get(digits + 1) == Some(&' ')
+        }
+    }
+}
+
 /// Scans one line (already without its newline); `None` when it is blank.
 fn scan(line: impl Iterator<Item = char>) -> Option<Line> {
     let mut l = Line {
@@ -429,21 +465,77 @@ fn scan(line: impl Iterator<Item = char>) -> Option<Line> {
         _ => End::Open,
     };
     l.starts_lower = first_letter.is_some_and(char::is_lowercase);
-    let head = &head[..head_len];
-    let digits = head.iter().take_while(|c| c.is_ascii_digit()).count();
-    l.list_marker = match head {
-        ['-' | '*' | '•' | '·' | '+' | '▪' | '◦', ' ', ..] => true,
-        ['(', rest @ ..] => {
-            let d = rest.iter().take_while(|c| c.is_ascii_digit()).count();
-            (1..=3).contains(&d) && rest.get(d) == Some(&')') && rest.get(d + 1) == Some(&' ')
-        }
-        _ => {
-            (1..=3).contains(&digits)
-                && matches!(head.get(digits), Some('.' | ')'))
-                && head.get(digits + 1) == Some(&' ')
-        }
-    };
+    l.list_marker = list_marker(&head[..head_len]);
     Some(l)
+}
+
+/// [`scan`] for an ASCII line, by slices instead of a pass of character tests: one pass
+/// counts words (as the seed's rule did), `memchr3` finds the few stops, and the line's ends
+/// are read directly. The same result as [`scan`] (a proptest checks).
+fn scan_ascii(line: &[u8]) -> Option<Line> {
+    // `char::is_whitespace` on ASCII.
+    let space = |b: u8| matches!(b, b' ' | b'\t'..=b'\r');
+    let end = line.iter().rposition(|&b| !space(b))? + 1;
+    let line = &line[..end];
+    let start = line.iter().position(|&b| !space(b)).unwrap_or(0);
+    let body = &line[start..];
+    let mut words = 0u32;
+    let mut in_word = false;
+    for &b in body {
+        let sp = space(b);
+        words += u32::from(!sp && !in_word);
+        in_word = !sp;
+    }
+    let first_word = body.iter().position(|&b| space(b)).unwrap_or(body.len()) as u32;
+    let last = body
+        .iter()
+        .rev()
+        .find(|&&b| !is_closing(char::from(b)) && !space(b))
+        .map(|&b| char::from(b));
+    let end = match last {
+        Some(c) if is_stop(c) => End::Sentence,
+        Some(c) if is_phrase_end(c) => End::Phrase,
+        _ => End::Open,
+    };
+    let starts_lower = body
+        .iter()
+        .find(|b| b.is_ascii_alphanumeric())
+        .is_some_and(u8::is_ascii_lowercase);
+    // A stop run (stops and closing quotes), spaces (and opening quotes), then a capital.
+    let mut inner_stops = 0u32;
+    let mut next = 0usize;
+    for p in memchr::memchr3_iter(b'.', b'!', b'?', body) {
+        if p < next {
+            continue;
+        }
+        let mut j = p + 1;
+        while j < body.len() && (is_stop(char::from(body[j])) || is_closing(char::from(body[j]))) {
+            j += 1;
+        }
+        next = j;
+        if j >= body.len() || !space(body[j]) {
+            continue;
+        }
+        while j < body.len() && (space(body[j]) || is_opening(char::from(body[j]))) {
+            j += 1;
+        }
+        inner_stops += u32::from(j < body.len() && body[j].is_ascii_uppercase());
+    }
+    let mut head = [' '; 5];
+    for (h, &b) in head.iter_mut().zip(body) {
+        *h = if space(b) { ' ' } else { char::from(b) };
+    }
+    let head = &head[..body.len().min(5)];
+    Some(Line {
+        chars: line.len() as u32,
+        words,
+        cjk: 0,
+        end,
+        starts_lower,
+        first_word,
+        inner_stops,
+        list_marker: list_marker(head),
+    })
 }
 
 /// Measures a text (as produced by [`crate::html::html_to_text`]).
@@ -474,7 +566,7 @@ pub fn measure(text: &str) -> Measures {
     for raw in text.split('\n') {
         newlines += 1;
         let line = if raw.is_ascii() {
-            scan(raw.bytes().map(char::from))
+            scan_ascii(raw.as_bytes())
         } else {
             scan(raw.chars())
         };
@@ -872,6 +964,17 @@ end",
     }
 
     #[test]
+    fn stored_features_are_rounded() {
+        let f = measure("one two three.\nfour five\nsix seven,").features();
+        assert_eq!(f.sentence_ends, 1.0 / 3.0);
+        let r = f.rounded();
+        assert_eq!(
+            (r.sentence_ends, r.words_per_line, r.lines),
+            (0.333, 2.333, 3)
+        );
+    }
+
+    #[test]
     fn density_edges() {
         let p = FilterParams {
             kind: FilterKind::Density,
@@ -915,7 +1018,62 @@ end",
             .prop_map(|lines| lines.join("\n"))
     }
 
+    /// What a line scan found, comparable.
+    type Scanned = (u32, u32, u32, bool, bool, u32, u32, bool);
+
+    fn scanned(l: Option<Line>) -> Option<Scanned> {
+        l.map(|l| {
+            (
+                l.chars,
+                l.words,
+                l.cjk,
+                l.end == End::Sentence,
+                l.starts_lower,
+                l.first_word,
+                l.inner_stops,
+                l.list_marker,
+            )
+        })
+    }
+
+    #[test]
+    fn ascii_scan_matches_the_general_scan_on_edge_lines() {
+        for line in [
+            "",
+            "   ",
+            " - item",
+            "12) item",
+            "(3) item",
+            "1.5 no",
+            "He said. \"Yes!\" And (then) . . . X",
+            "Mr. Smith?! 'Quite.' Done",
+            "end with quote.\"  ",
+            "stop.(Not) a. b? C",
+            "\x0bvertical\x0ctab\r",
+            "a...B... C",
+        ] {
+            assert_eq!(
+                scanned(scan_ascii(line.as_bytes())),
+                scanned(scan(line.chars())),
+                "{line:?}"
+            );
+            let end = |l: Option<Line>| l.map(|l| l.end == End::Phrase);
+            assert_eq!(
+                end(scan_ascii(line.as_bytes())),
+                end(scan(line.chars())),
+                "{line:?}"
+            );
+        }
+    }
+
     proptest! {
+        #[test]
+        fn ascii_scan_matches_the_general_scan(line in "[ a-zA-Z0-9.!?,;:()\"'*_\\[\\]\t-]{0,40}") {
+            prop_assert_eq!(scanned(scan_ascii(line.as_bytes())), scanned(scan(line.chars())));
+            let end = |l: Option<Line>| l.map(|l| l.end == End::Phrase);
+            prop_assert_eq!(end(scan_ascii(line.as_bytes())), end(scan(line.chars())));
+        }
+
         #[test]
         fn trailing_whitespace_does_not_change_the_verdict(text in text_strategy(), pad in "[ \t]{0,5}") {
             let padded: String = text.split('\n').map(|l| format!("{l}{pad}")).collect::<Vec<_>>().join("\n");

@@ -695,7 +695,7 @@ impl RejectSpool {
     }
 
     fn push_filtered(&mut self, dataset_id: i64, f: &Filtered) -> Result<(), IngestError> {
-        let mut measures = serde_json::to_value(f.features).unwrap_or_default();
+        let mut measures = serde_json::to_value(f.features.rounded()).unwrap_or_default();
         if let Some(m) = measures.as_object_mut() {
             m.insert("why".into(), f.why.clone().into());
         }
