@@ -4,8 +4,10 @@ an NDJSON dump (plain or gzip), single-threaded, the obvious way.
 
     reference.py --database-url URL DUMP
 
-json.loads per line, HTML to text with regexes + html.unescape, the same filter rule
-(min lines 2, mean words/line <= 10.5, longest line <= 120; CJK chars count half), dedupe by
+json.loads per line, HTML to text with regexes + html.unescape, the seed's density filter rule
+(min lines 2, mean words/line <= 10.5, longest line <= 120; CJK chars count half; poet-ingest
+runs its default `verse` filter, which measures more per document, and stores each left-out
+document with its reason: the comparison is against the cheaper rule), dedupe by
 sha256 of the lowercased, whitespace-folded text (smallest _id kept, via a dict), framed text
 COPYed into a table with psycopg's COPY (copy.write_row), one transaction.
 """

@@ -30,7 +30,7 @@ if [ ! -s "$DUMP" ]; then
 fi
 
 (cd "$ROOT" && cargo build --quiet --release -p poet-ingest --example ingest)
-BIN="$ROOT/target/release/examples/ingest"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/ingest"
 
 if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"

@@ -84,7 +84,8 @@ pub enum Command {
         db: bool,
     },
     /// Ingest an Elasticsearch dump into a dataset version. Example: `poet ingest dump.ndjson.gz --name poetry --tag poetry`
-    Ingest(IngestArgs),
+    // Boxed: the ingest options (filter thresholds, caps) dwarf every other command.
+    Ingest(Box<IngestArgs>),
     /// Dataset versions. Example: `poet dataset export poetry@1 -o corpus.txt`
     #[command(subcommand)]
     Dataset(DatasetCmd),
@@ -151,7 +152,8 @@ pub struct IngestArgs {
     /// Ingest options.
     #[command(flatten)]
     pub opts: poet_ingest::IngestOptions,
-    /// Print the filter's distributions instead of storing anything.
+    /// Store nothing: print each verdict's count, samples of documents on both sides of the
+    /// line with their measures and reasons, and the measures' distributions.
     #[arg(long)]
     pub explain: bool,
 }
@@ -175,6 +177,20 @@ pub enum DatasetCmd {
         /// Only one split.
         #[arg(long, value_enum)]
         split: Option<poet_ingest::Split>,
+    },
+    /// What an ingest left out and why: counts by reason, then the documents (file, line, id,
+    /// the rule that decided and its measures). Example: `poet dataset rejects poetry@2 --reason hard_wrapped`
+    Rejects {
+        /// Dataset reference.
+        dataset: String,
+        /// Only this reason: a filter verdict (`hard_wrapped`, `paragraphs`, `sentence_per_line`,
+        /// `list`, `long_lines`, `too_few_lines`, `empty`, `too_dense`, `long_line`) or
+        /// `malformed` for lines that could not be used.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Most rows listed.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
     },
 }
 

@@ -224,3 +224,97 @@ fn every_command_has_help_with_an_example() {
     }
     assert!(top.contains("Example:"), "{top}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_refuses_inputs_without_poems_and_lists_rejects_by_reason() {
+    let db = poet_sql::testing::fresh_db().await;
+    let env = vec![("POET_DATABASE_URL".to_string(), db.url.clone())];
+    let dir = tempfile::tempdir().unwrap();
+    // Before: an empty file printed `created poetry@1` and exited 0.
+    let empty = dir.path().join("empty.ndjson");
+    std::fs::write(&empty, b"").unwrap();
+    let o = run_blocking(
+        strings(&["ingest", "--no-progress", &empty.display().to_string()]),
+        env.clone(),
+    )
+    .await;
+    assert_one_line_error(&o, 2, "looks like an empty file");
+    assert!(stderr(&o).contains("nothing stored"), "{}", stderr(&o));
+
+    let mut dump = String::new();
+    let poem = "<p>The harbour lights come on at four<br />\nand lean across the water,<br />\na ferry coughs beside the shore,<br />\na gull complains of slaughter.</p>";
+    let wrapped = "<p>When the committee finally met, the chairman opened the minutes of<br />\nthe previous session and read them aloud in a voice so level that<br />\nseveral members later claimed to have slept through the entire item<br />\non drainage, which was a pity, because the drainage item contained<br />\nthe only decision of the year.</p>";
+    for (id, content) in [("1-p-1", poem), ("1-p-2", wrapped)] {
+        dump += &serde_json::json!({"_id": id, "_source": {"content": content}}).to_string();
+        dump.push('\n');
+    }
+    dump += "not json\n";
+    let path = dir.path().join("dump.ndjson");
+    std::fs::write(&path, dump).unwrap();
+    let o = run_blocking(
+        strings(&["ingest", "--no-progress", &path.display().to_string()]),
+        env.clone(),
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("by reason    hard_wrapped 1"),
+        "{}",
+        stdout(&o)
+    );
+
+    let o = run_blocking(strings(&["dataset", "rejects", "poetry@1"]), env.clone()).await;
+    let out = stdout(&o);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        out.contains("hard_wrapped") && out.contains("malformed"),
+        "{out}"
+    );
+    let o = run_blocking(
+        strings(&[
+            "dataset",
+            "rejects",
+            "poetry@1",
+            "--reason",
+            "hard_wrapped",
+            "--json",
+        ]),
+        env.clone(),
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let rows = v["rejects"].as_array().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0]["source_id"].as_str(), rows[0]["line"].as_i64()),
+        (Some("1-p-2"), Some(2))
+    );
+    assert!(
+        rows[0]["measures"]["why"]
+            .as_str()
+            .unwrap()
+            .starts_with("hard_wrapped: ")
+    );
+    let o = run_blocking(
+        strings(&["dataset", "rejects", "poetry@1", "--reason", "list"]),
+        env.clone(),
+    )
+    .await;
+    assert_one_line_error(&o, 3, "has no rejects with reason 'list'");
+
+    let o = run_blocking(
+        strings(&[
+            "ingest",
+            "--explain",
+            "--no-progress",
+            &path.display().to_string(),
+        ]),
+        env,
+    )
+    .await;
+    let out = stdout(&o);
+    assert!(
+        out.contains("left out (samples") && out.contains("1-p-2"),
+        "{out}"
+    );
+}

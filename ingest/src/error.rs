@@ -22,6 +22,14 @@ pub enum IngestError {
         /// `file:line: reason` of the reject that crossed it.
         last: String,
     },
+    /// The inputs yielded no poem (a wrong file, an empty one, all prose): nothing was stored.
+    #[error("no poems in {inputs}: {detail}; nothing stored")]
+    NoPoems {
+        /// The inputs, as given.
+        inputs: String,
+        /// What was read and what the input looks like.
+        detail: String,
+    },
     /// Options that cannot work together.
     #[error("invalid options: {0}")]
     InvalidOptions(String),

@@ -9,6 +9,26 @@ use crate::html::html_to_text;
 use crate::mapping::FieldMapping;
 use crate::process::{Settings, process};
 
+/// `text`'s words wrapped greedily at `width` characters, as prose hard-wrapped at a fixed
+/// width is (for the filter's tests and its fitting command).
+pub fn hard_wrap(text: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for w in text.split_whitespace() {
+        let len = line.chars().count();
+        if len > 0 && len + 1 + w.chars().count() > width {
+            out.push_str(&line);
+            out.push('\n');
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(w);
+    }
+    out + &line
+}
+
 /// Converts `html` and panics if the result is not canonical text.
 pub fn check_html(html: &str) {
     let text = html_to_text(html);
@@ -35,10 +55,11 @@ pub fn check_reader(data: &[u8]) {
         dataset_id: 1,
         keep_measures: true,
         wanted: FieldMapping::default().top_level_keys(),
+        max_line_bytes: 1024,
     };
     for format in [DumpFormat::Ndjson, DumpFormat::Bulk, DumpFormat::Scroll] {
         let raw: Box<dyn Read + Send> = Box::new(Cursor::new(data.to_vec()));
-        let Ok(reader) = dump::decode("fuzz", raw, Arc::default()) else {
+        let Ok(reader) = dump::decode("fuzz", raw, Arc::default(), Arc::default(), 200.0) else {
             continue;
         };
         let mut chunks: Vec<Chunk> = Vec::new();
@@ -48,7 +69,12 @@ pub fn check_reader(data: &[u8]) {
         };
         let mut reader = BufReader::new(reader);
         // Read errors (corrupt gzip) are fine; panics are not.
-        let _ = dump::read_format(&mut reader, format, &Arc::from("fuzz"), &mut emit);
+        let limits = dump::Limits {
+            max_line_bytes: 1024,
+            max_page_bytes: 1024,
+            ..dump::Limits::default()
+        };
+        let _ = dump::read_format(&mut reader, format, &Arc::from("fuzz"), &limits, &mut emit);
         for chunk in chunks {
             let b = process(&settings, chunk);
             let c = b.counts;
@@ -59,6 +85,7 @@ pub fn check_reader(data: &[u8]) {
                 "{c:?}"
             );
             assert_eq!(b.rejects.len() as u64, c.malformed);
+            assert_eq!(b.filtered.len() as u64, c.empty + c.not_poems);
         }
     }
 }

@@ -39,7 +39,9 @@ use sqlx::PgPool;
 
 use crate::dump::expand_inputs;
 use crate::pipeline::Pipeline;
-use crate::process::{Batch, CorpusChars, Counts, PoemChars, Reject, Settings, StageTimes};
+use crate::process::{
+    Batch, CorpusChars, Counts, Filtered, PoemChars, Reject, Settings, StageTimes,
+};
 use crate::summary::{Explanation, SUMMARY_REJECTS, Summary, Timings};
 use crate::{IngestError, IngestOptions};
 
@@ -83,7 +85,7 @@ impl RejectsFile {
         Ok(RejectsFile { path, out })
     }
 
-    fn write(&mut self, r: &Reject) -> Result<(), IngestError> {
+    fn write(&mut self, r: &impl serde::Serialize) -> Result<(), IngestError> {
         if let Some(out) = &mut self.out {
             serde_json::to_writer(&mut *out, r)
                 .map_err(std::io::Error::from)
@@ -127,13 +129,18 @@ impl Tally {
         })
     }
 
-    /// Takes a batch's counts and rejects; fails past `max_errors`.
-    fn take(&mut self, batch: &mut Batch) -> Result<Vec<Reject>, IngestError> {
+    /// Takes a batch's counts, rejects and filtered documents (written to the rejects file);
+    /// fails past `max_errors`.
+    fn take(&mut self, batch: &mut Batch) -> Result<(Vec<Reject>, Vec<Filtered>), IngestError> {
         self.counts.add(&batch.counts);
         self.times.add(&batch.times);
+        let filtered = std::mem::take(&mut batch.filtered);
+        for f in &filtered {
+            self.rejects_file.write(&RejectLine::Filtered(f))?;
+        }
         let rejects = std::mem::take(&mut batch.rejects);
         for r in &rejects {
-            self.rejects_file.write(r)?;
+            self.rejects_file.write(&RejectLine::Malformed(r))?;
             if self.first_rejects.len() < SUMMARY_REJECTS {
                 self.first_rejects.push(r.clone());
             }
@@ -147,48 +154,160 @@ impl Tally {
                 last: format!("{}:{}: {}", last.file, last.line, last.reason),
             });
         }
-        Ok(rejects)
+        Ok((rejects, filtered))
     }
 }
 
-/// A progress line on stderr, at most twice a second, only on a terminal.
+/// A line of the rejects file: a malformed line or a filtered document, told apart by `kind`.
+#[derive(serde::Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+enum RejectLine<'a> {
+    Malformed(&'a Reject),
+    Filtered(&'a Filtered),
+}
+
+/// A progress bar on stderr (only on a terminal, and not with `--no-progress`): percent done
+/// and ETA when the inputs' total size is known (files), bytes and rate when it is not (stdin).
+/// The position is raw bytes read (compressed bytes for gzip), so the percent is exact.
 struct Progress {
-    enabled: bool,
-    start: Instant,
+    bar: Option<indicatif::ProgressBar>,
     last: Instant,
 }
 
 impl Progress {
-    fn new(wanted: bool) -> Self {
-        let now = Instant::now();
+    fn new(wanted: bool, total: Option<u64>) -> Self {
+        let last = Instant::now();
+        if !wanted || !std::io::stderr().is_terminal() {
+            return Progress { bar: None, last };
+        }
+        let (bar, template) = match total {
+            Some(n) => (
+                indicatif::ProgressBar::new(n),
+                "{bar:30} {percent:>3}% {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}",
+            ),
+            None => (
+                indicatif::ProgressBar::new_spinner(),
+                "{spinner} {bytes} read, {bytes_per_sec} {msg}",
+            ),
+        };
+        if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+            bar.set_style(style);
+        }
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
         Progress {
-            enabled: wanted && std::io::stderr().is_terminal(),
-            start: now,
-            last: now,
+            bar: Some(bar),
+            last,
         }
     }
 
     fn tick(&mut self, bytes: u64, c: &Counts) {
-        if !self.enabled || self.last.elapsed() < Duration::from_millis(500) {
-            return;
+        let Some(bar) = &self.bar else { return };
+        bar.set_position(bytes);
+        if self.last.elapsed() >= Duration::from_millis(250) {
+            self.last = Instant::now();
+            bar.set_message(format!(
+                "{} docs, {} poems, {} malformed",
+                c.docs,
+                c.docs.saturating_sub(c.other_tag + c.empty + c.not_poems),
+                c.malformed
+            ));
         }
-        self.last = Instant::now();
-        let secs = self.start.elapsed().as_secs_f64().max(1e-3);
-        eprint!(
-            "\r{:.0} MB read, {:.1} MB/s, {} lines, {} kept, {} duplicates, {} malformed   ",
-            bytes as f64 / 1e6,
-            bytes as f64 / 1e6 / secs,
-            c.read,
-            c.kept,
-            c.duplicates,
-            c.malformed
-        );
     }
 
     fn done(&self) {
-        if self.enabled {
-            eprintln!();
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
         }
+    }
+}
+
+/// Counts of filtered documents by verdict, in rule order.
+#[derive(Default)]
+struct ByVerdict(std::collections::BTreeMap<crate::filter::Verdict, u64>);
+
+impl ByVerdict {
+    fn add(&mut self, filtered: &[Filtered]) {
+        for f in filtered {
+            *self.0.entry(f.verdict).or_default() += 1;
+        }
+    }
+
+    fn list(&self) -> Vec<(String, u64)> {
+        self.0
+            .iter()
+            .map(|(v, n)| (v.name().to_string(), *n))
+            .collect()
+    }
+}
+
+/// The warning for an input most of whose lines are malformed (it is probably not a dump).
+fn malformed_warning(c: &Counts) -> Option<String> {
+    (c.read > 0 && c.malformed * 2 > c.read).then(|| {
+        format!(
+            "{} of {} lines ({:.0}%) were malformed: is this an Elasticsearch dump? (see the rejects)",
+            c.malformed,
+            c.read,
+            100.0 * c.malformed as f64 / c.read as f64
+        )
+    })
+}
+
+/// The error for inputs that yielded no poem: what was read and what the input looks like.
+fn no_poems(
+    inputs: &[crate::dump::Input],
+    heads: &[crate::dump::Head],
+    c: &Counts,
+    by_verdict: &ByVerdict,
+    first_reject: Option<&Reject>,
+) -> IngestError {
+    let names: Vec<String> = inputs.iter().map(|i| i.name()).collect();
+    let mut detail = format!(
+        "read {} bytes, {} lines: {} malformed, {} documents",
+        heads.iter().map(|h| h.bytes).sum::<u64>(),
+        c.read + c.blank,
+        c.malformed,
+        c.docs
+    );
+    if c.docs > 0 {
+        let reasons: Vec<String> = by_verdict
+            .list()
+            .into_iter()
+            .map(|(r, n)| format!("{n} {r}"))
+            .collect();
+        detail += &format!(
+            " ({} without the tag, {} left out by the filter: {})",
+            c.other_tag,
+            c.empty + c.not_poems,
+            if reasons.is_empty() {
+                "none".to_string()
+            } else {
+                reasons.join(", ")
+            }
+        );
+    }
+    let looks: Vec<String> = heads
+        .iter()
+        .take(3)
+        .map(|h| {
+            format!(
+                "{} looks like {}",
+                h.name,
+                crate::dump::looks_like(&h.head, h.bytes)
+            )
+        })
+        .collect();
+    if !looks.is_empty() {
+        detail += &format!("; {}", looks.join("; "));
+    }
+    if let Some(r) = first_reject {
+        detail += &format!(
+            "; first malformed line: {}:{}: {}",
+            r.file, r.line, r.reason
+        );
+    }
+    IngestError::NoPoems {
+        inputs: names.join(", "),
+        detail,
     }
 }
 
@@ -214,6 +333,7 @@ fn settings_of(opts: &IngestOptions, dataset_id: i64, keep_measures: bool) -> Se
         dataset_id,
         keep_measures,
         wanted: opts.mapping.top_level_keys(),
+        max_line_bytes: opts.max_line_bytes,
     }
 }
 
@@ -224,14 +344,21 @@ pub async fn explain(opts: &IngestOptions) -> Result<Explanation, IngestError> {
     let inputs = expand_inputs(&opts.inputs)?;
     let mut tally = Tally::new(opts)?;
     let mut exp = Explanation::new(opts.filter.clone());
-    let mut pipeline = Pipeline::start(inputs, opts.format, settings_of(opts, 0, true));
-    let mut progress = Progress::new(opts.progress);
+    let total = crate::dump::total_size(&inputs);
+    let mut pipeline = Pipeline::start(
+        inputs,
+        opts.format,
+        settings_of(opts, 0, true),
+        opts.limits(),
+    );
+    let mut progress = Progress::new(opts.progress && !opts.no_progress, total);
     while let Some(batch) = pipeline.next().await {
         let mut batch = batch?;
         tally.take(&mut batch)?;
         for (m, v) in &batch.measures {
             exp.add(m, *v);
         }
+        exp.add_samples(std::mem::take(&mut batch.samples));
         progress.tick(
             pipeline.bytes.load(std::sync::atomic::Ordering::Relaxed),
             &tally.counts,
@@ -241,6 +368,15 @@ pub async fn explain(opts: &IngestOptions) -> Result<Explanation, IngestError> {
     tally.rejects_file.finish()?;
     exp.counts = tally.counts;
     exp.rejects = tally.first_rejects;
+    exp.warnings.extend(malformed_warning(&exp.counts));
+    if !exp
+        .verdicts
+        .iter()
+        .any(|(v, n)| *v == crate::filter::Verdict::Poem && *n > 0)
+    {
+        exp.warnings
+            .push("no document is a poem: an ingest of these inputs would fail".into());
+    }
     Ok(exp)
 }
 
@@ -250,6 +386,7 @@ pub async fn ingest(pool: &PgPool, opts: &IngestOptions) -> Result<Summary, Inge
     let start = Instant::now();
     opts.validate()?;
     let inputs = expand_inputs(&opts.inputs)?;
+    let total = crate::dump::total_size(&inputs);
     let (params, params_hash) = params_of(opts);
     let validation_shards = opts.validation_shards();
     let mut tally = Tally::new(opts)?;
@@ -281,8 +418,14 @@ pub async fn ingest(pool: &PgPool, opts: &IngestOptions) -> Result<Summary, Inge
     .execute(&mut *tx)
     .await?;
 
-    let mut pipeline = Pipeline::start(inputs, opts.format, settings_of(opts, dataset_id, false));
-    let mut progress = Progress::new(opts.progress);
+    let mut pipeline = Pipeline::start(
+        inputs.clone(),
+        opts.format,
+        settings_of(opts, dataset_id, false),
+        opts.limits(),
+    );
+    let mut progress = Progress::new(opts.progress && !opts.no_progress, total);
+    let mut by_verdict = ByVerdict::default();
     // dedupe key → smallest source id seen; keys whose stored row may have a loser beside it.
     let mut winners: HashMap<[u8; 32], Winner> = HashMap::new();
     let mut superseded: HashSet<[u8; 32]> = HashSet::new();
@@ -299,8 +442,13 @@ pub async fn ingest(pool: &PgPool, opts: &IngestOptions) -> Result<Summary, Inge
 
     while let Some(batch) = pipeline.next().await {
         let mut batch = batch?;
-        for r in tally.take(&mut batch)? {
-            spool.push(dataset_id, &r)?;
+        let (rejects, filtered) = tally.take(&mut batch)?;
+        for r in &rejects {
+            spool.push(dataset_id, r)?;
+        }
+        by_verdict.add(&filtered);
+        for f in &filtered {
+            spool.push_filtered(dataset_id, f)?;
         }
         for poem in std::mem::take(&mut batch.poems) {
             let keep = match winners.get_mut(&poem.key) {
@@ -355,7 +503,19 @@ pub async fn ingest(pool: &PgPool, opts: &IngestOptions) -> Result<Summary, Inge
     copy_time += t.elapsed();
     tally.rejects_file.finish()?;
     let input_bytes = pipeline.bytes.load(std::sync::atomic::Ordering::Relaxed);
+    let heads = pipeline.heads();
     drop(pipeline);
+    if winners.is_empty() {
+        // Pointing ingest at the wrong file must not look like success: nothing is stored.
+        tx.rollback().await?;
+        return Err(no_poems(
+            &inputs,
+            &heads,
+            &tally.counts,
+            &by_verdict,
+            tally.first_rejects.first(),
+        ));
+    }
 
     let finalize_start = Instant::now();
     // The copies that lost to a smaller source id, as (key, winner's source id).
@@ -420,6 +580,8 @@ pub async fn ingest(pool: &PgPool, opts: &IngestOptions) -> Result<Summary, Inge
         validation_poems: 0,
         input_bytes,
         rejects: tally.first_rejects,
+        not_poems_by_reason: by_verdict.list(),
+        warnings: malformed_warning(&tally.counts).into_iter().collect(),
         timings: Timings::default(),
     };
     let vocab = chars.vocab();
@@ -460,7 +622,16 @@ pub async fn ingest(pool: &PgPool, opts: &IngestOptions) -> Result<Summary, Inge
         ))
         .execute(&mut *tx)
         .await?;
-        let counts = json!({ "lines": summary.counts, "input_bytes": input_bytes });
+        let by_reason: serde_json::Map<String, serde_json::Value> = summary
+            .not_poems_by_reason
+            .iter()
+            .map(|(r, n)| (r.clone(), (*n).into()))
+            .collect();
+        let counts = json!({
+            "lines": summary.counts,
+            "input_bytes": input_bytes,
+            "not_poems_by_reason": by_reason,
+        });
         sqlx::query(
             "update datasets set state = 'ready', content_hash = $2, counts = $3, poems = $4, chars = $5,
                     vocab = $6, split_flip = $7
@@ -495,6 +666,9 @@ pub async fn ingest(pool: &PgPool, opts: &IngestOptions) -> Result<Summary, Inge
         malformed = summary.counts.malformed,
         "ingest.done"
     );
+    for w in &summary.warnings {
+        tracing::warn!(dataset = %summary.reference(), "{w}");
+    }
     Ok(summary)
 }
 
@@ -509,15 +683,66 @@ struct RejectSpool {
 
 impl RejectSpool {
     fn push(&mut self, dataset_id: i64, r: &Reject) -> Result<(), IngestError> {
+        self.row(
+            dataset_id,
+            &r.file,
+            r.line,
+            &r.reason,
+            "malformed",
+            None,
+            None,
+        )
+    }
+
+    fn push_filtered(&mut self, dataset_id: i64, f: &Filtered) -> Result<(), IngestError> {
+        let mut measures = serde_json::to_value(f.features.rounded()).unwrap_or_default();
+        if let Some(m) = measures.as_object_mut() {
+            m.insert("why".into(), f.why.clone().into());
+        }
+        self.row(
+            dataset_id,
+            &f.file,
+            f.line,
+            f.verdict.name(),
+            "filtered",
+            f.source_id.as_deref(),
+            Some(&measures.to_string()),
+        )
+    }
+
+    /// One COPY text row of `ingest_rejects` (`\N` is NULL).
+    #[allow(clippy::too_many_arguments)]
+    fn row(
+        &mut self,
+        dataset_id: i64,
+        file: &str,
+        line: u64,
+        reason: &str,
+        kind: &str,
+        source_id: Option<&str>,
+        measures: Option<&str>,
+    ) -> Result<(), IngestError> {
         use crate::process::copy_escape;
         self.buf
             .extend_from_slice(dataset_id.to_string().as_bytes());
-        self.buf.push(b'\t');
-        copy_escape(&mut self.buf, &r.file.replace('\0', ""));
-        self.buf.push(b'\t');
-        self.buf.extend_from_slice(r.line.to_string().as_bytes());
-        self.buf.push(b'\t');
-        copy_escape(&mut self.buf, &r.reason.replace('\0', ""));
+        for (i, field) in [
+            Some(file),
+            None,
+            Some(reason),
+            Some(kind),
+            source_id,
+            measures,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            self.buf.push(b'\t');
+            match (i, field) {
+                (1, _) => self.buf.extend_from_slice(line.to_string().as_bytes()),
+                (_, Some(f)) => copy_escape(&mut self.buf, &f.replace('\0', "")),
+                (_, None) => self.buf.extend_from_slice(b"\\N"),
+            }
+        }
         self.buf.push(b'\n');
         if self.buf.len() >= REJECT_SPOOL_BYTES {
             let spill = |e: std::io::Error| IngestError::Output {
@@ -544,7 +769,9 @@ impl RejectSpool {
             return Ok(());
         }
         let mut copy = tx
-            .copy_in_raw("copy ingest_rejects (dataset_id, file, line, reason) from stdin")
+            .copy_in_raw(
+                "copy ingest_rejects (dataset_id, file, line, reason, kind, source_id, measures) from stdin",
+            )
             .await?;
         if let Some(mut f) = self.file.take() {
             let spill = |e: std::io::Error| IngestError::Output {

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use tokio::sync::mpsc as tmpsc;
 
 use crate::IngestError;
-use crate::dump::{self, DumpFormat, Input};
+use crate::dump::{self, DumpFormat, Head, Input, Limits};
 use crate::process::{self, Batch, Settings};
 
 pub(crate) struct Pipeline {
@@ -20,6 +20,8 @@ pub(crate) struct Pipeline {
     stop: Arc<AtomicBool>,
     /// Raw input bytes read so far (compressed size for gzip).
     pub bytes: Arc<AtomicU64>,
+    /// The first bytes of each input read so far.
+    heads: Arc<Mutex<Vec<Head>>>,
 }
 
 impl Pipeline {
@@ -27,12 +29,14 @@ impl Pipeline {
         inputs: Vec<Input>,
         format: Option<DumpFormat>,
         settings: Settings,
+        limits: Limits,
     ) -> Pipeline {
         let workers = std::thread::available_parallelism()
             .map_or(2, |n| n.get())
             .clamp(1, 16);
         let stop = Arc::new(AtomicBool::new(false));
         let bytes = Arc::new(AtomicU64::new(0));
+        let heads = Arc::new(Mutex::new(Vec::new()));
         let (chunk_tx, chunk_rx) = mpsc::sync_channel::<dump::Chunk>(workers * 2);
         let (out_tx, out_rx) = tmpsc::channel(workers * 2);
         let chunk_rx = Arc::new(Mutex::new(chunk_rx));
@@ -70,12 +74,15 @@ impl Pipeline {
         {
             let stop = stop.clone();
             let bytes = bytes.clone();
+            let heads = heads.clone();
             std::thread::Builder::new()
                 .name("ingest-reader".into())
                 .spawn(move || {
                     let mut emit =
                         |chunk| !stop.load(Ordering::Relaxed) && chunk_tx.send(chunk).is_ok();
-                    if let Err(e) = dump::read_inputs(&inputs, format, &bytes, &mut emit) {
+                    if let Err(e) =
+                        dump::read_inputs(&inputs, format, &bytes, &limits, &heads, &mut emit)
+                    {
                         let _ = out_tx.blocking_send(Err(e));
                     }
                     // Dropping chunk_tx lets the workers drain and exit, which closes out_rx.
@@ -86,7 +93,13 @@ impl Pipeline {
             rx: out_rx,
             stop,
             bytes,
+            heads,
         }
+    }
+
+    /// The inputs' heads and sizes (complete once `next` has returned `None`).
+    pub(crate) fn heads(&self) -> Vec<Head> {
+        self.heads.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The next batch; `None` once every input is read and processed.

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::dump::{Chunk, ChunkKind, json_reason, strip_bom, trim_cr};
-use crate::filter::{FilterParams, Measures, Verdict, measure};
+use crate::filter::{Features, FilterParams, Measures, Verdict, count_list_items, measure};
 use crate::html::html_to_text;
 use crate::mapping::{FieldMapping, HitMeta, Post, Source, SourceSeed};
 
@@ -23,10 +23,12 @@ pub(crate) struct Settings {
     pub filter: FilterParams,
     pub shards: u32,
     pub dataset_id: i64,
-    /// Keep the measures of every document (explain mode).
+    /// Keep the measures of every document, and samples of each verdict (explain mode).
     pub keep_measures: bool,
     /// `mapping.top_level_keys()`: the `_source` keys worth keeping while parsing.
     pub wanted: Vec<String>,
+    /// Longer NDJSON lines are rejected unparsed (the reader skips those past a chunk).
+    pub max_line_bytes: u64,
 }
 
 /// Deserializes a hit (`_id`, `_source`; everything else skipped) in one pass.
@@ -123,6 +125,37 @@ pub struct Reject {
     /// Why (lowercase).
     pub reason: String,
 }
+
+/// A document the filter did not keep (empty or prose), with why: stored in
+/// `ingest_rejects` with its measures.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Filtered {
+    /// Input name (`-` for stdin).
+    pub file: String,
+    /// 1-based line (scroll: hit position).
+    pub line: u64,
+    /// The post's id, when it has one.
+    pub source_id: Option<String>,
+    /// The rule that decided.
+    pub verdict: Verdict,
+    /// The measures it compared, in words ([`FilterParams::reason`]).
+    pub why: String,
+    /// The measures.
+    pub features: Features,
+}
+
+/// A document as `--explain` shows it: where, which verdict, why, and how it starts.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Sample {
+    /// Where, the verdict, why and the measures (as stored for a filtered document).
+    #[serde(flatten)]
+    pub doc: Filtered,
+    /// Its first lines (at most 3, each cut at 80 characters).
+    pub opening: Vec<String>,
+}
+
+/// Samples of each verdict a worker keeps per chunk in explain mode.
+pub(crate) const SAMPLES_PER_VERDICT: usize = 3;
 
 /// Per-stage counts, summed over batches.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -278,6 +311,10 @@ pub(crate) struct Batch {
     pub rows: Vec<u8>,
     /// (measures, verdict) of every non-empty document with the tag (explain mode).
     pub measures: Vec<(Measures, Verdict)>,
+    /// Documents not kept (empty or prose), with why.
+    pub filtered: Vec<Filtered>,
+    /// A few documents of each verdict (explain mode).
+    pub samples: Vec<Sample>,
     pub times: StageTimes,
 }
 
@@ -404,6 +441,24 @@ impl Worker<'_> {
         });
     }
 
+    /// Records a document the filter did not keep.
+    fn filtered(&mut self, line: u64, post: &Post, verdict: Verdict, m: &Measures) {
+        let doc = self.verdict_of(line, post, verdict, m);
+        self.out.filtered.push(doc);
+    }
+
+    /// A document's verdict with where it is and why.
+    fn verdict_of(&self, line: u64, post: &Post, verdict: Verdict, m: &Measures) -> Filtered {
+        Filtered {
+            file: self.file.to_string(),
+            line,
+            source_id: post.id.as_deref().map(|s| no_nul(s.to_string())),
+            verdict,
+            why: self.s.filter.reason(m, verdict),
+            features: m.features(),
+        }
+    }
+
     /// A full hit (NDJSON line or scroll hit).
     fn hit(&mut self, line: u64, bytes: &[u8]) {
         let t0 = Instant::now();
@@ -450,24 +505,49 @@ impl Worker<'_> {
         }
         let Some(content) = post.content.as_deref() else {
             self.out.counts.empty += 1;
+            self.filtered(line, &post, Verdict::Empty, &Measures::default());
             return;
         };
         let t0 = Instant::now();
         let text = html_to_text(content);
         let t1 = Instant::now();
         self.out.times.html += t1 - t0;
-        let m = measure(&text);
+        let mut m = measure(&text);
+        m.html_list_items = count_list_items(content);
         let verdict = self.s.filter.verdict(&m);
         self.out.times.filter += t1.elapsed();
-        if verdict == Verdict::Empty {
-            self.out.counts.empty += 1;
-            return;
-        }
-        if self.s.keep_measures {
+        if self.s.keep_measures && verdict != Verdict::Empty {
             self.out.measures.push((m, verdict));
         }
+        if self.s.keep_measures
+            && self
+                .out
+                .samples
+                .iter()
+                .filter(|s| s.doc.verdict == verdict)
+                .count()
+                < SAMPLES_PER_VERDICT
+        {
+            self.out.samples.push(Sample {
+                doc: self.verdict_of(line, &post, verdict, &m),
+                opening: text
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .take(3)
+                    .map(|l| match l.char_indices().nth(80) {
+                        Some((i, _)) => format!("{}…", &l[..i]),
+                        None => l.to_string(),
+                    })
+                    .collect(),
+            });
+        }
         if verdict != Verdict::Poem {
-            self.out.counts.not_poems += 1;
+            if verdict == Verdict::Empty {
+                self.out.counts.empty += 1;
+            } else {
+                self.out.counts.not_poems += 1;
+            }
+            self.filtered(line, &post, verdict, &m);
             return;
         }
         let t2 = Instant::now();
@@ -541,7 +621,14 @@ pub(crate) fn process(settings: &Settings, chunk: Chunk) -> Batch {
                     continue;
                 }
                 w.out.counts.read += 1;
-                w.hit(line_no, line);
+                if line.len() as u64 > settings.max_line_bytes {
+                    w.reject(
+                        line_no,
+                        crate::dump::long_line_reason(settings.max_line_bytes),
+                    );
+                } else {
+                    w.hit(line_no, line);
+                }
                 line_no += 1;
             }
         }
@@ -666,6 +753,7 @@ mod tests {
             dataset_id: 5,
             keep_measures: false,
             wanted: FieldMapping::default().top_level_keys(),
+            max_line_bytes: 1 << 20,
         }
     }
 

@@ -5,8 +5,11 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::filter::{FilterParams, Measures, Verdict};
-use crate::process::{Counts, Reject};
+use crate::filter::{FilterKind, FilterParams, Measures, Verdict};
+use crate::process::{Counts, Reject, Sample};
+
+/// Samples of each verdict `--explain` shows.
+pub const EXPLAIN_SAMPLES: usize = 3;
 
 /// How many rejects a summary carries (all of them go to the table and the rejects file).
 pub const SUMMARY_REJECTS: usize = 20;
@@ -62,6 +65,10 @@ pub struct Summary {
     pub input_bytes: u64,
     /// The first rejects (see [`SUMMARY_REJECTS`]).
     pub rejects: Vec<Reject>,
+    /// Documents left out by the filter, by reason (`hard_wrapped`, `empty`, ...).
+    pub not_poems_by_reason: Vec<(String, u64)>,
+    /// What looks wrong with the input though the ingest went through (printed on stderr).
+    pub warnings: Vec<String>,
     /// Where the time went.
     pub timings: Timings,
 }
@@ -105,6 +112,14 @@ impl fmt::Display for Summary {
         ];
         for (k, v) in rows {
             writeln!(f, "  {k:<14} {v:>12}")?;
+            if k == "not poems" && !self.not_poems_by_reason.is_empty() {
+                let by: Vec<String> = self
+                    .not_poems_by_reason
+                    .iter()
+                    .map(|(r, n)| format!("{r} {n}"))
+                    .collect();
+                writeln!(f, "  {:<14} {}", "  by reason", by.join(", "))?;
+            }
         }
         writeln!(f, "  {:<14} {:>12}", "vocabulary", self.vocab_size)?;
         writeln!(
@@ -195,10 +210,15 @@ pub struct Explanation {
     pub lines: Histogram,
     /// Longest line in characters.
     pub max_line_chars: Histogram,
-    /// Documents kept if `max_words_per_line` were each value (other thresholds as given).
+    /// Documents the density rule would keep if `max_words_per_line` were each value (other
+    /// thresholds as given).
     pub kept_by_max_words_per_line: Vec<(f64, u64)>,
+    /// A few documents of each verdict, kept and left out, with their measures and reason.
+    pub samples: Vec<Sample>,
     /// The first rejects.
     pub rejects: Vec<Reject>,
+    /// What looks wrong with the input.
+    pub warnings: Vec<String>,
 }
 
 impl Explanation {
@@ -211,7 +231,24 @@ impl Explanation {
             lines: Histogram::new("lines", 2.0, 40),
             max_line_chars: Histogram::new("longest line (chars)", 20.0, 40),
             kept_by_max_words_per_line: (4..=30).map(|w| (f64::from(w), 0)).collect(),
+            samples: Vec::new(),
             rejects: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Keeps up to [`EXPLAIN_SAMPLES`] samples of each verdict.
+    pub(crate) fn add_samples(&mut self, samples: Vec<Sample>) {
+        for s in samples {
+            if self
+                .samples
+                .iter()
+                .filter(|k| k.doc.verdict == s.doc.verdict)
+                .count()
+                < EXPLAIN_SAMPLES
+            {
+                self.samples.push(s);
+            }
         }
     }
 
@@ -226,6 +263,7 @@ impl Explanation {
         }
         for (w, n) in &mut self.kept_by_max_words_per_line {
             let f = FilterParams {
+                kind: FilterKind::Density,
                 max_words_per_line: *w,
                 ..self.filter.clone()
             };
@@ -239,11 +277,19 @@ impl Explanation {
 impl fmt::Display for Explanation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let p = &self.filter;
-        writeln!(
-            f,
-            "filter: min lines {}, max words per line {}, max line chars {}",
-            p.min_lines, p.max_words_per_line, p.max_line_chars
-        )?;
+        match p.kind {
+            FilterKind::Verse => writeln!(
+                f,
+                "filter: verse (min lines {}; rules {})",
+                p.min_lines,
+                serde_json::to_string(&p.verse).unwrap_or_default()
+            )?,
+            FilterKind::Density => writeln!(
+                f,
+                "filter: density (min lines {}, max words per line {}, max line chars {})",
+                p.min_lines, p.max_words_per_line, p.max_line_chars
+            )?,
+        }
         let c = &self.counts;
         writeln!(
             f,
@@ -290,12 +336,59 @@ impl fmt::Display for Explanation {
                 )?;
             }
         }
-        writeln!(f, "\nkept if max words per line were:")?;
+        for (title, kept) in [("kept", true), ("left out", false)] {
+            writeln!(
+                f,
+                "\n{title} (samples, up to {EXPLAIN_SAMPLES} per verdict):"
+            )?;
+            let mut any = false;
+            for s in self
+                .samples
+                .iter()
+                .filter(|s| (s.doc.verdict == Verdict::Poem) == kept)
+            {
+                let d = &s.doc;
+                any = true;
+                writeln!(
+                    f,
+                    "  {}:{} {} {}",
+                    d.file,
+                    d.line,
+                    d.source_id.as_deref().unwrap_or("-"),
+                    d.why
+                )?;
+                let x = &d.features;
+                writeln!(
+                    f,
+                    "      lines {}, words/line {:.1}, longest {} chars, inner sentence ends/line {:.2}, sentence-ending lines {:.0}%, open-ended lines {:.0}%, lower-case continuations {:.0}%, early breaks {:.0}%, single-line stanzas {:.0}%, list items {:.0}%",
+                    x.lines,
+                    x.words_per_line,
+                    x.max_line_chars,
+                    x.inner_sentences,
+                    x.sentence_ends * 100.0,
+                    x.open_ends * 100.0,
+                    x.lower_continuations * 100.0,
+                    x.early_breaks * 100.0,
+                    x.single_line_stanzas * 100.0,
+                    x.list_items * 100.0
+                )?;
+                for l in &s.opening {
+                    writeln!(f, "      | {l}")?;
+                }
+            }
+            if !any {
+                writeln!(f, "  (none)")?;
+            }
+        }
+        writeln!(f, "\nkept by the density rule if max words per line were:")?;
         for (w, n) in &self.kept_by_max_words_per_line {
             writeln!(f, "  {w:>4} {n:>8}")?;
         }
         for r in &self.rejects {
             writeln!(f, "reject {}:{}: {}", r.file, r.line, r.reason)?;
+        }
+        for w in &self.warnings {
+            writeln!(f, "warning: {w}")?;
         }
         Ok(())
     }

@@ -26,6 +26,9 @@ async fn pool() -> CliResult<sqlx::PgPool> {
 pub async fn ingest(cli: &Cli, a: &IngestArgs) -> CliResult {
     if a.explain {
         let ex = poet_ingest::explain(&a.opts).await.map_err(ingest_error)?;
+        for w in &ex.warnings {
+            eprintln!("warning: {w}");
+        }
         if cli.json {
             output::json(&ex);
         } else {
@@ -37,6 +40,10 @@ pub async fn ingest(cli: &Cli, a: &IngestArgs) -> CliResult {
     let summary = poet_ingest::ingest(&pool, &a.opts)
         .await
         .map_err(ingest_error)?;
+    // Loud: on stderr, whatever the output format.
+    for w in &summary.warnings {
+        eprintln!("warning: {w}");
+    }
     if cli.json {
         output::json(&summary);
     } else {
@@ -93,6 +100,75 @@ pub async fn dataset(cli: &Cli, cmd: &DatasetCmd) -> CliResult {
                 );
                 println!("  counts {}", d.counts);
                 println!("  params {}", d.params);
+            }
+        }
+        DatasetCmd::Rejects {
+            dataset,
+            reason,
+            limit,
+        } => {
+            let d = poet_ingest::find_dataset(&pool, dataset)
+                .await
+                .map_err(ingest_error)?;
+            let counts = poet_ingest::reject_counts(&pool, d.id)
+                .await
+                .map_err(ingest_error)?;
+            if let Some(r) = reason
+                && !counts.iter().any(|c| &c.reason == r)
+            {
+                let known: Vec<&str> = counts.iter().map(|c| c.reason.as_str()).collect();
+                return Err(CliError::new(
+                    exit::NOT_FOUND,
+                    format!(
+                        "{}@{} has no rejects with reason '{r}' (it has: {})",
+                        d.name,
+                        d.version,
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                ));
+            }
+            let rows = poet_ingest::rejects(&pool, d.id, reason.as_deref(), *limit)
+                .await
+                .map_err(ingest_error)?;
+            if cli.json {
+                output::json(&serde_json::json!({ "counts": counts, "rejects": rows }));
+            } else {
+                println!("{}@{}: rejects by reason", d.name, d.version);
+                for c in &counts {
+                    println!("  {:<20} {:>8}", c.reason, c.count);
+                }
+                let mut t = Table::new(&["WHERE", "ID", "REASON", "WHY"]);
+                for r in &rows {
+                    let why = r
+                        .measures
+                        .as_ref()
+                        .and_then(|m| m.get("why"))
+                        .and_then(|w| w.as_str())
+                        .map_or(r.reason.clone(), str::to_string);
+                    t.row(vec![
+                        format!("{}:{}", r.file, r.line),
+                        r.source_id.clone().unwrap_or_else(|| "-".into()),
+                        if r.kind == "malformed" {
+                            "malformed".into()
+                        } else {
+                            r.reason.clone()
+                        },
+                        why,
+                    ]);
+                }
+                print!("{}", t.render());
+                let total: i64 = counts
+                    .iter()
+                    .filter(|c| reason.as_ref().is_none_or(|r| &c.reason == r))
+                    .map(|c| c.count)
+                    .sum();
+                if total > rows.len() as i64 {
+                    println!("({} of {total} shown; --limit for more)", rows.len());
+                }
             }
         }
         DatasetCmd::Export {

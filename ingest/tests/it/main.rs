@@ -108,7 +108,7 @@ async fn ndjson_counts_rejects_and_renderings() {
 
     // Rejects: table and file, with file, line and reason.
     let rejects: Vec<(String, i64, String)> = sqlx::query_as(
-        "select file, line, reason from ingest_rejects where dataset_id = $1 order by line",
+        "select file, line, reason from ingest_rejects where dataset_id = $1 and kind = 'malformed' order by line",
     )
     .bind(s.dataset_id)
     .fetch_all(&pool)
@@ -127,7 +127,8 @@ async fn ndjson_counts_rejects_and_renderings() {
     );
     assert!(rejects[0].0.ends_with("posts.ndjson"));
     let file = std::fs::read_to_string(dir.path().join("rejects.jsonl")).unwrap();
-    assert_eq!(file.lines().count(), 5);
+    // The malformed lines and the 7 documents left out (4 empty, 3 prose).
+    assert_eq!(file.lines().count(), 5 + 7);
     assert_eq!(s.rejects.len(), 5);
     let shown = s.to_string();
     assert!(shown.contains("created poetry@1"), "{shown}");
@@ -175,7 +176,11 @@ async fn tag_filter_and_gzip_give_the_same_dataset() {
     assert!(again.to_string().contains("already exists as poetry@1"));
     assert_eq!(count(&pool, "select count(*) from datasets").await, 1);
     assert_eq!(count(&pool, "select count(*) from poems").await, 8);
-    assert_eq!(count(&pool, "select count(*) from ingest_rejects").await, 5);
+    // 5 malformed lines, 7 documents left out (4 empty, 3 prose).
+    assert_eq!(
+        count(&pool, "select count(*) from ingest_rejects").await,
+        12
+    );
 }
 
 #[tokio::test]
@@ -531,7 +536,10 @@ async fn explain_prints_the_distribution() {
         text.contains("mean words per line (poem | other):"),
         "{text}"
     );
-    assert!(text.contains("kept if max words per line were:"), "{text}");
+    assert!(
+        text.contains("kept by the density rule if max words per line were:"),
+        "{text}"
+    );
     let json = serde_json::to_value(&e).unwrap();
     assert!(json["words_per_line"]["poems"].is_array());
 }
@@ -552,5 +560,364 @@ async fn invalid_options_are_refused_before_work() {
             .unwrap_err()
             .to_string()
             .contains("validation fraction")
+    );
+}
+
+/// Counts of the tables an ingest writes: (datasets, poems tables, rejects).
+async fn stored(pool: &PgPool) -> (i64, usize, i64) {
+    (
+        count(pool, "select count(*) from datasets").await,
+        poem_tables(pool).await.0.len(),
+        count(pool, "select count(*) from ingest_rejects").await,
+    )
+}
+
+#[tokio::test]
+async fn inputs_without_poems_are_errors_that_say_what_was_read() {
+    // Before: each printed `created poetry@1` and left an empty dataset a sweep could train on.
+    let pool = db().await;
+    let dir = tempfile::tempdir().unwrap();
+    // 20 lines of random bytes (a fixed xorshift stream), an empty file, a JSON array, prose.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut binary = Vec::new();
+    for _ in 0..20 {
+        for _ in 0..200 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            binary.push(((x >> 24) as u8) | 0x80);
+        }
+        binary.push(b'\n');
+    }
+    let prose = serde_json::json!({"_id": "1-p-1", "_source": {"content": "<p>It was late when the carrier came up the lane with the parcel. The dog went out to meet him without a sound. Nobody in the house could say afterwards who had ordered it.</p>"}});
+    let files = [
+        (
+            "random.bin",
+            binary,
+            "looks like binary data, not JSON text",
+        ),
+        ("empty.ndjson", Vec::new(), "looks like an empty file"),
+        (
+            "array.json",
+            br#"[{"_id": "1", "_source": {"content": "a\nb"}}]"#.to_vec(),
+            "looks like a JSON array",
+        ),
+        (
+            "prose.ndjson",
+            format!("{prose}\n").into_bytes(),
+            "1 documents (0 without the tag, 1 left out by the filter: 1 too_few_lines)",
+        ),
+    ];
+    for (name, bytes, needle) in files {
+        let path = dir.path().join(name);
+        std::fs::write(&path, &bytes).unwrap();
+        let err = ingest(&pool, &opts(std::slice::from_ref(&path)))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, IngestError::NoPoems { .. }), "{name}: {err}");
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with(&format!("no poems in {}: read ", path.display())),
+            "{msg}"
+        );
+        assert!(msg.contains(needle), "{name}: {msg}");
+        assert!(msg.ends_with("nothing stored"), "{msg}");
+        assert_eq!(stored(&pool).await, (0, 0, 0), "{name}");
+    }
+    let msg = ingest(&pool, &opts(&[dir.path().join("random.bin")]))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("read 4020 bytes, 20 lines: 20 malformed, 0 documents"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn mostly_malformed_input_warns() {
+    let pool = db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let poem = serde_json::json!({"_id": "1-p-1", "_source": {"content": "one line here\ntwo lines there"}});
+    let path = dir.path().join("mixed.ndjson");
+    std::fs::write(&path, format!("{poem}\nnot json\n{{\"_id\":\nstill not\n")).unwrap();
+    let s = ingest(&pool, &opts(std::slice::from_ref(&path)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (s.counts.read, s.counts.malformed, s.counts.kept),
+        (4, 3, 1)
+    );
+    assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+    assert!(
+        s.warnings[0].starts_with("3 of 4 lines (75%) were malformed"),
+        "{:?}",
+        s.warnings
+    );
+    // Half is not "mostly".
+    std::fs::write(&path, format!("{poem}\nnot json\n")).unwrap();
+    let mut o = opts(std::slice::from_ref(&path));
+    o.name = "half".into();
+    assert!(ingest(&pool, &o).await.unwrap().warnings.is_empty());
+}
+
+#[tokio::test]
+async fn lines_and_pages_over_the_cap_are_one_reject_each() {
+    let pool = db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let poem = |id: &str| {
+        serde_json::json!({"_id": id, "_source": {"content": format!("{id} walks the line\nand back again")}})
+            .to_string()
+    };
+    let long_small = serde_json::json!({"_id": "x", "_source": {"content": "a".repeat(5000)}});
+    // Longer than a read chunk: the reader skips it without holding it.
+    let long_big = serde_json::json!({"_id": "y", "_source": {"content": "b".repeat(3 << 20)}});
+    let nd = dir.path().join("dump.ndjson");
+    std::fs::write(
+        &nd,
+        [
+            poem("1-p-1"),
+            long_small.to_string(),
+            poem("1-p-2"),
+            long_big.to_string(),
+            poem("1-p-3"),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let mut o = opts(std::slice::from_ref(&nd));
+    o.max_line_bytes = 4096;
+    let s = ingest(&pool, &o).await.unwrap();
+    assert_eq!(
+        (s.counts.read, s.counts.malformed, s.counts.kept),
+        (5, 2, 3)
+    );
+    let rejects: Vec<(u64, &str)> = s
+        .rejects
+        .iter()
+        .map(|r| (r.line, r.reason.as_str()))
+        .collect();
+    let reason = "line longer than 4096 bytes (--max-line-bytes); skipped";
+    assert_eq!(rejects, [(2, reason), (4, reason)]);
+
+    // _bulk: the same, on a source line.
+    let bulk = dir.path().join("dump.bulk");
+    let action = |id: &str| format!("{{\"index\":{{\"_id\":\"{id}\"}}}}");
+    let src = |id: &str| {
+        serde_json::json!({"content": format!("{id} walks the line\nand back again")}).to_string()
+    };
+    std::fs::write(
+        &bulk,
+        [
+            action("b1"),
+            src("b1"),
+            action("b2"),
+            long_big["_source"].to_string(),
+            action("b3"),
+            src("b3"),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let mut o = opts(std::slice::from_ref(&bulk));
+    o.name = "bulk".into();
+    o.max_line_bytes = 4096;
+    let s = ingest(&pool, &o).await.unwrap();
+    assert_eq!((s.counts.malformed, s.counts.kept), (1, 2));
+    assert_eq!(
+        (s.rejects[0].line, s.rejects[0].reason.as_str()),
+        (4, reason)
+    );
+
+    // Scroll: a page over the cap is skipped; the pages after it are read.
+    let page = |ids: &[&str], pad: usize| {
+        let hits: Vec<serde_json::Value> = ids
+            .iter()
+            .map(|id| serde_json::json!({"_id": id, "_source": {"content": format!("{id} walks the line\nand back again"), "pad": "p".repeat(pad)}}))
+            .collect();
+        serde_json::json!({"took": 1, "hits": {"hits": hits}}).to_string()
+    };
+    let scroll = dir.path().join("pages.json");
+    std::fs::write(
+        &scroll,
+        [
+            page(&["s1", "s2"], 0),
+            page(&["s3"], 10_000),
+            page(&["s4"], 0),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let mut o = opts(std::slice::from_ref(&scroll));
+    o.name = "scroll".into();
+    o.max_page_bytes = 4096;
+    let s = ingest(&pool, &o).await.unwrap();
+    assert_eq!((s.counts.malformed, s.counts.kept), (1, 3));
+    assert_eq!(
+        (s.rejects[0].line, s.rejects[0].reason.as_str()),
+        (
+            3,
+            "scroll page 2 larger than 4096 bytes (--max-page-bytes); skipped"
+        )
+    );
+}
+
+#[tokio::test]
+async fn gzip_bomb_is_refused_and_nothing_stored() {
+    use std::io::Write;
+    let pool = db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bomb = dir.path().join("bomb.ndjson.gz");
+    let mut enc = flate2::write::GzEncoder::new(
+        std::fs::File::create(&bomb).unwrap(),
+        flate2::Compression::best(),
+    );
+    let zeros = vec![b' '; 1 << 20];
+    for _ in 0..80 {
+        enc.write_all(&zeros).unwrap();
+    }
+    enc.finish().unwrap();
+    let err = ingest(&pool, &opts(std::slice::from_ref(&bomb)))
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, IngestError::Input { .. }), "{msg}");
+    assert!(
+        msg.starts_with(&format!(
+            "{}: gzip stream expands more than 200×",
+            bomb.display()
+        )),
+        "{msg}"
+    );
+    assert!(msg.contains("likely gzip bomb"), "{msg}");
+    assert_eq!(stored(&pool).await, (0, 0, 0));
+}
+
+#[tokio::test]
+async fn left_out_documents_are_stored_with_reason_and_measures() {
+    let pool = db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(&[fixture("posts.ndjson")]);
+    o.rejects_file = Some(dir.path().join("rejects.jsonl"));
+    let s = ingest(&pool, &o).await.unwrap();
+    let counts = poet_ingest::reject_counts(&pool, s.dataset_id)
+        .await
+        .unwrap();
+    let by: Vec<(&str, &str, i64)> = counts
+        .iter()
+        .map(|c| (c.kind.as_str(), c.reason.as_str(), c.count))
+        .collect();
+    assert_eq!(
+        by,
+        [
+            ("malformed", "malformed", 5),
+            ("filtered", "empty", 4),
+            ("filtered", "too_few_lines", 2),
+            ("filtered", "hard_wrapped", 1),
+        ]
+    );
+    let wrapped = poet_ingest::rejects(&pool, s.dataset_id, Some("hard_wrapped"), 10)
+        .await
+        .unwrap();
+    assert_eq!(wrapped.len(), 1);
+    let r = &wrapped[0];
+    assert_eq!(
+        (r.line, r.kind.as_str(), r.source_id.as_deref()),
+        (26, "filtered", Some("400-p-3"))
+    );
+    let m = r.measures.as_ref().unwrap();
+    assert!(
+        m["why"].as_str().unwrap().starts_with("hard_wrapped: "),
+        "{m}"
+    );
+    assert!(m["lower_continuations"].as_f64().unwrap() >= 0.4, "{m}");
+    let malformed = poet_ingest::rejects(&pool, s.dataset_id, Some("malformed"), 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        malformed.iter().map(|r| r.line).collect::<Vec<_>>(),
+        [9, 16]
+    );
+    assert_eq!(
+        poet_ingest::rejects(&pool, s.dataset_id, None, 100)
+            .await
+            .unwrap()
+            .len(),
+        12
+    );
+    // The summary and the dataset's counts carry the same breakdown.
+    assert_eq!(
+        s.not_poems_by_reason,
+        [
+            ("empty".to_string(), 4),
+            ("too_few_lines".to_string(), 2),
+            ("hard_wrapped".to_string(), 1)
+        ]
+    );
+    let d = find_dataset(&pool, "poetry@1").await.unwrap();
+    assert_eq!(d.counts["not_poems_by_reason"]["hard_wrapped"], 1);
+    // The rejects file has both kinds.
+    let file = std::fs::read_to_string(dir.path().join("rejects.jsonl")).unwrap();
+    let kinds: Vec<String> = file
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| *k == "malformed").count(), 5);
+    assert_eq!(kinds.iter().filter(|k| *k == "filtered").count(), 7);
+}
+
+#[tokio::test]
+async fn explain_shows_samples_on_both_sides_with_reasons() {
+    let e = explain(&opts(&[fixture("posts.ndjson")])).await.unwrap();
+    let kept = e
+        .samples
+        .iter()
+        .filter(|s| s.doc.verdict == poet_ingest::filter::Verdict::Poem)
+        .count();
+    let out = e.samples.len() - kept;
+    assert!(kept >= 3 && out >= 3, "{kept} kept, {out} left out");
+    let text = e.to_string();
+    assert!(
+        text.contains("kept (samples, up to 3 per verdict):"),
+        "{text}"
+    );
+    assert!(
+        text.contains("left out (samples, up to 3 per verdict):"),
+        "{text}"
+    );
+    assert!(text.contains("hard_wrapped: "), "{text}");
+    assert!(text.contains("400-p-3"), "{text}");
+    assert!(text.contains("poem: no prose rule applies"), "{text}");
+    assert!(e.warnings.is_empty(), "{:?}", e.warnings);
+    // Explain says so when nothing would be kept.
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.ndjson");
+    std::fs::write(&empty, b"").unwrap();
+    let e = explain(&opts(&[empty])).await.unwrap();
+    assert_eq!(
+        e.warnings,
+        ["no document is a poem: an ingest of these inputs would fail"]
+    );
+}
+
+#[tokio::test]
+async fn density_filter_is_the_seed_rule() {
+    let pool = db().await;
+    let mut o = opts(&[fixture("posts.ndjson")]);
+    o.filter = FilterParams::density();
+    let s = ingest(&pool, &o).await.unwrap();
+    assert_eq!((s.counts.not_poems, s.counts.kept), (3, 9));
+    assert_eq!(
+        s.not_poems_by_reason,
+        [
+            ("empty".to_string(), 4),
+            ("too_few_lines".to_string(), 2),
+            ("too_dense".to_string(), 1)
+        ]
     );
 }

@@ -524,7 +524,8 @@
       { key: 'vocab', label: 'Vocab', num: true, get: (d) => d.vocab_size, cell: (d) => d.vocab_size },
       { key: 'shards', label: 'Shards (val)', cell: (d) => `${d.shards} (${d.validation_shards.join(', ')})` },
       { key: 'params', label: 'Filter parameters', cell: (d) => h('span', { class: 'kv' }, kv(d.params)) },
-      { key: 'counts', label: 'Ingest counts', cell: (d) => h('span', { class: 'kv' }, kv(d.counts)) },
+      { key: 'counts', label: 'Ingest counts', cell: (d) => h('span', { class: 'kv' }, kv(d.counts && d.counts.lines ? d.counts.lines : d.counts)) },
+      { key: 'left', label: 'Left out, by reason', cell: (d) => h('span', { class: 'kv' }, kv(d.counts && d.counts.not_poems_by_reason) || '—') },
       { key: 'hash', label: 'Content', cell: (d) => h('code', { title: d.content_hash }, d.content_hash.slice(0, 10)) },
       { key: 'created', label: 'Created', get: (d) => d.created_at, cell: (d) => when(d.created_at) },
     ], data, sort, { rerender: draw, id: 'datasets' }) : h('p', { class: 'muted' }, 'No dataset yet: `poet ingest`.'));
