@@ -39,7 +39,7 @@ torch_env() {
   local venv="${POET_TORCH_VENV:-$HOME/.cache/poet/torch-2.11.0}"
   export LIBTORCH_USE_PYTORCH=1 PATH="$venv/bin:$PATH"
   local lib
-  lib="$("$venv/bin/python" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')"
+  lib="$("$venv/bin/python" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))' 2>/dev/null)"
   export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 }
 
@@ -51,7 +51,7 @@ record() {
     cargo build --locked -q -p poet-worker
     worker="$TARGET/debug/poet-worker"
   fi
-  local corpus="${CORPUS:-$ROOT/../shared/data/corpus-pd.txt}"
+  local corpus; corpus="$(realpath -m "${CORPUS:-$ROOT/../shared/data/corpus-pd.txt}")"
   [ -f "$corpus" ] || corpus=/work/shared/data/corpus-pd.txt
   log "recording every config of $HERE/grid.toml on $(basename "$corpus") (1 thread, nice 10); resumable"
   # shellcheck disable=SC2086
@@ -81,12 +81,13 @@ poet() {
   cargo build --locked -q --release -p poet-core --example replay
   local replay="$TARGET/release/examples/replay"
   : >"$OUT/poet.jsonl.tmp"
+  # The settings every tool shares (see README.md): rungs 1, 3, 9 (eta 3), median stopping
+  # from epoch 2 once 5 runs are known.
   for method in none median asha hyperband patience; do
     for search in grid random tpe; do
-      for seed in $(seq 0 $((SEEDS - 1))); do
-        "$replay" --fixture "$HERE/curves.json" --method "$method" --search "$search" \
-          --seed "$seed" --workers "$WORKERS" >>"$OUT/poet.jsonl.tmp"
-      done
+      "$replay" --fixture "$HERE/curves.json" --method "$method" --search "$search" \
+        --seeds "0-$((SEEDS - 1))" --workers "$WORKERS" --eta 3 --min-epochs 1 --grace 1 \
+        --min-runs 5 >>"$OUT/poet.jsonl.tmp"
     done
   done
   mv "$OUT/poet.jsonl.tmp" "$OUT/poet.jsonl"
