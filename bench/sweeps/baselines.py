@@ -60,7 +60,7 @@ class Trace:
         self.epochs += 1
         if value < self.best:
             self.best = value
-            self.points.append([self.epochs, round(value, 6)])
+            self.points.append([self.epochs, value])
 
     @property
     def spent(self):
@@ -68,9 +68,9 @@ class Trace:
 
     def line(self, **fields):
         if self.points and self.points[-1][0] != self.epochs:
-            self.points.append([self.epochs, round(self.best, 6)])
+            self.points.append([self.epochs, self.best])
         return {**fields, "points": self.points, "epochs": self.epochs,
-                "best": round(self.best, 6)}
+                "best": self.best}
 
 
 # --------------------------------------------------------------------------------------------
