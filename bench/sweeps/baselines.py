@@ -92,8 +92,10 @@ def optuna_replay(fx, method, search, seed, workers, budget):
         "hyperband": lambda: optuna.pruners.HyperbandPruner(
             min_resource=MIN_EPOCHS, max_resource=fx.epochs, reduction_factor=ETA),
     }
+    # A fixed name: HyperbandPruner picks each trial's bracket from a hash of it.
     study = optuna.create_study(direction="minimize", sampler=samplers[search](),
-                                pruner=pruners[method]())
+                                pruner=pruners[method](),
+                                study_name=f"replay-{method}-{search}-{seed}")
     dists = {n: optuna.distributions.CategoricalDistribution(v) for n, v in fx.axes.items()}
     trace = Trace(budget)
     tried = set()
