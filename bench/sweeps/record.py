@@ -11,6 +11,7 @@ Standard library only (runs with the system python3).
 """
 
 import argparse
+import concurrent.futures
 import datetime
 import hashlib
 import itertools
@@ -21,6 +22,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tomllib
 from pathlib import Path
@@ -110,6 +112,7 @@ def main():
     ap.add_argument("--max-batches", type=int, help="override base.max_batches (smoke tests)")
     ap.add_argument("--limit", type=int, help="record only the first N configs (smoke tests)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--jobs", type=int, default=1, help="configs trained at once")
     ap.add_argument("--nice", type=int, default=10)
     ap.add_argument("--worker-commit", default="", help="git commit the worker was built from")
     args = ap.parse_args()
@@ -133,19 +136,28 @@ def main():
     corpus_bytes = args.corpus.read_bytes()
     sha = hashlib.sha256(corpus_bytes).hexdigest()
     started = time.monotonic()
-    for i, axes in enumerate(todo, 1):
+    lock = threading.Lock()
+
+    def record(i, axes):
         full = {**base, **axes}
         key = json.dumps(full, sort_keys=True)
-        if key in done and done[key]["corpus_sha256"] == sha:
-            continue
         run, wall, header = train_one(args.worker, args.corpus, full, args.threads, args.nice)
         rec = {"full": full, "config": axes, "corpus_sha256": sha, "wall_s": round(wall, 1),
                "trainer": header, **run}
-        with partial.open("a") as f:
-            f.write(json.dumps(rec) + "\n")
-        done[key] = rec
-        print(f"[{i}/{len(todo)}] {axes}: val {run['val_loss'][0]:.4f} -> {min(run['val_loss']):.4f}"
-              f" (best), {wall:.0f} s ({header})", flush=True)
+        with lock:
+            with partial.open("a") as f:
+                f.write(json.dumps(rec) + "\n")
+            done[key] = rec
+            print(f"[{i}/{len(todo)}] {axes}: val {run['val_loss'][0]:.4f} -> "
+                  f"{min(run['val_loss']):.4f} (best), {wall:.0f} s ({header})", flush=True)
+
+    missing = [(i, axes) for i, axes in enumerate(todo, 1)
+               if done.get(json.dumps({**base, **axes}, sort_keys=True), {}).get("corpus_sha256") != sha]
+    # --jobs > 1 trains configs side by side (each still on --threads threads); their
+    # `seconds` then include the contention, which only shifts the replay's event order.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        for f in [pool.submit(record, i, axes) for i, axes in missing]:
+            f.result()
 
     runs = [done[json.dumps({**base, **axes}, sort_keys=True)] for axes in todo]
     total_wall = sum(r["wall_s"] for r in runs)
@@ -155,8 +167,9 @@ def main():
         "corpus_sha256": sha,
         "recorded": (
             f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; {cpu_model()}, "
-            f"{os.cpu_count()} cores shared, {args.threads} torch thread(s), nice {args.nice}; "
-            f"{total_wall / 60:.1f} min of training wall clock for {len(runs)} runs; "
+            f"{os.cpu_count()} cores shared, {args.jobs} job(s) of {args.threads} torch thread(s), "
+            f"nice {args.nice}; "
+            f"{total_wall / 60:.1f} min of training (wall clock summed over the {len(runs)} runs); "
             f"poet-worker {args.worker_commit or '(commit unknown)'}; {cmd}"
         ),
         "epoch": (
