@@ -4,8 +4,9 @@ real trainer (`poet-worker train`, one process per config) and keeps each epoch'
 validation loss and seconds in one JSON file, the curves every scheduler is replayed on.
 
 Resumable: each finished run is appended to `<out>.partial.jsonl` as soon as it ends, and a
-rerun trains only the configs missing there (the key is the full config, so a changed grid
-or base retrains). The fixture is written once every config has its curve.
+rerun trains only the configs missing there (the key is the full config, the corpus's and the
+worker binary's sha256, so a changed grid, corpus or worker records again). The fixture is
+written once every config has its curve.
 
 Standard library only (runs with the system python3).
 """
@@ -135,6 +136,7 @@ def main():
             done[json.dumps(r["full"], sort_keys=True)] = r
     corpus_bytes = args.corpus.read_bytes()
     sha = hashlib.sha256(corpus_bytes).hexdigest()
+    worker_sha = hashlib.sha256(Path(args.worker).read_bytes()).hexdigest()
     started = time.monotonic()
     lock = threading.Lock()
 
@@ -142,7 +144,8 @@ def main():
         full = {**base, **axes}
         key = json.dumps(full, sort_keys=True)
         run, wall, header = train_one(args.worker, args.corpus, full, args.threads, args.nice)
-        rec = {"full": full, "config": axes, "corpus_sha256": sha, "wall_s": round(wall, 1),
+        rec = {"full": full, "config": axes, "corpus_sha256": sha, "worker_sha256": worker_sha,
+               "wall_s": round(wall, 1),
                "trainer": header, **run}
         with lock:
             with partial.open("a") as f:
@@ -151,8 +154,13 @@ def main():
             print(f"[{i}/{len(todo)}] {axes}: val {run['val_loss'][0]:.4f} -> "
                   f"{min(run['val_loss']):.4f} (best), {wall:.0f} s ({header})", flush=True)
 
-    missing = [(i, axes) for i, axes in enumerate(todo, 1)
-               if done.get(json.dumps({**base, **axes}, sort_keys=True), {}).get("corpus_sha256") != sha]
+    # A run is reused only if the same corpus and the same worker binary recorded it (a
+    # rebuilt worker, say with another validation measure, records everything again).
+    def reusable(axes):
+        rec = done.get(json.dumps({**base, **axes}, sort_keys=True), {})
+        return rec.get("corpus_sha256") == sha and rec.get("worker_sha256") == worker_sha
+
+    missing = [(i, axes) for i, axes in enumerate(todo, 1) if not reusable(axes)]
     # --jobs > 1 trains configs side by side (each still on --threads threads); their
     # `seconds` then include the contention, which only shifts the replay's event order.
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
