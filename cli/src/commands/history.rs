@@ -428,7 +428,7 @@ fn plan_line(plan_json: &str, epochs_spent: i64, hours_spent: f64) -> Option<Str
             "budget {hours_spent:.3} of {h} worker-hours ({:.0}%)",
             100.0 * hours_spent / h
         ),
-        None => format!("{epochs_spent} epochs spent ({hours_spent:.3} worker-hours)"),
+        None => format!("{epochs_spent} epochs spent"),
     });
     if let Some(m) = plan.max_concurrent {
         parts.push(format!("max {m} at once"));
