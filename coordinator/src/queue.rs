@@ -73,6 +73,8 @@ pub struct Claimed {
     pub resume_from: Option<CheckpointRow>,
     /// Epoch rows discarded because no checkpoint covered them.
     pub discarded_epochs: u64,
+    /// Whether its sweep's reports go through the scheduler ([`crate::scheduler`]).
+    pub adaptive: bool,
 }
 
 /// One epoch report.
@@ -179,7 +181,7 @@ const CLAIM_SQL: &str = "with req as (
         returning req.n, r.id, r.attempt,
             -- An extended run trains to its new epochs_total.
             jsonb_set(r.config, '{epochs}', to_jsonb(r.epochs_total))::text as config, r.dataset_id,
-            r.parent_checkpoint_id, req.lease_id, req.worker_id, req.now
+            r.parent_checkpoint_id, r.sweep_id, req.lease_id, req.worker_id, req.now
     ), resume as (
         -- Its latest checkpoint, else (a fork not yet checkpointed) the one it was forked from.
         select claimed.id, ck.id as ck_id, coalesce(ck.epoch, 0) as epoch
@@ -203,6 +205,7 @@ const CLAIM_SQL: &str = "with req as (
     )
     select claimed.n, claimed.id, claimed.attempt, claimed.config, claimed.dataset_id,
         claimed.lease_id, resume.ck_id,
+        (select s.adaptive from sweeps s where s.id = claimed.sweep_id) as adaptive,
         (select count(*) from discarded d where d.run_id = claimed.id) as discarded
     from claimed join resume on resume.id = claimed.id";
 static CLAIM_ONE: LazyLock<String> = LazyLock::new(|| CLAIM_SQL.replace("{limit}", "1"));
@@ -342,6 +345,7 @@ impl Queue {
                 dataset_id: row.get("dataset_id"),
                 resume_from: resume,
                 discarded_epochs: discarded as u64,
+                adaptive: row.get("adaptive"),
             });
         }
         Ok(out)

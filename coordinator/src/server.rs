@@ -95,6 +95,7 @@ pub async fn run(
         generations_queued: Arc::new(Notify::new()),
         ngrams: Default::default(),
         datasets: Default::default(),
+        adaptive_runs: Default::default(),
     };
     let mut background = tokio::task::JoinSet::new();
     background.spawn(reaper(shared.clone()));

@@ -37,6 +37,10 @@ pub struct Shared {
     /// Dataset descriptions by id (immutable once ready).
     pub(crate) datasets:
         Arc<tokio::sync::Mutex<std::collections::HashMap<i64, poet_proto::v1::Dataset>>>,
+    /// Whether each run this replica leased belongs to an adaptive sweep, so that the reports
+    /// of a plain sweep's runs skip the scheduler without a query (a run leased elsewhere is
+    /// looked up). Entries go when the run is handed back or given up.
+    pub(crate) adaptive_runs: Arc<std::sync::Mutex<std::collections::HashMap<i64, bool>>>,
 }
 
 type Answer<T> = Result<T, ServiceError>;

@@ -49,6 +49,40 @@ impl Shared {
         Ok(d)
     }
 
+    /// Whether `run` belongs to an adaptive sweep: from the lease cache, else the database.
+    async fn adaptive(&self, run: i64) -> Result<bool, ServiceError> {
+        if let Some(a) = self
+            .adaptive_runs
+            .lock()
+            .expect("adaptive_runs lock")
+            .get(&run)
+        {
+            return Ok(*a);
+        }
+        let a: Option<bool> = sqlx::query_scalar(
+            "select s.adaptive from runs r join sweeps s on s.id = r.sweep_id where r.id = $1",
+        )
+        .bind(run)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(a.unwrap_or(false))
+    }
+
+    fn remember_run(&self, run: i64, adaptive: bool) {
+        let mut known = self.adaptive_runs.lock().expect("adaptive_runs lock");
+        if known.len() > 100_000 {
+            known.clear();
+        }
+        known.insert(run, adaptive);
+    }
+
+    fn forget_run(&self, run: i64) {
+        self.adaptive_runs
+            .lock()
+            .expect("adaptive_runs lock")
+            .remove(&run);
+    }
+
     fn count_fenced<T>(&self, r: &Result<T, ServiceError>) {
         if let Err(ServiceError::FailedPrecondition(_)) = r {
             self.metrics.fenced.fetch_add(1, Ordering::Relaxed);
@@ -324,6 +358,7 @@ impl WorkerService for Shared {
                 other => other?,
             };
             if let Some(c) = claimed {
+                self.remember_run(c.lease.run_id, c.adaptive);
                 self.metrics.leases.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(
                     run_id = c.lease.run_id,
@@ -412,8 +447,11 @@ impl WorkerService for Shared {
             );
         }
         // Also on a retry (`stored` false): the scheduler answers what it decided then.
-        let directive =
-            crate::scheduler::after_epoch(&self.pool, lease, e.epoch, Utc::now()).await?;
+        let directive = if self.adaptive(lease.run_id).await? {
+            crate::scheduler::after_epoch(&self.pool, lease, e.epoch, Utc::now()).await?
+        } else {
+            None
+        };
         if let Some(d) = &directive {
             tracing::info!(run_id = lease.run_id, epoch = e.epoch, action = ?d.action(), reason = %d.reason, "run halted by its sweep's scheduler");
         }
@@ -511,7 +549,10 @@ impl WorkerService for Shared {
         self.count_fenced(&r);
         r?;
         tracing::info!(run_id = lease.run_id, "run handed back");
-        crate::scheduler::after_run_end(&self.pool, lease.run_id, Utc::now()).await?;
+        if self.adaptive(lease.run_id).await? {
+            crate::scheduler::after_run_end(&self.pool, lease.run_id, Utc::now()).await?;
+        }
+        self.forget_run(lease.run_id);
         Ok(Response::new(v1::CompleteRunResponse {}))
     }
 
@@ -534,7 +575,10 @@ impl WorkerService for Shared {
         self.count_fenced(&state);
         let state = state?;
         tracing::info!(run_id = lease.run_id, ?how, new_state = %state, reason = %reason, "run given up");
-        crate::scheduler::after_run_end(&self.pool, lease.run_id, Utc::now()).await?;
+        if self.adaptive(lease.run_id).await? {
+            crate::scheduler::after_run_end(&self.pool, lease.run_id, Utc::now()).await?;
+        }
+        self.forget_run(lease.run_id);
         Ok(Response::new(v1::FailRunResponse {}))
     }
 
