@@ -18,9 +18,11 @@
 //!   behind it) is promoted: requeued, it resumes from its checkpoint at the rung, bit-exactly.
 //!   Runs still paused when the sweep has nothing left to run are stopped.
 //! - `hyperband`: brackets of ASHA. Bracket `b` starts its rungs at `min_epochs · eta^b`;
-//!   runs are dealt to brackets round-robin by their position in the sweep (Ray Tune's
-//!   asynchronous HyperBand deals them at random; round-robin keeps decisions a function of
-//!   the reports). Runs are ranked only against their own bracket.
+//!   runs are dealt to brackets by their position in the sweep, in HyperBand's proportions
+//!   (the most aggressive bracket gets the most), interleaved by a fixed weighted round-robin
+//!   ([`Rungs::deal`]; Ray Tune's asynchronous HyperBand deals them at random, a fixed deal
+//!   keeps decisions a function of the reports). Runs are ranked only against their own
+//!   bracket.
 //! - `patience` (with any rule): a run whose best loss of its last `epochs` epochs is not
 //!   better by at least `min_delta` than its best before them is stopped.
 //! - a budget of epochs or worker-hours: once spent, every running run stops at its next
@@ -70,6 +72,40 @@ impl Rungs {
             m *= u64::from(self.eta);
         }
         b
+    }
+
+    /// How many of every [`Rungs::deal`] cycle's trials each hyperband bracket gets:
+    /// HyperBand's proportions, `⌈B / (B − b) · eta^(B − 1 − b)⌉` for bracket `b` of `B` (the
+    /// most aggressive bracket, which halves the most, gets the most configs).
+    pub fn bracket_weights(&self) -> Vec<u64> {
+        let b_count = u64::from(self.brackets());
+        (0..b_count)
+            .map(|b| {
+                let n = b_count * u64::from(self.eta).pow((b_count - 1 - b) as u32);
+                n.div_ceil(b_count - b)
+            })
+            .collect()
+    }
+
+    /// The bracket of each trial of one cycle, interleaved by smooth weighted round-robin so
+    /// that any prefix of trials is spread over the brackets in their proportions. Trial `t`
+    /// is in bracket `deal[t % deal.len()]`.
+    pub fn deal(&self) -> Vec<u32> {
+        let w = self.bracket_weights();
+        let total: i64 = w.iter().sum::<u64>() as i64;
+        let mut credit = vec![0i64; w.len()];
+        (0..total)
+            .map(|_| {
+                for (c, x) in credit.iter_mut().zip(&w) {
+                    *c += *x as i64;
+                }
+                let pick = (0..credit.len())
+                    .max_by_key(|&b| (credit[b], std::cmp::Reverse(b)))
+                    .expect("at least one bracket");
+                credit[pick] -= total;
+                pick as u32
+            })
+            .collect()
     }
 
     /// The rung epochs (below `max_epochs`) of a ladder starting at `first`.
@@ -282,8 +318,10 @@ pub fn on_epoch(policy: &Policy, runs: &[RunView], run: i64, spent: Spent) -> De
         } => keep(median(runs, me, *grace_epochs, *min_runs)),
         Rule::Asha(r) => rung_decision("asha", runs, me, r, |_| 0),
         Rule::Hyperband(r) => {
-            let n = r.brackets();
-            rung_decision("hyperband", runs, me, r, move |trial| trial % n)
+            let deal = r.deal();
+            rung_decision("hyperband", runs, me, r, move |trial| {
+                deal[trial as usize % deal.len()]
+            })
         }
     }
 }
@@ -469,8 +507,8 @@ pub fn on_idle(policy: &Policy, runs: &[RunView]) -> Idle {
     let (rungs, bracket_of): (Rungs, Box<dyn Fn(u32) -> u32>) = match &policy.rule {
         Rule::Asha(r) => (*r, Box::new(|_| 0)),
         Rule::Hyperband(r) => {
-            let n = r.brackets();
-            (*r, Box::new(move |t| t % n))
+            let deal = r.deal();
+            (*r, Box::new(move |t| deal[t as usize % deal.len()]))
         }
         _ => {
             let stop = runs
@@ -610,6 +648,27 @@ mod tests {
     }
 
     #[test]
+    fn hyperband_deals_brackets_in_its_proportions() {
+        let r = Rungs {
+            min_epochs: 1,
+            eta: 3,
+            max_epochs: 20,
+        };
+        // HyperBand's n_s for s = 2, 1, 0: ⌈3/3 · 9⌉, ⌈3/2 · 3⌉, ⌈3/1 · 1⌉.
+        assert_eq!(r.bracket_weights(), vec![9, 5, 3]);
+        let deal = r.deal();
+        assert_eq!(deal.len(), 17);
+        for (b, w) in [(0, 9), (1, 5), (2, 3)] {
+            assert_eq!(deal.iter().filter(|&&x| x == b).count(), w);
+        }
+        // Interleaved: the first 6 trials already reach every bracket.
+        let mut first: Vec<u32> = deal[..6].to_vec();
+        first.sort_unstable();
+        first.dedup();
+        assert_eq!(first, vec![0, 1, 2]);
+    }
+
+    #[test]
     fn ladders_and_brackets() {
         let r = Rungs {
             min_epochs: 1,
@@ -701,7 +760,14 @@ mod tests {
             }),
             ..Default::default()
         };
-        // 3 brackets: rungs [1, 2], [2], []. Trial 0 is in bracket 0, trial 1 in bracket 1.
+        // 3 brackets: rungs [1, 2], [2], []; weights 4, 3, 3 dealt [0, 1, 2, 0, 1, ...]:
+        // trial 0 is in bracket 0, trial 1 in bracket 1, trial 2 in bracket 2.
+        let r = match &p.rule {
+            Rule::Hyperband(r) => *r,
+            _ => unreachable!(),
+        };
+        assert_eq!(r.bracket_weights(), vec![4, 3, 3]);
+        assert_eq!(&r.deal()[..3], &[0, 1, 2]);
         let (c1, c2) = ([1.0], [0.5, 0.4]);
         let runs = [
             view(1, State::Running, &c1, 4),
