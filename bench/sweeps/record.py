@@ -169,7 +169,8 @@ def main():
 
     runs = [done[json.dumps({**base, **axes}, sort_keys=True)] for axes in todo]
     total_wall = sum(r["wall_s"] for r in runs)
-    cmd = " ".join(["bench/sweeps/record.py"] + sys.argv[1:])
+    # Named without this machine's paths: the corpus by file name, the worker by its commit.
+    cmd = f"bench/sweeps/run.sh record (corpus {args.corpus.name}, --jobs {args.jobs})"
     fixture = {
         "corpus": args.corpus.name,
         "corpus_sha256": sha,

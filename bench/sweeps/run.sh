@@ -52,7 +52,6 @@ record() {
     worker="$TARGET/debug/poet-worker"
   fi
   local corpus; corpus="$(realpath -m "${CORPUS:-$ROOT/../shared/data/corpus-pd.txt}")"
-  [ -f "$corpus" ] || corpus=/work/shared/data/corpus-pd.txt
   log "recording every config of $HERE/grid.toml on $(basename "$corpus") (1 thread, nice 10); resumable"
   # shellcheck disable=SC2086
   python3 "$HERE/record.py" --corpus "$corpus" --worker "$worker" \

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../.."
 export LIBTORCH_USE_PYTORCH=1 PATH="$HOME/.cache/poet/torch-2.11.0/bin:$PATH"
 THREADS=${THREADS:-2}
 REPEATS=${REPEATS:-3}
-CORPUS=${CORPUS:-/work/shared/data/corpus-pd.txt}
+CORPUS=${CORPUS:-../shared/data/corpus-pd.txt}
 cargo build --quiet --release -p poet-worker --example bench
 BENCH="${CARGO_TARGET_DIR:-target}/release/examples/bench"
 PY="python bench/worker/torch_reference.py"

@@ -147,7 +147,7 @@ def sample(args, text):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("mode", choices=["train", "sample"])
-    p.add_argument("--corpus", default="/work/shared/data/corpus-pd.txt")
+    p.add_argument("--corpus", default="../shared/data/corpus-pd.txt")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--units", type=int, default=64)

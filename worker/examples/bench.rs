@@ -21,7 +21,7 @@ struct Args {
     #[command(subcommand)]
     mode: Mode,
     /// Corpus file (framed poems).
-    #[arg(long, global = true, default_value = "/work/shared/data/corpus-pd.txt")]
+    #[arg(long, global = true, default_value = "../shared/data/corpus-pd.txt")]
     corpus: String,
     #[arg(long, global = true, default_value_t = 2)]
     threads: i32,
