@@ -162,7 +162,7 @@ pub fn simulate(
                     Pick::Tpe(tpe) => {
                         let curves: Vec<(TrainConfig, &[f64])> = runs
                             .iter()
-                            .map(|r| (config_of(fixture, &space, r.fixture), &r.curve[..]))
+                            .map(|r| (config_of(fixture, r.fixture), &r.curve[..]))
                             .collect();
                         let observed = search::observations(&curves, tpe.initial as usize);
                         let exists = |c: &TrainConfig| {
@@ -278,8 +278,8 @@ fn views(runs: &[Sim], epochs_total: u32) -> Vec<RunView<'_>> {
         .collect()
 }
 
-fn config_of(fixture: &Fixture, space: &Space, i: usize) -> TrainConfig {
-    let _ = space;
+/// The full config of fixture run `i`: the base with its axis values.
+fn config_of(fixture: &Fixture, i: usize) -> TrainConfig {
     let mut v = serde_json::to_value(fixture.base_config().expect("checked")).expect("json");
     for (k, x) in &fixture.runs[i].config {
         v[k] = x.clone();

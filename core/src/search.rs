@@ -210,12 +210,11 @@ pub fn observations(
 enum Density {
     /// Probabilities per listed value.
     Choice(Vec<f64>),
-    /// Truncated Gaussian mixture on `[a, b]` (log space when `log`): (mean, sigma) pairs.
+    /// Truncated Gaussian mixture on `[a, b]`, in the axis's own space ([`to_axis`]: log for
+    /// `log_uniform`): (mean, sigma) pairs.
     Mix {
         a: f64,
         b: f64,
-        log: bool,
-        int: bool,
         comps: Vec<(f64, f64)>,
     },
 }
@@ -258,8 +257,6 @@ impl Density {
                 Density::Choice(w.into_iter().map(|x| x / sum).collect())
             }
             Dist::Uniform(..) | Dist::LogUniform(..) | Dist::Int(..) => {
-                let log = matches!(d, Dist::LogUniform(..));
-                let int = matches!(d, Dist::Int(..));
                 let (a, b) = match d {
                     Dist::LogUniform(lo, hi) => (lo.ln(), hi.ln()),
                     Dist::Int(l, h) => (*l as f64 - 0.5, *h as f64 + 0.5),
@@ -283,13 +280,7 @@ impl Density {
                     })
                     .collect();
                 comps.push(((a + b) / 2.0, range));
-                Density::Mix {
-                    a,
-                    b,
-                    log,
-                    int,
-                    comps,
-                }
+                Density::Mix { a, b, comps }
             }
         }
     }
@@ -303,7 +294,7 @@ impl Density {
                     .map_or(f64::NEG_INFINITY, |i| p[i].ln()),
                 _ => f64::NEG_INFINITY,
             },
-            Density::Mix { a, b, comps, .. } => {
+            Density::Mix { a, b, comps } => {
                 let x = to_axis(d, v);
                 let pdf: f64 = comps
                     .iter()
@@ -336,13 +327,7 @@ impl Density {
                 }
                 options[options.len() - 1].clone()
             }
-            Density::Mix {
-                a,
-                b,
-                log,
-                int,
-                comps,
-            } => {
+            Density::Mix { a, b, comps } => {
                 let (mu, s) = comps[sweep::int_between(rng, 0, comps.len() as u64 - 1) as usize];
                 let mut x = mu;
                 for _ in 0..100 {
@@ -358,12 +343,9 @@ impl Density {
                     Dist::Int(lo, hi) => {
                         Value::Int((x.round() as i128).clamp(*lo as i128, *hi as i128) as u64)
                     }
-                    Dist::LogUniform(lo, hi) if *log => Value::Float(x.exp().clamp(*lo, *hi)),
+                    Dist::LogUniform(lo, hi) => Value::Float(x.exp().clamp(*lo, *hi)),
                     Dist::Uniform(lo, hi) => Value::Float(x.clamp(*lo, *hi)),
-                    _ => {
-                        let _ = int;
-                        Value::Float(x)
-                    }
+                    Dist::Choice(_) => unreachable!("a mixture is fitted on a numeric axis"),
                 }
             }
         }

@@ -108,17 +108,25 @@ async fn submit(c: &crate::helpers::TestCoordinator, spec: String) -> v1::Submit
         .into_inner()
 }
 
-#[tokio::test]
-async fn asha_pauses_promotes_resumes_from_the_rung_and_finishes_with_reasons() {
+/// A coordinator on a fresh database with the `tiny` dataset, sweep `spec` submitted, and one
+/// registered worker: the coordinator, the worker's client and its id.
+async fn start(spec: String) -> (crate::helpers::TestCoordinator, Worker, i64) {
     let c = spawn().await;
     seed_dataset(&c.db.pool, "tiny", POEMS).await;
-    submit(
-        &c,
-        adaptive_spec(3, 9, "[stopping]\nrule = \"asha\"\nmin_epochs = 1\neta = 3"),
-    )
-    .await;
+    submit(&c, spec).await;
     let mut w = c.worker();
     let wid = register(&mut w, "h").await;
+    (c, w, wid)
+}
+
+#[tokio::test]
+async fn asha_pauses_promotes_resumes_from_the_rung_and_finishes_with_reasons() {
+    let (c, mut w, wid) = start(adaptive_spec(
+        3,
+        9,
+        "[stopping]\nrule = \"asha\"\nmin_epochs = 1\neta = 3",
+    ))
+    .await;
     // Runs 1, 2, 3 reach rung 0 (epoch 1) with 2.0, 3.0, 2.5.
     let mut leases = HashMap::new();
     for (run, val) in [(1, 2.0), (2, 3.0), (3, 2.5)] {
@@ -248,15 +256,12 @@ async fn asha_pauses_promotes_resumes_from_the_rung_and_finishes_with_reasons() 
 
 #[tokio::test]
 async fn median_rule_stops_a_bad_run_and_keeps_its_history() {
-    let c = spawn().await;
-    seed_dataset(&c.db.pool, "tiny", POEMS).await;
-    submit(
-        &c,
-        adaptive_spec(3, 3, "[stopping]\nrule = \"median\"\nmin_runs = 2"),
-    )
+    let (c, mut w, wid) = start(adaptive_spec(
+        3,
+        3,
+        "[stopping]\nrule = \"median\"\nmin_runs = 2",
+    ))
     .await;
-    let mut w = c.worker();
-    let wid = register(&mut w, "h").await;
     for curve in [[2.0, 1.9, 1.8], [2.2, 2.1, 2.0]] {
         let lease = lease_run(&mut w, wid, 1000).await.unwrap().lease.unwrap();
         for (e, v) in curve.iter().enumerate() {
@@ -291,11 +296,7 @@ async fn median_rule_stops_a_bad_run_and_keeps_its_history() {
 
 #[tokio::test]
 async fn a_spent_budget_stops_the_running_run_and_the_queued_ones() {
-    let c = spawn().await;
-    seed_dataset(&c.db.pool, "tiny", POEMS).await;
-    submit(&c, adaptive_spec(3, 3, "[budget]\nepochs = 4")).await;
-    let mut w = c.worker();
-    let wid = register(&mut w, "h").await;
+    let (c, mut w, wid) = start(adaptive_spec(3, 3, "[budget]\nepochs = 4")).await;
     let lease = lease_run(&mut w, wid, 1000).await.unwrap().lease.unwrap();
     for e in 1..=3 {
         assert_eq!(
@@ -387,11 +388,7 @@ async fn tpe_proposes_new_configs_as_results_arrive_and_never_repeats_one() {
 
 #[tokio::test]
 async fn max_concurrent_pause_and_priority_gate_the_claim() {
-    let c = spawn().await;
-    seed_dataset(&c.db.pool, "tiny", POEMS).await;
-    submit(&c, adaptive_spec(3, 1, "max_concurrent = 1")).await;
-    let mut w = c.worker();
-    let wid = register(&mut w, "h").await;
+    let (c, mut w, wid) = start(adaptive_spec(3, 1, "max_concurrent = 1")).await;
     let first = lease_run(&mut w, wid, 1000).await.unwrap().lease.unwrap();
     // The sweep is at its cap: nothing more is leased until the run ends.
     assert!(lease_run(&mut w, wid, 100).await.is_none());
@@ -457,11 +454,7 @@ async fn max_concurrent_pause_and_priority_gate_the_claim() {
 
 #[tokio::test]
 async fn retry_extend_and_fork_continue_from_checkpoints() {
-    let c = spawn().await;
-    seed_dataset(&c.db.pool, "tiny", POEMS).await;
-    submit(&c, adaptive_spec(2, 2, "")).await;
-    let mut w = c.worker();
-    let wid = register(&mut w, "h").await;
+    let (c, mut w, wid) = start(adaptive_spec(2, 2, "")).await;
     let lease = lease_run(&mut w, wid, 1000).await.unwrap().lease.unwrap();
     report(&mut w, &lease, 1, 2.0).await;
     report(&mut w, &lease, 2, 1.9).await;
@@ -731,15 +724,12 @@ async fn two_replicas_decide_each_rung_once_under_concurrent_workers() {
 /// gets the same decision.
 #[tokio::test]
 async fn a_worker_killed_after_a_pause_leaves_the_run_paused_not_retrained() {
-    let c = spawn().await;
-    seed_dataset(&c.db.pool, "tiny", POEMS).await;
-    submit(
-        &c,
-        adaptive_spec(2, 9, "[stopping]\nrule = \"asha\"\nmin_epochs = 1\neta = 3"),
-    )
+    let (c, mut w, wid) = start(adaptive_spec(
+        2,
+        9,
+        "[stopping]\nrule = \"asha\"\nmin_epochs = 1\neta = 3",
+    ))
     .await;
-    let mut w = c.worker();
-    let wid = register(&mut w, "h").await;
     let lease = lease_run(&mut w, wid, 1000).await.unwrap().lease.unwrap();
     assert_eq!(
         action(&report(&mut w, &lease, 1, 2.0).await),
