@@ -93,7 +93,7 @@ cmd_test() {
     ensure_chromium
     log "building and running every test (the fault and end-to-end tests run the real poet and poet-worker binaries)"
     # One cargo invocation for the whole workspace, so dependencies are built once with one
-    # feature set. The tests start their own private Postgres under $TMPDIR/poet-test-pg.
+    # feature set. The tests start their own private Postgres under $TMPDIR/poet-test-postgres.
     # No incremental caches here: a cold run is one build, and they would double the target
     # dir's size on disk. A developer's own `cargo test` keeps them.
     export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
@@ -107,15 +107,15 @@ cmd_test() {
 # A cold test build needs about NEED_GB of disk under the target dir; say so up front
 # rather than failing at a link step with "No space left on device".
 report_disk() {
-    local need_gb=8 target="${CARGO_TARGET_DIR:-$ROOT/target}" avail_kb
+    local need_gb=4 target="${CARGO_TARGET_DIR:-$ROOT/target}" avail_kb
     mkdir -p "$target"
     avail_kb=$(df -Pk "$target" | awk 'NR==2 {print $4}')
-    log "disk: $((avail_kb / 1024 / 1024)) GB free under $target (a cold test build uses about $need_gb GB)"
+    log "disk: $((avail_kb / 1024 / 1024)) GB free under $target (a cold test build uses about 2 GB; $need_gb GB is asked for)"
     [ "$avail_kb" -ge $((need_gb * 1024 * 1024)) ] || log "warning: less than $need_gb GB free; the build may fail with 'No space left on device'"
 }
 
 stop_test_postgres() {
-    local data="${TMPDIR:-/tmp}/poet-test-pg/data"
+    local data="${TMPDIR:-/tmp}/poet-test-postgres/data"
     [ -f "$data/postmaster.pid" ] || return 0
     local pgctl
     pgctl="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)/pg_ctl"

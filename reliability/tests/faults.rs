@@ -336,7 +336,7 @@ async fn postgres_restart_mid_sweep() {
         // The coordinator reaches Postgres through a proxy, so the restarted cluster (on a new
         // port) keeps the coordinator's URL: to the coordinator it is the same server.
         let pg_proxy = Proxy::start(vec![format!("127.0.0.1:{}", info.port).parse()?]).await?;
-        let url = format!("postgres://poet@{}/poet", pg_proxy.addr);
+        let url = info.url_through(&pg_proxy.addr.to_string(), "poet");
         let pool = poet_sql::connect(&url).await?;
         let mut st = Stack::new(url, pool.clone(), 1, 4.0).await?;
         let runs = st
@@ -368,7 +368,7 @@ async fn postgres_restart_mid_sweep() {
             .await;
         // Our own pool's connections died with the server; a fresh pool for the checks.
         let info = cluster.info().context("cluster info")?;
-        let pool = poet_sql::connect(&info.url).await?;
+        let pool = poet_sql::connect(&info.url()).await?;
         let faults = faults?;
         let f = check::check_runs(&pool, &st.artifacts(), &runs, sc.epochs * 3).await?;
         report("postgres-restart", faults, &f, t.elapsed().as_secs_f64());

@@ -51,17 +51,35 @@ pub enum DbError {
     Cluster(#[from] cluster::ClusterError),
 }
 
-/// `url` with any password replaced by `***`, safe to log.
+/// `url` with any password replaced by `***`, safe to log: the one in the user info
+/// (`user:secret@`) and a `password=` query parameter (SECURITY.md, finding 12).
 pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
     };
-    let Some((userinfo, host)) = rest.rsplit_once('@') else {
-        return url.to_string();
+    let base = match base.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((userinfo, host)) => match userinfo.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+                None => base.to_string(),
+            },
+            None => base.to_string(),
+        },
+        None => base.to_string(),
     };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_string(),
+    match query {
+        None => base,
+        Some(q) => {
+            let params: Vec<String> = q
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => kv.to_string(),
+                })
+                .collect();
+            format!("{base}?{}", params.join("&"))
+        }
     }
 }
 
@@ -123,7 +141,7 @@ pub fn resolve_url(explicit: Option<&str>) -> Result<String, DbError> {
         Some(u) if !u.is_empty() => Ok(u.to_string()),
         _ => Ok(cluster::PrivateCluster::default_location()
             .ensure_running()?
-            .url),
+            .url()),
     }
 }
 
@@ -144,5 +162,13 @@ mod tests {
         );
         assert_eq!(redact("postgres://u@h:5/db"), "postgres://u@h:5/db");
         assert_eq!(redact("nonsense"), "nonsense");
+        assert_eq!(
+            redact("postgres://u@h:5/db?sslmode=require&password=secret&x=1"),
+            "postgres://u@h:5/db?sslmode=require&password=***&x=1"
+        );
+        assert_eq!(
+            redact("postgres://u:a@h/db?PASSWORD=b"),
+            "postgres://u:***@h/db?PASSWORD=***"
+        );
     }
 }

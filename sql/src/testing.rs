@@ -2,7 +2,7 @@
 //! runs), a fresh database per test with migrations applied.
 //!
 //! `POET_TEST_DATABASE_URL` (a server URL whose user may `CREATE DATABASE`) skips the
-//! private test cluster; `make test` uses the private one under `$TMPDIR/poet-test-pg`.
+//! private test cluster; `./poet.sh test` uses the private one under `$TMPDIR/poet-test-postgres`.
 
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::OnceCell;
@@ -29,13 +29,15 @@ pub async fn server_url() -> String {
             if let Ok(u) = std::env::var("POET_TEST_DATABASE_URL") {
                 return u;
             }
-            let root = std::env::temp_dir().join("poet-test-pg");
+            // Named apart from `poet-test-pg`, the trust-authenticated cluster of poet before
+            // SECURITY.md, so that older checkouts on the same machine keep their own.
+            let root = std::env::temp_dir().join("poet-test-postgres");
             let info =
                 tokio::task::spawn_blocking(move || PrivateCluster::at(root).ensure_running())
                     .await
                     .expect("join")
                     .unwrap_or_else(|e| panic!("test postgres: {e}"));
-            let url = format!("postgres://poet@127.0.0.1:{}/postgres", info.port);
+            let url = info.url_for("postgres");
             drop_stale_databases(&url).await;
             url
         })

@@ -28,7 +28,7 @@ pub async fn db(cli: &Cli, cmd: &DbCmd) -> CliResult {
                     info.port,
                     info.data_dir.display()
                 );
-                println!("{}", info.url);
+                println!("{}", info.shown_url());
             }
         }
         DbCmd::Stop => {
@@ -65,7 +65,7 @@ pub async fn db(cli: &Cli, cmd: &DbCmd) -> CliResult {
                             "  data: {}\n  log:  {}\n  url:  {}",
                             i.data_dir.display(),
                             i.log_file.display(),
-                            i.url
+                            i.shown_url()
                         );
                     }
                     None => println!(
