@@ -111,6 +111,9 @@ pub enum Command {
     Words(WordsArgs),
     /// Plot loss curves of runs. Example: `poet plot --sweep 1 -o curves.png`
     Plot(PlotArgs),
+    /// Tokens issued per identity (talks to Postgres directly). Example: `poet token create --role worker --name gpu-box-1`
+    #[command(subcommand)]
+    Token(TokenCmd),
 }
 
 #[derive(Subcommand)]
@@ -402,4 +405,25 @@ pub struct PlotArgs {
     /// Chart title.
     #[arg(long)]
     pub title: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum TokenCmd {
+    /// Issue a token and print it (the only time it is shown; only its SHA-256 is stored).
+    Create {
+        /// What it may do: worker (train), client (submit, query, control) or viewer (read the
+        /// dashboard and its API).
+        #[arg(long, value_parser = ["worker", "client", "viewer"])]
+        role: String,
+        /// A unique name for whoever holds it, e.g. the machine: letters, digits, `._@-`.
+        #[arg(long)]
+        name: String,
+    },
+    /// Every issued token: role, creation, last use, revocation (never the token).
+    List,
+    /// Revoke the live token with this name; coordinators refuse it within two seconds.
+    Revoke {
+        /// The token's name.
+        name: String,
+    },
 }

@@ -152,15 +152,11 @@ impl CoordinatorConfig {
             ));
         }
         for (name, t) in [
-            ("client", &self.client_token),
-            ("worker", &self.worker_token),
+            ("POET_CLIENT_TOKEN", &self.client_token),
+            ("POET_WORKER_TOKEN", &self.worker_token),
         ] {
-            if let Some(t) = t
-                && t.len() < 16
-            {
-                return Err(ConfigError(format!(
-                    "the {name} token must be at least 16 characters"
-                )));
+            if let Some(t) = t {
+                poet_core::secret::check_token(name, t).map_err(ConfigError)?;
             }
         }
         if let (Some(c), Some(w)) = (&self.client_token, &self.worker_token)
@@ -174,6 +170,16 @@ impl CoordinatorConfig {
         if !addr.ip().is_loopback() && !tokens {
             return Err(ConfigError(format!(
                 "refusing to serve {addr} without tokens: set POET_CLIENT_TOKEN and POET_WORKER_TOKEN, or listen on 127.0.0.1"
+            )));
+        }
+        // /metrics has no token of its own: off loopback it is for a cluster with tokens and a
+        // network policy (deploy/k8s/base), never an open port on a shared network.
+        if let Some(m) = self.metrics_listen
+            && !m.ip().is_loopback()
+            && !tokens
+        {
+            return Err(ConfigError(format!(
+                "refusing to serve metrics on {m} without tokens: listen on 127.0.0.1, or set POET_CLIENT_TOKEN and POET_WORKER_TOKEN and keep the port on a private network"
             )));
         }
         if self.client_token.is_some() != self.worker_token.is_some() {

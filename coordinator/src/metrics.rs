@@ -1,5 +1,10 @@
 //! Prometheus metrics: counters and an RPC latency histogram kept in atomics, runs by state
-//! read from Postgres at scrape time, served as text on `/metrics` by a tiny HTTP/1.1 loop.
+//! read from Postgres, served as text on `/metrics` by a tiny HTTP/1.1 loop.
+//!
+//! A scrape must never cost the queue (SECURITY.md, finding 5): runs by state are cached for
+//! [`RUNS_CACHE`] and refreshed by one scrape at a time (the others wait for it and reuse the
+//! answer), so any number of scrapers makes at most one query per period; at most
+//! [`MAX_CONCURRENT_SCRAPES`] connections are served at once and the rest get 503 at once.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,6 +14,19 @@ use std::time::Instant;
 use sqlx::{PgPool, Row};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+
+/// How long runs by state are reused before a scrape queries Postgres again.
+pub const RUNS_CACHE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Scrape connections served at once; one more is answered 503 and closed.
+pub const MAX_CONCURRENT_SCRAPES: usize = 4;
+
+/// Runs by state as last read, and when.
+#[derive(Default)]
+struct RunsByState {
+    read_at: Option<Instant>,
+    counts: Vec<(String, i64)>,
+}
 
 const BUCKETS_MS: [f64; 12] = [
     1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0, 30000.0,
@@ -35,6 +53,8 @@ pub struct Metrics {
     /// Writes refused by fencing.
     pub fenced: AtomicU64,
     rpc: Mutex<BTreeMap<&'static str, Histogram>>,
+    /// The cached runs by state; the async lock makes the refresh single-flight.
+    runs: tokio::sync::Mutex<RunsByState>,
 }
 
 /// Records one RPC's latency when dropped.
@@ -67,21 +87,34 @@ impl Metrics {
         }
     }
 
+    /// Runs by state, from the cache when it is younger than [`RUNS_CACHE`]. A failed
+    /// refresh keeps the last answer (and is retried by the next scrape).
+    async fn runs_by_state(&self, pool: &PgPool) -> Vec<(String, i64)> {
+        let mut cache = self.runs.lock().await;
+        if cache.read_at.is_none_or(|t| t.elapsed() >= RUNS_CACHE) {
+            let read =
+                sqlx::query("select state, count(*) as n from runs group by state").fetch_all(pool);
+            match tokio::time::timeout(std::time::Duration::from_secs(2), read).await {
+                Ok(Ok(rows)) => {
+                    cache.counts = rows
+                        .iter()
+                        .map(|r| (r.get::<String, _>("state"), r.get::<i64, _>("n")))
+                        .collect();
+                    cache.read_at = Some(Instant::now());
+                }
+                Ok(Err(e)) => tracing::debug!(error = %e, "metrics: runs by state not refreshed"),
+                Err(_) => tracing::debug!("metrics: runs by state timed out"),
+            }
+        }
+        cache.counts.clone()
+    }
+
     /// The exposition text.
     pub async fn render(&self, pool: &PgPool) -> String {
         let mut out = String::new();
         out.push_str("# HELP poet_runs Runs by state.\n# TYPE poet_runs gauge\n");
-        if let Ok(rows) = sqlx::query("select state, count(*) as n from runs group by state")
-            .fetch_all(pool)
-            .await
-        {
-            for r in rows {
-                out.push_str(&format!(
-                    "poet_runs{{state=\"{}\"}} {}\n",
-                    r.get::<String, _>("state"),
-                    r.get::<i64, _>("n")
-                ));
-            }
+        for (state, n) in self.runs_by_state(pool).await {
+            out.push_str(&format!("poet_runs{{state=\"{state}\"}} {n}\n"));
         }
         for (name, help, v) in [
             ("poet_leases_total", "Runs leased to workers.", &self.leases),
@@ -139,13 +172,33 @@ impl Metrics {
 
 /// Serves `/metrics` until the listener fails.
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, pool: PgPool) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_SCRAPES));
     loop {
         let Ok((mut sock, _)) = listener.accept().await else {
             return;
         };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tokio::spawn(async move {
+                // Read the request first: closing a socket with unread data resets it, and
+                // the scraper would see a reset instead of the 503.
+                let mut buf = [0u8; 2048];
+                let _ =
+                    tokio::time::timeout(std::time::Duration::from_secs(1), sock.read(&mut buf))
+                        .await;
+                let body = "too many concurrent scrapes\n";
+                let resp = format!(
+                    "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(resp.as_bytes()).await;
+                let _ = sock.shutdown().await;
+            });
+            continue;
+        };
         let metrics = metrics.clone();
         let pool = pool.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let mut buf = [0u8; 2048];
             let n =
                 match tokio::time::timeout(std::time::Duration::from_secs(5), sock.read(&mut buf))

@@ -97,7 +97,15 @@ pub async fn run(
         datasets: Default::default(),
         adaptive_runs: Default::default(),
     };
+    let tokens = Tokens::new(cfg.client_token.clone(), cfg.worker_token.clone());
     let mut background = tokio::task::JoinSet::new();
+    if tokens.enabled() {
+        // Issued tokens are accepted from the first request on, not after the first refresh.
+        if let Err(e) = tokens.refresh(&pool).await {
+            tracing::warn!(error = %e, "issued tokens not loaded yet");
+        }
+        background.spawn(tokens.clone().keep_fresh(pool.clone()));
+    }
     background.spawn(reaper(shared.clone()));
     background.spawn(listen_notifications(
         pool.clone(),
@@ -121,7 +129,7 @@ pub async fn run(
     let web = match cfg.http_listen {
         Some(haddr) => {
             let hl = crate::web::bind(haddr, &cfg).await?;
-            let state = crate::web::WebState::new(pool.clone(), &cfg);
+            let state = crate::web::WebState::new(pool.clone(), tokens.clone());
             Some(tokio::spawn(crate::web::serve(hl, state, async move {
                 let _ = web_stopped.await;
             })))
@@ -145,7 +153,6 @@ pub async fn run(
         .build_v1alpha()
         .map_err(|e| CoordinatorError::Transport(e.to_string()))?;
 
-    let tokens = Tokens::new(cfg.client_token.clone(), cfg.worker_token.clone());
     let poet = PoetServer::new(shared.clone())
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(64 << 20);

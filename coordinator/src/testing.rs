@@ -156,7 +156,8 @@ impl TestCoordinator {
         WorkerServiceClient::with_interceptor(self.channel(), Bearer::new(self.tokens.1.as_deref()))
     }
 
-    fn channel(&self) -> Channel {
+    /// A lazy channel to its gRPC address, for a client with a token of the test's choosing.
+    pub fn channel(&self) -> Channel {
         Channel::from_shared(self.url())
             .expect("valid URL")
             .connect_lazy()

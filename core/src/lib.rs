@@ -9,6 +9,7 @@
 //! - [`search`]: TPE, proposing a sweep's next configs from the results so far.
 //! - [`replay`]: the scheduler replayed on recorded curves (the replay benchmark).
 //! - [`ngrams`]: word 4-grams and the plagiarism report of generated poems.
+//! - [`secret`]: what a bearer token must look like to be accepted.
 
 pub mod config;
 pub mod ngrams;
@@ -16,6 +17,7 @@ pub mod plan;
 pub mod replay;
 pub mod schedule;
 pub mod search;
+pub mod secret;
 pub mod sweep;
 
 /// The line that opens every poem in a framed corpus, as in the reference experiment.

@@ -119,9 +119,9 @@ async fn tokens_and_database_password_never_reach_the_logs() -> Result<()> {
     let password = password.as_str();
     let url = format!("{}?password={password}", db.url);
     let (client_token, worker_token, wrong) = (
-        "client-tok-5b8e1d0f9a2c",
-        "worker-tok-c41e7a9b3d06",
-        "wrong-tok-0e9d8c7b6a55",
+        "client-tok-5b8e1d0f9a2c7e3f1a6d4b9c8e2f0a1d",
+        "worker-tok-c41e7a9b3d06f2e8a5c1b7d9e3f4a6b0",
+        "wrong-tok-0e9d8c7b6a55f1e2d3c4b5a69788a7b6",
     );
     let env = vec![
         ("POET_LOG".to_string(), "debug".to_string()),

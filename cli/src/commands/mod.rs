@@ -4,6 +4,7 @@ mod data;
 mod history;
 mod poems;
 mod stack;
+mod tokens;
 
 use crate::args::{Cli, Command};
 use crate::conn::CliResult;
@@ -26,5 +27,6 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Generate(a) => poems::generate(&cli, a).await,
         Command::Poems(c) => poems::poems(&cli, c).await,
         Command::Words(a) => poems::words(&cli, a).await,
+        Command::Token(c) => tokens::token(&cli, c).await,
     }
 }

@@ -11,13 +11,16 @@
 //!
 //! # Auth
 //! With tokens configured, everything but the assets, the OpenAPI file and the login form needs
-//! the `client` token: scripts send `Authorization: Bearer <token>`; a browser opens any page
-//! once with `?token=<token>` (or submits the login form), which sets an HttpOnly,
-//! SameSite=Strict cookie holding the token and redirects to the same address without it, so the
-//! token leaves the address bar and history. A missing or unknown token is 401, the `worker`
-//! token is 403 (same rules as the gRPC interceptor, which does the comparison). The port serves
-//! plain HTTP: put it behind TLS, or keep it on loopback. Like gRPC, a non-loopback
-//! `--http-listen` is refused without tokens.
+//! a token (SECURITY.md, findings 4, 10, 13). Scripts send `Authorization: Bearer <token>`: a
+//! `viewer`, or the `client` role, may GET; the control POSTs need the `client` role. A browser
+//! signs in once with the login form (a `client` or `viewer` token) and gets an opaque session
+//! cookie: HttpOnly, SameSite=Strict, 12 hours, a signed *viewer* grant that holds no token, so
+//! a cookie can never drive the control POSTs. Behind TLS (`X-Forwarded-Proto: https`) the
+//! cookie is `Secure` and named with the `__Host-` prefix. `?token=` in an address is refused
+//! (it would land in proxy logs and history). A missing or unknown token is 401, a token of the
+//! wrong role 403. The port serves plain HTTP: put it behind TLS, or keep it on loopback. Like
+//! gRPC, a non-loopback `--http-listen` is refused without tokens, and without tokens (loopback)
+//! a request whose `Host` is not a loopback name is refused, which closes DNS rebinding.
 //!
 //! # Why server-rendered shells + hand-written JS/SVG, no framework
 //! The server sends a small HTML shell per page; one script (`assets/app.js`, ~30 KB unminified, no
@@ -49,12 +52,16 @@ use axum::routing::get;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 
-use crate::auth::{Role, Tokens};
+use crate::auth::{Caller, Role, Tokens};
 use crate::config::CoordinatorConfig;
 use crate::error::ServiceError;
 
-/// The cookie a browser keeps the client token in.
-pub const COOKIE: &str = "poet_token";
+/// The cookie a browser keeps its dashboard session in (plain HTTP).
+pub const COOKIE: &str = "poet_session";
+
+/// The same cookie behind TLS: `__Host-` makes the browser insist on `Secure`, `Path=/` and
+/// no `Domain`, so another host cannot plant it.
+pub const SECURE_COOKIE: &str = "__Host-poet_session";
 
 /// State of the HTTP handlers (cheap to clone).
 #[derive(Clone)]
@@ -66,12 +73,9 @@ pub struct WebState {
 }
 
 impl WebState {
-    /// State for `cfg`'s tokens over `pool`.
-    pub fn new(pool: PgPool, cfg: &CoordinatorConfig) -> Self {
-        WebState {
-            pool,
-            tokens: Tokens::new(cfg.client_token.clone(), cfg.worker_token.clone()),
-        }
+    /// State for `tokens` (the coordinator's, issued tokens included) over `pool`.
+    pub fn new(pool: PgPool, tokens: Tokens) -> Self {
+        WebState { pool, tokens }
     }
 }
 
@@ -155,10 +159,16 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
     }
 }
 
-/// The token a request presents: its bearer header, else the dashboard cookie.
-fn presented(headers: &HeaderMap) -> Option<String> {
+/// What a request presents: its bearer header, else its dashboard session cookie.
+enum Presented {
+    Bearer(String),
+    Session(String),
+    Nothing,
+}
+
+fn presented(headers: &HeaderMap) -> Presented {
     if let Some(v) = headers.get(header::AUTHORIZATION) {
-        return Some(v.to_str().unwrap_or("").to_string());
+        return Presented::Bearer(v.to_str().unwrap_or("").to_string());
     }
     headers
         .get_all(header::COOKIE)
@@ -166,40 +176,110 @@ fn presented(headers: &HeaderMap) -> Option<String> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| format!("Bearer {v}"))
+        .find(|(k, _)| *k == COOKIE || *k == SECURE_COOKIE)
+        .map_or(Presented::Nothing, |(_, v)| {
+            Presented::Session(v.to_string())
+        })
 }
 
-/// Whether `authorization` (a full `Bearer …` value, or none) may read; the gRPC check decides.
-fn authorize(tokens: &Tokens, authorization: Option<&str>) -> Result<(), ApiError> {
-    let mut req = tonic::Request::new(());
-    if let Some(a) = authorization {
-        let v = a.parse().map_err(|_| ApiError {
-            status: StatusCode::UNAUTHORIZED,
-            message: "malformed authorization".into(),
-        })?;
-        req.metadata_mut().insert("authorization", v);
-    }
-    tokens.check(&req, Role::Client).map_err(|s| ApiError {
+/// Whether the request's credentials allow `needed`; the gRPC rules decide.
+fn authorize(tokens: &Tokens, headers: &HeaderMap, needed: Role) -> Result<Caller, ApiError> {
+    let checked = match presented(headers) {
+        Presented::Bearer(b) => tokens.authorize(Some(&b), needed),
+        Presented::Session(s) if tokens.enabled() => tokens.check_session(&s).and_then(|viewer| {
+            if needed == Role::Viewer {
+                Ok(viewer)
+            } else {
+                Err(tonic::Status::permission_denied(
+                    "a dashboard session is read-only: send the client token as a bearer header",
+                ))
+            }
+        }),
+        _ => tokens.authorize(None, needed),
+    };
+    checked.map_err(|s| ApiError {
         status: if s.code() == tonic::Code::PermissionDenied {
             StatusCode::FORBIDDEN
         } else {
             StatusCode::UNAUTHORIZED
         },
-        message: match s.code() {
-            tonic::Code::PermissionDenied => {
-                "this token may not read the dashboard (use the client token)".into()
-            }
-            _ => s.message().to_string(),
-        },
+        message: s.message().to_string(),
+    })
+}
+
+/// Whether the request arrived over TLS at a proxy in front of us.
+fn behind_tls(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"))
+}
+
+/// The `Set-Cookie` value of a new session for `caller`.
+fn session_cookie(tokens: &Tokens, caller: &Caller, headers: &HeaderMap) -> Option<String> {
+    let value = tokens.session_cookie(caller)?;
+    let max_age = crate::auth::SESSION_TTL.as_secs();
+    Some(if behind_tls(headers) {
+        format!(
+            "{SECURE_COOKIE}={value}; Secure; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}"
+        )
+    } else {
+        format!("{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}")
     })
 }
 
 async fn api_auth(State(st): State<WebState>, req: Request, next: Next) -> Response {
-    match authorize(&st.tokens, presented(req.headers()).as_deref()) {
-        Ok(()) => next.run(req).await,
+    let needed = if req.method() == axum::http::Method::GET {
+        Role::Viewer
+    } else {
+        Role::Client
+    };
+    match authorize(&st.tokens, req.headers(), needed) {
+        Ok(_) => next.run(req).await,
         Err(e) => e.into_response(),
     }
+}
+
+/// Without tokens the dashboard is for this machine only: a `Host` other than a loopback name
+/// means a page elsewhere resolved its own name to 127.0.0.1 (DNS rebinding), so refuse it.
+async fn loopback_host(State(st): State<WebState>, req: Request, next: Next) -> Response {
+    if st.tokens.enabled() {
+        return next.run(req).await;
+    }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    if is_loopback_host(host) {
+        next.run(req).await
+    } else {
+        ApiError {
+            status: StatusCode::MISDIRECTED_REQUEST,
+            message: "this dashboard serves loopback names only (localhost, 127.0.0.1, [::1]); set tokens to serve other hosts".into(),
+        }
+        .into_response()
+    }
+}
+
+/// `localhost`, `127.x.y.z` or `[::1]`, with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split_once(']').map_or("", |(n, _)| n)
+    } else {
+        host.rsplit_once(':').map_or(host, |(n, p)| {
+            if p.bytes().all(|b| b.is_ascii_digit()) {
+                n
+            } else {
+                host
+            }
+        })
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 async fn api_fallback() -> ApiError {
@@ -254,6 +334,7 @@ pub fn router(state: WebState) -> Router {
         .route("/api/{*rest}", get(api_fallback))
         .route("/assets/{name}", get(asset))
         .merge(pages::routes(state.clone()))
+        .layer(middleware::from_fn_with_state(state.clone(), loopback_host))
         .with_state(state)
 }
 
@@ -287,5 +368,33 @@ pub async fn serve(
         .await
     {
         tracing::warn!(error = %e, "dashboard server stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn loopback_hosts() {
+        for h in [
+            "localhost",
+            "localhost:8080",
+            "127.0.0.1",
+            "127.0.0.1:80",
+            "[::1]:9",
+            "[::1]",
+            "LOCALHOST",
+        ] {
+            assert!(super::is_loopback_host(h), "{h}");
+        }
+        for h in [
+            "evil.example",
+            "evil.example:80",
+            "localhost.evil.example",
+            "10.0.0.1:80",
+            "",
+            "[::2]:80",
+        ] {
+            assert!(!super::is_loopback_host(h), "{h}");
+        }
     }
 }

@@ -1,5 +1,5 @@
 //! The HTML pages: a shell per page (title, navigation, the page's kind and id for
-//! `assets/app.js`), the `?token=` → cookie exchange and the login form. Unknown ids answer a
+//! `assets/app.js`) and the login form, which trades a token for a session cookie. Unknown ids answer a
 //! 404 page here, so a wrong link never paints an empty dashboard.
 
 use axum::Router;
@@ -9,7 +9,8 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use super::{ApiError, COOKIE, Id, WebState, authorize, presented};
+use super::{ApiError, Id, WebState, authorize, session_cookie};
+use crate::auth::Role;
 
 /// Escapes text for HTML bodies and attribute values.
 pub fn esc(s: &str) -> String {
@@ -47,53 +48,48 @@ struct TokenQuery {
     token: Option<String>,
 }
 
-fn cookie(token: &str) -> String {
-    // Whatever the token's characters, a cookie value must not carry ';' or spaces.
-    format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age=2592000")
-}
-
 fn login_page(status: StatusCode, next: &str, message: &str) -> Response {
     let body = format!(
         r#"<p class="error">{}</p><form method="post" action="/login" class="login"><input type="hidden" name="next" value="{}">
-<label>Client token <input type="password" name="token" autocomplete="current-password" autofocus></label> <button>Sign in</button></form>
-<p class="muted">Or open any page once with <code>?token=…</code>. Scripts send <code>Authorization: Bearer …</code> to <code>/api/v1</code>.</p>"#,
+<label>Token <input type="password" name="token" autocomplete="current-password" autofocus></label> <button>Sign in</button></form>
+<p class="muted">A viewer or client token; the browser keeps a read-only session, never the token. Scripts send <code>Authorization: Bearer …</code> to <code>/api/v1</code>.</p>"#,
         esc(message),
-        esc(next)
+        esc(&safe_next(next))
     );
     (status, Html(shell("Sign in", "login", None, &body))).into_response()
 }
 
-/// `None` lets the page through; otherwise the answer instead: the `?token=` exchange (a
-/// redirect setting the cookie) or the login page.
-fn gate(st: &WebState, uri: &Uri, headers: &HeaderMap, token: Option<String>) -> Option<Response> {
-    if let Some(t) = token {
-        // Valid or not, the token leaves the address: redirect to the bare path.
-        let path = uri.path().to_string();
-        return Some(match authorize(&st.tokens, Some(&format!("Bearer {t}"))) {
-            Ok(()) if t.bytes().all(|b| b.is_ascii_graphic() && b != b';') => {
-                ([(header::SET_COOKIE, cookie(&t))], Redirect::to(&path)).into_response()
-            }
-            Ok(()) => login_page(
-                StatusCode::BAD_REQUEST,
-                &path,
-                "this token cannot be kept in a cookie: use the API with a bearer header",
-            ),
-            Err(e) if e.status == StatusCode::FORBIDDEN => {
-                login_page(StatusCode::FORBIDDEN, &path, &e.message)
-            }
-            Err(_) => login_page(StatusCode::UNAUTHORIZED, &path, "that token is not valid"),
-        });
+/// `next` if it is a path on this site, else `/`: never an open redirect. Browsers read `\`
+/// as `/`, so `/\evil.example` is `//evil.example`; controls and spaces are refused too.
+fn safe_next(next: &str) -> String {
+    let on_site = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && !next.chars().any(|c| c.is_control() || c.is_whitespace());
+    if on_site {
+        next.to_string()
+    } else {
+        "/".into()
     }
-    authorize(&st.tokens, presented(headers).as_deref())
-        .err()
-        .map(|e| {
-            let msg = if e.status == StatusCode::FORBIDDEN {
-                e.message
-            } else {
-                "sign in with the client token".into()
-            };
-            login_page(e.status, uri.path(), &msg)
-        })
+}
+
+/// `None` lets the page through; otherwise the login page instead.
+fn gate(st: &WebState, uri: &Uri, headers: &HeaderMap, token: Option<String>) -> Option<Response> {
+    if token.is_some() {
+        return Some(login_page(
+            StatusCode::BAD_REQUEST,
+            uri.path(),
+            "a token in the address is not accepted (it lands in logs and history): sign in here",
+        ));
+    }
+    authorize(&st.tokens, headers, Role::Viewer).err().map(|e| {
+        let msg = if e.status == StatusCode::FORBIDDEN {
+            e.message
+        } else {
+            "sign in with a viewer or client token".into()
+        };
+        login_page(e.status, uri.path(), &msg)
+    })
 }
 
 /// A page of `kind`; for one sweep or run (`thing` = table and id), a 404 page when it does
@@ -212,26 +208,23 @@ async fn login_form() -> Response {
     login_page(StatusCode::OK, "/", "")
 }
 
-async fn login(State(st): State<WebState>, Form(f): Form<LoginForm>) -> Response {
-    // Only same-site paths: never an open redirect.
-    let next = if f.next.starts_with('/') && !f.next.starts_with("//") {
-        f.next
-    } else {
-        "/".into()
-    };
-    match authorize(&st.tokens, Some(&format!("Bearer {}", f.token))) {
-        Ok(()) if f.token.bytes().all(|b| b.is_ascii_graphic() && b != b';') => (
-            [(header::SET_COOKIE, cookie(&f.token))],
-            Redirect::to(&next),
-        )
-            .into_response(),
-        Ok(()) => login_page(
-            StatusCode::BAD_REQUEST,
-            &next,
-            "this token cannot be kept in a cookie",
-        ),
-        Err(e) if e.status == StatusCode::FORBIDDEN => {
-            login_page(StatusCode::FORBIDDEN, &next, &e.message)
+async fn login(
+    State(st): State<WebState>,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Response {
+    let next = safe_next(&f.next);
+    match st
+        .tokens
+        .authorize(Some(&format!("Bearer {}", f.token)), Role::Viewer)
+    {
+        Ok(caller) => match session_cookie(&st.tokens, &caller, &headers) {
+            Some(cookie) => ([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response(),
+            // Authentication is off: nothing to sign in to.
+            None => Redirect::to(&next).into_response(),
+        },
+        Err(e) if e.code() == tonic::Code::PermissionDenied => {
+            login_page(StatusCode::FORBIDDEN, &next, e.message())
         }
         Err(_) => login_page(StatusCode::UNAUTHORIZED, &next, "that token is not valid"),
     }
@@ -272,5 +265,21 @@ mod tests {
             esc(r#"<a href="x">'&'</a>"#),
             "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
         );
+    }
+
+    #[test]
+    fn next_stays_on_site() {
+        for (next, want) in [
+            ("/workers", "/workers"),
+            ("/runs/3?x=1", "/runs/3?x=1"),
+            ("//evil.example/", "/"),
+            ("/\\evil.example", "/"),
+            ("\\\\evil.example", "/"),
+            ("https://evil.example", "/"),
+            ("/\t/evil.example", "/"),
+            ("", "/"),
+        ] {
+            assert_eq!(super::safe_next(next), want, "{next:?}");
+        }
     }
 }

@@ -652,8 +652,8 @@ async fn generation_is_served_by_a_worker_and_judged_for_plagiarism() {
 #[tokio::test]
 async fn tokens_roles_and_codes() {
     let cfg = CoordinatorConfig {
-        client_token: Some("client-secret-0123456789".into()),
-        worker_token: Some("worker-secret-0123456789".into()),
+        client_token: Some("client-6f3a8d1c5e9b2074f6a1d8c3e5b97a20".into()),
+        worker_token: Some("worker-1e7c4a9f2d6b8053e1c7a4f9d2b68e35".into()),
         ..fast_config()
     };
     let c = spawn_with(None, cfg).await;
@@ -679,7 +679,7 @@ async fn tokens_roles_and_codes() {
     );
     assert_eq!(
         client
-            .list_sweeps(with("worker-secret-0123456789"))
+            .list_sweeps(with("worker-1e7c4a9f2d6b8053e1c7a4f9d2b68e35"))
             .await
             .unwrap_err()
             .code(),
@@ -687,7 +687,7 @@ async fn tokens_roles_and_codes() {
     );
     assert!(
         client
-            .list_sweeps(with("client-secret-0123456789"))
+            .list_sweeps(with("client-6f3a8d1c5e9b2074f6a1d8c3e5b97a20"))
             .await
             .is_ok()
     );
@@ -699,7 +699,9 @@ async fn tokens_roles_and_codes() {
     });
     reg.metadata_mut().insert(
         "authorization",
-        "Bearer client-secret-0123456789".parse().unwrap(),
+        "Bearer client-6f3a8d1c5e9b2074f6a1d8c3e5b97a20"
+            .parse()
+            .unwrap(),
     );
     assert_eq!(
         w.register(reg).await.unwrap_err().code(),
@@ -714,6 +716,40 @@ fn non_loopback_without_tokens_is_refused() {
     let e = cfg.validate("0.0.0.0:50051".parse().unwrap()).unwrap_err();
     assert!(e.to_string().contains("without tokens"), "{e}");
     assert!(cfg.validate("127.0.0.1:50051".parse().unwrap()).is_ok());
+}
+
+/// SECURITY.md, finding 3: the deploy examples' placeholders and short tokens are refused at
+/// startup, with a line that says how to make a good one.
+#[test]
+fn placeholder_and_short_tokens_are_refused_at_startup() {
+    let addr = "0.0.0.0:50051".parse().unwrap();
+    let good_worker = "worker-1e7c4a9f2d6b8053e1c7a4f9d2b68e35";
+    for (client, want) in [
+        ("REPLACE_ME-client-token-openssl-rand-hex-32", "placeholder"),
+        ("client-token-0123456789", "at least 32"),
+        (
+            "abababababababababababababababababab",
+            "does not look random",
+        ),
+    ] {
+        let cfg = CoordinatorConfig {
+            client_token: Some(client.into()),
+            worker_token: Some(good_worker.into()),
+            ..CoordinatorConfig::default()
+        };
+        let e = cfg.validate(addr).unwrap_err().to_string();
+        assert!(
+            e.contains("POET_CLIENT_TOKEN") && e.contains(want),
+            "{client}: {e}"
+        );
+        assert!(e.contains("openssl rand -hex 32"), "{e}");
+    }
+    let ok = CoordinatorConfig {
+        client_token: Some("client-6f3a8d1c5e9b2074f6a1d8c3e5b97a20".into()),
+        worker_token: Some(good_worker.into()),
+        ..CoordinatorConfig::default()
+    };
+    ok.validate(addr).unwrap();
 }
 
 #[tokio::test]
@@ -797,6 +833,80 @@ async fn scrape(addr: std::net::SocketAddr, path: &str) -> (String, Vec<(String,
         })
         .collect();
     (status, samples)
+}
+
+/// SECURITY.md, finding 5: scrapes read runs by state from a cache, so a pool with no free
+/// connection (the state concurrent scrapes used to drive it into) does not stall them.
+#[tokio::test]
+async fn metrics_scrapes_answer_from_the_cache_when_the_pool_is_exhausted() {
+    let db = poet_sql::testing::fresh_db().await;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(std::time::Duration::from_secs(30))
+        .connect(&db.url)
+        .await
+        .unwrap();
+    let metrics = std::sync::Arc::new(poet_coordinator::metrics::Metrics::default());
+    let first = metrics.render(&pool).await;
+    assert!(first.contains("# TYPE poet_runs gauge"), "{first}");
+    let held = pool.acquire().await.unwrap();
+    let scrapes = futures::future::join_all((0..20).map(|_| metrics.render(&pool)));
+    let texts = tokio::time::timeout(std::time::Duration::from_secs(2), scrapes)
+        .await
+        .expect("scrapes waited for a database connection");
+    assert!(texts.iter().all(|t| t == &texts[0]));
+    drop(held);
+}
+
+/// SECURITY.md, finding 5: connections beyond the cap get 503 at once instead of a task each.
+#[tokio::test]
+async fn metrics_connections_beyond_the_cap_get_503() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let c = spawn_with(
+        None,
+        CoordinatorConfig {
+            metrics_listen: Some(port),
+            ..fast_config()
+        },
+    )
+    .await;
+    let mut idle = Vec::new();
+    for _ in 0..poet_coordinator::metrics::MAX_CONCURRENT_SCRAPES {
+        idle.push(tokio::net::TcpStream::connect(port).await.unwrap());
+    }
+    // The server takes the idle connections in order; give it a moment to accept them all.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let (status, _) = scrape(port, "/metrics").await;
+    assert_eq!(status, "HTTP/1.1 503 Service Unavailable");
+    drop(idle);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, _) = scrape(port, "/metrics").await;
+        if status == "HTTP/1.1 200 OK" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "slots never freed: {status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    c.stop().await;
+}
+
+#[test]
+fn metrics_off_loopback_without_tokens_is_refused() {
+    let cfg = CoordinatorConfig {
+        metrics_listen: Some("0.0.0.0:9464".parse().unwrap()),
+        ..CoordinatorConfig::default()
+    };
+    let e = cfg
+        .validate("127.0.0.1:50051".parse().unwrap())
+        .unwrap_err();
+    assert!(e.to_string().contains("refusing to serve metrics"), "{e}");
 }
 
 #[tokio::test]

@@ -217,7 +217,7 @@ async fn tokens_guard_the_api_and_the_pages() {
             .await
             .unwrap();
         assert_eq!(worker.status(), StatusCode::FORBIDDEN, "{path}");
-        assert!(error_message(&worker.json().await.unwrap()).contains("client token"));
+        assert!(error_message(&worker.json().await.unwrap()).contains("worker token may not"));
         let ok = http
             .get(s.url(path))
             .bearer_auth(CLIENT_TOKEN)
@@ -230,13 +230,18 @@ async fn tokens_guard_the_api_and_the_pages() {
             StatusCode::OK
         };
         assert_eq!(ok.status(), want, "{path}");
-        let cookie = http
+        // The old raw-token cookie is not a credential any more.
+        let raw = http
             .get(s.url(path))
             .header("cookie", format!("other=1; poet_token={CLIENT_TOKEN}"))
             .send()
             .await
             .unwrap();
-        assert_eq!(cookie.status(), want, "{path} by cookie");
+        assert_eq!(
+            raw.status(),
+            StatusCode::UNAUTHORIZED,
+            "{path} by raw cookie"
+        );
     }
     // The OpenAPI document and the assets are public.
     assert_eq!(
@@ -256,48 +261,47 @@ async fn tokens_guard_the_api_and_the_pages() {
         StatusCode::OK
     );
 
-    // Pages: the login form without a token, the cookie exchange with one.
+    // Pages: the login form without a session; `?token=` is refused, never exchanged.
     let page = format!("/runs/{}", seeded.runs[0]);
     let anon = http.get(s.url(&page)).send().await.unwrap();
     assert_eq!(anon.status(), StatusCode::UNAUTHORIZED);
     assert!(anon.text().await.unwrap().contains("action=\"/login\""));
-    let bad = http
-        .get(s.url(&format!("{page}?token=wrong-token-xxxxxxxx")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bad.status(), StatusCode::UNAUTHORIZED);
-    assert!(bad.headers().get("set-cookie").is_none());
-    let as_worker = http
-        .get(s.url(&format!("{page}?token={WORKER_TOKEN}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(as_worker.status(), StatusCode::FORBIDDEN);
-    let exchange = http
+    let in_address = http
         .get(s.url(&format!("{page}?token={CLIENT_TOKEN}")))
         .send()
         .await
         .unwrap();
-    assert_eq!(exchange.status(), StatusCode::SEE_OTHER);
-    assert_eq!(
-        exchange.headers()["location"],
-        page.as_str(),
-        "the token leaves the address"
-    );
-    let set = exchange.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    assert_eq!(in_address.status(), StatusCode::BAD_REQUEST);
+    assert!(in_address.headers().get("set-cookie").is_none());
+
+    // The login form: an opaque, read-only session that holds no token, and back on site.
+    let login = http
+        .post(s.url("/login"))
+        .form(&[("token", CLIENT_TOKEN), ("next", "/workers")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::SEE_OTHER);
+    assert_eq!(login.headers()["location"], "/workers");
+    let set = login.headers()["set-cookie"].to_str().unwrap().to_string();
     assert!(
-        set.starts_with(&format!("poet_token={CLIENT_TOKEN};"))
+        set.starts_with("poet_session=")
             && set.contains("HttpOnly")
             && set.contains("SameSite=Strict"),
         "{set}"
     );
+    assert!(
+        !set.contains(CLIENT_TOKEN) && !set.contains(&CLIENT_TOKEN[7..20]),
+        "{set}"
+    );
+    assert!(
+        set.contains("Max-Age=43200"),
+        "12 hours, not 30 days: {set}"
+    );
+    let session = set.split(';').next().unwrap().to_string();
     let with_cookie = http
         .get(s.url(&page))
-        .header("cookie", format!("poet_token={CLIENT_TOKEN}"))
+        .header("cookie", &session)
         .send()
         .await
         .unwrap();
@@ -309,29 +313,59 @@ async fn tokens_guard_the_api_and_the_pages() {
             .unwrap()
             .contains("data-page=\"run\"")
     );
+    let api = http
+        .get(s.url("/api/v1/sweeps"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), StatusCode::OK);
+    // The session is a viewer: it cannot drive a control POST (nor can a forged one read).
+    let control = http
+        .post(s.url(&format!("/api/v1/runs/{}/retry", seeded.runs[0])))
+        .header("cookie", &session)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(control.status(), StatusCode::FORBIDDEN);
+    let forged = session.replacen("poet_session=v1.", "poet_session=v1.9", 1);
+    let forged = http
+        .get(s.url(&page))
+        .header("cookie", forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
 
-    // The login form: sets the cookie and goes back, never to another site.
-    let login = http
+    // Behind a TLS proxy the cookie is Secure and __Host- prefixed.
+    let tls = http
         .post(s.url("/login"))
-        .form(&[("token", CLIENT_TOKEN), ("next", "/workers")])
+        .header("x-forwarded-proto", "https")
+        .form(&[("token", CLIENT_TOKEN), ("next", "/")])
         .send()
         .await
         .unwrap();
-    assert_eq!(login.status(), StatusCode::SEE_OTHER);
-    assert_eq!(login.headers()["location"], "/workers");
+    let set = tls.headers()["set-cookie"].to_str().unwrap();
     assert!(
-        login.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .contains("HttpOnly")
+        set.starts_with("__Host-poet_session=") && set.contains("; Secure"),
+        "{set}"
     );
-    let offsite = http
-        .post(s.url("/login"))
-        .form(&[("token", CLIENT_TOKEN), ("next", "//evil.example/")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(offsite.headers()["location"], "/");
+
+    // Never an open redirect, whatever `next` says.
+    for evil in [
+        "//evil.example/",
+        "/\\evil.example",
+        "https://evil.example/",
+    ] {
+        let offsite = http
+            .post(s.url("/login"))
+            .form(&[("token", CLIENT_TOKEN), ("next", evil)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(offsite.headers()["location"], "/", "{evil}");
+    }
     let wrong = http
         .post(s.url("/login"))
         .form(&[("token", "nope"), ("next", "/")])
@@ -339,6 +373,137 @@ async fn tokens_guard_the_api_and_the_pages() {
         .await
         .unwrap();
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let as_worker = http
+        .post(s.url("/login"))
+        .form(&[("token", WORKER_TOKEN), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(as_worker.status(), StatusCode::FORBIDDEN);
+    s.stop().await;
+}
+
+/// SECURITY.md, finding 13: without tokens the dashboard answers loopback names only, so a
+/// page whose own name resolves to 127.0.0.1 (DNS rebinding) cannot read it.
+#[tokio::test]
+async fn without_tokens_only_loopback_host_names_are_served() {
+    let s = Stack::spawn(false).await;
+    let http = reqwest::Client::new();
+    for path in ["/", "/api/v1/sweeps"] {
+        let rebound = http
+            .get(s.url(path))
+            .header("host", "evil.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(rebound.status(), StatusCode::MISDIRECTED_REQUEST, "{path}");
+        let local = http
+            .get(s.url(path))
+            .header("host", "localhost")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(local.status(), StatusCode::OK, "{path}");
+    }
+    s.stop().await;
+}
+
+/// SECURITY.md, finding 4: a viewer token issued per identity reads the dashboard and its API,
+/// may not control anything nor call gRPC, and stops working once revoked.
+#[tokio::test]
+async fn issued_viewer_tokens_read_only_and_die_when_revoked() {
+    let s = Stack::spawn(true).await;
+    let pool = s.db().pool.clone();
+    let (viewer, _) =
+        poet_coordinator::auth::issue_token(&pool, poet_coordinator::auth::Role::Viewer, "dash")
+            .await
+            .unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // Accepted once a refresh has seen it (every two seconds).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = http
+            .get(s.url("/api/v1/sweeps"))
+            .bearer_auth(&viewer)
+            .send()
+            .await
+            .unwrap();
+        if r.status() == StatusCode::OK {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never accepted: {}",
+            r.status()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let control = http
+        .post(s.url("/api/v1/sweeps/1/pause"))
+        .bearer_auth(&viewer)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(control.status(), StatusCode::FORBIDDEN);
+    let login = http
+        .post(s.url("/login"))
+        .form(&[("token", viewer.as_str()), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    let session = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut client = poet_proto::v1::poet_client::PoetClient::new(s.channel().await);
+    let mut req = tonic::Request::new(poet_proto::v1::ListSweepsRequest::default());
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {viewer}").parse().unwrap());
+    assert_eq!(
+        client.list_sweeps(req).await.unwrap_err().code(),
+        tonic::Code::PermissionDenied
+    );
+
+    poet_coordinator::auth::revoke_token(&pool, "dash")
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let bearer = http
+            .get(s.url("/api/v1/sweeps"))
+            .bearer_auth(&viewer)
+            .send()
+            .await
+            .unwrap();
+        let cookie = http
+            .get(s.url("/"))
+            .header("cookie", &session)
+            .send()
+            .await
+            .unwrap();
+        if bearer.status() == StatusCode::UNAUTHORIZED
+            && cookie.status() == StatusCode::UNAUTHORIZED
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still accepted after revocation"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let listed = poet_coordinator::auth::list_tokens(&pool).await.unwrap();
+    assert!(
+        listed[0].last_used_at.is_some() && listed[0].revoked_at.is_some(),
+        "{listed:?}"
+    );
     s.stop().await;
 }
 

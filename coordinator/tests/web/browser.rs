@@ -129,6 +129,26 @@ impl Browser {
             .await;
     }
 
+    /// Opens `url`, signs in on the login page it shows with the client token, and waits to be
+    /// back on `url`'s page.
+    async fn sign_in(&self, url: &str) {
+        self.goto(url).await;
+        self.wait(
+            "the login form",
+            "return !!document.querySelector('form.login')",
+        )
+        .await;
+        self.js(&format!(
+            "document.querySelector('form.login input[name=token]').value = '{CLIENT_TOKEN}'; document.querySelector('form.login').submit(); return true;"
+        ))
+        .await;
+        self.wait(
+            "the page after signing in",
+            "return !document.querySelector('form.login') && document.body.dataset.page !== 'login'",
+        )
+        .await;
+    }
+
     /// Runs `script` (a function body; `return` a value) in the page.
     async fn js(&self, script: &str) -> Value {
         self.cmd(
@@ -205,14 +225,9 @@ async fn sweep_chart_draws_one_line_per_run_and_lists_render() {
     let seeded = seed(&s, 5, |i| [6, 5, 4, 3, 2][i]).await;
     let b = Browser::start().await;
 
-    // The token is exchanged for a cookie once; later pages need nothing.
-    b.goto(&s.url(&format!("/sweeps/{}?token={CLIENT_TOKEN}", seeded.sweep_id)))
+    // Signing in once gives a session cookie; later pages need nothing.
+    b.sign_in(&s.url(&format!("/sweeps/{}", seeded.sweep_id)))
         .await;
-    b.wait(
-        "the address to drop the token",
-        "return !location.search.includes('token')",
-    )
-    .await;
     b.wait(
         "one validation line per run",
         "return document.querySelectorAll('svg.chart path.series[data-series=val]').length === 5",
@@ -323,8 +338,7 @@ async fn run_page_shows_epochs_and_poems_and_updates_live() {
     let seeded = seed(&s, 2, |i| [4, 2][i]).await;
     let b = Browser::start().await;
     let run = seeded.runs[0];
-    b.goto(&s.url(&format!("/runs/{run}?token={CLIENT_TOKEN}")))
-        .await;
+    b.sign_in(&s.url(&format!("/runs/{run}"))).await;
     b.wait(
         "four epochs",
         "return document.querySelectorAll('#epochs tbody tr').length === 4",

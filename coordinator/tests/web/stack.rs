@@ -10,8 +10,8 @@ use poet_proto::v1;
 use poet_sql::testing::TestDb;
 use sha2::{Digest, Sha256};
 
-pub const CLIENT_TOKEN: &str = "client-token-0123456789";
-pub const WORKER_TOKEN: &str = "worker-token-0123456789";
+pub const CLIENT_TOKEN: &str = "client-7c1e9a4f2b8d6035e4a1c9f7b2d80e6a";
+pub const WORKER_TOKEN: &str = "worker-3b9f0d2e7a6c4185f0e2d9c3a7b61f48";
 
 /// A test coordinator (`poet_coordinator::testing`) that also serves the dashboard.
 pub struct Stack {
@@ -58,6 +58,11 @@ impl Stack {
     /// The client API, with the client token when tokens are on.
     pub fn client(&self) -> Client {
         self.coordinator.client()
+    }
+
+    /// A channel to the gRPC address, without any token.
+    pub async fn channel(&self) -> tonic::transport::Channel {
+        self.coordinator.channel()
     }
 
     /// The worker API, with the worker token when tokens are on.

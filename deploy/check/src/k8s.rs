@@ -809,10 +809,10 @@ fn check_token_values(
     let (c, w) = (value(client), value(worker));
     for (n, v) in [("client", &c), ("worker", &w)] {
         if let Some(v) = v
-            && v.len() < 16
+            && v.len() < 32
         {
             problems.push(format!(
-                "{ctx}: the {n} token in the Secret is shorter than 16 characters"
+                "{ctx}: the {n} token in the Secret is shorter than 32 characters"
             ));
         }
     }

@@ -148,11 +148,11 @@ pub fn check(tree: &Tree, accepted: &Accepted) -> Vec<String> {
             if c.is_none()
                 || w.is_none()
                 || c == w
-                || c.is_some_and(|c| c.len() < 16)
-                || w.is_some_and(|w| w.len() < 16)
+                || c.is_some_and(|c| c.len() < 32)
+                || w.is_some_and(|w| w.len() < 32)
             {
                 problems.push(format!(
-                    "{COORDINATOR_UNIT}: listens on {listen}, so its EnvironmentFile example must set POET_CLIENT_TOKEN and POET_WORKER_TOKEN (16+ characters, different)"
+                    "{COORDINATOR_UNIT}: listens on {listen}, so its EnvironmentFile example must set POET_CLIENT_TOKEN and POET_WORKER_TOKEN (32+ characters, different)"
                 ));
             }
             for n in ["POET_CLIENT_TOKEN", "POET_WORKER_TOKEN"] {

@@ -29,9 +29,9 @@ use tch::Device;
 use tokio::sync::oneshot;
 
 /// The client token of the coordinator that requires tokens (16 chars at least).
-const CLIENT_TOKEN: &str = "client-token-s3cret";
+const CLIENT_TOKEN: &str = "client-5d2e8f1a9c3b7046d1e8a2f5c9b30e7d";
 /// Its worker token, which the agent must send on every call.
-const WORKER_TOKEN: &str = "worker-token-s3cret";
+const WORKER_TOKEN: &str = "worker-8a4c1e7f3d9b2056a8c3e1f7d4b92c60";
 
 /// Heartbeats every 200 ms so a cancel is heard quickly; a lease lifetime no test reaches, so
 /// a lease expires only where a test moves the reaper's clock.

@@ -146,7 +146,7 @@ fn a_loopback_or_tokenless_coordinator_is_caught() {
         "client-token: REPLACE_ME-client-token-openssl-rand-hex-32",
         "client-token: short",
     );
-    reports(k8s_on(&t), "shorter than 16");
+    reports(k8s_on(&t), "shorter than 32");
 }
 
 #[test]
@@ -358,7 +358,7 @@ fn systemd_units_are_checked() {
         "POET_WORKER_TOKEN=REPLACE_ME-worker-token-openssl-rand-hex-32",
         "POET_WORKER_TOKEN=REPLACE_ME-client-token-openssl-rand-hex-32",
     );
-    reports(systemd_on(&t), "16+ characters, different");
+    reports(systemd_on(&t), "32+ characters, different");
 }
 
 fn docker_on(t: &Tree) -> Vec<String> {
