@@ -48,7 +48,7 @@ pub use dataset::{
     find_dataset, list_datasets, reject_counts, rejects,
 };
 pub use dump::{DumpFormat, Limits};
-pub use error::IngestError;
+pub use error::{ErrorKind, IngestError};
 pub use filter::FilterParams;
 pub use ingest::{explain, ingest};
 pub use mapping::FieldMapping;

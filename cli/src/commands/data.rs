@@ -1,19 +1,22 @@
 //! `poet ingest` and `poet dataset`: talk to Postgres directly (ingest is a bulk load; it
 //! does not go through the coordinator).
 
+use poet_ingest::{ErrorKind, IngestError};
+
 use crate::args::{Cli, DatasetCmd, IngestArgs, exit};
 use crate::commands::stack::database_url;
 use crate::conn::{CliError, CliResult};
 use crate::output::{self, Table};
 
-fn ingest_error(e: poet_ingest::IngestError) -> CliError {
-    let text = e.to_string();
-    let code = if text.starts_with("no such dataset") {
-        exit::NOT_FOUND
-    } else {
-        exit::BAD_INPUT
+/// An ingest or dataset failure, its exit code by its kind.
+pub fn ingest_error(e: IngestError) -> CliError {
+    let code = match e.kind() {
+        ErrorKind::Invalid => exit::BAD_INPUT,
+        ErrorKind::NotFound => exit::NOT_FOUND,
+        ErrorKind::Unavailable => exit::UNAVAILABLE,
+        ErrorKind::Output | ErrorKind::Internal => exit::FAILURE,
     };
-    CliError::new(code, text)
+    CliError::new(code, e.to_string())
 }
 
 async fn pool() -> CliResult<sqlx::PgPool> {

@@ -258,7 +258,7 @@ pub async fn words(cli: &Cli, a: &WordsArgs) -> CliResult {
         .map_err(|e| CliError::new(exit::UNAVAILABLE, e.to_string()))?;
     let corpus = poet_ingest::corpus_text(&pool, run.dataset_id, poet_ingest::Split::Train)
         .await
-        .map_err(|e| CliError::fail(e.to_string()))?;
+        .map_err(crate::commands::data::ingest_error)?;
     let poem_counts = poet_core::ngrams::word_counts(&text);
     let train = shares(&poet_core::ngrams::word_counts(&corpus));
     let poem_share = shares(&poem_counts);
