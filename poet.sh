@@ -99,8 +99,21 @@ cmd_test() {
     export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
     report_disk
     local rc=0
+    # Formatting first: it builds nothing and fails in a second. A failure here or in the
+    # tests does not stop the other checks, so one CI run reports everything.
+    if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+        command -v rustup >/dev/null || die "cargo fmt and cargo clippy are missing: install rustfmt and clippy"
+        log "installing rustfmt and clippy"
+        rustup component add rustfmt clippy
+    fi
+    log "checking formatting (cargo fmt --all --check)"
+    cargo fmt --all --check || rc=$?
     cargo test --locked --workspace --no-fail-fast -- --test-threads=4 || rc=$?
     stop_test_postgres
+    # Same packages and targets as the tests (so the same features): build scripts and proc
+    # macros are reused; clippy's own check build adds metadata only.
+    log "linting (cargo clippy --workspace --all-targets -D warnings)"
+    cargo clippy --locked --workspace --all-targets -- -D warnings || rc=$?
     return $rc
 }
 

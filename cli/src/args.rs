@@ -1,8 +1,13 @@
 //! The command line: every subcommand, its flags and an example in its help.
 
 use std::path::PathBuf;
+use std::str::FromStr;
 
-use clap::{Args, Parser, Subcommand};
+use clap::builder::{
+    BoolishValueParser, PossibleValue, StringValueParser, TypedValueParser, ValueParser,
+};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use poet_proto::v1;
 
 /// Exit codes scripts can rely on (also in README.md).
 pub mod exit {
@@ -25,7 +30,7 @@ pub mod exit {
     name = "poet",
     version,
     about = "Train character-level LSTM poets at scale: ingest, sweeps, workers, history, poems",
-    after_help = "Quick start:  poet up --workers 2 && poet ingest dump.ndjson.gz && poet sweep submit sweep.toml --watch\nExit codes: 0 ok, 1 failure, 2 bad input, 3 not found, 4 coordinator/database unavailable, 5 not ready, 6 denied."
+    after_help = "Quick start:  poet up --workers 2 && poet ingest dump.ndjson.gz && poet sweeps submit sweep.toml --watch\nExit codes: 0 ok, 1 failure, 2 bad input, 3 not found, 4 coordinator/database unavailable, 5 not ready, 6 denied."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -44,12 +49,41 @@ pub struct Cli {
     /// PEM CA certificate to verify a TLS coordinator (use an https:// address).
     #[arg(long, global = true, env = "POET_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
-    /// Print JSON instead of tables.
-    #[arg(long, global = true, env = "POET_JSON")]
+    /// Print JSON instead of tables (POET_JSON takes 1/0, true/false, yes/no, on/off).
+    #[arg(long, global = true, env = "POET_JSON", value_parser = BoolishValueParser::new())]
     pub json: bool,
+    /// Colour: auto (on a terminal, unless NO_COLOR is set), always or never.
+    #[arg(
+        long,
+        global = true,
+        env = "POET_COLOR",
+        value_enum,
+        default_value_t = ColorChoice::Auto
+    )]
+    pub color: ColorChoice,
+    /// No progress bars or informational lines on stderr (warnings and errors still show).
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "POET_QUIET",
+        value_parser = BoolishValueParser::new()
+    )]
+    pub quiet: bool,
     /// Log more (or set POET_LOG=debug).
-    #[arg(long, short, global = true)]
+    #[arg(long, short, global = true, env = "POET_VERBOSE", value_parser = BoolishValueParser::new())]
     pub verbose: bool,
+}
+
+/// When stdout gets colour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// On a terminal, unless NO_COLOR is set.
+    Auto,
+    /// Always, even into a pipe or with NO_COLOR.
+    Always,
+    /// Never.
+    Never,
 }
 
 #[derive(Subcommand)]
@@ -86,12 +120,12 @@ pub enum Command {
     /// Ingest an Elasticsearch dump into a dataset version. Example: `poet ingest dump.ndjson.gz --name poetry --tag poetry`
     // Boxed: the ingest options (filter thresholds, caps) dwarf every other command.
     Ingest(Box<IngestArgs>),
-    /// Dataset versions. Example: `poet dataset export poetry@1 -o corpus.txt`
-    #[command(subcommand)]
-    Dataset(DatasetCmd),
-    /// Sweeps. Example: `poet sweep submit sweep.toml --watch`
-    #[command(subcommand)]
-    Sweep(SweepCmd),
+    /// Dataset versions. Example: `poet datasets export poetry@1 -o corpus.txt`
+    #[command(subcommand, visible_alias = "dataset")]
+    Datasets(DatasetCmd),
+    /// Sweeps. Example: `poet sweeps submit sweep.toml --watch`
+    #[command(subcommand, visible_alias = "sweep")]
+    Sweeps(SweepCmd),
     /// Runs and their history. Example: `poet runs list --sweep 1 --order-by best_val_loss`
     #[command(subcommand)]
     Runs(RunsCmd),
@@ -114,6 +148,14 @@ pub enum Command {
     /// Tokens issued per identity (talks to Postgres directly). Example: `poet token create --role worker --name gpu-box-1`
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Print a shell completion script. Example: `poet completions bash > ~/.local/share/bash-completion/completions/poet`
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff). Example: `poet man | man -l -`
+    Man,
 }
 
 #[derive(Subcommand)]
@@ -133,9 +175,10 @@ pub struct UpArgs {
     /// Workers to start.
     #[arg(long, env = "POET_UP_WORKERS", default_value_t = 2)]
     pub workers: u32,
-    /// Device of the workers: cpu, auto, or `cuda` to put worker i on cuda:i.
-    #[arg(long, env = "POET_UP_DEVICE", default_value = "cpu")]
-    pub device: String,
+    /// Device of the workers: cpu, auto, `cuda` (or `gpu`) to put worker i on cuda:i, or
+    /// cuda:N to put every worker on GPU N.
+    #[arg(long, env = "POET_UP_DEVICE", default_value = "cpu", value_parser = UpDevice::parser())]
+    pub device: UpDevice,
     /// Torch threads per worker (default: cores / workers, at least 1).
     #[arg(long, env = "POET_UP_THREADS")]
     pub threads: Option<u32>,
@@ -182,7 +225,7 @@ pub enum DatasetCmd {
         split: Option<poet_ingest::Split>,
     },
     /// What an ingest left out and why: counts by reason, then the documents (file, line, id,
-    /// the rule that decided and its measures). Example: `poet dataset rejects poetry@2 --reason hard_wrapped`
+    /// the rule that decided and its measures). Example: `poet datasets rejects poetry@2 --reason hard_wrapped`
     Rejects {
         /// Dataset reference.
         dataset: String,
@@ -229,17 +272,17 @@ pub enum SweepCmd {
         /// Sweep id.
         id: i64,
     },
-    /// Stop leasing a sweep's runs (running ones go on). Example: `poet sweep pause 3`
+    /// Stop leasing a sweep's runs (running ones go on). Example: `poet sweeps pause 3`
     Pause {
         /// Sweep id.
         id: i64,
     },
-    /// Lease a paused sweep's runs again. Example: `poet sweep resume 3`
+    /// Lease a paused sweep's runs again. Example: `poet sweeps resume 3`
     Resume {
         /// Sweep id.
         id: i64,
     },
-    /// Change a sweep's priority and its waiting runs'. Example: `poet sweep priority 3 10`
+    /// Change a sweep's priority and its waiting runs'. Example: `poet sweeps priority 3 10`
     Priority {
         /// Sweep id.
         id: i64,
@@ -256,15 +299,15 @@ pub enum RunsCmd {
         /// Only this sweep.
         #[arg(long)]
         sweep: Option<i64>,
-        /// Only this state (queued, running, paused, stopped, succeeded, failed, cancelled).
-        #[arg(long)]
-        state: Option<String>,
+        /// Only runs in this state.
+        #[arg(long, value_enum)]
+        state: Option<StateArg>,
         /// Config filter KEY=VALUE (repeatable), e.g. layers=2.
         #[arg(long = "where", value_name = "KEY=VALUE")]
         filters: Vec<String>,
-        /// created, best_val_loss or duration.
-        #[arg(long, default_value = "created")]
-        order_by: String,
+        /// Newest first, lowest validation loss first, or longest first.
+        #[arg(long, value_enum, default_value_t = OrderBy::Created)]
+        order_by: OrderBy,
         /// At most this many.
         #[arg(long, default_value_t = 50)]
         limit: i32,
@@ -334,9 +377,9 @@ pub struct GenerateArgs {
     /// Use the best run (lowest validation loss) of this sweep.
     #[arg(long)]
     pub sweep: Option<i64>,
-    /// best, latest or `epoch:N`.
-    #[arg(long, default_value = "best")]
-    pub checkpoint: String,
+    /// Which checkpoint: best, latest or `epoch:N`.
+    #[arg(long, default_value = "best", value_parser = CheckpointArg::parser())]
+    pub checkpoint: CheckpointArg,
     /// Temperatures (comma-separated); 0 = greedy.
     #[arg(long, value_delimiter = ',', default_value = "0.5")]
     pub temperature: Vec<f64>,
@@ -426,4 +469,285 @@ pub enum TokenCmd {
         /// The token's name.
         name: String,
     },
+}
+
+/// A run state as `--state` spells it: the names the database stores
+/// ([`v1::RunState::db_name`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateArg(pub v1::RunState);
+
+impl ValueEnum for StateArg {
+    fn value_variants<'a>() -> &'a [Self] {
+        use v1::RunState::*;
+        &[
+            StateArg(Queued),
+            StateArg(Running),
+            StateArg(Paused),
+            StateArg(Stopped),
+            StateArg(Succeeded),
+            StateArg(Failed),
+            StateArg(Cancelled),
+        ]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.0.db_name()))
+    }
+}
+
+/// `--order-by` of `runs list`: the orders the coordinator's `ListRuns` knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OrderBy {
+    /// Newest first.
+    Created,
+    /// Lowest best validation loss first.
+    #[value(name = "best_val_loss", alias = "best-val-loss")]
+    BestValLoss,
+    /// Longest training time first.
+    Duration,
+}
+
+impl OrderBy {
+    /// The name `ListRuns` takes.
+    pub fn name(self) -> String {
+        self.to_possible_value()
+            .expect("no variant is skipped")
+            .get_name()
+            .to_string()
+    }
+}
+
+/// A value parser for a type parsed with `FromStr` whose spellings are a few words and a
+/// pattern (`epoch:N`), which `ValueEnum` cannot carry: parses with `FromStr` and lists the
+/// spellings in `--help`, in completions and in errors, as `ValueEnum` would.
+#[derive(Clone)]
+struct Spelled<P> {
+    inner: P,
+    spellings: &'static [(&'static str, &'static str)],
+}
+
+fn spelled<T>(spellings: &'static [(&'static str, &'static str)]) -> ValueParser
+where
+    T: FromStr<Err = String> + Clone + Send + Sync + 'static,
+{
+    ValueParser::new(Spelled {
+        inner: StringValueParser::new().try_map(|s| s.parse::<T>()),
+        spellings,
+    })
+}
+
+impl<P: TypedValueParser> TypedValueParser for Spelled<P> {
+    type Value = P::Value;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Self::Value, clap::Error> {
+        self.inner.parse_ref(cmd, arg, value)
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        Some(Box::new(
+            self.spellings
+                .iter()
+                .map(|&(name, help)| PossibleValue::new(name).help(help)),
+        ))
+    }
+}
+
+/// `--checkpoint` of `generate`: which checkpoint of the run to sample from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckpointArg {
+    /// The lowest validation loss.
+    Best,
+    /// The newest.
+    Latest,
+    /// The one saved at this epoch.
+    Epoch(u32),
+}
+
+impl CheckpointArg {
+    fn parser() -> ValueParser {
+        spelled::<Self>(&[
+            ("best", "the lowest validation loss"),
+            ("latest", "the newest"),
+            ("epoch:N", "the one saved at epoch N"),
+        ])
+    }
+}
+
+impl FromStr for CheckpointArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "best" => Ok(CheckpointArg::Best),
+            "latest" => Ok(CheckpointArg::Latest),
+            _ => s
+                .strip_prefix("epoch:")
+                .and_then(|n| n.parse().ok())
+                .filter(|n| *n >= 1)
+                .map(CheckpointArg::Epoch)
+                .ok_or_else(|| format!("'{s}' is not best, latest or epoch:N (N from 1)")),
+        }
+    }
+}
+
+impl std::fmt::Display for CheckpointArg {
+    /// The selector `Generate` takes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CheckpointArg::Best => f.write_str("best"),
+            CheckpointArg::Latest => f.write_str("latest"),
+            CheckpointArg::Epoch(n) => write!(f, "epoch:{n}"),
+        }
+    }
+}
+
+/// `--device` of `poet up`: where its workers train.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpDevice {
+    /// The CPU.
+    Cpu,
+    /// A GPU when the worker sees one, else the CPU.
+    Auto,
+    /// One GPU per worker: worker i on cuda:i.
+    EachGpu,
+    /// Every worker on this GPU.
+    Gpu(u32),
+}
+
+impl UpDevice {
+    fn parser() -> ValueParser {
+        spelled::<Self>(&[
+            ("cpu", "the CPU"),
+            ("auto", "a GPU when the worker sees one, else the CPU"),
+            ("cuda", "worker i on cuda:i (also `gpu`)"),
+            ("cuda:N", "every worker on GPU N"),
+        ])
+    }
+
+    /// The `--device` of worker `i` (as `poet-worker` spells it).
+    pub fn for_worker(self, i: usize) -> String {
+        match self {
+            UpDevice::Cpu => "cpu".into(),
+            UpDevice::Auto => "auto".into(),
+            UpDevice::EachGpu => format!("cuda:{i}"),
+            UpDevice::Gpu(n) => format!("cuda:{n}"),
+        }
+    }
+}
+
+impl FromStr for UpDevice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cpu" => Ok(UpDevice::Cpu),
+            "auto" => Ok(UpDevice::Auto),
+            "cuda" | "gpu" => Ok(UpDevice::EachGpu),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(UpDevice::Gpu)
+                .ok_or_else(|| format!("'{s}' is not cpu, auto, cuda or cuda:N")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn typed_flags_keep_their_spellings() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("poet").chain(args.iter().copied()))
+        };
+        let Command::Runs(RunsCmd::List {
+            state, order_by, ..
+        }) = parse(&[
+            "runs",
+            "list",
+            "--state",
+            "cancelled",
+            "--order-by",
+            "best_val_loss",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not runs list")
+        };
+        assert_eq!(state, Some(StateArg(v1::RunState::Cancelled)));
+        assert_eq!(order_by.name(), "best_val_loss");
+        let Command::Runs(RunsCmd::List { order_by, .. }) =
+            parse(&["runs", "list", "--order-by", "best-val-loss"])
+                .unwrap()
+                .command
+        else {
+            panic!("not runs list")
+        };
+        assert_eq!(order_by, OrderBy::BestValLoss);
+        assert!(parse(&["runs", "list", "--state", "done"]).is_err());
+        assert!(parse(&["runs", "list", "--order-by", "loss"]).is_err());
+
+        for (given, sent) in [
+            ("best", "best"),
+            ("latest", "latest"),
+            ("epoch:3", "epoch:3"),
+        ] {
+            let Command::Generate(g) = parse(&["generate", "--run", "1", "--checkpoint", given])
+                .unwrap()
+                .command
+            else {
+                panic!("not generate")
+            };
+            assert_eq!(g.checkpoint.to_string(), sent);
+        }
+        for bad in ["epoch:0", "epoch:x", "newest"] {
+            let e = parse(&["generate", "--run", "1", "--checkpoint", bad])
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(e.contains("is not best, latest or epoch:N"), "{e}");
+        }
+
+        for (given, worker_1) in [
+            ("cpu", "cpu"),
+            ("auto", "auto"),
+            ("cuda", "cuda:1"),
+            ("gpu", "cuda:1"),
+            ("cuda:3", "cuda:3"),
+        ] {
+            let Command::Up(u) = parse(&["up", "--device", given]).unwrap().command else {
+                panic!("not up")
+            };
+            assert_eq!(u.device.for_worker(1), worker_1, "{given}");
+        }
+        assert!(parse(&["up", "--device", "tpu"]).is_err());
+    }
+
+    #[test]
+    fn help_lists_the_spellings() {
+        let mut cmd = Cli::command();
+        let help = cmd
+            .find_subcommand_mut("generate")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(
+            help.contains("epoch:N") && help.contains("latest"),
+            "{help}"
+        );
+    }
 }

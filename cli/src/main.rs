@@ -15,6 +15,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
+    output::init_color(cli.color);
     let filter = tracing_subscriber::EnvFilter::try_from_env("POET_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(if cli.verbose { "info" } else { "warn" })
     });
@@ -26,10 +27,13 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match runtime.block_on(commands::run(cli)) {
+    let result = runtime.block_on(commands::run(cli));
+    output::flush_stdout();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", e.message);
+            // Messages can quote names and errors from other machines.
+            eprintln!("error: {}", output::clean_text(&e.message));
             ExitCode::from(e.code)
         }
     }

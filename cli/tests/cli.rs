@@ -1,7 +1,7 @@
 //! The `poet` binary as a user runs it: tables, --json, exit codes and one-line errors,
 //! against a real coordinator on a fresh database.
 
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use poet_coordinator::CoordinatorConfig;
 use poet_coordinator::testing::TestCoordinator;
@@ -16,6 +16,30 @@ fn poet(args: &[&str], env: &[(&str, &str)]) -> Output {
         c.env(k, v);
     }
     c.output().expect("run poet")
+}
+
+/// Runs poet with its stdout a pipe whose reader is already gone (`poet ... | head` after
+/// `head` exits).
+fn poet_into_closed_pipe(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_poet"));
+    c.args(args)
+        .env_remove("POET_DATABASE_URL")
+        .env_remove("POET_COORDINATOR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let mut child = c.spawn().expect("run poet");
+    // Closed before poet has parsed its flags, so its first write fails.
+    drop(child.stdout.take());
+    child.wait_with_output().expect("wait for poet")
+}
+
+fn assert_quiet_success(o: &Output, what: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(0), "{what}: {err}");
+    assert!(err.is_empty(), "{what} wrote to stderr: {err}");
 }
 
 fn stderr(o: &Output) -> String {
@@ -72,16 +96,22 @@ fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
+/// `dir/sweep.toml`: a grid over `layers` (a TOML list) on the dataset `tiny`.
+fn grid_spec(dir: &std::path::Path, layers: &str) -> std::path::PathBuf {
+    let spec = dir.join("sweep.toml");
+    std::fs::write(
+        &spec,
+        format!("dataset = \"tiny\"\n[base]\nunits = 8\nepochs = 2\n[grid]\nlayers = {layers}\n"),
+    )
+    .unwrap();
+    spec
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sweep_runs_tables_json_and_exit_codes() {
     let s = stack().await;
     let dir = tempfile::tempdir().unwrap();
-    let spec = dir.path().join("sweep.toml");
-    std::fs::write(
-        &spec,
-        "dataset = \"tiny\"\n[base]\nunits = 8\nepochs = 2\n[grid]\nlayers = [1, 2, 3]\n",
-    )
-    .unwrap();
+    let spec = grid_spec(dir.path(), "[1, 2, 3]");
     let spec_s = spec.display().to_string();
     let env = vec![("POET_COORDINATOR".to_string(), s.url())];
 
@@ -211,17 +241,36 @@ fn public_address_without_tokens_is_refused() {
 #[test]
 fn every_command_has_help_with_an_example() {
     for cmd in [
-        "db", "up", "down", "ingest", "dataset", "sweep", "runs", "workers", "generate", "poems",
-        "words", "plot",
+        "db",
+        "up",
+        "down",
+        "ingest",
+        "datasets",
+        "dataset",
+        "sweeps",
+        "sweep",
+        "runs",
+        "workers",
+        "generate",
+        "poems",
+        "words",
+        "plot",
+        "completions",
+        "man",
     ] {
         let o = poet(&["help", cmd], &[]);
         assert!(o.status.success(), "{cmd}");
         let _ = stdout(&o);
     }
     let top = stdout(&poet(&["--help"], &[]));
-    for cmd in ["sweep", "runs", "generate", "plot", "up"] {
+    for cmd in ["sweeps", "runs", "generate", "plot", "up", "completions"] {
         assert!(top.contains(cmd), "{cmd} missing from --help");
     }
+    // The singular spellings stay, shown as aliases.
+    assert!(
+        top.contains("[alias: sweep]") && top.contains("[alias: dataset]"),
+        "{top}"
+    );
     assert!(top.contains("Example:"), "{top}");
 }
 
@@ -302,6 +351,33 @@ async fn ingest_refuses_inputs_without_poems_and_lists_rejects_by_reason() {
     .await;
     assert_one_line_error(&o, 3, "has no rejects with reason 'list'");
 
+    // Export: -q keeps stderr for warnings and errors; a closed pipe is a quiet success.
+    let corpus = dir.path().join("corpus.txt").display().to_string();
+    let o = run_blocking(
+        strings(&["datasets", "export", "poetry@1", "-o", &corpus]),
+        env.clone(),
+    )
+    .await;
+    assert!(stderr(&o).starts_with("wrote "), "{}", stderr(&o));
+    let o = run_blocking(
+        strings(&["-q", "datasets", "export", "poetry@1", "-o", &corpus]),
+        env.clone(),
+    )
+    .await;
+    assert_quiet_success(&o, "datasets export -q");
+    let db_url = db.url.clone();
+    let o = tokio::task::spawn_blocking(move || {
+        poet_into_closed_pipe(
+            &["datasets", "export", "poetry@1"],
+            &[("POET_DATABASE_URL", &db_url)],
+        )
+    })
+    .await
+    .unwrap();
+    assert_quiet_success(&o, "datasets export into a closed pipe");
+    let o = run_blocking(strings(&["datasets", "show", "poetry@7"]), env.clone()).await;
+    assert_one_line_error(&o, 3, "no such dataset");
+
     let o = run_blocking(
         strings(&[
             "ingest",
@@ -317,4 +393,166 @@ async fn ingest_refuses_inputs_without_poems_and_lists_rejects_by_reason() {
         out.contains("left out (samples") && out.contains("1-p-2"),
         "{out}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_pipes_colour_and_hostile_text() {
+    let s = stack().await;
+    let dir = tempfile::tempdir().unwrap();
+    let spec_s = grid_spec(dir.path(), "[1, 2]").display().to_string();
+    let url = s.url();
+    let env = vec![("POET_COORDINATOR".to_string(), url.clone())];
+    // A sweep name with a screen-clearing escape and a title-setting OSC.
+    let o = run_blocking(
+        strings(&[
+            "sweeps",
+            "submit",
+            &spec_s,
+            "--name",
+            "evil\x1b[2J\x1b]0;pwned\x07name",
+        ]),
+        env.clone(),
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("(evilname)"), "{}", stdout(&o));
+
+    // POET_JSON takes the usual spellings of a boolean.
+    for on in ["1", "true", "yes", "on"] {
+        let mut e = env.clone();
+        e.push(("POET_JSON".into(), on.into()));
+        let o = run_blocking(strings(&["runs", "list"]), e).await;
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|_| panic!("POET_JSON={on}: {}{}", stdout(&o), stderr(&o)));
+        assert_eq!(v.as_array().unwrap().len(), 2);
+    }
+    for off in ["0", "false", "no", "off"] {
+        let mut e = env.clone();
+        e.push(("POET_JSON".into(), off.into()));
+        let o = run_blocking(strings(&["runs", "list"]), e).await;
+        assert!(
+            stdout(&o).starts_with("RUN"),
+            "POET_JSON={off}: {}",
+            stderr(&o)
+        );
+    }
+    // The old singular spelling still works.
+    let o = run_blocking(strings(&["sweep", "list", "--json"]), env.clone()).await;
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(
+        v[0]["name"], "evil\x1b[2J\x1b]0;pwned\x07name",
+        "JSON keeps the data"
+    );
+    let o = run_blocking(strings(&["sweeps", "list"]), env.clone()).await;
+    assert!(!stdout(&o).contains('\x1b'), "{:?}", stdout(&o));
+
+    // Typed flags: a state the queue does not have is refused before any call.
+    let o = run_blocking(strings(&["runs", "list", "--state", "done"]), env.clone()).await;
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("possible values"), "{}", stderr(&o));
+    let o = run_blocking(
+        strings(&[
+            "runs",
+            "list",
+            "--state",
+            "queued",
+            "--order-by",
+            "best_val_loss",
+        ]),
+        env.clone(),
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // `poet runs list --json | head`: no panic, no message, success.
+    let u = url.clone();
+    let o = tokio::task::spawn_blocking(move || {
+        poet_into_closed_pipe(&["runs", "list", "--json"], &[("POET_COORDINATOR", &u)])
+    })
+    .await
+    .unwrap();
+    assert_quiet_success(&o, "runs list --json into a closed pipe");
+
+    // Colour: never into a pipe by default or with NO_COLOR, on with --color always; the
+    // coloured table stays aligned.
+    let o = run_blocking(strings(&["runs", "compare", "1", "2"]), env.clone()).await;
+    assert!(!stdout(&o).contains('\x1b'), "{:?}", stdout(&o));
+    let o = run_blocking(
+        strings(&["runs", "compare", "1", "2", "--color", "always"]),
+        env.clone(),
+    )
+    .await;
+    let table = stdout(&o);
+    assert!(table.contains("\x1b[1;33m* layers\x1b[0m"), "{table:?}");
+    let plain = table.replace("\x1b[1;33m", "").replace("\x1b[0m", "");
+    let header_col = plain.lines().next().unwrap().find("RUN 1").unwrap();
+    let row = plain.lines().find(|l| l.starts_with("* layers")).unwrap();
+    let value_col = "* layers".len() + row["* layers".len()..].find(|c: char| c != ' ').unwrap();
+    assert_eq!(header_col, value_col, "{plain}");
+
+    // Text from other machines loses its control sequences: a worker's host, a run's error.
+    sqlx::query("insert into workers (host, device) values ($1, 'cpu')")
+        .bind("host\x1b[31m-red\u{9b}2J")
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    sqlx::query("update runs set error = $1 where id = 1")
+        .bind("boom\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\\nline two\r")
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    let o = run_blocking(strings(&["workers"]), env.clone()).await;
+    assert!(stdout(&o).contains("host-red"), "{:?}", stdout(&o));
+    assert!(!stdout(&o).contains('\x1b') && !stdout(&o).contains('\u{9b}'));
+    let o = run_blocking(strings(&["runs", "show", "1"]), env.clone()).await;
+    assert!(
+        stdout(&o).contains("error: boomlink\nline two\n"),
+        "{:?}",
+        stdout(&o)
+    );
+    assert!(!stdout(&o).contains('\x1b'), "{:?}", stdout(&o));
+}
+
+#[test]
+fn poet_json_reaches_commands_that_printed_plain_text() {
+    let url = ("POET_DATABASE_URL", "postgres://poet@127.0.0.1:1/poet");
+    let o = poet(&["db", "url"], &[url, ("POET_JSON", "1")]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["url"], url.1);
+    let o = poet(&["db", "url"], &[url, ("POET_JSON", "off")]);
+    assert_eq!(stdout(&o).trim(), url.1);
+    let o = poet(&["db", "url"], &[url, ("POET_JSON", "maybe")]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("maybe"), "{}", stderr(&o));
+}
+
+#[test]
+fn completions_and_the_man_page() {
+    let o = poet(&["completions", "bash"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let script = stdout(&o);
+    assert!(
+        script.contains("_poet()") && script.contains("sweeps"),
+        "{script}"
+    );
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let o = poet(&["completions", shell], &[]);
+        assert!(o.status.success() && !o.stdout.is_empty(), "{shell}");
+    }
+    let o = poet(&["completions", "tcsh"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+
+    let o = poet(&["man"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let page = stdout(&o);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH poet"),
+        "{page}"
+    );
+    assert!(page.contains("completions"), "{page}");
+
+    for args in [&["completions", "bash"][..], &["man"], &["--help"]] {
+        let o = poet_into_closed_pipe(args, &[]);
+        assert_quiet_success(&o, &args.join(" "));
+    }
 }

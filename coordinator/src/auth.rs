@@ -289,12 +289,11 @@ impl Tokens {
     pub async fn refresh(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
         let used: Vec<i64> = self.used.lock().expect("tokens lock").drain().collect();
         if !used.is_empty()
-            && let Err(e) = sqlx::query(
-                "update api_tokens set last_used_at = now() where id = any($1)",
-            )
-            .bind(&used)
-            .execute(pool)
-            .await
+            && let Err(e) =
+                sqlx::query("update api_tokens set last_used_at = now() where id = any($1)")
+                    .bind(&used)
+                    .execute(pool)
+                    .await
         {
             self.used.lock().expect("tokens lock").extend(used);
             return Err(e);

@@ -1,6 +1,10 @@
-//! The one mapping from coordinator failures to gRPC status codes. Clients never see SQL
-//! text or internal paths: database errors are logged here and answered as `internal`.
+//! The coordinator's failures and the one place they are mapped to what clients see: gRPC
+//! status codes ([`ServiceError::code`]) and the dashboard API's HTTP statuses
+//! ([`ServiceError::http_status`]). Clients never see SQL text or internal paths: database
+//! and storage errors are logged here ([`ServiceError::log_hidden`]) and answered as
+//! `internal`, or as `unavailable` when the database is out of reach.
 
+use axum::http::StatusCode;
 use tonic::{Code, Status};
 
 /// What can go wrong serving a request.
@@ -35,42 +39,64 @@ pub enum ServiceError {
 
 impl From<sqlx::Error> for ServiceError {
     fn from(e: sqlx::Error) -> Self {
-        match &e {
-            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
-                ServiceError::Unavailable(e)
+        if poet_sql::is_unavailable(&e) {
+            ServiceError::Unavailable(e)
+        } else {
+            ServiceError::Database(e)
+        }
+    }
+}
+
+impl ServiceError {
+    /// The gRPC code a client gets.
+    pub fn code(&self) -> Code {
+        match self {
+            ServiceError::Invalid(_) => Code::InvalidArgument,
+            ServiceError::NotFound(_) => Code::NotFound,
+            ServiceError::FailedPrecondition(_) => Code::FailedPrecondition,
+            ServiceError::Conflict(_) => Code::AlreadyExists,
+            ServiceError::TooLarge(_) => Code::ResourceExhausted,
+            ServiceError::Unavailable(_) => Code::Unavailable,
+            ServiceError::Database(_) | ServiceError::Storage(_) => Code::Internal,
+        }
+    }
+
+    /// The HTTP status the dashboard's JSON API answers with. Mapped from the variant, not
+    /// through [`code`](Self::code): gRPC has no 409 or 413, so a conflict or an oversized
+    /// request would otherwise read as a server fault.
+    pub fn http_status(&self) -> StatusCode {
+        match self {
+            ServiceError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
+            // The thing exists but its state refuses the call (retry a running run): the
+            // client can act on that, like a write conflict.
+            ServiceError::FailedPrecondition(_) | ServiceError::Conflict(_) => StatusCode::CONFLICT,
+            ServiceError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ServiceError::Database(_) | ServiceError::Storage(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
             }
-            sqlx::Error::Database(db) => match db.code().as_deref() {
-                // admin_shutdown, cannot_connect_now, too_many_connections
-                Some("57P01") | Some("57P03") | Some("53300") => ServiceError::Unavailable(e),
-                _ => ServiceError::Database(e),
-            },
-            _ => ServiceError::Database(e),
+        }
+    }
+
+    /// Logs what the client is not told (database and storage details); every mapping to a
+    /// client answer calls this once.
+    pub fn log_hidden(&self) {
+        match self {
+            ServiceError::Unavailable(inner) => {
+                tracing::warn!(error = %inner, "database unavailable");
+            }
+            ServiceError::Database(inner) => tracing::error!(error = %inner, "database error"),
+            ServiceError::Storage(detail) => tracing::error!(error = %detail, "storage error"),
+            _ => {}
         }
     }
 }
 
 impl From<ServiceError> for Status {
     fn from(e: ServiceError) -> Status {
-        let code = match &e {
-            ServiceError::Invalid(_) => Code::InvalidArgument,
-            ServiceError::NotFound(_) => Code::NotFound,
-            ServiceError::FailedPrecondition(_) => Code::FailedPrecondition,
-            ServiceError::Conflict(_) => Code::AlreadyExists,
-            ServiceError::TooLarge(_) => Code::ResourceExhausted,
-            ServiceError::Unavailable(inner) => {
-                tracing::warn!(error = %inner, "database unavailable");
-                Code::Unavailable
-            }
-            ServiceError::Database(inner) => {
-                tracing::error!(error = %inner, "database error");
-                Code::Internal
-            }
-            ServiceError::Storage(detail) => {
-                tracing::error!(error = %detail, "storage error");
-                Code::Internal
-            }
-        };
-        Status::new(code, e.to_string())
+        e.log_hidden();
+        Status::new(e.code(), e.to_string())
     }
 }
 

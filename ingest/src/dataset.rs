@@ -188,10 +188,7 @@ pub async fn export_split<W: AsyncWrite + Unpin>(
         .fetch(pool);
     let mut hasher = Sha256::new();
     let (mut poems, mut bytes) = (0u64, 0u64);
-    let out_err = |e: std::io::Error| IngestError::Output {
-        path: "export".into(),
-        message: crate::dump::io_message(&e),
-    };
+    let out_err = |e: std::io::Error| IngestError::output("export", e);
     while let Some(text) = rows.try_next().await? {
         out.write_all(text.as_bytes()).await.map_err(out_err)?;
         hasher.update(Sha256::digest(text.as_bytes()));

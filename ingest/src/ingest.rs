@@ -74,12 +74,9 @@ impl RejectsFile {
             .map(|p| p.display().to_string())
             .unwrap_or_default();
         let out = match &opts.rejects_file {
-            Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p).map_err(
-                |e| IngestError::Output {
-                    path: path.clone(),
-                    message: crate::dump::io_message(&e),
-                },
-            )?)),
+            Some(p) => Some(std::io::BufWriter::new(
+                std::fs::File::create(p).map_err(|e| IngestError::output(path.clone(), e))?,
+            )),
             None => None,
         };
         Ok(RejectsFile { path, out })
@@ -90,20 +87,15 @@ impl RejectsFile {
             serde_json::to_writer(&mut *out, r)
                 .map_err(std::io::Error::from)
                 .and_then(|_| out.write_all(b"\n"))
-                .map_err(|e| IngestError::Output {
-                    path: self.path.clone(),
-                    message: crate::dump::io_message(&e),
-                })?;
+                .map_err(|e| IngestError::output(self.path.clone(), e))?;
         }
         Ok(())
     }
 
     fn finish(&mut self) -> Result<(), IngestError> {
         if let Some(out) = &mut self.out {
-            out.flush().map_err(|e| IngestError::Output {
-                path: self.path.clone(),
-                message: crate::dump::io_message(&e),
-            })?;
+            out.flush()
+                .map_err(|e| IngestError::output(self.path.clone(), e))?;
         }
         Ok(())
     }
@@ -745,10 +737,7 @@ impl RejectSpool {
         }
         self.buf.push(b'\n');
         if self.buf.len() >= REJECT_SPOOL_BYTES {
-            let spill = |e: std::io::Error| IngestError::Output {
-                path: "rejects spool".into(),
-                message: crate::dump::io_message(&e),
-            };
+            let spill = |e: std::io::Error| IngestError::output("rejects spool", e);
             if self.file.is_none() {
                 self.file = Some(tempfile::tempfile().map_err(spill)?);
             }
@@ -774,10 +763,7 @@ impl RejectSpool {
             )
             .await?;
         if let Some(mut f) = self.file.take() {
-            let spill = |e: std::io::Error| IngestError::Output {
-                path: "rejects spool".into(),
-                message: crate::dump::io_message(&e),
-            };
+            let spill = |e: std::io::Error| IngestError::output("rejects spool", e);
             f.rewind().map_err(spill)?;
             let mut chunk = vec![0u8; 1 << 20];
             loop {

@@ -48,7 +48,7 @@ pub use dataset::{
     find_dataset, list_datasets, reject_counts, rejects,
 };
 pub use dump::{DumpFormat, Limits};
-pub use error::IngestError;
+pub use error::{ErrorKind, IngestError};
 pub use filter::FilterParams;
 pub use ingest::{explain, ingest};
 pub use mapping::FieldMapping;
@@ -89,7 +89,13 @@ pub struct IngestOptions {
     pub rejects_file: Option<PathBuf>,
     /// Show a progress bar on stderr (only when stderr is a terminal): percent done and ETA
     /// when the inputs are files.
-    #[arg(long, env = "POET_INGEST_PROGRESS", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(
+        long,
+        env = "POET_INGEST_PROGRESS",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub progress: bool,
     /// No progress bar (the same as `--progress false`).
     #[arg(long)]
@@ -244,6 +250,17 @@ mod tests {
         let defaults = Cli::parse_from(["poet", "a.ndjson"]).opts;
         assert_eq!(defaults.filter, FilterParams::default());
         assert_eq!(defaults.filter.kind, filter::FilterKind::Verse);
+        // --progress (and POET_INGEST_PROGRESS, read by the same parser) takes any boolish word.
+        for (word, on) in [
+            ("0", false),
+            ("off", false),
+            ("no", false),
+            ("1", true),
+            ("yes", true),
+        ] {
+            let o = Cli::parse_from(["poet", "--progress", word, "a.ndjson"]).opts;
+            assert_eq!(o.progress, on, "{word}");
+        }
         let mut bad = defaults.clone();
         bad.max_gzip_ratio = 1.0;
         assert!(

@@ -125,6 +125,24 @@ pub async fn connect_with(url: &str, opts: &ConnectOptions) -> Result<PgPool, Db
     Ok(pool)
 }
 
+/// Whether `e` says the database is out of reach (down, restarting, out of connections)
+/// rather than that the statement was wrong: worth retrying later, and what clients should be
+/// told as "unavailable". Decided by type and SQLSTATE, never by message text.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            // Class 08: connection exception; admin_shutdown, crash_shutdown,
+            // cannot_connect_now; too_many_connections.
+            c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
+    }
+}
+
 fn short_reason(e: &sqlx::Error) -> String {
     match e {
         sqlx::Error::Io(io) => io.to_string(),
@@ -153,6 +171,17 @@ pub(crate) fn backoff(attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outages_are_told_apart_from_bad_statements_by_type() {
+        assert!(is_unavailable(&sqlx::Error::PoolTimedOut));
+        assert!(is_unavailable(&sqlx::Error::PoolClosed));
+        assert!(is_unavailable(&sqlx::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused
+        ))));
+        assert!(!is_unavailable(&sqlx::Error::RowNotFound));
+        assert!(!is_unavailable(&sqlx::Error::ColumnNotFound("x".into())));
+    }
 
     #[test]
     fn redact_hides_password_only() {

@@ -1,5 +1,6 @@
 //! `poet-worker`: parses flags (each also read from a `POET_*` variable) and calls the library.
 
+use clap::builder::BoolishValueParser;
 use clap::{Parser, Subcommand};
 use poet_worker::{commands, device, memory};
 use std::path::PathBuf;
@@ -36,7 +37,7 @@ enum Command {
         #[arg(long, env = "POET_CACHE_DIR", default_value = "/var/cache/poet-worker")]
         cache_dir: PathBuf,
         /// Do not serve generation jobs.
-        #[arg(long, env = "POET_NO_GENERATION")]
+        #[arg(long, env = "POET_NO_GENERATION", value_parser = BoolishValueParser::new())]
         no_generation: bool,
         /// One worker process per listed GPU (overrides --device).
         #[arg(long, env = "POET_GPUS", value_delimiter = ',')]
@@ -83,10 +84,10 @@ enum Command {
         #[arg(long, env = "POET_PRIME", default_value = "")]
         prime: String,
         /// Print JSON.
-        #[arg(long, env = "POET_JSON")]
+        #[arg(long, env = "POET_JSON", value_parser = BoolishValueParser::new())]
         json: bool,
         /// Sliding-window sampling (the Keras reference) instead of carried state.
-        #[arg(long, env = "POET_WINDOW")]
+        #[arg(long, env = "POET_WINDOW", value_parser = BoolishValueParser::new())]
         window: bool,
     },
 }

@@ -1,19 +1,22 @@
-//! `poet ingest` and `poet dataset`: talk to Postgres directly (ingest is a bulk load; it
+//! `poet ingest` and `poet datasets`: talk to Postgres directly (ingest is a bulk load; it
 //! does not go through the coordinator).
+
+use poet_ingest::{ErrorKind, IngestError};
 
 use crate::args::{Cli, DatasetCmd, IngestArgs, exit};
 use crate::commands::stack::database_url;
 use crate::conn::{CliError, CliResult};
-use crate::output::{self, Table};
+use crate::output::{self, Table, clean_line, clean_text, out, outln};
 
-fn ingest_error(e: poet_ingest::IngestError) -> CliError {
-    let text = e.to_string();
-    let code = if text.starts_with("no such dataset") {
-        exit::NOT_FOUND
-    } else {
-        exit::BAD_INPUT
+/// An ingest or dataset failure, its exit code by its kind.
+pub fn ingest_error(e: IngestError) -> CliError {
+    let code = match e.kind() {
+        ErrorKind::Invalid => exit::BAD_INPUT,
+        ErrorKind::NotFound => exit::NOT_FOUND,
+        ErrorKind::Unavailable => exit::UNAVAILABLE,
+        ErrorKind::Output | ErrorKind::Internal => exit::FAILURE,
     };
-    CliError::new(code, text)
+    CliError::new(code, e.to_string())
 }
 
 async fn pool() -> CliResult<sqlx::PgPool> {
@@ -24,20 +27,25 @@ async fn pool() -> CliResult<sqlx::PgPool> {
 }
 
 pub async fn ingest(cli: &Cli, a: &IngestArgs) -> CliResult {
+    let mut opts = a.opts.clone();
+    if cli.quiet {
+        opts.no_progress = true;
+    }
     if a.explain {
-        let ex = poet_ingest::explain(&a.opts).await.map_err(ingest_error)?;
+        let ex = poet_ingest::explain(&opts).await.map_err(ingest_error)?;
         for w in &ex.warnings {
             eprintln!("warning: {w}");
         }
         if cli.json {
             output::json(&ex);
         } else {
-            print!("{ex}");
+            // Samples quote the dump's documents: text from anyone.
+            out!("{}", clean_text(&ex.to_string()));
         }
         return Ok(());
     }
     let pool = pool().await?;
-    let summary = poet_ingest::ingest(&pool, &a.opts)
+    let summary = poet_ingest::ingest(&pool, &opts)
         .await
         .map_err(ingest_error)?;
     // Loud: on stderr, whatever the output format.
@@ -47,7 +55,7 @@ pub async fn ingest(cli: &Cli, a: &IngestArgs) -> CliResult {
     if cli.json {
         output::json(&summary);
     } else {
-        print!("{summary}");
+        out!("{}", clean_text(&summary.to_string()));
     }
     Ok(())
 }
@@ -76,7 +84,7 @@ pub async fn dataset(cli: &Cli, cmd: &DatasetCmd) -> CliResult {
                         d.created_at.format("%Y-%m-%d %H:%M").to_string(),
                     ]);
                 }
-                print!("{}", t.render());
+                out!("{}", t.render());
             }
         }
         DatasetCmd::Show { dataset } => {
@@ -86,20 +94,26 @@ pub async fn dataset(cli: &Cli, cmd: &DatasetCmd) -> CliResult {
             if cli.json {
                 output::json(&d);
             } else {
-                println!("dataset {}@{} (id {})", d.name, d.version, d.id);
-                println!(
+                outln!(
+                    "dataset {}@{} (id {})",
+                    clean_line(&d.name),
+                    d.version,
+                    d.id
+                );
+                outln!(
                     "  poems {}  chars {}  vocabulary {} chars",
                     d.poems,
                     d.chars,
                     d.vocab.chars().count()
                 );
-                println!("  content hash {}", d.content_hash);
-                println!(
+                outln!("  content hash {}", d.content_hash);
+                outln!(
                     "  shards {} (validation {:?})",
-                    d.shards, d.validation_shards
+                    d.shards,
+                    d.validation_shards
                 );
-                println!("  counts {}", d.counts);
-                println!("  params {}", d.params);
+                outln!("  counts {}", clean_line(&d.counts.to_string()));
+                outln!("  params {}", clean_line(&d.params.to_string()));
             }
         }
         DatasetCmd::Rejects {
@@ -120,9 +134,10 @@ pub async fn dataset(cli: &Cli, cmd: &DatasetCmd) -> CliResult {
                 return Err(CliError::new(
                     exit::NOT_FOUND,
                     format!(
-                        "{}@{} has no rejects with reason '{r}' (it has: {})",
+                        "{}@{} has no rejects with reason '{}' (it has: {})",
                         d.name,
                         d.version,
+                        clean_line(r),
                         if known.is_empty() {
                             "none".to_string()
                         } else {
@@ -137,9 +152,9 @@ pub async fn dataset(cli: &Cli, cmd: &DatasetCmd) -> CliResult {
             if cli.json {
                 output::json(&serde_json::json!({ "counts": counts, "rejects": rows }));
             } else {
-                println!("{}@{}: rejects by reason", d.name, d.version);
+                outln!("{}@{}: rejects by reason", clean_line(&d.name), d.version);
                 for c in &counts {
-                    println!("  {:<20} {:>8}", c.reason, c.count);
+                    outln!("  {:<20} {:>8}", clean_line(&c.reason), c.count);
                 }
                 let mut t = Table::new(&["WHERE", "ID", "REASON", "WHY"]);
                 for r in &rows {
@@ -160,14 +175,14 @@ pub async fn dataset(cli: &Cli, cmd: &DatasetCmd) -> CliResult {
                         why,
                     ]);
                 }
-                print!("{}", t.render());
+                out!("{}", t.render());
                 let total: i64 = counts
                     .iter()
                     .filter(|c| reason.as_ref().is_none_or(|r| &c.reason == r))
                     .map(|c| c.count)
                     .sum();
                 if total > rows.len() as i64 {
-                    println!("({} of {total} shown; --limit for more)", rows.len());
+                    outln!("({} of {total} shown; --limit for more)", rows.len());
                 }
             }
         }
@@ -195,7 +210,7 @@ pub async fn dataset(cli: &Cli, cmd: &DatasetCmd) -> CliResult {
             if out.as_os_str() != "-" {
                 if cli.json {
                     output::json(&summary);
-                } else {
+                } else if !cli.quiet {
                     eprintln!("wrote {} ({}@{})", out.display(), d.name, d.version);
                 }
             }
@@ -212,5 +227,14 @@ async fn write_export<W: tokio::io::AsyncWrite + Unpin>(
 ) -> CliResult<poet_ingest::ExportSummary> {
     poet_ingest::export_split(pool, id, split, w)
         .await
-        .map_err(ingest_error)
+        .map_err(|e| {
+            // `poet datasets export poetry | head`: the reader has what it wanted.
+            if let Some(io) = std::error::Error::source(&e)
+                .and_then(|s| s.downcast_ref::<std::io::Error>())
+                .filter(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            {
+                output::stdout_failed(io);
+            }
+            ingest_error(e)
+        })
 }

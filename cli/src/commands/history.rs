@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::args::{Cli, PlotArgs, RunsCmd, SweepCmd, exit};
 use crate::conn::{CliError, CliResult, Client, connect, status};
-use crate::output::{self, Table, loss, num};
+use crate::output::{self, Cell, Style, Table, clean_line, clean_text, loss, num, out, outln};
 use crate::plot;
 
 /// Lowercase state name of a run.
@@ -169,27 +169,27 @@ pub async fn sweep(cli: &Cli, cmd: &SweepCmd) -> CliResult {
                 }));
             } else {
                 match &r.sweep {
-                    Some(s) => println!(
+                    Some(s) => outln!(
                         "sweep {} ({}): {} new run(s), {} already existed",
                         s.id,
-                        s.name,
+                        clean_line(&s.name),
                         r.created.len(),
                         r.existing.len()
                     ),
-                    None => println!(
+                    None => outln!(
                         "dry run: {} run(s) would be created, {} already exist",
                         r.created.len(),
                         r.existing.len()
                     ),
                 }
                 if r.duplicates_in_spec > 0 {
-                    println!(
+                    outln!(
                         "{} duplicate config(s) in the spec were folded",
                         r.duplicates_in_spec
                     );
                 }
                 for e in &r.existing {
-                    println!(
+                    outln!(
                         "  run {} already has this config ({}, sweep {})",
                         e.id,
                         state_name(e.state),
@@ -198,7 +198,7 @@ pub async fn sweep(cli: &Cli, cmd: &SweepCmd) -> CliResult {
                 }
                 if *dry_run {
                     for c in &r.created {
-                        println!("  {}", c.config_json);
+                        outln!("  {}", clean_line(&c.config_json));
                     }
                 }
             }
@@ -228,7 +228,7 @@ pub async fn sweep(cli: &Cli, cmd: &SweepCmd) -> CliResult {
                         output::time(&s.created_at),
                     ]);
                 }
-                print!("{}", t.render());
+                out!("{}", t.render());
             }
         }
         SweepCmd::Show { id } => {
@@ -251,41 +251,44 @@ pub async fn sweep(cli: &Cli, cmd: &SweepCmd) -> CliResult {
                 }));
             } else {
                 let sw = s.sweep.unwrap_or_default();
-                println!(
+                outln!(
                     "sweep {} ({}) on dataset {}, {} run(s)",
-                    sw.id, sw.name, sw.dataset_id, sw.runs
+                    sw.id,
+                    clean_line(&sw.name),
+                    sw.dataset_id,
+                    sw.runs
                 );
                 let counts: Vec<String> =
                     s.counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
-                println!("states: {}", counts.join(", "));
+                outln!("states: {}", clean_line(&counts.join(", ")));
                 if let Some(b) = &s.best_run {
-                    println!(
+                    outln!(
                         "best: run {} val {} at epoch {}  {}",
                         b.id,
                         loss(b.best_val_loss),
                         b.best_epoch,
-                        b.config_json
+                        clean_line(&b.config_json)
                     );
                 }
                 if let Some(line) = plan_line(&s.plan_json, s.epochs_spent, s.hours_spent) {
-                    println!("plan: {line}");
+                    outln!("plan: {}", clean_line(&line));
                 }
                 if sw.paused {
-                    println!(
-                        "paused: its runs are not leased (poet sweep resume {})",
+                    outln!(
+                        "paused: its runs are not leased (poet sweeps resume {})",
                         sw.id
                     );
                 }
                 if sw.finished_at.is_some() {
-                    println!("finished at {}", output::time(&sw.finished_at));
+                    outln!("finished at {}", output::time(&sw.finished_at));
                 }
-                print!("{}", runs_table(&runs));
+                out!("{}", runs_table(&runs));
                 if let Some(t) = rungs_table(&s.plan_json, &runs) {
-                    println!("rungs:");
-                    print!("{t}");
+                    outln!("rungs:");
+                    out!("{t}");
                 }
                 if !s.decisions.is_empty() {
-                    println!("decisions ({}):", s.decisions.len());
+                    outln!("decisions ({}):", s.decisions.len());
                     let mut t = Table::new(&["#", "RUN", "EPOCH", "KIND", "REASON"]);
                     for d in &s.decisions {
                         t.row(vec![
@@ -300,7 +303,7 @@ pub async fn sweep(cli: &Cli, cmd: &SweepCmd) -> CliResult {
                             d.reason.clone(),
                         ]);
                     }
-                    print!("{}", t.render());
+                    out!("{}", t.render());
                 }
             }
         }
@@ -308,7 +311,7 @@ pub async fn sweep(cli: &Cli, cmd: &SweepCmd) -> CliResult {
             let c = client
                 .cancel_sweep(v1::CancelSweepRequest {
                     sweep_id: *id,
-                    reason: "cancelled with poet sweep cancel".into(),
+                    reason: "cancelled with poet sweeps cancel".into(),
                 })
                 .await
                 .map_err(status)?
@@ -355,7 +358,7 @@ fn print_sweep(cli: &Cli, what: &str, s: Option<v1::Sweep>) {
             "max_concurrent": s.max_concurrent}),
         );
     } else {
-        println!(
+        outln!(
             "sweep {} {what}: priority {}, {}",
             s.id,
             s.priority,
@@ -370,7 +373,7 @@ fn print_run(cli: &Cli, what: &str, r: Option<v1::Run>) {
     if cli.json {
         output::json(&run_json(&r));
     } else {
-        println!(
+        outln!(
             "run {} {what}: {}, epoch {}/{}",
             r.id,
             state_name(r.state),
@@ -496,9 +499,10 @@ fn print_cancel(cli: &Cli, c: &v1::CancelResponse) {
     if cli.json {
         output::json(&json!({"cancelled": c.cancelled, "cancel_requested": c.cancel_requested}));
     } else {
-        println!(
+        outln!(
             "{} queued run(s) cancelled, {} running run(s) will stop at their next heartbeat",
-            c.cancelled, c.cancel_requested
+            c.cancelled,
+            c.cancel_requested
         );
     }
 }
@@ -538,19 +542,19 @@ async fn watch(cli: &Cli, client: &mut Client, sweep: i64, interval: f64, once: 
         if cli.json {
             output::json(&runs.iter().map(run_json).collect::<Vec<_>>());
         } else if tty {
-            print!("\x1b[2J\x1b[H");
-            println!(
+            out!("\x1b[2J\x1b[H");
+            outln!(
                 "sweep {sweep}: {done}/{} finished  (ctrl-c stops watching, not the runs)",
                 runs.len()
             );
-            print!("{table}");
+            out!("{table}");
         } else if states != last_states
             || all_done
             || last_print.elapsed() >= Duration::from_secs(20)
         {
             // Not a terminal (a log, CI): print when a run changes state, else every 20 s.
-            println!("sweep {sweep}: {done}/{} finished", runs.len());
-            print!("{table}");
+            outln!("sweep {sweep}: {done}/{} finished", runs.len());
+            out!("{table}");
             last_print = std::time::Instant::now();
         }
         last_states = states;
@@ -571,14 +575,6 @@ pub async fn runs(cli: &Cli, cmd: &RunsCmd) -> CliResult {
             order_by,
             limit,
         } => {
-            let state = match state {
-                None => 0,
-                Some(s) => v1::RunState::from_db_name(s).ok_or_else(|| {
-                    CliError::input(format!(
-                        "--state: '{s}' is not queued, running, paused, stopped, succeeded, failed or cancelled"
-                    ))
-                })? as i32,
-            };
             let mut config = std::collections::HashMap::new();
             for f in filters {
                 let (k, v) = f
@@ -589,9 +585,9 @@ pub async fn runs(cli: &Cli, cmd: &RunsCmd) -> CliResult {
             let r = client
                 .list_runs(v1::ListRunsRequest {
                     sweep_id: sweep.unwrap_or(0),
-                    state,
+                    state: state.map_or(0, |s| s.0 as i32),
                     config,
-                    order_by: order_by.clone(),
+                    order_by: order_by.name(),
                     page_size: *limit,
                     ..Default::default()
                 })
@@ -601,7 +597,7 @@ pub async fn runs(cli: &Cli, cmd: &RunsCmd) -> CliResult {
             if cli.json {
                 output::json(&r.runs.iter().map(run_json).collect::<Vec<_>>());
             } else {
-                print!("{}", runs_table(&r.runs));
+                out!("{}", runs_table(&r.runs));
             }
         }
         RunsCmd::Show { id } => show_run(cli, &mut client, *id).await?,
@@ -690,7 +686,7 @@ async fn show_run(cli: &Cli, client: &mut Client, id: i64) -> CliResult {
         }));
         return Ok(());
     }
-    println!(
+    outln!(
         "run {} ({}), sweep {}, dataset {}",
         run.id,
         state_name(run.state),
@@ -698,10 +694,10 @@ async fn show_run(cli: &Cli, client: &mut Client, id: i64) -> CliResult {
         run.dataset_id
     );
     if !run.error.is_empty() {
-        println!("error: {}", run.error);
+        outln!("error: {}", clean_text(&run.error));
     }
-    println!("config: {}", run.config_json);
-    println!(
+    outln!("config: {}", clean_line(&run.config_json));
+    outln!(
         "best val loss {} at epoch {}",
         loss(run.best_val_loss),
         run.best_epoch
@@ -709,20 +705,20 @@ async fn show_run(cli: &Cli, client: &mut Client, id: i64) -> CliResult {
     let train: Vec<f64> = r.epochs.iter().map(|e| e.train_loss).collect();
     let val: Vec<f64> = r.epochs.iter().map(|e| e.val_loss).collect();
     if !train.is_empty() {
-        println!(
+        outln!(
             "train {}  {} → {}",
             plot::sparkline(&train),
             loss(train[0]),
             loss(*train.last().expect("non-empty"))
         );
-        println!(
+        outln!(
             "val   {}  {} → {}",
             plot::sparkline(&val),
             loss(val[0]),
             loss(*val.last().expect("non-empty"))
         );
     }
-    println!("\nattempts");
+    outln!("\nattempts");
     let mut t = Table::new(&[
         "#",
         "WORKER",
@@ -749,8 +745,8 @@ async fn show_run(cli: &Cli, client: &mut Client, id: i64) -> CliResult {
             a.detail.clone(),
         ]);
     }
-    print!("{}", t.render());
-    println!("\nepochs");
+    out!("{}", t.render());
+    outln!("\nepochs");
     let mut t = Table::new(&["EPOCH", "ATTEMPT", "TRAIN", "VAL", "SECONDS", "CHARS/S"]);
     for e in &r.epochs {
         t.row(vec![
@@ -762,8 +758,8 @@ async fn show_run(cli: &Cli, client: &mut Client, id: i64) -> CliResult {
             format!("{:.0}", e.chars_per_sec),
         ]);
     }
-    print!("{}", t.render());
-    println!("\ncheckpoints (kept)");
+    out!("{}", t.render());
+    outln!("\ncheckpoints (kept)");
     let mut t = Table::new(&["ID", "EPOCH", "VAL", "BYTES", "SHA256", ""]);
     for c in &r.checkpoints {
         let best = if c.id == r.best_checkpoint_id {
@@ -780,7 +776,7 @@ async fn show_run(cli: &Cli, client: &mut Client, id: i64) -> CliResult {
             best.into(),
         ]);
     }
-    print!("{}", t.render());
+    out!("{}", t.render());
     Ok(())
 }
 
@@ -811,19 +807,17 @@ async fn compare(cli: &Cli, client: &mut Client, ids: &[i64]) -> CliResult {
     header.extend(runs.iter().map(|r| format!("RUN {}", r.id)));
     let hdr: Vec<&str> = header.iter().map(|s| s.as_str()).collect();
     let mut t = Table::new(&hdr);
-    let color = std::io::stdout().is_terminal();
     for k in keys {
-        let mark = differing.contains(k);
-        let name = match (mark, color) {
-            (true, true) => format!("\x1b[1;33m* {k}\x1b[0m"),
-            (true, false) => format!("* {k}"),
-            _ => format!("  {k}"),
+        let name = if differing.contains(k) {
+            Cell::styled(format!("* {k}"), Style::Highlight)
+        } else {
+            Cell::from(format!("  {k}"))
         };
         let mut row = vec![name];
         row.extend(
             configs
                 .iter()
-                .map(|c| c.get(k).map(short).unwrap_or_else(|| "-".into())),
+                .map(|c| Cell::from(c.get(k).map(short).unwrap_or_else(|| "-".into()))),
         );
         t.row(row);
     }
@@ -836,8 +830,8 @@ async fn compare(cli: &Cli, client: &mut Client, ids: &[i64]) -> CliResult {
     let mut st = vec!["  state".to_string()];
     st.extend(runs.iter().map(|r| state_name(r.state).to_string()));
     t.row(st);
-    print!("{}", t.render());
-    println!("(* = differs)");
+    out!("{}", t.render());
+    outln!("(* = differs)");
     Ok(())
 }
 
@@ -888,7 +882,7 @@ pub async fn workers(cli: &Cli, all: bool) -> CliResult {
                 output::time(&w.last_seen_at),
             ]);
         }
-        print!("{}", t.render());
+        out!("{}", t.render());
     }
     Ok(())
 }
@@ -954,7 +948,7 @@ pub async fn plot(cli: &Cli, a: &PlotArgs) -> CliResult {
     if cli.json {
         output::json(&json!({"output": a.output, "runs": ids}));
     } else {
-        println!("wrote {} ({} runs)", a.output.display(), ids.len());
+        outln!("wrote {} ({} runs)", a.output.display(), ids.len());
     }
     Ok(())
 }

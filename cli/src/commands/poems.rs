@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::args::{Cli, GenerateArgs, PoemsCmd, WordsArgs, exit};
 use crate::conn::{CliError, CliResult, connect, status};
-use crate::output::{self, Table};
+use crate::output::{self, Table, clean_line, clean_text, out, outln};
 use crate::plot;
 
 fn report_json(r: &Option<v1::PlagiarismReport>) -> Value {
@@ -60,21 +60,25 @@ fn show_generation(cli: &Cli, g: &v1::Generation) {
 
 /// Prints a generation for people.
 pub fn print_generation(g: &v1::Generation) {
-    println!(
+    outln!(
         "generation {} from run {}, checkpoint {} (epoch {}): {}",
-        g.id, g.run_id, g.checkpoint_id, g.epoch, g.state
+        g.id,
+        g.run_id,
+        g.checkpoint_id,
+        g.epoch,
+        clean_line(&g.state)
     );
     if !g.error.is_empty() {
-        println!("error: {}", g.error);
+        outln!("error: {}", clean_text(&g.error));
     }
     for p in &g.poems {
-        println!(
+        outln!(
             "\n── poem {} · temperature {} ──",
             p.index + 1,
             p.temperature
         );
-        println!("{}", p.text);
-        println!("   ↳ {}", describe(&p.report));
+        outln!("{}", clean_text(&p.text));
+        outln!("   ↳ {}", describe(&p.report));
         if let Some(r) = &p.report
             && !r.shared.is_empty()
         {
@@ -82,9 +86,9 @@ pub fn print_generation(g: &v1::Generation) {
                 .shared
                 .iter()
                 .take(8)
-                .map(|s| format!("\"{s}\""))
+                .map(|s| format!("\"{}\"", clean_line(s)))
                 .collect();
-            println!(
+            outln!(
                 "     shared: {}{}",
                 shown.join(", "),
                 if r.shared.len() > 8 { ", …" } else { "" }
@@ -92,7 +96,7 @@ pub fn print_generation(g: &v1::Generation) {
         }
     }
     if g.state == "done" {
-        println!("\nall poems: {}", describe(&g.overall));
+        outln!("\nall poems: {}", describe(&g.overall));
     }
 }
 
@@ -118,7 +122,7 @@ pub async fn generate(cli: &Cli, a: &GenerateArgs) -> CliResult {
     let g = client
         .generate(v1::GenerateRequest {
             run_id,
-            checkpoint: a.checkpoint.clone(),
+            checkpoint: a.checkpoint.to_string(),
             temperatures: a.temperature.clone(),
             chars: a.chars,
             poems: a.poems,
@@ -196,7 +200,7 @@ pub async fn poems(cli: &Cli, cmd: &PoemsCmd) -> CliResult {
                         output::time(&g.created_at),
                     ]);
                 }
-                print!("{}", t.render());
+                out!("{}", t.render());
             }
         }
         PoemsCmd::Show { id } => {
@@ -258,7 +262,7 @@ pub async fn words(cli: &Cli, a: &WordsArgs) -> CliResult {
         .map_err(|e| CliError::new(exit::UNAVAILABLE, e.to_string()))?;
     let corpus = poet_ingest::corpus_text(&pool, run.dataset_id, poet_ingest::Split::Train)
         .await
-        .map_err(|e| CliError::fail(e.to_string()))?;
+        .map_err(crate::commands::data::ingest_error)?;
     let poem_counts = poet_core::ngrams::word_counts(&text);
     let train = shares(&poet_core::ngrams::word_counts(&corpus));
     let poem_share = shares(&poem_counts);
@@ -295,7 +299,7 @@ pub async fn words(cli: &Cli, a: &WordsArgs) -> CliResult {
                 ratio,
             ]);
         }
-        print!("{}", t.render());
+        out!("{}", t.render());
     }
     if let Some(out) = &a.output {
         plot::write_word_bars(
@@ -308,7 +312,7 @@ pub async fn words(cli: &Cli, a: &WordsArgs) -> CliResult {
         )
         .map_err(|e| CliError::input(e.to_string()))?;
         if !cli.json {
-            println!("wrote {}", out.display());
+            outln!("wrote {}", out.display());
         }
     }
     Ok(())

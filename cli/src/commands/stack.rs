@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::args::{Cli, DbCmd, UpArgs, exit};
 use crate::conn::{CliError, CliResult};
-use crate::output;
+use crate::output::{self, outln};
 
 pub async fn db(cli: &Cli, cmd: &DbCmd) -> CliResult {
     let cluster = PrivateCluster::default_location();
@@ -23,24 +23,17 @@ pub async fn db(cli: &Cli, cmd: &DbCmd) -> CliResult {
             if cli.json {
                 output::json(&info);
             } else {
-                println!(
+                outln!(
                     "postgres running on 127.0.0.1:{} (data {})",
                     info.port,
                     info.data_dir.display()
                 );
-                println!("{}", info.shown_url());
+                outln!("{}", info.shown_url());
             }
         }
         DbCmd::Stop => {
             let was = blocking(move || cluster.stop()).await?;
-            println!(
-                "{}",
-                if was {
-                    "postgres stopped"
-                } else {
-                    "postgres was not running"
-                }
-            );
+            print_db_stopped(cli, was);
         }
         DbCmd::Status => {
             let running = {
@@ -57,24 +50,24 @@ pub async fn db(cli: &Cli, cmd: &DbCmd) -> CliResult {
             } else {
                 match info {
                     Some(i) => {
-                        println!(
+                        outln!(
                             "private postgres: {}",
                             if running { "running" } else { "stopped" }
                         );
-                        println!(
+                        outln!(
                             "  data: {}\n  log:  {}\n  url:  {}",
                             i.data_dir.display(),
                             i.log_file.display(),
                             i.shown_url()
                         );
                     }
-                    None => println!(
+                    None => outln!(
                         "private postgres: never started (home {})",
                         poet_home().display()
                     ),
                 }
                 if let Ok(u) = std::env::var("POET_DATABASE_URL") {
-                    println!(
+                    outln!(
                         "POET_DATABASE_URL is set: poet uses {}",
                         poet_sql::redact(&u)
                     );
@@ -83,10 +76,25 @@ pub async fn db(cli: &Cli, cmd: &DbCmd) -> CliResult {
         }
         DbCmd::Url => {
             let url = database_url(None).await?;
-            println!("{url}");
+            if cli.json {
+                output::json(&serde_json::json!({ "url": url }));
+            } else {
+                outln!("{url}");
+            }
         }
     }
     Ok(())
+}
+
+/// What `db stop` and `down --db` say about the private Postgres.
+fn print_db_stopped(cli: &Cli, was_running: bool) {
+    if cli.json {
+        output::json(&serde_json::json!({ "postgres_was_running": was_running }));
+    } else if was_running {
+        outln!("postgres stopped");
+    } else {
+        outln!("postgres was not running");
+    }
 }
 
 /// POET_DATABASE_URL (or `explicit`), else the private cluster (started if needed).
@@ -107,7 +115,7 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| CliError::new(exit::UNAVAILABLE, e.to_string()))
 }
 
-pub async fn coordinator(cfg: poet_coordinator::CoordinatorConfig) -> CliResult {
+pub async fn coordinator(cli: &Cli, cfg: poet_coordinator::CoordinatorConfig) -> CliResult {
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| {
@@ -130,12 +138,16 @@ pub async fn coordinator(cfg: poet_coordinator::CoordinatorConfig) -> CliResult 
         }
         tracing::info!("shutting down");
     };
-    eprintln!(
-        "coordinator listening on {}",
-        listener
-            .local_addr()
-            .map_err(|e| CliError::fail(e.to_string()))?
-    );
+    let addr = listener
+        .local_addr()
+        .map_err(|e| CliError::fail(e.to_string()))?;
+    // With --json, one line on stdout a script can read the port from (`--listen 127.0.0.1:0`).
+    if cli.json {
+        outln!("{}", serde_json::json!({ "listening": addr.to_string() }));
+        output::flush_stdout();
+    } else if !cli.quiet {
+        eprintln!("coordinator listening on {addr}");
+    }
     poet_coordinator::run(cfg, listener, shutdown)
         .await
         .map_err(|e| {
@@ -186,6 +198,10 @@ pub async fn worker(cli: &Cli, sub: &str, args: &[String]) -> CliResult {
         cmd.args(["--coordinator", &cli.coordinator]);
     }
     cmd.args(args);
+    if cli.json {
+        // `poet --json worker generate ...`: the worker's commands that print read it here.
+        cmd.env("POET_JSON", "true");
+    }
     if std::env::var_os("POET_TOKEN").is_none()
         && let Ok(t) = std::env::var("POET_WORKER_TOKEN")
     {
@@ -375,11 +391,7 @@ pub async fn up(cli: &Cli, a: &UpArgs) -> CliResult {
         let threads = a.threads.unwrap_or((cores / a.workers.max(1)).max(1));
         let cache = home.join("worker-cache");
         for i in state.workers.len()..want {
-            let device = if a.device == "cuda" {
-                format!("cuda:{i}")
-            } else {
-                a.device.clone()
-            };
+            let device = a.device.for_worker(i);
             let log = logs.join(format!("worker-{i}.log"));
             let args: Vec<String> = vec![
                 "--device".into(),
@@ -402,8 +414,8 @@ pub async fn up(cli: &Cli, a: &UpArgs) -> CliResult {
             &serde_json::json!({"coordinator": state.address, "database": poet_sql::redact(&url), "stack": state}),
         );
     } else {
-        println!("poet is up");
-        println!(
+        outln!("poet is up");
+        outln!(
             "  coordinator  {}  (pid {}, log {})",
             state.address,
             state.coordinator.as_ref().map(|c| c.pid).unwrap_or(0),
@@ -413,14 +425,14 @@ pub async fn up(cli: &Cli, a: &UpArgs) -> CliResult {
                 .map(|c| c.log.display().to_string())
                 .unwrap_or_default()
         );
-        println!("  database     {}", poet_sql::redact(&url));
+        outln!("  database     {}", poet_sql::redact(&url));
         if a.http_listen != "off" {
-            println!("  dashboard    http://{}", a.http_listen);
+            outln!("  dashboard    http://{}", a.http_listen);
         }
         for (i, w) in state.workers.iter().enumerate() {
-            println!("  worker {i}     pid {} (log {})", w.pid, w.log.display());
+            outln!("  worker {i}     pid {} (log {})", w.pid, w.log.display());
         }
-        println!("  stop with    poet down   (add --db to stop Postgres too)");
+        outln!("  stop with    poet down   (add --db to stop Postgres too)");
     }
     Ok(())
 }
@@ -446,7 +458,7 @@ async fn stop_all(pids: &[u32], grace: Duration) {
     }
 }
 
-pub async fn down(stop_db: bool) -> CliResult {
+pub async fn down(cli: &Cli, stop_db: bool) -> CliResult {
     let state = load_state();
     let workers: Vec<u32> = state
         .workers
@@ -464,21 +476,26 @@ pub async fn down(stop_db: bool) -> CliResult {
         .collect();
     stop_all(&coordinator, Duration::from_secs(20)).await;
     let _ = std::fs::remove_file(state_path());
-    println!(
+    let postgres_was_running = if stop_db {
+        Some(blocking(|| PrivateCluster::default_location().stop()).await?)
+    } else {
+        None
+    };
+    if cli.json {
+        output::json(&serde_json::json!({
+            "workers_stopped": workers.len(),
+            "coordinators_stopped": coordinator.len(),
+            "postgres_was_running": postgres_was_running,
+        }));
+        return Ok(());
+    }
+    outln!(
         "stopped {} worker(s) and {} coordinator(s)",
         workers.len(),
         coordinator.len()
     );
-    if stop_db {
-        let was = blocking(|| PrivateCluster::default_location().stop()).await?;
-        println!(
-            "{}",
-            if was {
-                "postgres stopped"
-            } else {
-                "postgres was not running"
-            }
-        );
+    if let Some(was) = postgres_was_running {
+        print_db_stopped(cli, was);
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use poet_coordinator::auth::{self, Role, TokenError};
 use crate::args::{Cli, TokenCmd, exit};
 use crate::commands::stack::database_url;
 use crate::conn::{CliError, CliResult};
-use crate::output::{self, Table};
+use crate::output::{self, Table, out, outln};
 
 fn token_error(e: TokenError) -> CliError {
     let code = match &e {
@@ -36,7 +36,7 @@ pub async fn token(cli: &Cli, cmd: &TokenCmd) -> CliResult {
             if cli.json {
                 output::json(&serde_json::json!({"token": token, "info": info}));
             } else {
-                println!("{token}");
+                outln!("{token}");
                 eprintln!(
                     "issued {} token {:?} (id {}): store it now, it is not shown again; revoke with `poet token revoke {}`",
                     info.role, info.name, info.id, info.name
@@ -68,7 +68,7 @@ pub async fn token(cli: &Cli, cmd: &TokenCmd) -> CliResult {
                         when(i.revoked_at),
                     ]);
                 }
-                print!("{}", t.render());
+                out!("{}", t.render());
             }
         }
         TokenCmd::Revoke { name } => {
@@ -76,9 +76,11 @@ pub async fn token(cli: &Cli, cmd: &TokenCmd) -> CliResult {
             if cli.json {
                 output::json(&info);
             } else {
-                println!(
+                outln!(
                     "revoked {} token {:?} (id {})",
-                    info.role, info.name, info.id
+                    info.role,
+                    info.name,
+                    info.id
                 );
             }
         }

@@ -14,6 +14,7 @@ use serde_json::Value;
 use sqlx::Row;
 
 use super::{ApiError, Id, WebState};
+use crate::error::ServiceError;
 use crate::history::RunRow;
 
 /// Most points kept per run and series in `/sweeps/{id}/curves` (the first and the last epoch
@@ -22,6 +23,19 @@ pub const MAX_POINTS: usize = 200;
 
 /// Most sweeps listed on `/sweeps`.
 const MAX_SWEEPS: i64 = 500;
+
+impl ApiError {
+    /// The answer to a service error: the status [`ServiceError::http_status`] gives (409 for
+    /// a conflict, 413 for too large, 503 when the database is out of reach) and the client's
+    /// message; database and storage details are logged, never sent.
+    pub fn service(e: ServiceError) -> Self {
+        e.log_hidden();
+        ApiError {
+            status: e.http_status(),
+            message: e.to_string(),
+        }
+    }
+}
 
 /// Runs by state: the seven states of the queue.
 #[derive(Debug, Default, Serialize, Deserialize, Clone, PartialEq)]
@@ -852,8 +866,8 @@ pub async fn run_control(
 ) -> Result<Json<RunJson>, ApiError> {
     let now = Utc::now();
     let run = match action.as_str() {
-        "retry" => crate::control::retry_run(&st.pool, id, now).await?,
-        "extend" => crate::control::extend_run(&st.pool, id, body.epochs, now).await?,
+        "retry" => crate::control::retry_run(&st.pool, id, now).await,
+        "extend" => crate::control::extend_run(&st.pool, id, body.epochs, now).await,
         "fork" => {
             crate::control::fork_run(
                 &st.pool,
@@ -862,14 +876,15 @@ pub async fn run_control(
                 &Value::Object(body.overrides).to_string(),
                 now,
             )
-            .await?
+            .await
         }
         other => {
             return Err(ApiError::not_found(format!(
                 "no run action {other:?} (retry, extend or fork)"
             )));
         }
-    };
+    }
+    .map_err(ApiError::service)?;
     Ok(Json(run.into()))
 }
 
@@ -881,14 +896,15 @@ pub async fn sweep_control(
 ) -> Result<Json<SweepDetail>, ApiError> {
     let now = Utc::now();
     match action.as_str() {
-        "pause" => crate::control::set_paused(&st.pool, id, true, now).await?,
-        "resume" => crate::control::set_paused(&st.pool, id, false, now).await?,
-        "priority" => crate::control::set_priority(&st.pool, id, body.priority, now).await?,
+        "pause" => crate::control::set_paused(&st.pool, id, true, now).await,
+        "resume" => crate::control::set_paused(&st.pool, id, false, now).await,
+        "priority" => crate::control::set_priority(&st.pool, id, body.priority, now).await,
         other => {
             return Err(ApiError::not_found(format!(
                 "no sweep action {other:?} (pause, resume or priority)"
             )));
         }
-    };
+    }
+    .map_err(ApiError::service)?;
     get_sweep(State(st), Id(id)).await
 }

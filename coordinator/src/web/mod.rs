@@ -98,19 +98,8 @@ impl ApiError {
 
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
-        // Through tonic's mapping, which logs database and storage failures and hides them.
-        let s = tonic::Status::from(e);
-        let status = match s.code() {
-            tonic::Code::NotFound => StatusCode::NOT_FOUND,
-            tonic::Code::InvalidArgument => StatusCode::BAD_REQUEST,
-            tonic::Code::FailedPrecondition => StatusCode::CONFLICT,
-            tonic::Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError {
-            status,
-            message: s.message().to_string(),
-        }
+        // One mapping for every web answer: `ServiceError::http_status`, details logged.
+        ApiError::service(e)
     }
 }
 

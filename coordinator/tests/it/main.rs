@@ -6,3 +6,4 @@ mod hostile;
 mod queue;
 mod scheduler;
 mod service;
+mod web;

@@ -10,7 +10,9 @@ use poet_sql::testing::fresh_db;
 
 use crate::helpers::{POEMS, seed_dataset, spec};
 
-async fn setup(runs: usize, epochs: u32) -> (sqlx::PgPool, Queue, i64) {
+/// A fresh database with a sweep of `runs` runs of `epochs` epochs and one worker: the pool, a
+/// queue over it and the worker's id.
+pub(crate) async fn setup(runs: usize, epochs: u32) -> (sqlx::PgPool, Queue, i64) {
     let db = fresh_db().await;
     seed_dataset(&db.pool, "tiny", POEMS).await;
     let s = poet_coordinator::sweeps::submit(
@@ -36,7 +38,8 @@ async fn setup(runs: usize, epochs: u32) -> (sqlx::PgPool, Queue, i64) {
     )
 }
 
-fn report(epoch: i32, loss: f64) -> EpochReport {
+/// An epoch report with this train loss (validation 0.1 higher).
+pub(crate) fn report(epoch: i32, loss: f64) -> EpochReport {
     EpochReport {
         epoch,
         train_loss: loss,
