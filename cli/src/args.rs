@@ -49,6 +49,12 @@ pub struct Cli {
     /// PEM CA certificate to verify a TLS coordinator (use an https:// address).
     #[arg(long, global = true, env = "POET_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate, for a coordinator that requires one (mTLS).
+    #[arg(long, global = true, env = "POET_TLS_CLIENT_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, global = true, env = "POET_TLS_CLIENT_KEY")]
+    pub tls_key: Option<PathBuf>,
     /// Print JSON instead of tables (POET_JSON takes 1/0, true/false, yes/no, on/off).
     #[arg(long, global = true, env = "POET_JSON", value_parser = BoolishValueParser::new())]
     pub json: bool,

@@ -1,10 +1,6 @@
 //! Connecting to the coordinator, and turning failures into one-line errors with exit codes.
 
-use poet_proto::v1::poet_client::PoetClient;
-use tonic::service::Interceptor;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
-use tonic::{Code, Request, Status};
+use tonic::{Code, Status};
 
 use crate::args::{Cli, exit};
 
@@ -40,43 +36,32 @@ impl CliError {
 /// Result of a command.
 pub type CliResult<T = ()> = Result<T, CliError>;
 
-/// Adds the bearer token to every call.
-#[derive(Clone)]
-pub struct Auth(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
-
-impl Interceptor for Auth {
-    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(v) = &self.0 {
-            req.metadata_mut().insert("authorization", v.clone());
-        }
-        Ok(req)
-    }
-}
-
-/// The client type every command uses.
-pub type Client = PoetClient<InterceptedService<Channel, Auth>>;
+/// The client type every command uses (`poet_proto::client`: token, TLS, limits).
+pub type Client = poet_proto::client::Client;
 
 /// Connects to the coordinator named on the command line.
 pub async fn connect(cli: &Cli) -> CliResult<Client> {
     let addr = &cli.coordinator;
-    let mut ep = Endpoint::from_shared(addr.clone())
-        .map_err(|_| {
-            CliError::input(format!(
-                "--coordinator: '{addr}' is not a URL like http://127.0.0.1:50051"
-            ))
-        })?
+    let connect = poet_proto::client::Connect {
+        url: addr.clone(),
+        token: cli.token.clone(),
+        tls_ca: cli.tls_ca.clone(),
+        tls_cert: cli.tls_cert.clone(),
+        tls_key: cli.tls_key.clone(),
+        tls_domain: None,
+    };
+    let setting = |e: poet_proto::client::ConnectError| {
+        let flag = match e {
+            poet_proto::client::ConnectError::BadUrl { .. } => "--coordinator",
+            poet_proto::client::ConnectError::BadToken => "--token",
+            poet_proto::client::ConnectError::Tls(_) => "--tls-ca/--tls-cert/--tls-key",
+        };
+        CliError::input(format!("{flag}: {e}"))
+    };
+    let ep = connect
+        .endpoint()
+        .map_err(setting)?
         .connect_timeout(std::time::Duration::from_secs(5));
-    if addr.starts_with("https://") {
-        let mut tls = ClientTlsConfig::new().with_native_roots();
-        if let Some(ca) = &cli.tls_ca {
-            let pem = std::fs::read(ca)
-                .map_err(|e| CliError::input(format!("--tls-ca {}: {e}", ca.display())))?;
-            tls = tls.ca_certificate(Certificate::from_pem(pem));
-        }
-        ep = ep
-            .tls_config(tls)
-            .map_err(|e| CliError::input(format!("tls: {e}")))?;
-    }
     let channel = ep.connect().await.map_err(|e| {
         CliError::new(
             exit::UNAVAILABLE,
@@ -86,15 +71,7 @@ pub async fn connect(cli: &Cli) -> CliResult<Client> {
             ),
         )
     })?;
-    let token = match &cli.token {
-        Some(t) => Some(
-            format!("Bearer {t}")
-                .parse()
-                .map_err(|_| CliError::input("--token: not a valid header value"))?,
-        ),
-        None => None,
-    };
-    Ok(PoetClient::with_interceptor(channel, Auth(token)).max_decoding_message_size(64 << 20))
+    connect.client(channel).map_err(setting)
 }
 
 fn root_cause(e: &dyn std::error::Error) -> String {

@@ -30,6 +30,10 @@ pub struct CoordinatorConfig {
     /// PEM private key for --tls-cert.
     #[arg(long, env = "POET_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate: require every gRPC client (workers, the CLI) to present a
+    /// certificate it signed (mTLS). Needs --tls-cert.
+    #[arg(long, env = "POET_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Lease lifetime without a heartbeat, seconds.
     #[arg(long = "lease-ttl", env = "POET_LEASE_TTL", default_value_t = 30.0)]
     pub lease_ttl_s: f64,
@@ -97,6 +101,7 @@ impl Default for CoordinatorConfig {
             worker_token: None,
             tls_cert: None,
             tls_key: None,
+            tls_client_ca: None,
             lease_ttl_s: 30.0,
             heartbeat_interval_s: 5.0,
             reaper_interval_s: 2.0,
@@ -149,6 +154,11 @@ impl CoordinatorConfig {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(ConfigError(
                 "--tls-cert and --tls-key must be given together".into(),
+            ));
+        }
+        if self.tls_client_ca.is_some() && self.tls_cert.is_none() {
+            return Err(ConfigError(
+                "--tls-client-ca (mTLS) needs TLS: set --tls-cert and --tls-key too".into(),
             ));
         }
         for (name, t) in [

@@ -23,7 +23,7 @@ use crate::queue::Queue;
 use crate::service::{Batches, Shared};
 
 /// Largest gRPC message accepted (checkpoint chunks are 1 MiB).
-pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
+pub const MAX_MESSAGE_BYTES: usize = poet_proto::client::MAX_REQUEST_BYTES;
 
 /// Why the coordinator could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +79,12 @@ pub async fn run(
                 std::fs::read(p)
                     .map_err(|e| CoordinatorError::Transport(format!("{}: {e}", p.display())))
             };
-            Some(ServerTlsConfig::new().identity(Identity::from_pem(read(c)?, read(k)?)))
+            let tls = ServerTlsConfig::new().identity(Identity::from_pem(read(c)?, read(k)?));
+            Some(match &cfg.tls_client_ca {
+                // mTLS: a client without a certificate from this CA fails the handshake.
+                Some(ca) => tls.client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?)),
+                None => tls,
+            })
         }
         _ => None,
     };
@@ -155,7 +160,7 @@ pub async fn run(
 
     let poet = PoetServer::new(shared.clone())
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(64 << 20);
+        .max_encoding_message_size(poet_proto::client::MAX_RESPONSE_BYTES);
     let worker = WorkerServiceServer::new(shared.clone())
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);

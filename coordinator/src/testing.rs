@@ -5,42 +5,18 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use poet_proto::v1::poet_client::PoetClient;
-use poet_proto::v1::worker_service_client::WorkerServiceClient;
 use poet_sql::testing::{TestDb, fresh_db};
-use tonic::Status;
-use tonic::metadata::{Ascii, MetadataValue};
-use tonic::service::Interceptor;
-use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::{CoordinatorConfig, CoordinatorError};
 
-/// Adds `authorization: Bearer <token>` to a test client's calls when a token is set.
-#[derive(Clone)]
-pub struct Bearer(Option<MetadataValue<Ascii>>);
-
-impl Bearer {
-    /// With `None`, calls go out without a token.
-    pub fn new(token: Option<&str>) -> Self {
-        Bearer(token.map(|t| format!("Bearer {t}").parse().expect("ascii token")))
-    }
-}
-
-impl Interceptor for Bearer {
-    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
-        if let Some(h) = &self.0 {
-            req.metadata_mut().insert("authorization", h.clone());
-        }
-        Ok(req)
-    }
-}
+pub use poet_proto::client::Bearer;
 
 /// The client API of a test coordinator, with its client token when it has one.
-pub type Client = PoetClient<InterceptedService<Channel, Bearer>>;
+pub type Client = poet_proto::client::Client;
 
 /// The worker API of a test coordinator, with its worker token when it has one.
-pub type Worker = WorkerServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Worker = poet_proto::client::Worker;
 
 /// Timings for tests: heartbeats every second, the reaper every 200 ms, and a lease lifetime
 /// (30 s) no test reaches, so a lease expires only where a test moves the reaper's clock.
@@ -148,12 +124,16 @@ impl TestCoordinator {
 
     /// A client of its client API, with the client token when tokens are on.
     pub fn client(&self) -> Client {
-        PoetClient::with_interceptor(self.channel(), Bearer::new(self.tokens.0.as_deref()))
+        poet_proto::client::Connect::new(self.url(), self.tokens.0.as_deref())
+            .client(self.channel())
+            .expect("ascii token")
     }
 
     /// A client of its worker API, for a test that stands in for a worker.
     pub fn worker(&self) -> Worker {
-        WorkerServiceClient::with_interceptor(self.channel(), Bearer::new(self.tokens.1.as_deref()))
+        poet_proto::client::Connect::new(self.url(), self.tokens.1.as_deref())
+            .worker(self.channel())
+            .expect("ascii token")
     }
 
     /// A lazy channel to its gRPC address, for a client with a token of the test's choosing.

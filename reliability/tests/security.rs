@@ -103,6 +103,113 @@ async fn tls_is_required_when_configured() -> Result<()> {
     Ok(())
 }
 
+/// A CA, and a certificate it signs for `name` (server or client use).
+struct Pki {
+    ca: rcgen::Certificate,
+    ca_key: rcgen::KeyPair,
+}
+
+impl Pki {
+    fn new() -> Result<Pki> {
+        let ca_key = rcgen::KeyPair::generate()?;
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "poet test CA");
+        let ca = p.self_signed(&ca_key)?;
+        Ok(Pki { ca, ca_key })
+    }
+
+    /// Writes `<stem>.pem` and `<stem>.key` for `name`; returns their paths.
+    fn issue(
+        &self,
+        dir: &std::path::Path,
+        stem: &str,
+        name: &str,
+        usage: rcgen::ExtendedKeyUsagePurpose,
+    ) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+        let key = rcgen::KeyPair::generate()?;
+        let mut p = rcgen::CertificateParams::new(vec![name.to_string()])?;
+        p.extended_key_usages = vec![usage];
+        let cert = p.signed_by(&key, &self.ca, &self.ca_key)?;
+        let (c, k) = (
+            dir.join(format!("{stem}.pem")),
+            dir.join(format!("{stem}.key")),
+        );
+        std::fs::write(&c, cert.pem())?;
+        std::fs::write(&k, key.serialize_pem())?;
+        Ok((c, k))
+    }
+}
+
+/// SECURITY.md, finding 4: with `--tls-client-ca` a client without a certificate from that CA
+/// fails the handshake; the shared client module (which the CLI and the worker use) with one
+/// is served, on both services.
+#[tokio::test]
+async fn mtls_refuses_clients_without_a_certificate_from_the_ca() -> Result<()> {
+    use poet_proto::client::Connect;
+    use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+    let dir = tempfile::tempdir()?;
+    let pki = Pki::new()?;
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, pki.ca.pem())?;
+    let (cert, key) = pki.issue(dir.path(), "server", "localhost", ServerAuth)?;
+    let (ccert, ckey) = pki.issue(dir.path(), "worker-1", "worker-1", ClientAuth)?;
+    let other = Pki::new()?;
+    let (xcert, xkey) = other.issue(dir.path(), "stranger", "stranger", ClientAuth)?;
+    let db = poet_sql::testing::fresh_db().await;
+    let env = vec![
+        ("POET_TLS_CERT".to_string(), cert.display().to_string()),
+        ("POET_TLS_KEY".to_string(), key.display().to_string()),
+        ("POET_TLS_CLIENT_CA".to_string(), ca.display().to_string()),
+    ];
+    let mut c = CoordinatorProc::start(
+        &spec(dir.path(), db.url.clone(), env),
+        "127.0.0.1:0",
+        "mtls",
+    )
+    .await?;
+    let base = Connect {
+        url: format!("https://{}", c.addr),
+        tls_ca: Some(ca.clone()),
+        tls_domain: Some("localhost".into()),
+        ..Default::default()
+    };
+    let list = |conn: Connect| async move {
+        let ch = conn.endpoint()?.connect().await?;
+        conn.client(ch)?
+            .list_sweeps(v1::ListSweepsRequest::default())
+            .await?;
+        Ok::<_, anyhow::Error>(())
+    };
+    let without = tokio::time::timeout(Duration::from_secs(10), list(base.clone())).await?;
+    assert!(without.is_err(), "served a client without a certificate");
+    let stranger = Connect {
+        tls_cert: Some(xcert),
+        tls_key: Some(xkey),
+        ..base.clone()
+    };
+    let stranger = tokio::time::timeout(Duration::from_secs(10), list(stranger)).await?;
+    assert!(stranger.is_err(), "served a certificate from another CA");
+    let worker = Connect {
+        tls_cert: Some(ccert),
+        tls_key: Some(ckey),
+        ..base.clone()
+    };
+    list(worker.clone()).await?;
+    let ch = worker.endpoint()?.connect().await?;
+    worker
+        .worker(ch)?
+        .register(v1::RegisterRequest {
+            host: "h".into(),
+            device: "cpu".into(),
+            ..Default::default()
+        })
+        .await?;
+    c.kill().await;
+    Ok(())
+}
+
 #[tokio::test]
 async fn tokens_and_database_password_never_reach_the_logs() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -128,6 +235,13 @@ async fn tokens_and_database_password_never_reach_the_logs() -> Result<()> {
         ("POET_CLIENT_TOKEN".to_string(), client_token.to_string()),
         ("POET_WORKER_TOKEN".to_string(), worker_token.to_string()),
     ];
+    // A token issued per identity (finding 4) is a credential too.
+    let (issued, _) = poet_coordinator::auth::issue_token(
+        &db.pool,
+        poet_coordinator::auth::Role::Client,
+        "log-test",
+    )
+    .await?;
     let mut c =
         CoordinatorProc::start(&spec(dir.path(), url, env), "127.0.0.1:0", "secrets").await?;
     let ch = Channel::from_shared(format!("http://{}", c.addr))?
@@ -165,6 +279,9 @@ async fn tokens_and_database_password_never_reach_the_logs() -> Result<()> {
         device: "cpu".into(),
         ..Default::default()
     };
+    client
+        .list_sweeps(bearer(v1::ListSweepsRequest::default(), &issued))
+        .await?;
     worker.register(bearer(reg.clone(), worker_token)).await?;
     assert!(worker.register(bearer(reg, client_token)).await.is_err());
     // SIGTERM-free: kill, then read everything it wrote.
@@ -176,7 +293,7 @@ async fn tokens_and_database_password_never_reach_the_logs() -> Result<()> {
         "the log was captured:\n{log}"
     );
     assert!(log.lines().count() > 5, "debug logging was on");
-    for secret in [password, client_token, worker_token, wrong] {
+    for secret in [password, client_token, worker_token, wrong, issued.as_str()] {
         assert!(
             !log.contains(secret),
             "{secret} appears in the coordinator's log"

@@ -27,7 +27,6 @@ use crate::device::{self, DeviceSpec};
 use crate::sample::{self, SampleMode, SampleRequest};
 use crate::train::{EpochReport, Outcome, TrainError, Trainer};
 use poet_core::config::TrainConfig;
-use poet_proto::v1::worker_service_client::WorkerServiceClient;
 use poet_proto::v1::{self as pb, dataset_chunk, upload_checkpoint_request};
 use sha2::{Digest, Sha256};
 use std::future::Future;
@@ -38,15 +37,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tch::Device;
 use tokio::sync::{mpsc, watch};
-use tonic::metadata::{Ascii, MetadataValue};
-use tonic::service::Interceptor;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 use tracing::{debug, info, warn};
 
 /// Upload chunk size (the contract's maximum).
-const CHUNK: usize = 1 << 20;
+const CHUNK: usize = poet_proto::client::CHUNK_BYTES;
 /// First retry delay of a failed call; doubles up to [`BACKOFF_MAX`].
 const BACKOFF_START: Duration = Duration::from_millis(200);
 /// Longest retry delay.
@@ -61,6 +56,8 @@ pub struct AgentConfig {
     pub device: DeviceSpec,
     /// Bearer token sent on every call, when the coordinator requires one.
     pub token: Option<String>,
+    /// TLS files for an https:// coordinator.
+    pub tls: Tls,
     /// Where downloaded datasets and checkpoints are kept between runs.
     pub cache_dir: PathBuf,
     /// Host name reported at registration.
@@ -79,12 +76,25 @@ impl AgentConfig {
             coordinator: coordinator.into(),
             device: DeviceSpec::Auto,
             token: None,
+            tls: Tls::default(),
             cache_dir: std::env::temp_dir().join("poet-worker-cache"),
             host: host_name(),
             lease_wait: Duration::from_secs(20),
             serve_generation: true,
         }
     }
+}
+
+/// TLS files for an https:// coordinator: a CA to trust (else the system's roots) and, for a
+/// coordinator that requires client certificates (mTLS), this worker's certificate and key.
+#[derive(Debug, Clone, Default)]
+pub struct Tls {
+    /// PEM CA certificate.
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate.
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert`.
+    pub key: Option<PathBuf>,
 }
 
 /// Why the agent could not run at all (per-run problems are reported to the coordinator,
@@ -102,6 +112,9 @@ pub enum AgentError {
     /// The token cannot travel as an HTTP header.
     #[error("token is not valid header text")]
     BadToken,
+    /// A TLS file is missing or the TLS settings do not fit together.
+    #[error("{0}")]
+    Tls(String),
     /// The coordinator refused the registration (bad token, wrong role).
     #[error("registration refused: {0}")]
     Register(Status),
@@ -128,23 +141,7 @@ pub fn host_name() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// Adds `authorization: Bearer <token>` to every call when a token is configured.
-#[derive(Clone)]
-struct Auth {
-    /// The ready header value; `None` sends nothing.
-    header: Option<MetadataValue<Ascii>>,
-}
-
-impl Interceptor for Auth {
-    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
-        if let Some(h) = &self.header {
-            req.metadata_mut().insert("authorization", h.clone());
-        }
-        Ok(req)
-    }
-}
-
-type Client = WorkerServiceClient<InterceptedService<Channel, Auth>>;
+type Client = poet_proto::client::Worker;
 
 /// What the lease loop, the heartbeat task and the generation task share.
 #[derive(Clone)]
@@ -225,23 +222,25 @@ pub async fn run(
     config: AgentConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
-    let endpoint = Endpoint::from_shared(config.coordinator.clone())
-        .map_err(|e| AgentError::BadUrl {
-            url: config.coordinator.clone(),
-            reason: e.to_string(),
-        })?
-        .connect_timeout(Duration::from_secs(10))
-        .tcp_keepalive(Some(Duration::from_secs(30)));
-    let header = match &config.token {
-        Some(t) => Some(
-            format!("Bearer {t}")
-                .parse()
-                .map_err(|_| AgentError::BadToken)?,
-        ),
-        None => None,
+    let connect = poet_proto::client::Connect {
+        url: config.coordinator.clone(),
+        token: config.token.clone(),
+        tls_ca: config.tls.ca.clone(),
+        tls_cert: config.tls.cert.clone(),
+        tls_key: config.tls.key.clone(),
+        tls_domain: None,
     };
-    let client = WorkerServiceClient::with_interceptor(endpoint.connect_lazy(), Auth { header })
-        .max_decoding_message_size(16 << 20);
+    let connect_err = |e: poet_proto::client::ConnectError| match e {
+        poet_proto::client::ConnectError::BadUrl { url, reason } => {
+            AgentError::BadUrl { url, reason }
+        }
+        poet_proto::client::ConnectError::BadToken => AgentError::BadToken,
+        poet_proto::client::ConnectError::Tls(t) => AgentError::Tls(t),
+    };
+    let endpoint = connect.endpoint().map_err(connect_err)?;
+    let client = connect
+        .worker(endpoint.connect_lazy())
+        .map_err(connect_err)?;
     for sub in ["datasets", "checkpoints"] {
         let path = config.cache_dir.join(sub);
         std::fs::create_dir_all(&path).map_err(|source| AgentError::Cache { path, source })?;

@@ -51,6 +51,7 @@ impl From<crate::agent::AgentError> for CommandError {
         match e {
             AgentError::BadUrl { .. } => CommandError::bad("--coordinator", e),
             AgentError::BadToken => CommandError::bad("--token", e),
+            AgentError::Tls(_) => CommandError::bad("--tls-ca/--tls-cert/--tls-key", e),
             AgentError::Cache { .. } => CommandError::bad("--cache-dir", e),
             AgentError::Register(_) => CommandError::Other(e.to_string()),
             AgentError::Device(_) => CommandError::bad("--device", e),
@@ -65,6 +66,8 @@ pub struct ServeOptions {
     pub coordinator: String,
     /// Bearer token, if the coordinator requires one.
     pub token: Option<String>,
+    /// TLS files for an https:// coordinator.
+    pub tls: crate::agent::Tls,
     /// Dataset and checkpoint cache.
     pub cache_dir: PathBuf,
     /// Whether to serve generation jobs.
@@ -93,6 +96,15 @@ pub fn serve(
         if !opts.serve_generation {
             base.push("--no-generation".into());
         }
+        for (flag, path) in [
+            ("--tls-ca", &opts.tls.ca),
+            ("--tls-cert", &opts.tls.cert),
+            ("--tls-key", &opts.tls.key),
+        ] {
+            if let Some(p) = path {
+                base.extend([flag.to_string(), p.display().to_string()]);
+            }
+        }
         return rt.block_on(supervise_gpus(
             &opts.gpus,
             &base,
@@ -103,6 +115,7 @@ pub fn serve(
     let config = crate::agent::AgentConfig {
         device: opts.device,
         token: opts.token,
+        tls: opts.tls,
         cache_dir: opts.cache_dir,
         serve_generation: opts.serve_generation,
         ..crate::agent::AgentConfig::new(opts.coordinator)

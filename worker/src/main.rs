@@ -33,6 +33,15 @@ enum Command {
         /// Bearer token for the coordinator (never logged).
         #[arg(long, env = "POET_TOKEN", hide_env_values = true)]
         token: Option<String>,
+        /// PEM CA certificate to verify a TLS coordinator (an https:// address).
+        #[arg(long, env = "POET_TLS_CA")]
+        tls_ca: Option<PathBuf>,
+        /// PEM client certificate, for a coordinator that requires one (mTLS).
+        #[arg(long, env = "POET_TLS_CLIENT_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key of --tls-cert.
+        #[arg(long, env = "POET_TLS_CLIENT_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
         /// Dataset and checkpoint cache.
         #[arg(long, env = "POET_CACHE_DIR", default_value = "/var/cache/poet-worker")]
         cache_dir: PathBuf,
@@ -105,6 +114,9 @@ fn main() -> ExitCode {
         Command::Run {
             coordinator,
             token,
+            tls_ca,
+            tls_cert,
+            tls_key,
             cache_dir,
             no_generation,
             gpus,
@@ -112,6 +124,11 @@ fn main() -> ExitCode {
             let opts = commands::ServeOptions {
                 coordinator,
                 token,
+                tls: poet_worker::agent::Tls {
+                    ca: tls_ca,
+                    cert: tls_cert,
+                    key: tls_key,
+                },
                 cache_dir,
                 serve_generation: !no_generation,
                 gpus,
