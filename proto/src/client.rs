@@ -172,17 +172,17 @@ impl Connect {
 
     /// A `Poet` client on `channel` (from [`Self::endpoint`]).
     pub fn client(&self, channel: Channel) -> Result<Client, ConnectError> {
+        // No encoding cap here: the coordinator enforces MAX_REQUEST_BYTES and answers with a
+        // status that names the limit, which is the error a caller should see.
         Ok(PoetClient::with_interceptor(channel, self.bearer()?)
-            .max_decoding_message_size(MAX_RESPONSE_BYTES)
-            .max_encoding_message_size(MAX_REQUEST_BYTES))
+            .max_decoding_message_size(MAX_RESPONSE_BYTES))
     }
 
     /// A `WorkerService` client on `channel`.
     pub fn worker(&self, channel: Channel) -> Result<Worker, ConnectError> {
         Ok(
             WorkerServiceClient::with_interceptor(channel, self.bearer()?)
-                .max_decoding_message_size(MAX_RESPONSE_BYTES)
-                .max_encoding_message_size(MAX_REQUEST_BYTES),
+                .max_decoding_message_size(MAX_RESPONSE_BYTES),
         )
     }
 }

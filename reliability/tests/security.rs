@@ -148,13 +148,30 @@ impl Pki {
 #[tokio::test]
 async fn mtls_refuses_clients_without_a_certificate_from_the_ca() -> Result<()> {
     use poet_proto::client::Connect;
-    use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+    use rcgen::ExtendedKeyUsagePurpose::ClientAuth;
     let dir = tempfile::tempdir()?;
-    let pki = Pki::new()?;
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, pki.ca.pem())?;
-    let (cert, key) = pki.issue(dir.path(), "server", "localhost", ServerAuth)?;
-    let (ccert, ckey) = pki.issue(dir.path(), "worker-1", "worker-1", ClientAuth)?;
+    // The CA and certificates come from the documented command (deploy/tls/make-certs.sh).
+    let tls = dir.path().join("tls");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/tls/make-certs.sh");
+    for args in [vec!["localhost", "127.0.0.1"], vec!["--client", "worker-1"]] {
+        let out = std::process::Command::new(script)
+            .arg(&tls)
+            .args(&args)
+            .output()?;
+        assert!(
+            out.status.success(),
+            "make-certs.sh {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (ca, cert, key) = (
+        tls.join("ca.pem"),
+        tls.join("cert.pem"),
+        tls.join("key.pem"),
+    );
+    let (ccert, ckey) = (tls.join("worker-1.pem"), tls.join("worker-1.key"));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&key)?.permissions().mode() & 0o777, 0o600);
     let other = Pki::new()?;
     let (xcert, xkey) = other.issue(dir.path(), "stranger", "stranger", ClientAuth)?;
     let db = poet_sql::testing::fresh_db().await;

@@ -934,6 +934,14 @@ fn check_service_monitors(objs: &[Obj], problems: &mut Vec<String>) {
     }
 }
 
+/// Whether a cert-manager `Certificate` in the kustomization writes the Secret `name`.
+fn certificate_writes(objs: &[Obj], name: &str) -> bool {
+    objs.iter().any(|o| {
+        str_at(&o.value, &["kind"]).as_deref() == Some("Certificate")
+            && str_at(&o.value, &["spec", "secretName"]).as_deref() == Some(name)
+    })
+}
+
 fn check_volume_refs(objs: &[Obj], problems: &mut Vec<String>) {
     for o in objs {
         let Some(pod) = at(&o.value, &["spec", "template", "spec"]) else {
@@ -956,6 +964,7 @@ fn check_volume_refs(objs: &[Obj], problems: &mut Vec<String>) {
                 if let Some(name) = name
                     && optional.and_then(Value::as_bool) != Some(true)
                     && find(objs, kind, &name).is_none()
+                    && !(kind == "Secret" && certificate_writes(objs, &name))
                 {
                     problems.push(format!(
                         "{} {}: volume uses {kind} {name}, which is not in the kustomization",

@@ -169,8 +169,8 @@ fn disagreeing_ports_are_caught() {
     reports(k8s_on(&t), "POET_METRICS_LISTEN 0.0.0.0:9100");
     let t = tree().edit(
         BASE_K,
-        "http://poet-coordinator:50051",
-        "http://poet-coordinator:7070",
+        "https://poet-coordinator:50051",
+        "https://poet-coordinator:7070",
     );
     reports(k8s_on(&t), "is not port 50051");
     let t = tree().edit(
@@ -181,12 +181,24 @@ fn disagreeing_ports_are_caught() {
     reports(k8s_on(&t), "endpoint port");
 }
 
+/// The coordinator's TLS Secret comes from cert-manager's Certificate in the overlay: without
+/// it, the volumes refer to a Secret nothing makes.
+#[test]
+fn the_tls_secret_must_come_from_somewhere() {
+    let t = tree().edit(
+        "deploy/k8s/overlays/example/kustomization.yaml",
+        "  - certificate.yaml\n",
+        "",
+    );
+    reports(k8s_on(&t), "volume uses Secret poet-coordinator-tls");
+}
+
 #[test]
 fn probes_must_use_grpc_health() {
     let t = tree().edit(
         COORD_DEP,
-        "          readinessProbe:\n            grpc:\n              port: 50051",
-        "          readinessProbe:\n            tcpSocket:\n              port: 50051",
+        "          readinessProbe:\n            exec:\n              command: [\"/usr/local/bin/grpc_health_probe\", \"-addr=:50051\"",
+        "          readinessProbe:\n            exec:\n              command: [\"/bin/true\", \"-addr=:50051\"",
     );
     reports(
         k8s_on(&t),
@@ -194,8 +206,8 @@ fn probes_must_use_grpc_health() {
     );
     let t = tree().edit(
         COORD_DEP,
-        "          livenessProbe:\n            grpc:\n              port: 50051",
-        "          livenessProbe:\n            grpc:\n              port: 9464",
+        "          livenessProbe:\n            exec:\n              command: [\"/usr/local/bin/grpc_health_probe\", \"-addr=:50051\"",
+        "          livenessProbe:\n            exec:\n              command: [\"/usr/local/bin/grpc_health_probe\", \"-addr=:9464\"",
     );
     reports(k8s_on(&t), "livenessProbe must use the gRPC health service");
 }
