@@ -4,7 +4,7 @@
 use poet_ingest::{ErrorKind, IngestError};
 
 use crate::args::{Cli, DatasetCmd, IngestArgs, exit};
-use crate::commands::stack::database_url;
+use crate::commands::db::database_url;
 use crate::conn::{CliError, CliResult};
 use crate::output::{self, Table, clean_line, clean_text, out, outln};
 

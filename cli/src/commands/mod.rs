@@ -1,10 +1,14 @@
 //! Command implementations, one module per area.
 
+mod coordinator;
 mod data;
+mod db;
 mod history;
 mod poems;
 mod stack;
+mod supervise;
 mod tokens;
+mod worker;
 
 use clap::CommandFactory;
 
@@ -15,10 +19,10 @@ use crate::output;
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> CliResult {
     match &cli.command {
-        Command::Db(c) => stack::db(&cli, c).await,
-        Command::Coordinator(cfg) => stack::coordinator(&cli, (**cfg).clone()).await,
-        Command::Worker { args } => stack::worker(&cli, "run", args).await,
-        Command::Train { args } => stack::worker(&cli, "train", args).await,
+        Command::Db(c) => db::db(&cli, c).await,
+        Command::Coordinator(cfg) => coordinator::coordinator(&cli, (**cfg).clone()).await,
+        Command::Worker { args } => worker::worker(&cli, "run", args).await,
+        Command::Train { args } => worker::worker(&cli, "train", args).await,
         Command::Up(a) => stack::up(&cli, a).await,
         Command::Down { db } => stack::down(&cli, *db).await,
         Command::Ingest(a) => data::ingest(&cli, a).await,

@@ -256,7 +256,7 @@ pub async fn words(cli: &Cli, a: &WordsArgs) -> CliResult {
             ),
         ));
     }
-    let url = crate::commands::stack::database_url(a.database_url.clone()).await?;
+    let url = crate::commands::db::database_url(a.database_url.clone()).await?;
     let pool = poet_sql::connect(&url)
         .await
         .map_err(|e| CliError::new(exit::UNAVAILABLE, e.to_string()))?;

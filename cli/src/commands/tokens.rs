@@ -5,7 +5,7 @@
 use poet_coordinator::auth::{self, Role, TokenError};
 
 use crate::args::{Cli, TokenCmd, exit};
-use crate::commands::stack::database_url;
+use crate::commands::db::database_url;
 use crate::conn::{CliError, CliResult};
 use crate::output::{self, Table, out, outln};
 
