@@ -9,11 +9,13 @@
 //! - [`search`]: TPE, proposing a sweep's next configs from the results so far.
 //! - [`replay`]: the scheduler replayed on recorded curves (the replay benchmark).
 //! - [`ngrams`]: word 4-grams and the plagiarism report of generated poems.
+//! - [`quality`]: real-word share, line and stanza shape, and loops of poems vs their corpus.
 //! - [`secret`]: what a bearer token must look like to be accepted.
 
 pub mod config;
 pub mod ngrams;
 pub mod plan;
+pub mod quality;
 pub mod replay;
 pub mod schedule;
 pub mod search;
