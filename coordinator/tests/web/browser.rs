@@ -491,3 +491,108 @@ async fn a_thousand_run_sweep_draws_quickly() {
     b.quit().await;
     s.stop().await;
 }
+
+/// An ASHA sweep's chart marks its rungs (epochs 1 and 3 of 9, eta 3: a dashed line each,
+/// where the curves reach) and puts the scheduler's decisions on the curves: three pauses and
+/// one promotion at rung 1.
+#[tokio::test]
+async fn an_asha_sweep_draws_its_rungs_and_decisions_on_the_chart() {
+    tools();
+    let s = Stack::spawn(false).await;
+    crate::stack::seed_dataset(&s.db().pool, "tiny").await;
+    let spec = "dataset = \"tiny\"\n[base]\nlayers = 1\nunits = 8\nseq_len = 16\nepochs = 9\n[grid]\nseed = [1, 2, 3]\n[stopping]\nrule = \"asha\"\nmin_epochs = 1\neta = 3\n";
+    let sweep_id = s
+        .client()
+        .submit_sweep(v1::SubmitSweepRequest {
+            spec: spec.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sweep
+        .unwrap()
+        .id;
+    let mut w = s.worker();
+    let wid = poet_coordinator::testing::register(&mut w, "h").await;
+    // The first arrival is the best and the third is not, so all three wait at the rung and
+    // the third arrival promotes the first (as in the scheduler's own test).
+    for (i, level) in [2, 0, 1].into_iter().enumerate() {
+        let lease = poet_coordinator::testing::lease_run(&mut w, wid, 1000)
+            .await
+            .unwrap()
+            .lease
+            .unwrap();
+        let d = w
+            .report_epoch(v1::ReportEpochRequest {
+                lease: Some(lease.clone()),
+                epoch: Some(epoch(1, level)),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .directive;
+        assert_eq!(d.map(|d| d.action()), Some(v1::Action::Pause));
+        // A paused run hands back the checkpoint of its rung epoch first.
+        let data = format!("checkpoint {i}").into_bytes();
+        let header = v1::CheckpointHeader {
+            lease: Some(lease.clone()),
+            epoch: 1,
+            size: data.len() as i64,
+            sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data)),
+        };
+        let msgs = vec![
+            v1::UploadCheckpointRequest {
+                part: Some(v1::upload_checkpoint_request::Part::Header(header)),
+            },
+            v1::UploadCheckpointRequest {
+                part: Some(v1::upload_checkpoint_request::Part::Data(data)),
+            },
+        ];
+        w.upload_checkpoint(futures::stream::iter(msgs))
+            .await
+            .unwrap();
+        w.complete_run(v1::CompleteRunRequest { lease: Some(lease) })
+            .await
+            .unwrap();
+    }
+    let b = Browser::start().await;
+    b.goto(&s.url(&format!("/sweeps/{sweep_id}"))).await;
+    b.wait(
+        "three curves",
+        "return document.querySelectorAll('svg.chart path.series').length === 3",
+    )
+    .await;
+    let rungs = b
+        .js("return [...document.querySelectorAll('svg.chart line.rung')].map((l) => +l.dataset.epoch)")
+        .await;
+    // Rungs 1 and 3 of 9; only those within the epochs drawn so far appear.
+    assert_eq!(rungs, json!([1]));
+    let marks = b
+        .js("return [...document.querySelectorAll('svg.chart .mark')].map((m) => m.getAttribute('class') + '@' + m.dataset.epoch).sort()")
+        .await;
+    assert_eq!(
+        marks,
+        json!([
+            "mark mark-pause@1",
+            "mark mark-pause@1",
+            "mark mark-pause@1",
+            "mark mark-promote@1"
+        ])
+    );
+    // Hiding a run takes its marks off the chart with its line.
+    b.js("document.querySelector('#runs tbody tr input[type=checkbox]').click(); return 0")
+        .await;
+    b.wait(
+        "two curves",
+        "return document.querySelectorAll('svg.chart path.series').length === 2",
+    )
+    .await;
+    let left = b
+        .js("return document.querySelectorAll('svg.chart .mark').length")
+        .await;
+    assert!(left.as_u64().unwrap() < 4, "{left}");
+    b.screenshot("sweep-asha-rungs.png").await;
+    b.quit().await;
+    s.stop().await;
+}

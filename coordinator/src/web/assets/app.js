@@ -211,6 +211,12 @@
     for (let v = Math.ceil(xlo / xstep) * xstep; v <= xhi; v += xstep) {
       svg.append(s('text', { x: X(v), y: H - B + 16, 'text-anchor': 'middle' }, v));
     }
+    // Rungs of an adaptive sweep: a dashed vertical line per rung epoch.
+    for (const e of opts.rungs || []) {
+      if (e < xlo || e > xhi) continue;
+      svg.append(s('line', { class: 'rung', x1: X(e), x2: X(e), y1: T, y2: H - B, 'data-epoch': e }),
+        s('text', { class: 'rung-label', x: X(e) + 3, y: T + 10 }, `rung ${e}`));
+    }
     svg.append(s('text', { x: (L + W - R) / 2, y: H - 4, 'text-anchor': 'middle' }, 'epoch'),
       s('text', { x: 12, y: (T + H - B) / 2, transform: `rotate(-90 12 ${(T + H - B) / 2})`, 'text-anchor': 'middle' }, `loss (nats/char)${opts.log ? ', log' : ''}`));
     // One path per series; screen points kept for hover.
@@ -230,6 +236,19 @@
       paths.push(p);
       svg.append(p);
     });
+    // Scheduler decisions on the curves: × stopped, ‖ paused at a rung, ▲ promoted.
+    for (const m of opts.marks || []) {
+      if (opts.log && m.y <= 0) continue;
+      const px = X(m.x), py = Y(m.y);
+      const shape = m.kind === 'stop' ? s('path', { d: `M${px - 5},${py - 5}L${px + 5},${py + 5}M${px - 5},${py + 5}L${px + 5},${py - 5}` })
+        : m.kind === 'pause' ? s('path', { d: `M${px - 3},${py - 6}V${py + 6}M${px + 3},${py - 6}V${py + 6}` })
+          : s('path', { d: `M${px},${py - 7}L${px + 6},${py + 4}L${px - 6},${py + 4}Z` });
+      shape.setAttribute('class', `mark mark-${m.kind}`);
+      shape.setAttribute('data-run', m.run);
+      shape.setAttribute('data-epoch', m.x);
+      shape.append(s('title', {}, `run ${m.run} · epoch ${m.x} · ${m.kind}: ${m.reason}`));
+      svg.append(shape);
+    }
     const dot = s('circle', { r: 4, fill: 'none', stroke: 'currentColor', 'stroke-width': 2, visibility: 'hidden' });
     svg.append(dot);
     let hot = null;
@@ -295,14 +314,29 @@
     if (sweep.finished_at) parts.push(`finished ${when(sweep.finished_at)}`);
     return parts.join(' · ');
   }
-  // ASHA / HyperBand rungs: per rung epoch, runs that reached it, went on, wait or stopped there.
-  function rungsTable(sweep) {
+  // The rung epochs of an ASHA / HyperBand sweep (every bracket's), ascending; [] otherwise.
+  function rungEpochs(sweep) {
     const rule = ((sweep.plan || {}).policy || {}).rule || {};
     if (rule.rule !== 'asha' && rule.rule !== 'hyperband') return [];
     const epochs = new Set();
     const brackets = rule.rule === 'asha' ? 1 : Math.floor(Math.log(rule.max_epochs / rule.min_epochs) / Math.log(rule.eta) + 1e-9) + 1;
     for (let b = 0; b < brackets; b++) for (let r = rule.min_epochs * rule.eta ** b; r < rule.max_epochs; r *= rule.eta) epochs.add(r);
-    const rows = [...epochs].sort((a, b) => a - b).map((e) => {
+    return [...epochs].sort((a, b) => a - b);
+  }
+  // Where the scheduler decided about a run: its validation loss at the decision's epoch.
+  function decisionMarks(sweep, curves) {
+    const byRun = new Map(curves.curves.map((c) => [c.run_id, c]));
+    return (sweep.decisions || []).filter((d) => d.run_id && d.epoch && ['stop', 'pause', 'promote'].includes(d.kind)).flatMap((d) => {
+      const c = byRun.get(d.run_id);
+      const i = c ? c.epochs.indexOf(d.epoch) : -1;
+      return i < 0 || !Number.isFinite(c.val[i]) ? [] : [{ run: d.run_id, x: d.epoch, y: c.val[i], kind: d.kind, reason: d.reason }];
+    });
+  }
+  // ASHA / HyperBand rungs: per rung epoch, runs that reached it, went on, wait or stopped there.
+  function rungsTable(sweep) {
+    const epochs = rungEpochs(sweep);
+    if (!epochs.length) return [];
+    const rows = epochs.map((e) => {
       const at = (st) => sweep.runs.filter((r) => r.epochs_done === e && r.state === st).length;
       return h('tr', {}, h('td', { class: 'num' }, e), h('td', { class: 'num' }, sweep.runs.filter((r) => r.epochs_done >= e).length),
         h('td', { class: 'num' }, sweep.runs.filter((r) => r.epochs_done > e).length), h('td', { class: 'num' }, at('paused')), h('td', { class: 'num' }, at('stopped')));
@@ -361,7 +395,9 @@
         if (st.series !== 'train') ser.push({ key: 'val', run: c.run_id, label: `${label} val`, colour, xs: c.epochs, ys: c.val });
         if (st.series !== 'val') ser.push({ key: 'train', run: c.run_id, label: `${label} train`, colour, dash: true, xs: c.epochs, ys: c.train });
       }
-      chartSlot.replaceChildren(chart(ser, { log: st.log, onclick: (run) => { location.href = `/runs/${run}`; } }));
+      const shown = { ...curves, curves: curves.curves.filter((c) => !st.hidden.has(c.run_id)) };
+      const marks = st.series === 'train' ? [] : decisionMarks(sweep, shown);
+      chartSlot.replaceChildren(chart(ser, { log: st.log, rungs: rungEpochs(sweep), marks, onclick: (run) => { location.href = `/runs/${run}`; } }));
       decisionsSlot.replaceChildren(...rungsTable(sweep), ...decisionsTable(sweep));
       const thinned = curves.curves.some((c) => c.thinned);
       legend.textContent = `${legendText}${thinned ? ' · long curves thinned to 200 points' : ''}`;
