@@ -1,25 +1,56 @@
-//! Prometheus metrics: counters and an RPC latency histogram kept in atomics, runs by state
-//! read from Postgres, served as text on `/metrics` by a tiny HTTP/1.1 loop.
+//! Prometheus metrics, encoded by `prometheus-client` and served on `/metrics` by a small axum
+//! app on `--metrics-listen`. Counters live in atomics the services bump; the RPC latency is a
+//! `prometheus-client` histogram family in seconds; runs by state are read from Postgres.
 //!
 //! A scrape must never cost the queue (SECURITY.md, finding 5): runs by state are cached for
 //! [`RUNS_CACHE`] and refreshed by one scrape at a time (the others wait for it and reuse the
 //! answer), so any number of scrapers makes at most one query per period; at most
-//! [`MAX_CONCURRENT_SCRAPES`] connections are served at once and the rest get 503 at once.
+//! [`MAX_CONCURRENT_SCRAPES`] scrapes are served at once and the rest get 503 at once.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
 use sqlx::{PgPool, Row};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 /// How long runs by state are reused before a scrape queries Postgres again.
-pub const RUNS_CACHE: std::time::Duration = std::time::Duration::from_secs(5);
+pub const RUNS_CACHE: Duration = Duration::from_secs(5);
 
-/// Scrape connections served at once; one more is answered 503 and closed.
+/// Scrapes served at once; one more is answered 503 at once.
 pub const MAX_CONCURRENT_SCRAPES: usize = 4;
+
+/// Upper bounds of the RPC latency buckets, seconds (1 ms to 30 s: long-polls are slow).
+const BUCKETS_S: [f64; 12] = [
+    0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
+];
+
+/// The label of the RPC histogram.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Method {
+    method: &'static str,
+}
+
+/// The label of runs by state.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: String,
+}
+
+fn rpc_histogram() -> Histogram {
+    Histogram::new(BUCKETS_S)
+}
 
 /// Runs by state as last read, and when.
 #[derive(Default)]
@@ -28,19 +59,7 @@ struct RunsByState {
     counts: Vec<(String, i64)>,
 }
 
-const BUCKETS_MS: [f64; 12] = [
-    1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0, 30000.0,
-];
-
-#[derive(Default)]
-struct Histogram {
-    counts: [u64; 12],
-    over: u64,
-    sum_ms: f64,
-}
-
-/// Process-wide counters.
-#[derive(Default)]
+/// Process-wide metrics.
 pub struct Metrics {
     /// Runs leased.
     pub leases: AtomicU64,
@@ -52,9 +71,20 @@ pub struct Metrics {
     pub checkpoints_stored: AtomicU64,
     /// Writes refused by fencing.
     pub fenced: AtomicU64,
-    rpc: Mutex<BTreeMap<&'static str, Histogram>>,
+    /// gRPC handling latency per method.
+    rpc: Family<Method, Histogram, fn() -> Histogram>,
     /// The cached runs by state; the async lock makes the refresh single-flight.
     runs: tokio::sync::Mutex<RunsByState>,
+    /// How long `runs` is reused ([`RUNS_CACHE`]; tests shorten it).
+    runs_ttl: Duration,
+    /// Scrapes in flight.
+    slots: Arc<Semaphore>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::with_cache(RUNS_CACHE)
+    }
 }
 
 /// Records one RPC's latency when dropped.
@@ -66,18 +96,67 @@ pub struct RpcTimer {
 
 impl Drop for RpcTimer {
     fn drop(&mut self) {
-        let ms = self.start.elapsed().as_secs_f64() * 1000.0;
-        let mut rpc = self.metrics.rpc.lock().expect("metrics lock");
-        let h = rpc.entry(self.method).or_default();
-        match BUCKETS_MS.iter().position(|b| ms <= *b) {
-            Some(i) => h.counts[i] += 1,
-            None => h.over += 1,
+        self.metrics
+            .rpc
+            .get_or_create(&Method {
+                method: self.method,
+            })
+            .observe(self.start.elapsed().as_secs_f64());
+    }
+}
+
+/// What one scrape encodes: the counters' values and runs by state at that moment, and the
+/// histogram family.
+#[derive(Debug)]
+struct Snapshot {
+    counters: [(&'static str, &'static str, u64); 5],
+    runs: Vec<(String, i64)>,
+    rpc: Family<Method, Histogram, fn() -> Histogram>,
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let gauge = ConstGauge::new(0i64);
+        let mut runs = encoder.encode_descriptor(
+            "poet_runs",
+            "Runs by state (every replica reports the same global numbers).",
+            None,
+            gauge.metric_type(),
+        )?;
+        for (state, n) in &self.runs {
+            ConstGauge::new(*n).encode(runs.encode_family(&StateLabel {
+                state: state.clone(),
+            })?)?;
         }
-        h.sum_ms += ms;
+        for (name, help, v) in self.counters {
+            let c = ConstCounter::new(v);
+            c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
+        }
+        self.rpc.encode(encoder.encode_descriptor(
+            "poet_rpc_duration",
+            "gRPC handling latency.",
+            Some(&Unit::Seconds),
+            self.rpc.metric_type(),
+        )?)
     }
 }
 
 impl Metrics {
+    /// Metrics whose runs-by-state cache lives `ttl`.
+    pub fn with_cache(ttl: Duration) -> Self {
+        Metrics {
+            leases: AtomicU64::new(0),
+            expiries: AtomicU64::new(0),
+            epochs_reported: AtomicU64::new(0),
+            checkpoints_stored: AtomicU64::new(0),
+            fenced: AtomicU64::new(0),
+            rpc: Family::new_with_constructor(rpc_histogram),
+            runs: Default::default(),
+            runs_ttl: ttl,
+            slots: Arc::new(Semaphore::new(MAX_CONCURRENT_SCRAPES)),
+        }
+    }
+
     /// Starts timing an RPC.
     pub fn timer(self: &Arc<Self>, method: &'static str) -> RpcTimer {
         RpcTimer {
@@ -87,14 +166,14 @@ impl Metrics {
         }
     }
 
-    /// Runs by state, from the cache when it is younger than [`RUNS_CACHE`]. A failed
-    /// refresh keeps the last answer (and is retried by the next scrape).
+    /// Runs by state, from the cache when it is younger than the TTL. A failed refresh keeps
+    /// the last answer (and is retried by the next scrape).
     async fn runs_by_state(&self, pool: &PgPool) -> Vec<(String, i64)> {
         let mut cache = self.runs.lock().await;
-        if cache.read_at.is_none_or(|t| t.elapsed() >= RUNS_CACHE) {
+        if cache.read_at.is_none_or(|t| t.elapsed() >= self.runs_ttl) {
             let read =
                 sqlx::query("select state, count(*) as n from runs group by state").fetch_all(pool);
-            match tokio::time::timeout(std::time::Duration::from_secs(2), read).await {
+            match tokio::time::timeout(Duration::from_secs(2), read).await {
                 Ok(Ok(rows)) => {
                     cache.counts = rows
                         .iter()
@@ -109,118 +188,82 @@ impl Metrics {
         cache.counts.clone()
     }
 
-    /// The exposition text.
+    /// The exposition text (OpenMetrics).
     pub async fn render(&self, pool: &PgPool) -> String {
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let snapshot = Snapshot {
+            counters: [
+                ("poet_leases", "Runs leased to workers.", n(&self.leases)),
+                (
+                    "poet_lease_expiries",
+                    "Leases expired by the reaper.",
+                    n(&self.expiries),
+                ),
+                (
+                    "poet_epochs_reported",
+                    "Epoch reports stored.",
+                    n(&self.epochs_reported),
+                ),
+                (
+                    "poet_checkpoints_stored",
+                    "Checkpoints stored.",
+                    n(&self.checkpoints_stored),
+                ),
+                (
+                    "poet_fenced_writes",
+                    "Worker writes refused because their lease was not current.",
+                    n(&self.fenced),
+                ),
+            ],
+            runs: self.runs_by_state(pool).await,
+            rpc: self.rpc.clone(),
+        };
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(snapshot));
         let mut out = String::new();
-        out.push_str("# HELP poet_runs Runs by state.\n# TYPE poet_runs gauge\n");
-        for (state, n) in self.runs_by_state(pool).await {
-            out.push_str(&format!("poet_runs{{state=\"{state}\"}} {n}\n"));
-        }
-        for (name, help, v) in [
-            ("poet_leases_total", "Runs leased to workers.", &self.leases),
-            (
-                "poet_lease_expiries_total",
-                "Leases expired by the reaper.",
-                &self.expiries,
-            ),
-            (
-                "poet_epochs_reported_total",
-                "Epoch reports stored.",
-                &self.epochs_reported,
-            ),
-            (
-                "poet_checkpoints_stored_total",
-                "Checkpoints stored.",
-                &self.checkpoints_stored,
-            ),
-            (
-                "poet_fenced_writes_total",
-                "Worker writes refused because their lease was not current.",
-                &self.fenced,
-            ),
-        ] {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
-                v.load(Ordering::Relaxed)
-            ));
-        }
-        out.push_str("# HELP poet_rpc_duration_ms gRPC handling latency.\n# TYPE poet_rpc_duration_ms histogram\n");
-        let rpc = self.rpc.lock().expect("metrics lock");
-        for (method, h) in rpc.iter() {
-            let mut cum = 0;
-            for (i, b) in BUCKETS_MS.iter().enumerate() {
-                cum += h.counts[i];
-                out.push_str(&format!(
-                    "poet_rpc_duration_ms_bucket{{method=\"{method}\",le=\"{b}\"}} {cum}\n"
-                ));
-            }
-            let total = cum + h.over;
-            out.push_str(&format!(
-                "poet_rpc_duration_ms_bucket{{method=\"{method}\",le=\"+Inf\"}} {total}\n"
-            ));
-            out.push_str(&format!(
-                "poet_rpc_duration_ms_sum{{method=\"{method}\"}} {}\n",
-                h.sum_ms
-            ));
-            out.push_str(&format!(
-                "poet_rpc_duration_ms_count{{method=\"{method}\"}} {total}\n"
-            ));
-        }
+        prometheus_client::encoding::text::encode(&mut out, &registry)
+            .expect("writing to a String cannot fail");
         out
+    }
+
+    /// [`Self::render`] unless [`MAX_CONCURRENT_SCRAPES`] are already in flight (`None`).
+    pub async fn try_render(&self, pool: &PgPool) -> Option<String> {
+        let _slot = self.slots.try_acquire().ok()?;
+        Some(self.render(pool).await)
     }
 }
 
-/// Serves `/metrics` until the listener fails.
+#[derive(Clone)]
+struct MetricsState {
+    metrics: Arc<Metrics>,
+    pool: PgPool,
+}
+
+async fn scrape(State(st): State<MetricsState>) -> Response {
+    match st.metrics.try_render(&st.pool).await {
+        Some(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many concurrent scrapes\n",
+        )
+            .into_response(),
+    }
+}
+
+/// Serves `/metrics` on `listener` until it fails.
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, pool: PgPool) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_SCRAPES));
-    loop {
-        let Ok((mut sock, _)) = listener.accept().await else {
-            return;
-        };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tokio::spawn(async move {
-                // Read the request first: closing a socket with unread data resets it, and
-                // the scraper would see a reset instead of the 503.
-                let mut buf = [0u8; 2048];
-                let _ =
-                    tokio::time::timeout(std::time::Duration::from_secs(1), sock.read(&mut buf))
-                        .await;
-                let body = "too many concurrent scrapes\n";
-                let resp = format!(
-                    "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = sock.write_all(resp.as_bytes()).await;
-                let _ = sock.shutdown().await;
-            });
-            continue;
-        };
-        let metrics = metrics.clone();
-        let pool = pool.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let mut buf = [0u8; 2048];
-            let n =
-                match tokio::time::timeout(std::time::Duration::from_secs(5), sock.read(&mut buf))
-                    .await
-                {
-                    Ok(Ok(n)) => n,
-                    _ => return,
-                };
-            let req = String::from_utf8_lossy(&buf[..n]);
-            let (status, body) = if req.starts_with("GET /metrics") {
-                ("200 OK", metrics.render(&pool).await)
-            } else {
-                (
-                    "404 Not Found",
-                    "only /metrics is served here\n".to_string(),
-                )
-            };
-            let resp = format!(
-                "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = sock.write_all(resp.as_bytes()).await;
-        });
+    let app = axum::Router::new()
+        .route("/metrics", axum::routing::get(scrape))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "only /metrics is served here\n") })
+        .with_state(MetricsState { metrics, pool });
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::warn!(error = %e, "metrics server stopped");
     }
 }

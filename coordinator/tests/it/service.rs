@@ -814,9 +814,11 @@ async fn orphan_sweep_deletes_blobs_without_a_live_row_and_keeps_the_rest() {
 async fn scrape(addr: std::net::SocketAddr, path: &str) -> (String, Vec<(String, f64)>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
-    sock.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    sock.write_all(
+        format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
     let mut text = String::new();
     sock.read_to_string(&mut text).await.unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
@@ -858,43 +860,42 @@ async fn metrics_scrapes_answer_from_the_cache_when_the_pool_is_exhausted() {
     drop(held);
 }
 
-/// SECURITY.md, finding 5: connections beyond the cap get 503 at once instead of a task each.
+/// SECURITY.md, finding 5: scrapes beyond the cap get no answer but "busy" at once. Four
+/// scrapes wait on a refresh that cannot get a database connection; the fifth is refused
+/// without waiting, and once they are done a scrape is served again.
 #[tokio::test]
-async fn metrics_connections_beyond_the_cap_get_503() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
+async fn metrics_scrapes_beyond_the_cap_are_refused_at_once() {
+    use poet_coordinator::metrics::{MAX_CONCURRENT_SCRAPES, Metrics};
+    let db = poet_sql::testing::fresh_db().await;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(std::time::Duration::from_secs(30))
+        .connect(&db.url)
+        .await
         .unwrap();
-    let c = spawn_with(
-        None,
-        CoordinatorConfig {
-            metrics_listen: Some(port),
-            ..fast_config()
-        },
-    )
-    .await;
-    let mut idle = Vec::new();
-    for _ in 0..poet_coordinator::metrics::MAX_CONCURRENT_SCRAPES {
-        idle.push(tokio::net::TcpStream::connect(port).await.unwrap());
+    // No cache: every scrape refreshes, and the refresh waits for the one connection.
+    let metrics = std::sync::Arc::new(Metrics::with_cache(std::time::Duration::ZERO));
+    let held = pool.acquire().await.unwrap();
+    let mut waiting = Vec::new();
+    for _ in 0..MAX_CONCURRENT_SCRAPES {
+        let (m, p) = (metrics.clone(), pool.clone());
+        waiting.push(tokio::spawn(async move { m.try_render(&p).await }));
     }
-    // The server takes the idle connections in order; give it a moment to accept them all.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let (status, _) = scrape(port, "/metrics").await;
-    assert_eq!(status, "HTTP/1.1 503 Service Unavailable");
-    drop(idle);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let (status, _) = scrape(port, "/metrics").await;
-        if status == "HTTP/1.1 200 OK" {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "slots never freed: {status}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let t = std::time::Instant::now();
+    assert!(
+        metrics.try_render(&pool).await.is_none(),
+        "a fifth scrape was served"
+    );
+    assert!(
+        t.elapsed() < std::time::Duration::from_millis(100),
+        "and refused at once"
+    );
+    drop(held);
+    for w in waiting {
+        assert!(w.await.unwrap().is_some());
     }
-    c.stop().await;
+    assert!(metrics.try_render(&pool).await.is_some());
 }
 
 #[test]
@@ -961,20 +962,23 @@ async fn metrics_endpoint_counts_runs_leases_reports_fencing_and_latency() {
     // Two ReportEpoch calls were timed; the buckets are cumulative and end at the count.
     let report_buckets: Vec<f64> = samples
         .iter()
-        .filter(|(k, _)| k.starts_with("poet_rpc_duration_ms_bucket{method=\"ReportEpoch\""))
+        .filter(|(k, _)| {
+            k.starts_with("poet_rpc_duration_seconds_bucket{")
+                && k.contains("method=\"ReportEpoch\"")
+        })
         .map(|(_, v)| *v)
         .collect();
-    assert_eq!(report_buckets.len(), 13, "12 bounds and +Inf");
+    assert_eq!(report_buckets.len(), 13, "12 bounds and +Inf: {samples:?}");
     assert!(
         report_buckets.windows(2).all(|w| w[0] <= w[1]),
         "{report_buckets:?}"
     );
     assert_eq!(*report_buckets.last().unwrap(), 2.0);
     assert_eq!(
-        get("poet_rpc_duration_ms_count{method=\"ReportEpoch\"}"),
+        get("poet_rpc_duration_seconds_count{method=\"ReportEpoch\"}"),
         2.0
     );
-    assert!(get("poet_rpc_duration_ms_sum{method=\"ReportEpoch\"}") > 0.0);
+    assert!(get("poet_rpc_duration_seconds_sum{method=\"ReportEpoch\"}") > 0.0);
 
     let (status, _) = scrape(port, "/elsewhere").await;
     assert_eq!(status, "HTTP/1.1 404 Not Found");

@@ -107,13 +107,13 @@ pub fn check_docs(tree: &Tree) -> Vec<String> {
         return vec![format!("{doc_path} or {} is missing", crate::METRICS)];
     };
     let name = Regex::new(r"\bpoet_[a-z_]*[a-z]\b").expect("regex");
+    // prometheus-client appends `_total` to counters and the unit (`_seconds`) to a metric
+    // registered with one; histograms add `_bucket`, `_sum` and `_count`.
     let suffixes = ["_bucket", "_sum", "_count"];
     let base = |n: &str| {
-        suffixes
-            .iter()
-            .find_map(|s| n.strip_suffix(s))
-            .unwrap_or(n)
-            .to_string()
+        let n = suffixes.iter().find_map(|s| n.strip_suffix(s)).unwrap_or(n);
+        let n = n.strip_suffix("_seconds").unwrap_or(n);
+        n.strip_suffix("_total").unwrap_or(n).to_string()
     };
     let exported: BTreeSet<String> = name.find_iter(metrics).map(|m| base(m.as_str())).collect();
     let mut problems = Vec::new();
@@ -124,7 +124,7 @@ pub fn check_docs(tree: &Tree) -> Vec<String> {
     }
     // Metric-looking names in the guide (counters, the histogram) must exist.
     let metric_like =
-        Regex::new(r"\bpoet_[a-z_]*(_total|_ms|_bucket|_sum|_count)\b").expect("regex");
+        Regex::new(r"\bpoet_[a-z_]*(_total|_ms|_seconds|_bucket|_sum|_count)\b").expect("regex");
     for m in metric_like.find_iter(doc) {
         if !exported.contains(&base(m.as_str())) {
             problems.push(format!(

@@ -107,7 +107,7 @@ fn docs_must_name_the_real_metrics() {
         "poet_fenced_total",
     );
     let p = text::check_docs(&t);
-    reports(p.clone(), "poet_fenced_writes_total");
+    reports(p.clone(), "does not mention the metric poet_fenced_writes");
     reports(p, "poet_fenced_total");
 }
 
