@@ -837,10 +837,8 @@ async fn scrape(addr: std::net::SocketAddr, path: &str) -> (String, Vec<(String,
     (status, samples)
 }
 
-/// SECURITY.md, finding 5: scrapes read runs by state from a cache, so a pool with no free
-/// connection (the state concurrent scrapes used to drive it into) does not stall them.
-#[tokio::test]
-async fn metrics_scrapes_answer_from_the_cache_when_the_pool_is_exhausted() {
+/// A pool of one connection on a fresh database (the test then holds it to starve scrapes).
+async fn one_connection_pool() -> (poet_sql::testing::TestDb, sqlx::PgPool) {
     let db = poet_sql::testing::fresh_db().await;
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
@@ -848,6 +846,14 @@ async fn metrics_scrapes_answer_from_the_cache_when_the_pool_is_exhausted() {
         .connect(&db.url)
         .await
         .unwrap();
+    (db, pool)
+}
+
+/// SECURITY.md, finding 5: scrapes read runs by state from a cache, so a pool with no free
+/// connection (the state concurrent scrapes used to drive it into) does not stall them.
+#[tokio::test]
+async fn metrics_scrapes_answer_from_the_cache_when_the_pool_is_exhausted() {
+    let (_db, pool) = one_connection_pool().await;
     let metrics = std::sync::Arc::new(poet_coordinator::metrics::Metrics::default());
     let first = metrics.render(&pool).await;
     assert!(first.contains("# TYPE poet_runs gauge"), "{first}");
@@ -866,13 +872,7 @@ async fn metrics_scrapes_answer_from_the_cache_when_the_pool_is_exhausted() {
 #[tokio::test]
 async fn metrics_scrapes_beyond_the_cap_are_refused_at_once() {
     use poet_coordinator::metrics::{MAX_CONCURRENT_SCRAPES, Metrics};
-    let db = poet_sql::testing::fresh_db().await;
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(std::time::Duration::from_secs(30))
-        .connect(&db.url)
-        .await
-        .unwrap();
+    let (_db, pool) = one_connection_pool().await;
     // No cache: every scrape refreshes, and the refresh waits for the one connection.
     let metrics = std::sync::Arc::new(Metrics::with_cache(std::time::Duration::ZERO));
     let held = pool.acquire().await.unwrap();

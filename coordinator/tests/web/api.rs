@@ -532,23 +532,12 @@ async fn a_public_dashboard_address_needs_tokens() {
 async fn a_thousand_run_sweep_is_one_quick_page() {
     let s = Stack::spawn(false).await;
     crate::stack::seed_dataset(&s.db().pool, "tiny").await;
-    let mut client = s.client();
     let seeds: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
     let spec = format!(
         "dataset = \"tiny\"\n[base]\nlayers = 1\nunits = 8\nepochs = 300\n[grid]\nseed = [{}]\n",
         seeds.join(", ")
     );
-    let sweep_id = client
-        .submit_sweep(poet_proto::v1::SubmitSweepRequest {
-            spec,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .sweep
-        .unwrap()
-        .id;
+    let sweep_id = crate::stack::submit(&s, spec).await;
     // 300 epochs for every run, written straight to the table (300,000 rows).
     sqlx::query(
         "insert into epochs (run_id, epoch, attempt, train_loss, val_loss, duration_s, chars_per_sec)

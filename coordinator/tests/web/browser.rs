@@ -501,18 +501,7 @@ async fn an_asha_sweep_draws_its_rungs_and_decisions_on_the_chart() {
     let s = Stack::spawn(false).await;
     crate::stack::seed_dataset(&s.db().pool, "tiny").await;
     let spec = "dataset = \"tiny\"\n[base]\nlayers = 1\nunits = 8\nseq_len = 16\nepochs = 9\n[grid]\nseed = [1, 2, 3]\n[stopping]\nrule = \"asha\"\nmin_epochs = 1\neta = 3\n";
-    let sweep_id = s
-        .client()
-        .submit_sweep(v1::SubmitSweepRequest {
-            spec: spec.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .sweep
-        .unwrap()
-        .id;
+    let sweep_id = crate::stack::submit(&s, spec.into()).await;
     let mut w = s.worker();
     let wid = poet_coordinator::testing::register(&mut w, "h").await;
     // The first arrival is the best and the third is not, so all three wait at the rung and

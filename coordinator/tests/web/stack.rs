@@ -245,3 +245,18 @@ pub async fn seed(s: &Stack, runs: usize, epochs_for: impl Fn(usize) -> i32) -> 
         worker_ids,
     }
 }
+
+/// Submits `spec`; the new sweep's id.
+pub async fn submit(s: &Stack, spec: String) -> i64 {
+    s.client()
+        .submit_sweep(v1::SubmitSweepRequest {
+            spec,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sweep
+        .unwrap()
+        .id
+}
