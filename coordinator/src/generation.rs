@@ -72,6 +72,7 @@ impl GenParams {
                 "prime: longer than 10000 characters".into(),
             ));
         }
+        crate::limits::check_chars("checkpoint", &r.checkpoint, crate::limits::MAX_NAME_CHARS)?;
         let checkpoint = if r.checkpoint.is_empty() {
             "best".to_string()
         } else {
@@ -294,7 +295,10 @@ pub async fn complete(
             "update generations set state = 'failed', error = $2, finished_at = $3 where id = $1",
         )
         .bind(req.generation_id)
-        .bind(&req.error)
+        .bind(crate::limits::truncate_chars(
+            &req.error,
+            crate::limits::MAX_ERROR_CHARS,
+        ))
         .bind(now)
         .execute(pool)
         .await?;

@@ -948,6 +948,8 @@ impl Queue {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<Cancelled> {
+        // Copied into every run the cancel touches (up to a sweep's size).
+        crate::limits::check_chars("reason", reason, crate::limits::MAX_REASON_CHARS)?;
         let exists: Option<i64> =
             sqlx::query_scalar(&format!("select id from {table} where id = $1"))
                 .bind(id)

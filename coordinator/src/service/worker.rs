@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::Shared;
 use crate::artifacts::Artifacts;
 use crate::error::ServiceError;
+use crate::limits;
 use crate::queue::{Beat, EpochReport, GiveUp, LeaseRef};
 
 /// Largest chunk sent or accepted in a stream.
@@ -293,6 +294,14 @@ impl WorkerService for Shared {
         if r.host.is_empty() || r.device.is_empty() {
             return Err(ServiceError::Invalid("host and device must be set".into()).into());
         }
+        for (field, value) in [
+            ("host", &r.host),
+            ("device", &r.device),
+            ("gpu_name", &r.gpu_name),
+            ("version", &r.version),
+        ] {
+            limits::check_chars(field, value, limits::MAX_NAME_CHARS)?;
+        }
         let reused: Option<i64> = if r.worker_id != 0 {
             sqlx::query_scalar(
                 "update workers set host = $2, device = $3, gpu_name = $4, gpu_memory_bytes = $5, version = $6, last_seen_at = now()
@@ -419,6 +428,11 @@ impl WorkerService for Shared {
         let e = r
             .epoch
             .ok_or_else(|| ServiceError::Invalid("epoch: missing".into()))?;
+        limits::check_bytes(
+            "epoch.metrics_json",
+            &e.metrics_json,
+            limits::MAX_JSON_BYTES,
+        )?;
         let metrics = if e.metrics_json.is_empty() {
             serde_json::json!({})
         } else {
@@ -570,8 +584,8 @@ impl WorkerService for Shared {
         } else {
             GiveUp::Retry
         };
-        let reason: String = r.reason.chars().take(4000).collect();
-        let state = self.queue.fail(lease, &reason, how, Utc::now()).await;
+        let reason = limits::truncate_chars(&r.reason, limits::MAX_ERROR_CHARS);
+        let state = self.queue.fail(lease, reason, how, Utc::now()).await;
         self.count_fenced(&state);
         let state = state?;
         tracing::info!(run_id = lease.run_id, ?how, new_state = %state, reason = %reason, "run given up");

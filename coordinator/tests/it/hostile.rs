@@ -667,3 +667,176 @@ async fn a_client_gone_mid_commit_leaves_blob_and_row_together() {
     assert_eq!(files(c.artifacts.path()), vec![key]);
     c.stop().await;
 }
+
+/// Every client-chosen string the coordinator stores is bounded (SECURITY.md, finding 6): a
+/// cancel reason (copied into each run a sweep-wide cancel touches), names and labels, specs
+/// and JSON. Over the limit is INVALID_ARGUMENT naming the field and the limit, and nothing
+/// is stored; at the limit (counted in characters, not bytes) is accepted.
+#[tokio::test]
+async fn oversized_strings_are_refused_naming_the_field_and_limit() {
+    let c = spawn().await;
+    let (l, _) = leased(&c).await;
+    let mut client = c.client();
+    let mut w = c.worker();
+    let sweep_id: i64 = sqlx::query_scalar("select sweep_id from runs where id = $1")
+        .bind(l.run_id)
+        .fetch_one(&c.db.pool)
+        .await
+        .unwrap();
+    let workers = || async {
+        let n: i64 = sqlx::query_scalar("select count(*) from workers")
+            .fetch_one(&c.db.pool)
+            .await
+            .unwrap();
+        n
+    };
+    let before = (counts(&c).await, workers().await);
+    let long = |n: usize| "é".repeat(n);
+    let mut refusals: Vec<(&str, &str, tonic::Status)> = vec![];
+
+    // 4 MiB of reason would be copied into each of a sweep's runs.
+    let attack = {
+        let mut cl = client.clone();
+        let reason = "x".repeat(3 << 20);
+        tokio::spawn(async move {
+            cl.cancel_sweep(v1::CancelSweepRequest { sweep_id, reason })
+                .await
+        })
+    };
+    still_answers(&c).await;
+    refusals.push(("reason", "1000", attack.await.unwrap().unwrap_err()));
+    refusals.push((
+        "reason",
+        "1000",
+        client
+            .cancel_run(v1::CancelRunRequest {
+                run_id: l.run_id,
+                reason: long(1001),
+            })
+            .await
+            .unwrap_err(),
+    ));
+    for (name, spec_text) in [
+        (long(201), spec("tiny", 1, 1)),
+        (
+            String::new(),
+            format!("name = \"{}\"\n{}", long(201), spec("tiny", 1, 1)),
+        ),
+    ] {
+        refusals.push((
+            "name",
+            "200",
+            client
+                .submit_sweep(v1::SubmitSweepRequest {
+                    spec: spec_text,
+                    name,
+                    ..Default::default()
+                })
+                .await
+                .unwrap_err(),
+        ));
+    }
+    refusals.push((
+        "spec",
+        "262144",
+        client
+            .submit_sweep(v1::SubmitSweepRequest {
+                spec: format!("{}# {}\n", spec("tiny", 1, 1), "x".repeat(256 << 10)),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err(),
+    ));
+    refusals.push((
+        "overrides_json",
+        "65536",
+        client
+            .fork_run(v1::ForkRunRequest {
+                run_id: l.run_id,
+                overrides_json: format!("{{\"note\": \"{}\"}}", "x".repeat(64 << 10)),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err(),
+    ));
+    refusals.push((
+        "checkpoint",
+        "200",
+        client
+            .generate(v1::GenerateRequest {
+                run_id: l.run_id,
+                checkpoint: long(201),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err(),
+    ));
+    for field in ["host", "device", "gpu_name", "version"] {
+        let mut reg = v1::RegisterRequest {
+            host: "h".into(),
+            device: "cpu".into(),
+            ..Default::default()
+        };
+        let v = long(201);
+        match field {
+            "host" => reg.host = v,
+            "device" => reg.device = v,
+            "gpu_name" => reg.gpu_name = v,
+            _ => reg.version = v,
+        }
+        refusals.push((field, "200", w.register(reg).await.unwrap_err()));
+    }
+    refusals.push((
+        "epoch.metrics_json",
+        "65536",
+        w.report_epoch(v1::ReportEpochRequest {
+            lease: Some(l.clone()),
+            epoch: Some(v1::Epoch {
+                metrics_json: format!("{{\"note\": \"{}\"}}", "x".repeat(64 << 10)),
+                ..epoch(2)
+            }),
+        })
+        .await
+        .unwrap_err(),
+    ));
+    for (field, limit, e) in &refusals {
+        assert_eq!(e.code(), Code::InvalidArgument, "{field}: {e:?}");
+        assert!(
+            e.message().starts_with(&format!("{field}: "))
+                && e.message().contains(&format!("limit of {limit}")),
+            "{field}: {}",
+            e.message()
+        );
+    }
+    assert_eq!(
+        (counts(&c).await, workers().await),
+        before,
+        "nothing stored"
+    );
+    let (state, error): (String, Option<String>) =
+        sqlx::query_as("select state, error from runs where id = $1")
+            .bind(l.run_id)
+            .fetch_one(&c.db.pool)
+            .await
+            .unwrap();
+    assert_eq!((state.as_str(), error), ("running", None));
+
+    // At the limit, in characters (2000 bytes here), the reason is stored whole.
+    let c2 = client
+        .cancel_sweep(v1::CancelSweepRequest {
+            sweep_id,
+            reason: long(1000),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(c2.cancelled + c2.cancel_requested, 2);
+    let errors: Vec<String> =
+        sqlx::query_scalar("select error from runs where sweep_id = $1 order by id")
+            .bind(sweep_id)
+            .fetch_all(&c.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(errors, vec![long(1000), long(1000)]);
+    c.stop().await;
+}
