@@ -22,6 +22,10 @@ pub enum ServiceError {
     /// A size limit was exceeded.
     #[error("{0}")]
     TooLarge(String),
+    /// A bound on work in flight or queued was reached (concurrent uploads or downloads,
+    /// queued generations); retry once some has finished.
+    #[error("{0}")]
+    Busy(String),
     /// The database could not be reached; retry later.
     #[error("database unavailable")]
     Unavailable(#[source] sqlx::Error),
@@ -56,7 +60,7 @@ impl From<ServiceError> for Status {
             ServiceError::NotFound(_) => Code::NotFound,
             ServiceError::FailedPrecondition(_) => Code::FailedPrecondition,
             ServiceError::Conflict(_) => Code::AlreadyExists,
-            ServiceError::TooLarge(_) => Code::ResourceExhausted,
+            ServiceError::TooLarge(_) | ServiceError::Busy(_) => Code::ResourceExhausted,
             ServiceError::Unavailable(inner) => {
                 tracing::warn!(error = %inner, "database unavailable");
                 Code::Unavailable

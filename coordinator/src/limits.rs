@@ -1,6 +1,12 @@
-//! What one request may ask of the coordinator: the longest text it may have stored. Every
-//! string a client or worker sends that ends up in Postgres is bounded here, and a refusal
-//! names the field and the limit (SECURITY.md, finding 6).
+//! What one request, lease or worker may ask of the coordinator at once. Every string a client
+//! or worker sends that ends up in Postgres is bounded here, and a refusal names the field and
+//! the limit (SECURITY.md, finding 6); so are the checkpoint uploads in flight per lease and
+//! per worker (finding 17).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use uuid::Uuid;
 
 use crate::error::{Result, ServiceError};
 
@@ -54,6 +60,80 @@ pub fn truncate_chars(value: &str, max: usize) -> &str {
     }
 }
 
+/// Checkpoint uploads in flight at once under one lease, on one coordinator replica. A worker
+/// uploads one checkpoint at a time; the second place lets its retry overlap an upload that
+/// stalled (which keeps its place until its 60 s idle limit).
+pub const MAX_UPLOADS_PER_LEASE: usize = 2;
+
+/// Checkpoint uploads in flight at once for one worker (the owner of the leases), on one
+/// coordinator replica: a worker may hold several leases.
+pub const MAX_UPLOADS_PER_WORKER: usize = 4;
+
+/// The checkpoint uploads in flight on this replica, by lease and by worker. The counts are
+/// per replica, like the connections that carry the uploads.
+#[derive(Debug, Default)]
+pub struct Uploads {
+    counts: Mutex<UploadCounts>,
+}
+
+#[derive(Debug, Default)]
+struct UploadCounts {
+    by_lease: HashMap<Uuid, usize>,
+    by_worker: HashMap<i64, usize>,
+}
+
+/// One upload's place; given back when dropped (the upload was stored or refused, or its
+/// client went away).
+#[derive(Debug)]
+pub struct UploadSlot {
+    uploads: Arc<Uploads>,
+    lease: Uuid,
+    worker: i64,
+}
+
+impl Uploads {
+    /// A place for an upload under `lease`, held by `worker`; RESOURCE_EXHAUSTED when either
+    /// already has its maximum in flight.
+    pub fn take(self: &Arc<Self>, lease: Uuid, worker: i64) -> Result<UploadSlot> {
+        let mut c = self.counts.lock().expect("uploads lock");
+        let under_lease = c.by_lease.get(&lease).copied().unwrap_or(0);
+        if under_lease >= MAX_UPLOADS_PER_LEASE {
+            return Err(ServiceError::Busy(format!(
+                "upload: {under_lease} uploads under this lease are in flight, the limit per lease is {MAX_UPLOADS_PER_LEASE}; retry when one has finished"
+            )));
+        }
+        let by_worker = c.by_worker.get(&worker).copied().unwrap_or(0);
+        if by_worker >= MAX_UPLOADS_PER_WORKER {
+            return Err(ServiceError::Busy(format!(
+                "upload: {by_worker} uploads of worker {worker} are in flight, the limit per worker is {MAX_UPLOADS_PER_WORKER}; retry when one has finished"
+            )));
+        }
+        *c.by_lease.entry(lease).or_default() += 1;
+        *c.by_worker.entry(worker).or_default() += 1;
+        Ok(UploadSlot {
+            uploads: self.clone(),
+            lease,
+            worker,
+        })
+    }
+}
+
+impl Drop for UploadSlot {
+    fn drop(&mut self) {
+        let mut c = self.uploads.counts.lock().expect("uploads lock");
+        fn give_back<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: K) {
+            if let Some(n) = map.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(&key);
+                }
+            }
+        }
+        give_back(&mut c.by_lease, self.lease);
+        give_back(&mut c.by_worker, self.worker);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,6 +150,29 @@ mod tests {
         );
         assert!(check_bytes("spec", &e, 2 * MAX_REASON_CHARS).is_ok());
         assert!(check_bytes("spec", &over, 2 * MAX_REASON_CHARS).is_err());
+    }
+
+    #[test]
+    fn upload_places_are_bounded_and_given_back() {
+        let uploads = Arc::new(Uploads::default());
+        let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let a1 = uploads.take(a, 1).unwrap();
+        let _a2 = uploads.take(a, 1).unwrap();
+        let e = uploads.take(a, 1).unwrap_err();
+        assert!(e.to_string().contains("limit per lease is 2"), "{e}");
+        let _b = [uploads.take(b, 1).unwrap(), uploads.take(b, 1).unwrap()];
+        let e = uploads.take(c, 1).unwrap_err();
+        assert!(e.to_string().contains("limit per worker is 4"), "{e}");
+        assert!(
+            uploads.take(c, 2).is_ok(),
+            "another worker is not held back"
+        );
+        drop(a1);
+        assert!(uploads.take(c, 1).is_ok());
+        drop(_b);
+        drop(_a2);
+        let c = uploads.counts.lock().unwrap();
+        assert!(c.by_lease.is_empty() && c.by_worker.is_empty(), "{c:?}");
     }
 
     #[test]

@@ -96,6 +96,7 @@ pub async fn run(
         ngrams: Default::default(),
         datasets: Default::default(),
         adaptive_runs: Default::default(),
+        uploads: Default::default(),
     };
     let mut background = tokio::task::JoinSet::new();
     background.spawn(reaper(shared.clone()));

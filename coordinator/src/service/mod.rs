@@ -41,6 +41,8 @@ pub struct Shared {
     /// of a plain sweep's runs skip the scheduler without a query (a run leased elsewhere is
     /// looked up). Entries go when the run is handed back or given up.
     pub(crate) adaptive_runs: Arc<std::sync::Mutex<std::collections::HashMap<i64, bool>>>,
+    /// Checkpoint uploads in flight, so that one lease or worker cannot hold them all.
+    pub(crate) uploads: Arc<crate::limits::Uploads>,
 }
 
 type Answer<T> = Result<T, ServiceError>;

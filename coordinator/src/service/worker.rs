@@ -149,7 +149,9 @@ impl Shared {
                 "header.sha256: not 64 hex digits".into(),
             ));
         }
-        let attempt = self.queue.check_checkpoint(lease, h.epoch).await?;
+        let (attempt, owner) = self.queue.check_checkpoint(lease, h.epoch).await?;
+        // Held until the upload is stored or refused, or its client goes away.
+        let slot = self.uploads.take(lease.lease_id, owner)?;
         let key = Artifacts::checkpoint_key(lease.run_id, h.epoch, attempt, &want_sha);
         let mut writer = self
             .artifacts
@@ -205,6 +207,7 @@ impl Shared {
         let this = self.clone();
         let (epoch, size) = (h.epoch, h.size);
         tokio::spawn(async move {
+            let _slot = slot;
             this.store_checkpoint(writer, lease, epoch, size, key, want_sha)
                 .await
         })

@@ -840,3 +840,109 @@ async fn oversized_strings_are_refused_naming_the_field_and_limit() {
     assert_eq!(errors, vec![long(1000), long(1000)]);
     c.stop().await;
 }
+
+/// An upload that sends its header and then holds the stream open; dropping it ends the
+/// upload (the client goes away).
+struct HeldUpload {
+    _tx: tokio::sync::mpsc::Sender<v1::UploadCheckpointRequest>,
+    task: tokio::task::JoinHandle<
+        Result<tonic::Response<v1::UploadCheckpointResponse>, tonic::Status>,
+    >,
+}
+
+impl HeldUpload {
+    async fn start(c: &TestCoordinator, lease: &v1::Lease) -> HeldUpload {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.send(header(lease, 1, 4096, sha(&[0; 4096])))
+            .await
+            .unwrap();
+        let mut w = c.worker();
+        let task = tokio::spawn(async move { w.upload_checkpoint(tokio_stream_from(rx)).await });
+        HeldUpload { _tx: tx, task }
+    }
+}
+
+impl Drop for HeldUpload {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Uploads in flight are capped per lease and per worker (SECURITY.md, finding 17): one
+/// lease, or one worker holding several, cannot tie up the coordinator with uploads that
+/// never finish. Over the cap is RESOURCE_EXHAUSTED, nothing is stored, and a place comes
+/// back when an upload ends.
+#[tokio::test]
+async fn concurrent_uploads_are_capped_per_lease_and_per_worker() {
+    let c = spawn().await;
+    seed_dataset(&c.db.pool, "tiny", POEMS).await;
+    c.client()
+        .submit_sweep(v1::SubmitSweepRequest {
+            spec: spec("tiny", 3, 2),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut w = c.worker();
+    let wid = register(&mut w, "greedy").await;
+    let mut leases = vec![];
+    for _ in 0..3 {
+        let l = lease_one(&mut w, wid).await;
+        w.report_epoch(v1::ReportEpochRequest {
+            lease: Some(l.clone()),
+            epoch: Some(epoch(1)),
+        })
+        .await
+        .unwrap();
+        leases.push(l);
+    }
+    let body = b"checkpoint".to_vec();
+    let upload = |l: &v1::Lease| {
+        let mut w = c.worker();
+        let msgs = vec![
+            header(l, 1, body.len() as i64, sha(&body)),
+            data(body.clone()),
+        ];
+        async move { w.upload_checkpoint(futures::stream::iter(msgs)).await }
+    };
+    // Headers read, places taken: the handlers then wait for data.
+    let settle = || tokio::time::sleep(Duration::from_millis(500));
+
+    let a1 = HeldUpload::start(&c, &leases[0]).await;
+    let a2 = HeldUpload::start(&c, &leases[0]).await;
+    settle().await;
+    let e = upload(&leases[0]).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("limit per lease is 2"), "{e:?}");
+
+    let b = [
+        HeldUpload::start(&c, &leases[1]).await,
+        HeldUpload::start(&c, &leases[1]).await,
+    ];
+    settle().await;
+    let e = upload(&leases[2]).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("limit per worker is 4"), "{e:?}");
+    still_answers(&c).await;
+    assert_eq!(counts(&c).await.3, 0, "nothing stored");
+
+    // One held upload goes away: its place comes back and a whole upload is stored.
+    drop(a1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match upload(&leases[0]).await {
+            Ok(_) => break,
+            Err(e) if e.code() == Code::ResourceExhausted => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the place never came back"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(counts(&c).await.3, 1);
+    drop((a2, b));
+    c.stop().await;
+}
