@@ -12,6 +12,9 @@ pub enum ServiceError {
     /// The named thing does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The caller may not act for what it named (a worker id without its secret).
+    #[error("{0}")]
+    PermissionDenied(String),
     /// The caller's lease is no longer current (fenced), or the run is not in a state that
     /// allows the call.
     #[error("{0}")]
@@ -58,6 +61,7 @@ impl From<ServiceError> for Status {
         let code = match &e {
             ServiceError::Invalid(_) => Code::InvalidArgument,
             ServiceError::NotFound(_) => Code::NotFound,
+            ServiceError::PermissionDenied(_) => Code::PermissionDenied,
             ServiceError::FailedPrecondition(_) => Code::FailedPrecondition,
             ServiceError::Conflict(_) => Code::AlreadyExists,
             ServiceError::TooLarge(_) | ServiceError::Busy(_) => Code::ResourceExhausted,

@@ -1,7 +1,8 @@
 //! Generation requests: validated and queued here, sampled by a worker (which leases them
-//! like runs, beside its training), and judged here against the training corpus with the
-//! word 4-gram plagiarism check. The 4-gram set of each dataset version is built once, kept
-//! as an artifact and cached in memory.
+//! like runs, beside its training: each lease mints a random `lease_id` that the completion
+//! must name, so a worker whose lease expired cannot complete the job), and judged here
+//! against the training corpus with the word 4-gram plagiarism check. The 4-gram set of each
+//! dataset version is built once, kept as an artifact and cached in memory.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use poet_proto::v1;
 use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, Row};
 use tokio::sync::Mutex;
+use uuid::Uuid;
 
 use crate::artifacts::Artifacts;
 use crate::error::{Result, ServiceError};
@@ -155,21 +157,24 @@ pub async fn request(pool: &PgPool, run_id: i64, params: &GenParams) -> Result<i
     Ok(id)
 }
 
-/// Leases the oldest queued generation to a worker.
+/// Leases the oldest queued generation to a worker under a fresh lease id.
 pub async fn claim(
     pool: &PgPool,
     worker_id: i64,
     lease_ttl: chrono::Duration,
     now: DateTime<Utc>,
 ) -> Result<Option<v1::GenerationJob>> {
+    let lease_id = Uuid::new_v4();
     let row = sqlx::query(
         "with next as (select id from generations where state = 'queued' order by id limit 1 for update skip locked)
-         update generations g set state = 'running', worker_id = $1, lease_expires_at = $2, attempts = g.attempts + 1
+         update generations g set state = 'running', worker_id = $1, lease_expires_at = $2,
+             lease_id = $3, attempts = g.attempts + 1
          from next where g.id = next.id
          returning g.id, g.params, g.checkpoint_id, g.run_id",
     )
     .bind(worker_id)
     .bind(now + lease_ttl)
+    .bind(lease_id)
     .fetch_optional(pool)
     .await?;
     let Some(row) = row else { return Ok(None) };
@@ -192,6 +197,7 @@ pub async fn claim(
         poems: params.poems,
         seed: params.seed,
         prime: params.prime,
+        lease_id: lease_id.to_string(),
     }))
 }
 
@@ -202,7 +208,7 @@ pub async fn reap(pool: &PgPool, now: DateTime<Utc>) -> Result<u64> {
              state = case when attempts >= 3 then 'failed' else 'queued' end,
              error = case when attempts >= 3 then 'no worker finished it in 3 attempts' else error end,
              finished_at = case when attempts >= 3 then $1 else null end,
-             worker_id = null, lease_expires_at = null
+             worker_id = null, lease_expires_at = null, lease_id = null
          where state = 'running' and lease_expires_at < $1",
     )
     .bind(now)
@@ -269,7 +275,15 @@ fn report_proto(r: &ngrams::Report) -> v1::PlagiarismReport {
     }
 }
 
-/// Stores a worker's sampled streams (split into poems and judged), or its error.
+/// The refusal of a completion under a lease that is not the job's current one.
+fn fenced(generation_id: i64, worker_id: i64) -> ServiceError {
+    ServiceError::FailedPrecondition(format!(
+        "generation {generation_id} is not leased to worker {worker_id} under this lease id (it expired, was leased again or finished); drop the job"
+    ))
+}
+
+/// Stores a worker's sampled streams (split into poems and judged), or its error, if the
+/// request names the job's current lease (the worker is authenticated by the caller).
 pub async fn complete(
     pool: &PgPool,
     artifacts: &Artifacts,
@@ -277,31 +291,40 @@ pub async fn complete(
     req: &v1::CompleteGenerationRequest,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let row = sqlx::query("select g.state, g.worker_id, r.dataset_id from generations g join runs r on r.id = g.run_id where g.id = $1")
+    let lease_id = Uuid::parse_str(&req.lease_id)
+        .map_err(|_| ServiceError::Invalid("lease_id: not a lease id".into()))?;
+    let row = sqlx::query("select g.state, g.worker_id, g.lease_id, r.dataset_id from generations g join runs r on r.id = g.run_id where g.id = $1")
         .bind(req.generation_id)
         .fetch_optional(pool)
         .await?
         .ok_or_else(|| ServiceError::NotFound(format!("no generation {}", req.generation_id)))?;
     if row.get::<String, _>("state") != "running"
         || row.get::<Option<i64>, _>("worker_id") != Some(req.worker_id)
+        || row.get::<Option<Uuid>, _>("lease_id") != Some(lease_id)
     {
-        return Err(ServiceError::FailedPrecondition(format!(
-            "generation {} is not leased to worker {}",
-            req.generation_id, req.worker_id
-        )));
+        return Err(fenced(req.generation_id, req.worker_id));
     }
+    // Every write below is fenced again: the lease may end while the poems are judged.
+    const FENCE: &str = "id = $1 and state = 'running' and lease_id = $2";
     if !req.error.is_empty() {
-        sqlx::query(
-            "update generations set state = 'failed', error = $2, finished_at = $3 where id = $1",
-        )
+        let n = sqlx::query(&format!(
+            "update generations set state = 'failed', error = $3, finished_at = $4,
+                 lease_id = null, lease_expires_at = null
+             where {FENCE}"
+        ))
         .bind(req.generation_id)
+        .bind(lease_id)
         .bind(crate::limits::truncate_chars(
             &req.error,
             crate::limits::MAX_ERROR_CHARS,
         ))
         .bind(now)
         .execute(pool)
-        .await?;
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(fenced(req.generation_id, req.worker_id));
+        }
         return Ok(());
     }
     let set = cache.get(pool, artifacts, row.get("dataset_id")).await?;
@@ -327,6 +350,21 @@ pub async fn complete(
     .await
     .expect("join");
     let mut tx = pool.begin().await?;
+    let n = sqlx::query(&format!(
+        "update generations set state = 'done', overall = $3, finished_at = $4,
+             lease_id = null, lease_expires_at = null
+         where {FENCE}"
+    ))
+    .bind(req.generation_id)
+    .bind(lease_id)
+    .bind(serde_json::to_value(&overall).expect("report serialises"))
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if n == 0 {
+        return Err(fenced(req.generation_id, req.worker_id));
+    }
     for (i, ((t, text), report)) in poems.iter().zip(&reports).enumerate() {
         sqlx::query("insert into generated_poems (generation_id, idx, temperature, text, report) values ($1, $2, $3, $4, $5)")
             .bind(req.generation_id)
@@ -337,12 +375,6 @@ pub async fn complete(
             .execute(&mut *tx)
             .await?;
     }
-    sqlx::query("update generations set state = 'done', overall = $2, finished_at = $3, lease_expires_at = null where id = $1")
-        .bind(req.generation_id)
-        .bind(serde_json::to_value(&overall).expect("report serialises"))
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
     tx.commit().await?;
     Ok(())
 }

@@ -97,6 +97,7 @@ pub async fn run(
         datasets: Default::default(),
         adaptive_runs: Default::default(),
         uploads: Default::default(),
+        worker_secrets: Default::default(),
     };
     let mut background = tokio::task::JoinSet::new();
     background.spawn(reaper(shared.clone()));

@@ -153,6 +153,8 @@ struct Worker {
     client: Client,
     /// Id from `Register`.
     id: i64,
+    /// The secret `Register` returned with the id: every call that names the id carries it.
+    secret: String,
     /// How often to heartbeat.
     heartbeat: Duration,
     /// Lease lifetime without heartbeats (updated by heartbeat replies).
@@ -256,6 +258,7 @@ pub async fn run(
     let worker = Worker {
         client,
         id: reg.worker_id,
+        secret: reg.worker_secret.clone(),
         heartbeat: Duration::from_millis(reg.heartbeat_interval_ms.max(100) as u64),
         lease_ttl: Duration::from_millis(reg.lease_ttl_ms.max(1000) as u64),
         device,
@@ -302,6 +305,7 @@ async fn register(
         gpu_memory_bytes,
         version: env!("CARGO_PKG_VERSION").into(),
         worker_id: 0,
+        worker_secret: String::new(),
     };
     let mut delay = BACKOFF_START;
     loop {
@@ -375,6 +379,7 @@ async fn heartbeat_loop(worker: Worker) {
             lease,
             epoch: epoch as i32,
             progress,
+            worker_secret: worker.secret.clone(),
         };
         let res = client.heartbeat(req).await;
         let Some(slot) = slot else {
@@ -410,6 +415,7 @@ async fn lease_loop(worker: Worker, mut stop: watch::Receiver<bool>) {
         let req = pb::LeaseRunRequest {
             worker_id: worker.id,
             wait_ms: worker.lease_wait.as_millis() as i64,
+            worker_secret: worker.secret.clone(),
         };
         let res = tokio::select! {
             r = client.lease_run(req) => r,
@@ -900,6 +906,7 @@ async fn generation_loop(worker: Worker, mut stop: watch::Receiver<bool>) {
         let req = pb::LeaseGenerationRequest {
             worker_id: worker.id,
             wait_ms: worker.lease_wait.as_millis() as i64,
+            worker_secret: worker.secret.clone(),
         };
         let res = tokio::select! {
             r = client.lease_generation(req) => r,
@@ -926,7 +933,7 @@ async fn generation_loop(worker: Worker, mut stop: watch::Receiver<bool>) {
                 continue;
             }
         };
-        let generation_id = job.generation_id;
+        let (generation_id, lease_id) = (job.generation_id, job.lease_id.clone());
         info!(generation_id, "generation leased");
         let (streams, error) = match generate(&worker, job).await {
             Ok(streams) => (streams, String::new()),
@@ -940,6 +947,8 @@ async fn generation_loop(worker: Worker, mut stop: watch::Receiver<bool>) {
             generation_id,
             streams,
             error,
+            lease_id,
+            worker_secret: worker.secret.clone(),
         };
         for _ in 0..5 {
             match client.complete_generation(req.clone()).await {

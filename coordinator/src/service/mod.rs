@@ -43,6 +43,9 @@ pub struct Shared {
     pub(crate) adaptive_runs: Arc<std::sync::Mutex<std::collections::HashMap<i64, bool>>>,
     /// Checkpoint uploads in flight, so that one lease or worker cannot hold them all.
     pub(crate) uploads: Arc<crate::limits::Uploads>,
+    /// Secret hashes (hex sha256) of worker ids whose secret a call has proved on this
+    /// replica, so that leasing needs no extra query. A worker's secret never changes.
+    pub(crate) worker_secrets: Arc<std::sync::Mutex<std::collections::HashMap<i64, String>>>,
 }
 
 type Answer<T> = Result<T, ServiceError>;

@@ -1,5 +1,9 @@
 //! The worker-facing gRPC service: registration, long-poll leasing, heartbeats, fenced
 //! epoch reports and checkpoint uploads, downloads, and generation jobs.
+//!
+//! A worker is its id and the random secret `Register` handed out with it: every call that
+//! names a worker id must carry the secret (SECURITY.md, finding 9), and writes about a run
+//! or a generation job carry that job's lease id.
 
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -24,6 +28,11 @@ pub const CHUNK: usize = 1 << 20;
 const UPLOAD_IDLE: Duration = Duration::from_secs(60);
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// The stored form of a worker secret: its sha256, hex.
+fn secret_hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
 
 fn lease_ref(lease: Option<&v1::Lease>) -> Result<LeaseRef, ServiceError> {
     let l = lease.ok_or_else(|| ServiceError::Invalid("lease: missing".into()))?;
@@ -90,17 +99,49 @@ impl Shared {
         }
     }
 
-    async fn touch_worker(&self, worker_id: i64) -> Result<(), ServiceError> {
-        let n = sqlx::query("update workers set last_seen_at = now() where id = $1")
+    /// Checks that the caller holds worker `worker_id`'s secret: NOT_FOUND for an unknown id,
+    /// PERMISSION_DENIED for a missing or wrong secret.
+    async fn authenticate(&self, worker_id: i64, secret: &str) -> Result<(), ServiceError> {
+        let hash = secret_hash(secret);
+        let known = self
+            .worker_secrets
+            .lock()
+            .expect("worker_secrets lock")
+            .get(&worker_id)
+            .is_some_and(|h| crate::auth::ct_eq(h.as_bytes(), hash.as_bytes()));
+        if known {
+            return Ok(());
+        }
+        let stored: Option<Option<String>> =
+            sqlx::query_scalar("select secret_sha256 from workers where id = $1")
+                .bind(worker_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        match stored {
+            None => Err(ServiceError::NotFound(format!(
+                "no worker {worker_id}; call Register first"
+            ))),
+            Some(Some(h)) if crate::auth::ct_eq(h.as_bytes(), hash.as_bytes()) => {
+                let mut known = self.worker_secrets.lock().expect("worker_secrets lock");
+                if known.len() > 100_000 {
+                    known.clear();
+                }
+                known.insert(worker_id, h);
+                Ok(())
+            }
+            Some(_) => Err(ServiceError::PermissionDenied(format!(
+                "worker_secret: not the secret of worker {worker_id}; a worker speaks only for the id Register gave it"
+            ))),
+        }
+    }
+
+    /// Authenticates the worker and marks it alive.
+    async fn touch_worker(&self, worker_id: i64, secret: &str) -> Result<(), ServiceError> {
+        self.authenticate(worker_id, secret).await?;
+        sqlx::query("update workers set last_seen_at = now() where id = $1")
             .bind(worker_id)
             .execute(&self.pool)
-            .await?
-            .rows_affected();
-        if n == 0 {
-            return Err(ServiceError::NotFound(format!(
-                "no worker {worker_id}; call Register first"
-            )));
-        }
+            .await?;
         Ok(())
     }
 
@@ -305,7 +346,14 @@ impl WorkerService for Shared {
         ] {
             limits::check_chars(field, value, limits::MAX_NAME_CHARS)?;
         }
-        let reused: Option<i64> = if r.worker_id != 0 {
+        // An id is reused only by whoever holds its secret; an unknown id registers anew.
+        let reused = r.worker_id != 0
+            && match self.authenticate(r.worker_id, &r.worker_secret).await {
+                Ok(()) => true,
+                Err(ServiceError::NotFound(_)) => false,
+                Err(e) => return Err(e.into()),
+            };
+        let reused: Option<i64> = if reused {
             sqlx::query_scalar(
                 "update workers set host = $2, device = $3, gpu_name = $4, gpu_memory_bytes = $5, version = $6, last_seen_at = now()
                  where id = $1 returning id",
@@ -322,25 +370,32 @@ impl WorkerService for Shared {
         } else {
             None
         };
-        let id = match reused {
-            Some(id) => id,
-            None => sqlx::query_scalar(
-                "insert into workers (host, device, gpu_name, gpu_memory_bytes, version) values ($1, $2, $3, $4, $5) returning id",
-            )
-            .bind(&r.host)
-            .bind(&r.device)
-            .bind(&r.gpu_name)
-            .bind(r.gpu_memory_bytes)
-            .bind(&r.version)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(ServiceError::from)?,
+        let (id, secret) = match reused {
+            Some(id) => (id, r.worker_secret.clone()),
+            None => {
+                let secret = Uuid::new_v4().to_string();
+                let id = sqlx::query_scalar(
+                    "insert into workers (host, device, gpu_name, gpu_memory_bytes, version, secret_sha256)
+                     values ($1, $2, $3, $4, $5, $6) returning id",
+                )
+                .bind(&r.host)
+                .bind(&r.device)
+                .bind(&r.gpu_name)
+                .bind(r.gpu_memory_bytes)
+                .bind(&r.version)
+                .bind(secret_hash(&secret))
+                .fetch_one(&self.pool)
+                .await
+                .map_err(ServiceError::from)?;
+                (id, secret)
+            }
         };
         tracing::info!(worker_id = id, host = %r.host, device = %r.device, "worker registered");
         Ok(Response::new(v1::RegisterResponse {
             worker_id: id,
             heartbeat_interval_ms: self.cfg.heartbeat_interval().as_millis() as i64,
             lease_ttl_ms: self.cfg.lease_ttl().as_millis() as i64,
+            worker_secret: secret,
         }))
     }
 
@@ -350,6 +405,7 @@ impl WorkerService for Shared {
     ) -> Result<Response<v1::LeaseRunResponse>, Status> {
         let _t = self.metrics.timer("LeaseRun");
         let r = req.into_inner();
+        self.authenticate(r.worker_id, &r.worker_secret).await?;
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(r.wait_ms.clamp(0, 60_000) as u64);
         loop {
@@ -386,7 +442,7 @@ impl WorkerService for Shared {
             let now = tokio::time::Instant::now();
             if now >= deadline {
                 // An idle poll is the worker's sign of life (a lease counts through its heartbeats).
-                self.touch_worker(r.worker_id).await?;
+                self.touch_worker(r.worker_id, &r.worker_secret).await?;
                 return Ok(Response::new(v1::LeaseRunResponse { lease: None }));
             }
             // Notifications wake us at once; the short poll covers a lost listener connection.
@@ -401,7 +457,7 @@ impl WorkerService for Shared {
     ) -> Result<Response<v1::HeartbeatResponse>, Status> {
         let _t = self.metrics.timer("Heartbeat");
         let r = req.into_inner();
-        self.touch_worker(r.worker_id).await?;
+        self.touch_worker(r.worker_id, &r.worker_secret).await?;
         let Some(l) = r.lease.as_ref() else {
             return Ok(Response::new(v1::HeartbeatResponse {
                 cancel: false,
@@ -605,7 +661,7 @@ impl WorkerService for Shared {
     ) -> Result<Response<v1::LeaseGenerationResponse>, Status> {
         let _t = self.metrics.timer("LeaseGeneration");
         let r = req.into_inner();
-        self.touch_worker(r.worker_id).await?;
+        self.touch_worker(r.worker_id, &r.worker_secret).await?;
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(r.wait_ms.clamp(0, 60_000) as u64);
         loop {
@@ -639,6 +695,7 @@ impl WorkerService for Shared {
     ) -> Result<Response<v1::CompleteGenerationResponse>, Status> {
         let _t = self.metrics.timer("CompleteGeneration");
         let r = req.into_inner();
+        self.authenticate(r.worker_id, &r.worker_secret).await?;
         crate::generation::complete(&self.pool, &self.artifacts, &self.ngrams, &r, Utc::now())
             .await?;
         Ok(Response::new(v1::CompleteGenerationResponse {}))

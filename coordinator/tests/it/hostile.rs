@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use tonic::Code;
 
 use crate::helpers::{
-    POEMS, TestCoordinator, lease_one, leased_run, register, seed_dataset, spawn, spec,
+    POEMS, Registered, TestCoordinator, lease_one, leased_run, register, seed_dataset, spawn, spec,
 };
 
 fn sha(data: &[u8]) -> String {
@@ -84,8 +84,9 @@ fn files(dir: &std::path::Path) -> Vec<String> {
     out
 }
 
-/// A coordinator with one leased run whose epoch 1 is reported; returns the lease.
-async fn leased(c: &TestCoordinator) -> (v1::Lease, i64) {
+/// A coordinator with one leased run whose epoch 1 is reported; returns the lease and the
+/// worker holding it.
+async fn leased(c: &TestCoordinator) -> (v1::Lease, Registered) {
     let (_, mut w, wid, l) = leased_run(c, 2, 3).await;
     w.report_epoch(v1::ReportEpochRequest {
         lease: Some(l.clone()),
@@ -383,7 +384,7 @@ async fn unknown_ids_are_not_found_everywhere() {
             "LeaseRun",
             w.lease_run(v1::LeaseRunRequest {
                 worker_id: 987_654,
-                wait_ms: 0,
+                ..Default::default()
             })
             .await
             .unwrap_err()
@@ -466,7 +467,8 @@ async fn unknown_ids_are_not_found_everywhere() {
     // The heartbeat of a known worker with a ghost lease is fenced.
     let err = w
         .heartbeat(v1::HeartbeatRequest {
-            worker_id: wid,
+            worker_id: wid.id,
+            worker_secret: wid.secret(),
             lease: Some(ghost),
             ..Default::default()
         })
@@ -533,7 +535,8 @@ async fn another_workers_lease_is_fenced() {
         .unwrap_err();
     let e5 = w
         .heartbeat(v1::HeartbeatRequest {
-            worker_id: wb,
+            worker_id: wb.id,
+            worker_secret: wb.secret(),
             lease: Some(stolen),
             ..Default::default()
         })
@@ -944,5 +947,217 @@ async fn concurrent_uploads_are_capped_per_lease_and_per_worker() {
     }
     assert_eq!(counts(&c).await.3, 1);
     drop((a2, b));
+    c.stop().await;
+}
+
+/// One worker cannot speak for another (SECURITY.md, finding 9): every call that names a
+/// worker id needs the secret `Register` returned with it (ids are sequential), and a
+/// generation job's completion needs its current lease id, as a run's writes do.
+#[tokio::test]
+async fn workers_speak_only_for_themselves_and_generation_leases_are_fenced() {
+    let c = spawn().await;
+    let pool = &c.db.pool;
+    let (l, a) = leased(&c).await;
+    let mut w = c.worker();
+    let b = register(&mut w, "intruder").await;
+    assert_ne!(a.secret, b.secret);
+    let expires = || async {
+        let t: chrono::DateTime<chrono::Utc> =
+            sqlx::query_scalar("select lease_expires_at from runs where id = $1")
+                .bind(l.run_id)
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        t
+    };
+    let before = expires().await;
+
+    // B names A's id with no secret, with its own, with garbage: refused everywhere.
+    for secret in [String::new(), b.secret(), "../../etc".into()] {
+        let refusals = [
+            (
+                "Heartbeat",
+                w.heartbeat(v1::HeartbeatRequest {
+                    worker_id: a.id,
+                    worker_secret: secret.clone(),
+                    lease: Some(l.clone()),
+                    ..Default::default()
+                })
+                .await
+                .unwrap_err(),
+            ),
+            (
+                "LeaseRun",
+                w.lease_run(v1::LeaseRunRequest {
+                    worker_id: a.id,
+                    worker_secret: secret.clone(),
+                    wait_ms: 0,
+                })
+                .await
+                .unwrap_err(),
+            ),
+            (
+                "LeaseGeneration",
+                w.lease_generation(v1::LeaseGenerationRequest {
+                    worker_id: a.id,
+                    worker_secret: secret.clone(),
+                    wait_ms: 0,
+                })
+                .await
+                .unwrap_err(),
+            ),
+            (
+                "CompleteGeneration",
+                w.complete_generation(v1::CompleteGenerationRequest {
+                    worker_id: a.id,
+                    worker_secret: secret.clone(),
+                    generation_id: 1,
+                    lease_id: uuid_like(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap_err(),
+            ),
+            (
+                "Register",
+                w.register(v1::RegisterRequest {
+                    host: "taken-over".into(),
+                    device: "cpu".into(),
+                    worker_id: a.id,
+                    worker_secret: secret.clone(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap_err(),
+            ),
+        ];
+        for (rpc, e) in refusals {
+            assert_eq!(
+                e.code(),
+                Code::PermissionDenied,
+                "{rpc} with {secret:?}: {e:?}"
+            );
+            assert!(e.message().contains("worker_secret"), "{rpc}: {e:?}");
+        }
+    }
+    // Nothing was done in A's name: its lease was not extended, its row not rewritten.
+    assert_eq!(expires().await, before);
+    let host: String = sqlx::query_scalar("select host from workers where id = $1")
+        .bind(a.id)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(host, "h");
+
+    // A itself may: its heartbeat extends the lease, and re-registering keeps id and secret.
+    w.heartbeat(v1::HeartbeatRequest {
+        worker_id: a.id,
+        worker_secret: a.secret(),
+        lease: Some(l.clone()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert!(expires().await > before);
+    let again = w
+        .register(v1::RegisterRequest {
+            host: "h2".into(),
+            device: "cpu".into(),
+            worker_id: a.id,
+            worker_secret: a.secret(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((again.worker_id, again.worker_secret), (a.id, a.secret()));
+
+    // A generation job, leased by A, expired, and leased by A again: the first lease id is
+    // stale, and B cannot complete A's job even with the current one.
+    let body = b"checkpoint".to_vec();
+    w.upload_checkpoint(futures::stream::iter(vec![
+        header(&l, 1, body.len() as i64, sha(&body)),
+        data(body),
+    ]))
+    .await
+    .unwrap();
+    let g = c
+        .client()
+        .generate(v1::GenerateRequest {
+            run_id: l.run_id,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .generation
+        .unwrap();
+    let lease_generation = |who: Registered| {
+        let mut w = c.worker();
+        async move {
+            w.lease_generation(v1::LeaseGenerationRequest {
+                worker_id: who.id,
+                worker_secret: who.secret(),
+                wait_ms: 2000,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .job
+            .expect("a queued generation")
+        }
+    };
+    let first = lease_generation(a).await;
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    assert_eq!(
+        poet_coordinator::generation::reap(pool, later)
+            .await
+            .unwrap(),
+        1
+    );
+    let second = lease_generation(a).await;
+    assert_eq!(first.generation_id, second.generation_id);
+    assert_ne!(first.lease_id, second.lease_id);
+    let complete = |who: Registered, lease_id: &str| {
+        let mut w = c.worker();
+        let req = v1::CompleteGenerationRequest {
+            worker_id: who.id,
+            worker_secret: who.secret(),
+            generation_id: g.id,
+            lease_id: lease_id.to_string(),
+            streams: vec![v1::SampledStream {
+                temperature: 0.5,
+                text: "a lamp\nin the rain\n++++\n".into(),
+            }],
+            ..Default::default()
+        };
+        async move { w.complete_generation(req).await }
+    };
+    for (who, lease_id, code) in [
+        (a, first.lease_id.as_str(), Code::FailedPrecondition),
+        (b, second.lease_id.as_str(), Code::FailedPrecondition),
+        (a, "not-a-lease", Code::InvalidArgument),
+    ] {
+        let e = complete(who, lease_id).await.unwrap_err();
+        assert_eq!(e.code(), code, "{lease_id}: {e:?}");
+    }
+    let (state, poems): (String, i64) = sqlx::query_as(
+        "select state, (select count(*) from generated_poems where generation_id = $1) from generations where id = $1",
+    )
+    .bind(g.id)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!((state.as_str(), poems), ("running", 0));
+    complete(a, &second.lease_id).await.unwrap();
+    let state: String = sqlx::query_scalar("select state from generations where id = $1")
+        .bind(g.id)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(state, "done");
+    // A retry of that completion finds the lease over.
+    let e = complete(a, &second.lease_id).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
     c.stop().await;
 }

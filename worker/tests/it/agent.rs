@@ -397,7 +397,7 @@ async fn trains_reports_resumes_and_samples() {
             ))
             .collect::<Vec<_>>(),
         vec![
-            (1, other_id, 0, Some("lease_expired")),
+            (1, other_id.id, 0, Some("lease_expired")),
             (2, agent_id, 1, Some("completed"))
         ]
     );
@@ -471,7 +471,7 @@ async fn fenced_run_stops_silently_and_leasing_goes_on() {
          where id = $1 and state = 'running' returning lease_id::text, epochs_done",
     )
     .bind(run)
-    .bind(other)
+    .bind(other.id)
     .fetch_one(pool)
     .await
     .unwrap();
@@ -492,7 +492,7 @@ async fn fenced_run_stops_silently_and_leasing_goes_on() {
                 r.lease_owner,
                 r.epochs_done
             ),
-            ("running", Some(taken.as_str()), Some(other), done)
+            ("running", Some(taken.as_str()), Some(other.id), done)
         );
         let att = attempts(pool, run).await;
         assert_eq!(att.len(), 1);
