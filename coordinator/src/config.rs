@@ -66,6 +66,11 @@ pub struct CoordinatorConfig {
     /// Database pool size.
     #[arg(long, env = "POET_DB_POOL", default_value_t = 32)]
     pub db_pool: u32,
+    /// Dataset downloads served at once; each streams from its own database cursor (a pool
+    /// connection). Beyond it a download is refused at once with RESOURCE_EXHAUSTED and the
+    /// worker retries: a queue here would only hold more connections and streams open.
+    #[arg(long, env = "POET_MAX_DATASET_DOWNLOADS", default_value_t = 4)]
+    pub max_dataset_downloads: usize,
 }
 
 impl std::fmt::Debug for CoordinatorConfig {
@@ -106,6 +111,7 @@ impl Default for CoordinatorConfig {
             metrics_listen: None,
             http_listen: None,
             db_pool: 32,
+            max_dataset_downloads: 4,
         }
     }
 }
@@ -145,6 +151,11 @@ impl CoordinatorConfig {
                 "--heartbeat-interval ({}) must be at most half of --lease-ttl ({}) so one lost heartbeat does not lose the lease",
                 self.heartbeat_interval_s, self.lease_ttl_s
             )));
+        }
+        if self.max_dataset_downloads == 0 {
+            return Err(ConfigError(
+                "--max-dataset-downloads must be at least 1".into(),
+            ));
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(ConfigError(

@@ -247,8 +247,7 @@ impl NgramCache {
                 if let Some(Err(e)) = other {
                     tracing::warn!(dataset_id, error = %e, "rebuilding corrupt 4-gram artifact");
                 }
-                let corpus = crate::datasets::corpus(pool, dataset_id).await?;
-                let text = format!("{}{}", corpus.train, corpus.validation);
+                let text = crate::datasets::text(pool, dataset_id).await?;
                 let set = tokio::task::spawn_blocking(move || NgramSet::from_corpus(&text))
                     .await
                     .expect("join");

@@ -98,6 +98,8 @@ pub async fn run(
         adaptive_runs: Default::default(),
         uploads: Default::default(),
         worker_secrets: Default::default(),
+        downloads: Arc::new(tokio::sync::Semaphore::new(cfg.max_dataset_downloads)),
+        dataset_digests: Default::default(),
     };
     let mut background = tokio::task::JoinSet::new();
     background.spawn(reaper(shared.clone()));

@@ -43,6 +43,12 @@ pub struct Shared {
     pub(crate) adaptive_runs: Arc<std::sync::Mutex<std::collections::HashMap<i64, bool>>>,
     /// Checkpoint uploads in flight, so that one lease or worker cannot hold them all.
     pub(crate) uploads: Arc<crate::limits::Uploads>,
+    /// Places for dataset downloads (`--max-dataset-downloads`): each holds a cursor.
+    pub(crate) downloads: Arc<tokio::sync::Semaphore>,
+    /// What each dataset's download header announces, computed by one streamed pass on first
+    /// use (a dataset version never changes).
+    pub(crate) dataset_digests:
+        Arc<tokio::sync::Mutex<std::collections::HashMap<i64, crate::datasets::Digest>>>,
     /// Secret hashes (hex sha256) of worker ids whose secret a call has proved on this
     /// replica, so that leasing needs no extra query. A worker's secret never changes.
     pub(crate) worker_secrets: Arc<std::sync::Mutex<std::collections::HashMap<i64, String>>>,

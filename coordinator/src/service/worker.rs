@@ -59,6 +59,16 @@ impl Shared {
         Ok(d)
     }
 
+    /// What a download's header announces for dataset `id`: one streamed pass on first use.
+    async fn dataset_digest(&self, id: i64) -> Result<crate::datasets::Digest, ServiceError> {
+        if let Some(d) = self.dataset_digests.lock().await.get(&id) {
+            return Ok(d.clone());
+        }
+        let d = crate::datasets::digest(&self.pool, id).await?;
+        self.dataset_digests.lock().await.insert(id, d.clone());
+        Ok(d)
+    }
+
     /// Whether `run` belongs to an adaptive sweep: from the lease cache, else the database.
     async fn adaptive(&self, run: i64) -> Result<bool, ServiceError> {
         if let Some(a) = self
@@ -583,33 +593,62 @@ impl WorkerService for Shared {
         req: Request<v1::DownloadDatasetRequest>,
     ) -> Result<Response<Self::DownloadDatasetStream>, Status> {
         let _t = self.metrics.timer("DownloadDataset");
+        use crate::datasets::Chunk;
         use v1::dataset_chunk::Part;
         let id = req.into_inner().dataset_id;
-        let dataset = crate::history::get_dataset(&self.pool, id).await?;
-        let corpus = crate::datasets::corpus(&self.pool, id).await?;
-        let mut h = Sha256::new();
-        h.update(corpus.train.as_bytes());
-        h.update(corpus.validation.as_bytes());
+        let dataset = self.dataset(id).await?;
+        let permit = self.downloads.clone().try_acquire_owned().map_err(|_| {
+            ServiceError::Busy(format!(
+                "download: {} dataset downloads are in flight, the most this coordinator serves at once (--max-dataset-downloads); retry later",
+                self.cfg.max_dataset_downloads
+            ))
+        })?;
+        let digest = self.dataset_digest(id).await?;
         let header = v1::DatasetHeader {
             dataset: Some(dataset),
-            train_bytes: corpus.train.len() as i64,
-            validation_bytes: corpus.validation.len() as i64,
-            sha256: hex::encode(h.finalize()),
+            train_bytes: digest.train_bytes,
+            validation_bytes: digest.validation_bytes,
+            sha256: digest.sha256.clone(),
         };
-        let mut msgs = vec![Ok(v1::DatasetChunk {
-            part: Some(Part::Header(header)),
-        })];
-        msgs.extend(corpus.train.as_bytes().chunks(CHUNK).map(|c| {
-            Ok(v1::DatasetChunk {
-                part: Some(Part::Train(c.to_vec())),
+        // At most two chunks wait between the cursor and the connection: a slow reader holds
+        // the cursor back instead of filling memory.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<v1::DatasetChunk, Status>>(2);
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            // The place is given back when the stream ends or its client goes away.
+            let _permit = permit;
+            let header = v1::DatasetChunk {
+                part: Some(Part::Header(header)),
+            };
+            if tx.send(Ok(header)).await.is_err() {
+                return;
+            }
+            let sent = crate::datasets::stream(&pool, id, CHUNK, |c| {
+                let tx = tx.clone();
+                let part = match c {
+                    Chunk::Train(b) => Part::Train(b),
+                    Chunk::Validation(b) => Part::Validation(b),
+                };
+                async move {
+                    tx.send(Ok(v1::DatasetChunk { part: Some(part) }))
+                        .await
+                        .is_ok()
+                }
             })
-        }));
-        msgs.extend(corpus.validation.as_bytes().chunks(CHUNK).map(|c| {
-            Ok(v1::DatasetChunk {
-                part: Some(Part::Validation(c.to_vec())),
-            })
-        }));
-        Ok(Response::new(Box::pin(futures::stream::iter(msgs))))
+            .await;
+            let failure = match sent {
+                Ok(Some(d)) if d == digest => return,
+                Ok(None) => return,
+                Ok(Some(_)) => {
+                    ServiceError::Storage(format!("dataset {id} changed while it was served"))
+                }
+                Err(e) => e,
+            };
+            let _ = tx.send(Err(failure.into())).await;
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn complete_run(

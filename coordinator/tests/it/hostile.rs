@@ -1161,3 +1161,93 @@ async fn workers_speak_only_for_themselves_and_generation_leases_are_fenced() {
     assert_eq!(e.code(), Code::FailedPrecondition);
     c.stop().await;
 }
+
+/// Dataset downloads stream from a cursor and only so many run at once (SECURITY.md,
+/// finding 7): a client that opens a download and stops reading holds one place, not the
+/// coordinator's memory; a download beyond `--max-dataset-downloads` is RESOURCE_EXHAUSTED;
+/// the place comes back when the client goes away; a download read to the end is the whole
+/// corpus in chunks of at most 1 MiB, matching its header.
+#[tokio::test]
+async fn dataset_downloads_are_bounded_and_streamed() {
+    let c = crate::helpers::spawn_with(
+        None,
+        poet_coordinator::CoordinatorConfig {
+            max_dataset_downloads: 1,
+            ..crate::helpers::fast_config()
+        },
+    )
+    .await;
+    // 24 MB: more than the HTTP/2 windows and the buffers between a reader that stopped and
+    // the cursor, so that download stays in flight.
+    let poems: Vec<String> = (0..800)
+        .map(|i| {
+            format!(
+                "poem {i}\n{}",
+                "the rain on the roof of the mill\n".repeat(900)
+            )
+        })
+        .collect();
+    let refs: Vec<&str> = poems.iter().map(String::as_str).collect();
+    let id = seed_dataset(&c.db.pool, "big", &refs).await;
+    let ask = || {
+        let mut w = c.worker();
+        async move {
+            w.download_dataset(v1::DownloadDatasetRequest { dataset_id: id })
+                .await
+        }
+    };
+
+    let mut stalled = ask().await.unwrap().into_inner();
+    let first = stalled.message().await.unwrap().unwrap();
+    assert!(matches!(
+        first.part,
+        Some(v1::dataset_chunk::Part::Header(_))
+    ));
+    let e = ask().await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("--max-dataset-downloads"), "{e:?}");
+    still_answers(&c).await;
+
+    drop(stalled);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut stream = loop {
+        match ask().await {
+            Ok(s) => break s.into_inner(),
+            Err(e) if e.code() == Code::ResourceExhausted => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the place never came back"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    };
+    let (mut header, mut train, mut val, mut chunks) = (None, vec![], vec![], 0);
+    while let Some(m) = stream.message().await.unwrap() {
+        match m.part.unwrap() {
+            v1::dataset_chunk::Part::Header(h) => header = Some(h),
+            v1::dataset_chunk::Part::Train(b) => {
+                assert!(b.len() <= 1 << 20);
+                chunks += 1;
+                train.extend(b);
+            }
+            v1::dataset_chunk::Part::Validation(b) => {
+                assert!(b.len() <= 1 << 20);
+                val.extend(b);
+            }
+        }
+    }
+    let h = header.unwrap();
+    assert_eq!(
+        (h.train_bytes, h.validation_bytes),
+        (train.len() as i64, val.len() as i64)
+    );
+    assert_eq!(sha(&[train.as_slice(), &val].concat()), h.sha256);
+    assert!(chunks > 10, "{chunks} training chunks");
+    let whole = poet_coordinator::datasets::corpus(&c.db.pool, id)
+        .await
+        .unwrap();
+    assert!(train == whole.train.as_bytes() && val == whole.validation.as_bytes());
+    c.stop().await;
+}
