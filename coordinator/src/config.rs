@@ -71,6 +71,11 @@ pub struct CoordinatorConfig {
     /// worker retries: a queue here would only hold more connections and streams open.
     #[arg(long, env = "POET_MAX_DATASET_DOWNLOADS", default_value_t = 4)]
     pub max_dataset_downloads: usize,
+    /// Generations queued or running at once, over all clients (they share the client token,
+    /// so there is no finer identity to count by); beyond it `Generate` is refused with
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, env = "POET_MAX_QUEUED_GENERATIONS", default_value_t = 64)]
+    pub max_queued_generations: i64,
 }
 
 impl std::fmt::Debug for CoordinatorConfig {
@@ -112,6 +117,7 @@ impl Default for CoordinatorConfig {
             http_listen: None,
             db_pool: 32,
             max_dataset_downloads: 4,
+            max_queued_generations: 64,
         }
     }
 }
@@ -151,6 +157,11 @@ impl CoordinatorConfig {
                 "--heartbeat-interval ({}) must be at most half of --lease-ttl ({}) so one lost heartbeat does not lose the lease",
                 self.heartbeat_interval_s, self.lease_ttl_s
             )));
+        }
+        if self.max_queued_generations < 1 {
+            return Err(ConfigError(
+                "--max-queued-generations must be at least 1".into(),
+            ));
         }
         if self.max_dataset_downloads == 0 {
             return Err(ConfigError(

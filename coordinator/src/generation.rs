@@ -69,6 +69,14 @@ impl GenParams {
                 "poems: {poems} is out of range 1..=256"
             )));
         }
+        let total = temperatures.len() * poems as usize * chars as usize;
+        if total > crate::limits::MAX_GENERATION_CHARS {
+            return Err(ServiceError::Invalid(format!(
+                "chars: {} temperatures x {poems} poems x {chars} chars = {total} characters is over the limit of {} per request",
+                temperatures.len(),
+                crate::limits::MAX_GENERATION_CHARS
+            )));
+        }
         if r.prime.chars().count() > 10_000 {
             return Err(ServiceError::Invalid(
                 "prime: longer than 10000 characters".into(),
@@ -143,17 +151,43 @@ pub async fn pick_checkpoint(pool: &PgPool, run_id: i64, selector: &str) -> Resu
     })
 }
 
-/// Queues a generation; returns its id.
-pub async fn request(pool: &PgPool, run_id: i64, params: &GenParams) -> Result<i64> {
+/// The advisory lock that makes "count the unfinished generations, then queue one" atomic
+/// across coordinator replicas.
+const QUEUE_LOCK: i64 = 0x706f_6574_6765_6e71; // "poetgenq"
+
+/// Queues a generation unless `max_unfinished` are already queued or running
+/// (RESOURCE_EXHAUSTED); returns its id. Every client shares one client token, so the bound
+/// is shared by all callers: there is no finer identity to count by.
+pub async fn request(
+    pool: &PgPool,
+    run_id: i64,
+    params: &GenParams,
+    max_unfinished: i64,
+) -> Result<i64> {
     let ckpt = pick_checkpoint(pool, run_id, &params.checkpoint).await?;
+    let mut tx = pool.begin().await?;
+    sqlx::query("select pg_advisory_xact_lock($1)")
+        .bind(QUEUE_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    let unfinished: i64 =
+        sqlx::query_scalar("select count(*) from generations where state in ('queued', 'running')")
+            .fetch_one(&mut *tx)
+            .await?;
+    if unfinished >= max_unfinished {
+        return Err(ServiceError::Busy(format!(
+            "generations: {unfinished} are queued or running, the most this coordinator accepts (--max-queued-generations); retry when some have finished"
+        )));
+    }
     let id: i64 = sqlx::query_scalar(
         "insert into generations (run_id, checkpoint_id, params) values ($1, $2, $3) returning id",
     )
     .bind(run_id)
     .bind(ckpt.id)
     .bind(serde_json::to_value(params).expect("params serialise"))
-    .fetch_one(pool)
+    .fetch_one(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(id)
 }
 
@@ -292,7 +326,7 @@ pub async fn complete(
 ) -> Result<()> {
     let lease_id = Uuid::parse_str(&req.lease_id)
         .map_err(|_| ServiceError::Invalid("lease_id: not a lease id".into()))?;
-    let row = sqlx::query("select g.state, g.worker_id, g.lease_id, r.dataset_id from generations g join runs r on r.id = g.run_id where g.id = $1")
+    let row = sqlx::query("select g.state, g.worker_id, g.lease_id, g.params, r.dataset_id from generations g join runs r on r.id = g.run_id where g.id = $1")
         .bind(req.generation_id)
         .fetch_optional(pool)
         .await?
@@ -325,6 +359,19 @@ pub async fn complete(
             return Err(fenced(req.generation_id, req.worker_id));
         }
         return Ok(());
+    }
+    // No more text than the job asked for is stored.
+    let params: GenParams = serde_json::from_value(row.get("params"))
+        .map_err(|e| ServiceError::Storage(e.to_string()))?;
+    let streams = params.temperatures.len() * params.poems as usize;
+    let most = streams * params.chars as usize;
+    let sent: usize = req.streams.iter().map(|s| s.text.chars().count()).sum();
+    if req.streams.len() > streams || sent > most {
+        return Err(ServiceError::Invalid(format!(
+            "streams: {} streams of {sent} characters in all, the job asked for {streams} of {} each",
+            req.streams.len(),
+            params.chars
+        )));
     }
     let set = cache.get(pool, artifacts, row.get("dataset_id")).await?;
     let thresholds = Thresholds::default();

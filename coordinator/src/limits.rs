@@ -1,7 +1,7 @@
 //! What one request, lease or worker may ask of the coordinator at once. Every string a client
 //! or worker sends that ends up in Postgres is bounded here, and a refusal names the field and
-//! the limit (SECURITY.md, finding 6); so are the checkpoint uploads in flight per lease and
-//! per worker (finding 17).
+//! the limit (SECURITY.md, finding 6); so are the size of a generation (finding 8) and the
+//! checkpoint uploads in flight per lease and per worker (finding 17).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -59,6 +59,13 @@ pub fn truncate_chars(value: &str, max: usize) -> &str {
         None => value,
     }
 }
+
+/// Characters one generation may sample in all (temperatures x poems x chars). The worker
+/// returns them in one `CompleteGeneration` message, which may be 4 MiB
+/// ([`MAX_MESSAGE_BYTES`](crate::server::MAX_MESSAGE_BYTES)): at 4 bytes per character at
+/// worst that is a quarter of it, leaving room for the framing. The client's answer carries
+/// the same text plus the plagiarism reports and has a 64 MiB limit.
+pub const MAX_GENERATION_CHARS: usize = crate::server::MAX_MESSAGE_BYTES / 16;
 
 /// Checkpoint uploads in flight at once under one lease, on one coordinator replica. A worker
 /// uploads one checkpoint at a time; the second place lets its retry overlap an upload that

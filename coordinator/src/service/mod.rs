@@ -33,6 +33,10 @@ pub struct Shared {
     pub(crate) runs_queued: Arc<Notify>,
     /// Woken when a generation becomes queued.
     pub(crate) generations_queued: Arc<Notify>,
+    /// Ids of generations that finished (done or failed), from Postgres NOTIFY on any
+    /// replica, for the clients waiting on them; `None` after the listener reconnected (any
+    /// may have finished meanwhile).
+    pub(crate) generations_finished: tokio::sync::broadcast::Sender<Option<i64>>,
     pub(crate) ngrams: NgramCache,
     /// Dataset descriptions by id (immutable once ready).
     pub(crate) datasets:

@@ -1251,3 +1251,217 @@ async fn dataset_downloads_are_bounded_and_streamed() {
     assert!(train == whole.train.as_bytes() && val == whole.validation.as_bytes());
     c.stop().await;
 }
+
+/// A run with a checkpoint (epoch 1) and its worker: what a generation needs.
+async fn checkpointed(c: &TestCoordinator) -> (v1::Lease, Registered) {
+    let (l, a) = leased(c).await;
+    let body = b"checkpoint".to_vec();
+    c.worker()
+        .upload_checkpoint(futures::stream::iter(vec![
+            header(&l, 1, body.len() as i64, sha(&body)),
+            data(body),
+        ]))
+        .await
+        .unwrap();
+    (l, a)
+}
+
+/// Leases the next generation job to `who` (waiting up to 2 s for one).
+async fn lease_generation(c: &TestCoordinator, who: Registered) -> v1::GenerationJob {
+    c.worker()
+        .lease_generation(v1::LeaseGenerationRequest {
+            worker_id: who.id,
+            worker_secret: who.secret(),
+            wait_ms: 2000,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .job
+        .expect("a queued generation")
+}
+
+/// Generations are bounded (SECURITY.md, finding 8): one request samples at most 262144
+/// characters in all (so the worker's answer fits its 4 MiB message; 16 temperatures x 256
+/// poems x 100000 chars used to be queued, fail to come back and be retried on the GPU), a
+/// worker stores no more than the job asked for, and at most `--max-queued-generations` are
+/// queued or running at once (RESOURCE_EXHAUSTED beyond).
+#[tokio::test]
+async fn generation_requests_are_bounded_in_size_and_number() {
+    let c = crate::helpers::spawn_with(
+        None,
+        poet_coordinator::CoordinatorConfig {
+            max_queued_generations: 3,
+            ..crate::helpers::fast_config()
+        },
+    )
+    .await;
+    let (l, a) = checkpointed(&c).await;
+    let mut client = c.client();
+    let ask = |temperatures: usize, poems: i32, chars: i32| v1::GenerateRequest {
+        run_id: l.run_id,
+        temperatures: vec![0.5; temperatures],
+        poems,
+        chars,
+        ..Default::default()
+    };
+    let queued = || async {
+        let n: i64 = sqlx::query_scalar("select count(*) from generations")
+            .fetch_one(&c.db.pool)
+            .await
+            .unwrap();
+        n
+    };
+
+    let small = client.generate(ask(1, 1, 10)).await.unwrap();
+    for (t, p, n) in [(16, 256, 100_000), (4, 64, 1025)] {
+        let e = client.generate(ask(t, p, n)).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(
+            e.message().starts_with("chars: ") && e.message().contains("limit of 262144"),
+            "{e:?}"
+        );
+    }
+    client.generate(ask(4, 64, 1024)).await.unwrap();
+    client.generate(ask(1, 1, 0)).await.unwrap();
+    let e = client.generate(ask(1, 1, 0)).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("--max-queued-generations"), "{e:?}");
+    assert_eq!(queued().await, 3);
+
+    // The worker may not store more than was asked: 1 stream of 10 characters.
+    let job = lease_generation(&c, a).await;
+    let small = small.into_inner().generation.unwrap();
+    assert_eq!(job.generation_id, small.id);
+    let complete = |texts: &[&str]| {
+        let mut w = c.worker();
+        let req = v1::CompleteGenerationRequest {
+            worker_id: a.id,
+            worker_secret: a.secret(),
+            generation_id: job.generation_id,
+            lease_id: job.lease_id.clone(),
+            streams: texts
+                .iter()
+                .map(|t| v1::SampledStream {
+                    temperature: 0.5,
+                    text: t.to_string(),
+                })
+                .collect(),
+            ..Default::default()
+        };
+        async move { w.complete_generation(req).await }
+    };
+    for texts in [&["eleven char"][..], &["a", "b"]] {
+        let e = complete(texts).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{texts:?}: {e:?}");
+        assert!(e.message().starts_with("streams: "), "{e:?}");
+    }
+    complete(&["ten chars!"]).await.unwrap();
+    // One finished: there is room again.
+    client.generate(ask(1, 1, 0)).await.unwrap();
+    assert_eq!(queued().await, 4);
+    c.stop().await;
+}
+
+/// A client waiting on a generation is woken by the NOTIFY of its completion, not by polling
+/// (SECURITY.md, finding 8: every waiting client used to read the database every 150 ms).
+/// While the client waits, `generated_poems` (which every read of a generation touches) is
+/// locked: a polling waiter would queue behind the lock within 150 ms; this one must not
+/// read at all, and must answer as soon as the worker completes the job.
+#[tokio::test]
+async fn waiting_clients_are_woken_by_notify_not_by_polling() {
+    let c = spawn().await;
+    let pool = &c.db.pool;
+    let (l, a) = checkpointed(&c).await;
+    let mut client = c.client();
+    let g = client
+        .generate(v1::GenerateRequest {
+            run_id: l.run_id,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .generation
+        .unwrap();
+    let readers_waiting = || async {
+        let n: i64 = sqlx::query_scalar(
+            "select count(*) from pg_locks l join pg_database d on d.oid = l.database
+             where d.datname = current_database() and not l.granted
+               and l.relation = 'generated_poems'::regclass",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        n
+    };
+    let lock = || async {
+        let mut tx = pool.begin().await.unwrap();
+        sqlx::query("lock table generated_poems in access exclusive mode")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx
+    };
+
+    // The waiter's first read queues behind the lock: that is how the test knows it began.
+    let locked = lock().await;
+    let waiter = tokio::spawn(async move {
+        client
+            .get_generation(v1::GetGenerationRequest {
+                generation_id: g.id,
+                wait_seconds: 20,
+            })
+            .await
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while readers_waiting().await == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the waiter never read"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Its first read finishes (the generation is queued), then it waits. The table is locked
+    // again at once (behind that read) and held: no further read may arrive.
+    locked.commit().await.unwrap();
+    let locked = lock().await;
+    for _ in 0..15 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(readers_waiting().await, 0, "the waiter polled the database");
+    }
+    locked.commit().await.unwrap();
+    assert!(!waiter.is_finished());
+
+    // The worker completes the job: the waiter answers at once, not at a later poll.
+    let job = lease_generation(&c, a).await;
+    let done_at = tokio::time::Instant::now();
+    c.worker()
+        .complete_generation(v1::CompleteGenerationRequest {
+            worker_id: a.id,
+            worker_secret: a.secret(),
+            generation_id: job.generation_id,
+            lease_id: job.lease_id,
+            streams: vec![v1::SampledStream {
+                temperature: 0.5,
+                text: "a lamp\nin the rain\n++++\n".into(),
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let got = waiter
+        .await
+        .unwrap()
+        .unwrap()
+        .into_inner()
+        .generation
+        .unwrap();
+    assert_eq!(got.state, "done");
+    assert!(
+        done_at.elapsed() < Duration::from_secs(2),
+        "woken {:?} after the completion",
+        done_at.elapsed()
+    );
+    c.stop().await;
+}
