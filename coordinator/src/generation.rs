@@ -315,6 +315,44 @@ fn fenced(generation_id: i64, worker_id: i64) -> ServiceError {
     ))
 }
 
+/// Ends a generation's lease as done (with its overall report) or failed (with the worker's
+/// error), fenced: only while `lease_id` is its current lease, which the judging of the poems
+/// may have outlived.
+async fn finish(
+    conn: &mut sqlx::PgConnection,
+    req: &v1::CompleteGenerationRequest,
+    lease_id: Uuid,
+    outcome: std::result::Result<&ngrams::Report, &str>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let (state, overall, error) = match outcome {
+        Ok(o) => (
+            "done",
+            Some(serde_json::to_value(o).expect("report serialises")),
+            None,
+        ),
+        Err(e) => ("failed", None, Some(e)),
+    };
+    let n = sqlx::query(
+        "update generations set state = $3, overall = $4, error = $5, finished_at = $6,
+             lease_id = null, lease_expires_at = null
+         where id = $1 and state = 'running' and lease_id = $2",
+    )
+    .bind(req.generation_id)
+    .bind(lease_id)
+    .bind(state)
+    .bind(overall)
+    .bind(error)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if n == 0 {
+        return Err(fenced(req.generation_id, req.worker_id));
+    }
+    Ok(())
+}
+
 /// Stores a worker's sampled streams (split into poems and judged), or its error, if the
 /// request names the job's current lease (the worker is authenticated by the caller).
 pub async fn complete(
@@ -337,28 +375,10 @@ pub async fn complete(
     {
         return Err(fenced(req.generation_id, req.worker_id));
     }
-    // Every write below is fenced again: the lease may end while the poems are judged.
-    const FENCE: &str = "id = $1 and state = 'running' and lease_id = $2";
     if !req.error.is_empty() {
-        let n = sqlx::query(&format!(
-            "update generations set state = 'failed', error = $3, finished_at = $4,
-                 lease_id = null, lease_expires_at = null
-             where {FENCE}"
-        ))
-        .bind(req.generation_id)
-        .bind(lease_id)
-        .bind(crate::limits::truncate_chars(
-            &req.error,
-            crate::limits::MAX_ERROR_CHARS,
-        ))
-        .bind(now)
-        .execute(pool)
-        .await?
-        .rows_affected();
-        if n == 0 {
-            return Err(fenced(req.generation_id, req.worker_id));
-        }
-        return Ok(());
+        let error = crate::limits::truncate_chars(&req.error, crate::limits::MAX_ERROR_CHARS);
+        let mut conn = pool.acquire().await?;
+        return finish(&mut conn, req, lease_id, Err(error), now).await;
     }
     // No more text than the job asked for is stored.
     let params: GenParams = serde_json::from_value(row.get("params"))
@@ -396,21 +416,8 @@ pub async fn complete(
     .await
     .expect("join");
     let mut tx = pool.begin().await?;
-    let n = sqlx::query(&format!(
-        "update generations set state = 'done', overall = $3, finished_at = $4,
-             lease_id = null, lease_expires_at = null
-         where {FENCE}"
-    ))
-    .bind(req.generation_id)
-    .bind(lease_id)
-    .bind(serde_json::to_value(&overall).expect("report serialises"))
-    .bind(now)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if n == 0 {
-        return Err(fenced(req.generation_id, req.worker_id));
-    }
+    // The poems go in only under the row's lock, taken by the fenced update.
+    finish(&mut tx, req, lease_id, Ok(&overall), now).await?;
     for (i, ((t, text), report)) in poems.iter().zip(&reports).enumerate() {
         sqlx::query("insert into generated_poems (generation_id, idx, temperature, text, report) values ($1, $2, $3, $4, $5)")
             .bind(req.generation_id)

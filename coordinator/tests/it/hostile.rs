@@ -878,19 +878,14 @@ impl Drop for HeldUpload {
 #[tokio::test]
 async fn concurrent_uploads_are_capped_per_lease_and_per_worker() {
     let c = spawn().await;
-    seed_dataset(&c.db.pool, "tiny", POEMS).await;
-    c.client()
-        .submit_sweep(v1::SubmitSweepRequest {
-            spec: spec("tiny", 3, 2),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let mut w = c.worker();
-    let wid = register(&mut w, "greedy").await;
+    // One worker holding the leases of three runs.
+    let (_, mut w, wid, first) = leased_run(&c, 3, 2).await;
     let mut leases = vec![];
-    for _ in 0..3 {
-        let l = lease_one(&mut w, wid).await;
+    for i in 0..3 {
+        let l = match i {
+            0 => first.clone(),
+            _ => lease_one(&mut w, wid).await,
+        };
         w.report_epoch(v1::ReportEpochRequest {
             lease: Some(l.clone()),
             epoch: Some(epoch(1)),
