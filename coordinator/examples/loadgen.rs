@@ -123,7 +123,7 @@ async fn grpc_level(
         let mut w = WorkerServiceClient::new(channel.clone());
         let (stop, cycles, latencies) = (stop.clone(), cycles.clone(), latencies.clone());
         tasks.push(tokio::spawn(async move {
-            let id = w
+            let me = w
                 .register(v1::RegisterRequest {
                     host: format!("sim-{i}"),
                     device: "cpu".into(),
@@ -131,14 +131,14 @@ async fn grpc_level(
                 })
                 .await
                 .unwrap()
-                .into_inner()
-                .worker_id;
+                .into_inner();
             let mut mine = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 let lease = w
                     .lease_run(v1::LeaseRunRequest {
-                        worker_id: id,
+                        worker_id: me.worker_id,
                         wait_ms: 0,
+                        worker_secret: me.worker_secret.clone(),
                     })
                     .await
                     .unwrap()

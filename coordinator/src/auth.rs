@@ -106,7 +106,8 @@ impl std::fmt::Debug for Tokens {
     }
 }
 
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+/// Compares secrets in time that does not depend on where they differ.
+pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

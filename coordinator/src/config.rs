@@ -70,6 +70,16 @@ pub struct CoordinatorConfig {
     /// Database pool size.
     #[arg(long, env = "POET_DB_POOL", default_value_t = 32)]
     pub db_pool: u32,
+    /// Dataset downloads served at once; each streams from its own database cursor (a pool
+    /// connection). Beyond it a download is refused at once with RESOURCE_EXHAUSTED and the
+    /// worker retries: a queue here would only hold more connections and streams open.
+    #[arg(long, env = "POET_MAX_DATASET_DOWNLOADS", default_value_t = 4)]
+    pub max_dataset_downloads: usize,
+    /// Generations queued or running at once, over all clients (they share the client token,
+    /// so there is no finer identity to count by); beyond it `Generate` is refused with
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, env = "POET_MAX_QUEUED_GENERATIONS", default_value_t = 64)]
+    pub max_queued_generations: i64,
 }
 
 impl std::fmt::Debug for CoordinatorConfig {
@@ -111,6 +121,8 @@ impl Default for CoordinatorConfig {
             metrics_listen: None,
             http_listen: None,
             db_pool: 32,
+            max_dataset_downloads: 4,
+            max_queued_generations: 64,
         }
     }
 }
@@ -150,6 +162,16 @@ impl CoordinatorConfig {
                 "--heartbeat-interval ({}) must be at most half of --lease-ttl ({}) so one lost heartbeat does not lose the lease",
                 self.heartbeat_interval_s, self.lease_ttl_s
             )));
+        }
+        if self.max_queued_generations < 1 {
+            return Err(ConfigError(
+                "--max-queued-generations must be at least 1".into(),
+            ));
+        }
+        if self.max_dataset_downloads == 0 {
+            return Err(ConfigError(
+                "--max-dataset-downloads must be at least 1".into(),
+            ));
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(ConfigError(

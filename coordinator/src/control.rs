@@ -157,6 +157,7 @@ pub async fn fork_run(
     overrides: &str,
     now: DateTime<Utc>,
 ) -> Result<RunRow> {
+    crate::limits::check_bytes("overrides_json", overrides, crate::limits::MAX_JSON_BYTES)?;
     let parent = run_row(pool, run_id).await?;
     let overrides: serde_json::Map<String, serde_json::Value> = if overrides.trim().is_empty() {
         Default::default()

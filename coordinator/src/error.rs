@@ -16,6 +16,9 @@ pub enum ServiceError {
     /// The named thing does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The caller may not act for what it named (a worker id without its secret).
+    #[error("{0}")]
+    PermissionDenied(String),
     /// The caller's lease is no longer current (fenced), or the run is not in a state that
     /// allows the call.
     #[error("{0}")]
@@ -26,6 +29,10 @@ pub enum ServiceError {
     /// A size limit was exceeded.
     #[error("{0}")]
     TooLarge(String),
+    /// A bound on work in flight or queued was reached (concurrent uploads or downloads,
+    /// queued generations); retry once some has finished.
+    #[error("{0}")]
+    Busy(String),
     /// The database could not be reached; retry later.
     #[error("database unavailable")]
     Unavailable(#[source] sqlx::Error),
@@ -53,9 +60,10 @@ impl ServiceError {
         match self {
             ServiceError::Invalid(_) => Code::InvalidArgument,
             ServiceError::NotFound(_) => Code::NotFound,
+            ServiceError::PermissionDenied(_) => Code::PermissionDenied,
             ServiceError::FailedPrecondition(_) => Code::FailedPrecondition,
             ServiceError::Conflict(_) => Code::AlreadyExists,
-            ServiceError::TooLarge(_) => Code::ResourceExhausted,
+            ServiceError::TooLarge(_) | ServiceError::Busy(_) => Code::ResourceExhausted,
             ServiceError::Unavailable(_) => Code::Unavailable,
             ServiceError::Database(_) | ServiceError::Storage(_) => Code::Internal,
         }
@@ -68,6 +76,9 @@ impl ServiceError {
         match self {
             ServiceError::Invalid(_) => StatusCode::BAD_REQUEST,
             ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
+            ServiceError::PermissionDenied(_) => StatusCode::FORBIDDEN,
+            // Work in flight is at its bound: try again later.
+            ServiceError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
             // The thing exists but its state refuses the call (retry a running run): the
             // client can act on that, like a write conflict.
             ServiceError::FailedPrecondition(_) | ServiceError::Conflict(_) => StatusCode::CONFLICT,

@@ -1,7 +1,8 @@
 //! Generation requests: validated and queued here, sampled by a worker (which leases them
-//! like runs, beside its training), and judged here against the training corpus with the
-//! word 4-gram plagiarism check. The 4-gram set of each dataset version is built once, kept
-//! as an artifact and cached in memory.
+//! like runs, beside its training: each lease mints a random `lease_id` that the completion
+//! must name, so a worker whose lease expired cannot complete the job), and judged here
+//! against the training corpus with the word 4-gram plagiarism check. The 4-gram set of each
+//! dataset version is built once, kept as an artifact and cached in memory.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use poet_proto::v1;
 use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, Row};
 use tokio::sync::Mutex;
+use uuid::Uuid;
 
 use crate::artifacts::Artifacts;
 use crate::error::{Result, ServiceError};
@@ -67,11 +69,20 @@ impl GenParams {
                 "poems: {poems} is out of range 1..=256"
             )));
         }
+        let total = temperatures.len() * poems as usize * chars as usize;
+        if total > crate::limits::MAX_GENERATION_CHARS {
+            return Err(ServiceError::Invalid(format!(
+                "chars: {} temperatures x {poems} poems x {chars} chars = {total} characters is over the limit of {} per request",
+                temperatures.len(),
+                crate::limits::MAX_GENERATION_CHARS
+            )));
+        }
         if r.prime.chars().count() > 10_000 {
             return Err(ServiceError::Invalid(
                 "prime: longer than 10000 characters".into(),
             ));
         }
+        crate::limits::check_chars("checkpoint", &r.checkpoint, crate::limits::MAX_NAME_CHARS)?;
         let checkpoint = if r.checkpoint.is_empty() {
             "best".to_string()
         } else {
@@ -140,35 +151,64 @@ pub async fn pick_checkpoint(pool: &PgPool, run_id: i64, selector: &str) -> Resu
     })
 }
 
-/// Queues a generation; returns its id.
-pub async fn request(pool: &PgPool, run_id: i64, params: &GenParams) -> Result<i64> {
+/// The advisory lock that makes "count the unfinished generations, then queue one" atomic
+/// across coordinator replicas.
+const QUEUE_LOCK: i64 = 0x706f_6574_6765_6e71; // "poetgenq"
+
+/// Queues a generation unless `max_unfinished` are already queued or running
+/// (RESOURCE_EXHAUSTED); returns its id. Every client shares one client token, so the bound
+/// is shared by all callers: there is no finer identity to count by.
+pub async fn request(
+    pool: &PgPool,
+    run_id: i64,
+    params: &GenParams,
+    max_unfinished: i64,
+) -> Result<i64> {
     let ckpt = pick_checkpoint(pool, run_id, &params.checkpoint).await?;
+    let mut tx = pool.begin().await?;
+    sqlx::query("select pg_advisory_xact_lock($1)")
+        .bind(QUEUE_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    let unfinished: i64 =
+        sqlx::query_scalar("select count(*) from generations where state in ('queued', 'running')")
+            .fetch_one(&mut *tx)
+            .await?;
+    if unfinished >= max_unfinished {
+        return Err(ServiceError::Busy(format!(
+            "generations: {unfinished} are queued or running, the most this coordinator accepts (--max-queued-generations); retry when some have finished"
+        )));
+    }
     let id: i64 = sqlx::query_scalar(
         "insert into generations (run_id, checkpoint_id, params) values ($1, $2, $3) returning id",
     )
     .bind(run_id)
     .bind(ckpt.id)
     .bind(serde_json::to_value(params).expect("params serialise"))
-    .fetch_one(pool)
+    .fetch_one(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(id)
 }
 
-/// Leases the oldest queued generation to a worker.
+/// Leases the oldest queued generation to a worker under a fresh lease id.
 pub async fn claim(
     pool: &PgPool,
     worker_id: i64,
     lease_ttl: chrono::Duration,
     now: DateTime<Utc>,
 ) -> Result<Option<v1::GenerationJob>> {
+    let lease_id = Uuid::new_v4();
     let row = sqlx::query(
         "with next as (select id from generations where state = 'queued' order by id limit 1 for update skip locked)
-         update generations g set state = 'running', worker_id = $1, lease_expires_at = $2, attempts = g.attempts + 1
+         update generations g set state = 'running', worker_id = $1, lease_expires_at = $2,
+             lease_id = $3, attempts = g.attempts + 1
          from next where g.id = next.id
          returning g.id, g.params, g.checkpoint_id, g.run_id",
     )
     .bind(worker_id)
     .bind(now + lease_ttl)
+    .bind(lease_id)
     .fetch_optional(pool)
     .await?;
     let Some(row) = row else { return Ok(None) };
@@ -191,6 +231,7 @@ pub async fn claim(
         poems: params.poems,
         seed: params.seed,
         prime: params.prime,
+        lease_id: lease_id.to_string(),
     }))
 }
 
@@ -201,7 +242,7 @@ pub async fn reap(pool: &PgPool, now: DateTime<Utc>) -> Result<u64> {
              state = case when attempts >= 3 then 'failed' else 'queued' end,
              error = case when attempts >= 3 then 'no worker finished it in 3 attempts' else error end,
              finished_at = case when attempts >= 3 then $1 else null end,
-             worker_id = null, lease_expires_at = null
+             worker_id = null, lease_expires_at = null, lease_id = null
          where state = 'running' and lease_expires_at < $1",
     )
     .bind(now)
@@ -240,8 +281,7 @@ impl NgramCache {
                 if let Some(Err(e)) = other {
                     tracing::warn!(dataset_id, error = %e, "rebuilding corrupt 4-gram artifact");
                 }
-                let corpus = crate::datasets::corpus(pool, dataset_id).await?;
-                let text = format!("{}{}", corpus.train, corpus.validation);
+                let text = crate::datasets::text(pool, dataset_id).await?;
                 let set = tokio::task::spawn_blocking(move || NgramSet::from_corpus(&text))
                     .await
                     .expect("join");
@@ -268,7 +308,53 @@ fn report_proto(r: &ngrams::Report) -> v1::PlagiarismReport {
     }
 }
 
-/// Stores a worker's sampled streams (split into poems and judged), or its error.
+/// The refusal of a completion under a lease that is not the job's current one.
+fn fenced(generation_id: i64, worker_id: i64) -> ServiceError {
+    ServiceError::FailedPrecondition(format!(
+        "generation {generation_id} is not leased to worker {worker_id} under this lease id (it expired, was leased again or finished); drop the job"
+    ))
+}
+
+/// Ends a generation's lease as done (with its overall report) or failed (with the worker's
+/// error), fenced: only while `lease_id` is its current lease, which the judging of the poems
+/// may have outlived.
+async fn finish(
+    conn: &mut sqlx::PgConnection,
+    req: &v1::CompleteGenerationRequest,
+    lease_id: Uuid,
+    outcome: std::result::Result<&ngrams::Report, &str>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let (state, overall, error) = match outcome {
+        Ok(o) => (
+            "done",
+            Some(serde_json::to_value(o).expect("report serialises")),
+            None,
+        ),
+        Err(e) => ("failed", None, Some(e)),
+    };
+    let n = sqlx::query(
+        "update generations set state = $3, overall = $4, error = $5, finished_at = $6,
+             lease_id = null, lease_expires_at = null
+         where id = $1 and state = 'running' and lease_id = $2",
+    )
+    .bind(req.generation_id)
+    .bind(lease_id)
+    .bind(state)
+    .bind(overall)
+    .bind(error)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if n == 0 {
+        return Err(fenced(req.generation_id, req.worker_id));
+    }
+    Ok(())
+}
+
+/// Stores a worker's sampled streams (split into poems and judged), or its error, if the
+/// request names the job's current lease (the worker is authenticated by the caller).
 pub async fn complete(
     pool: &PgPool,
     artifacts: &Artifacts,
@@ -276,29 +362,36 @@ pub async fn complete(
     req: &v1::CompleteGenerationRequest,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let row = sqlx::query("select g.state, g.worker_id, r.dataset_id from generations g join runs r on r.id = g.run_id where g.id = $1")
+    let lease_id = Uuid::parse_str(&req.lease_id)
+        .map_err(|_| ServiceError::Invalid("lease_id: not a lease id".into()))?;
+    let row = sqlx::query("select g.state, g.worker_id, g.lease_id, g.params, r.dataset_id from generations g join runs r on r.id = g.run_id where g.id = $1")
         .bind(req.generation_id)
         .fetch_optional(pool)
         .await?
         .ok_or_else(|| ServiceError::NotFound(format!("no generation {}", req.generation_id)))?;
     if row.get::<String, _>("state") != "running"
         || row.get::<Option<i64>, _>("worker_id") != Some(req.worker_id)
+        || row.get::<Option<Uuid>, _>("lease_id") != Some(lease_id)
     {
-        return Err(ServiceError::FailedPrecondition(format!(
-            "generation {} is not leased to worker {}",
-            req.generation_id, req.worker_id
-        )));
+        return Err(fenced(req.generation_id, req.worker_id));
     }
     if !req.error.is_empty() {
-        sqlx::query(
-            "update generations set state = 'failed', error = $2, finished_at = $3 where id = $1",
-        )
-        .bind(req.generation_id)
-        .bind(&req.error)
-        .bind(now)
-        .execute(pool)
-        .await?;
-        return Ok(());
+        let error = crate::limits::truncate_chars(&req.error, crate::limits::MAX_ERROR_CHARS);
+        let mut conn = pool.acquire().await?;
+        return finish(&mut conn, req, lease_id, Err(error), now).await;
+    }
+    // No more text than the job asked for is stored.
+    let params: GenParams = serde_json::from_value(row.get("params"))
+        .map_err(|e| ServiceError::Storage(e.to_string()))?;
+    let streams = params.temperatures.len() * params.poems as usize;
+    let most = streams * params.chars as usize;
+    let sent: usize = req.streams.iter().map(|s| s.text.chars().count()).sum();
+    if req.streams.len() > streams || sent > most {
+        return Err(ServiceError::Invalid(format!(
+            "streams: {} streams of {sent} characters in all, the job asked for {streams} of {} each",
+            req.streams.len(),
+            params.chars
+        )));
     }
     let set = cache.get(pool, artifacts, row.get("dataset_id")).await?;
     let thresholds = Thresholds::default();
@@ -323,6 +416,8 @@ pub async fn complete(
     .await
     .expect("join");
     let mut tx = pool.begin().await?;
+    // The poems go in only under the row's lock, taken by the fenced update.
+    finish(&mut tx, req, lease_id, Ok(&overall), now).await?;
     for (i, ((t, text), report)) in poems.iter().zip(&reports).enumerate() {
         sqlx::query("insert into generated_poems (generation_id, idx, temperature, text, report) values ($1, $2, $3, $4, $5)")
             .bind(req.generation_id)
@@ -333,12 +428,6 @@ pub async fn complete(
             .execute(&mut *tx)
             .await?;
     }
-    sqlx::query("update generations set state = 'done', overall = $2, finished_at = $3, lease_expires_at = null where id = $1")
-        .bind(req.generation_id)
-        .bind(serde_json::to_value(&overall).expect("report serialises"))
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
     tx.commit().await?;
     Ok(())
 }

@@ -15,6 +15,8 @@
 //! - [`artifacts`]: the object store for checkpoints and 4-gram sets; [`retention`]: the
 //!   periodic sweep of blobs no live checkpoint row names.
 //! - [`web`]: the browser dashboard and its JSON API (`--http-listen`).
+//! - [`limits`]: the longest text a request may store, the largest generation, uploads in
+//!   flight per lease and worker.
 //! - [`auth`], [`config`], [`error`], [`metrics`], [`service`].
 //! - [`testing`]: a real coordinator on a fresh test database, for this crate's tests and
 //!   the worker's and CLI's.
@@ -28,6 +30,7 @@ pub mod datasets;
 pub mod error;
 pub mod generation;
 pub mod history;
+pub mod limits;
 pub mod metrics;
 pub mod queue;
 pub mod retention;

@@ -587,10 +587,14 @@ impl Queue {
     }
 
     /// Checks, before any byte is stored, that a checkpoint for `epoch` may be uploaded.
-    /// Returns the attempt number (part of the key).
-    pub async fn check_checkpoint(&self, lease: LeaseRef, epoch: i32) -> Result<i32> {
+    /// Returns the attempt number (part of the key) and the worker holding the lease.
+    pub async fn check_checkpoint(&self, lease: LeaseRef, epoch: i32) -> Result<(i32, i64)> {
         let mut tx = self.pool.begin().await?;
         let (attempt, done, _) = Self::check_lease(&mut tx, lease).await?;
+        let owner: i64 = sqlx::query_scalar("select lease_owner from runs where id = $1")
+            .bind(lease.run_id)
+            .fetch_one(&mut *tx)
+            .await?;
         tx.commit().await?;
         if epoch < 1 || epoch > done {
             return Err(ServiceError::FailedPrecondition(format!(
@@ -598,7 +602,7 @@ impl Queue {
                 lease.run_id
             )));
         }
-        Ok(attempt)
+        Ok((attempt, owner))
     }
 
     /// Records a durable checkpoint blob (fenced), then applies retention. Returns the row
@@ -948,6 +952,8 @@ impl Queue {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<Cancelled> {
+        // Copied into every run the cancel touches (up to a sweep's size).
+        crate::limits::check_chars("reason", reason, crate::limits::MAX_REASON_CHARS)?;
         let exists: Option<i64> =
             sqlx::query_scalar(&format!("select id from {table} where id = $1"))
                 .bind(id)

@@ -98,9 +98,14 @@ pub async fn run(
         cfg: Arc::new(cfg.clone()),
         runs_queued: Arc::new(Notify::new()),
         generations_queued: Arc::new(Notify::new()),
+        generations_finished: tokio::sync::broadcast::channel(1024).0,
         ngrams: Default::default(),
         datasets: Default::default(),
         adaptive_runs: Default::default(),
+        uploads: Default::default(),
+        worker_secrets: Default::default(),
+        downloads: Arc::new(tokio::sync::Semaphore::new(cfg.max_dataset_downloads)),
+        dataset_digests: Default::default(),
     };
     let tokens = Tokens::new(cfg.client_token.clone(), cfg.worker_token.clone());
     let mut background = tokio::task::JoinSet::new();
@@ -116,6 +121,7 @@ pub async fn run(
         pool.clone(),
         shared.runs_queued.clone(),
         shared.generations_queued.clone(),
+        shared.generations_finished.clone(),
     ));
     if let Some(maddr) = cfg.metrics_listen {
         let ml = TcpListener::bind(maddr)
@@ -248,25 +254,39 @@ async fn reaper(shared: Shared) {
 }
 
 /// Forwards Postgres NOTIFY to in-process waiters, reconnecting after failures.
-async fn listen_notifications(pool: PgPool, runs: Arc<Notify>, gens: Arc<Notify>) {
+async fn listen_notifications(
+    pool: PgPool,
+    runs: Arc<Notify>,
+    gens: Arc<Notify>,
+    finished: tokio::sync::broadcast::Sender<Option<i64>>,
+) {
     let mut attempt = 0u32;
     loop {
         let listener = async {
             let mut l = PgListener::connect_with(&pool).await?;
-            l.listen_all(["poet_runs_queued", "poet_generations_queued"])
-                .await?;
+            l.listen_all([
+                "poet_runs_queued",
+                "poet_generations_queued",
+                "poet_generations_finished",
+            ])
+            .await?;
             Ok::<_, sqlx::Error>(l)
         }
         .await;
         match listener {
             Ok(mut l) => {
                 attempt = 0;
-                // Wake everyone once: anything queued while we were disconnected.
+                // Wake everyone once: anything queued or finished while we were disconnected.
                 runs.notify_waiters();
                 gens.notify_waiters();
+                let _ = finished.send(None);
                 loop {
                     match l.recv().await {
                         Ok(n) if n.channel() == "poet_runs_queued" => runs.notify_waiters(),
+                        Ok(n) if n.channel() == "poet_generations_finished" => {
+                            // No receiver is fine: nobody is waiting.
+                            let _ = finished.send(n.payload().parse().ok());
+                        }
                         Ok(_) => gens.notify_waiters(),
                         Err(e) => {
                             tracing::warn!(error = %e, "notification listener lost");

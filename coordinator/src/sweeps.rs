@@ -9,6 +9,7 @@ use sqlx::{PgPool, Row};
 
 use crate::error::{Result, ServiceError};
 use crate::history::{RunRow, SweepRow};
+use crate::limits;
 
 /// A submission's outcome.
 #[derive(Debug)]
@@ -74,6 +75,7 @@ pub async fn submit(
     dry_run: bool,
     max_runs: usize,
 ) -> Result<Submitted> {
+    limits::check_bytes("spec", spec_text, limits::MAX_SPEC_BYTES)?;
     let format: SpecFormat = if format.is_empty() {
         SpecFormat::Toml
     } else {
@@ -94,6 +96,8 @@ pub async fn submit(
             .clone()
             .unwrap_or_else(|| format!("sweep-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S")))
     };
+    // The request's name, else the spec's own `name`.
+    limits::check_chars("name", &name, limits::MAX_NAME_CHARS)?;
     let configs: Vec<String> = expansion
         .configs
         .iter()

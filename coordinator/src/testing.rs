@@ -153,29 +153,56 @@ impl TestCoordinator {
     }
 }
 
-/// Registers a CPU worker named `host` through `w`; its id.
-pub async fn register(w: &mut Worker, host: &str) -> i64 {
-    w.register(poet_proto::v1::RegisterRequest {
-        host: host.into(),
-        device: "cpu".into(),
-        ..Default::default()
-    })
-    .await
-    .expect("register")
-    .into_inner()
-    .worker_id
+/// A registered worker: its id and the secret its later calls carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Registered {
+    /// Worker id.
+    pub id: i64,
+    /// The secret `Register` returned with it.
+    pub secret: uuid::Uuid,
 }
 
-/// Leases the next run for worker `worker_id` through `w`, waiting up to `wait_ms` for one;
-/// `None` when none was queued.
+impl Registered {
+    /// The secret as sent on the wire.
+    pub fn secret(&self) -> String {
+        self.secret.to_string()
+    }
+}
+
+/// Registers a CPU worker named `host` through `w`.
+pub async fn register(w: &mut Worker, host: &str) -> Registered {
+    let r = w
+        .register(poet_proto::v1::RegisterRequest {
+            host: host.into(),
+            device: "cpu".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("register")
+        .into_inner();
+    Registered {
+        id: r.worker_id,
+        secret: r
+            .worker_secret
+            .parse()
+            .expect("the worker secret is a uuid"),
+    }
+}
+
+/// Leases the next run for `worker` through `w`, waiting up to `wait_ms` for one; `None`
+/// when none was queued.
 pub async fn lease_run(
     w: &mut Worker,
-    worker_id: i64,
+    worker: Registered,
     wait_ms: i64,
 ) -> Option<poet_proto::v1::RunLease> {
-    w.lease_run(poet_proto::v1::LeaseRunRequest { worker_id, wait_ms })
-        .await
-        .expect("lease_run")
-        .into_inner()
-        .lease
+    w.lease_run(poet_proto::v1::LeaseRunRequest {
+        worker_id: worker.id,
+        wait_ms,
+        worker_secret: worker.secret(),
+    })
+    .await
+    .expect("lease_run")
+    .into_inner()
+    .lease
 }

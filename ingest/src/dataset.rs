@@ -272,7 +272,8 @@ pub async fn rejects(
     .await?)
 }
 
-/// One side of the split as one string (what the coordinator streams to workers).
+/// One side of the split as one string (the coordinator streams [`export_split`] to workers
+/// instead, chunk by chunk).
 pub async fn corpus_text(
     pool: &PgPool,
     dataset_id: i64,

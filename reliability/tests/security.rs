@@ -299,7 +299,13 @@ async fn tokens_and_database_password_never_reach_the_logs() -> Result<()> {
     client
         .list_sweeps(bearer(v1::ListSweepsRequest::default(), &issued))
         .await?;
-    worker.register(bearer(reg.clone(), worker_token)).await?;
+    // The worker secret Register hands out (finding 9) is a credential too.
+    let worker_secret = worker
+        .register(bearer(reg.clone(), worker_token))
+        .await?
+        .into_inner()
+        .worker_secret;
+    assert!(worker_secret.len() >= 32, "a random secret");
     assert!(worker.register(bearer(reg, client_token)).await.is_err());
     // SIGTERM-free: kill, then read everything it wrote.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -310,7 +316,14 @@ async fn tokens_and_database_password_never_reach_the_logs() -> Result<()> {
         "the log was captured:\n{log}"
     );
     assert!(log.lines().count() > 5, "debug logging was on");
-    for secret in [password, client_token, worker_token, wrong, issued.as_str()] {
+    for secret in [
+        password,
+        client_token,
+        worker_token,
+        wrong,
+        issued.as_str(),
+        worker_secret.as_str(),
+    ] {
         assert!(
             !log.contains(secret),
             "{secret} appears in the coordinator's log"

@@ -20,7 +20,12 @@
 //! `release`), so the coordinator requeues it at once.
 //!
 //! Datasets are cached under `<cache_dir>/datasets/<content_hash>/` and checkpoints under
-//! `<cache_dir>/checkpoints/<sha256>`; both are verified by sha256 before use.
+//! `<cache_dir>/checkpoints/<sha256>`; both are verified by sha256 before use, and an entry
+//! that fails the check is downloaded again. A dataset download streams into the cache
+//! entry's temporary folder and becomes the entry only once its sizes and sha256 match the
+//! coordinator's header. The coordinator serves a bounded number of dataset downloads at
+//! once; a refused one (RESOURCE_EXHAUSTED) is retried with backoff while the heartbeat task
+//! keeps the lease.
 
 use crate::checkpoint::Checkpoint;
 use crate::device::{self, DeviceSpec};
@@ -150,6 +155,8 @@ struct Worker {
     client: Client,
     /// Id from `Register`.
     id: i64,
+    /// The secret `Register` returned with the id: every call that names the id carries it.
+    secret: String,
     /// How often to heartbeat.
     heartbeat: Duration,
     /// Lease lifetime without heartbeats (updated by heartbeat replies).
@@ -255,6 +262,7 @@ pub async fn run(
     let worker = Worker {
         client,
         id: reg.worker_id,
+        secret: reg.worker_secret.clone(),
         heartbeat: Duration::from_millis(reg.heartbeat_interval_ms.max(100) as u64),
         lease_ttl: Duration::from_millis(reg.lease_ttl_ms.max(1000) as u64),
         device,
@@ -301,6 +309,7 @@ async fn register(
         gpu_memory_bytes,
         version: env!("CARGO_PKG_VERSION").into(),
         worker_id: 0,
+        worker_secret: String::new(),
     };
     let mut delay = BACKOFF_START;
     loop {
@@ -374,6 +383,7 @@ async fn heartbeat_loop(worker: Worker) {
             lease,
             epoch: epoch as i32,
             progress,
+            worker_secret: worker.secret.clone(),
         };
         let res = client.heartbeat(req).await;
         let Some(slot) = slot else {
@@ -409,6 +419,7 @@ async fn lease_loop(worker: Worker, mut stop: watch::Receiver<bool>) {
         let req = pb::LeaseRunRequest {
             worker_id: worker.id,
             wait_ms: worker.lease_wait.as_millis() as i64,
+            worker_secret: worker.secret.clone(),
         };
         let res = tokio::select! {
             r = client.lease_run(req) => r,
@@ -550,9 +561,30 @@ async fn drive(
         .dataset
         .clone()
         .ok_or_else(|| RunFailure::new("lease carries no dataset", true))?;
-    let (train_text, val_text) = fetch_dataset(worker, &dataset)
-        .await
-        .map_err(|e| RunFailure::new(format!("dataset {}: {e}", dataset.id), false))?;
+    let mut delay = BACKOFF_START;
+    let (train_text, val_text) = loop {
+        match fetch_dataset(worker, &dataset).await {
+            Ok(texts) => break texts,
+            // The coordinator's downloads are all taken: wait for one.
+            Err(FetchError::Rpc(s))
+                if s.code() == Code::ResourceExhausted && slot.stop_reason().is_none() =>
+            {
+                debug!(
+                    dataset_id = dataset.id,
+                    ?delay,
+                    "dataset downloads busy, retrying"
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(BACKOFF_MAX);
+            }
+            Err(e) => {
+                return Err(RunFailure::new(
+                    format!("dataset {}: {e}", dataset.id),
+                    false,
+                ));
+            }
+        }
+    };
     let resume = match &run.resume_from {
         Some(c) => {
             let bytes = fetch_checkpoint(worker, c)
@@ -783,42 +815,82 @@ async fn fetch_dataset(
         debug!(dataset_id = dataset.id, "dataset cache hit");
         return Ok(texts);
     }
+    if dir.exists() {
+        warn!(dataset_id = dataset.id, path = %dir.display(), "cached dataset fails its sha256 check; downloading it again");
+    }
     let mut client = worker.client.clone();
-    let mut stream = client
+    let stream = client
         .download_dataset(pb::DownloadDatasetRequest {
             dataset_id: dataset.id,
         })
         .await?
         .into_inner();
-    let (mut header, mut train, mut val) = (None, Vec::new(), Vec::new());
-    while let Some(msg) = stream.message().await? {
-        match msg.part {
-            Some(dataset_chunk::Part::Header(h)) => header = Some(h),
-            Some(dataset_chunk::Part::Train(b)) => train.extend_from_slice(&b),
-            Some(dataset_chunk::Part::Validation(b)) => val.extend_from_slice(&b),
-            None => {}
+    download_dataset(stream, &dir).await?;
+    read_cached_dataset(&dir).ok_or_else(|| {
+        // Sizes and hash matched the header: the text itself is not UTF-8.
+        let _ = std::fs::remove_dir_all(&dir);
+        FetchError::Invalid("downloaded text is not UTF-8".into())
+    })
+}
+
+/// Writes a dataset download into a temporary folder beside `dir`, chunk by chunk, checks its
+/// sizes and sha256 against the header, then renames it to `dir`: a corrupt or cut download
+/// never becomes a cache entry.
+async fn download_dataset<S>(mut stream: S, dir: &Path) -> Result<(), FetchError>
+where
+    S: futures::Stream<Item = Result<pb::DatasetChunk, Status>> + Unpin,
+{
+    use futures::StreamExt;
+    use std::io::Write;
+    let parent = dir.parent().expect("dataset dir has a parent");
+    let tmp = parent.join(format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    std::fs::create_dir_all(&tmp)?;
+    let written = async {
+        let mut train = std::fs::File::create(tmp.join("train.txt"))?;
+        let mut val = std::fs::File::create(tmp.join("validation.txt"))?;
+        let (mut header, mut sizes, mut hasher) = (None, [0i64; 2], Sha256::new());
+        while let Some(msg) = stream.next().await {
+            match msg?.part {
+                Some(dataset_chunk::Part::Header(h)) => header = Some(h),
+                Some(dataset_chunk::Part::Train(b)) => {
+                    train.write_all(&b)?;
+                    hasher.update(&b);
+                    sizes[0] += b.len() as i64;
+                }
+                Some(dataset_chunk::Part::Validation(b)) => {
+                    val.write_all(&b)?;
+                    hasher.update(&b);
+                    sizes[1] += b.len() as i64;
+                }
+                None => {}
+            }
         }
+        let h = header.ok_or_else(|| FetchError::Invalid("download has no header".into()))?;
+        if [h.train_bytes, h.validation_bytes] != sizes {
+            return Err(FetchError::Invalid(format!(
+                "sizes {}+{} differ from header {}+{}",
+                sizes[0], sizes[1], h.train_bytes, h.validation_bytes
+            )));
+        }
+        let sha = hex::encode(hasher.finalize());
+        if !sha.eq_ignore_ascii_case(&h.sha256) {
+            return Err(FetchError::Invalid("sha256 mismatch".into()));
+        }
+        std::fs::write(tmp.join("sha256"), &sha)?;
+        Ok(())
     }
-    let h = header.ok_or_else(|| FetchError::Invalid("download has no header".into()))?;
-    if h.train_bytes != train.len() as i64 || h.validation_bytes != val.len() as i64 {
-        return Err(FetchError::Invalid(format!(
-            "sizes {}+{} differ from header {}+{}",
-            train.len(),
-            val.len(),
-            h.train_bytes,
-            h.validation_bytes
-        )));
+    .await;
+    if let Err(e) = written {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
     }
-    let sha = sha_of(&train, &val);
-    if !sha.eq_ignore_ascii_case(&h.sha256) {
-        return Err(FetchError::Invalid("sha256 mismatch".into()));
-    }
-    let train = String::from_utf8(train)
-        .map_err(|_| FetchError::Invalid("training text is not UTF-8".into()))?;
-    let val = String::from_utf8(val)
-        .map_err(|_| FetchError::Invalid("validation text is not UTF-8".into()))?;
-    write_cached_dataset(&dir, &train, &val, &sha)?;
-    Ok((train, val))
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::rename(&tmp, dir)?;
+    Ok(())
 }
 
 fn sha_of(train: &[u8], val: &[u8]) -> String {
@@ -833,23 +905,6 @@ fn read_cached_dataset(dir: &Path) -> Option<(String, String)> {
     let val = std::fs::read_to_string(dir.join("validation.txt")).ok()?;
     let sha = std::fs::read_to_string(dir.join("sha256")).ok()?;
     (sha_of(train.as_bytes(), val.as_bytes()) == sha.trim()).then_some((train, val))
-}
-
-/// Writes into a temp dir beside the final one and renames it in place, so a crash never
-/// leaves a half-written cache entry that looks complete.
-fn write_cached_dataset(dir: &Path, train: &str, val: &str, sha: &str) -> std::io::Result<()> {
-    let parent = dir.parent().expect("dataset dir has a parent");
-    let tmp = parent.join(format!(
-        ".tmp-{}-{}",
-        std::process::id(),
-        rand::random::<u64>()
-    ));
-    std::fs::create_dir_all(&tmp)?;
-    std::fs::write(tmp.join("train.txt"), train)?;
-    std::fs::write(tmp.join("validation.txt"), val)?;
-    std::fs::write(tmp.join("sha256"), sha)?;
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::rename(&tmp, dir)
 }
 
 /// A checkpoint's bytes, verified against its size and sha256; cached by sha256.
@@ -899,6 +954,7 @@ async fn generation_loop(worker: Worker, mut stop: watch::Receiver<bool>) {
         let req = pb::LeaseGenerationRequest {
             worker_id: worker.id,
             wait_ms: worker.lease_wait.as_millis() as i64,
+            worker_secret: worker.secret.clone(),
         };
         let res = tokio::select! {
             r = client.lease_generation(req) => r,
@@ -925,7 +981,7 @@ async fn generation_loop(worker: Worker, mut stop: watch::Receiver<bool>) {
                 continue;
             }
         };
-        let generation_id = job.generation_id;
+        let (generation_id, lease_id) = (job.generation_id, job.lease_id.clone());
         info!(generation_id, "generation leased");
         let (streams, error) = match generate(&worker, job).await {
             Ok(streams) => (streams, String::new()),
@@ -939,6 +995,8 @@ async fn generation_loop(worker: Worker, mut stop: watch::Receiver<bool>) {
             generation_id,
             streams,
             error,
+            lease_id,
+            worker_secret: worker.secret.clone(),
         };
         for _ in 0..5 {
             match client.complete_generation(req.clone()).await {
@@ -1023,16 +1081,57 @@ mod tests {
         assert_eq!(sizes, vec![CHUNK, CHUNK, 5]);
     }
 
-    #[test]
-    fn dataset_cache_verifies_its_hash() {
+    /// A download as the coordinator streams it: header, then chunks; `sha` as announced.
+    fn download(train: &str, val: &str, sha: String) -> Vec<Result<pb::DatasetChunk, Status>> {
+        use dataset_chunk::Part;
+        let header = pb::DatasetHeader {
+            dataset: None,
+            train_bytes: train.len() as i64,
+            validation_bytes: val.len() as i64,
+            sha256: sha,
+        };
+        let (t, v) = train.split_at(2);
+        [
+            Part::Header(header),
+            Part::Train(t.into()),
+            Part::Train(v.into()),
+            Part::Validation(val.into()),
+        ]
+        .into_iter()
+        .map(|p| Ok(pb::DatasetChunk { part: Some(p) }))
+        .collect()
+    }
+
+    #[tokio::test]
+    async fn dataset_cache_entries_are_verified_downloads() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().join("abc");
-        write_cached_dataset(&d, "train", "val", &sha_of(b"train", b"val")).unwrap();
+        let good = download("train", "val", sha_of(b"train", b"val"));
+        download_dataset(futures::stream::iter(good), &d)
+            .await
+            .unwrap();
         assert_eq!(
             read_cached_dataset(&d),
             Some(("train".into(), "val".into()))
         );
-        std::fs::write(d.join("train.txt"), "tampered").unwrap();
+        // A corrupt file fails the check (and is then downloaded again).
+        std::fs::write(d.join("train.txt"), "trian").unwrap();
         assert_eq!(read_cached_dataset(&d), None);
+        // A download that does not match its header never becomes an entry.
+        let e = dir.path().join("def");
+        let bad = download("train", "val", sha_of(b"other", b"val"));
+        let err = download_dataset(futures::stream::iter(bad), &e)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("sha256"), "{err}");
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            left,
+            vec![std::ffi::OsString::from("abc")],
+            "no entry, no temp folder"
+        );
     }
 }

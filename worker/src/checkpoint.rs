@@ -214,12 +214,13 @@ impl Checkpoint {
                 )));
             }
             let [b, e] = info.data_offsets;
-            let numel: i64 = info.shape.iter().product();
-            if b > e
-                || e > data.len()
-                || (e - b) as i64 != numel * 4
-                || info.shape.iter().any(|&d| d < 0)
-            {
+            let bytes = tensor_bytes(&info.shape).ok_or_else(|| {
+                malformed(format!(
+                    "tensor {name}: shape {:?} is negative or too large",
+                    info.shape
+                ))
+            })?;
+            if b > e || e > data.len() || e - b != bytes {
                 return Err(malformed(format!("tensor {name}: bad offsets or shape")));
             }
             let t = Tensor::from_data_size(&data[b..e], &info.shape, Kind::Float);
@@ -278,6 +279,14 @@ impl Checkpoint {
     }
 }
 
+/// Bytes of an f32 tensor of `shape`; `None` for a negative dimension or a size that
+/// overflows (a crafted header must not wrap around to a small, matching size).
+fn tensor_bytes(shape: &[i64]) -> Option<usize> {
+    shape
+        .iter()
+        .try_fold(4usize, |acc, &d| acc.checked_mul(usize::try_from(d).ok()?))
+}
+
 /// Adam hyperparameters for `lr` with the fixed betas and epsilon of [`crate::optim`].
 pub fn adam_hyper(lr: f64) -> AdamHyper {
     AdamHyper {
@@ -285,5 +294,69 @@ pub fn adam_hyper(lr: f64) -> AdamHyper {
         beta1: optim::BETA1,
         beta2: optim::BETA2,
         eps: optim::EPS,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A checkpoint whose header is valid but for one tensor of `shape` and `offsets`.
+    fn crafted(shape: serde_json::Value, offsets: [usize; 2], data: usize) -> Vec<u8> {
+        let meta = Metadata {
+            format: FORMAT.into(),
+            version: VERSION,
+            epoch: 1,
+            adam_step: 0,
+            adam: adam_hyper(0.01),
+            vocab: "ab".into(),
+            config: TrainConfig::default(),
+            seed_schedule: SEED_SCHEDULE.into(),
+            history: vec![],
+            written_by: "test".into(),
+        };
+        let header = serde_json::json!({
+            "__metadata__": {"poet": serde_json::to_string(&meta).unwrap()},
+            "model/w": {"dtype": "F32", "shape": shape, "data_offsets": offsets},
+        });
+        let header = serde_json::to_vec(&header).unwrap();
+        let mut out = (header.len() as u64).to_le_bytes().to_vec();
+        out.extend_from_slice(&header);
+        out.extend(std::iter::repeat_n(0u8, data));
+        out
+    }
+
+    fn refusal(bytes: &[u8]) -> String {
+        match Checkpoint::from_bytes(bytes) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("a crafted checkpoint was accepted"),
+        }
+    }
+
+    #[test]
+    fn overflowing_shapes_are_refused_not_wrapped() {
+        // 2^62 * 2^62 elements: the product overflows i64 (and usize); wrapped, it is 0,
+        // which the empty data range would match.
+        let e = refusal(&crafted(
+            serde_json::json!([1i64 << 62, 1i64 << 62]),
+            [0, 0],
+            0,
+        ));
+        assert!(e.contains("model/w") && e.contains("too large"), "{e}");
+        // 2^62 elements fit in i64, their 4-byte size does not.
+        let e = refusal(&crafted(serde_json::json!([1i64 << 62]), [0, 0], 0));
+        assert!(e.contains("too large"), "{e}");
+        // Two negative dimensions multiply to a positive count that matches the data.
+        let e = refusal(&crafted(serde_json::json!([-1, -4]), [0, 16], 16));
+        assert!(e.contains("negative"), "{e}");
+    }
+
+    #[test]
+    fn tensor_sizes_are_checked() {
+        assert_eq!(tensor_bytes(&[2, 3]), Some(24));
+        assert_eq!(tensor_bytes(&[]), Some(4));
+        assert_eq!(tensor_bytes(&[0, i64::MAX]), Some(0));
+        assert_eq!(tensor_bytes(&[i64::MAX, 2]), None);
+        assert_eq!(tensor_bytes(&[3, -1]), None);
     }
 }

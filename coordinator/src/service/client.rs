@@ -10,23 +10,45 @@ use tonic::{Request, Response, Status};
 use super::Shared;
 use crate::error::ServiceError;
 
+/// How long a waiting client goes without looking at its generation when no notification
+/// comes: only a listener that cannot reconnect at all needs it (a reconnect wakes everyone).
+const WAIT_RECHECK: Duration = Duration::from_secs(5);
+
 impl Shared {
+    /// The generation once it is done or failed, or as it is after `wait`. The database is
+    /// read again only when its NOTIFY arrives (SECURITY.md, finding 8: waiting clients used
+    /// to poll every 150 ms).
     async fn wait_generation(
         &self,
         id: i64,
         wait: Duration,
     ) -> Result<v1::Generation, ServiceError> {
+        use tokio::sync::broadcast::error::RecvError;
         let deadline = tokio::time::Instant::now() + wait;
+        // Subscribed before the first read: a finish between the read and the wait is heard.
+        let mut finished = self.generations_finished.subscribe();
         loop {
             let g = crate::generation::load(&self.pool, Some(id), 0)
                 .await?
                 .into_iter()
                 .next()
                 .ok_or_else(|| ServiceError::NotFound(format!("no generation {id}")))?;
-            if g.state == "done" || g.state == "failed" || tokio::time::Instant::now() >= deadline {
+            let now = tokio::time::Instant::now();
+            if g.state == "done" || g.state == "failed" || now >= deadline {
                 return Ok(g);
             }
-            tokio::time::sleep(Duration::from_millis(150)).await;
+            let recheck = deadline.min(now + WAIT_RECHECK);
+            loop {
+                match tokio::time::timeout_at(recheck, finished.recv()).await {
+                    Ok(Ok(Some(other))) if other != id => continue,
+                    // Ours, a reconnected listener, or missed notifications: look again.
+                    Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) | Err(_) => break,
+                    Ok(Err(RecvError::Closed)) => {
+                        tokio::time::sleep_until(recheck).await;
+                        break;
+                    }
+                }
+            }
         }
     }
 }
@@ -253,7 +275,13 @@ impl Poet for Shared {
         let _t = self.metrics.timer("Generate");
         let r = req.into_inner();
         let params = crate::generation::GenParams::from_request(&r)?;
-        let id = crate::generation::request(&self.pool, r.run_id, &params).await?;
+        let id = crate::generation::request(
+            &self.pool,
+            r.run_id,
+            &params,
+            self.cfg.max_queued_generations,
+        )
+        .await?;
         tracing::info!(generation_id = id, run_id = r.run_id, "generation queued");
         let wait = if r.wait {
             Duration::from_secs(if r.wait_seconds <= 0 {

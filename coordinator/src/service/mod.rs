@@ -33,6 +33,10 @@ pub struct Shared {
     pub(crate) runs_queued: Arc<Notify>,
     /// Woken when a generation becomes queued.
     pub(crate) generations_queued: Arc<Notify>,
+    /// Ids of generations that finished (done or failed), from Postgres NOTIFY on any
+    /// replica, for the clients waiting on them; `None` after the listener reconnected (any
+    /// may have finished meanwhile).
+    pub(crate) generations_finished: tokio::sync::broadcast::Sender<Option<i64>>,
     pub(crate) ngrams: NgramCache,
     /// Dataset descriptions by id (immutable once ready).
     pub(crate) datasets:
@@ -41,6 +45,17 @@ pub struct Shared {
     /// of a plain sweep's runs skip the scheduler without a query (a run leased elsewhere is
     /// looked up). Entries go when the run is handed back or given up.
     pub(crate) adaptive_runs: Arc<std::sync::Mutex<std::collections::HashMap<i64, bool>>>,
+    /// Checkpoint uploads in flight, so that one lease or worker cannot hold them all.
+    pub(crate) uploads: Arc<crate::limits::Uploads>,
+    /// Places for dataset downloads (`--max-dataset-downloads`): each holds a cursor.
+    pub(crate) downloads: Arc<tokio::sync::Semaphore>,
+    /// What each dataset's download header announces, computed by one streamed pass on first
+    /// use (a dataset version never changes).
+    pub(crate) dataset_digests:
+        Arc<tokio::sync::Mutex<std::collections::HashMap<i64, crate::datasets::Digest>>>,
+    /// Secret hashes (hex sha256) of worker ids whose secret a call has proved on this
+    /// replica, so that leasing needs no extra query. A worker's secret never changes.
+    pub(crate) worker_secrets: Arc<std::sync::Mutex<std::collections::HashMap<i64, String>>>,
 }
 
 type Answer<T> = Result<T, ServiceError>;

@@ -1,5 +1,9 @@
 //! The worker-facing gRPC service: registration, long-poll leasing, heartbeats, fenced
 //! epoch reports and checkpoint uploads, downloads, and generation jobs.
+//!
+//! A worker is its id and the random secret `Register` handed out with it: every call that
+//! names a worker id must carry the secret (SECURITY.md, finding 9), and writes about a run
+//! or a generation job carry that job's lease id.
 
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -15,6 +19,7 @@ use uuid::Uuid;
 use super::Shared;
 use crate::artifacts::Artifacts;
 use crate::error::ServiceError;
+use crate::limits;
 use crate::queue::{Beat, EpochReport, GiveUp, LeaseRef};
 
 /// Largest chunk sent or accepted in a stream.
@@ -23,6 +28,11 @@ pub const CHUNK: usize = 1 << 20;
 const UPLOAD_IDLE: Duration = Duration::from_secs(60);
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// The stored form of a worker secret: its sha256, hex.
+fn secret_hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
 
 fn lease_ref(lease: Option<&v1::Lease>) -> Result<LeaseRef, ServiceError> {
     let l = lease.ok_or_else(|| ServiceError::Invalid("lease: missing".into()))?;
@@ -46,6 +56,16 @@ impl Shared {
         }
         let d = crate::history::get_dataset(&self.pool, id).await?;
         self.datasets.lock().await.insert(id, d.clone());
+        Ok(d)
+    }
+
+    /// What a download's header announces for dataset `id`: one streamed pass on first use.
+    async fn dataset_digest(&self, id: i64) -> Result<crate::datasets::Digest, ServiceError> {
+        if let Some(d) = self.dataset_digests.lock().await.get(&id) {
+            return Ok(d.clone());
+        }
+        let d = crate::datasets::digest(&self.pool, id).await?;
+        self.dataset_digests.lock().await.insert(id, d.clone());
         Ok(d)
     }
 
@@ -89,17 +109,49 @@ impl Shared {
         }
     }
 
-    async fn touch_worker(&self, worker_id: i64) -> Result<(), ServiceError> {
-        let n = sqlx::query("update workers set last_seen_at = now() where id = $1")
+    /// Checks that the caller holds worker `worker_id`'s secret: NOT_FOUND for an unknown id,
+    /// PERMISSION_DENIED for a missing or wrong secret.
+    async fn authenticate(&self, worker_id: i64, secret: &str) -> Result<(), ServiceError> {
+        let hash = secret_hash(secret);
+        let known = self
+            .worker_secrets
+            .lock()
+            .expect("worker_secrets lock")
+            .get(&worker_id)
+            .is_some_and(|h| crate::auth::ct_eq(h.as_bytes(), hash.as_bytes()));
+        if known {
+            return Ok(());
+        }
+        let stored: Option<Option<String>> =
+            sqlx::query_scalar("select secret_sha256 from workers where id = $1")
+                .bind(worker_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        match stored {
+            None => Err(ServiceError::NotFound(format!(
+                "no worker {worker_id}; call Register first"
+            ))),
+            Some(Some(h)) if crate::auth::ct_eq(h.as_bytes(), hash.as_bytes()) => {
+                let mut known = self.worker_secrets.lock().expect("worker_secrets lock");
+                if known.len() > 100_000 {
+                    known.clear();
+                }
+                known.insert(worker_id, h);
+                Ok(())
+            }
+            Some(_) => Err(ServiceError::PermissionDenied(format!(
+                "worker_secret: not the secret of worker {worker_id}; a worker speaks only for the id Register gave it"
+            ))),
+        }
+    }
+
+    /// Authenticates the worker and marks it alive.
+    async fn touch_worker(&self, worker_id: i64, secret: &str) -> Result<(), ServiceError> {
+        self.authenticate(worker_id, secret).await?;
+        sqlx::query("update workers set last_seen_at = now() where id = $1")
             .bind(worker_id)
             .execute(&self.pool)
-            .await?
-            .rows_affected();
-        if n == 0 {
-            return Err(ServiceError::NotFound(format!(
-                "no worker {worker_id}; call Register first"
-            )));
-        }
+            .await?;
         Ok(())
     }
 
@@ -148,7 +200,9 @@ impl Shared {
                 "header.sha256: not 64 hex digits".into(),
             ));
         }
-        let attempt = self.queue.check_checkpoint(lease, h.epoch).await?;
+        let (attempt, owner) = self.queue.check_checkpoint(lease, h.epoch).await?;
+        // Held until the upload is stored or refused, or its client goes away.
+        let slot = self.uploads.take(lease.lease_id, owner)?;
         let key = Artifacts::checkpoint_key(lease.run_id, h.epoch, attempt, &want_sha);
         let mut writer = self
             .artifacts
@@ -204,6 +258,7 @@ impl Shared {
         let this = self.clone();
         let (epoch, size) = (h.epoch, h.size);
         tokio::spawn(async move {
+            let _slot = slot;
             this.store_checkpoint(writer, lease, epoch, size, key, want_sha)
                 .await
         })
@@ -293,7 +348,22 @@ impl WorkerService for Shared {
         if r.host.is_empty() || r.device.is_empty() {
             return Err(ServiceError::Invalid("host and device must be set".into()).into());
         }
-        let reused: Option<i64> = if r.worker_id != 0 {
+        for (field, value) in [
+            ("host", &r.host),
+            ("device", &r.device),
+            ("gpu_name", &r.gpu_name),
+            ("version", &r.version),
+        ] {
+            limits::check_chars(field, value, limits::MAX_NAME_CHARS)?;
+        }
+        // An id is reused only by whoever holds its secret; an unknown id registers anew.
+        let reused = r.worker_id != 0
+            && match self.authenticate(r.worker_id, &r.worker_secret).await {
+                Ok(()) => true,
+                Err(ServiceError::NotFound(_)) => false,
+                Err(e) => return Err(e.into()),
+            };
+        let reused: Option<i64> = if reused {
             sqlx::query_scalar(
                 "update workers set host = $2, device = $3, gpu_name = $4, gpu_memory_bytes = $5, version = $6, last_seen_at = now()
                  where id = $1 returning id",
@@ -310,25 +380,32 @@ impl WorkerService for Shared {
         } else {
             None
         };
-        let id = match reused {
-            Some(id) => id,
-            None => sqlx::query_scalar(
-                "insert into workers (host, device, gpu_name, gpu_memory_bytes, version) values ($1, $2, $3, $4, $5) returning id",
-            )
-            .bind(&r.host)
-            .bind(&r.device)
-            .bind(&r.gpu_name)
-            .bind(r.gpu_memory_bytes)
-            .bind(&r.version)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(ServiceError::from)?,
+        let (id, secret) = match reused {
+            Some(id) => (id, r.worker_secret.clone()),
+            None => {
+                let secret = Uuid::new_v4().to_string();
+                let id = sqlx::query_scalar(
+                    "insert into workers (host, device, gpu_name, gpu_memory_bytes, version, secret_sha256)
+                     values ($1, $2, $3, $4, $5, $6) returning id",
+                )
+                .bind(&r.host)
+                .bind(&r.device)
+                .bind(&r.gpu_name)
+                .bind(r.gpu_memory_bytes)
+                .bind(&r.version)
+                .bind(secret_hash(&secret))
+                .fetch_one(&self.pool)
+                .await
+                .map_err(ServiceError::from)?;
+                (id, secret)
+            }
         };
         tracing::info!(worker_id = id, host = %r.host, device = %r.device, "worker registered");
         Ok(Response::new(v1::RegisterResponse {
             worker_id: id,
             heartbeat_interval_ms: self.cfg.heartbeat_interval().as_millis() as i64,
             lease_ttl_ms: self.cfg.lease_ttl().as_millis() as i64,
+            worker_secret: secret,
         }))
     }
 
@@ -338,6 +415,7 @@ impl WorkerService for Shared {
     ) -> Result<Response<v1::LeaseRunResponse>, Status> {
         let _t = self.metrics.timer("LeaseRun");
         let r = req.into_inner();
+        self.authenticate(r.worker_id, &r.worker_secret).await?;
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(r.wait_ms.clamp(0, 60_000) as u64);
         loop {
@@ -374,7 +452,7 @@ impl WorkerService for Shared {
             let now = tokio::time::Instant::now();
             if now >= deadline {
                 // An idle poll is the worker's sign of life (a lease counts through its heartbeats).
-                self.touch_worker(r.worker_id).await?;
+                self.touch_worker(r.worker_id, &r.worker_secret).await?;
                 return Ok(Response::new(v1::LeaseRunResponse { lease: None }));
             }
             // Notifications wake us at once; the short poll covers a lost listener connection.
@@ -389,7 +467,7 @@ impl WorkerService for Shared {
     ) -> Result<Response<v1::HeartbeatResponse>, Status> {
         let _t = self.metrics.timer("Heartbeat");
         let r = req.into_inner();
-        self.touch_worker(r.worker_id).await?;
+        self.touch_worker(r.worker_id, &r.worker_secret).await?;
         let Some(l) = r.lease.as_ref() else {
             return Ok(Response::new(v1::HeartbeatResponse {
                 cancel: false,
@@ -419,6 +497,11 @@ impl WorkerService for Shared {
         let e = r
             .epoch
             .ok_or_else(|| ServiceError::Invalid("epoch: missing".into()))?;
+        limits::check_bytes(
+            "epoch.metrics_json",
+            &e.metrics_json,
+            limits::MAX_JSON_BYTES,
+        )?;
         let metrics = if e.metrics_json.is_empty() {
             serde_json::json!({})
         } else {
@@ -510,33 +593,62 @@ impl WorkerService for Shared {
         req: Request<v1::DownloadDatasetRequest>,
     ) -> Result<Response<Self::DownloadDatasetStream>, Status> {
         let _t = self.metrics.timer("DownloadDataset");
+        use crate::datasets::Chunk;
         use v1::dataset_chunk::Part;
         let id = req.into_inner().dataset_id;
-        let dataset = crate::history::get_dataset(&self.pool, id).await?;
-        let corpus = crate::datasets::corpus(&self.pool, id).await?;
-        let mut h = Sha256::new();
-        h.update(corpus.train.as_bytes());
-        h.update(corpus.validation.as_bytes());
+        let dataset = self.dataset(id).await?;
+        let permit = self.downloads.clone().try_acquire_owned().map_err(|_| {
+            ServiceError::Busy(format!(
+                "download: {} dataset downloads are in flight, the most this coordinator serves at once (--max-dataset-downloads); retry later",
+                self.cfg.max_dataset_downloads
+            ))
+        })?;
+        let digest = self.dataset_digest(id).await?;
         let header = v1::DatasetHeader {
             dataset: Some(dataset),
-            train_bytes: corpus.train.len() as i64,
-            validation_bytes: corpus.validation.len() as i64,
-            sha256: hex::encode(h.finalize()),
+            train_bytes: digest.train_bytes,
+            validation_bytes: digest.validation_bytes,
+            sha256: digest.sha256.clone(),
         };
-        let mut msgs = vec![Ok(v1::DatasetChunk {
-            part: Some(Part::Header(header)),
-        })];
-        msgs.extend(corpus.train.as_bytes().chunks(CHUNK).map(|c| {
-            Ok(v1::DatasetChunk {
-                part: Some(Part::Train(c.to_vec())),
+        // At most two chunks wait between the cursor and the connection: a slow reader holds
+        // the cursor back instead of filling memory.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<v1::DatasetChunk, Status>>(2);
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            // The place is given back when the stream ends or its client goes away.
+            let _permit = permit;
+            let header = v1::DatasetChunk {
+                part: Some(Part::Header(header)),
+            };
+            if tx.send(Ok(header)).await.is_err() {
+                return;
+            }
+            let sent = crate::datasets::stream(&pool, id, CHUNK, |c| {
+                let tx = tx.clone();
+                let part = match c {
+                    Chunk::Train(b) => Part::Train(b),
+                    Chunk::Validation(b) => Part::Validation(b),
+                };
+                async move {
+                    tx.send(Ok(v1::DatasetChunk { part: Some(part) }))
+                        .await
+                        .is_ok()
+                }
             })
-        }));
-        msgs.extend(corpus.validation.as_bytes().chunks(CHUNK).map(|c| {
-            Ok(v1::DatasetChunk {
-                part: Some(Part::Validation(c.to_vec())),
-            })
-        }));
-        Ok(Response::new(Box::pin(futures::stream::iter(msgs))))
+            .await;
+            let failure = match sent {
+                Ok(Some(d)) if d == digest => return,
+                Ok(None) => return,
+                Ok(Some(_)) => {
+                    ServiceError::Storage(format!("dataset {id} changed while it was served"))
+                }
+                Err(e) => e,
+            };
+            let _ = tx.send(Err(failure.into())).await;
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn complete_run(
@@ -570,8 +682,8 @@ impl WorkerService for Shared {
         } else {
             GiveUp::Retry
         };
-        let reason: String = r.reason.chars().take(4000).collect();
-        let state = self.queue.fail(lease, &reason, how, Utc::now()).await;
+        let reason = limits::truncate_chars(&r.reason, limits::MAX_ERROR_CHARS);
+        let state = self.queue.fail(lease, reason, how, Utc::now()).await;
         self.count_fenced(&state);
         let state = state?;
         tracing::info!(run_id = lease.run_id, ?how, new_state = %state, reason = %reason, "run given up");
@@ -588,7 +700,7 @@ impl WorkerService for Shared {
     ) -> Result<Response<v1::LeaseGenerationResponse>, Status> {
         let _t = self.metrics.timer("LeaseGeneration");
         let r = req.into_inner();
-        self.touch_worker(r.worker_id).await?;
+        self.touch_worker(r.worker_id, &r.worker_secret).await?;
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(r.wait_ms.clamp(0, 60_000) as u64);
         loop {
@@ -622,6 +734,7 @@ impl WorkerService for Shared {
     ) -> Result<Response<v1::CompleteGenerationResponse>, Status> {
         let _t = self.metrics.timer("CompleteGeneration");
         let r = req.into_inner();
+        self.authenticate(r.worker_id, &r.worker_secret).await?;
         crate::generation::complete(&self.pool, &self.artifacts, &self.ngrams, &r, Utc::now())
             .await?;
         Ok(Response::new(v1::CompleteGenerationResponse {}))

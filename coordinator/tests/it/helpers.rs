@@ -2,7 +2,7 @@
 
 use poet_coordinator::CoordinatorConfig;
 pub use poet_coordinator::testing::{
-    Client, TestCoordinator, Worker, fast_config, lease_run, register,
+    Client, Registered, TestCoordinator, Worker, fast_config, lease_run, register,
 };
 use poet_sql::testing::TestDb;
 
@@ -43,8 +43,8 @@ pub fn spec(dataset: &str, n: usize, epochs: u32) -> String {
 }
 
 /// Leases the next run (waiting up to a second); panics when none is queued.
-pub async fn lease_one(w: &mut Worker, worker_id: i64) -> poet_proto::v1::Lease {
-    lease_run(w, worker_id, 1000)
+pub async fn lease_one(w: &mut Worker, worker: Registered) -> poet_proto::v1::Lease {
+    lease_run(w, worker, 1000)
         .await
         .expect("a queued run")
         .lease
@@ -52,12 +52,12 @@ pub async fn lease_one(w: &mut Worker, worker_id: i64) -> poet_proto::v1::Lease 
 }
 
 /// Seeds the `tiny` dataset, queues `runs` runs of `epochs` epochs, registers a worker and
-/// leases one run to it: the client, the worker's client, its id and the lease.
+/// leases one run to it: the client, the worker's client, the worker and the lease.
 pub async fn leased_run(
     c: &TestCoordinator,
     runs: usize,
     epochs: u32,
-) -> (Client, Worker, i64, poet_proto::v1::Lease) {
+) -> (Client, Worker, Registered, poet_proto::v1::Lease) {
     seed_dataset(&c.db.pool, "tiny", POEMS).await;
     let mut client = c.client();
     client

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use tonic::Code;
 
 use crate::helpers::{
-    POEMS, TestCoordinator, lease_one, leased_run, register, seed_dataset, spawn, spec,
+    POEMS, Registered, TestCoordinator, lease_one, leased_run, register, seed_dataset, spawn, spec,
 };
 
 fn sha(data: &[u8]) -> String {
@@ -84,8 +84,9 @@ fn files(dir: &std::path::Path) -> Vec<String> {
     out
 }
 
-/// A coordinator with one leased run whose epoch 1 is reported; returns the lease.
-async fn leased(c: &TestCoordinator) -> (v1::Lease, i64) {
+/// A coordinator with one leased run whose epoch 1 is reported; returns the lease and the
+/// worker holding it.
+async fn leased(c: &TestCoordinator) -> (v1::Lease, Registered) {
     let (_, mut w, wid, l) = leased_run(c, 2, 3).await;
     w.report_epoch(v1::ReportEpochRequest {
         lease: Some(l.clone()),
@@ -383,7 +384,7 @@ async fn unknown_ids_are_not_found_everywhere() {
             "LeaseRun",
             w.lease_run(v1::LeaseRunRequest {
                 worker_id: 987_654,
-                wait_ms: 0,
+                ..Default::default()
             })
             .await
             .unwrap_err()
@@ -466,7 +467,8 @@ async fn unknown_ids_are_not_found_everywhere() {
     // The heartbeat of a known worker with a ghost lease is fenced.
     let err = w
         .heartbeat(v1::HeartbeatRequest {
-            worker_id: wid,
+            worker_id: wid.id,
+            worker_secret: wid.secret(),
             lease: Some(ghost),
             ..Default::default()
         })
@@ -533,7 +535,8 @@ async fn another_workers_lease_is_fenced() {
         .unwrap_err();
     let e5 = w
         .heartbeat(v1::HeartbeatRequest {
-            worker_id: wb,
+            worker_id: wb.id,
+            worker_secret: wb.secret(),
             lease: Some(stolen),
             ..Default::default()
         })
@@ -665,5 +668,795 @@ async fn a_client_gone_mid_commit_leaves_blob_and_row_together() {
         "the checkpoint row was never committed: its blob is an orphan"
     );
     assert_eq!(files(c.artifacts.path()), vec![key]);
+    c.stop().await;
+}
+
+/// Every client-chosen string the coordinator stores is bounded (SECURITY.md, finding 6): a
+/// cancel reason (copied into each run a sweep-wide cancel touches), names and labels, specs
+/// and JSON. Over the limit is INVALID_ARGUMENT naming the field and the limit, and nothing
+/// is stored; at the limit (counted in characters, not bytes) is accepted.
+#[tokio::test]
+async fn oversized_strings_are_refused_naming_the_field_and_limit() {
+    let c = spawn().await;
+    let (l, _) = leased(&c).await;
+    let mut client = c.client();
+    let mut w = c.worker();
+    let sweep_id: i64 = sqlx::query_scalar("select sweep_id from runs where id = $1")
+        .bind(l.run_id)
+        .fetch_one(&c.db.pool)
+        .await
+        .unwrap();
+    let workers = || async {
+        let n: i64 = sqlx::query_scalar("select count(*) from workers")
+            .fetch_one(&c.db.pool)
+            .await
+            .unwrap();
+        n
+    };
+    let before = (counts(&c).await, workers().await);
+    let long = |n: usize| "é".repeat(n);
+    let mut refusals: Vec<(&str, &str, tonic::Status)> = vec![];
+
+    // 4 MiB of reason would be copied into each of a sweep's runs.
+    let attack = {
+        let mut cl = client.clone();
+        let reason = "x".repeat(3 << 20);
+        tokio::spawn(async move {
+            cl.cancel_sweep(v1::CancelSweepRequest { sweep_id, reason })
+                .await
+        })
+    };
+    still_answers(&c).await;
+    refusals.push(("reason", "1000", attack.await.unwrap().unwrap_err()));
+    refusals.push((
+        "reason",
+        "1000",
+        client
+            .cancel_run(v1::CancelRunRequest {
+                run_id: l.run_id,
+                reason: long(1001),
+            })
+            .await
+            .unwrap_err(),
+    ));
+    for (name, spec_text) in [
+        (long(201), spec("tiny", 1, 1)),
+        (
+            String::new(),
+            format!("name = \"{}\"\n{}", long(201), spec("tiny", 1, 1)),
+        ),
+    ] {
+        refusals.push((
+            "name",
+            "200",
+            client
+                .submit_sweep(v1::SubmitSweepRequest {
+                    spec: spec_text,
+                    name,
+                    ..Default::default()
+                })
+                .await
+                .unwrap_err(),
+        ));
+    }
+    refusals.push((
+        "spec",
+        "262144",
+        client
+            .submit_sweep(v1::SubmitSweepRequest {
+                spec: format!("{}# {}\n", spec("tiny", 1, 1), "x".repeat(256 << 10)),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err(),
+    ));
+    refusals.push((
+        "overrides_json",
+        "65536",
+        client
+            .fork_run(v1::ForkRunRequest {
+                run_id: l.run_id,
+                overrides_json: format!("{{\"note\": \"{}\"}}", "x".repeat(64 << 10)),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err(),
+    ));
+    refusals.push((
+        "checkpoint",
+        "200",
+        client
+            .generate(v1::GenerateRequest {
+                run_id: l.run_id,
+                checkpoint: long(201),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err(),
+    ));
+    for field in ["host", "device", "gpu_name", "version"] {
+        let mut reg = v1::RegisterRequest {
+            host: "h".into(),
+            device: "cpu".into(),
+            ..Default::default()
+        };
+        let v = long(201);
+        match field {
+            "host" => reg.host = v,
+            "device" => reg.device = v,
+            "gpu_name" => reg.gpu_name = v,
+            _ => reg.version = v,
+        }
+        refusals.push((field, "200", w.register(reg).await.unwrap_err()));
+    }
+    refusals.push((
+        "epoch.metrics_json",
+        "65536",
+        w.report_epoch(v1::ReportEpochRequest {
+            lease: Some(l.clone()),
+            epoch: Some(v1::Epoch {
+                metrics_json: format!("{{\"note\": \"{}\"}}", "x".repeat(64 << 10)),
+                ..epoch(2)
+            }),
+        })
+        .await
+        .unwrap_err(),
+    ));
+    for (field, limit, e) in &refusals {
+        assert_eq!(e.code(), Code::InvalidArgument, "{field}: {e:?}");
+        assert!(
+            e.message().starts_with(&format!("{field}: "))
+                && e.message().contains(&format!("limit of {limit}")),
+            "{field}: {}",
+            e.message()
+        );
+    }
+    assert_eq!(
+        (counts(&c).await, workers().await),
+        before,
+        "nothing stored"
+    );
+    let (state, error): (String, Option<String>) =
+        sqlx::query_as("select state, error from runs where id = $1")
+            .bind(l.run_id)
+            .fetch_one(&c.db.pool)
+            .await
+            .unwrap();
+    assert_eq!((state.as_str(), error), ("running", None));
+
+    // At the limit, in characters (2000 bytes here), the reason is stored whole.
+    let c2 = client
+        .cancel_sweep(v1::CancelSweepRequest {
+            sweep_id,
+            reason: long(1000),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(c2.cancelled + c2.cancel_requested, 2);
+    let errors: Vec<String> =
+        sqlx::query_scalar("select error from runs where sweep_id = $1 order by id")
+            .bind(sweep_id)
+            .fetch_all(&c.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(errors, vec![long(1000), long(1000)]);
+    c.stop().await;
+}
+
+/// An upload that sends its header and then holds the stream open; dropping it ends the
+/// upload (the client goes away).
+struct HeldUpload {
+    _tx: tokio::sync::mpsc::Sender<v1::UploadCheckpointRequest>,
+    task: tokio::task::JoinHandle<
+        Result<tonic::Response<v1::UploadCheckpointResponse>, tonic::Status>,
+    >,
+}
+
+impl HeldUpload {
+    async fn start(c: &TestCoordinator, lease: &v1::Lease) -> HeldUpload {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.send(header(lease, 1, 4096, sha(&[0; 4096])))
+            .await
+            .unwrap();
+        let mut w = c.worker();
+        let task = tokio::spawn(async move { w.upload_checkpoint(tokio_stream_from(rx)).await });
+        HeldUpload { _tx: tx, task }
+    }
+}
+
+impl Drop for HeldUpload {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Uploads in flight are capped per lease and per worker (SECURITY.md, finding 17): one
+/// lease, or one worker holding several, cannot tie up the coordinator with uploads that
+/// never finish. Over the cap is RESOURCE_EXHAUSTED, nothing is stored, and a place comes
+/// back when an upload ends.
+#[tokio::test]
+async fn concurrent_uploads_are_capped_per_lease_and_per_worker() {
+    let c = spawn().await;
+    // One worker holding the leases of three runs.
+    let (_, mut w, wid, first) = leased_run(&c, 3, 2).await;
+    let mut leases = vec![];
+    for i in 0..3 {
+        let l = match i {
+            0 => first.clone(),
+            _ => lease_one(&mut w, wid).await,
+        };
+        w.report_epoch(v1::ReportEpochRequest {
+            lease: Some(l.clone()),
+            epoch: Some(epoch(1)),
+        })
+        .await
+        .unwrap();
+        leases.push(l);
+    }
+    let body = b"checkpoint".to_vec();
+    let upload = |l: &v1::Lease| {
+        let mut w = c.worker();
+        let msgs = vec![
+            header(l, 1, body.len() as i64, sha(&body)),
+            data(body.clone()),
+        ];
+        async move { w.upload_checkpoint(futures::stream::iter(msgs)).await }
+    };
+    // Headers read, places taken: the handlers then wait for data.
+    let settle = || tokio::time::sleep(Duration::from_millis(500));
+
+    let a1 = HeldUpload::start(&c, &leases[0]).await;
+    let a2 = HeldUpload::start(&c, &leases[0]).await;
+    settle().await;
+    let e = upload(&leases[0]).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("limit per lease is 2"), "{e:?}");
+
+    let b = [
+        HeldUpload::start(&c, &leases[1]).await,
+        HeldUpload::start(&c, &leases[1]).await,
+    ];
+    settle().await;
+    let e = upload(&leases[2]).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("limit per worker is 4"), "{e:?}");
+    still_answers(&c).await;
+    assert_eq!(counts(&c).await.3, 0, "nothing stored");
+
+    // One held upload goes away: its place comes back and a whole upload is stored.
+    drop(a1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match upload(&leases[0]).await {
+            Ok(_) => break,
+            Err(e) if e.code() == Code::ResourceExhausted => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the place never came back"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(counts(&c).await.3, 1);
+    drop((a2, b));
+    c.stop().await;
+}
+
+/// One worker cannot speak for another (SECURITY.md, finding 9): every call that names a
+/// worker id needs the secret `Register` returned with it (ids are sequential), and a
+/// generation job's completion needs its current lease id, as a run's writes do.
+#[tokio::test]
+async fn workers_speak_only_for_themselves_and_generation_leases_are_fenced() {
+    let c = spawn().await;
+    let pool = &c.db.pool;
+    let (l, a) = leased(&c).await;
+    let mut w = c.worker();
+    let b = register(&mut w, "intruder").await;
+    assert_ne!(a.secret, b.secret);
+    let expires = || async {
+        let t: chrono::DateTime<chrono::Utc> =
+            sqlx::query_scalar("select lease_expires_at from runs where id = $1")
+                .bind(l.run_id)
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        t
+    };
+    let before = expires().await;
+
+    // B names A's id with no secret, with its own, with garbage: refused everywhere.
+    for secret in [String::new(), b.secret(), "../../etc".into()] {
+        let refusals = [
+            (
+                "Heartbeat",
+                w.heartbeat(v1::HeartbeatRequest {
+                    worker_id: a.id,
+                    worker_secret: secret.clone(),
+                    lease: Some(l.clone()),
+                    ..Default::default()
+                })
+                .await
+                .unwrap_err(),
+            ),
+            (
+                "LeaseRun",
+                w.lease_run(v1::LeaseRunRequest {
+                    worker_id: a.id,
+                    worker_secret: secret.clone(),
+                    wait_ms: 0,
+                })
+                .await
+                .unwrap_err(),
+            ),
+            (
+                "LeaseGeneration",
+                w.lease_generation(v1::LeaseGenerationRequest {
+                    worker_id: a.id,
+                    worker_secret: secret.clone(),
+                    wait_ms: 0,
+                })
+                .await
+                .unwrap_err(),
+            ),
+            (
+                "CompleteGeneration",
+                w.complete_generation(v1::CompleteGenerationRequest {
+                    worker_id: a.id,
+                    worker_secret: secret.clone(),
+                    generation_id: 1,
+                    lease_id: uuid_like(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap_err(),
+            ),
+            (
+                "Register",
+                w.register(v1::RegisterRequest {
+                    host: "taken-over".into(),
+                    device: "cpu".into(),
+                    worker_id: a.id,
+                    worker_secret: secret.clone(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap_err(),
+            ),
+        ];
+        for (rpc, e) in refusals {
+            assert_eq!(
+                e.code(),
+                Code::PermissionDenied,
+                "{rpc} with {secret:?}: {e:?}"
+            );
+            assert!(e.message().contains("worker_secret"), "{rpc}: {e:?}");
+        }
+    }
+    // Nothing was done in A's name: its lease was not extended, its row not rewritten.
+    assert_eq!(expires().await, before);
+    let host: String = sqlx::query_scalar("select host from workers where id = $1")
+        .bind(a.id)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(host, "h");
+
+    // A itself may: its heartbeat extends the lease, and re-registering keeps id and secret.
+    w.heartbeat(v1::HeartbeatRequest {
+        worker_id: a.id,
+        worker_secret: a.secret(),
+        lease: Some(l.clone()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert!(expires().await > before);
+    let again = w
+        .register(v1::RegisterRequest {
+            host: "h2".into(),
+            device: "cpu".into(),
+            worker_id: a.id,
+            worker_secret: a.secret(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((again.worker_id, again.worker_secret), (a.id, a.secret()));
+
+    // A generation job, leased by A, expired, and leased by A again: the first lease id is
+    // stale, and B cannot complete A's job even with the current one.
+    let body = b"checkpoint".to_vec();
+    w.upload_checkpoint(futures::stream::iter(vec![
+        header(&l, 1, body.len() as i64, sha(&body)),
+        data(body),
+    ]))
+    .await
+    .unwrap();
+    let g = c
+        .client()
+        .generate(v1::GenerateRequest {
+            run_id: l.run_id,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .generation
+        .unwrap();
+    let lease_generation = |who: Registered| {
+        let mut w = c.worker();
+        async move {
+            w.lease_generation(v1::LeaseGenerationRequest {
+                worker_id: who.id,
+                worker_secret: who.secret(),
+                wait_ms: 2000,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .job
+            .expect("a queued generation")
+        }
+    };
+    let first = lease_generation(a).await;
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    assert_eq!(
+        poet_coordinator::generation::reap(pool, later)
+            .await
+            .unwrap(),
+        1
+    );
+    let second = lease_generation(a).await;
+    assert_eq!(first.generation_id, second.generation_id);
+    assert_ne!(first.lease_id, second.lease_id);
+    let complete = |who: Registered, lease_id: &str| {
+        let mut w = c.worker();
+        let req = v1::CompleteGenerationRequest {
+            worker_id: who.id,
+            worker_secret: who.secret(),
+            generation_id: g.id,
+            lease_id: lease_id.to_string(),
+            streams: vec![v1::SampledStream {
+                temperature: 0.5,
+                text: "a lamp\nin the rain\n++++\n".into(),
+            }],
+            ..Default::default()
+        };
+        async move { w.complete_generation(req).await }
+    };
+    for (who, lease_id, code) in [
+        (a, first.lease_id.as_str(), Code::FailedPrecondition),
+        (b, second.lease_id.as_str(), Code::FailedPrecondition),
+        (a, "not-a-lease", Code::InvalidArgument),
+    ] {
+        let e = complete(who, lease_id).await.unwrap_err();
+        assert_eq!(e.code(), code, "{lease_id}: {e:?}");
+    }
+    let (state, poems): (String, i64) = sqlx::query_as(
+        "select state, (select count(*) from generated_poems where generation_id = $1) from generations where id = $1",
+    )
+    .bind(g.id)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!((state.as_str(), poems), ("running", 0));
+    complete(a, &second.lease_id).await.unwrap();
+    let state: String = sqlx::query_scalar("select state from generations where id = $1")
+        .bind(g.id)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(state, "done");
+    // A retry of that completion finds the lease over.
+    let e = complete(a, &second.lease_id).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    c.stop().await;
+}
+
+/// Dataset downloads stream from a cursor and only so many run at once (SECURITY.md,
+/// finding 7): a client that opens a download and stops reading holds one place, not the
+/// coordinator's memory; a download beyond `--max-dataset-downloads` is RESOURCE_EXHAUSTED;
+/// the place comes back when the client goes away; a download read to the end is the whole
+/// corpus in chunks of at most 1 MiB, matching its header.
+#[tokio::test]
+async fn dataset_downloads_are_bounded_and_streamed() {
+    let c = crate::helpers::spawn_with(
+        None,
+        poet_coordinator::CoordinatorConfig {
+            max_dataset_downloads: 1,
+            ..crate::helpers::fast_config()
+        },
+    )
+    .await;
+    // 24 MB: more than the HTTP/2 windows and the buffers between a reader that stopped and
+    // the cursor, so that download stays in flight.
+    let poems: Vec<String> = (0..800)
+        .map(|i| {
+            format!(
+                "poem {i}\n{}",
+                "the rain on the roof of the mill\n".repeat(900)
+            )
+        })
+        .collect();
+    let refs: Vec<&str> = poems.iter().map(String::as_str).collect();
+    let id = seed_dataset(&c.db.pool, "big", &refs).await;
+    let ask = || {
+        let mut w = c.worker();
+        async move {
+            w.download_dataset(v1::DownloadDatasetRequest { dataset_id: id })
+                .await
+        }
+    };
+
+    let mut stalled = ask().await.unwrap().into_inner();
+    let first = stalled.message().await.unwrap().unwrap();
+    assert!(matches!(
+        first.part,
+        Some(v1::dataset_chunk::Part::Header(_))
+    ));
+    let e = ask().await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("--max-dataset-downloads"), "{e:?}");
+    still_answers(&c).await;
+
+    drop(stalled);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut stream = loop {
+        match ask().await {
+            Ok(s) => break s.into_inner(),
+            Err(e) if e.code() == Code::ResourceExhausted => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the place never came back"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    };
+    let (mut header, mut train, mut val, mut chunks) = (None, vec![], vec![], 0);
+    while let Some(m) = stream.message().await.unwrap() {
+        match m.part.unwrap() {
+            v1::dataset_chunk::Part::Header(h) => header = Some(h),
+            v1::dataset_chunk::Part::Train(b) => {
+                assert!(b.len() <= 1 << 20);
+                chunks += 1;
+                train.extend(b);
+            }
+            v1::dataset_chunk::Part::Validation(b) => {
+                assert!(b.len() <= 1 << 20);
+                val.extend(b);
+            }
+        }
+    }
+    let h = header.unwrap();
+    assert_eq!(
+        (h.train_bytes, h.validation_bytes),
+        (train.len() as i64, val.len() as i64)
+    );
+    assert_eq!(sha(&[train.as_slice(), &val].concat()), h.sha256);
+    assert!(chunks > 10, "{chunks} training chunks");
+    let whole = poet_coordinator::datasets::corpus(&c.db.pool, id)
+        .await
+        .unwrap();
+    assert!(train == whole.train.as_bytes() && val == whole.validation.as_bytes());
+    c.stop().await;
+}
+
+/// A run with a checkpoint (epoch 1) and its worker: what a generation needs.
+async fn checkpointed(c: &TestCoordinator) -> (v1::Lease, Registered) {
+    let (l, a) = leased(c).await;
+    let body = b"checkpoint".to_vec();
+    c.worker()
+        .upload_checkpoint(futures::stream::iter(vec![
+            header(&l, 1, body.len() as i64, sha(&body)),
+            data(body),
+        ]))
+        .await
+        .unwrap();
+    (l, a)
+}
+
+/// Leases the next generation job to `who` (waiting up to 2 s for one).
+async fn lease_generation(c: &TestCoordinator, who: Registered) -> v1::GenerationJob {
+    c.worker()
+        .lease_generation(v1::LeaseGenerationRequest {
+            worker_id: who.id,
+            worker_secret: who.secret(),
+            wait_ms: 2000,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .job
+        .expect("a queued generation")
+}
+
+/// Generations are bounded (SECURITY.md, finding 8): one request samples at most 262144
+/// characters in all (so the worker's answer fits its 4 MiB message; 16 temperatures x 256
+/// poems x 100000 chars used to be queued, fail to come back and be retried on the GPU), a
+/// worker stores no more than the job asked for, and at most `--max-queued-generations` are
+/// queued or running at once (RESOURCE_EXHAUSTED beyond).
+#[tokio::test]
+async fn generation_requests_are_bounded_in_size_and_number() {
+    let c = crate::helpers::spawn_with(
+        None,
+        poet_coordinator::CoordinatorConfig {
+            max_queued_generations: 3,
+            ..crate::helpers::fast_config()
+        },
+    )
+    .await;
+    let (l, a) = checkpointed(&c).await;
+    let mut client = c.client();
+    let ask = |temperatures: usize, poems: i32, chars: i32| v1::GenerateRequest {
+        run_id: l.run_id,
+        temperatures: vec![0.5; temperatures],
+        poems,
+        chars,
+        ..Default::default()
+    };
+    let queued = || async {
+        let n: i64 = sqlx::query_scalar("select count(*) from generations")
+            .fetch_one(&c.db.pool)
+            .await
+            .unwrap();
+        n
+    };
+
+    let small = client.generate(ask(1, 1, 10)).await.unwrap();
+    for (t, p, n) in [(16, 256, 100_000), (4, 64, 1025)] {
+        let e = client.generate(ask(t, p, n)).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(
+            e.message().starts_with("chars: ") && e.message().contains("limit of 262144"),
+            "{e:?}"
+        );
+    }
+    client.generate(ask(4, 64, 1024)).await.unwrap();
+    client.generate(ask(1, 1, 0)).await.unwrap();
+    let e = client.generate(ask(1, 1, 0)).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("--max-queued-generations"), "{e:?}");
+    assert_eq!(queued().await, 3);
+
+    // The worker may not store more than was asked: 1 stream of 10 characters.
+    let job = lease_generation(&c, a).await;
+    let small = small.into_inner().generation.unwrap();
+    assert_eq!(job.generation_id, small.id);
+    let complete = |texts: &[&str]| {
+        let mut w = c.worker();
+        let req = v1::CompleteGenerationRequest {
+            worker_id: a.id,
+            worker_secret: a.secret(),
+            generation_id: job.generation_id,
+            lease_id: job.lease_id.clone(),
+            streams: texts
+                .iter()
+                .map(|t| v1::SampledStream {
+                    temperature: 0.5,
+                    text: t.to_string(),
+                })
+                .collect(),
+            ..Default::default()
+        };
+        async move { w.complete_generation(req).await }
+    };
+    for texts in [&["eleven char"][..], &["a", "b"]] {
+        let e = complete(texts).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{texts:?}: {e:?}");
+        assert!(e.message().starts_with("streams: "), "{e:?}");
+    }
+    complete(&["ten chars!"]).await.unwrap();
+    // One finished: there is room again.
+    client.generate(ask(1, 1, 0)).await.unwrap();
+    assert_eq!(queued().await, 4);
+    c.stop().await;
+}
+
+/// A client waiting on a generation is woken by the NOTIFY of its completion, not by polling
+/// (SECURITY.md, finding 8: every waiting client used to read the database every 150 ms).
+/// While the client waits, `generated_poems` (which every read of a generation touches) is
+/// locked: a polling waiter would queue behind the lock within 150 ms; this one must not
+/// read at all, and must answer as soon as the worker completes the job.
+#[tokio::test]
+async fn waiting_clients_are_woken_by_notify_not_by_polling() {
+    let c = spawn().await;
+    let pool = &c.db.pool;
+    let (l, a) = checkpointed(&c).await;
+    let mut client = c.client();
+    let g = client
+        .generate(v1::GenerateRequest {
+            run_id: l.run_id,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .generation
+        .unwrap();
+    let readers_waiting = || async {
+        let n: i64 = sqlx::query_scalar(
+            "select count(*) from pg_locks l join pg_database d on d.oid = l.database
+             where d.datname = current_database() and not l.granted
+               and l.relation = 'generated_poems'::regclass",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        n
+    };
+    let lock = || async {
+        let mut tx = pool.begin().await.unwrap();
+        sqlx::query("lock table generated_poems in access exclusive mode")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx
+    };
+
+    // The waiter's first read queues behind the lock: that is how the test knows it began.
+    let locked = lock().await;
+    let waiter = tokio::spawn(async move {
+        client
+            .get_generation(v1::GetGenerationRequest {
+                generation_id: g.id,
+                wait_seconds: 20,
+            })
+            .await
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while readers_waiting().await == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the waiter never read"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Its first read finishes (the generation is queued), then it waits. The table is locked
+    // again at once (behind that read) and held: no further read may arrive.
+    locked.commit().await.unwrap();
+    let locked = lock().await;
+    for _ in 0..15 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(readers_waiting().await, 0, "the waiter polled the database");
+    }
+    locked.commit().await.unwrap();
+    assert!(!waiter.is_finished());
+
+    // The worker completes the job: the waiter answers at once, not at a later poll.
+    let job = lease_generation(&c, a).await;
+    let done_at = tokio::time::Instant::now();
+    c.worker()
+        .complete_generation(v1::CompleteGenerationRequest {
+            worker_id: a.id,
+            worker_secret: a.secret(),
+            generation_id: job.generation_id,
+            lease_id: job.lease_id,
+            streams: vec![v1::SampledStream {
+                temperature: 0.5,
+                text: "a lamp\nin the rain\n++++\n".into(),
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let got = waiter
+        .await
+        .unwrap()
+        .unwrap()
+        .into_inner()
+        .generation
+        .unwrap();
+    assert_eq!(got.state, "done");
+    assert!(
+        done_at.elapsed() < Duration::from_secs(2),
+        "woken {:?} after the completion",
+        done_at.elapsed()
+    );
     c.stop().await;
 }

@@ -10,7 +10,7 @@ use sqlx::Row;
 use tonic::Code;
 
 use crate::helpers::{
-    POEMS, Worker, fast_config, lease_run, register, seed_dataset, spawn, spawn_with,
+    POEMS, Registered, Worker, fast_config, lease_run, register, seed_dataset, spawn, spawn_with,
 };
 
 fn adaptive_spec(runs: usize, epochs: u32, extra: &str) -> String {
@@ -109,8 +109,8 @@ async fn submit(c: &crate::helpers::TestCoordinator, spec: String) -> v1::Submit
 }
 
 /// A coordinator on a fresh database with the `tiny` dataset, sweep `spec` submitted, and one
-/// registered worker: the coordinator, the worker's client and its id.
-async fn start(spec: String) -> (crate::helpers::TestCoordinator, Worker, i64) {
+/// registered worker: the coordinator, the worker's client and the worker.
+async fn start(spec: String) -> (crate::helpers::TestCoordinator, Worker, Registered) {
     let c = spawn().await;
     seed_dataset(&c.db.pool, "tiny", POEMS).await;
     submit(&c, spec).await;

@@ -234,7 +234,8 @@ async fn worker_protocol_end_to_end_with_checkpoint_checks() {
 
     let hb = w
         .heartbeat(v1::HeartbeatRequest {
-            worker_id: wid,
+            worker_id: wid.id,
+            worker_secret: wid.secret(),
             lease: Some(l.clone()),
             ..Default::default()
         })
@@ -473,7 +474,8 @@ async fn cancel_reaches_the_worker_at_its_next_heartbeat() {
     assert_eq!(r.cancel_requested, 1);
     let hb = w
         .heartbeat(v1::HeartbeatRequest {
-            worker_id: wid,
+            worker_id: wid.id,
+            worker_secret: wid.secret(),
             lease: Some(l.clone()),
             ..Default::default()
         })
@@ -584,8 +586,9 @@ async fn generation_is_served_by_a_worker_and_judged_for_plagiarism() {
     assert_eq!(g.state, "queued");
     let job = w
         .lease_generation(v1::LeaseGenerationRequest {
-            worker_id: wid,
+            worker_id: wid.id,
             wait_ms: 2000,
+            worker_secret: wid.secret(),
         })
         .await
         .unwrap()
@@ -598,7 +601,9 @@ async fn generation_is_served_by_a_worker_and_judged_for_plagiarism() {
     let original =
         "violet engines hum beneath\nthe quiet orchard of my teeth\nno river ever learned my name";
     w.complete_generation(v1::CompleteGenerationRequest {
-        worker_id: wid,
+        worker_id: wid.id,
+        worker_secret: wid.secret(),
+        lease_id: job.lease_id.clone(),
         generation_id: job.generation_id,
         streams: vec![
             v1::SampledStream {

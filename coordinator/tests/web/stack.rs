@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use poet_coordinator::CoordinatorConfig;
-use poet_coordinator::testing::{Client, TestCoordinator, Worker, lease_run};
+use poet_coordinator::testing::{Client, Registered, TestCoordinator, Worker, lease_run};
 use poet_proto::v1;
 use poet_sql::testing::TestDb;
 use sha2::{Digest, Sha256};
@@ -149,9 +149,9 @@ pub async fn seed(s: &Stack, runs: usize, epochs_for: impl Fn(usize) -> i32) -> 
     let sweep_id = sub.sweep.unwrap().id;
     let mut w = s.worker();
     let mut leases = vec![];
-    let mut worker_ids = vec![];
+    let mut workers = vec![];
     for i in 0..runs {
-        let wid = w
+        let r = w
             .register(v1::RegisterRequest {
                 host: format!("gpu-host-{i}"),
                 device: "cuda:0".into(),
@@ -162,11 +162,14 @@ pub async fn seed(s: &Stack, runs: usize, epochs_for: impl Fn(usize) -> i32) -> 
             })
             .await
             .unwrap()
-            .into_inner()
-            .worker_id;
-        let l = lease_run(&mut w, wid, 1000).await.unwrap();
+            .into_inner();
+        let worker = Registered {
+            id: r.worker_id,
+            secret: r.worker_secret.parse().unwrap(),
+        };
+        let l = lease_run(&mut w, worker, 1000).await.unwrap();
         leases.push(l.lease.unwrap());
-        worker_ids.push(wid);
+        workers.push(worker);
     }
     leases.sort_by_key(|l| l.run_id);
     for (i, l) in leases.iter().enumerate() {
@@ -210,11 +213,12 @@ pub async fn seed(s: &Stack, runs: usize, epochs_for: impl Fn(usize) -> i32) -> 
         })
         .await
         .unwrap();
-    let gen_worker = worker_ids[0];
+    let gen_worker = workers[0];
     let job = w
         .lease_generation(v1::LeaseGenerationRequest {
-            worker_id: gen_worker,
+            worker_id: gen_worker.id,
             wait_ms: 2000,
+            worker_secret: gen_worker.secret(),
         })
         .await
         .unwrap()
@@ -222,7 +226,9 @@ pub async fn seed(s: &Stack, runs: usize, epochs_for: impl Fn(usize) -> i32) -> 
         .job
         .unwrap();
     w.complete_generation(v1::CompleteGenerationRequest {
-        worker_id: gen_worker,
+        worker_id: gen_worker.id,
+        lease_id: job.lease_id.clone(),
+        worker_secret: gen_worker.secret(),
         generation_id: job.generation_id,
         streams: vec![
             v1::SampledStream {
@@ -242,7 +248,7 @@ pub async fn seed(s: &Stack, runs: usize, epochs_for: impl Fn(usize) -> i32) -> 
         sweep_id,
         runs: leases.iter().map(|l| l.run_id).collect(),
         leases,
-        worker_ids,
+        worker_ids: workers.iter().map(|w| w.id).collect(),
     }
 }
 

@@ -56,7 +56,11 @@ struct Agent {
 
 impl Agent {
     fn start(c: &TestCoordinator, token: Option<&str>) -> Agent {
-        let cache = tempfile::tempdir().unwrap();
+        Agent::start_on(c, token, tempfile::tempdir().unwrap())
+    }
+
+    /// An agent whose cache is `cache` (a previous agent's).
+    fn start_on(c: &TestCoordinator, token: Option<&str>, cache: tempfile::TempDir) -> Agent {
         let config = AgentConfig {
             device: DeviceSpec::Cpu,
             token: token.map(str::to_string),
@@ -77,8 +81,14 @@ impl Agent {
 
     /// Shuts the agent down and waits until it has returned (after releasing any run).
     async fn stop(self) {
+        self.stop_keeping_cache().await;
+    }
+
+    /// [`stop`](Self::stop), handing back its cache for the next agent.
+    async fn stop_keeping_cache(self) -> tempfile::TempDir {
         let _ = self.stop.send(());
         self.handle.await.unwrap().unwrap();
+        self.cache
     }
 }
 
@@ -397,7 +407,7 @@ async fn trains_reports_resumes_and_samples() {
             ))
             .collect::<Vec<_>>(),
         vec![
-            (1, other_id, 0, Some("lease_expired")),
+            (1, other_id.id, 0, Some("lease_expired")),
             (2, agent_id, 1, Some("completed"))
         ]
     );
@@ -471,7 +481,7 @@ async fn fenced_run_stops_silently_and_leasing_goes_on() {
          where id = $1 and state = 'running' returning lease_id::text, epochs_done",
     )
     .bind(run)
-    .bind(other)
+    .bind(other.id)
     .fetch_one(pool)
     .await
     .unwrap();
@@ -492,7 +502,7 @@ async fn fenced_run_stops_silently_and_leasing_goes_on() {
                 r.lease_owner,
                 r.epochs_done
             ),
-            ("running", Some(taken.as_str()), Some(other), done)
+            ("running", Some(taken.as_str()), Some(other.id), done)
         );
         let att = attempts(pool, run).await;
         assert_eq!(att.len(), 1);
@@ -718,5 +728,54 @@ async fn asha_pauses_promotes_and_the_promoted_run_continues_exactly() {
         2,
         "{kinds:?}"
     );
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_cached_dataset_is_downloaded_again() {
+    let _rng = torch_rng();
+    let c = TestCoordinator::start(config(), None).await;
+    let pool = &c.db.pool;
+    let mut client = c.client();
+    seed(&c, "tiny").await;
+    let cfg = TrainConfig {
+        epochs: 1,
+        ..tiny(Formulation::Seq)
+    };
+    let first = submit(&mut client, "tiny", &cfg).await;
+    let agent = Agent::start(&c, None);
+    wait_state(pool, first, "succeeded").await;
+    let cache = agent.stop_keeping_cache().await;
+
+    // One byte of the cached training text changes (same size, still UTF-8).
+    let (id, hash): (i64, String) =
+        sqlx::query_as("select id, content_hash from datasets where name = 'tiny'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    let train = cache.path().join("datasets").join(hash).join("train.txt");
+    let good = std::fs::read(&train).unwrap();
+    let served = poet_coordinator::datasets::corpus(pool, id).await.unwrap();
+    assert_eq!(good, served.train.as_bytes());
+    let mut bad = good.clone();
+    let at = bad.iter().position(|b| *b == b'a').unwrap();
+    bad[at] = b'o';
+    std::fs::write(&train, &bad).unwrap();
+
+    // The next run on that dataset finds the entry corrupt and downloads it again: it trains
+    // on the coordinator's text, and the entry is whole again.
+    let second = submit(
+        &mut client,
+        "tiny",
+        &TrainConfig {
+            seed: cfg.seed + 1,
+            ..cfg
+        },
+    )
+    .await;
+    let agent = Agent::start_on(&c, None, cache);
+    wait_state(pool, second, "succeeded").await;
+    assert_eq!(std::fs::read(&train).unwrap(), good);
+    agent.stop().await;
     c.stop().await;
 }
