@@ -227,8 +227,9 @@ pub enum DatasetCmd {
         #[arg(short, long, default_value = "-")]
         output: PathBuf,
         /// Only one split.
-        #[arg(long, value_enum)]
-        split: Option<poet_ingest::Split>,
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["train", "validation"])
+            .map(|s| s.parse::<poet_sql::datasets::Split>().expect("one of the listed values")))]
+        split: Option<poet_sql::datasets::Split>,
     },
     /// What an ingest left out and why: counts by reason, then the documents (file, line, id,
     /// the rule that decided and its measures). Example: `poet datasets rejects poetry@2 --reason hard_wrapped`

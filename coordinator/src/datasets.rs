@@ -1,6 +1,6 @@
 //! Dataset text for workers: the training and validation corpora exactly as
-//! `poet dataset export --split` writes them (`poet_ingest::export_split` owns the format and
-//! the split rule), streamed from a database cursor in chunks, so that a download holds one
+//! `poet datasets export --split` writes them (`poet_sql::datasets::export_split` owns the
+//! format and the split rule), streamed from a database cursor in chunks, so that a download holds one
 //! chunk of a corpus in memory at a time, never the whole (SECURITY.md, finding 7).
 
 use std::future::Future;
@@ -8,6 +8,8 @@ use std::future::Future;
 use sha2::{Digest as _, Sha256};
 use sqlx::PgPool;
 use tokio::io::AsyncReadExt;
+
+use poet_sql::datasets::Split;
 
 use crate::error::{Result, ServiceError};
 
@@ -54,29 +56,22 @@ where
     F: FnMut(Chunk) -> Fut,
     Fut: Future<Output = bool>,
 {
-    let ready: Option<i64> =
-        sqlx::query_scalar("select id from datasets where id = $1 and state = 'ready'")
-            .bind(dataset_id)
-            .fetch_optional(pool)
-            .await?;
-    if ready.is_none() {
+    if poet_sql::datasets::get(pool, dataset_id).await?.is_none() {
         return Err(ServiceError::NotFound(format!("no dataset {dataset_id}")));
     }
     let mut hasher = Sha256::new();
     let mut sizes = [0i64; 2];
-    for (i, split) in [poet_ingest::Split::Train, poet_ingest::Split::Validation]
-        .into_iter()
-        .enumerate()
-    {
+    for (i, split) in [Split::Train, Split::Validation].into_iter().enumerate() {
         let wrap: fn(Vec<u8>) -> Chunk = match split {
-            poet_ingest::Split::Train => Chunk::Train,
-            poet_ingest::Split::Validation => Chunk::Validation,
+            Split::Train => Chunk::Train,
+            Split::Validation => Chunk::Validation,
         };
         // The export writes into a pipe of one chunk's size; this side reads it in chunks.
         // A full pipe holds the export (and its cursor) back until the chunk is taken.
         let (mut writer, reader) = tokio::io::duplex(chunk);
         let export = async move {
-            let done = poet_ingest::export_split(pool, dataset_id, Some(split), &mut writer).await;
+            let done =
+                poet_sql::datasets::export_split(pool, dataset_id, Some(split), &mut writer).await;
             drop(writer);
             done
         };

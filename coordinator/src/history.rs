@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use poet_proto::v1;
+use poet_sql::datasets::DatasetInfo;
 use sqlx::{PgPool, QueryBuilder, Row};
 
 use crate::error::{Result, ServiceError};
@@ -442,42 +443,40 @@ pub async fn list_workers(pool: &PgPool, include_stale: bool) -> Result<Vec<v1::
         .collect())
 }
 
-/// Converts a dataset row (from `select * from datasets`).
-pub fn dataset_from_row(r: &sqlx::postgres::PgRow) -> v1::Dataset {
-    let params: serde_json::Value = r.get("params");
-    let counts: serde_json::Value = r.get("counts");
+/// A dataset as the gRPC API answers it. `stats_json` carries the ingest's parameters and
+/// counts (the web API returns them as objects, from the same [`DatasetInfo`]).
+pub fn dataset_proto(d: DatasetInfo) -> v1::Dataset {
     v1::Dataset {
-        id: r.get("id"),
-        name: r.get("name"),
-        version: r.get("version"),
-        content_hash: r.get("content_hash"),
-        poems: r.get("poems"),
-        chars: r.get("chars"),
-        vocab: r.get("vocab"),
-        stats_json: serde_json::json!({"params": params, "counts": counts}).to_string(),
-        created_at: Some(ts(r.get("created_at"))),
-        shards: r.get("shards"),
-        validation_shards: r.get("validation_shards"),
+        stats_json: serde_json::json!({"params": d.params, "counts": d.counts}).to_string(),
+        created_at: Some(ts(d.created_at)),
+        id: d.id,
+        name: d.name,
+        version: d.version,
+        content_hash: d.content_hash,
+        poems: d.poems,
+        chars: d.chars,
+        vocab: d.vocab,
+        shards: d.shards,
+        validation_shards: d.validation_shards,
     }
 }
 
-/// Ready dataset versions, newest first.
-pub async fn list_datasets(pool: &PgPool, name: &str) -> Result<Vec<v1::Dataset>> {
-    let rows = sqlx::query(
-        "select * from datasets where state = 'ready' and ($1 = '' or name = $1) order by created_at desc, id desc",
-    )
-    .bind(name)
-    .fetch_all(pool)
-    .await?;
-    Ok(rows.iter().map(dataset_from_row).collect())
+/// Ready dataset versions (all, or those named `name`), newest first.
+pub async fn list_datasets(pool: &PgPool, name: &str) -> Result<Vec<DatasetInfo>> {
+    let mut all = poet_sql::datasets::list_datasets(pool)
+        .await
+        .map_err(|e| match e {
+            poet_sql::datasets::DatasetError::Db(e) => ServiceError::from(e),
+            other => ServiceError::Storage(other.to_string()),
+        })?;
+    all.retain(|d| name.is_empty() || d.name == name);
+    all.sort_by_key(|d| std::cmp::Reverse((d.created_at, d.id)));
+    Ok(all)
 }
 
 /// One ready dataset by id.
-pub async fn get_dataset(pool: &PgPool, id: i64) -> Result<v1::Dataset> {
-    let row = sqlx::query("select * from datasets where id = $1 and state = 'ready'")
-        .bind(id)
-        .fetch_optional(pool)
+pub async fn get_dataset(pool: &PgPool, id: i64) -> Result<DatasetInfo> {
+    poet_sql::datasets::get(pool, id)
         .await?
-        .ok_or_else(|| ServiceError::NotFound(format!("no dataset {id}")))?;
-    Ok(dataset_from_row(&row))
+        .ok_or_else(|| ServiceError::NotFound(format!("no dataset {id}")))
 }

@@ -5,7 +5,7 @@
 //! trained again, and the reply lists it.
 
 use poet_core::sweep::{ExpandOptions, SpecFormat, SweepSpec};
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 
 use crate::error::{Result, ServiceError};
 use crate::history::{RunRow, SweepRow};
@@ -35,33 +35,19 @@ pub struct DatasetPick {
     pub content_hash: String,
 }
 
-/// Resolves "name" (latest ready version) or "name@v".
+/// Resolves a sweep's dataset reference to its ready version (the latest when unpinned).
 pub async fn resolve_dataset(
     pool: &PgPool,
-    name: &str,
-    version: Option<i32>,
+    r: &poet_core::sweep::DatasetRef,
 ) -> Result<DatasetPick> {
-    let row = sqlx::query(
-        "select id, content_hash from datasets
-         where name = $1 and state = 'ready' and ($2::int is null or version = $2)
-         order by version desc limit 1",
-    )
-    .bind(name)
-    .bind(version)
-    .fetch_optional(pool)
-    .await?;
-    let shown = match version {
-        Some(v) => format!("{name}@{v}"),
-        None => name.to_string(),
-    };
-    let row = row.ok_or_else(|| {
+    let d = poet_sql::datasets::find(pool, r).await?.ok_or_else(|| {
         ServiceError::Invalid(format!(
-            "dataset: no dataset '{shown}' (list them with `poet dataset list`)"
+            "dataset: no dataset '{r}' (list them with `poet datasets list`)"
         ))
     })?;
     Ok(DatasetPick {
-        id: row.get("id"),
-        content_hash: row.get("content_hash"),
+        id: d.id,
+        content_hash: d.content_hash,
     })
 }
 
@@ -88,7 +74,7 @@ pub async fn submit(
     let expansion = spec
         .expand(&ExpandOptions { max_runs })
         .map_err(|e| ServiceError::Invalid(e.to_string()))?;
-    let dataset = resolve_dataset(pool, &spec.dataset.name, spec.dataset.version).await?;
+    let dataset = resolve_dataset(pool, &spec.dataset).await?;
     let name = if !name_override.is_empty() {
         name_override.to_string()
     } else {

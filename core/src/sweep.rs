@@ -117,6 +117,16 @@ impl SpecError {
     }
 }
 
+/// Whether `name` is a valid dataset name: 1-100 letters, digits, `.`, `_` or `-`, starting
+/// with a letter or digit (the same rule as the `datasets` table's check). The one rule for
+/// ingest (naming a new dataset) and every reader ([`DatasetRef`]).
+pub fn valid_dataset_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && name.len() <= 100
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
 /// Which dataset a sweep trains on: `poetry` (the latest version when the sweep is submitted) or
 /// `poetry@3` (version 3).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -146,11 +156,10 @@ impl FromStr for DatasetRef {
         if name.is_empty() {
             return Err(err("the dataset name is empty".into()));
         }
-        if name
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '@')
-        {
-            return Err(err(format!("dataset name {name:?} has whitespace or '@'")));
+        if !valid_dataset_name(name) {
+            return Err(err(format!(
+                "dataset name {name:?} must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            )));
         }
         Ok(DatasetRef {
             name: name.to_string(),
@@ -1034,6 +1043,21 @@ pub(crate) fn draw(rng: &mut ChaCha8Rng, d: &Dist) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dataset_names_and_references_follow_one_rule() {
+        assert!(valid_dataset_name("poetry"));
+        assert!(valid_dataset_name("wp-2017.v_1"));
+        assert!(!valid_dataset_name(""));
+        assert!(!valid_dataset_name("-x"));
+        assert!(!valid_dataset_name("a@b"));
+        assert!(!valid_dataset_name(&"a".repeat(101)));
+        let r: DatasetRef = "wp-2017.v_1@3".parse().unwrap();
+        assert_eq!((r.name.as_str(), r.version), ("wp-2017.v_1", Some(3)));
+        for bad in ["poetry@x", "poetry@0", "-x", "a b", "x@1@2", "@3"] {
+            assert!(bad.parse::<DatasetRef>().is_err(), "{bad}");
+        }
+    }
     use proptest::prelude::*;
 
     const TOML_SPEC: &str = r#"

@@ -43,10 +43,7 @@ mod pipeline;
 pub mod process;
 pub mod summary;
 
-pub use dataset::{
-    DatasetInfo, ExportSummary, RejectCount, RejectRow, Split, corpus_text, export, export_split,
-    find_dataset, list_datasets, reject_counts, rejects,
-};
+pub use dataset::{RejectCount, RejectRow, reject_counts, rejects};
 pub use dump::{DumpFormat, Limits};
 pub use error::{ErrorKind, IngestError};
 pub use filter::FilterParams;
@@ -146,7 +143,7 @@ impl IngestOptions {
     /// Checks the options before any work (the CLI calls this at startup too).
     pub fn validate(&self) -> Result<(), IngestError> {
         let bad = |m: String| Err(IngestError::InvalidOptions(m));
-        if !dataset::valid_name(&self.name) {
+        if !poet_core::sweep::valid_dataset_name(&self.name) {
             return bad(format!(
                 "dataset name '{}' must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit",
                 self.name

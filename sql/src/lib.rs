@@ -4,10 +4,12 @@
 //! # Layout
 //! - [`MIGRATOR`] and [`connect`]: every service applies migrations at start; sqlx's migrator
 //!   holds a Postgres advisory lock while it runs, so replicas starting together are safe.
+//! - [`datasets`]: the read side of datasets (list, find, export, the split) for every reader.
 //! - [`cluster`]: `initdb`/`pg_ctl` management of the private cluster.
 //! - [`testing`]: a real Postgres for tests, with a fresh database per test.
 
 pub mod cluster;
+pub mod datasets;
 pub mod testing;
 
 use std::time::Duration;

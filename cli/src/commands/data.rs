@@ -2,6 +2,7 @@
 //! does not go through the coordinator).
 
 use poet_ingest::{ErrorKind, IngestError};
+use poet_sql::datasets::{self, DatasetError};
 
 use crate::args::{Cli, DatasetCmd, IngestArgs, exit};
 use crate::commands::db::database_url;
@@ -15,6 +16,17 @@ pub fn ingest_error(e: IngestError) -> CliError {
         ErrorKind::NotFound => exit::NOT_FOUND,
         ErrorKind::Unavailable => exit::UNAVAILABLE,
         ErrorKind::Output | ErrorKind::Internal => exit::FAILURE,
+    };
+    CliError::new(code, e.to_string())
+}
+
+/// Exit codes by the kind of dataset error, never by its text.
+pub fn dataset_error(e: DatasetError) -> CliError {
+    let code = match &e {
+        DatasetError::NotFound(_) => exit::NOT_FOUND,
+        DatasetError::BadReference { .. } => exit::BAD_INPUT,
+        DatasetError::Db(_) => exit::UNAVAILABLE,
+        DatasetError::Output(_) | DatasetError::NotUtf8(_) => exit::FAILURE,
     };
     CliError::new(code, e.to_string())
 }
@@ -64,9 +76,9 @@ pub async fn dataset(cli: &Cli, cmd: &DatasetCmd) -> CliResult {
     let pool = pool().await?;
     match cmd {
         DatasetCmd::List => {
-            let all = poet_ingest::list_datasets(&pool)
+            let all = datasets::list_datasets(&pool)
                 .await
-                .map_err(ingest_error)?;
+                .map_err(dataset_error)?;
             if cli.json {
                 output::json(&all);
             } else {
@@ -88,9 +100,9 @@ pub async fn dataset(cli: &Cli, cmd: &DatasetCmd) -> CliResult {
             }
         }
         DatasetCmd::Show { dataset } => {
-            let d = poet_ingest::find_dataset(&pool, dataset)
+            let d = datasets::find_dataset(&pool, dataset)
                 .await
-                .map_err(ingest_error)?;
+                .map_err(dataset_error)?;
             if cli.json {
                 output::json(&d);
             } else {
@@ -121,9 +133,9 @@ pub async fn dataset(cli: &Cli, cmd: &DatasetCmd) -> CliResult {
             reason,
             limit,
         } => {
-            let d = poet_ingest::find_dataset(&pool, dataset)
+            let d = datasets::find_dataset(&pool, dataset)
                 .await
-                .map_err(ingest_error)?;
+                .map_err(dataset_error)?;
             let counts = poet_ingest::reject_counts(&pool, d.id)
                 .await
                 .map_err(ingest_error)?;
@@ -191,9 +203,9 @@ pub async fn dataset(cli: &Cli, cmd: &DatasetCmd) -> CliResult {
             output: out,
             split,
         } => {
-            let d = poet_ingest::find_dataset(&pool, dataset)
+            let d = datasets::find_dataset(&pool, dataset)
                 .await
-                .map_err(ingest_error)?;
+                .map_err(dataset_error)?;
             let summary = if out.as_os_str() == "-" {
                 let mut w = tokio::io::stdout();
                 write_export(&pool, d.id, *split, &mut w).await?
@@ -222,19 +234,18 @@ pub async fn dataset(cli: &Cli, cmd: &DatasetCmd) -> CliResult {
 async fn write_export<W: tokio::io::AsyncWrite + Unpin>(
     pool: &sqlx::PgPool,
     id: i64,
-    split: Option<poet_ingest::Split>,
+    split: Option<datasets::Split>,
     w: &mut W,
-) -> CliResult<poet_ingest::ExportSummary> {
-    poet_ingest::export_split(pool, id, split, w)
+) -> CliResult<datasets::ExportSummary> {
+    datasets::export_split(pool, id, split, w)
         .await
         .map_err(|e| {
             // `poet datasets export poetry | head`: the reader has what it wanted.
-            if let Some(io) = std::error::Error::source(&e)
-                .and_then(|s| s.downcast_ref::<std::io::Error>())
-                .filter(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            if let DatasetError::Output(io) = &e
+                && io.kind() == std::io::ErrorKind::BrokenPipe
             {
                 output::stdout_failed(io);
             }
-            ingest_error(e)
+            dataset_error(e)
         })
 }

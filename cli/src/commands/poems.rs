@@ -260,9 +260,10 @@ pub async fn words(cli: &Cli, a: &WordsArgs) -> CliResult {
     let pool = poet_sql::connect(&url)
         .await
         .map_err(|e| CliError::new(exit::UNAVAILABLE, e.to_string()))?;
-    let corpus = poet_ingest::corpus_text(&pool, run.dataset_id, poet_ingest::Split::Train)
-        .await
-        .map_err(crate::commands::data::ingest_error)?;
+    let corpus =
+        poet_sql::datasets::corpus_text(&pool, run.dataset_id, poet_sql::datasets::Split::Train)
+            .await
+            .map_err(crate::commands::data::dataset_error)?;
     let poem_counts = poet_core::ngrams::word_counts(&text);
     let train = shares(&poet_core::ngrams::word_counts(&corpus));
     let poem_share = shares(&poem_counts);

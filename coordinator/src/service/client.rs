@@ -264,7 +264,11 @@ impl Poet for Shared {
         req: Request<v1::ListDatasetsRequest>,
     ) -> Result<Response<v1::ListDatasetsResponse>, Status> {
         let _t = self.metrics.timer("ListDatasets");
-        let datasets = crate::history::list_datasets(&self.pool, &req.into_inner().name).await?;
+        let datasets = crate::history::list_datasets(&self.pool, &req.into_inner().name)
+            .await?
+            .into_iter()
+            .map(crate::history::dataset_proto)
+            .collect();
         Ok(Response::new(v1::ListDatasetsResponse { datasets }))
     }
 

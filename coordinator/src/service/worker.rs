@@ -54,7 +54,7 @@ impl Shared {
         if let Some(d) = self.datasets.lock().await.get(&id) {
             return Ok(d.clone());
         }
-        let d = crate::history::get_dataset(&self.pool, id).await?;
+        let d = crate::history::dataset_proto(crate::history::get_dataset(&self.pool, id).await?);
         self.datasets.lock().await.insert(id, d.clone());
         Ok(d)
     }

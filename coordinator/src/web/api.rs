@@ -776,22 +776,19 @@ pub async fn list_datasets(State(st): State<WebState>) -> Result<Json<Vec<Datase
     let ds = crate::history::list_datasets(&st.pool, "").await?;
     Ok(Json(
         ds.into_iter()
-            .map(|d| {
-                let stats: Value = serde_json::from_str(&d.stats_json).unwrap_or(Value::Null);
-                DatasetJson {
-                    id: d.id,
-                    name: d.name,
-                    version: d.version,
-                    content_hash: d.content_hash,
-                    poems: d.poems,
-                    chars: d.chars,
-                    vocab_size: d.vocab.chars().count(),
-                    shards: d.shards,
-                    validation_shards: d.validation_shards,
-                    params: stats.get("params").cloned().unwrap_or(Value::Null),
-                    counts: stats.get("counts").cloned().unwrap_or(Value::Null),
-                    created_at: time(d.created_at),
-                }
+            .map(|d| DatasetJson {
+                id: d.id,
+                vocab_size: d.vocab.chars().count(),
+                name: d.name,
+                version: d.version,
+                content_hash: d.content_hash,
+                poems: d.poems,
+                chars: d.chars,
+                shards: d.shards,
+                validation_shards: d.validation_shards,
+                params: d.params,
+                counts: d.counts,
+                created_at: Some(d.created_at),
             })
             .collect(),
     ))

@@ -4,10 +4,8 @@
 
 use std::path::PathBuf;
 
-use poet_ingest::{
-    DumpFormat, FilterParams, IngestError, IngestOptions, Split, corpus_text, explain, export,
-    find_dataset, ingest, list_datasets,
-};
+use poet_ingest::{DumpFormat, FilterParams, IngestError, IngestOptions, explain, ingest};
+use poet_sql::datasets::{DatasetError, Split, corpus_text, export, find_dataset, list_datasets};
 use sqlx::PgPool;
 
 fn fixture(name: &str) -> PathBuf {
@@ -389,7 +387,7 @@ async fn idempotent_reingest_and_new_versions() {
     );
     assert!(matches!(
         find_dataset(&pool, "poetry@x").await,
-        Err(IngestError::BadReference(_))
+        Err(DatasetError::BadReference { .. })
     ));
 }
 
