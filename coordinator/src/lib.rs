@@ -16,8 +16,8 @@
 //!   periodic sweep of blobs no live checkpoint row names.
 //! - [`web`]: the browser dashboard and its JSON API (`--http-listen`).
 //! - [`auth`], [`config`], [`error`], [`metrics`], [`service`].
-//! - [`testing`]: a real coordinator on a fresh test database, for this crate's tests and
-//!   the worker's and CLI's.
+//! - `testing` (feature `test-util`): a real coordinator on a fresh test database, for this
+//!   crate's tests and the worker's and the CLI's.
 
 pub mod artifacts;
 pub mod auth;
@@ -35,6 +35,7 @@ pub mod scheduler;
 pub mod server;
 pub mod service;
 pub mod sweeps;
+#[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 pub mod web;
 

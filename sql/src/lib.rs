@@ -5,9 +5,11 @@
 //! - [`MIGRATOR`] and [`connect`]: every service applies migrations at start; sqlx's migrator
 //!   holds a Postgres advisory lock while it runs, so replicas starting together are safe.
 //! - [`cluster`]: `initdb`/`pg_ctl` management of the private cluster.
-//! - [`testing`]: a real Postgres for tests, with a fresh database per test.
+//! - `testing` (feature `test-util`, and this crate's own tests): a real Postgres for tests,
+//!   with a fresh database per test.
 
 pub mod cluster;
+#[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 
 use std::time::Duration;
@@ -161,11 +163,6 @@ pub fn resolve_url(explicit: Option<&str>) -> Result<String, DbError> {
             .ensure_running()?
             .url()),
     }
-}
-
-/// Delay helper for retry loops.
-pub(crate) fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(50u64 << attempt.min(6))
 }
 
 #[cfg(test)]

@@ -45,6 +45,11 @@ pub async fn server_url() -> String {
         .clone()
 }
 
+/// Delay before retry `attempt` of reaching the test server: 50 ms doubling, at most 3.2 s.
+fn backoff(attempt: u32) -> std::time::Duration {
+    std::time::Duration::from_millis(50u64 << attempt.min(6))
+}
+
 /// Test databases older than this are dropped when a test process first uses the cluster.
 const STALE_AFTER_S: u64 = 3600;
 
@@ -118,7 +123,7 @@ pub async fn empty_db() -> (String, String) {
             Err(e) if attempt < 8 => {
                 attempt += 1;
                 tracing::debug!(error = %e, "test postgres not ready");
-                tokio::time::sleep(crate::backoff(attempt)).await;
+                tokio::time::sleep(backoff(attempt)).await;
             }
             Err(e) => panic!("cannot reach test postgres at {server}: {e}"),
         }
