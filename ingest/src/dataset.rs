@@ -103,6 +103,8 @@ pub fn valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
+/// The columns of a [`DatasetInfo`]: a constant, the only text `format!` puts into the
+/// statements below (values are bound).
 const INFO_COLUMNS: &str = "id, name, version, content_hash, params_hash, params, counts, poems, chars, vocab, shards, validation_shards, created_at";
 
 /// Every ready dataset version, by name then version.
@@ -152,9 +154,6 @@ pub struct ExportSummary {
     pub content_hash: String,
 }
 
-const SPLIT_CONDITION: &str =
-    "(p.shard = any(d.validation_shards)) <> (p.dedupe_key = coalesce(d.split_flip, ''))";
-
 /// Writes the framed corpus (`++++\n` + poem + `\n` per poem, export order) to `out`,
 /// streaming: memory stays flat whatever the dataset size. This is the file the reference
 /// experiment trained on.
@@ -174,18 +173,20 @@ pub async fn export_split<W: AsyncWrite + Unpin>(
     out: &mut W,
 ) -> Result<ExportSummary, IngestError> {
     ready(pool, dataset_id).await?;
-    let filter = match split {
-        None => String::new(),
-        Some(Split::Validation) => format!("and {SPLIT_CONDITION}"),
-        Some(Split::Train) => format!("and not ({SPLIT_CONDITION})"),
-    };
-    let sql = format!(
+    // $2: whether to keep the validation side (null: both). A poem is on the validation side
+    // when its shard is held out, unless `split_flip` moves its dedupe key across.
+    let validation = split.map(|s| s == Split::Validation);
+    let mut rows = sqlx::query_scalar::<_, String>(
         "select p.text from poems p join datasets d on d.id = p.dataset_id
-         where p.dataset_id = $1 {filter} order by p.dedupe_key"
-    );
-    let mut rows = sqlx::query_scalar::<_, String>(&sql)
-        .bind(dataset_id)
-        .fetch(pool);
+         where p.dataset_id = $1
+           and ($2::boolean is null
+                or ((p.shard = any(d.validation_shards))
+                    <> (p.dedupe_key = coalesce(d.split_flip, ''))) = $2)
+         order by p.dedupe_key",
+    )
+    .bind(dataset_id)
+    .bind(validation)
+    .fetch(pool);
     let mut hasher = Sha256::new();
     let (mut poems, mut bytes) = (0u64, 0u64);
     let out_err = |e: std::io::Error| IngestError::output("export", e);
