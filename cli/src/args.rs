@@ -7,6 +7,7 @@ use clap::builder::{
     BoolishValueParser, PossibleValue, StringValueParser, TypedValueParser, ValueParser,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use poet_coordinator::CoordinatorConfig;
 use poet_proto::v1;
 
 /// Exit codes scripts can rely on (also in README.md).
@@ -40,7 +41,7 @@ pub struct Cli {
         long,
         global = true,
         env = "POET_COORDINATOR",
-        default_value = "http://127.0.0.1:50051"
+        default_value_t = format!("http://{}", CoordinatorConfig::default().listen)
     )]
     pub coordinator: String,
     /// Bearer token for the coordinator's client role.
@@ -98,7 +99,7 @@ pub enum Command {
     #[command(subcommand)]
     Db(DbCmd),
     /// Run the coordinator in the foreground. Example: `poet coordinator --listen 0.0.0.0:50051`
-    Coordinator(Box<poet_coordinator::CoordinatorConfig>),
+    Coordinator(Box<CoordinatorConfig>),
     /// Run a training worker (launches `poet-worker run`). Example: `poet worker --device cuda:0`
     #[command(disable_help_flag = true)]
     Worker {
@@ -189,13 +190,13 @@ pub struct UpArgs {
     #[arg(long, env = "POET_UP_THREADS")]
     pub threads: Option<u32>,
     /// Coordinator listen address.
-    #[arg(long, env = "POET_UP_LISTEN", default_value = "127.0.0.1:50051")]
+    #[arg(long, env = "POET_UP_LISTEN", default_value_t = CoordinatorConfig::default().listen.to_string())]
     pub listen: String,
     /// Address of the web dashboard (`off` to serve none).
     #[arg(long, env = "POET_UP_HTTP_LISTEN", default_value = "127.0.0.1:50052")]
     pub http_listen: String,
     /// Lease TTL of the local coordinator, seconds.
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = CoordinatorConfig::default().lease_ttl_s)]
     pub lease_ttl: f64,
 }
 

@@ -1,15 +1,18 @@
 //! Coordinator configuration: every flag also reads a `POET_*` environment variable.
 //! Validated at startup; tokens are never printed (Debug redacts them).
+//!
+//! Defaults live in one place, [`CoordinatorConfig::default`]: the flags' `default_value_t`
+//! read it (so `--help` shows the same numbers), and so does `poet up`.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// How the coordinator runs.
-#[derive(Clone, clap::Args)]
+#[derive(Clone, PartialEq, clap::Args)]
 pub struct CoordinatorConfig {
     /// Address to serve gRPC on.
-    #[arg(long, env = "POET_LISTEN", default_value = "127.0.0.1:50051")]
+    #[arg(long, env = "POET_LISTEN", default_value_t = CoordinatorConfig::default().listen)]
     pub listen: SocketAddr,
     /// Postgres URL; unset = the private cluster.
     #[arg(long = "database-url", env = "POET_DATABASE_URL")]
@@ -35,30 +38,30 @@ pub struct CoordinatorConfig {
     #[arg(long, env = "POET_TLS_CLIENT_CA")]
     pub tls_client_ca: Option<PathBuf>,
     /// Lease lifetime without a heartbeat, seconds.
-    #[arg(long = "lease-ttl", env = "POET_LEASE_TTL", default_value_t = 30.0)]
+    #[arg(long = "lease-ttl", env = "POET_LEASE_TTL", default_value_t = CoordinatorConfig::default().lease_ttl_s)]
     pub lease_ttl_s: f64,
     /// Heartbeat interval told to workers, seconds.
     #[arg(
         long = "heartbeat-interval",
         env = "POET_HEARTBEAT_INTERVAL",
-        default_value_t = 5.0
+        default_value_t = CoordinatorConfig::default().heartbeat_interval_s
     )]
     pub heartbeat_interval_s: f64,
     /// How often the reaper looks for expired leases, seconds.
     #[arg(
         long = "reaper-interval",
         env = "POET_REAPER_INTERVAL",
-        default_value_t = 2.0
+        default_value_t = CoordinatorConfig::default().reaper_interval_s
     )]
     pub reaper_interval_s: f64,
     /// Keep the best checkpoint and this many latest per run; older ones are deleted.
-    #[arg(long, env = "POET_KEEP_LAST_CHECKPOINTS", default_value_t = 2)]
+    #[arg(long, env = "POET_KEEP_LAST_CHECKPOINTS", default_value_t = CoordinatorConfig::default().keep_last_checkpoints)]
     pub keep_last_checkpoints: u32,
     /// Largest sweep (runs after expansion) accepted.
-    #[arg(long, env = "POET_MAX_SWEEP_RUNS", default_value_t = 1000)]
+    #[arg(long, env = "POET_MAX_SWEEP_RUNS", default_value_t = CoordinatorConfig::default().max_sweep_runs)]
     pub max_sweep_runs: usize,
     /// Largest checkpoint accepted, bytes.
-    #[arg(long, env = "POET_MAX_CHECKPOINT_BYTES", default_value_t = 4 << 30)]
+    #[arg(long, env = "POET_MAX_CHECKPOINT_BYTES", default_value_t = CoordinatorConfig::default().max_checkpoint_bytes)]
     pub max_checkpoint_bytes: u64,
     /// Serve Prometheus metrics on this address (`/metrics`).
     #[arg(long, env = "POET_METRICS_LISTEN")]
@@ -68,7 +71,7 @@ pub struct CoordinatorConfig {
     #[arg(long, env = "POET_HTTP_LISTEN")]
     pub http_listen: Option<SocketAddr>,
     /// Database pool size.
-    #[arg(long, env = "POET_DB_POOL", default_value_t = 32)]
+    #[arg(long, env = "POET_DB_POOL", default_value_t = CoordinatorConfig::default().db_pool)]
     pub db_pool: u32,
     /// Dataset downloads served at once; each streams from its own database cursor (a pool
     /// connection). Beyond it a download is refused at once with RESOURCE_EXHAUSTED and the
@@ -101,10 +104,12 @@ impl std::fmt::Debug for CoordinatorConfig {
     }
 }
 
+/// The flags' defaults (every `default_value_t` above reads this; a flag without one
+/// defaults to `None`).
 impl Default for CoordinatorConfig {
     fn default() -> Self {
         CoordinatorConfig {
-            listen: "127.0.0.1:50051".parse().expect("addr"),
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 50051)),
             database_url: None,
             artifacts: None,
             client_token: None,
@@ -116,7 +121,7 @@ impl Default for CoordinatorConfig {
             heartbeat_interval_s: 5.0,
             reaper_interval_s: 2.0,
             keep_last_checkpoints: 2,
-            max_sweep_runs: 1000,
+            max_sweep_runs: poet_core::sweep::DEFAULT_MAX_RUNS,
             max_checkpoint_bytes: 4 << 30,
             metrics_listen: None,
             http_listen: None,
@@ -220,5 +225,25 @@ impl CoordinatorConfig {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{Args, FromArgMatches};
+
+    /// `Default` and the flags agree: no flags parse to `CoordinatorConfig::default()`. The
+    /// environment is switched off here, so a `POET_*` variable where the tests run cannot
+    /// make a difference.
+    #[test]
+    fn default_is_what_no_flags_parse_to() {
+        let cmd = CoordinatorConfig::augment_args(clap::Command::new("coordinator"))
+            .mut_args(|a| a.env(None::<&'static str>));
+        let matches = cmd
+            .try_get_matches_from(["coordinator"])
+            .expect("no flags parse");
+        let parsed = CoordinatorConfig::from_arg_matches(&matches).expect("config");
+        assert_eq!(parsed, CoordinatorConfig::default());
     }
 }

@@ -18,8 +18,8 @@
 //! - [`limits`]: the longest text a request may store, the largest generation, uploads in
 //!   flight per lease and worker.
 //! - [`auth`], [`config`], [`error`], [`metrics`], [`service`].
-//! - [`testing`]: a real coordinator on a fresh test database, for this crate's tests and
-//!   the worker's and CLI's.
+//! - `testing` (feature `test-util`): a real coordinator on a fresh test database, for this
+//!   crate's tests and the worker's and the CLI's.
 
 pub mod artifacts;
 pub mod auth;
@@ -38,6 +38,7 @@ pub mod scheduler;
 pub mod server;
 pub mod service;
 pub mod sweeps;
+#[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 pub mod web;
 

@@ -927,7 +927,7 @@ impl Queue {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<Cancelled> {
-        self.cancel_where("runs", "id = $1", run_id, reason, now)
+        self.cancel_where(CancelScope::Run, run_id, reason, now)
             .await
     }
 
@@ -938,32 +938,37 @@ impl Queue {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<Cancelled> {
-        self.cancel_where("sweeps", "sweep_id = $1", sweep_id, reason, now)
+        self.cancel_where(CancelScope::Sweep, sweep_id, reason, now)
             .await
     }
 
-    /// Cancels the unfinished runs matching `cond` after checking that row `id` of `table`
-    /// (`runs` or `sweeps`) exists.
+    /// Cancels the unfinished runs `scope` covers after checking that run or sweep `id`
+    /// exists.
     async fn cancel_where(
         &self,
-        table: &str,
-        cond: &str,
+        scope: CancelScope,
         id: i64,
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<Cancelled> {
         // Copied into every run the cancel touches (up to a sweep's size).
         crate::limits::check_chars("reason", reason, crate::limits::MAX_REASON_CHARS)?;
-        let exists: Option<i64> =
-            sqlx::query_scalar(&format!("select id from {table} where id = $1"))
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
+        // Only this match picks SQL text: a table name or column cannot be a bind parameter,
+        // so each scope has its own fixed statement and condition; `id` is always bound.
+        let (what, exists_sql, cond) = match scope {
+            CancelScope::Run => ("run", "select id from runs where id = $1", "id = $1"),
+            CancelScope::Sweep => (
+                "sweep",
+                "select id from sweeps where id = $1",
+                "sweep_id = $1",
+            ),
+        };
+        let exists: Option<i64> = sqlx::query_scalar(exists_sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         if exists.is_none() {
-            return Err(ServiceError::NotFound(format!(
-                "no {} {id}",
-                table.trim_end_matches('s')
-            )));
+            return Err(ServiceError::NotFound(format!("no {what} {id}")));
         }
         let reason = if reason.is_empty() {
             "cancelled by user"
@@ -1056,4 +1061,11 @@ pub(crate) async fn refresh_run_stats(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// What a cancel covers: one run, or every run of one sweep.
+#[derive(Debug, Clone, Copy)]
+enum CancelScope {
+    Run,
+    Sweep,
 }

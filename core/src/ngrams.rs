@@ -585,7 +585,7 @@ mod tests {
         );
         assert_eq!(reports.iter().filter(|r| r.flagged).count(), 50);
         assert!(all.flagged);
-        // Speed is measured by the benchmark (`make bench-plagiarism`), not asserted here.
+        // Speed is measured by the benchmark (`./poet.sh bench-plagiarism`), not asserted here.
     }
 
     proptest! {

@@ -42,7 +42,7 @@ pub const DEFAULT_MAX_RUNS: usize = 1000;
 pub enum SpecFormat {
     /// TOML, the default.
     Toml,
-    /// YAML 1.2 (as read by `serde_yaml`).
+    /// YAML 1.2 (as read by `serde_norway`).
     Yaml,
     /// JSON.
     Json,
@@ -390,8 +390,8 @@ impl Doc {
         })
     }
 
-    fn from_yaml(v: serde_yaml::Value) -> Result<Doc, String> {
-        use serde_yaml::Value as Y;
+    fn from_yaml(v: serde_norway::Value) -> Result<Doc, String> {
+        use serde_norway::Value as Y;
         Ok(match v {
             Y::Null => Doc::Null,
             Y::Bool(b) => Doc::Bool(b),
@@ -461,8 +461,8 @@ fn read_doc(text: &str, format: SpecFormat) -> Result<Doc, SpecError> {
             Doc::from_toml(toml::Value::Table(v)).map_err(syntax)
         }
         SpecFormat::Yaml => {
-            let v: serde_yaml::Value =
-                serde_yaml::from_str(text).map_err(|e| syntax(format!("invalid yaml: {e}")))?;
+            let v: serde_norway::Value =
+                serde_norway::from_str(text).map_err(|e| syntax(format!("invalid yaml: {e}")))?;
             Doc::from_yaml(v).map_err(syntax)
         }
         SpecFormat::Json => {

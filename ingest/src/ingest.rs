@@ -402,6 +402,9 @@ pub async fn ingest(pool: &PgPool, opts: &IngestOptions) -> Result<Summary, Inge
     .await?;
 
     // The dataset's own table: no index while loading; the check lets the attach skip its scan.
+    // DDL and table names take no bind parameters, so this table's statements format its name
+    // and bounds from `dataset_id`: an i64 this transaction got from `returning id`, never
+    // text from a dump.
     let table = poet_sql::poems_partition(dataset_id);
     sqlx::query(&format!(
         "create table {table} (like poems including defaults including constraints,

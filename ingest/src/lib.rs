@@ -51,8 +51,13 @@ pub use ingest::{explain, ingest};
 pub use mapping::FieldMapping;
 pub use summary::{Explanation, Summary};
 
+/// Default of `--shards`.
+const DEFAULT_SHARDS: u32 = 64;
+/// Default of `--validation-fraction`.
+const DEFAULT_VALIDATION_FRACTION: f64 = 0.1;
+
 /// Everything `poet ingest` and `poet ingest --explain` take.
-#[derive(Clone, Debug, clap::Args)]
+#[derive(Clone, Debug, PartialEq, clap::Args)]
 pub struct IngestOptions {
     /// Dump files or folders of them; `-` reads stdin. Plain or gzip (detected).
     #[arg(required = true, value_name = "PATH")]
@@ -73,10 +78,10 @@ pub struct IngestOptions {
     #[command(flatten)]
     pub filter: FilterParams,
     /// Number of shards poems are hashed into (the unit of the train/validation split).
-    #[arg(long, env = "POET_INGEST_SHARDS", default_value_t = 64)]
+    #[arg(long, env = "POET_INGEST_SHARDS", default_value_t = DEFAULT_SHARDS)]
     pub shards: u32,
     /// Fraction of shards held out for validation (rounded up to whole shards).
-    #[arg(long, env = "POET_INGEST_VALIDATION_FRACTION", default_value_t = 0.1)]
+    #[arg(long, env = "POET_INGEST_VALIDATION_FRACTION", default_value_t = DEFAULT_VALIDATION_FRACTION)]
     pub validation_fraction: f64,
     /// Abort (writing nothing) when more than this many lines are malformed.
     #[arg(long, env = "POET_INGEST_MAX_ERRORS")]
@@ -110,7 +115,8 @@ pub struct IngestOptions {
 }
 
 impl IngestOptions {
-    /// Options with the defaults for the given inputs and name (for callers outside clap).
+    /// Options with the flags' defaults for the given inputs and name (for callers outside
+    /// clap), except that the progress bar is off.
     pub fn new(inputs: Vec<PathBuf>, name: impl Into<String>) -> Self {
         IngestOptions {
             inputs,
@@ -119,8 +125,8 @@ impl IngestOptions {
             mapping: FieldMapping::default(),
             tag: None,
             filter: FilterParams::default(),
-            shards: 64,
-            validation_fraction: 0.1,
+            shards: DEFAULT_SHARDS,
+            validation_fraction: DEFAULT_VALIDATION_FRACTION,
             max_errors: None,
             rejects_file: None,
             progress: false,
@@ -191,7 +197,7 @@ impl IngestOptions {
 
 #[cfg(test)]
 mod tests {
-    use clap::{CommandFactory, Parser};
+    use clap::{CommandFactory, FromArgMatches, Parser};
 
     use super::*;
 
@@ -199,6 +205,24 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         opts: IngestOptions,
+    }
+
+    /// [`IngestOptions::new`] and the flags agree (the flattened [`FieldMapping`] and
+    /// [`FilterParams`] included): the inputs alone parse to it, but for the progress bar. The
+    /// environment is switched off, so a `POET_*` variable where the tests run cannot matter.
+    #[test]
+    fn new_is_what_no_flags_parse_to() {
+        let cmd = Cli::command().mut_args(|a| a.env(None::<&'static str>));
+        let matches = cmd
+            .try_get_matches_from(["poet", "a.ndjson"])
+            .expect("parse");
+        let mut parsed = Cli::from_arg_matches(&matches).expect("options").opts;
+        assert!(parsed.progress, "the CLI shows progress by default");
+        parsed.progress = false;
+        assert_eq!(
+            parsed,
+            IngestOptions::new(vec!["a.ndjson".into()], "poetry")
+        );
     }
 
     #[test]

@@ -29,28 +29,29 @@ fn paths(list: &[&str]) -> Vec<String> {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, clap::Args)]
 pub struct FieldMapping {
     /// Paths of the post's id (`_id` is the hit's own id).
-    #[arg(long = "id-field", env = "POET_INGEST_ID_FIELD", value_delimiter = ',', default_values_t = paths(&["_id", "id", "ID", "post_id"]))]
+    #[arg(long = "id-field", env = "POET_INGEST_ID_FIELD", value_delimiter = ',', default_values_t = FieldMapping::default().id)]
     pub id: Vec<String>,
     /// Paths of the HTML content.
-    #[arg(long = "content-field", env = "POET_INGEST_CONTENT_FIELD", value_delimiter = ',', default_values_t = paths(&["content", "post_content", "content_rendered", "body"]))]
+    #[arg(long = "content-field", env = "POET_INGEST_CONTENT_FIELD", value_delimiter = ',', default_values_t = FieldMapping::default().content)]
     pub content: Vec<String>,
     /// Paths of the title.
-    #[arg(long = "title-field", env = "POET_INGEST_TITLE_FIELD", value_delimiter = ',', default_values_t = paths(&["title", "post_title"]))]
+    #[arg(long = "title-field", env = "POET_INGEST_TITLE_FIELD", value_delimiter = ',', default_values_t = FieldMapping::default().title)]
     pub title: Vec<String>,
     /// Paths of the tags.
-    #[arg(long = "tags-field", env = "POET_INGEST_TAGS_FIELD", value_delimiter = ',', default_values_t = paths(&["tag", "tags", "post_tag", "taxonomy.post_tag"]))]
+    #[arg(long = "tags-field", env = "POET_INGEST_TAGS_FIELD", value_delimiter = ',', default_values_t = FieldMapping::default().tags)]
     pub tags: Vec<String>,
     /// Paths of the author.
-    #[arg(long = "author-field", env = "POET_INGEST_AUTHOR_FIELD", value_delimiter = ',', default_values_t = paths(&["author", "author.name", "post_author", "author_login"]))]
+    #[arg(long = "author-field", env = "POET_INGEST_AUTHOR_FIELD", value_delimiter = ',', default_values_t = FieldMapping::default().author)]
     pub author: Vec<String>,
     /// Paths of the date.
-    #[arg(long = "date-field", env = "POET_INGEST_DATE_FIELD", value_delimiter = ',', default_values_t = paths(&["date_gmt", "date", "post_date_gmt", "post_date"]))]
+    #[arg(long = "date-field", env = "POET_INGEST_DATE_FIELD", value_delimiter = ',', default_values_t = FieldMapping::default().date)]
     pub date: Vec<String>,
     /// Paths of the language.
-    #[arg(long = "lang-field", env = "POET_INGEST_LANG_FIELD", value_delimiter = ',', default_values_t = paths(&["lang", "language", "locale"]))]
+    #[arg(long = "lang-field", env = "POET_INGEST_LANG_FIELD", value_delimiter = ',', default_values_t = FieldMapping::default().lang)]
     pub lang: Vec<String>,
 }
 
+/// The flags' defaults too (their `default_values_t` read this).
 impl Default for FieldMapping {
     fn default() -> Self {
         FieldMapping {

@@ -193,9 +193,6 @@ pub struct ExportSummary {
     pub content_hash: String,
 }
 
-const SPLIT_CONDITION: &str =
-    "(p.shard = any(d.validation_shards)) <> (p.dedupe_key = coalesce(d.split_flip, ''))";
-
 /// Writes the framed corpus (`++++\n` + poem + `\n` per poem, export order) to `out`,
 /// streaming: memory stays flat whatever the dataset size. This is the file the reference
 /// experiment trained on.
@@ -215,18 +212,20 @@ pub async fn export_split<W: AsyncWrite + Unpin>(
     out: &mut W,
 ) -> Result<ExportSummary, DatasetError> {
     ready(pool, dataset_id).await?;
-    let filter = match split {
-        None => String::new(),
-        Some(Split::Validation) => format!("and {SPLIT_CONDITION}"),
-        Some(Split::Train) => format!("and not ({SPLIT_CONDITION})"),
-    };
-    let sql = format!(
+    // $2: whether to keep the validation side (null: both). A poem is on the validation side
+    // when its shard is held out, unless `split_flip` moves its dedupe key across.
+    let validation = split.map(|s| s == Split::Validation);
+    let mut rows = sqlx::query_scalar::<_, String>(
         "select p.text from poems p join datasets d on d.id = p.dataset_id
-         where p.dataset_id = $1 {filter} order by p.dedupe_key"
-    );
-    let mut rows = sqlx::query_scalar::<_, String>(&sql)
-        .bind(dataset_id)
-        .fetch(pool);
+         where p.dataset_id = $1
+           and ($2::boolean is null
+                or ((p.shard = any(d.validation_shards))
+                    <> (p.dedupe_key = coalesce(d.split_flip, ''))) = $2)
+         order by p.dedupe_key",
+    )
+    .bind(dataset_id)
+    .bind(validation)
+    .fetch(pool);
     let mut hasher = Sha256::new();
     let (mut poems, mut bytes) = (0u64, 0u64);
     let out_err = DatasetError::Output;

@@ -6,10 +6,24 @@
 //!   holds a Postgres advisory lock while it runs, so replicas starting together are safe.
 //! - [`datasets`]: the read side of datasets (list, find, export, the split) for every reader.
 //! - [`cluster`]: `initdb`/`pg_ctl` management of the private cluster.
-//! - [`testing`]: a real Postgres for tests, with a fresh database per test.
+//! - `testing` (feature `test-util`, and this crate's own tests): a real Postgres for tests,
+//!   with a fresh database per test.
+//!
+//! # Queries
+//! poet's SQL (in every crate) is runtime `sqlx::query`, not the checked `query!` macros, on
+//! purpose: building needs no database and there is no `.sqlx/` offline cache to commit and
+//! keep in step with the migrations. What the macros would check at build time, the tests
+//! check instead: every query runs in the integration tests against a real Postgres with the
+//! migrations applied ([`MIGRATOR`]; `testing` gives each test a fresh database).
+//!
+//! Values are always bind parameters (`$1`). `format!` builds SQL only from constants (a shared
+//! column list or `select`), from a table name or condition a `match` picks from a fixed set,
+//! or, where Postgres takes no parameters (DDL, `alter role … password`), from names, integer
+//! ids and hex passwords the code made itself.
 
 pub mod cluster;
 pub mod datasets;
+#[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 
 use std::time::Duration;
@@ -163,11 +177,6 @@ pub fn resolve_url(explicit: Option<&str>) -> Result<String, DbError> {
             .ensure_running()?
             .url()),
     }
-}
-
-/// Delay helper for retry loops.
-pub(crate) fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(50u64 << attempt.min(6))
 }
 
 #[cfg(test)]

@@ -45,6 +45,17 @@ pub async fn server_url() -> String {
         .clone()
 }
 
+/// `name` quoted as an SQL identifier. `create`/`drop database` take no bind parameters, so
+/// the database names (ours, `t_<secs>_<hex>`, or listed by the server) are formatted in.
+fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Delay before retry `attempt` of reaching the test server: 50 ms doubling, at most 3.2 s.
+fn backoff(attempt: u32) -> std::time::Duration {
+    std::time::Duration::from_millis(50u64 << attempt.min(6))
+}
+
 /// Test databases older than this are dropped when a test process first uses the cluster.
 const STALE_AFTER_S: u64 = 3600;
 
@@ -76,7 +87,7 @@ async fn drop_stale_databases(server: &str) {
         }
     });
     for name in stale.take(300) {
-        let _ = sqlx::query(&format!("drop database if exists \"{name}\""))
+        let _ = sqlx::query(&format!("drop database if exists {}", ident(&name)))
             .execute(&mut conn)
             .await;
     }
@@ -88,9 +99,12 @@ async fn drop_stale_databases(server: &str) {
 pub async fn drop_db(name: &str) {
     let server = server_url().await;
     if let Ok(mut conn) = PgConnection::connect(&server).await {
-        let _ = sqlx::query(&format!("drop database if exists \"{name}\" with (force)"))
-            .execute(&mut conn)
-            .await;
+        let _ = sqlx::query(&format!(
+            "drop database if exists {} with (force)",
+            ident(name)
+        ))
+        .execute(&mut conn)
+        .await;
         conn.close().await.ok();
     }
 }
@@ -118,12 +132,12 @@ pub async fn empty_db() -> (String, String) {
             Err(e) if attempt < 8 => {
                 attempt += 1;
                 tracing::debug!(error = %e, "test postgres not ready");
-                tokio::time::sleep(crate::backoff(attempt)).await;
+                tokio::time::sleep(backoff(attempt)).await;
             }
             Err(e) => panic!("cannot reach test postgres at {server}: {e}"),
         }
     };
-    sqlx::query(&format!("create database {name}"))
+    sqlx::query(&format!("create database {}", ident(&name)))
         .execute(&mut conn)
         .await
         .expect("create database");
@@ -189,7 +203,7 @@ mod tests {
         let (_, fresh) = empty_db().await;
         let old = format!("t_{}_{}", now_s() - 2 * STALE_AFTER_S, "0123456789ab");
         let mut conn = PgConnection::connect(&server).await.unwrap();
-        sqlx::query(&format!("create database {old}"))
+        sqlx::query(&format!("create database {}", ident(&old)))
             .execute(&mut conn)
             .await
             .unwrap();

@@ -92,6 +92,13 @@ fn gate(st: &WebState, uri: &Uri, headers: &HeaderMap, token: Option<String>) ->
     })
 }
 
+/// A table a page can be about.
+#[derive(Debug, Clone, Copy)]
+enum Table {
+    Sweeps,
+    Runs,
+}
+
 /// A page of `kind`; for one sweep or run (`thing` = table and id), a 404 page when it does
 /// not exist.
 async fn page(
@@ -101,7 +108,7 @@ async fn page(
     token: Option<String>,
     title: &str,
     kind: &str,
-    thing: Option<(&str, i64)>,
+    thing: Option<(Table, i64)>,
 ) -> Response {
     if let Some(r) = gate(&st, &uri, &headers, token) {
         return r;
@@ -109,13 +116,15 @@ async fn page(
     let Some((table, id)) = thing else {
         return Html(shell(title, kind, None, "")).into_response();
     };
-    // `table` is one of our constants, never user input.
-    let found = sqlx::query_scalar::<_, bool>(&format!(
-        "select exists(select 1 from {table} where id = $1)"
-    ))
-    .bind(id)
-    .fetch_one(&st.pool)
-    .await;
+    // A table name cannot be a bind parameter: each table has its own fixed statement.
+    let sql = match table {
+        Table::Sweeps => "select exists(select 1 from sweeps where id = $1)",
+        Table::Runs => "select exists(select 1 from runs where id = $1)",
+    };
+    let found = sqlx::query_scalar::<_, bool>(sql)
+        .bind(id)
+        .fetch_one(&st.pool)
+        .await;
     match found {
         Ok(true) => Html(shell(title, kind, Some(id), "")).into_response(),
         Ok(false) => (
@@ -155,7 +164,7 @@ async fn sweep(
         q.token,
         &format!("Sweep {id}"),
         "sweep",
-        Some(("sweeps", id)),
+        Some((Table::Sweeps, id)),
     )
     .await
 }
@@ -174,7 +183,7 @@ async fn run(
         q.token,
         &format!("Run {id}"),
         "run",
-        Some(("runs", id)),
+        Some((Table::Runs, id)),
     )
     .await
 }

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use regex::Regex;
-use serde_yaml::Value;
+use serde_norway::Value;
 
 use crate::text::{at, scalar, seq_at, str_at, yaml_docs};
 use crate::{

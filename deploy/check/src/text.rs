@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use regex::Regex;
 use serde::Deserialize;
-use serde_yaml::Value;
+use serde_norway::Value;
 
 use crate::{Accepted, Tree};
 
@@ -14,7 +14,7 @@ use crate::{Accepted, Tree};
 /// documents dropped.
 pub fn yaml_docs(text: &str) -> Result<Vec<Value>, String> {
     let mut out = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(text) {
+    for doc in serde_norway::Deserializer::from_str(text) {
         let mut v = Value::deserialize(doc).map_err(|e| e.to_string())?;
         v.apply_merge().map_err(|e| e.to_string())?;
         if !v.is_null() {
