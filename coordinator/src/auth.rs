@@ -114,7 +114,7 @@ pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The SHA-256 an issued token is stored and looked up by. Issued tokens carry 256 random
+/// The SHA-256 an issued token is stored and looked up by. Issued tokens carry 244 random
 /// bits, so a fast hash is enough: nothing about them can be guessed offline.
 pub fn token_digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
@@ -380,7 +380,7 @@ fn check_name(name: &str) -> Result<(), TokenError> {
 }
 
 /// Issues a token for `role` named `name`; returns it (the only time it is seen) and its row.
-/// The token is `poet_<role>_<64 hex digits>`: 256 random bits from the OS.
+/// The token is `poet_<role>_<64 hex digits>`: two random UUIDs, 244 bits from the OS.
 pub async fn issue_token(
     pool: &PgPool,
     role: Role,

@@ -7,7 +7,7 @@
 //! `postgres` system user (Debian's package creates it) and lives under `/var/lib/poet`.
 //!
 //! Security (SECURITY.md, findings 1 and 2):
-//! - Every connection authenticates with scram-sha-256. The superuser's password is 256 random
+//! - Every connection authenticates with scram-sha-256. The superuser's password is 244 random
 //!   bits kept in `password` (mode 0600, owned by whoever runs poet); no Unix socket is
 //!   opened. Clusters made by older versions with `--auth=trust` are converted on their next
 //!   start.
@@ -605,7 +605,8 @@ fn path_str(p: &Path) -> String {
     p.display().to_string()
 }
 
-/// 256 random bits, hex: no quoting needed in SQL, URLs or files.
+/// Two random UUIDs (v4, 122 random bits each: 244 bits), hex: no quoting needed in SQL, URLs
+/// or files.
 fn new_password() -> String {
     format!(
         "{}{}",

@@ -59,7 +59,7 @@ async fn a_connection_without_the_password_is_refused() {
     assert_eq!(mode(&info.password_file), 0o600);
     let password = fs::read_to_string(&info.password_file).unwrap();
     let password = password.trim();
-    assert_eq!(password.len(), 64, "256 bits of hex");
+    assert_eq!(password.len(), 64, "two uuids of hex");
     let state = fs::read_to_string(root.join("poet-cluster.json")).unwrap();
     assert!(!state.contains(password), "state file leaks the password");
     assert!(!format!("{info:?}").contains(password));
