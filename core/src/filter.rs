@@ -1231,6 +1231,17 @@ impl Order {
         format!("{field}:{}", if self.desc { "desc" } else { "asc" })
     }
 
+    /// Whether a run can lack the sort value (`not null` columns cannot).
+    fn nullable(&self) -> bool {
+        !matches!(
+            self.key,
+            SortKey::Column(Column::Id | Column::EpochsDone | Column::EpochsTotal)
+                | SortKey::Time(TimeColumn::CreatedAt)
+                | SortKey::State
+                | SortKey::Dataset
+        )
+    }
+
     /// The sort key's SQL expression (pushing a key parameter for config and metrics) and
     /// the type of its value.
     fn key_sql(&self, p: &mut Params) -> (String, SortType) {
@@ -1301,9 +1312,15 @@ pub fn compile(filter: &Filter, order: &Order, after: Option<&Cursor>) -> Compil
     let (key, sort_type) = order.key_sql(&mut params);
     let mut where_sql = filter.to_sql(&mut params);
     let dir = if order.desc { "desc" } else { "asc" };
+    let cmp = if order.desc { "<" } else { ">" };
+    let by_id = order.key == SortKey::Column(Column::Id);
+    // A key that is never null is ordered without `nulls last` and paged without the null
+    // branch, so that its index can serve both: `order by id desc nulls last` is a sort of
+    // every matching row where `order by id desc` reads the primary key backwards.
+    let nullable = order.nullable();
     if let Some(c) = after {
-        let cmp = if order.desc { "<" } else { ">" };
         let keyset = match c.value.param() {
+            _ if by_id => format!("r.id {cmp} {}", params.push(Param::Int(c.id))),
             None => {
                 let id = params.push(Param::Int(c.id));
                 format!("({key} is null and r.id {cmp} {id})")
@@ -1311,15 +1328,26 @@ pub fn compile(filter: &Filter, order: &Order, after: Option<&Cursor>) -> Compil
             Some(v) => {
                 let v = params.push(v);
                 let id = params.push(Param::Int(c.id));
-                format!("(({key}, r.id) {cmp} ({v}, {id}) or {key} is null)")
+                if nullable {
+                    format!("(({key}, r.id) {cmp} ({v}, {id}) or {key} is null)")
+                } else {
+                    format!("({key}, r.id) {cmp} ({v}, {id})")
+                }
             }
         };
         where_sql = format!("{where_sql} and {keyset}");
     }
+    let order_sql = if by_id {
+        format!("r.id {dir}")
+    } else if nullable {
+        format!("{key} {dir} nulls last, r.id {dir}")
+    } else {
+        format!("{key} {dir}, r.id {dir}")
+    };
     Compiled {
         where_sql,
         sort_key: format!("({key})::{}", sort_type.sql()),
-        order_sql: format!("{key} {dir} nulls last, r.id {dir}"),
+        order_sql,
         sort_type,
         params,
     }
@@ -1727,6 +1755,23 @@ mod tests {
             "(r.config -> $1::text) desc nulls last, r.id desc"
         );
         assert_eq!(c.sort_type, SortType::Json);
+        // Keys that are never null: no `nulls last`, no null branch (their indexes serve them).
+        let at = |v| Cursor { value: v, id: 9 };
+        let c = compile(
+            &f,
+            &Order::parse("created").unwrap(),
+            Some(&at(SortValue::Int(9))),
+        );
+        assert_eq!(c.order_sql, "r.id desc");
+        assert_eq!(c.where_sql, "r.config @> $1::jsonb and r.id < $2::int8");
+        let o = Order::parse("-created_at").unwrap();
+        let t = SortValue::Time("2026-12-01T00:00:00Z".parse().unwrap());
+        let c = compile(&f, &o, Some(&at(t)));
+        assert_eq!(c.order_sql, "r.created_at desc, r.id desc");
+        assert_eq!(
+            c.where_sql,
+            "r.config @> $1::jsonb and (r.created_at, r.id) < ($2::timestamptz, $3::int8)"
+        );
     }
 
     #[test]
