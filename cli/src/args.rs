@@ -313,12 +313,29 @@ pub enum RunsCmd {
         /// Config filter KEY=VALUE (repeatable), e.g. layers=2.
         #[arg(long = "where", value_name = "KEY=VALUE")]
         filters: Vec<String>,
-        /// Newest first, lowest validation loss first, or longest first.
-        #[arg(long, value_enum, default_value_t = OrderBy::Created)]
-        order_by: OrderBy,
-        /// At most this many.
+        /// A filter expression, e.g. "layers >= 2 and best_val_loss < 1.9 and formulation =
+        /// 'seq'": config keys, best_val_loss (= min_val_loss), last_val_loss, last_train_loss,
+        /// epochs_done, duration_s, chars_per_sec, metrics.KEY (last epoch), state, sweep,
+        /// dataset, worker, id, created_at, started_at, finished_at; = != < <= > >= in (...),
+        /// and, or, not, parentheses. Combined with the flags above by "and".
+        #[arg(long, value_name = "EXPR")]
+        filter: Option<String>,
+        /// FIELD, FIELD:asc, FIELD:desc or -FIELD, e.g. best_val_loss, -config.units,
+        /// metrics.val_bpc:desc; `created` is newest first, `duration` longest training first.
+        /// Runs without the value come last; ties go by id.
+        #[arg(
+            long,
+            default_value = "created",
+            value_name = "ORDER",
+            allow_hyphen_values = true
+        )]
+        order_by: OrderArg,
+        /// At most this many (a page).
         #[arg(long, default_value_t = 50)]
         limit: i32,
+        /// Continue after a previous page: the token it printed (same filter and order).
+        #[arg(long, value_name = "TOKEN")]
+        page_token: Option<String>,
     },
     /// A run: config, attempts, epochs and a sparkline of its losses.
     Show {
@@ -503,25 +520,23 @@ impl ValueEnum for StateArg {
     }
 }
 
-/// `--order-by` of `runs list`: the orders the coordinator's `ListRuns` knows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum OrderBy {
-    /// Newest first.
-    Created,
-    /// Lowest best validation loss first.
-    #[value(name = "best_val_loss", alias = "best-val-loss")]
-    BestValLoss,
-    /// Longest training time first.
-    Duration,
-}
+/// `--order-by` of `runs list`: an order `ListRuns` reads ([`poet_core::filter::Order`]),
+/// checked before any call. `best-val-loss`, the old spelling, is still read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrderArg(pub String);
 
-impl OrderBy {
-    /// The name `ListRuns` takes.
-    pub fn name(self) -> String {
-        self.to_possible_value()
-            .expect("no variant is skipped")
-            .get_name()
-            .to_string()
+impl FromStr for OrderArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = if s == "best-val-loss" {
+            "best_val_loss"
+        } else {
+            s
+        };
+        poet_core::filter::Order::parse(s)
+            .map(|_| OrderArg(s.to_string()))
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -697,17 +712,32 @@ mod tests {
             panic!("not runs list")
         };
         assert_eq!(state, Some(StateArg(v1::RunState::Cancelled)));
-        assert_eq!(order_by.name(), "best_val_loss");
-        let Command::Runs(RunsCmd::List { order_by, .. }) =
-            parse(&["runs", "list", "--order-by", "best-val-loss"])
-                .unwrap()
-                .command
-        else {
-            panic!("not runs list")
-        };
-        assert_eq!(order_by, OrderBy::BestValLoss);
+        assert_eq!(order_by.0, "best_val_loss");
+        for (given, sent) in [
+            ("best-val-loss", "best_val_loss"),
+            ("-config.units", "-config.units"),
+            ("-best_val_loss", "-best_val_loss"),
+            ("units:desc", "units:desc"),
+            ("duration", "duration"),
+        ] {
+            let Command::Runs(RunsCmd::List { order_by, .. }) =
+                parse(&["runs", "list", "--order-by", given])
+                    .unwrap()
+                    .command
+            else {
+                panic!("not runs list")
+            };
+            assert_eq!(order_by.0, sent);
+        }
         assert!(parse(&["runs", "list", "--state", "done"]).is_err());
-        assert!(parse(&["runs", "list", "--order-by", "loss"]).is_err());
+        let e = parse(&["runs", "list", "--order-by", "loss"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("unknown field 'loss' ") && e.contains("^"),
+            "{e}"
+        );
 
         for (given, sent) in [
             ("best", "best"),

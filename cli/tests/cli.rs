@@ -185,6 +185,73 @@ async fn sweep_runs_tables_json_and_exit_codes() {
     assert_eq!(n, 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_list_filters_orders_and_pages() {
+    let s = stack().await;
+    let dir = tempfile::tempdir().unwrap();
+    let spec = grid_spec(dir.path(), "[1, 2, 3]");
+    let env = vec![("POET_COORDINATOR".to_string(), s.url())];
+    let o = run_blocking(
+        strings(&["sweep", "submit", &spec.display().to_string()]),
+        env.clone(),
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let args = [
+        "runs",
+        "list",
+        "--json",
+        "--filter",
+        "layers >= 2 and formulation = 'keras'",
+        "--order-by",
+        "-layers",
+        "--limit",
+        "1",
+    ];
+    let o = run_blocking(strings(&args), env.clone()).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    assert_eq!(v[0]["config"]["layers"], 3);
+    let err = stderr(&o);
+    let token = err
+        .lines()
+        .find_map(|l| l.strip_prefix("next page: --page-token "))
+        .unwrap_or_else(|| panic!("no next page token: {err}"))
+        .to_string();
+    let mut next = strings(&args);
+    next.extend(strings(&["--page-token", &token]));
+    let o = run_blocking(next, env.clone()).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v[0]["config"]["layers"], 2);
+    assert!(
+        !stderr(&o).contains("next page"),
+        "last page: {}",
+        stderr(&o)
+    );
+
+    let o = run_blocking(
+        strings(&["runs", "list", "--filter", "layers >= and"]),
+        env.clone(),
+    )
+    .await;
+    assert_one_line_error(&o, 2, "--filter: expected a value");
+    assert!(
+        stderr(&o).contains("at column 11\n  layers >= and\n            ^"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run_blocking(strings(&["runs", "list", "--order-by", "loss"]), env).await;
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unknown field 'loss'"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn coordinator_down_is_exit_4_with_a_hint() {
     let o = poet(

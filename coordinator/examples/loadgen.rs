@@ -3,13 +3,16 @@
 //! ```text
 //! ./poet.sh bench-coordinator            # or:
 //! cargo run --release -p poet-coordinator --example loadgen -- [--seconds 8] [--concurrency 1,16,128]
+//!     [--epochs 1,3] [--db-pool N] [--no-history | --only-history]
 //! ```
 //!
 //! Simulated workers (no training) run `LeaseRun → ReportEpoch × N → CompleteRun` cycles over
 //! real gRPC against a real coordinator and Postgres, at several concurrencies; beside them, in
 //! the same run, the bare SQL loop (the same claim / epoch insert / complete statements with no
 //! gRPC and no coordinator) on the same database. Then the history queries at 10,000 runs and
-//! 1,000,000 epoch rows. Prints each figure beside its reference.
+//! 1,000,000 epoch rows, and `ListRuns` filters (issue 19) on the same rows: on indexed fields
+//! (reference p99 < 50 ms) and on any config or metrics key (< 200 ms). Prints each figure
+//! beside its reference.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,6 +29,8 @@ struct Args {
     concurrency: Vec<usize>,
     epochs: Vec<i32>,
     history: bool,
+    /// Skip the load levels (history and filter queries only).
+    load: bool,
     db_pool: u32,
 }
 
@@ -35,6 +40,7 @@ fn parse_args() -> Args {
         concurrency: vec![1, 16, 128],
         epochs: vec![1, 3],
         history: true,
+        load: true,
         db_pool: CoordinatorConfig::default().db_pool,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -58,6 +64,11 @@ fn parse_args() -> Args {
             "--db-pool" => a.db_pool = v.parse().expect("--db-pool N"),
             "--no-history" => {
                 a.history = false;
+                i += 1;
+                continue;
+            }
+            "--only-history" => {
+                a.load = false;
                 i += 1;
                 continue;
             }
@@ -254,9 +265,22 @@ async fn history(addr: &str, pool: &PgPool) {
     .await
     .unwrap();
     let t = Instant::now();
+    // Run r's epoch e: val loss 1 + (r % 997) / 1000 + 1 / e, so its summaries (the same
+    // formulas at e = 100) are written directly instead of aggregated from the epochs. Every
+    // tenth run failed; configs vary over six keys.
     sqlx::query(
-        "insert into runs (sweep_id, dataset_id, config, config_hash, epochs_total, state, epochs_done, best_val_loss, best_epoch, finished_at)
-         select 1 + (g % 10), 1, jsonb_build_object('layers', 1 + g % 3, 'units', 64 * (1 + g % 4)), md5(g::text), 100, 'succeeded', 100, random() + 1, 50, now()
+        "insert into runs (sweep_id, dataset_id, config, config_hash, epochs_total, state, epochs_done,
+             best_val_loss, best_epoch, last_val_loss, last_train_loss, total_duration_s, last_chars_per_sec,
+             last_metrics, started_at, finished_at)
+         select 1 + (g % 10), 1,
+             jsonb_build_object('layers', 1 + g % 3, 'units', 64 * (1 + g % 4),
+                 'formulation', case when g % 2 = 0 then 'seq' else 'keras' end, 'dropout', (g % 5) * 0.1,
+                 'learning_rate', 0.0005 * (1 + g % 4), 'seed', g),
+             md5(g::text), 100, case when g % 10 = 0 then 'failed' else 'succeeded' end, 100,
+             1.01 + (g % 997) / 1000.0, 100, 1.01 + (g % 997) / 1000.0, 0.96 + (g % 997) / 1000.0,
+             100 * (0.5 + (g % 7) * 0.1), 900 + g % 200,
+             jsonb_build_object('val_bpc', (1.01 + (g % 997) / 1000.0) * 1.4427),
+             now() - interval '1 day', now()
          from generate_series(1, 10000) g",
     )
     .execute(pool)
@@ -267,8 +291,11 @@ async fn history(addr: &str, pool: &PgPool) {
         .await
         .unwrap();
     sqlx::query(
-        "insert into epochs (run_id, epoch, attempt, train_loss, val_loss, duration_s, chars_per_sec)
-         select r, e, 1, 2.0 / e, 2.1 / e, 1, 1000 from generate_series(1, 10000) r, generate_series(1, 100) e",
+        "insert into epochs (run_id, epoch, attempt, train_loss, val_loss, duration_s, chars_per_sec, metrics)
+         select r, e, 1, 0.95 + (r % 997) / 1000.0 + 1.0 / e, 1 + (r % 997) / 1000.0 + 1.0 / e,
+             0.5 + (r % 7) * 0.1, 900 + r % 200,
+             jsonb_build_object('val_bpc', (1 + (r % 997) / 1000.0 + 1.0 / e) * 1.4427)
+         from generate_series(1, 10000) r, generate_series(1, 100) e",
     )
     .execute(pool)
     .await
@@ -340,6 +367,110 @@ async fn history(addr: &str, pool: &PgPool) {
             pct(&l, 0.99)
         );
     }
+    filters(&mut c).await;
+}
+
+/// `ListRuns` with filters and orders (issue 19), 50 runs a page, on the rows `history`
+/// seeded: 50 calls each.
+async fn filters(c: &mut v1::poet_client::PoetClient<tonic::transport::Channel>) {
+    let req = |filter: &str, order: &str| v1::ListRunsRequest {
+        filter: filter.into(),
+        order_by: order.into(),
+        page_size: 50,
+        ..Default::default()
+    };
+    // The second page of a long listing: keyset, so as fast as the first.
+    let mut second = req("state = 'succeeded'", "best_val_loss");
+    second.page_token = c
+        .list_runs(second.clone())
+        .await
+        .unwrap()
+        .into_inner()
+        .next_page_token;
+    assert!(!second.page_token.is_empty());
+    let indexed = 50.0;
+    let any_key = 200.0;
+    let queries = [
+        (
+            "state = 'failed' and best_val_loss < 1.3",
+            "best_val_loss",
+            indexed,
+            None,
+        ),
+        (
+            "layers = 2 and formulation = 'seq'",
+            "created",
+            indexed,
+            None,
+        ),
+        (
+            "sweep = 3 and best_val_loss < 1.5",
+            "-best_val_loss",
+            indexed,
+            None,
+        ),
+        (
+            "state = 'succeeded' (page 2)",
+            "best_val_loss",
+            indexed,
+            Some(second),
+        ),
+        (
+            "units >= 128 and dropout < 0.25",
+            "-config.units",
+            any_key,
+            None,
+        ),
+        (
+            "learning_rate > 0.001 or not formulation = 'seq'",
+            "learning_rate",
+            any_key,
+            None,
+        ),
+        ("metrics.val_bpc < 1.6", "-metrics.val_bpc", any_key, None),
+        (
+            "duration_s > 60 and chars_per_sec >= 1000",
+            "-duration_s",
+            any_key,
+            None,
+        ),
+        (
+            "last_val_loss >= 1.5 and created_at > '2000-01-01'",
+            "last_val_loss",
+            any_key,
+            None,
+        ),
+    ];
+    println!("\nListRuns filters (issue 19), 50 a page, same rows");
+    println!(
+        "  {:<50} {:<17} {:>7} {:>7}   reference",
+        "filter", "order", "p50 ms", "p99 ms"
+    );
+    for (filter, order, reference, prepared) in queries {
+        let r = prepared.unwrap_or_else(|| req(filter, order));
+        let mut l = Vec::new();
+        let mut n = 0;
+        for _ in 0..50 {
+            let t = Instant::now();
+            n = c
+                .list_runs(r.clone())
+                .await
+                .unwrap()
+                .into_inner()
+                .runs
+                .len();
+            l.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        assert!(n > 0, "{filter}: no rows");
+        l.sort_by(f64::total_cmp);
+        println!(
+            "  {:<50} {:<17} {:>7.2} {:>7.2}   < {reference} ms",
+            filter,
+            order,
+            pct(&l, 0.5),
+            pct(&l, 0.99)
+        );
+    }
 }
 
 #[tokio::main]
@@ -387,7 +518,8 @@ async fn main() {
         "{:>7} {:>6} {:>14} {:>14} {:>7} {:>10} {:>10}   targets",
         "epochs", "conc", "grpc cycles/s", "bare SQL c/s", "ratio", "rep p50 ms", "rep p99 ms"
     );
-    for &epochs in &args.epochs {
+    let levels: &[i32] = if args.load { &args.epochs } else { &[] };
+    for &epochs in levels {
         for &c in &args.concurrency {
             let g = grpc_level(&addr, &db.pool, c, epochs, args.seconds).await;
             let s = sql_level(&bare, c, epochs, args.seconds).await;

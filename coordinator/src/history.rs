@@ -3,9 +3,12 @@
 //! columns, and rows convert to `poet.v1` messages here.
 
 use chrono::{DateTime, Utc};
+use poet_core::filter::{self, Cursor, Expr, Field, Filter, Order, Param, SortType, SortValue};
 use poet_proto::v1;
 use poet_sql::datasets::DatasetInfo;
-use sqlx::{PgPool, QueryBuilder, Row};
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::query::Query;
+use sqlx::{FromRow, PgPool, Postgres, Row};
 
 use crate::error::{Result, ServiceError};
 use crate::queue::CheckpointRow;
@@ -63,12 +66,19 @@ pub struct RunRow {
     pub parent_checkpoint_id: Option<i64>,
 }
 
-impl RunRow {
-    /// The select list every run query uses (alias `r`).
-    pub const SELECT: &'static str = "select r.id, r.sweep_id, r.dataset_id, r.config::text as config_text, r.config_hash, r.state,
+/// The columns [`RunRow`] reads (alias `r`), as a literal so that a statement can add its own.
+macro_rules! run_columns {
+    () => {
+        "r.id, r.sweep_id, r.dataset_id, r.config::text as config_text, r.config_hash, r.state,
         r.priority, r.attempt, r.max_attempts, r.epochs_total, r.epochs_done, r.lease_owner, r.cancel_requested,
         r.best_val_loss, r.best_epoch, r.last_train_loss, r.last_val_loss, r.error, r.created_at, r.started_at,
-        r.finished_at, r.halt_reason, r.parent_run_id, r.parent_checkpoint_id from runs r";
+        r.finished_at, r.halt_reason, r.parent_run_id, r.parent_checkpoint_id"
+    };
+}
+
+impl RunRow {
+    /// The select list every run query uses (alias `r`).
+    pub const SELECT: &'static str = concat!("select ", run_columns!(), " from runs r");
 }
 
 /// A sweep row.
@@ -177,12 +187,17 @@ pub const SWEEP_SELECT: &str =
     (select count(*)::int from sweep_runs sr where sr.sweep_id = s.id) as runs,
     s.paused, s.max_concurrent, s.finished_at from sweeps s";
 
-fn page(page_size: i32, page_token: &str) -> Result<(i64, i64)> {
-    let size = if page_size <= 0 {
+/// A requested page size: 50 when unset, at most 1,000.
+fn page_size(requested: i32) -> i64 {
+    if requested <= 0 {
         50
     } else {
-        page_size.min(1000)
-    } as i64;
+        requested.min(1000) as i64
+    }
+}
+
+fn page(page_size_requested: i32, page_token: &str) -> Result<(i64, i64)> {
+    let size = page_size(page_size_requested);
     let offset = if page_token.is_empty() {
         0
     } else {
@@ -285,21 +300,23 @@ pub async fn get_sweep(pool: &PgPool, id: i64) -> Result<v1::GetSweepResponse> {
     })
 }
 
-/// Runs matching a filter.
-pub async fn list_runs(pool: &PgPool, req: &v1::ListRunsRequest) -> Result<(Vec<RunRow>, String)> {
-    let (size, offset) = page(req.page_size, &req.page_token)?;
-    let mut q = QueryBuilder::new(RunRow::SELECT);
+/// A request's filter: its `filter` expression and its typed fields (sweep, state, dataset,
+/// config pairs), joined by `and`.
+fn request_filter(req: &v1::ListRunsRequest) -> Result<Filter> {
+    let mut f =
+        Filter::parse(&req.filter).map_err(|e| ServiceError::Invalid(format!("filter: {e}")))?;
     if req.sweep_id != 0 {
-        q.push(" join sweep_runs sr on sr.run_id = r.id and sr.sweep_id = ")
-            .push_bind(req.sweep_id);
+        f = f.and(Expr::eq(Field::Sweep, Param::Int(req.sweep_id)));
     }
-    q.push(" where true");
     let state = v1::RunState::try_from(req.state).unwrap_or(v1::RunState::Unspecified);
     if state != v1::RunState::Unspecified {
-        q.push(" and r.state = ").push_bind(state.db_name());
+        f = f.and(Expr::eq(
+            Field::State,
+            Param::Text(state.db_name().to_string()),
+        ));
     }
     if req.dataset_id != 0 {
-        q.push(" and r.dataset_id = ").push_bind(req.dataset_id);
+        f = f.and(Expr::eq(Field::Dataset, Param::Int(req.dataset_id)));
     }
     let mut keys: Vec<_> = req.config.iter().collect();
     keys.sort();
@@ -309,33 +326,96 @@ pub async fn list_runs(pool: &PgPool, req: &v1::ListRunsRequest) -> Result<(Vec<
                 "config.{k}: unknown config key"
             )));
         }
+        // Values are JSON text ("2", "\"seq\""); anything else is the string itself.
         let value: serde_json::Value =
             serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.clone()));
-        let mut obj = serde_json::Map::new();
-        obj.insert(k.clone(), value);
-        q.push(" and r.config @> ")
-            .push_bind(serde_json::Value::Object(obj));
+        f = f.and(Expr::eq(Field::Config(k.clone()), Param::Json(value)));
     }
-    match req.order_by.as_str() {
-        "" | "created" => q.push(" order by r.id desc"),
-        "best_val_loss" => q.push(" order by r.best_val_loss asc nulls last, r.id"),
-        "duration" => {
-            q.push(" order by coalesce(r.finished_at, now()) - r.started_at desc nulls last, r.id")
-        }
-        other => {
-            return Err(ServiceError::Invalid(format!(
-                "order_by: '{other}' is not one of created, best_val_loss, duration"
-            )));
-        }
+    Ok(f)
+}
+
+fn bind(q: Query<'_, Postgres, PgArguments>, p: Param) -> Query<'_, Postgres, PgArguments> {
+    match p {
+        Param::Int(v) => q.bind(v),
+        Param::Float(v) => q.bind(v),
+        Param::Text(v) => q.bind(v),
+        Param::Time(v) => q.bind(v),
+        Param::Json(v) => q.bind(v),
+    }
+}
+
+/// The `sort_key` column of a row, as a page token carries it.
+fn sort_value(row: &PgRow, ty: SortType) -> Result<SortValue> {
+    let v = match ty {
+        SortType::Int => row
+            .try_get::<Option<i64>, _>("sort_key")?
+            .map(SortValue::Int),
+        SortType::Float => row
+            .try_get::<Option<f64>, _>("sort_key")?
+            .map(SortValue::Float),
+        SortType::Text => row
+            .try_get::<Option<String>, _>("sort_key")?
+            .map(SortValue::Text),
+        SortType::Time => row
+            .try_get::<Option<DateTime<Utc>>, _>("sort_key")?
+            .map(SortValue::Time),
+        SortType::Json => row
+            .try_get::<Option<serde_json::Value>, _>("sort_key")?
+            .map(SortValue::Json),
     };
-    q.push(" limit ")
-        .push_bind(size + 1)
-        .push(" offset ")
-        .push_bind(offset);
-    let mut rows: Vec<RunRow> = q.build_query_as().fetch_all(pool).await?;
-    let token = next_token(rows.len(), size, offset);
-    rows.truncate(size as usize);
-    Ok((rows, token))
+    Ok(v.unwrap_or(SortValue::Null))
+}
+
+/// Runs matching a request's filter (see [`poet_core::filter`]), in its order, one keyset
+/// page at a time: one statement, every value bound. The next page token carries the last
+/// row's sort value and id.
+#[tracing::instrument(name = "coordinator.history.list_runs", skip_all)]
+pub async fn list_runs(pool: &PgPool, req: &v1::ListRunsRequest) -> Result<(Vec<RunRow>, String)> {
+    let size = page_size(req.page_size);
+    let filter = request_filter(req)?;
+    let order =
+        Order::parse(&req.order_by).map_err(|e| ServiceError::Invalid(format!("order_by: {e}")))?;
+    let after = if req.page_token.is_empty() {
+        None
+    } else {
+        Some(
+            filter::decode_token(&req.page_token, &filter, &order)
+                .map_err(|e| ServiceError::Invalid(format!("page_token: {e}")))?,
+        )
+    };
+    let mut c = filter::compile(&filter, &order, after.as_ref());
+    let limit = c.params.push(Param::Int(size + 1));
+    let sql = format!(
+        "select {}, {} as sort_key from runs r where {} order by {} limit {limit}",
+        run_columns!(),
+        c.sort_key,
+        c.where_sql,
+        c.order_sql
+    );
+    let mut q = sqlx::query(&sql);
+    for p in c.params.into_vec() {
+        q = bind(q, p);
+    }
+    let rows = q.fetch_all(pool).await?;
+    // The row past the page only says that there is a next one.
+    let more = rows.len() as i64 > size;
+    let page = &rows[..rows.len().min(size as usize)];
+    let token = match (more, page.last()) {
+        (true, Some(last)) => filter::encode_token(
+            &filter,
+            &order,
+            &Cursor {
+                value: sort_value(last, c.sort_type)?,
+                id: last.try_get("id")?,
+            },
+        ),
+        _ => String::new(),
+    };
+    let runs = page
+        .iter()
+        .map(RunRow::from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((runs, token))
 }
 
 /// NotFound unless run `id` exists.

@@ -484,9 +484,12 @@ impl Queue {
              ), ins as (
                  insert into epochs (run_id, epoch, attempt, train_loss, val_loss, duration_s, chars_per_sec, metrics)
                  select r.id, r.epoch, r.attempt, r.train_loss, r.val_loss, r.duration_s, r.chars_per_sec, r.metrics from r
-                 on conflict do nothing returning run_id, epoch, train_loss, val_loss
+                 on conflict do nothing
+                 returning run_id, epoch, train_loss, val_loss, duration_s, chars_per_sec, metrics
              )
              update runs set epochs_done = ins.epoch, last_train_loss = ins.train_loss, last_val_loss = ins.val_loss,
+                 total_duration_s = coalesce(runs.total_duration_s, 0) + ins.duration_s,
+                 last_chars_per_sec = ins.chars_per_sec, last_metrics = ins.metrics,
                  best_epoch = case when runs.best_val_loss is null or ins.val_loss < runs.best_val_loss
                      then ins.epoch else runs.best_epoch end,
                  best_val_loss = least(coalesce(runs.best_val_loss, ins.val_loss), ins.val_loss)
@@ -573,13 +576,18 @@ impl Queue {
         sqlx::query(
             "update runs set epochs_done = $2, last_train_loss = $3, last_val_loss = $4,
                  best_epoch = case when best_val_loss is null or $4 < best_val_loss then $2 else best_epoch end,
-                 best_val_loss = least(coalesce(best_val_loss, $4), $4)
+                 best_val_loss = least(coalesce(best_val_loss, $4), $4),
+                 total_duration_s = coalesce(total_duration_s, 0) + $5, last_chars_per_sec = $6,
+                 last_metrics = $7
              where id = $1",
         )
         .bind(lease.run_id)
         .bind(report.epoch)
         .bind(report.train_loss)
         .bind(report.val_loss)
+        .bind(report.duration_s)
+        .bind(report.chars_per_sec)
+        .bind(&report.metrics)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -1054,7 +1062,10 @@ pub(crate) async fn refresh_run_stats(
              best_val_loss = (select min(val_loss) from epochs where run_id = $1),
              best_epoch = (select epoch from epochs where run_id = $1 order by val_loss, epoch limit 1),
              last_train_loss = (select train_loss from epochs where run_id = $1 order by epoch desc limit 1),
-             last_val_loss = (select val_loss from epochs where run_id = $1 order by epoch desc limit 1)
+             last_val_loss = (select val_loss from epochs where run_id = $1 order by epoch desc limit 1),
+             total_duration_s = (select sum(duration_s) from epochs where run_id = $1),
+             last_chars_per_sec = (select chars_per_sec from epochs where run_id = $1 order by epoch desc limit 1),
+             last_metrics = (select metrics from epochs where run_id = $1 order by epoch desc limit 1)
          where r.id = $1",
     )
     .bind(run_id)

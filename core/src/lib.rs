@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //! - [`config`]: the training configuration of one run, its validation and its hash.
+//! - [`filter`]: the run filter language and run orders of `ListRuns`, compiled to SQL with
+//!   bound parameters, and keyset page tokens.
 //! - [`sweep`]: sweep specs (TOML/YAML/JSON) and their deterministic expansion into configs.
 //! - [`plan`]: the adaptive part of a spec: search method, stopping rule, budget, concurrency.
 //! - [`schedule`]: early-stopping and promotion decisions (median, ASHA, HyperBand, patience).
@@ -13,6 +15,7 @@
 //! - [`secret`]: what a bearer token must look like to be accepted.
 
 pub mod config;
+pub mod filter;
 pub mod ngrams;
 pub mod plan;
 pub mod quality;

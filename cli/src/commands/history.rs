@@ -572,8 +572,10 @@ pub async fn runs(cli: &Cli, cmd: &RunsCmd) -> CliResult {
             sweep,
             state,
             filters,
+            filter,
             order_by,
             limit,
+            page_token,
         } => {
             let mut config = std::collections::HashMap::new();
             for f in filters {
@@ -582,13 +584,19 @@ pub async fn runs(cli: &Cli, cmd: &RunsCmd) -> CliResult {
                     .ok_or_else(|| CliError::input(format!("--where: '{f}' is not KEY=VALUE")))?;
                 config.insert(k.to_string(), v.to_string());
             }
+            let filter = filter.clone().unwrap_or_default();
+            // Checked here as well: a typo is exit 2, with the caret, without a ListRuns call.
+            poet_core::filter::Filter::parse(&filter)
+                .map_err(|e| CliError::input(format!("--filter: {e}")))?;
             let r = client
                 .list_runs(v1::ListRunsRequest {
                     sweep_id: sweep.unwrap_or(0),
                     state: state.map_or(0, |s| s.0 as i32),
                     config,
-                    order_by: order_by.name(),
+                    order_by: order_by.0.clone(),
                     page_size: *limit,
+                    page_token: page_token.clone().unwrap_or_default(),
+                    filter,
                     ..Default::default()
                 })
                 .await
@@ -598,6 +606,10 @@ pub async fn runs(cli: &Cli, cmd: &RunsCmd) -> CliResult {
                 output::json(&r.runs.iter().map(run_json).collect::<Vec<_>>());
             } else {
                 out!("{}", runs_table(&r.runs));
+            }
+            // On stderr: stdout stays the table or the JSON array (`| head`, `| jq`).
+            if !r.next_page_token.is_empty() {
+                eprintln!("next page: --page-token {}", r.next_page_token);
             }
         }
         RunsCmd::Show { id } => show_run(cli, &mut client, *id).await?,

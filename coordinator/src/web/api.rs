@@ -202,6 +202,68 @@ impl From<RunRow> for RunJson {
     }
 }
 
+/// Query of `/api/v1/runs`: the fields of `ListRuns`, as text so that a bad value is a JSON
+/// error like every other (axum's own rejection is plain text).
+#[derive(Debug, Deserialize)]
+pub struct RunsQuery {
+    /// A filter expression (`poet_core::filter`); empty: every run.
+    #[serde(default)]
+    pub filter: String,
+    /// An order (`best_val_loss`, `-config.units`, ...); empty: newest first.
+    #[serde(default)]
+    pub order_by: String,
+    /// At most this many (default 50, max 1000).
+    #[serde(default)]
+    pub page_size: String,
+    /// `next_page_token` of the previous page.
+    #[serde(default)]
+    pub page_token: String,
+}
+
+/// A page of `GET /api/v1/runs`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RunsPage {
+    /// The runs, in the requested order.
+    pub runs: Vec<RunJson>,
+    /// The next page's `page_token`; empty on the last page.
+    pub next_page_token: String,
+}
+
+/// `GET /api/v1/runs?filter=...&order_by=...&page_size=...&page_token=...`: runs matching a
+/// filter, one page (one query; the same code as gRPC `ListRuns`). A malformed filter, order
+/// or token is 400 with the column-pointing message.
+pub async fn list_runs(
+    State(st): State<WebState>,
+    Query(q): Query<RunsQuery>,
+) -> Result<Json<RunsPage>, ApiError> {
+    let page_size = if q.page_size.is_empty() {
+        0
+    } else {
+        q.page_size
+            .parse::<i32>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| {
+                ServiceError::Invalid(format!(
+                    "page_size: '{}' is not a positive whole number",
+                    q.page_size
+                ))
+            })?
+    };
+    let req = v1::ListRunsRequest {
+        filter: q.filter,
+        order_by: q.order_by,
+        page_size,
+        page_token: q.page_token,
+        ..Default::default()
+    };
+    let (rows, next) = crate::history::list_runs(&st.pool, &req).await?;
+    Ok(Json(RunsPage {
+        runs: rows.into_iter().map(Into::into).collect(),
+        next_page_token: next,
+    }))
+}
+
 /// `GET /api/v1/sweeps/{id}`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SweepDetail {

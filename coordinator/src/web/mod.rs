@@ -5,7 +5,8 @@
 //!
 //! # Endpoints
 //! JSON (documented in `/api/v1/openapi.json`): `GET /api/v1/sweeps`, `/api/v1/sweeps/{id}`,
-//! `/api/v1/sweeps/{id}/curves`, `/api/v1/runs/{id}`, `/api/v1/workers[?include_stale=true]`,
+//! `/api/v1/sweeps/{id}/curves`, `/api/v1/runs[?filter=&order_by=&page_size=&page_token=]`,
+//! `/api/v1/runs/{id}`, `/api/v1/workers[?include_stale=true]`,
 //! `/api/v1/datasets`. Errors are `{"error": {"status": 404, "message": "no run 7"}}`.
 //! Pages: `/` (sweeps), `/sweeps/{id}`, `/runs/{id}`, `/workers`, `/datasets`, `/login`.
 //!
@@ -311,6 +312,7 @@ pub fn router(state: WebState) -> Router {
             "/sweeps/{id}/{action}",
             axum::routing::post(api::sweep_control),
         )
+        .route("/runs", get(api::list_runs))
         .route("/runs/{id}", get(api::get_run))
         .route("/runs/{id}/{action}", axum::routing::post(api::run_control))
         .route("/workers", get(api::list_workers))

@@ -119,12 +119,85 @@ async fn every_endpoint_answers_with_the_seeded_stack() {
         "/sweeps",
         "/sweeps/{id}",
         "/sweeps/{id}/curves",
+        "/runs",
         "/runs/{id}",
         "/workers",
         "/datasets",
     ] {
         assert!(openapi["paths"][p]["get"].is_object(), "{p} undocumented");
     }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn runs_are_filtered_ordered_and_paged() {
+    let s = Stack::spawn(false).await;
+    let seeded = seed(&s, 3, |i| [4, 2, 0][i]).await;
+    let runs_url = |params: &[(&str, &str)]| {
+        reqwest::Url::parse_with_params(&s.url("/api/v1/runs"), params)
+            .unwrap()
+            .to_string()
+    };
+    // Units 8, 16, 24 (runs 0, 1, 2); run 2 has no epoch yet.
+    let (st, page) = get(&runs_url(&[
+        ("filter", "units >= 16 and state = 'running'"),
+        ("order_by", "-units"),
+        ("page_size", "1"),
+    ]))
+    .await;
+    assert_eq!(st, StatusCode::OK, "{page}");
+    assert_eq!(page["runs"].as_array().unwrap().len(), 1);
+    assert_eq!(page["runs"][0]["id"], seeded.runs[2]);
+    assert_eq!(page["runs"][0]["config"]["units"], 24);
+    let token = page["next_page_token"].as_str().unwrap().to_string();
+    assert!(!token.is_empty());
+    let (st, page) = get(&runs_url(&[
+        ("filter", "units >= 16 and state = 'running'"),
+        ("order_by", "-units"),
+        ("page_size", "1"),
+        ("page_token", &token),
+    ]))
+    .await;
+    assert_eq!(st, StatusCode::OK, "{page}");
+    assert_eq!(page["runs"][0]["id"], seeded.runs[1]);
+    assert_eq!(page["next_page_token"], "");
+
+    let (st, page) = get(&runs_url(&[
+        ("filter", "metrics.lr = 0.002 and epochs_done > 2"),
+        ("order_by", "best_val_loss"),
+    ]))
+    .await;
+    assert_eq!(st, StatusCode::OK, "{page}");
+    let ids: Vec<&Value> = page["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["id"])
+        .collect();
+    assert_eq!(ids, vec![&seeded.runs[0]]);
+    let (_, all) = get(&s.url("/api/v1/runs")).await;
+    assert_eq!(
+        all["runs"].as_array().unwrap().len(),
+        3,
+        "no filter: every run"
+    );
+    assert_eq!(all["runs"][0]["id"], seeded.runs[2], "newest first");
+
+    for (params, needle) in [
+        (vec![("filter", "units >= and")], "at column 10"),
+        (vec![("order_by", "loss")], "order_by: unknown field 'loss'"),
+        (vec![("page_token", "nope")], "page_token: not a token"),
+        (vec![("page_size", "many")], "page_size: 'many' is not"),
+    ] {
+        let (st, body) = get(&runs_url(&params)).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{params:?}: {body}");
+        assert!(error_message(&body).contains(needle), "{params:?}: {body}");
+    }
+    let (_, body) = get(&runs_url(&[("filter", "units >= and")])).await;
+    assert!(
+        error_message(&body).ends_with("\n  units >= and\n           ^"),
+        "{body}"
+    );
     s.stop().await;
 }
 

@@ -119,21 +119,65 @@ async fn deleting_a_dataset_deletes_its_poems_and_only_its_poems() {
     assert_eq!(tables, [None, Some(poet_sql::poems_partition(kept))]);
 }
 
+/// The migrator over the shipped migrations whose names sort before `before`.
+async fn migrations_before(before: &str, dir: &std::path::Path) -> sqlx::migrate::Migrator {
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    for entry in std::fs::read_dir(&shipped).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if name.as_str() < before {
+            std::fs::copy(&path, dir.join(&name)).unwrap();
+        }
+    }
+    sqlx::migrate::Migrator::new(dir).await.unwrap()
+}
+
+#[tokio::test]
+async fn upgrading_to_0011_fills_the_run_summaries_from_the_epochs() {
+    let (url, _) = testing::empty_db().await;
+    let old = tempfile::tempdir().unwrap();
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    migrations_before("0011", old.path())
+        .await
+        .run(&pool)
+        .await
+        .unwrap();
+    for sql in [
+        "insert into datasets (id, name, version, content_hash, params_hash, params, counts, poems, chars, vocab, shards, validation_shards, state)
+         values (1, 'a', 1, 'a', 'p', '{}', '{}', 0, 0, '', 1, '{0}', 'ready')",
+        "insert into sweeps (id, name, dataset_id, spec, spec_format) values (1, 's', 1, '', 'toml')",
+        "insert into runs (id, sweep_id, dataset_id, config, config_hash, epochs_total, epochs_done)
+         values (1, 1, 1, '{}', 'h1', 3, 3), (2, 1, 1, '{}', 'h2', 3, 0)",
+        "insert into epochs (run_id, epoch, attempt, train_loss, val_loss, duration_s, chars_per_sec, metrics)
+         values (1, 1, 1, 2, 2, 1.5, 100, '{\"e\": 1}'), (1, 2, 1, 2, 2, 2.5, 200, '{\"e\": 2}'),
+                (1, 3, 1, 2, 2, 0.5, 300, '{\"e\": 3}')",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    let upgraded = poet_sql::connect(&url).await.unwrap();
+    type Summary = (i64, Option<f64>, Option<f64>, Option<serde_json::Value>);
+    let rows: Vec<Summary> = sqlx::query_as(
+        "select id, total_duration_s, last_chars_per_sec, last_metrics from runs order by id",
+    )
+    .fetch_all(&upgraded)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            (1, Some(4.5), Some(300.0), Some(serde_json::json!({"e": 3}))),
+            (2, None, None, None),
+        ]
+    );
+}
+
 #[tokio::test]
 async fn upgrading_from_0004_moves_poems_into_per_dataset_partitions() {
     // A database as the schema stood at migration 0004, holding two datasets' poems.
     let (url, _) = testing::empty_db().await;
     let old = tempfile::tempdir().unwrap();
-    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
-    for entry in std::fs::read_dir(&shipped).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        if name.as_str() < "0005" {
-            std::fs::copy(&path, old.path().join(&name)).unwrap();
-        }
-    }
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
-    let at_0004 = sqlx::migrate::Migrator::new(old.path()).await.unwrap();
+    let at_0004 = migrations_before("0005", old.path()).await;
     assert_eq!(at_0004.iter().count(), 4);
     at_0004.run(&pool).await.unwrap();
     let mut ids = Vec::new();
