@@ -767,29 +767,26 @@ impl<'a> Parser<'a> {
     }
 
     fn or(&mut self) -> Result<Expr, FilterError> {
-        let mut xs = vec![self.and()?];
-        while self.keyword("or") {
-            self.next();
-            xs.push(self.and()?);
-        }
-        Ok(if xs.len() == 1 {
-            xs.pop().expect("one")
-        } else {
-            Expr::Or(xs)
-        })
+        self.chain("or", Self::and, Expr::Or)
     }
 
     fn and(&mut self) -> Result<Expr, FilterError> {
-        let mut xs = vec![self.unary()?];
-        while self.keyword("and") {
+        self.chain("and", Self::unary, Expr::And)
+    }
+
+    /// `item (kw item)*`, flat: a long chain does not nest (or recurse).
+    fn chain(
+        &mut self,
+        kw: &str,
+        item: fn(&mut Self) -> Result<Expr, FilterError>,
+        make: fn(Vec<Expr>) -> Expr,
+    ) -> Result<Expr, FilterError> {
+        let mut xs = vec![item(self)?];
+        while self.keyword(kw) {
             self.next();
-            xs.push(self.unary()?);
+            xs.push(item(self)?);
         }
-        Ok(if xs.len() == 1 {
-            xs.pop().expect("one")
-        } else {
-            Expr::And(xs)
-        })
+        Ok(joined(xs, make))
     }
 
     fn unary(&mut self) -> Result<Expr, FilterError> {
@@ -857,11 +854,7 @@ impl<'a> Parser<'a> {
                     }
                 }
             }
-            return Ok(match (xs.len(), negated) {
-                (1, _) => xs.pop().expect("one"),
-                (_, true) => Expr::And(xs),
-                (_, false) => Expr::Or(xs),
-            });
+            return Ok(joined(xs, if negated { Expr::And } else { Expr::Or }));
         }
         let t = self.next();
         let Tok::Op(op) = t.tok else {
@@ -1036,6 +1029,15 @@ impl<'a> Parser<'a> {
             op,
             value,
         })
+    }
+}
+
+/// `xs` under `make` (`Expr::And` or `Expr::Or`), or the one expression itself.
+fn joined(mut xs: Vec<Expr>, make: fn(Vec<Expr>) -> Expr) -> Expr {
+    if xs.len() == 1 {
+        xs.pop().expect("one")
+    } else {
+        make(xs)
     }
 }
 
