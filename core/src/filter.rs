@@ -413,19 +413,27 @@ impl Cmp {
             Field::Column(c) => format!("{} {op} {}", c.sql(), p.push(self.value.clone())),
             Field::Time(t) => format!("{} {op} {}", t.sql(), p.push(self.value.clone())),
             Field::State => format!("r.state {op} {}", p.push(self.value.clone())),
-            Field::Sweep => {
-                let v = p.push(self.value.clone());
-                let sub = if matches!(self.value, Param::Int(_)) {
-                    format!(
-                        "select 1 from sweep_runs sr where sr.run_id = r.id and sr.sweep_id = {v}"
-                    )
-                } else {
-                    format!(
+            // A run belongs to sweeps and ran on workers through other tables: a semi-join,
+            // on the id or on the name (the host, for a worker).
+            Field::Sweep | Field::Worker => {
+                let by_id = matches!(self.value, Param::Int(_));
+                let sub = match (&self.field, by_id) {
+                    (Field::Sweep, true) => {
+                        "select 1 from sweep_runs sr where sr.run_id = r.id and sr.sweep_id"
+                    }
+                    (Field::Sweep, false) => {
                         "select 1 from sweep_runs sr join sweeps s on s.id = sr.sweep_id \
-                         where sr.run_id = r.id and s.name = {v}"
-                    )
+                         where sr.run_id = r.id and s.name"
+                    }
+                    (_, true) => {
+                        "select 1 from run_attempts a where a.run_id = r.id and a.worker_id"
+                    }
+                    (_, false) => {
+                        "select 1 from run_attempts a join workers w on w.id = a.worker_id \
+                         where a.run_id = r.id and w.host"
+                    }
                 };
-                format!("{negate}exists ({sub})")
+                format!("{negate}exists ({sub} = {})", p.push(self.value.clone()))
             }
             Field::Dataset => {
                 let v = p.push(self.value.clone());
@@ -436,20 +444,6 @@ impl Cmp {
                         "r.dataset_id {negate}in (select d.id from datasets d where d.name = {v})"
                     )
                 }
-            }
-            Field::Worker => {
-                let v = p.push(self.value.clone());
-                let sub = if matches!(self.value, Param::Int(_)) {
-                    format!(
-                        "select 1 from run_attempts a where a.run_id = r.id and a.worker_id = {v}"
-                    )
-                } else {
-                    format!(
-                        "select 1 from run_attempts a join workers w on w.id = a.worker_id \
-                         where a.run_id = r.id and w.host = {v}"
-                    )
-                };
-                format!("{negate}exists ({sub})")
             }
             Field::Config(k) => json_cmp("r.config", k, self.op, &self.value, p),
             Field::Metrics(k) => json_cmp("r.last_metrics", k, self.op, &self.value, p),
