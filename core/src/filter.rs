@@ -413,19 +413,27 @@ impl Cmp {
             Field::Column(c) => format!("{} {op} {}", c.sql(), p.push(self.value.clone())),
             Field::Time(t) => format!("{} {op} {}", t.sql(), p.push(self.value.clone())),
             Field::State => format!("r.state {op} {}", p.push(self.value.clone())),
-            Field::Sweep => {
-                let v = p.push(self.value.clone());
-                let sub = if matches!(self.value, Param::Int(_)) {
-                    format!(
-                        "select 1 from sweep_runs sr where sr.run_id = r.id and sr.sweep_id = {v}"
-                    )
-                } else {
-                    format!(
+            // A run belongs to sweeps and ran on workers through other tables: a semi-join,
+            // on the id or on the name (the host, for a worker).
+            Field::Sweep | Field::Worker => {
+                let by_id = matches!(self.value, Param::Int(_));
+                let sub = match (&self.field, by_id) {
+                    (Field::Sweep, true) => {
+                        "select 1 from sweep_runs sr where sr.run_id = r.id and sr.sweep_id"
+                    }
+                    (Field::Sweep, false) => {
                         "select 1 from sweep_runs sr join sweeps s on s.id = sr.sweep_id \
-                         where sr.run_id = r.id and s.name = {v}"
-                    )
+                         where sr.run_id = r.id and s.name"
+                    }
+                    (_, true) => {
+                        "select 1 from run_attempts a where a.run_id = r.id and a.worker_id"
+                    }
+                    (_, false) => {
+                        "select 1 from run_attempts a join workers w on w.id = a.worker_id \
+                         where a.run_id = r.id and w.host"
+                    }
                 };
-                format!("{negate}exists ({sub})")
+                format!("{negate}exists ({sub} = {})", p.push(self.value.clone()))
             }
             Field::Dataset => {
                 let v = p.push(self.value.clone());
@@ -436,20 +444,6 @@ impl Cmp {
                         "r.dataset_id {negate}in (select d.id from datasets d where d.name = {v})"
                     )
                 }
-            }
-            Field::Worker => {
-                let v = p.push(self.value.clone());
-                let sub = if matches!(self.value, Param::Int(_)) {
-                    format!(
-                        "select 1 from run_attempts a where a.run_id = r.id and a.worker_id = {v}"
-                    )
-                } else {
-                    format!(
-                        "select 1 from run_attempts a join workers w on w.id = a.worker_id \
-                         where a.run_id = r.id and w.host = {v}"
-                    )
-                };
-                format!("{negate}exists ({sub})")
             }
             Field::Config(k) => json_cmp("r.config", k, self.op, &self.value, p),
             Field::Metrics(k) => json_cmp("r.last_metrics", k, self.op, &self.value, p),
@@ -767,29 +761,26 @@ impl<'a> Parser<'a> {
     }
 
     fn or(&mut self) -> Result<Expr, FilterError> {
-        let mut xs = vec![self.and()?];
-        while self.keyword("or") {
-            self.next();
-            xs.push(self.and()?);
-        }
-        Ok(if xs.len() == 1 {
-            xs.pop().expect("one")
-        } else {
-            Expr::Or(xs)
-        })
+        self.chain("or", Self::and, Expr::Or)
     }
 
     fn and(&mut self) -> Result<Expr, FilterError> {
-        let mut xs = vec![self.unary()?];
-        while self.keyword("and") {
+        self.chain("and", Self::unary, Expr::And)
+    }
+
+    /// `item (kw item)*`, flat: a long chain does not nest (or recurse).
+    fn chain(
+        &mut self,
+        kw: &str,
+        item: fn(&mut Self) -> Result<Expr, FilterError>,
+        make: fn(Vec<Expr>) -> Expr,
+    ) -> Result<Expr, FilterError> {
+        let mut xs = vec![item(self)?];
+        while self.keyword(kw) {
             self.next();
-            xs.push(self.unary()?);
+            xs.push(item(self)?);
         }
-        Ok(if xs.len() == 1 {
-            xs.pop().expect("one")
-        } else {
-            Expr::And(xs)
-        })
+        Ok(joined(xs, make))
     }
 
     fn unary(&mut self) -> Result<Expr, FilterError> {
@@ -857,11 +848,7 @@ impl<'a> Parser<'a> {
                     }
                 }
             }
-            return Ok(match (xs.len(), negated) {
-                (1, _) => xs.pop().expect("one"),
-                (_, true) => Expr::And(xs),
-                (_, false) => Expr::Or(xs),
-            });
+            return Ok(joined(xs, if negated { Expr::And } else { Expr::Or }));
         }
         let t = self.next();
         let Tok::Op(op) = t.tok else {
@@ -1036,6 +1023,15 @@ impl<'a> Parser<'a> {
             op,
             value,
         })
+    }
+}
+
+/// `xs` under `make` (`Expr::And` or `Expr::Or`), or the one expression itself.
+fn joined(mut xs: Vec<Expr>, make: fn(Vec<Expr>) -> Expr) -> Expr {
+    if xs.len() == 1 {
+        xs.pop().expect("one")
+    } else {
+        make(xs)
     }
 }
 

@@ -608,7 +608,7 @@ pub async fn runs(cli: &Cli, cmd: &RunsCmd) -> CliResult {
                 out!("{}", runs_table(&r.runs));
             }
             // On stderr: stdout stays the table or the JSON array (`| head`, `| jq`).
-            if !r.next_page_token.is_empty() {
+            if !r.next_page_token.is_empty() && !cli.quiet {
                 eprintln!("next page: --page-token {}", r.next_page_token);
             }
         }
