@@ -397,6 +397,20 @@ async fn holder(pool: &PgPool, run_id: i64) -> Result<Option<i64>> {
     .flatten())
 }
 
+/// When the run's current lease expires (moved on by every heartbeat); `None` if not running.
+async fn lease_expiry(
+    pool: &PgPool,
+    run_id: i64,
+) -> Result<Option<sqlx::types::chrono::DateTime<sqlx::types::chrono::Utc>>> {
+    Ok(
+        sqlx::query_scalar("select lease_expires_at from runs where id = $1 and state = 'running'")
+            .bind(run_id)
+            .fetch_optional(pool)
+            .await?
+            .flatten(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn network_cut_shorter_than_the_lease_keeps_the_run() {
     bounded(120, async {
@@ -413,13 +427,26 @@ async fn network_cut_shorter_than_the_lease_keeps_the_run() {
         .await?;
         let t = Instant::now();
         // Two cuts, each well under the TTL: transport errors are retried, the lease holds.
+        // Between cuts, wait until a heartbeat got through (the lease's expiry moved on)
+        // rather than a fixed second: on a loaded machine the worker's retry can take longer,
+        // and two cuts without a heartbeat between them are one cut of twice the length.
         let mut faults = 0;
         for _ in 0..2 {
+            let before = lease_expiry(&pool, runs[0]).await?;
             st.proxy.cut();
             tokio::time::sleep(Duration::from_secs_f64(ttl / 3.0)).await;
             st.proxy.restore();
             faults += 1;
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            wait_for(
+                "a heartbeat after the cut",
+                Duration::from_secs(30),
+                || async {
+                    Ok(lease_expiry(&pool, runs[0])
+                        .await?
+                        .filter(|e| before.is_none_or(|b| *e > b)))
+                },
+            )
+            .await?;
         }
         st.drive(
             &runs,
