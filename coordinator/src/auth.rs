@@ -321,12 +321,13 @@ impl Tokens {
     }
 
     /// Refreshes every [`REFRESH`] until dropped (one per replica, with authentication on).
+    /// The server loads the tokens once before serving, so the first refresh here waits.
     pub async fn keep_fresh(self, pool: PgPool) {
         loop {
+            tokio::time::sleep(REFRESH).await;
             if let Err(e) = self.refresh(&pool).await {
                 tracing::warn!(error = %e, "issued tokens not refreshed");
             }
-            tokio::time::sleep(REFRESH).await;
         }
     }
 }

@@ -260,52 +260,7 @@ impl PrivateCluster {
         stdin: Option<&str>,
         password: Option<&str>,
     ) -> Result<String, ClusterError> {
-        let exe = bin_dir.join(name);
-        let mut cmd = if running_as_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&exe);
-            c
-        } else {
-            Command::new(&exe)
-        };
-        cmd.args(args).env("LC_ALL", "C").current_dir("/");
-        if let Some(pw) = password {
-            cmd.env("PGPASSWORD", pw);
-        }
-        cmd.stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-        let shown = format!("{} {}", exe.display(), args.join(" "));
-        let spawn_err = |e: std::io::Error| ClusterError::Command {
-            command: shown.clone(),
-            detail: e.to_string(),
-        };
-        let mut child = cmd.spawn().map_err(spawn_err)?;
-        if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            pipe.write_all(text.as_bytes()).map_err(spawn_err)?;
-        }
-        let out = child.wait_with_output().map_err(spawn_err)?;
-        if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
-            let last: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-            let detail = last
-                .iter()
-                .rev()
-                .take(3)
-                .rev()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(" / ");
-            return Err(ClusterError::Command {
-                command: shown,
-                detail,
-            });
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        run_as_server(&bin_dir.join(name), args, stdin, password)
     }
 
     /// Makes the cluster folder (owned by whoever runs poet: root under root; 0755 so that
@@ -493,24 +448,7 @@ impl PrivateCluster {
     fn write_hba(&self) -> Result<(), ClusterError> {
         let hba = self.data_dir().join("pg_hba.conf");
         if running_as_root() {
-            let out = Command::new("runuser")
-                .args(["-u", "postgres", "--", "tee"])
-                .arg(&hba)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .and_then(|mut c| {
-                    c.stdin.take().expect("piped").write_all(HBA.as_bytes())?;
-                    c.wait_with_output()
-                })
-                .map_err(io_err(&hba))?;
-            if !out.status.success() {
-                return Err(ClusterError::Command {
-                    command: format!("runuser -u postgres -- tee {}", hba.display()),
-                    detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-                });
-            }
+            run_as_server(Path::new("tee"), &[&path_str(&hba)], Some(HBA), None)?;
         } else {
             replace_file(&hba, HBA.as_bytes(), 0o600)?;
         }
@@ -599,6 +537,62 @@ impl PrivateCluster {
         )?;
         Ok(true)
     }
+}
+
+/// Runs `exe` (a postgres binary, or `tee` for a file the server owns) as the user that runs
+/// the server: `postgres` under root, else us. `stdin` is written to it and `password` set as
+/// `PGPASSWORD`, so that no secret appears on a command line. Returns its stdout.
+fn run_as_server(
+    exe: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+    password: Option<&str>,
+) -> Result<String, ClusterError> {
+    let mut cmd = if running_as_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(exe);
+        c
+    } else {
+        Command::new(exe)
+    };
+    cmd.args(args).env("LC_ALL", "C").current_dir("/");
+    if let Some(pw) = password {
+        cmd.env("PGPASSWORD", pw);
+    }
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let shown = format!("{} {}", exe.display(), args.join(" "));
+    let spawn_err = |e: std::io::Error| ClusterError::Command {
+        command: shown.clone(),
+        detail: e.to_string(),
+    };
+    let mut child = cmd.spawn().map_err(spawn_err)?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes()).map_err(spawn_err)?;
+    }
+    let out = child.wait_with_output().map_err(spawn_err)?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        let detail = last
+            .iter()
+            .rev()
+            .take(3)
+            .rev()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" / ");
+        return Err(ClusterError::Command {
+            command: shown,
+            detail,
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn path_str(p: &Path) -> String {
