@@ -82,7 +82,18 @@ PY
         for impl in poet-worker pytorch; do
             local line
             if [ "$impl" = poet-worker ]; then
+                # Peak GPU memory in use while it trains (nvidia-smi every 0.2 s, CUDA context
+                # included, as in the estimate), beside poet's placement estimate (issue 20).
+                local peak_file=${OUT:-$GPU_DIR}/peak-mib.txt
+                echo 0 >"$peak_file"
+                ( while sleep 0.2; do
+                    m=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -i "${DEVICE#cuda:}" 2>/dev/null | head -1 | tr -dc 0-9)
+                    [ -n "$m" ] && [ "$m" -gt "$(cat "$peak_file")" ] && echo "$m" >"$peak_file"
+                  done ) &
+                local poller=$!
                 line=$("$bench" "${model[@]}" --formulation "$f" --device "$DEVICE" train --batches "$batches" 2>"$err" | tail -1)
+                kill "$poller" 2>/dev/null || true
+                say "memory $f poet-worker: estimate $(fmt "$line" '{est_memory_bytes}' | awk '{printf "%.2f GB", $1/1e9}') (poet_core::resources), GPU used at peak $(awk '{printf "%.2f GB", $1*1048576/1e9}' "$peak_file") (nvidia-smi)"
                 # model::kernel_params hands cuDNN one flat weight buffer; without it cuDNN
                 # copies the weights and logs this warning on every LSTM call.
                 warnings=$(grep -c 'single contiguous chunk' "$err" || true)

@@ -146,6 +146,8 @@ impl From<RunRow> for v1::Run {
             halt_reason: r.halt_reason.unwrap_or_default(),
             parent_run_id: r.parent_run_id.unwrap_or(0),
             parent_checkpoint_id: r.parent_checkpoint_id.unwrap_or(0),
+            // Filled by ListRuns for queued runs (`crate::sweeps::no_fit_reasons`).
+            no_fit: String::new(),
         }
     }
 }
@@ -500,7 +502,14 @@ pub async fn get_run(pool: &PgPool, id: i64) -> Result<v1::GetRunResponse> {
 /// Workers, most recently seen first.
 pub async fn list_workers(pool: &PgPool, include_stale: bool) -> Result<Vec<v1::Worker>> {
     let rows = sqlx::query(
-        "select w.*, (select r.id from runs r where r.lease_owner = w.id and r.state = 'running' limit 1) as run_id
+        "select w.*, (select r.id from runs r where r.lease_owner = w.id and r.state = 'running' limit 1) as run_id,
+             -- the throughput of its last reported epoch
+             (select e.chars_per_sec from
+                  (select a.run_id, a.attempt, a.started_at from run_attempts a where a.worker_id = w.id
+                   order by a.started_at desc limit 3) a
+                  cross join lateral (select e.chars_per_sec from epochs e
+                      where e.run_id = a.run_id and e.attempt = a.attempt order by e.epoch desc limit 1) e
+              order by a.started_at desc limit 1) as chars_per_sec
          from workers w where $1 or w.last_seen_at > now() - interval '1 hour'
          order by w.last_seen_at desc",
     )
@@ -519,6 +528,10 @@ pub async fn list_workers(pool: &PgPool, include_stale: bool) -> Result<Vec<v1::
             last_seen_at: Some(ts(r.get("last_seen_at"))),
             registered_at: Some(ts(r.get("registered_at"))),
             version: r.get("version"),
+            cpu_threads: r.get("cpu_threads"),
+            memory_bytes: r.get("memory_bytes"),
+            labels: serde_json::from_value(r.get("labels")).unwrap_or_default(),
+            chars_per_sec: r.get::<Option<f64>, _>("chars_per_sec").unwrap_or(0.0),
         })
         .collect())
 }

@@ -10,19 +10,70 @@
 //! a lost attempt with no state to continue from, so the claim discards them, which keeps each
 //! run's epochs 1..E contiguous and unique.
 //!
+//! # A heterogeneous fleet and fair share
+//!
+//! Every run row carries what it needs (GPU or not, memory minimums, labels, and poet's
+//! estimate of its training memory, `poet_core::resources`), stored at submit. A worker's
+//! claim binds what the worker announced at Register ([`Capacity`]) and the claim's WHERE
+//! keeps only the runs it can hold (`poet_run_fits` in `sql/migrations/0013_fleet_resources.sql`:
+//! a GPU worker's GPU memory, a CPU worker's host memory), inside the same one statement: no
+//! run is leased to a worker that cannot hold it and later handed back. Concurrent claims
+//! are batched per capacity ([`Queue::claim_batch_for`]): workers of one kind share a
+//! statement, so a fleet of k kinds costs k statements per flush.
+//!
+//! At equal priority, sweeps take turns: round-robin by running count. Each sweep's queued
+//! runs (that fit) get turns `running + 1, running + 2, …` and the claim takes the lowest turns
+//! first, so the sweep with the fewest runs in flight goes next and a batch of n claims is
+//! spread across sweeps as n single claims would be. Why this and not weighted shares: it
+//! needs no state beyond what the queue has (the running count, read through the partial
+//! index `runs_running_by_sweep`), it cannot starve a sweep, and `priority` already is the
+//! knob for "this sweep matters more". The price: the claim reads up to `2 × limit + 8` runs
+//! of every sweep with queued runs (a skip scan finds those sweeps) instead of one index
+//! probe; measured in BENCHMARKS.md (coordinator section, mixed fleet).
+//!
 //! Claims, epoch reports and completions also come in batch forms (`claim_batch`,
 //! `report_epochs`, `complete_batch`): one statement for many requests, each still answered
 //! on its own. The service feeds them through [`crate::batch`] under load.
 //!
 //! Every function takes `now` so tests move time instead of sleeping.
 
-use std::sync::LazyLock;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use crate::error::{Result, ServiceError, fenced};
+
+/// What a worker announced it can hold; a claim only takes runs that fit in it. A zero memory
+/// means "not announced", which the claim does not check.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Capacity {
+    /// Whether the worker trains on a GPU (its device is not `cpu`).
+    pub gpu: bool,
+    /// The GPU's memory in bytes (0 on CPU or when unknown).
+    pub gpu_memory_bytes: i64,
+    /// Host memory in bytes.
+    pub memory_bytes: i64,
+    /// Its `--label key=value` pairs.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Capacity {
+    /// The labels as the JSON object the claim compares with (`need_labels <@ labels`).
+    fn labels_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.labels).expect("a string map serialises")
+    }
+}
+
+/// How long a replica trusts the capacity it cached for a worker id before reading it again
+/// (a worker that re-registers elsewhere with new labels is seen here within this).
+const CAPACITY_TTL: Duration = Duration::from_secs(30);
+
+/// One claim request: the worker, its capacity, and the time it claims at.
+pub type ClaimRequest = (i64, Arc<Capacity>, DateTime<Utc>);
 
 /// The lease a worker presents with every write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,27 +202,47 @@ pub struct Reaped {
     pub state: String,
 }
 
-/// The batch claim ([`Queue::claim_batch`]); `{limit}` is `1` or `$5`.
-const CLAIM_SQL: &str = "with req as (
+/// The batch claim ([`Queue::claim_batch_for`]) of workers of one capacity (`$5`..`$8`);
+/// `{limit}` is `1` or `$9`, `{fetch}` how far it looks into each sweep.
+const CLAIM_SQL: &str = "with recursive req as (
         select * from unnest($1::uuid[], $2::bigint[], $3::timestamptz[], $4::timestamptz[])
             with ordinality as t(lease_id, worker_id, expires_at, now, n)
+    ), queued_sweeps(sweep_id) as (
+        -- The sweeps with queued runs: a skip scan of runs_queued_by_sweep, one probe a sweep.
+        (select sweep_id from runs where state = 'queued' order by sweep_id limit 1)
+        union all
+        select (select r.sweep_id from runs r where r.state = 'queued' and r.sweep_id > q.sweep_id
+                order by r.sweep_id limit 1)
+        from queued_sweeps q where q.sweep_id is not null
+    ), turns as (
+        -- Each sweep's first queued runs that this worker can hold, each with its turn: the
+        -- sweep's running count plus its place among them. A paused sweep takes no turns; a
+        -- capped one (max_concurrent) none beyond its room.
+        select f.id, f.priority, s.running + f.k as turn
+        from (
+            select s.id, s.max_concurrent,
+                (select count(*) from runs r2 where r2.sweep_id = s.id and r2.state = 'running') as running
+            from queued_sweeps q join sweeps s on s.id = q.sweep_id
+            where not s.paused
+        ) s cross join lateral (
+            select x.id, x.priority, row_number() over (order by x.priority desc, x.id) as k
+            from (
+                select r.id, r.priority from runs r
+                where r.sweep_id = s.id and r.state = 'queued'
+                    and poet_run_fits(r.need_gpu, r.min_gpu_memory_bytes, r.min_memory_bytes,
+                        r.need_labels, r.est_memory_bytes, $5, $6, $7, $8)
+                order by r.priority desc, r.id limit {fetch}
+            ) x
+        ) f
+        where s.max_concurrent is null or f.k <= s.max_concurrent - s.running
     ), candidates as (
-        -- Runs of a paused sweep, or of one at its max_concurrent, are not claimable.
-        select id, priority, sweep_id from runs where state = 'queued'
-            and not exists (select 1 from sweeps s where s.id = runs.sweep_id
-                and (s.paused or (s.max_concurrent is not null and s.max_concurrent <=
-                    (select count(*) from runs r2 where r2.sweep_id = s.id and r2.state = 'running'))))
-        order by priority desc, id limit {limit} for update skip locked
+        -- Highest priority first; at equal priority the lowest turn, so sweeps alternate.
+        select r.id, t.priority, t.turn from turns t join runs r on r.id = t.id
+        where r.state = 'queued'
+        order by t.priority desc, t.turn, r.id
+        limit {limit} for update of r skip locked
     ), next as (
-        -- A batch claim takes no more of a capped sweep than its room.
-        select id, row_number() over (order by priority desc, id) as n from (
-            select c.id, c.priority,
-                row_number() over (partition by c.sweep_id order by c.priority desc, c.id) as k,
-                (select s.max_concurrent - (select count(*) from runs r2
-                     where r2.sweep_id = s.id and r2.state = 'running')
-                 from sweeps s where s.id = c.sweep_id) as room
-            from candidates c
-        ) s where room is null or k <= room
+        select id, row_number() over (order by priority desc, turn, id) as n from candidates
     ), claimed as (
         update runs r set state = 'running', attempt = r.attempt + 1, lease_id = req.lease_id,
             lease_owner = req.worker_id, lease_expires_at = req.expires_at,
@@ -208,14 +279,24 @@ const CLAIM_SQL: &str = "with req as (
         (select s.adaptive from sweeps s where s.id = claimed.sweep_id) as adaptive,
         (select count(*) from discarded d where d.run_id = claimed.id) as discarded
     from claimed join resume on resume.id = claimed.id";
-static CLAIM_ONE: LazyLock<String> = LazyLock::new(|| CLAIM_SQL.replace("{limit}", "1"));
-static CLAIM_MANY: LazyLock<String> = LazyLock::new(|| CLAIM_SQL.replace("{limit}", "$5"));
+// Each sweep is read `2 × limit + 8` runs deep: enough for its share of the batch when another
+// replica's claim holds some of its first runs locked (skipped, not waited for).
+static CLAIM_ONE: LazyLock<String> =
+    LazyLock::new(|| CLAIM_SQL.replace("{limit}", "1").replace("{fetch}", "10"));
+static CLAIM_MANY: LazyLock<String> = LazyLock::new(|| {
+    CLAIM_SQL
+        .replace("{limit}", "$9")
+        .replace("{fetch}", "(2 * $9 + 8)")
+});
 
 /// The queue over a pool.
 #[derive(Debug, Clone)]
 pub struct Queue {
     pool: PgPool,
     lease_ttl: chrono::Duration,
+    /// Workers' announced capacities by id, so that a lease needs no extra query; entries
+    /// live [`CAPACITY_TTL`] and are replaced when the worker registers on this replica.
+    capacities: Arc<Mutex<HashMap<i64, (Arc<Capacity>, Instant)>>>,
 }
 
 fn ttl_after(now: DateTime<Utc>, ttl: chrono::Duration) -> DateTime<Utc> {
@@ -228,6 +309,7 @@ impl Queue {
         Queue {
             pool,
             lease_ttl: chrono::Duration::from_std(lease_ttl).expect("ttl fits"),
+            capacities: Arc::default(),
         }
     }
 
@@ -241,21 +323,112 @@ impl Queue {
         self.lease_ttl
     }
 
-    /// Claims the next run for `worker_id`, if any is queued.
+    /// Remembers what worker `worker_id` announced (at Register).
+    pub fn set_capacity(&self, worker_id: i64, capacity: Capacity) {
+        let mut known = self.capacities.lock().expect("capacities lock");
+        if known.len() > 100_000 {
+            known.clear();
+        }
+        known.insert(worker_id, (Arc::new(capacity), Instant::now()));
+    }
+
+    /// What worker `worker_id` announced: cached, else read from its row (NotFound when no
+    /// such worker).
+    pub async fn capacity(&self, worker_id: i64) -> Result<Arc<Capacity>> {
+        if let Some((c, at)) = self
+            .capacities
+            .lock()
+            .expect("capacities lock")
+            .get(&worker_id)
+            && at.elapsed() < CAPACITY_TTL
+        {
+            return Ok(c.clone());
+        }
+        let row = sqlx::query(
+            "select device, gpu_memory_bytes, memory_bytes, labels from workers where id = $1",
+        )
+        .bind(worker_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| {
+            ServiceError::NotFound(format!("no worker {worker_id}; call Register first"))
+        })?;
+        let labels: serde_json::Value = row.get("labels");
+        let capacity = Capacity {
+            gpu: row.get::<String, _>("device") != "cpu",
+            gpu_memory_bytes: row.get("gpu_memory_bytes"),
+            memory_bytes: row.get("memory_bytes"),
+            labels: serde_json::from_value(labels).unwrap_or_default(),
+        };
+        self.set_capacity(worker_id, capacity);
+        Ok(self.capacities.lock().expect("capacities lock")[&worker_id]
+            .0
+            .clone())
+    }
+
+    /// Claims the next run for `worker_id` as a worker that announced nothing (a CPU worker
+    /// of unknown memory, no labels): runs that need a GPU or labels are not its.
     pub async fn claim(&self, worker_id: i64, now: DateTime<Utc>) -> Result<Option<Claimed>> {
-        self.claim_batch(&[(worker_id, now)])
+        self.claim_for(worker_id, Arc::default(), now).await
+    }
+
+    /// Claims the next run that a worker of `capacity` can hold, if any is queued.
+    pub async fn claim_for(
+        &self,
+        worker_id: i64,
+        capacity: Arc<Capacity>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Claimed>> {
+        self.claim_batch_for(&[(worker_id, capacity, now)])
             .await
             .pop()
             .expect("one answer per request")
     }
 
-    /// Claims runs for several `(worker_id, now)` requests in one statement: claim (skipping
+    /// [`Queue::claim_batch_for`] for workers that announced nothing (see [`Queue::claim`]).
+    pub async fn claim_batch(&self, reqs: &[(i64, DateTime<Utc>)]) -> Vec<Result<Option<Claimed>>> {
+        let none: Arc<Capacity> = Arc::default();
+        let reqs: Vec<ClaimRequest> = reqs.iter().map(|&(w, t)| (w, none.clone(), t)).collect();
+        self.claim_batch_for(&reqs).await
+    }
+
+    /// Claims runs for many requests: one statement per distinct capacity among them (workers
+    /// of one kind share it), each request answered on its own, in its place.
+    #[tracing::instrument(name = "coordinator.queue.claim", skip_all, fields(n = reqs.len()))]
+    pub async fn claim_batch_for(&self, reqs: &[ClaimRequest]) -> Vec<Result<Option<Claimed>>> {
+        let mut groups: Vec<(Arc<Capacity>, Vec<usize>)> = Vec::new();
+        for (i, r) in reqs.iter().enumerate() {
+            match groups.iter_mut().find(|g| g.0 == r.1) {
+                Some(g) => g.1.push(i),
+                None => groups.push((r.1.clone(), vec![i])),
+            }
+        }
+        let mut out: Vec<Option<Result<Option<Claimed>>>> = (0..reqs.len()).map(|_| None).collect();
+        for (capacity, idx) in groups {
+            let part: Vec<(i64, DateTime<Utc>)> =
+                idx.iter().map(|&i| (reqs[i].0, reqs[i].2)).collect();
+            for (i, answer) in idx
+                .into_iter()
+                .zip(self.claim_group(&capacity, &part).await)
+            {
+                out[i] = Some(answer);
+            }
+        }
+        out.into_iter()
+            .map(|a| a.expect("every request is in one group"))
+            .collect()
+    }
+
+    /// Claims runs for several `(worker_id, now)` requests of one capacity in one statement: claim (skipping
     /// locked rows), pick each resume checkpoint, discard epochs past it, open the attempts.
     /// The i-th request gets the i-th run in claim order, or `None` when the queue ran dry.
     /// One bad request (an unknown worker) fails the whole statement; the requests are then
     /// claimed one by one on the same connection, so each gets its own answer.
-    #[tracing::instrument(name = "coordinator.queue.claim", skip_all, fields(n = reqs.len()))]
-    pub async fn claim_batch(&self, reqs: &[(i64, DateTime<Utc>)]) -> Vec<Result<Option<Claimed>>> {
+    async fn claim_group(
+        &self,
+        capacity: &Capacity,
+        reqs: &[(i64, DateTime<Utc>)],
+    ) -> Vec<Result<Option<Claimed>>> {
         let mut conn = match self.pool.acquire().await {
             Ok(c) => c,
             Err(e) => {
@@ -270,7 +443,7 @@ impl Queue {
                     .collect();
             }
         };
-        match self.claim_rows(&mut conn, reqs).await {
+        match self.claim_rows(&mut conn, capacity, reqs).await {
             Ok(claimed) => claimed.into_iter().map(Ok).collect(),
             Err(e) if reqs.len() == 1 => vec![Err(e)],
             Err(_) => {
@@ -280,7 +453,7 @@ impl Queue {
                 let mut out = Vec::with_capacity(reqs.len());
                 for r in reqs {
                     out.push(
-                        self.claim_rows(&mut conn, std::slice::from_ref(r))
+                        self.claim_rows(&mut conn, capacity, std::slice::from_ref(r))
                             .await
                             .map(|mut c| c.pop().flatten()),
                     );
@@ -294,6 +467,7 @@ impl Queue {
     async fn claim_rows(
         &self,
         conn: &mut PgConnection,
+        capacity: &Capacity,
         reqs: &[(i64, DateTime<Utc>)],
     ) -> Result<Vec<Option<Claimed>>> {
         let lease_ids: Vec<Uuid> = reqs.iter().map(|_| Uuid::new_v4()).collect();
@@ -302,7 +476,7 @@ impl Queue {
         let expiries: Vec<DateTime<Utc>> =
             nows.iter().map(|n| ttl_after(*n, self.lease_ttl)).collect();
         // A one-request claim names its limit: Postgres then keeps one generic plan. A batch
-        // binds it ($5) and is planned for its size (a generic plan cannot know the limit).
+        // binds it ($9) and is planned for its size (a generic plan cannot know the limit).
         // Never `limit (select count(*) from req)`: that form cost 20 ms a statement.
         let one = reqs.len() == 1;
         let sql: &str = if one { &CLAIM_ONE } else { &CLAIM_MANY };
@@ -310,7 +484,11 @@ impl Queue {
             .bind(&lease_ids)
             .bind(&workers)
             .bind(&expiries)
-            .bind(&nows);
+            .bind(&nows)
+            .bind(capacity.gpu)
+            .bind(capacity.gpu_memory_bytes)
+            .bind(capacity.memory_bytes)
+            .bind(capacity.labels_json());
         if !one {
             query = query.bind(reqs.len() as i64);
         }

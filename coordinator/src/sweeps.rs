@@ -3,6 +3,12 @@
 //! stores nothing. Runs are unique by config hash (config + dataset content): a config that
 //! already exists, from this sweep or another, is attached to the sweep instead of being
 //! trained again, and the reply lists it.
+//!
+//! Each new run row also stores what it needs from a worker (the spec's `[resources]`) and
+//! its estimated training memory (`poet_core::resources::estimate_memory_bytes` on the
+//! dataset's vocabulary), which the claim compares with each worker's capacity. Runs that no
+//! worker seen in the last hour can hold are still stored; the reply warns about them
+//! ([`no_fit_warnings`]) and `poet sweeps show` says why per run ([`no_fit_reason`]).
 
 use poet_core::sweep::{ExpandOptions, SpecFormat, SweepSpec};
 use sqlx::PgPool;
@@ -24,6 +30,8 @@ pub struct Submitted {
     pub duplicates_in_spec: usize,
     /// On a dry run: the configs that would be created.
     pub planned: Vec<String>,
+    /// Queued runs of the sweep that no recently seen worker can hold, one line per reason.
+    pub warnings: Vec<String>,
 }
 
 /// A dataset version resolved from a spec.
@@ -33,6 +41,8 @@ pub struct DatasetPick {
     pub id: i64,
     /// Content hash (part of every run hash).
     pub content_hash: String,
+    /// Characters in its vocabulary (for the memory estimate).
+    pub vocab: usize,
 }
 
 /// Resolves a sweep's dataset reference to its ready version (the latest when unpinned).
@@ -48,6 +58,10 @@ pub async fn resolve_dataset(
     Ok(DatasetPick {
         id: d.id,
         content_hash: d.content_hash,
+        vocab: match d.vocab.chars().count() {
+            0 => poet_core::resources::DEFAULT_VOCAB,
+            n => n,
+        },
     })
 }
 
@@ -95,6 +109,12 @@ pub async fn submit(
         .map(|c| c.run_hash(&dataset.content_hash))
         .collect();
     let epochs: Vec<i32> = expansion.configs.iter().map(|c| c.epochs as i32).collect();
+    let estimates: Vec<i64> = expansion
+        .configs
+        .iter()
+        .map(|c| poet_core::resources::estimate_memory_bytes(c, dataset.vocab))
+        .collect();
+    let needs = spec.resources();
 
     if dry_run {
         let existing: Vec<RunRow> = sqlx::query_as(&format!(
@@ -118,6 +138,7 @@ pub async fn submit(
             existing,
             duplicates_in_spec: expansion.duplicates,
             planned,
+            warnings: vec![],
         });
     }
 
@@ -138,9 +159,10 @@ pub async fn submit(
     .fetch_one(&mut *tx)
     .await?;
     let created_ids: Vec<i64> = sqlx::query_scalar(
-        "insert into runs (sweep_id, dataset_id, config, config_hash, priority, max_attempts, epochs_total)
-         select $1, $2, t.c::jsonb, t.h, $3, $4, t.e
-         from unnest($5::text[], $6::text[], $7::int[]) with ordinality as t(c, h, e, n)
+        "insert into runs (sweep_id, dataset_id, config, config_hash, priority, max_attempts, epochs_total,
+             est_memory_bytes, need_gpu, min_gpu_memory_bytes, min_memory_bytes, need_labels)
+         select $1, $2, t.c::jsonb, t.h, $3, $4, t.e, t.m, $9, $10, $11, $12
+         from unnest($5::text[], $6::text[], $7::int[], $8::bigint[]) with ordinality as t(c, h, e, m, n)
          order by t.n
          on conflict (config_hash) do nothing
          returning id",
@@ -152,6 +174,11 @@ pub async fn submit(
     .bind(&configs)
     .bind(&hashes)
     .bind(&epochs)
+    .bind(&estimates)
+    .bind(needs.need_gpu())
+    .bind(needs.min_gpu_memory_bytes)
+    .bind(needs.min_memory_bytes)
+    .bind(sqlx::types::Json(&needs.labels))
     .fetch_all(&mut *tx)
     .await?;
     sqlx::query(
@@ -177,6 +204,8 @@ pub async fn submit(
         runs: (created.len() + existing.len()) as i32,
         ..sweep
     };
+    let all_ids: Vec<i64> = created.iter().chain(&existing).map(|r| r.id).collect();
+    let warnings = no_fit_warnings(pool, &all_ids).await?;
     tracing::info!(
         sweep_id = sweep.id,
         created = created.len(),
@@ -189,5 +218,82 @@ pub async fn submit(
         existing,
         duplicates_in_spec: expansion.duplicates,
         planned: vec![],
+        warnings,
     })
+}
+
+/// The reasons queued runs among `run_ids` cannot be placed, by run id: runs that no worker
+/// seen in the last hour can hold (`poet_run_fits`, the claim's own test). Runs not queued
+/// are left out: they were placed, or never will be.
+pub async fn no_fit_reasons(pool: &PgPool, run_ids: &[i64]) -> Result<Vec<(i64, String)>> {
+    let rows: Vec<(i64, Option<bool>, i64, i64, serde_json::Value, i64)> = sqlx::query_as(
+        "select r.id, r.need_gpu, r.min_gpu_memory_bytes, r.min_memory_bytes, r.need_labels,
+             r.est_memory_bytes
+         from runs r
+         where r.id = any($1) and r.state = 'queued' and not exists (
+             select 1 from workers w where w.last_seen_at > now() - interval '1 hour'
+                 and poet_run_fits(r.need_gpu, r.min_gpu_memory_bytes, r.min_memory_bytes,
+                     r.need_labels, r.est_memory_bytes, w.device <> 'cpu', w.gpu_memory_bytes,
+                     w.memory_bytes, w.labels))
+         order by r.id",
+    )
+    .bind(run_ids)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, gpu, min_gpu, min_mem, labels, est)| {
+            (id, no_fit_reason(gpu, min_gpu, min_mem, &labels, est))
+        })
+        .collect())
+}
+
+/// "no worker fits: needs 9.1 GB GPU, labels zone=a": what a run needs, for a run that no
+/// worker can hold.
+pub fn no_fit_reason(
+    need_gpu: Option<bool>,
+    min_gpu_memory_bytes: i64,
+    min_memory_bytes: i64,
+    labels: &serde_json::Value,
+    est_memory_bytes: i64,
+) -> String {
+    use poet_core::resources::format_gb;
+    let mut needs = Vec::new();
+    match need_gpu {
+        Some(true) => needs.push(format!(
+            "{} GPU",
+            format_gb(min_gpu_memory_bytes.max(est_memory_bytes))
+        )),
+        Some(false) => needs.push(format!("{} on a CPU worker", format_gb(est_memory_bytes))),
+        None => needs.push(format!(
+            "{} (GPU or host memory)",
+            format_gb(est_memory_bytes)
+        )),
+    }
+    if min_memory_bytes > 0 {
+        needs.push(format!("{} host memory", format_gb(min_memory_bytes)));
+    }
+    if let Some(m) = labels.as_object().filter(|m| !m.is_empty()) {
+        let pairs: Vec<String> = m
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+            .collect();
+        needs.push(format!("labels {}", pairs.join(",")));
+    }
+    format!("no worker fits: needs {}", needs.join(", "))
+}
+
+/// The submit reply's warnings: one line per distinct reason, with how many runs it covers.
+async fn no_fit_warnings(pool: &PgPool, run_ids: &[i64]) -> Result<Vec<String>> {
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    for (_, reason) in no_fit_reasons(pool, run_ids).await? {
+        *counts.entry(reason).or_default() += 1;
+    }
+    Ok(counts
+        .into_iter()
+        .map(|(reason, n)| {
+            let runs = if n == 1 { "run" } else { "runs" };
+            format!("{n} {runs}: {reason}")
+        })
+        .collect())
 }

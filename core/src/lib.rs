@@ -12,6 +12,7 @@
 //! - [`replay`]: the scheduler replayed on recorded curves (the replay benchmark).
 //! - [`ngrams`]: word 4-grams and the plagiarism report of generated poems.
 //! - [`quality`]: real-word share, line and stanza shape, and loops of poems vs their corpus.
+//! - [`resources`]: a sweep's `[resources]` needs and the memory estimate of a config.
 //! - [`secret`]: what a bearer token must look like to be accepted.
 
 pub mod config;
@@ -20,6 +21,7 @@ pub mod ngrams;
 pub mod plan;
 pub mod quality;
 pub mod replay;
+pub mod resources;
 pub mod schedule;
 pub mod search;
 pub mod secret;

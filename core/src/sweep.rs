@@ -223,6 +223,8 @@ pub struct SweepSpec {
     random: Option<Random>,
     /// Search method, stopping rule, budget and concurrency.
     plan: Plan,
+    /// What each run needs from its worker (`[resources]`).
+    resources: crate::resources::Resources,
 }
 
 /// The `random` section: draws and their axes.
@@ -803,6 +805,7 @@ impl SweepSpec {
         let mut max_concurrent = None;
         let mut sections: [Option<BTreeMap<String, Doc>>; 3] = [None, None, None];
         let (mut search_doc, mut stopping_doc, mut budget_doc) = (None, None, None);
+        let mut resources = crate::resources::Resources::default();
         for (key, doc) in top {
             match key.as_str() {
                 "name" => {
@@ -821,6 +824,7 @@ impl SweepSpec {
                 "search" => search_doc = Some(doc),
                 "stopping" => stopping_doc = Some(doc),
                 "budget" => budget_doc = Some(doc),
+                "resources" => resources = crate::resources::Resources::parse(doc)?,
                 "base" => sections[0] = Some(table(doc, "base")?),
                 "grid" => sections[1] = Some(table(doc, "grid")?),
                 "random" => sections[2] = Some(table(doc, "random")?),
@@ -868,7 +872,13 @@ impl SweepSpec {
             grid,
             random,
             plan,
+            resources,
         })
+    }
+
+    /// What each run needs from the worker that trains it ([`crate::resources`]).
+    pub fn resources(&self) -> &crate::resources::Resources {
+        &self.resources
     }
 
     /// Search method, stopping rule, budget and concurrency ([`crate::plan`]).

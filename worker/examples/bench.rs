@@ -149,12 +149,17 @@ fn main() -> anyhow::Result<()> {
             // Training FLOPs per input char: 3 × forward, with a one-hot bottom input
             // (BENCHMARKS.md). Dense excluded: keras predicts one char per window.
             let flops_per_char = 3.0 * lstm_flops(&cfg, t.vocab().len());
+            // What the coordinator's placement assumes (issue 20), for gpu.sh to set beside
+            // the memory the GPU really used.
+            let est_memory_bytes =
+                poet_core::resources::estimate_memory_bytes(&cfg, t.vocab().len());
             println!(
                 "{}",
                 serde_json::json!({"impl": "poet-worker", "mode": "train", "flops_per_char": flops_per_char, "layers": cfg.layers, "units": cfg.units,
                     "seq_len": cfg.seq_len, "batch": cfg.batch_size, "formulation": a.formulation, "batches": r.batches, "epoch_batches": epoch_batches,
                     "threads": a.threads, "seconds": r.duration_s, "chars_per_sec": r.chars_per_sec, "loss": r.train_loss,
-                    "cpu_seconds": cpu, "chars_per_cpu_sec": r.chars_per_sec * r.duration_s / cpu})
+                    "cpu_seconds": cpu, "chars_per_cpu_sec": r.chars_per_sec * r.duration_s / cpu,
+                    "est_memory_bytes": est_memory_bytes})
             );
         }
         Mode::Quality {

@@ -71,6 +71,8 @@ pub struct AgentConfig {
     pub lease_wait: Duration,
     /// Whether to serve generation jobs beside training.
     pub serve_generation: bool,
+    /// `--label key=value` pairs announced at Register; sweeps can require them.
+    pub labels: Vec<(String, String)>,
 }
 
 impl AgentConfig {
@@ -86,6 +88,7 @@ impl AgentConfig {
             host: host_name(),
             lease_wait: Duration::from_secs(20),
             serve_generation: true,
+            labels: Vec::new(),
         }
     }
 }
@@ -310,6 +313,9 @@ async fn register(
         version: env!("CARGO_PKG_VERSION").into(),
         worker_id: 0,
         worker_secret: String::new(),
+        cpu_threads: tch::get_num_threads(),
+        memory_bytes: crate::capacity::host_memory_bytes(),
+        labels: crate::capacity::labels_map(&config.labels),
     };
     let mut delay = BACKOFF_START;
     loop {

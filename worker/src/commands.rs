@@ -76,6 +76,8 @@ pub struct ServeOptions {
     pub gpus: Vec<usize>,
     /// Device when `gpus` is empty.
     pub device: DeviceSpec,
+    /// `--label key=value` pairs announced at Register.
+    pub labels: Vec<(String, String)>,
 }
 
 /// Serves the coordinator until `shutdown`: in this process, or as one child per GPU.
@@ -95,6 +97,9 @@ pub fn serve(
         ];
         if !opts.serve_generation {
             base.push("--no-generation".into());
+        }
+        for (k, v) in &opts.labels {
+            base.extend(["--label".to_string(), format!("{k}={v}")]);
         }
         for (flag, path) in [
             ("--tls-ca", &opts.tls.ca),
@@ -118,6 +123,7 @@ pub fn serve(
         tls: opts.tls,
         cache_dir: opts.cache_dir,
         serve_generation: opts.serve_generation,
+        labels: opts.labels,
         ..crate::agent::AgentConfig::new(opts.coordinator)
     };
     Ok(rt.block_on(crate::agent::run(config, shutdown))?)

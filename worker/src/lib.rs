@@ -10,11 +10,13 @@
 //! - [`train`]: [`train::Trainer`], epochs, resume, cancel, progress.
 //! - [`sample`]: batched generation and poem splitting.
 //! - [`agent`]: the worker process against a coordinator ([`agent::run`]).
+//! - [`capacity`]: what the worker announces at Register (memory, threads, labels).
 //! - [`device`]: choosing the torch device and thread count.
 //! - [`memory`]: the allocator policy that keeps freed activations for the next batch.
 //! - [`commands`]: the standalone `train` and `generate` commands.
 
 pub mod agent;
+pub mod capacity;
 pub mod checkpoint;
 pub mod commands;
 pub mod data;

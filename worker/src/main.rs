@@ -51,6 +51,11 @@ enum Command {
         /// One worker process per listed GPU (overrides --device).
         #[arg(long, env = "POET_GPUS", value_delimiter = ',')]
         gpus: Vec<usize>,
+        /// A `key=value` label announced to the coordinator (repeat for more); a sweep's
+        /// `[resources] labels` only go to workers carrying them all, e.g. `--label zone=a`.
+        #[arg(long = "label", env = "POET_LABELS", value_delimiter = ',',
+              value_parser = poet_core::resources::parse_label)]
+        labels: Vec<(String, String)>,
     },
     /// Train from a corpus file, without a coordinator.
     Train {
@@ -120,6 +125,7 @@ fn main() -> ExitCode {
             cache_dir,
             no_generation,
             gpus,
+            labels,
         } => {
             let opts = commands::ServeOptions {
                 coordinator,
@@ -133,6 +139,7 @@ fn main() -> ExitCode {
                 serve_generation: !no_generation,
                 gpus,
                 device: cli.device,
+                labels,
             };
             commands::serve(opts, shutdown_signal())
         }

@@ -67,7 +67,7 @@ fn run_json(r: &v1::Run) -> Value {
         "worker_id": r.worker_id, "error": r.error, "cancel_requested": r.cancel_requested,
         "created_at": output::time(&r.created_at), "finished_at": output::time(&r.finished_at),
         "halt_reason": r.halt_reason, "parent_run_id": r.parent_run_id,
-        "parent_checkpoint_id": r.parent_checkpoint_id,
+        "parent_checkpoint_id": r.parent_checkpoint_id, "no_fit": r.no_fit,
     })
 }
 
@@ -166,6 +166,7 @@ pub async fn sweep(cli: &Cli, cmd: &SweepCmd) -> CliResult {
                     "created": r.created.iter().map(run_json).collect::<Vec<_>>(),
                     "existing": r.existing.iter().map(run_json).collect::<Vec<_>>(),
                     "duplicates_in_spec": r.duplicates_in_spec,
+                    "warnings": r.warnings,
                 }));
             } else {
                 match &r.sweep {
@@ -195,6 +196,9 @@ pub async fn sweep(cli: &Cli, cmd: &SweepCmd) -> CliResult {
                         state_name(e.state),
                         e.sweep_id
                     );
+                }
+                for w in &r.warnings {
+                    outln!("warning: {}", clean_line(w));
                 }
                 if *dry_run {
                     for c in &r.created {
@@ -283,6 +287,9 @@ pub async fn sweep(cli: &Cli, cmd: &SweepCmd) -> CliResult {
                     outln!("finished at {}", output::time(&sw.finished_at));
                 }
                 out!("{}", runs_table(&runs));
+                for r in runs.iter().filter(|r| !r.no_fit.is_empty()) {
+                    outln!("run {}: {}", r.id, clean_line(&r.no_fit));
+                }
                 if let Some(t) = rungs_table(&s.plan_json, &runs) {
                     outln!("rungs:");
                     out!("{t}");
@@ -858,7 +865,8 @@ pub async fn workers(cli: &Cli, all: bool) -> CliResult {
     if cli.json {
         output::json(&ws.iter().map(|w| json!({"id": w.id, "host": w.host, "device": w.device, "gpu_name": w.gpu_name,
             "gpu_memory_bytes": w.gpu_memory_bytes, "current_run_id": w.current_run_id, "last_seen_at": output::time(&w.last_seen_at),
-            "version": w.version})).collect::<Vec<_>>());
+            "version": w.version, "cpu_threads": w.cpu_threads, "memory_bytes": w.memory_bytes,
+            "labels": w.labels, "chars_per_sec": w.chars_per_sec})).collect::<Vec<_>>());
     } else {
         let mut t = Table::new(&[
             "WORKER",
@@ -866,12 +874,29 @@ pub async fn workers(cli: &Cli, all: bool) -> CliResult {
             "DEVICE",
             "GPU",
             "MEMORY",
+            "LABELS",
+            "CHARS/S",
             "RUN",
             "LAST SEEN",
         ]);
         for w in &ws {
-            let mem = if w.gpu_memory_bytes > 0 {
-                format!("{:.0} GiB", w.gpu_memory_bytes as f64 / (1u64 << 30) as f64)
+            // The memory its runs must fit in: the GPU's on a GPU worker, else the host's.
+            let gib = |b: i64| format!("{:.0} GiB", b as f64 / (1u64 << 30) as f64);
+            let mem = match (w.gpu_memory_bytes, w.memory_bytes) {
+                (g, _) if g > 0 => gib(g),
+                (_, m) if m > 0 && w.device == "cpu" => gib(m),
+                _ => "-".into(),
+            };
+            let mut labels: Vec<String> =
+                w.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            labels.sort();
+            let labels = if labels.is_empty() {
+                "-".into()
+            } else {
+                clean_line(&labels.join(",")).into_owned()
+            };
+            let speed = if w.chars_per_sec > 0.0 {
+                format!("{:.0}", w.chars_per_sec)
             } else {
                 "-".into()
             };
@@ -890,6 +915,8 @@ pub async fn workers(cli: &Cli, all: bool) -> CliResult {
                     w.gpu_name.clone()
                 },
                 mem,
+                labels,
+                speed,
                 run,
                 output::time(&w.last_seen_at),
             ]);

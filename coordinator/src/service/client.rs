@@ -87,6 +87,7 @@ impl Poet for Shared {
             created,
             existing: s.existing.into_iter().map(Into::into).collect(),
             duplicates_in_spec: s.duplicates_in_spec as i32,
+            warnings: s.warnings,
         }))
     }
 
@@ -120,8 +121,30 @@ impl Poet for Shared {
     ) -> Result<Response<v1::ListRunsResponse>, Status> {
         let _t = self.metrics.timer("ListRuns");
         let (rows, next) = crate::history::list_runs(&self.pool, req.get_ref()).await?;
+        let queued: Vec<i64> = rows
+            .iter()
+            .filter(|r| r.state == "queued")
+            .map(|r| r.id)
+            .collect();
+        let mut no_fit: std::collections::HashMap<i64, String> = if queued.is_empty() {
+            Default::default()
+        } else {
+            crate::sweeps::no_fit_reasons(&self.pool, &queued)
+                .await?
+                .into_iter()
+                .collect()
+        };
         Ok(Response::new(v1::ListRunsResponse {
-            runs: rows.into_iter().map(Into::into).collect(),
+            runs: rows
+                .into_iter()
+                .map(|r| {
+                    let why = no_fit.remove(&r.id).unwrap_or_default();
+                    v1::Run {
+                        no_fit: why,
+                        ..r.into()
+                    }
+                })
+                .collect(),
             next_page_token: next,
         }))
     }

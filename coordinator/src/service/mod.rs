@@ -63,7 +63,7 @@ type Answer<T> = Result<T, ServiceError>;
 /// Lease, report and complete, each batched across concurrent RPCs ([`crate::batch`]).
 #[derive(Clone)]
 pub struct Batches {
-    claim: Batcher<(i64, DateTime<Utc>), Answer<Option<Claimed>>>,
+    claim: Batcher<crate::queue::ClaimRequest, Answer<Option<Claimed>>>,
     report: Batcher<(LeaseRef, EpochReport), Answer<bool>>,
     complete: Batcher<(LeaseRef, DateTime<Utc>), Answer<()>>,
 }
@@ -77,9 +77,9 @@ impl Batches {
     /// Spawns the three flushing tasks over `queue`.
     pub fn spawn(queue: &Queue) -> Self {
         let q = queue.clone();
-        let claim = Batcher::spawn(move |reqs: Vec<(i64, DateTime<Utc>)>| {
+        let claim = Batcher::spawn(move |reqs: Vec<crate::queue::ClaimRequest>| {
             let q = q.clone();
-            async move { q.claim_batch(&reqs).await }
+            async move { q.claim_batch_for(&reqs).await }
         });
         let q = queue.clone();
         let report = Batcher::spawn(move |items: Vec<(LeaseRef, EpochReport)>| {
@@ -98,9 +98,17 @@ impl Batches {
         }
     }
 
-    /// [`Queue::claim`], batched.
-    pub async fn claim(&self, worker_id: i64, now: DateTime<Utc>) -> Answer<Option<Claimed>> {
-        self.claim.call((worker_id, now)).await.unwrap_or_else(gone)
+    /// [`Queue::claim_for`], batched.
+    pub async fn claim(
+        &self,
+        worker_id: i64,
+        capacity: std::sync::Arc<crate::queue::Capacity>,
+        now: DateTime<Utc>,
+    ) -> Answer<Option<Claimed>> {
+        self.claim
+            .call((worker_id, capacity, now))
+            .await
+            .unwrap_or_else(gone)
     }
 
     /// [`Queue::report_epoch`], batched.

@@ -34,6 +34,40 @@ fn secret_hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
+/// What a registering worker can hold, checked: memory not negative, labels well-formed.
+fn capacity(r: &v1::RegisterRequest) -> Result<crate::queue::Capacity, ServiceError> {
+    for (field, v) in [
+        ("gpu_memory_bytes", r.gpu_memory_bytes),
+        ("memory_bytes", r.memory_bytes),
+        ("cpu_threads", r.cpu_threads.into()),
+    ] {
+        if v < 0 {
+            return Err(ServiceError::Invalid(format!("{field}: {v} is negative")));
+        }
+    }
+    if r.labels.len() > poet_core::resources::MAX_LABELS {
+        return Err(ServiceError::Invalid(format!(
+            "labels: {} labels, at most {}",
+            r.labels.len(),
+            poet_core::resources::MAX_LABELS
+        )));
+    }
+    for (k, v) in &r.labels {
+        poet_core::resources::check_label(k, v)
+            .map_err(|e| ServiceError::Invalid(format!("labels: {e}")))?;
+    }
+    Ok(crate::queue::Capacity {
+        gpu: r.device != "cpu",
+        gpu_memory_bytes: r.gpu_memory_bytes,
+        memory_bytes: r.memory_bytes,
+        labels: r
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    })
+}
+
 fn lease_ref(lease: Option<&v1::Lease>) -> Result<LeaseRef, ServiceError> {
     let l = lease.ok_or_else(|| ServiceError::Invalid("lease: missing".into()))?;
     let lease_id = Uuid::parse_str(&l.lease_id).map_err(|_| {
@@ -356,6 +390,8 @@ impl WorkerService for Shared {
         ] {
             limits::check_chars(field, value, limits::MAX_NAME_CHARS)?;
         }
+        let capacity = capacity(&r)?;
+        let labels = serde_json::to_value(&capacity.labels).expect("a string map serialises");
         // An id is reused only by whoever holds its secret; an unknown id registers anew.
         let reused = r.worker_id != 0
             && match self.authenticate(r.worker_id, &r.worker_secret).await {
@@ -365,7 +401,8 @@ impl WorkerService for Shared {
             };
         let reused: Option<i64> = if reused {
             sqlx::query_scalar(
-                "update workers set host = $2, device = $3, gpu_name = $4, gpu_memory_bytes = $5, version = $6, last_seen_at = now()
+                "update workers set host = $2, device = $3, gpu_name = $4, gpu_memory_bytes = $5, version = $6,
+                     cpu_threads = $7, memory_bytes = $8, labels = $9, last_seen_at = now()
                  where id = $1 returning id",
             )
             .bind(r.worker_id)
@@ -374,6 +411,9 @@ impl WorkerService for Shared {
             .bind(&r.gpu_name)
             .bind(r.gpu_memory_bytes)
             .bind(&r.version)
+            .bind(r.cpu_threads)
+            .bind(r.memory_bytes)
+            .bind(&labels)
             .fetch_optional(&self.pool)
             .await
             .map_err(ServiceError::from)?
@@ -385,8 +425,9 @@ impl WorkerService for Shared {
             None => {
                 let secret = Uuid::new_v4().to_string();
                 let id = sqlx::query_scalar(
-                    "insert into workers (host, device, gpu_name, gpu_memory_bytes, version, secret_sha256)
-                     values ($1, $2, $3, $4, $5, $6) returning id",
+                    "insert into workers (host, device, gpu_name, gpu_memory_bytes, version, secret_sha256,
+                         cpu_threads, memory_bytes, labels)
+                     values ($1, $2, $3, $4, $5, $6, $7, $8, $9) returning id",
                 )
                 .bind(&r.host)
                 .bind(&r.device)
@@ -394,12 +435,16 @@ impl WorkerService for Shared {
                 .bind(r.gpu_memory_bytes)
                 .bind(&r.version)
                 .bind(secret_hash(&secret))
+                .bind(r.cpu_threads)
+                .bind(r.memory_bytes)
+                .bind(&labels)
                 .fetch_one(&self.pool)
                 .await
                 .map_err(ServiceError::from)?;
                 (id, secret)
             }
         };
+        self.queue.set_capacity(id, capacity);
         tracing::info!(worker_id = id, host = %r.host, device = %r.device, "worker registered");
         Ok(Response::new(v1::RegisterResponse {
             worker_id: id,
@@ -416,13 +461,18 @@ impl WorkerService for Shared {
         let _t = self.metrics.timer("LeaseRun");
         let r = req.into_inner();
         self.authenticate(r.worker_id, &r.worker_secret).await?;
+        let capacity = self.queue.capacity(r.worker_id).await?;
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(r.wait_ms.clamp(0, 60_000) as u64);
         loop {
             let notified = self.runs_queued.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let claimed = match self.batches.claim(r.worker_id, Utc::now()).await {
+            let claimed = match self
+                .batches
+                .claim(r.worker_id, capacity.clone(), Utc::now())
+                .await
+            {
                 // lease_owner references workers: an unknown id fails the claim.
                 Err(ServiceError::Database(e))
                     if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("23503") =>

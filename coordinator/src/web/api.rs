@@ -758,6 +758,14 @@ pub struct WorkerJson {
     pub seen_seconds_ago: f64,
     /// First registration.
     pub registered_at: DateTime<Utc>,
+    /// A heterogeneous fleet (issue 20): threads it trains with (0 = not announced).
+    pub cpu_threads: i32,
+    /// Host memory, bytes (0 = not announced).
+    pub memory_bytes: i64,
+    /// Its `--label key=value` pairs.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Throughput of the last epoch it reported, chars/s.
+    pub chars_per_sec: Option<f64>,
 }
 
 /// Query of `/api/v1/workers`.
@@ -775,7 +783,14 @@ pub async fn list_workers(
 ) -> Result<Json<Vec<WorkerJson>>, ApiError> {
     let rows = sqlx::query(
         "select w.id, w.host, w.device, w.gpu_name, w.gpu_memory_bytes, w.version, w.last_seen_at, w.registered_at,
-            extract(epoch from now() - w.last_seen_at)::float8 as ago, r.id as run_id, r.epochs_done, r.epochs_total
+            extract(epoch from now() - w.last_seen_at)::float8 as ago, r.id as run_id, r.epochs_done, r.epochs_total,
+            w.cpu_threads, w.memory_bytes, w.labels,
+            (select e.chars_per_sec from
+                 (select a.run_id, a.attempt, a.started_at from run_attempts a where a.worker_id = w.id
+                  order by a.started_at desc limit 3) a
+                 cross join lateral (select e.chars_per_sec from epochs e
+                     where e.run_id = a.run_id and e.attempt = a.attempt order by e.epoch desc limit 1) e
+             order by a.started_at desc limit 1) as chars_per_sec
          from workers w left join lateral
             (select id, epochs_done, epochs_total from runs where lease_owner = w.id and state = 'running' order by id limit 1) r on true
          where $1 or w.last_seen_at > now() - interval '1 hour'
@@ -799,6 +814,10 @@ pub async fn list_workers(
                 last_seen_at: r.get("last_seen_at"),
                 seen_seconds_ago: r.get("ago"),
                 registered_at: r.get("registered_at"),
+                cpu_threads: r.get("cpu_threads"),
+                memory_bytes: r.get("memory_bytes"),
+                labels: serde_json::from_value(r.get("labels")).unwrap_or_default(),
+                chars_per_sec: r.get("chars_per_sec"),
             })
             .collect(),
     ))

@@ -194,7 +194,12 @@ async fn workers(
     headers: HeaderMap,
     Query(q): Query<TokenQuery>,
 ) -> Response {
-    page(st, uri, headers, q.token, "Workers", "workers", None).await
+    if let Some(r) = gate(&st, &uri, &headers, q.token) {
+        return r;
+    }
+    // The fleet table is drawn by its own script (`assets/workers.js`) into its own section.
+    let body = r#"<section id="fleet"></section><script src="/assets/workers.js"></script>"#;
+    Html(shell("Workers", "workers", None, body)).into_response()
 }
 
 async fn datasets(

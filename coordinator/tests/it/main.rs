@@ -2,6 +2,7 @@
 //! socket on 127.0.0.1:0.
 
 mod filter;
+mod fleet;
 mod helpers;
 mod hostile;
 mod queue;

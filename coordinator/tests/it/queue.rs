@@ -438,9 +438,9 @@ async fn concurrent_batched_leases_answer_each_caller_even_beside_an_unknown_wor
         let b = batches.clone();
         // One caller names a worker that does not exist: it alone is refused.
         let id = if i == 7 { worker + 1000 } else { worker };
-        tasks.push(tokio::spawn(
-            async move { (id, b.claim(id, Utc::now()).await) },
-        ));
+        tasks.push(tokio::spawn(async move {
+            (id, b.claim(id, Default::default(), Utc::now()).await)
+        }));
     }
     let mut runs = HashSet::new();
     let mut refused = 0;

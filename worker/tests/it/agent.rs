@@ -779,3 +779,79 @@ async fn a_corrupt_cached_dataset_is_downloaded_again() {
     agent.stop().await;
     c.stop().await;
 }
+
+/// Issue 20: a CPU agent with `--label zone=a` announces its labels, threads and memory; it
+/// trains the run meant for zone a and never leases the GPU-only run queued before it, which
+/// `poet sweeps submit` warned about.
+#[tokio::test]
+async fn a_labelled_cpu_agent_announces_itself_and_takes_only_runs_it_can_hold() {
+    let _torch = torch_rng();
+    let c = TestCoordinator::start(config(), None).await;
+    let client = c.client();
+    seed(&c, "tiny").await;
+    let cfg = TrainConfig {
+        epochs: 1,
+        ..tiny(Formulation::Seq)
+    };
+    let base: Vec<String> = toml::to_string(&cfg)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("seed"))
+        .map(str::to_string)
+        .collect();
+    let submit_with = |resources: &str, seed: u64| {
+        let spec = format!(
+            "dataset = \"tiny\"\n[base]\n{}\nseed = {seed}\n[resources]\n{resources}\n",
+            base.join("\n")
+        );
+        let mut client = client.clone();
+        async move {
+            client
+                .submit_sweep(pb::SubmitSweepRequest {
+                    spec,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let gpu = submit_with("gpu = true", 1).await;
+    let zone = submit_with("labels = { zone = \"a\" }", 2).await;
+    // No worker yet: both are reported at submit.
+    assert_eq!(gpu.warnings.len(), 1, "{:?}", gpu.warnings);
+    assert!(gpu.warnings[0].contains("no worker fits: needs"));
+    let (gpu_run, zone_run) = (gpu.created[0].id, zone.created[0].id);
+    let cache = tempfile::tempdir().unwrap();
+    let config = AgentConfig {
+        device: DeviceSpec::Cpu,
+        cache_dir: cache.path().to_path_buf(),
+        lease_wait: Duration::from_millis(200),
+        labels: vec![("zone".into(), "a".into())],
+        ..AgentConfig::new(c.url())
+    };
+    let (stop, rx) = oneshot::channel::<()>();
+    let handle = tokio::spawn(agent::run(config, async {
+        let _ = rx.await;
+    }));
+    let agent = Agent {
+        stop,
+        handle,
+        cache,
+    };
+    wait_state(&c.db.pool, zone_run, "succeeded").await;
+    let (labels, memory, threads): (serde_json::Value, i64, i32) = sqlx::query_as(
+        "select labels, memory_bytes, cpu_threads from workers order by id desc limit 1",
+    )
+    .fetch_one(&c.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(labels, serde_json::json!({"zone": "a"}));
+    assert!(
+        memory > 0 && threads > 0,
+        "memory {memory}, threads {threads}"
+    );
+    let gpu_row = run_row(&c.db.pool, gpu_run).await;
+    assert_eq!((gpu_row.state.as_str(), gpu_row.attempt), ("queued", 0));
+    agent.stop().await;
+}

@@ -1,0 +1,317 @@
+//! A heterogeneous fleet (issue 20): runs go only to workers that can hold them, sweeps of
+//! equal priority take turns, and runs no worker can hold are reported.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use poet_coordinator::queue::{Capacity, Queue};
+use poet_sql::testing::fresh_db;
+use sqlx::PgPool;
+
+use crate::helpers::{POEMS, seed_dataset, spec};
+
+const GB: i64 = 1_000_000_000;
+
+/// A fresh database with the tiny dataset, and a queue over it.
+async fn setup() -> (PgPool, Queue) {
+    let db = fresh_db().await;
+    seed_dataset(&db.pool, "tiny", POEMS).await;
+    (
+        db.pool.clone(),
+        Queue::new(db.pool, Duration::from_secs(10)),
+    )
+}
+
+/// Submits `spec` plus a `[resources]` table; returns the new run ids and the warnings.
+async fn submit(pool: &PgPool, text: &str, resources: &str) -> (Vec<i64>, Vec<String>) {
+    let text = if resources.is_empty() {
+        text.to_string()
+    } else {
+        format!("{text}\n[resources]\n{resources}\n")
+    };
+    let s = poet_coordinator::sweeps::submit(pool, &text, "toml", "", false, 1000)
+        .await
+        .unwrap();
+    (s.created.iter().map(|r| r.id).collect(), s.warnings)
+}
+
+/// `n` runs of a tiny model; `tag` keeps their configs apart from other sweeps'.
+fn tiny(n: usize, tag: u32) -> String {
+    spec("tiny", n, 1).replace("epochs = 1", &format!("epochs = 1\nmax_batches = {tag}"))
+}
+
+/// A worker row with this capacity, and the capacity.
+async fn worker(pool: &PgPool, cap: Capacity) -> (i64, Arc<Capacity>) {
+    let id: i64 = sqlx::query_scalar(
+        "insert into workers (host, device, gpu_memory_bytes, memory_bytes, labels)
+         values ('w', $1, $2, $3, $4) returning id",
+    )
+    .bind(if cap.gpu { "cuda:0" } else { "cpu" })
+    .bind(cap.gpu_memory_bytes)
+    .bind(cap.memory_bytes)
+    .bind(serde_json::to_value(&cap.labels).unwrap())
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    (id, Arc::new(cap))
+}
+
+fn cpu(memory_gb: i64) -> Capacity {
+    Capacity {
+        memory_bytes: memory_gb * GB,
+        ..Capacity::default()
+    }
+}
+
+fn gpu(gpu_gb: i64) -> Capacity {
+    Capacity {
+        gpu: true,
+        gpu_memory_bytes: gpu_gb * GB,
+        memory_bytes: 64 * GB,
+        ..Capacity::default()
+    }
+}
+
+fn labelled(mut c: Capacity, pairs: &[(&str, &str)]) -> Capacity {
+    c.labels = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect::<BTreeMap<_, _>>();
+    c
+}
+
+/// Claims until the queue has nothing for this worker; the run ids in claim order.
+async fn drain(q: &Queue, (id, cap): &(i64, Arc<Capacity>)) -> Vec<i64> {
+    let mut got = Vec::new();
+    while let Some(c) = q.claim_for(*id, cap.clone(), Utc::now()).await.unwrap() {
+        got.push(c.lease.run_id);
+    }
+    got
+}
+
+#[tokio::test]
+async fn a_gpu_only_run_is_never_leased_to_a_cpu_worker() {
+    let (pool, q) = setup().await;
+    let (gpu_runs, _) = submit(&pool, &tiny(3, 1), "gpu = true").await;
+    let (any_runs, _) = submit(&pool, &tiny(2, 2), "").await;
+    let (cpu_runs, _) = submit(&pool, &tiny(2, 3), "gpu = false").await;
+    let c = worker(&pool, cpu(16)).await;
+    let g = worker(&pool, gpu(24)).await;
+    let mut by_cpu = drain(&q, &c).await;
+    by_cpu.sort();
+    let mut want: Vec<i64> = any_runs.iter().chain(&cpu_runs).copied().collect();
+    want.sort();
+    assert_eq!(
+        by_cpu, want,
+        "the CPU worker takes every run but the GPU ones"
+    );
+    let mut by_gpu = drain(&q, &g).await;
+    by_gpu.sort();
+    assert_eq!(by_gpu, gpu_runs, "the GPU ones wait for the GPU worker");
+}
+
+#[tokio::test]
+async fn a_run_too_big_for_a_worker_is_skipped_and_goes_to_one_that_fits() {
+    let (pool, q) = setup().await;
+    // Submitted first, so first in claim order: ~50 GB by the estimate.
+    let big = spec("tiny", 1, 1).replace(
+        "units = 8\nseq_len = 16",
+        "units = 2048\nseq_len = 2000\nbatch_size = 256",
+    );
+    let (big_runs, _) = submit(&pool, &big, "").await;
+    let est: i64 = sqlx::query_scalar("select est_memory_bytes from runs where id = $1")
+        .bind(big_runs[0])
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(est > 24 * GB && est < 200 * GB, "estimate {est}");
+    let (small_runs, _) = submit(&pool, &tiny(1, 1), "").await;
+    let small_cpu = worker(&pool, cpu(8)).await;
+    let small_gpu = worker(&pool, gpu(24)).await;
+    let big_gpu = worker(&pool, gpu(200)).await;
+    assert_eq!(drain(&q, &small_gpu).await, small_runs, "skips the big run");
+    assert_eq!(drain(&q, &small_cpu).await, Vec::<i64>::new());
+    assert_eq!(drain(&q, &big_gpu).await, big_runs);
+    // A spec's own minimum counts as well as the estimate.
+    let (min_runs, _) = submit(&pool, &tiny(1, 2), "min_gpu_memory_gb = 40").await;
+    assert!(drain(&q, &small_gpu).await.is_empty());
+    assert_eq!(drain(&q, &big_gpu).await, min_runs);
+}
+
+#[tokio::test]
+async fn labels_must_all_match() {
+    let (pool, q) = setup().await;
+    let (runs, _) = submit(
+        &pool,
+        &tiny(2, 1),
+        "labels = { zone = \"a\", disk = \"ssd\" }",
+    )
+    .await;
+    let none = worker(&pool, cpu(16)).await;
+    let other_zone = worker(&pool, labelled(cpu(16), &[("zone", "b"), ("disk", "ssd")])).await;
+    let half = worker(&pool, labelled(cpu(16), &[("zone", "a")])).await;
+    let all = worker(
+        &pool,
+        labelled(cpu(16), &[("zone", "a"), ("disk", "ssd"), ("rack", "7")]),
+    )
+    .await;
+    for w in [&none, &other_zone, &half] {
+        assert!(
+            drain(&q, w).await.is_empty(),
+            "worker {} has not the labels",
+            w.0
+        );
+    }
+    let mut got = drain(&q, &all).await;
+    got.sort();
+    assert_eq!(got, runs);
+}
+
+#[tokio::test]
+async fn submit_warns_about_runs_no_worker_can_hold() {
+    let (pool, _q) = setup().await;
+    worker(&pool, cpu(16)).await;
+    worker(&pool, labelled(gpu(8), &[("zone", "a")])).await;
+    let (_, fine) = submit(&pool, &tiny(2, 1), "").await;
+    assert!(fine.is_empty(), "{fine:?}");
+    let (_, w) = submit(&pool, &tiny(3, 2), "min_gpu_memory_gb = 9.1").await;
+    assert_eq!(
+        w,
+        vec!["3 runs: no worker fits: needs 9.1 GB GPU".to_string()]
+    );
+    let (runs, w) = submit(&pool, &tiny(1, 3), "labels = { zone = \"b\" }").await;
+    assert_eq!(w.len(), 1);
+    assert!(
+        w[0].starts_with("1 run: no worker fits: needs") && w[0].ends_with("labels zone=b"),
+        "{w:?}"
+    );
+    // The same reason per run, for `poet sweeps show`.
+    let reasons = poet_coordinator::sweeps::no_fit_reasons(&pool, &runs)
+        .await
+        .unwrap();
+    assert_eq!(reasons.len(), 1);
+    assert_eq!(reasons[0].0, runs[0]);
+    assert!(reasons[0].1.contains("labels zone=b"));
+    // A worker that fits arrives: nothing to report any more.
+    worker(&pool, labelled(cpu(16), &[("zone", "b")])).await;
+    assert!(
+        poet_coordinator::sweeps::no_fit_reasons(&pool, &runs)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// The sweep of each run id.
+async fn sweep_of(pool: &PgPool, runs: &[i64]) -> Vec<i64> {
+    let by_run: HashMap<i64, i64> =
+        sqlx::query_as::<_, (i64, i64)>("select id, sweep_id from runs where id = any($1)")
+            .bind(runs)
+            .fetch_all(pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    runs.iter().map(|r| by_run[r]).collect()
+}
+
+#[tokio::test]
+async fn two_sweeps_of_equal_priority_take_turns() {
+    let (pool, q) = setup().await;
+    // The first sweep is large and older: by age alone it would take every lease.
+    submit(&pool, &tiny(20, 1), "").await;
+    submit(&pool, &tiny(6, 2), "").await;
+    let w = worker(&pool, cpu(16)).await;
+    let mut got = Vec::new();
+    for _ in 0..6 {
+        let c = q
+            .claim_for(w.0, w.1.clone(), Utc::now())
+            .await
+            .unwrap()
+            .unwrap();
+        got.push(c.lease.run_id);
+    }
+    let sweeps = sweep_of(&pool, &got).await;
+    let (a, b) = (sweeps[0], sweeps[1]);
+    assert_ne!(a, b);
+    assert_eq!(sweeps, vec![a, b, a, b, a, b], "runs {got:?}");
+    // A batch spreads the same way: 3 + 3 more.
+    let batch: Vec<_> = (0..6).map(|_| (w.0, w.1.clone(), Utc::now())).collect();
+    let claimed: Vec<i64> = q
+        .claim_batch_for(&batch)
+        .await
+        .into_iter()
+        .map(|c| c.unwrap().unwrap().lease.run_id)
+        .collect();
+    let sweeps = sweep_of(&pool, &claimed).await;
+    let from_a = sweeps.iter().filter(|s| **s == a).count();
+    assert_eq!((from_a, sweeps.len() - from_a), (3, 3), "{sweeps:?}");
+    // Once the small sweep is drained, the large one takes every turn.
+    let rest = drain(&q, &w).await;
+    assert_eq!(rest.len(), 20 - 6);
+    assert!(sweep_of(&pool, &rest).await.iter().all(|s| *s == a));
+}
+
+#[tokio::test]
+async fn mixed_claimers_lease_every_run_exactly_once_and_only_where_it_fits() {
+    let (pool, q) = setup().await;
+    let (gpu_runs, _) = submit(&pool, &tiny(15, 1), "gpu = true").await;
+    let (zone_runs, _) = submit(&pool, &tiny(15, 2), "labels = { zone = \"a\" }").await;
+    let (any_runs, _) = submit(&pool, &tiny(15, 3), "").await;
+    let kinds = [
+        gpu(24),
+        cpu(16),
+        labelled(cpu(16), &[("zone", "a")]),
+        labelled(gpu(24), &[("zone", "a")]),
+    ];
+    let mut workers = Vec::new();
+    for i in 0..16 {
+        workers.push(worker(&pool, kinds[i % kinds.len()].clone()).await);
+    }
+    let batches = poet_coordinator::service::Batches::spawn(&q);
+    let mut tasks = Vec::new();
+    for (i, w) in workers.into_iter().enumerate() {
+        let (q, b) = (q.clone(), batches.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                // Half the claimers go through the batcher, half straight to the queue.
+                let c = if i % 2 == 0 {
+                    b.claim(w.0, w.1.clone(), Utc::now()).await.unwrap()
+                } else {
+                    q.claim_for(w.0, w.1.clone(), Utc::now()).await.unwrap()
+                };
+                match c {
+                    Some(c) => got.push(c.lease.run_id),
+                    None => break,
+                }
+            }
+            (w.1, got)
+        }));
+    }
+    let (gpu_set, zone_set): (HashSet<i64>, HashSet<i64>) = (
+        gpu_runs.iter().copied().collect(),
+        zone_runs.iter().copied().collect(),
+    );
+    let mut seen = HashSet::new();
+    for t in tasks {
+        let (cap, got) = t.await.unwrap();
+        for r in got {
+            assert!(seen.insert(r), "run {r} leased twice");
+            assert!(!gpu_set.contains(&r) || cap.gpu, "GPU run {r} on {cap:?}");
+            assert!(
+                !zone_set.contains(&r) || cap.labels.get("zone").map(String::as_str) == Some("a"),
+                "zone run {r} on {cap:?}"
+            );
+        }
+    }
+    let all: HashSet<i64> = gpu_runs
+        .iter()
+        .chain(&zone_runs)
+        .chain(&any_runs)
+        .copied()
+        .collect();
+    assert_eq!(seen, all, "every run leased");
+}
