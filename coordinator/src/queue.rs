@@ -72,6 +72,9 @@ impl Capacity {
 /// (a worker that re-registers elsewhere with new labels is seen here within this).
 const CAPACITY_TTL: Duration = Duration::from_secs(30);
 
+/// Announced capacities by worker id, with when each was cached.
+type CapacityCache = Mutex<HashMap<i64, (Arc<Capacity>, Instant)>>;
+
 /// One claim request: the worker, its capacity, and the time it claims at.
 pub type ClaimRequest = (i64, Arc<Capacity>, DateTime<Utc>);
 
@@ -296,7 +299,7 @@ pub struct Queue {
     lease_ttl: chrono::Duration,
     /// Workers' announced capacities by id, so that a lease needs no extra query; entries
     /// live [`CAPACITY_TTL`] and are replaced when the worker registers on this replica.
-    capacities: Arc<Mutex<HashMap<i64, (Arc<Capacity>, Instant)>>>,
+    capacities: Arc<CapacityCache>,
 }
 
 fn ttl_after(now: DateTime<Utc>, ttl: chrono::Duration) -> DateTime<Utc> {
