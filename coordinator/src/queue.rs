@@ -227,6 +227,14 @@ const CLAIM_SQL: &str = "with recursive req as (
                 (select count(*) from runs r2 where r2.sweep_id = s.id and r2.state = 'running') as running
             from queued_sweeps q join sweeps s on s.id = q.sweep_id
             where not s.paused
+                -- A sweep's GPU, memory-minimum and label needs are its spec's, the same on
+                -- all its runs: one probe of its first queued run skips a sweep this worker
+                -- can never hold, instead of scanning its runs for none (estimates differ
+                -- per run and are checked below).
+                and exists (select 1 from (select * from runs f where f.sweep_id = s.id
+                        and f.state = 'queued' order by f.priority desc, f.id limit 1) f
+                    where poet_run_fits(f.need_gpu, f.min_gpu_memory_bytes, f.min_memory_bytes,
+                        f.need_labels, 0, $5, $6, $7, $8))
         ) s cross join lateral (
             select x.id, x.priority, row_number() over (order by x.priority desc, x.id) as k
             from (
