@@ -13,6 +13,7 @@
 //! - [`ngrams`]: word 4-grams and the plagiarism report of generated poems.
 //! - [`quality`]: real-word share, line and stanza shape, and loops of poems vs their corpus.
 //! - [`secret`]: what a bearer token must look like to be accepted.
+//! - [`retry`]: the one retry delay: exponential backoff with jitter.
 
 pub mod config;
 pub mod filter;
@@ -20,6 +21,7 @@ pub mod ngrams;
 pub mod plan;
 pub mod quality;
 pub mod replay;
+pub mod retry;
 pub mod schedule;
 pub mod search;
 pub mod secret;
