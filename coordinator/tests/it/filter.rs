@@ -781,7 +781,7 @@ async fn tags_are_filtered_on_and_carry_their_author() {
 async fn tags_and_notes_store_the_callers_identity() {
     let c = poet_coordinator::testing::TestCoordinator::start(
         poet_coordinator::testing::fast_config(),
-        Some(("client-secret-token-0123456789abcdef", "worker-secret-token-0123456789abcdef")),
+        Some(("client-5d2e8b1f9a7c3064e1b8d2f5a9c7e043", "worker-8e4a2c6f1b9d7053a2e6c4f8b1d9a276")),
     )
     .await;
     seed_dataset(&c.db.pool, "tiny", POEMS).await;
@@ -842,7 +842,7 @@ async fn tags_and_notes_store_the_callers_identity() {
 
     let mut worker_as_client = poet_proto::client::Connect::new(
         c.url(),
-        Some("worker-secret-token-0123456789abcdef"),
+        Some("worker-8e4a2c6f1b9d7053a2e6c4f8b1d9a276"),
     )
     .client(c.channel())
     .unwrap();

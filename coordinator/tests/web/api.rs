@@ -834,6 +834,24 @@ async fn openapi_document_matches_every_get_response() {
     }
     assert!(errors.is_empty(), "{}", errors.join("\n"));
     assert_eq!(checked, 7, "every JSON GET endpoint was checked");
+    // The checker itself catches a missing, an extra and a mistyped property.
+    let (_, mut run) = get(&s.url(&format!("/api/v1/runs/{}", seeded.runs[0]))).await;
+    let r = run["run"].as_object_mut().unwrap();
+    r.remove("tags");
+    r.insert("surprise".into(), Value::Bool(true));
+    r.insert("epochs_done".into(), Value::String("4".into()));
+    let mut found = vec![];
+    let detail = serde_json::json!({"$ref": "#/components/schemas/RunDetail"});
+    conforms(&doc, &detail, &run, "run", &mut found);
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            "run.run.epochs_done: \"4\" is not of type integer",
+            "run.run.surprise: in the answer, not in the document",
+            "run.run.tags: in the document, not in the answer",
+        ]
+    );
     s.stop().await;
 }
 
