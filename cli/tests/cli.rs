@@ -641,9 +641,17 @@ async fn tags_notes_and_export_read_back() {
     .await;
     assert!(o.status.success(), "{}", stderr(&o));
 
-    let o = run_blocking(strings(&["runs", "tag", "2", "baseline", "lr,low"]), env.clone()).await;
+    let o = run_blocking(
+        strings(&["runs", "tag", "2", "baseline", "lr,low"]),
+        env.clone(),
+    )
+    .await;
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("run 2: tags [baseline, lr,low]"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("run 2: tags [baseline, lr,low]"),
+        "{}",
+        stdout(&o)
+    );
     let o = run_blocking(
         strings(&["runs", "note", "2", "diverged\nafter warmup"]),
         env.clone(),
@@ -678,7 +686,11 @@ async fn tags_notes_and_export_read_back() {
     let o = run_blocking(strings(&["runs", "tag", "99", "x"]), env.clone()).await;
     assert_one_line_error(&o, 3, "no run 99");
     let o = run_blocking(strings(&["runs", "untag", "2", "lr,low"]), env.clone()).await;
-    assert!(stdout(&o).contains("run 2: tags [baseline]"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("run 2: tags [baseline]"),
+        "{}",
+        stdout(&o)
+    );
 
     let o = run_blocking(strings(&["sweeps", "tag", "1", "grid"]), env.clone()).await;
     assert!(o.status.success(), "{}", stderr(&o));
@@ -689,7 +701,10 @@ async fn tags_notes_and_export_read_back() {
     assert_eq!(v["sweep"]["notes"][0]["text"], "first look");
     assert_eq!(v["runs"][1]["tags"], serde_json::json!(["baseline"]));
     let show = stdout(&run_blocking(strings(&["sweeps", "show", "1"]), env.clone()).await);
-    assert!(show.contains("tags: grid") && show.contains("first look"), "{show}");
+    assert!(
+        show.contains("tags: grid") && show.contains("first look"),
+        "{show}"
+    );
 
     // Export: CSV read back with the csv crate, compared with runs list --json.
     let listed = run_blocking(
@@ -701,7 +716,14 @@ async fn tags_notes_and_export_read_back() {
     let listed = listed.as_array().unwrap();
     let csv_path = dir.path().join("runs.csv");
     let o = run_blocking(
-        strings(&["runs", "export", "--order-by", "id", "-o", &csv_path.display().to_string()]),
+        strings(&[
+            "runs",
+            "export",
+            "--order-by",
+            "id",
+            "-o",
+            &csv_path.display().to_string(),
+        ]),
         env.clone(),
     )
     .await;
@@ -721,7 +743,10 @@ async fn tags_notes_and_export_read_back() {
         assert_eq!(row[col("id")], run["id"].to_string());
         assert_eq!(row[col("sweep_id")], run["sweep_id"].to_string());
         assert_eq!(&row[col("state")], run["state"].as_str().unwrap());
-        assert_eq!(row[col("config.layers")], run["config"]["layers"].to_string());
+        assert_eq!(
+            row[col("config.layers")],
+            run["config"]["layers"].to_string()
+        );
         assert_eq!(row[col("config.units")], run["config"]["units"].to_string());
         assert_eq!(&row[col("best_val_loss")], "", "no epoch yet: empty");
         let tags: Vec<&str> = run["tags"]
@@ -748,7 +773,10 @@ async fn tags_notes_and_export_read_back() {
     .await;
     assert!(o.status.success(), "{}", stderr(&o));
     let text = std::fs::read_to_string(&jsonl).unwrap();
-    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 1, "{text}");
     assert_eq!(lines[0]["id"], 2);
     assert_eq!(lines[0]["tags"], serde_json::json!(["baseline"]));

@@ -391,10 +391,7 @@ fn sort_value(row: &PgRow, ty: SortType) -> Result<SortValue> {
 /// page at a time: one statement, every value bound. The next page token carries the last
 /// row's sort value and id.
 #[tracing::instrument(name = "coordinator.history.list_runs", skip_all)]
-pub async fn list_runs(
-    pool: &PgPool,
-    req: &v1::ListRunsRequest,
-) -> Result<(Vec<v1::Run>, String)> {
+pub async fn list_runs(pool: &PgPool, req: &v1::ListRunsRequest) -> Result<(Vec<v1::Run>, String)> {
     let size = page_size(req.page_size);
     let filter = request_filter(req)?;
     let order =
@@ -625,7 +622,15 @@ pub enum Target {
 
 impl Target {
     /// (owner table, tags table, notes table, key column, word for messages).
-    fn tables(self) -> (&'static str, &'static str, &'static str, &'static str, &'static str) {
+    fn tables(
+        self,
+    ) -> (
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+    ) {
         match self {
             Target::Run => ("runs", "run_tags", "run_notes", "run_id", "run"),
             Target::Sweep => ("sweeps", "sweep_tags", "sweep_notes", "sweep_id", "sweep"),

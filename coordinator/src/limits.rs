@@ -248,7 +248,12 @@ mod tests {
                 .contains("101 characters is over the limit of 100")
         );
         assert!(check_note("line one\n\tline two").is_ok());
-        assert!(check_note(" ").unwrap_err().to_string().contains("note: empty"));
+        assert!(
+            check_note(" ")
+                .unwrap_err()
+                .to_string()
+                .contains("note: empty")
+        );
         assert!(
             check_note("a\u{1b}[2J")
                 .unwrap_err()

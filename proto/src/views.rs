@@ -323,8 +323,7 @@ pub mod export {
 
     /// One epoch's row (the order of [`epoch_columns`]).
     pub fn epoch_row(run_id: i64, e: &v1::Epoch, metrics_keys: &[String]) -> Vec<Value> {
-        let metrics: Map<String, Value> =
-            serde_json::from_str(&e.metrics_json).unwrap_or_default();
+        let metrics: Map<String, Value> = serde_json::from_str(&e.metrics_json).unwrap_or_default();
         let f = |v: f64| if v.is_finite() { v.into() } else { Value::Null };
         let mut row = vec![
             run_id.into(),
@@ -429,7 +428,10 @@ mod tests {
             json!({"lr": 0.2, "units": 8, "seed": 1}),
             json!({"lr": 0.2, "units": 8}),
         ];
-        assert_eq!(varying_keys(&cs), vec!["lr".to_string(), "seed".to_string()]);
+        assert_eq!(
+            varying_keys(&cs),
+            vec!["lr".to_string(), "seed".to_string()]
+        );
         assert!(varying_keys(&[json!({"a": 1})]).is_empty());
         assert!(varying_keys(&[json!({"a": 1}), json!({"a": 1})]).is_empty());
     }
@@ -485,7 +487,10 @@ mod tests {
         let header: Vec<String> = rd.headers().unwrap().iter().map(String::from).collect();
         assert_eq!(header, run_columns(&keys));
         let rec = rd.records().next().unwrap().unwrap();
-        let get = |c: &str| rec.get(header.iter().position(|h| h == c).unwrap()).unwrap();
+        let get = |c: &str| {
+            rec.get(header.iter().position(|h| h == c).unwrap())
+                .unwrap()
+        };
         assert_eq!(get("config.formulation"), "a,\"b\"\nc");
         assert_eq!(get("best_val_loss"), "1.5");
         assert_eq!(get("last_train_loss"), "");

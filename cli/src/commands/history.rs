@@ -768,7 +768,18 @@ pub async fn runs(cli: &Cli, cmd: &RunsCmd) -> CliResult {
             output,
             format,
             epochs,
-        } => export(cli, &mut client, filter, &order_by.0, output, format.as_deref(), *epochs).await?,
+        } => {
+            export(
+                cli,
+                &mut client,
+                filter,
+                &order_by.0,
+                output,
+                format.as_deref(),
+                *epochs,
+            )
+            .await?
+        }
     }
     Ok(())
 }
@@ -822,9 +833,9 @@ async fn export(
     let out: Box<dyn std::io::Write> = if path == "-" {
         Box::new(std::io::stdout().lock())
     } else {
-        Box::new(std::io::BufWriter::new(std::fs::File::create(path).map_err(
-            |e| CliError::input(format!("-o {path}: {e}")),
-        )?))
+        Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).map_err(|e| CliError::input(format!("-o {path}: {e}")))?,
+        ))
     };
     let io = |e: std::io::Error| CliError::fail(format!("-o {path}: {e}"));
     let rows = if epochs {

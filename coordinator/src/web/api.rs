@@ -3,7 +3,6 @@
 //! queries whatever the size of the sweep; loss curves are thinned to [`MAX_POINTS`] points
 //! per run so a 1,000-run sweep stays a few megabytes at most.
 
-
 use axum::extract::{Query, State};
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
@@ -280,15 +279,12 @@ pub async fn get_sweep(
     .fetch_all(&st.pool)
     .await?;
     let runs = run_views(&st, rows).await?;
-    let poet_proto::views::Annotations { tags, notes } = crate::history::annotations(
-        &st.pool,
-        crate::history::Target::Sweep,
-        &[id],
-    )
-    .await?
-    .remove(&id)
-    .unwrap_or_default()
-    .into();
+    let poet_proto::views::Annotations { tags, notes } =
+        crate::history::annotations(&st.pool, crate::history::Target::Sweep, &[id])
+            .await?
+            .remove(&id)
+            .unwrap_or_default()
+            .into();
     let mut counts = Counts::default();
     for r in &runs {
         match r.state.as_str() {
@@ -999,9 +995,8 @@ pub async fn export_runs(
     use poet_proto::views::export::{Format, Writer, run_columns, run_row};
     let format = match q.format.as_str() {
         "" => Format::Csv,
-        f => Format::parse(f).ok_or_else(|| {
-            ServiceError::Invalid(format!("format: '{f}' is not csv or jsonl"))
-        })?,
+        f => Format::parse(f)
+            .ok_or_else(|| ServiceError::Invalid(format!("format: '{f}' is not csv or jsonl")))?,
     };
     let mut req = v1::ListRunsRequest {
         filter: q.filter,

@@ -687,18 +687,28 @@ async fn tags_are_filtered_on_and_carry_their_author() {
         tags: tags.iter().map(|t| t.to_string()).collect(),
     };
     let a = client
-        .tag_run(tag(sims[0].id, &["baseline", "o'hara\"); drop table runs; --"]))
+        .tag_run(tag(
+            sims[0].id,
+            &["baseline", "o'hara\"); drop table runs; --"],
+        ))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(a.tags.len(), 2);
     client.tag_run(tag(sims[2].id, &["seq"])).await.unwrap();
-    client.tag_run(tag(sims[3].id, &["baseline", "seq"])).await.unwrap();
+    client
+        .tag_run(tag(sims[3].id, &["baseline", "seq"]))
+        .await
+        .unwrap();
     // Tagging twice changes nothing.
     client.tag_run(tag(sims[3].id, &["seq"])).await.unwrap();
 
     let (r0, r2, r3) = (sims[0].id, sims[2].id, sims[3].id);
-    let others: Vec<i64> = sims.iter().map(|s| s.id).filter(|i| *i != r0 && *i != r3).collect();
+    let others: Vec<i64> = sims
+        .iter()
+        .map(|s| s.id)
+        .filter(|i| *i != r0 && *i != r3)
+        .collect();
     for (f, want) in [
         ("tag = 'baseline'", vec![r0, r3]),
         ("tags = 'seq'", vec![r2, r3]),
@@ -712,7 +722,10 @@ async fn tags_are_filtered_on_and_carry_their_author() {
         assert_eq!(ids(&mut client, f).await, want, "{f}");
     }
     let listed = list(&mut client, "tag = 'baseline'", "id", 10).await;
-    assert_eq!(listed[1].tags, vec!["baseline".to_string(), "seq".to_string()]);
+    assert_eq!(
+        listed[1].tags,
+        vec!["baseline".to_string(), "seq".to_string()]
+    );
 
     // Untag: all or nothing.
     let e = client
@@ -720,15 +733,27 @@ async fn tags_are_filtered_on_and_carry_their_author() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
-    assert!(e.message().contains(&format!("run {r3} has no tag \"never\"")), "{e:?}");
-    let a = client.untag_run(tag(r3, &["seq"])).await.unwrap().into_inner();
+    assert!(
+        e.message()
+            .contains(&format!("run {r3} has no tag \"never\"")),
+        "{e:?}"
+    );
+    let a = client
+        .untag_run(tag(r3, &["seq"]))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(a.tags, vec!["baseline".to_string()]);
     assert_eq!(ids(&mut client, "tags = 'seq'").await, vec![r2]);
 
     // Bad input names what is wrong.
     for (req, code, want) in [
         (tag(r0, &[""]), Code::InvalidArgument, "tag \"\""),
-        (tag(r0, &["a\nb"]), Code::InvalidArgument, "control characters"),
+        (
+            tag(r0, &["a\nb"]),
+            Code::InvalidArgument,
+            "control characters",
+        ),
         (tag(r0, &[]), Code::InvalidArgument, "at least one tag"),
         (tag(999_999, &["a"]), Code::NotFound, "no run 999999"),
     ] {
@@ -743,7 +768,11 @@ async fn tags_are_filtered_on_and_carry_their_author() {
         })
         .await
         .unwrap_err();
-    assert!(e.message().contains("note: 10001 characters is over the limit of 10000"), "{e:?}");
+    assert!(
+        e.message()
+            .contains("note: 10001 characters is over the limit of 10000"),
+        "{e:?}"
+    );
 
     // Sweeps: tags and notes show in GetSweep.
     client.tag_sweep(tag(sweep_id, &["grid"])).await.unwrap();
@@ -762,7 +791,10 @@ async fn tags_are_filtered_on_and_carry_their_author() {
         .sweep
         .unwrap();
     assert_eq!(s.tags, vec!["grid".to_string()]);
-    assert_eq!((s.notes[0].text.as_str(), s.notes[0].author.as_str()), ("first look", "client"));
+    assert_eq!(
+        (s.notes[0].text.as_str(), s.notes[0].author.as_str()),
+        ("first look", "client")
+    );
 
     // Orders cannot use tags (a run has several).
     let e = client
@@ -781,7 +813,10 @@ async fn tags_are_filtered_on_and_carry_their_author() {
 async fn tags_and_notes_store_the_callers_identity() {
     let c = poet_coordinator::testing::TestCoordinator::start(
         poet_coordinator::testing::fast_config(),
-        Some(("client-5d2e8b1f9a7c3064e1b8d2f5a9c7e043", "worker-8e4a2c6f1b9d7053a2e6c4f8b1d9a276")),
+        Some((
+            "client-5d2e8b1f9a7c3064e1b8d2f5a9c7e043",
+            "worker-8e4a2c6f1b9d7053a2e6c4f8b1d9a276",
+        )),
     )
     .await;
     seed_dataset(&c.db.pool, "tiny", POEMS).await;
@@ -794,10 +829,13 @@ async fn tags_and_notes_store_the_callers_identity() {
         .await
         .unwrap();
     let run = list(&mut client, "", "id", 10).await[0].id;
-    let (issued, _) =
-        poet_coordinator::auth::issue_token(&c.db.pool, poet_coordinator::auth::Role::Client, "alice")
-            .await
-            .unwrap();
+    let (issued, _) = poet_coordinator::auth::issue_token(
+        &c.db.pool,
+        poet_coordinator::auth::Role::Client,
+        "alice",
+    )
+    .await
+    .unwrap();
     let mut alice = poet_proto::client::Connect::new(c.url(), Some(&issued))
         .client(c.channel())
         .unwrap();
@@ -835,17 +873,24 @@ async fn tags_and_notes_store_the_callers_identity() {
         .unwrap()
         .notes;
     assert_eq!(a.notes.len(), 1);
-    let who: Vec<(&str, &str)> = notes.iter().map(|n| (n.text.as_str(), n.author.as_str())).collect();
-    assert_eq!(who, vec![("from alice", "alice"), ("from the static token", "client")]);
+    let who: Vec<(&str, &str)> = notes
+        .iter()
+        .map(|n| (n.text.as_str(), n.author.as_str()))
+        .collect();
+    assert_eq!(
+        who,
+        vec![("from alice", "alice"), ("from the static token", "client")]
+    );
     let at = notes[0].at.unwrap().seconds;
-    assert!(at >= before && at <= chrono::Utc::now().timestamp() + 5, "{at}");
+    assert!(
+        at >= before && at <= chrono::Utc::now().timestamp() + 5,
+        "{at}"
+    );
 
-    let mut worker_as_client = poet_proto::client::Connect::new(
-        c.url(),
-        Some("worker-8e4a2c6f1b9d7053a2e6c4f8b1d9a276"),
-    )
-    .client(c.channel())
-    .unwrap();
+    let mut worker_as_client =
+        poet_proto::client::Connect::new(c.url(), Some("worker-8e4a2c6f1b9d7053a2e6c4f8b1d9a276"))
+            .client(c.channel())
+            .unwrap();
     let e = worker_as_client
         .tag_run(v1::TagRequest {
             id: run,

@@ -2,8 +2,8 @@
 //! paths, tokens (missing 401, wrong 401, worker 403, client via header or cookie), the
 //! `?token=` cookie exchange and the login form, and read-only methods.
 
-use reqwest::StatusCode;
 use poet_proto::v1;
+use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::stack::{CLIENT_TOKEN, Stack, WORKER_TOKEN, seed};
@@ -813,8 +813,8 @@ async fn openapi_document_matches_every_get_response() {
     let mut checked = 0;
     let mut errors = vec![];
     for (path, item) in doc["paths"].as_object().unwrap() {
-        let Some(schema) = item["get"]["responses"]["200"]["content"]["application/json"]
-            .get("schema")
+        let Some(schema) =
+            item["get"]["responses"]["200"]["content"]["application/json"].get("schema")
         else {
             continue;
         };
@@ -921,14 +921,20 @@ async fn tags_and_notes_need_the_client_role_and_show_in_the_json() {
         if r.status() == StatusCode::OK {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "viewer never accepted");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "viewer never accepted"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     for (method, path) in [
         (reqwest::Method::POST, format!("/api/v1/runs/{run}/tags")),
         (reqwest::Method::DELETE, format!("/api/v1/runs/{run}/tags")),
         (reqwest::Method::POST, format!("/api/v1/runs/{run}/notes")),
-        (reqwest::Method::POST, format!("/api/v1/sweeps/{}/tags", seeded.sweep_id)),
+        (
+            reqwest::Method::POST,
+            format!("/api/v1/sweeps/{}/tags", seeded.sweep_id),
+        ),
     ] {
         let r = http
             .request(method.clone(), s.url(&path))
@@ -942,12 +948,42 @@ async fn tags_and_notes_need_the_client_role_and_show_in_the_json() {
 
     // Bad input: named, and nothing stored.
     for (path, body, want, status) in [
-        (format!("/api/v1/runs/{run}/tags"), serde_json::json!({"tags": [""]}), "tag \"\"", StatusCode::BAD_REQUEST),
-        (format!("/api/v1/runs/{run}/tags"), serde_json::json!({"tags": ["a\u{7}"]}), "control characters", StatusCode::BAD_REQUEST),
-        (format!("/api/v1/runs/{run}/tags"), serde_json::json!({"tags": ["x".repeat(101)]}), "over the limit of 100", StatusCode::BAD_REQUEST),
-        (format!("/api/v1/runs/{run}/notes"), serde_json::json!({"text": " "}), "note: empty", StatusCode::BAD_REQUEST),
-        ("/api/v1/runs/99999/tags".to_string(), serde_json::json!({"tags": ["a"]}), "no run 99999", StatusCode::NOT_FOUND),
-        ("/api/v1/sweeps/99999/notes".to_string(), serde_json::json!({"text": "a"}), "no sweep 99999", StatusCode::NOT_FOUND),
+        (
+            format!("/api/v1/runs/{run}/tags"),
+            serde_json::json!({"tags": [""]}),
+            "tag \"\"",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("/api/v1/runs/{run}/tags"),
+            serde_json::json!({"tags": ["a\u{7}"]}),
+            "control characters",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("/api/v1/runs/{run}/tags"),
+            serde_json::json!({"tags": ["x".repeat(101)]}),
+            "over the limit of 100",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("/api/v1/runs/{run}/notes"),
+            serde_json::json!({"text": " "}),
+            "note: empty",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/runs/99999/tags".to_string(),
+            serde_json::json!({"tags": ["a"]}),
+            "no run 99999",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/api/v1/sweeps/99999/notes".to_string(),
+            serde_json::json!({"text": "a"}),
+            "no sweep 99999",
+            StatusCode::NOT_FOUND,
+        ),
     ] {
         let r = post(path.clone(), CLIENT_TOKEN, body).await.unwrap();
         assert_eq!(r.status(), status, "{path}");
@@ -963,7 +999,10 @@ async fn tags_and_notes_need_the_client_role_and_show_in_the_json() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let v: Value = r.json().await.unwrap();
-    assert!(error_message(&v).contains("has no tag \"never-set\""), "{v}");
+    assert!(
+        error_message(&v).contains("has no tag \"never-set\""),
+        "{v}"
+    );
 
     let detail: Value = http
         .get(s.url(&format!("/api/v1/runs/{run}")))
@@ -1010,7 +1049,12 @@ async fn export_streams_the_runs_as_csv_and_json_lines() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
     let text = r.text().await.unwrap();
     let mut rd = csv::Reader::from_reader(text.as_bytes());
     let header: Vec<String> = rd.headers().unwrap().iter().map(String::from).collect();
@@ -1027,13 +1071,18 @@ async fn export_streams_the_runs_as_csv_and_json_lines() {
             None => assert_eq!(&row[col("best_val_loss")], ""),
         }
     }
-    let text = reqwest::get(s.url("/api/v1/runs/export?format=jsonl&filter=epochs_done%20%3E%3D%202&order_by=id"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let text = reqwest::get(
+        s.url("/api/v1/runs/export?format=jsonl&filter=epochs_done%20%3E%3D%202&order_by=id"),
+    )
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 2, "{text}");
     assert_eq!(lines[0]["id"], seeded.runs[0]);
     assert_eq!(lines[0]["epochs_done"], 4);
