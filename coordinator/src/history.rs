@@ -546,12 +546,17 @@ pub async fn get_run(pool: &PgPool, id: i64) -> Result<v1::GetRunResponse> {
     })
 }
 
-/// Workers, most recently seen first.
+/// Workers, most recently seen first, each with the run it trains (its lowest-id running
+/// lease) and that run's progress: the one query of gRPC `ListWorkers` and
+/// `GET /api/v1/workers` (they used to be two, which could name different current runs).
 pub async fn list_workers(pool: &PgPool, include_stale: bool) -> Result<Vec<v1::Worker>> {
     let rows = sqlx::query(
-        "select w.*, (select r.id from runs r where r.lease_owner = w.id and r.state = 'running' limit 1) as run_id
-         from workers w where $1 or w.last_seen_at > now() - interval '1 hour'
-         order by w.last_seen_at desc",
+        "select w.id, w.host, w.device, w.gpu_name, w.gpu_memory_bytes, w.version, w.last_seen_at, w.registered_at,
+            extract(epoch from now() - w.last_seen_at)::float8 as ago, r.id as run_id, r.epochs_done, r.epochs_total
+         from workers w left join lateral
+            (select id, epochs_done, epochs_total from runs where lease_owner = w.id and state = 'running' order by id limit 1) r on true
+         where $1 or w.last_seen_at > now() - interval '1 hour'
+         order by w.last_seen_at desc, w.id",
     )
     .bind(include_stale)
     .fetch_all(pool)
@@ -568,6 +573,9 @@ pub async fn list_workers(pool: &PgPool, include_stale: bool) -> Result<Vec<v1::
             last_seen_at: Some(ts(r.get("last_seen_at"))),
             registered_at: Some(ts(r.get("registered_at"))),
             version: r.get("version"),
+            current_epoch: r.get::<Option<i32>, _>("epochs_done").unwrap_or(0),
+            current_epochs_total: r.get::<Option<i32>, _>("epochs_total").unwrap_or(0),
+            seen_seconds_ago: r.get("ago"),
         })
         .collect())
 }

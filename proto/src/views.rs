@@ -151,6 +151,55 @@ impl From<v1::Run> for Run {
     }
 }
 
+/// A worker process, as `GET /api/v1/workers` and `poet workers --json` show it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Worker {
+    /// Id.
+    pub id: i64,
+    /// Host name.
+    pub host: String,
+    /// cpu, cuda:0, ...
+    pub device: String,
+    /// GPU model ("" on CPU).
+    pub gpu_name: String,
+    /// GPU memory, bytes.
+    pub gpu_memory_bytes: i64,
+    /// Software version.
+    pub version: String,
+    /// Run it trains now.
+    pub current_run_id: Option<i64>,
+    /// That run's epochs reported.
+    pub current_epoch: Option<i32>,
+    /// That run's epochs configured.
+    pub current_epochs_total: Option<i32>,
+    /// Last heartbeat or call.
+    pub last_seen_at: Option<DateTime<Utc>>,
+    /// Seconds since then (by the database clock).
+    pub seen_seconds_ago: f64,
+    /// First registration.
+    pub registered_at: Option<DateTime<Utc>>,
+}
+
+impl From<v1::Worker> for Worker {
+    fn from(w: v1::Worker) -> Worker {
+        let busy = w.current_run_id != 0;
+        Worker {
+            id: w.id,
+            host: w.host,
+            device: w.device,
+            gpu_name: w.gpu_name,
+            gpu_memory_bytes: w.gpu_memory_bytes,
+            version: w.version,
+            current_run_id: busy.then_some(w.current_run_id),
+            current_epoch: busy.then_some(w.current_epoch),
+            current_epochs_total: busy.then_some(w.current_epochs_total),
+            last_seen_at: time(w.last_seen_at.as_ref()),
+            seen_seconds_ago: w.seen_seconds_ago,
+            registered_at: time(w.registered_at.as_ref()),
+        }
+    }
+}
+
 /// The config keys that do not hold one value across all configs (a key some configs lack
 /// varies too), sorted: the swept hyperparameters. The dashboard's sweep page (`varying`) and
 /// the CLI's tables and comparisons use this one definition.

@@ -1053,9 +1053,13 @@ pub async fn workers(cli: &Cli, all: bool) -> CliResult {
         .into_inner()
         .workers;
     if cli.json {
-        output::json(&ws.iter().map(|w| json!({"id": w.id, "host": w.host, "device": w.device, "gpu_name": w.gpu_name,
-            "gpu_memory_bytes": w.gpu_memory_bytes, "current_run_id": w.current_run_id, "last_seen_at": output::time(&w.last_seen_at),
-            "version": w.version})).collect::<Vec<_>>());
+        // The web API's worker view: the same fields, null where idle.
+        output::json(
+            &ws.iter()
+                .cloned()
+                .map(poet_proto::views::Worker::from)
+                .collect::<Vec<_>>(),
+        );
     } else {
         let mut t = Table::new(&[
             "WORKER",

@@ -641,34 +641,9 @@ pub async fn get_run(State(st): State<WebState>, Id(id): Id) -> Result<Json<RunD
     }))
 }
 
-/// A worker process.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct WorkerJson {
-    /// Id.
-    pub id: i64,
-    /// Host name.
-    pub host: String,
-    /// cpu, cuda:0, ...
-    pub device: String,
-    /// GPU model ("" on CPU).
-    pub gpu_name: String,
-    /// GPU memory, bytes.
-    pub gpu_memory_bytes: i64,
-    /// Software version.
-    pub version: String,
-    /// Run it trains now.
-    pub current_run_id: Option<i64>,
-    /// That run's epochs reported.
-    pub current_epoch: Option<i32>,
-    /// That run's epochs configured.
-    pub current_epochs_total: Option<i32>,
-    /// Last heartbeat or call.
-    pub last_seen_at: DateTime<Utc>,
-    /// Seconds since then (by the database clock).
-    pub seen_seconds_ago: f64,
-    /// First registration.
-    pub registered_at: DateTime<Utc>,
-}
+/// A worker process: the one worker view (`poet_proto::views::Worker`), as `poet workers
+/// --json` prints it too.
+pub type WorkerJson = poet_proto::views::Worker;
 
 /// Query of `/api/v1/workers`.
 #[derive(Debug, Deserialize)]
@@ -683,35 +658,8 @@ pub async fn list_workers(
     State(st): State<WebState>,
     Query(q): Query<WorkersQuery>,
 ) -> Result<Json<Vec<WorkerJson>>, ApiError> {
-    let rows = sqlx::query(
-        "select w.id, w.host, w.device, w.gpu_name, w.gpu_memory_bytes, w.version, w.last_seen_at, w.registered_at,
-            extract(epoch from now() - w.last_seen_at)::float8 as ago, r.id as run_id, r.epochs_done, r.epochs_total
-         from workers w left join lateral
-            (select id, epochs_done, epochs_total from runs where lease_owner = w.id and state = 'running' order by id limit 1) r on true
-         where $1 or w.last_seen_at > now() - interval '1 hour'
-         order by w.last_seen_at desc, w.id",
-    )
-    .bind(q.include_stale)
-    .fetch_all(&st.pool)
-    .await?;
-    Ok(Json(
-        rows.iter()
-            .map(|r| WorkerJson {
-                id: r.get("id"),
-                host: r.get("host"),
-                device: r.get("device"),
-                gpu_name: r.get("gpu_name"),
-                gpu_memory_bytes: r.get("gpu_memory_bytes"),
-                version: r.get("version"),
-                current_run_id: r.get("run_id"),
-                current_epoch: r.get("epochs_done"),
-                current_epochs_total: r.get("epochs_total"),
-                last_seen_at: r.get("last_seen_at"),
-                seen_seconds_ago: r.get("ago"),
-                registered_at: r.get("registered_at"),
-            })
-            .collect(),
-    ))
+    let workers = crate::history::list_workers(&st.pool, q.include_stale).await?;
+    Ok(Json(workers.into_iter().map(Into::into).collect()))
 }
 
 /// A ready dataset version.

@@ -467,7 +467,7 @@ async fn malformed_filters_orders_and_tokens_are_invalid_argument_with_the_colum
         "filter: unknown field 'best_val_los' (fields: config keys such as layers or config.units, \
          id, epochs_done, epochs_total, best_val_loss, min_val_loss, last_val_loss, last_train_loss, \
          duration_s, chars_per_sec, created_at, started_at, finished_at, state, sweep, dataset, \
-         worker, metrics.<key>) at column 17\n  layers >= 2 and best_val_los < 1.9\n                  ^"
+         worker, tag, tags, metrics.<key>) at column 17\n  layers >= 2 and best_val_los < 1.9\n                  ^"
     );
     for (req, needle) in [
         (call("layers >=", "", ""), "filter: expected a value"),
