@@ -451,17 +451,15 @@ pub async fn config_keys(pool: &PgPool, req: &v1::ListRunsRequest) -> Result<Vec
          where {} order by k",
         c.where_sql
     );
-    let mut q = sqlx::query_scalar::<_, String>(&sql);
+    let mut q = sqlx::query(&sql);
     for p in c.params.into_vec() {
-        q = match p {
-            Param::Int(v) => q.bind(v),
-            Param::Float(v) => q.bind(v),
-            Param::Text(v) => q.bind(v),
-            Param::Time(v) => q.bind(v),
-            Param::Json(v) => q.bind(v),
-        };
+        q = bind(q, p);
     }
-    Ok(q.fetch_all(pool).await?)
+    Ok(q.fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| r.get::<String, _>(0))
+        .collect())
 }
 
 /// NotFound unless run `id` exists.

@@ -78,6 +78,53 @@ fn print_notes(notes: &[v1::Note]) {
     }
 }
 
+/// The six tag and note calls.
+#[derive(Clone, Copy)]
+enum Annotate {
+    TagRun,
+    UntagRun,
+    NoteRun,
+    TagSweep,
+    UntagSweep,
+    NoteSweep,
+}
+
+/// Tags, untags or notes (`words`: the tags, or the note's text) a run or sweep, and prints
+/// its tags and notes after.
+async fn annotate(
+    cli: &Cli,
+    client: &mut Client,
+    call: Annotate,
+    id: i64,
+    words: &[String],
+) -> CliResult {
+    use Annotate::*;
+    let tags = || v1::TagRequest {
+        id,
+        tags: words.to_vec(),
+    };
+    let note = || v1::NoteRequest {
+        id,
+        text: words.concat(),
+    };
+    let a = match call {
+        TagRun => client.tag_run(tags()).await,
+        UntagRun => client.untag_run(tags()).await,
+        NoteRun => client.note_run(note()).await,
+        TagSweep => client.tag_sweep(tags()).await,
+        UntagSweep => client.untag_sweep(tags()).await,
+        NoteSweep => client.note_sweep(note()).await,
+    }
+    .map_err(status)?
+    .into_inner();
+    let what = match call {
+        TagRun | UntagRun | NoteRun => format!("run {id}"),
+        _ => format!("sweep {id}"),
+    };
+    print_annotations(cli, &what, a);
+    Ok(())
+}
+
 /// Prints a run's or sweep's tags and notes after a tag, untag or note.
 fn print_annotations(cli: &Cli, what: &str, a: v1::Annotations) {
     if cli.json {
@@ -368,37 +415,13 @@ pub async fn sweep(cli: &Cli, cmd: &SweepCmd) -> CliResult {
             print_sweep(cli, "reprioritised", r.sweep);
         }
         SweepCmd::Tag { id, tags } => {
-            let a = client
-                .tag_sweep(v1::TagRequest {
-                    id: *id,
-                    tags: tags.clone(),
-                })
-                .await
-                .map_err(status)?
-                .into_inner();
-            print_annotations(cli, &format!("sweep {id}"), a);
+            annotate(cli, &mut client, Annotate::TagSweep, *id, tags).await?
         }
         SweepCmd::Untag { id, tags } => {
-            let a = client
-                .untag_sweep(v1::TagRequest {
-                    id: *id,
-                    tags: tags.clone(),
-                })
-                .await
-                .map_err(status)?
-                .into_inner();
-            print_annotations(cli, &format!("sweep {id}"), a);
+            annotate(cli, &mut client, Annotate::UntagSweep, *id, tags).await?
         }
         SweepCmd::Note { id, text } => {
-            let a = client
-                .note_sweep(v1::NoteRequest {
-                    id: *id,
-                    text: text.clone(),
-                })
-                .await
-                .map_err(status)?
-                .into_inner();
-            print_annotations(cli, &format!("sweep {id}"), a);
+            annotate(cli, &mut client, Annotate::NoteSweep, *id, &[text.clone()]).await?
         }
     }
     Ok(())
@@ -730,37 +753,13 @@ pub async fn runs(cli: &Cli, cmd: &RunsCmd) -> CliResult {
             print_run(cli, &format!("forked from run {id}"), r.run);
         }
         RunsCmd::Tag { id, tags } => {
-            let a = client
-                .tag_run(v1::TagRequest {
-                    id: *id,
-                    tags: tags.clone(),
-                })
-                .await
-                .map_err(status)?
-                .into_inner();
-            print_annotations(cli, &format!("run {id}"), a);
+            annotate(cli, &mut client, Annotate::TagRun, *id, tags).await?
         }
         RunsCmd::Untag { id, tags } => {
-            let a = client
-                .untag_run(v1::TagRequest {
-                    id: *id,
-                    tags: tags.clone(),
-                })
-                .await
-                .map_err(status)?
-                .into_inner();
-            print_annotations(cli, &format!("run {id}"), a);
+            annotate(cli, &mut client, Annotate::UntagRun, *id, tags).await?
         }
         RunsCmd::Note { id, text } => {
-            let a = client
-                .note_run(v1::NoteRequest {
-                    id: *id,
-                    text: text.clone(),
-                })
-                .await
-                .map_err(status)?
-                .into_inner();
-            print_annotations(cli, &format!("run {id}"), a);
+            annotate(cli, &mut client, Annotate::NoteRun, *id, &[text.clone()]).await?
         }
         RunsCmd::Export {
             filter,
