@@ -421,7 +421,14 @@ pub async fn sweep(cli: &Cli, cmd: &SweepCmd) -> CliResult {
             annotate(cli, &mut client, Annotate::UntagSweep, *id, tags).await?
         }
         SweepCmd::Note { id, text } => {
-            annotate(cli, &mut client, Annotate::NoteSweep, *id, &[text.clone()]).await?
+            annotate(
+                cli,
+                &mut client,
+                Annotate::NoteSweep,
+                *id,
+                std::slice::from_ref(text),
+            )
+            .await?
         }
     }
     Ok(())
@@ -759,7 +766,14 @@ pub async fn runs(cli: &Cli, cmd: &RunsCmd) -> CliResult {
             annotate(cli, &mut client, Annotate::UntagRun, *id, tags).await?
         }
         RunsCmd::Note { id, text } => {
-            annotate(cli, &mut client, Annotate::NoteRun, *id, &[text.clone()]).await?
+            annotate(
+                cli,
+                &mut client,
+                Annotate::NoteRun,
+                *id,
+                std::slice::from_ref(text),
+            )
+            .await?
         }
         RunsCmd::Export {
             filter,
