@@ -76,6 +76,8 @@ pub struct SweepSummary {
     pub best_val_loss: Option<f64>,
     /// The run that reached it.
     pub best_run_id: Option<i64>,
+    /// Its tags, sorted.
+    pub tags: Vec<String>,
 }
 
 /// `GET /api/v1/sweeps`: newest first, with counts and the best loss (one query).
@@ -98,6 +100,8 @@ pub async fn list_sweeps(State(st): State<WebState>) -> Result<Json<Vec<SweepSum
     .bind(MAX_SWEEPS)
     .fetch_all(&st.pool)
     .await?;
+    let ids: Vec<i64> = rows.iter().map(|r| r.get("id")).collect();
+    let mut notes = crate::history::annotations(&st.pool, Target::Sweep, &ids).await?;
     Ok(Json(
         rows.iter()
             .map(|r| SweepSummary {
@@ -118,6 +122,10 @@ pub async fn list_sweeps(State(st): State<WebState>) -> Result<Json<Vec<SweepSum
                 },
                 best_val_loss: r.get("best_val_loss"),
                 best_run_id: r.get("best_run_id"),
+                tags: notes
+                    .remove(&r.get::<i64, _>("id"))
+                    .map(|a| a.tags)
+                    .unwrap_or_default(),
             })
             .collect(),
     ))

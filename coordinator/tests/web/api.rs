@@ -809,6 +809,15 @@ async fn openapi_document_matches_every_get_response() {
         })
         .await
         .unwrap();
+    client
+        .tag_sweep(v1::TagRequest {
+            id: seeded.sweep_id,
+            tags: vec!["grid".into()],
+        })
+        .await
+        .unwrap();
+    let (_, sweeps) = get(&s.url("/api/v1/sweeps")).await;
+    assert_eq!(sweeps[0]["tags"], serde_json::json!(["grid"]));
     let (_, doc) = get(&s.url("/api/v1/openapi.json")).await;
     let mut checked = 0;
     let mut errors = vec![];
