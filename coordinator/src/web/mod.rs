@@ -225,7 +225,12 @@ async fn api_auth(State(st): State<WebState>, req: Request, next: Next) -> Respo
         Role::Client
     };
     match authorize(&st.tokens, req.headers(), needed) {
-        Ok(_) => next.run(req).await,
+        Ok(caller) => {
+            // Handlers that store who did something (tags, notes) read it from here.
+            let mut req = req;
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -313,7 +318,18 @@ pub fn router(state: WebState) -> Router {
             axum::routing::post(api::sweep_control),
         )
         .route("/runs", get(api::list_runs))
+        .route("/runs/export", get(api::export_runs))
         .route("/runs/{id}", get(api::get_run))
+        .route(
+            "/runs/{id}/tags",
+            axum::routing::post(api::tag_run).delete(api::untag_run),
+        )
+        .route("/runs/{id}/notes", axum::routing::post(api::note_run))
+        .route(
+            "/sweeps/{id}/tags",
+            axum::routing::post(api::tag_sweep).delete(api::untag_sweep),
+        )
+        .route("/sweeps/{id}/notes", axum::routing::post(api::note_sweep))
         .route("/runs/{id}/{action}", axum::routing::post(api::run_control))
         .route("/workers", get(api::list_workers))
         .route("/datasets", get(api::list_datasets))
