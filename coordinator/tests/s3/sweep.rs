@@ -68,7 +68,7 @@ async fn scenario(spec: &str) -> (TestCoordinator, Artifacts, String) {
     // Past the grace period: the stale blob and the orphan go, the live one stays.
     let r = sweep_orphans(pool, &store, Duration::ZERO).await.unwrap();
     assert_eq!((r.ran, r.examined, r.deleted), (true, 3, 2), "{r:?}");
-    assert_eq!(run_keys(&store).await, [live.clone()]);
+    assert_eq!(run_keys(&store).await, std::slice::from_ref(&live));
     assert!(store.get(&live).await.unwrap().is_some());
     (c, store, live)
 }

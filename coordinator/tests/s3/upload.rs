@@ -96,7 +96,7 @@ async fn a_multipart_checkpoint_goes_to_s3_and_a_resuming_worker_reads_it_back_e
     assert_eq!(ckpt.size, blob.len() as i64);
     let (key, live) = rows(&c).await.remove(0);
     assert!(live);
-    assert_eq!(run_keys(&store).await, [key.clone()]);
+    assert_eq!(run_keys(&store).await, std::slice::from_ref(&key));
     let etag = store.object_meta(&key).await.unwrap().unwrap().e_tag;
     assert!(
         etag.as_deref()
