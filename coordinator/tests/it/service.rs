@@ -796,7 +796,7 @@ async fn orphan_sweep_deletes_blobs_without_a_live_row_and_keeps_the_rest() {
     )
     .await
     .unwrap();
-    assert_eq!(young, 0);
+    assert_eq!(young.deleted, 0);
     let n = poet_coordinator::retention::sweep_orphans(
         &c.db.pool,
         &artifacts,
@@ -804,7 +804,7 @@ async fn orphan_sweep_deletes_blobs_without_a_live_row_and_keeps_the_rest() {
     )
     .await
     .unwrap();
-    assert_eq!(n, 1);
+    assert_eq!(n.deleted, 1);
     let left = walk(c.artifacts.path());
     assert_eq!(left.len(), 1, "{left:?}");
     let live: String = sqlx::query_scalar("select key from checkpoints where live")
