@@ -726,12 +726,9 @@ async fn an_asha_sweep_draws_its_rungs_and_decisions_on_the_chart() {
 const TABLE_UNITS: &str = "const i = [...document.querySelectorAll('#runs thead th')].findIndex((th) => th.dataset.key === 'cfg.units');
      return [...document.querySelectorAll('#runs tbody tr')].map((tr) => +tr.children[i].textContent)";
 
-/// The filter box narrows the run table (on the server, in the `--filter` language) and a bad
-/// filter shows the server's error with the column moved into the text typed; headers sort from
-/// the keyboard and say so in aria-sort; sort, colour, hidden runs, scale and filter are in
-/// the address and a reload shows the same view. The charts are drawn in pixels.
-#[tokio::test]
-async fn the_filter_keyboard_sort_and_url_state_of_a_sweep_page() {
+/// A stack without tokens, a five-run sweep over units 8..40 (three epochs each) and a browser
+/// on its page, its run table drawn.
+async fn five_run_sweep_page() -> (Stack, crate::stack::Seeded, Browser) {
     tools();
     let s = Stack::spawn(false).await;
     let seeded = seed(&s, 5, |_| 3).await;
@@ -743,6 +740,16 @@ async fn the_filter_keyboard_sort_and_url_state_of_a_sweep_page() {
         "return document.querySelectorAll('#runs tbody tr').length === 5",
     )
     .await;
+    (s, seeded, b)
+}
+
+/// The filter box narrows the run table (on the server, in the `--filter` language) and a bad
+/// filter shows the server's error with the column moved into the text typed; headers sort from
+/// the keyboard and say so in aria-sort; sort, colour, hidden runs, scale and filter are in
+/// the address and a reload shows the same view. The charts are drawn in pixels.
+#[tokio::test]
+async fn the_filter_keyboard_sort_and_url_state_of_a_sweep_page() {
+    let (s, seeded, b) = five_run_sweep_page().await;
     // One SVG unit is one pixel: the viewBox is the drawn size, nothing is stretched.
     let sized = b
         .js("const svg = document.querySelector('svg.chart'); const r = svg.getBoundingClientRect();
@@ -890,12 +897,7 @@ async fn the_filter_keyboard_sort_and_url_state_of_a_sweep_page() {
 /// highlights exactly the differing key, one curve per run and each run's best checkpoint.
 #[tokio::test]
 async fn brushes_select_runs_and_the_compare_page_diffs_them() {
-    tools();
-    let s = Stack::spawn(false).await;
-    let seeded = seed(&s, 5, |_| 3).await;
-    let b = Browser::start().await;
-    b.goto(&s.url(&format!("/sweeps/{}", seeded.sweep_id)))
-        .await;
+    let (s, seeded, b) = five_run_sweep_page().await;
     b.wait(
         "five lines in the parallel coordinates",
         "return document.querySelectorAll('#parcoords path.pc-line').length === 5",
