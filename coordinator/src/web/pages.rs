@@ -88,7 +88,9 @@ fn gate(st: &WebState, uri: &Uri, headers: &HeaderMap, token: Option<String>) ->
         } else {
             "sign in with a viewer or client token".into()
         };
-        login_page(e.status, uri.path(), &msg)
+        // Back to the whole address after signing in: a view's state is in its query.
+        let next = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+        login_page(e.status, next, &msg)
     })
 }
 
@@ -188,6 +190,16 @@ async fn run(
     .await
 }
 
+/// `/compare?runs=1,2,3`: the page reads the ids from its address and fetches each run.
+async fn compare(
+    State(st): State<WebState>,
+    uri: Uri,
+    headers: HeaderMap,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    page(st, uri, headers, q.token, "Compare runs", "compare", None).await
+}
+
 async fn workers(
     State(st): State<WebState>,
     uri: Uri,
@@ -258,6 +270,7 @@ pub(super) fn routes(_state: WebState) -> Router<WebState> {
         .route("/", get(sweeps))
         .route("/sweeps/{id}", get(sweep))
         .route("/runs/{id}", get(run))
+        .route("/compare", get(compare))
         .route("/workers", get(workers))
         .route("/datasets", get(datasets))
         .route("/login", get(login_form).post(login))
