@@ -372,6 +372,30 @@ mod tests {
     }
 
     #[test]
+    fn hyperband_finds_the_best_with_less_than_the_grid() {
+        let f = fixture();
+        let (best, epochs) = f.grid_best();
+        let p = Policy {
+            rule: Rule::Hyperband(Rungs {
+                min_epochs: 1,
+                eta: 3,
+                max_epochs: 9,
+            }),
+            ..Default::default()
+        };
+        for seed in 0..5 {
+            let t = simulate(&f, &p, Pick::Shuffled, 4, seed).unwrap();
+            assert_eq!(t.best, best, "seed {seed}");
+            // Bracket 2 (a third of the runs at most) trains in full, the others are halved.
+            assert!(
+                t.epochs * 100 <= epochs * 60,
+                "seed {seed}: {} of {epochs} epochs",
+                t.epochs
+            );
+        }
+    }
+
+    #[test]
     fn tpe_tries_each_config_at_most_once_and_replays_are_deterministic() {
         let f = fixture();
         let tpe = Tpe {
