@@ -91,6 +91,19 @@ def mean_best(traces, budget):
     return statistics.fmean(values) if all(math.isfinite(v) for v in values) else math.inf
 
 
+def mean_curve(traces, xs):
+    """mean_best at every budget of the ascending `xs`, one pass over each trace's points."""
+    sums = [0.0] * len(xs)
+    for t in traces:
+        points, i, best = t["points"], 0, math.inf
+        for j, x in enumerate(xs):
+            while i < len(points) and points[i][0] <= x:
+                best = points[i][1]
+                i += 1
+            sums[j] += best
+    return [v / len(traces) for v in sums]
+
+
 def best_values(traces, budget):
     """Each seed's best value found with at most `budget` epochs spent."""
     return [best_at(t["points"], budget) for t in traces]
@@ -222,7 +235,7 @@ def plot(fx, groups, path):
             tool, method, search = g
             if search not in wanted:
                 continue
-            ys = [mean_best(groups[g], x) for x in xs]
+            ys = mean_curve(groups[g], xs)
             pts = [(x, y) for x, y in zip(xs, ys) if math.isfinite(y)]
             if not pts:
                 continue

@@ -29,11 +29,11 @@
 //!   level system, they just get different head starts"). Why not one rung system per bracket,
 //!   as in the HyperBand paper and Optuna's `HyperbandPruner`: a sweep of a few dozen runs split
 //!   three ways leaves each rung a handful of arrivals, quotas of 0 or 1, and the best config
-//!   lost to a neighbour that was better at epoch 3. On the replay benchmark (27 configs, 100
-//!   seeds, `bench/sweeps`) per-bracket ranking reached the grid's best in 86 of 100 seeds
-//!   (+0.4 % on average, behind Optuna's `HyperbandPruner` at every budget from 65 %); one rung
-//!   system reaches it in 100 of 100 and is no worse than Optuna's or Syne Tune's at any
-//!   budget (BENCHMARKS.md, "Sweeps").
+//!   lost to a neighbour that was better at epoch 3. On the replay benchmark (27 configs,
+//!   `bench/sweeps`) per-bracket ranking reached the grid's best in 86 of 100 seeds (+0.4 % at
+//!   the end, significantly worse than Syne Tune's Hyperband at every budget from 55 % of the
+//!   grid); one rung system reaches it in 200 of 200 and is not worse in the mean than
+//!   Optuna's or Syne Tune's at any budget (BENCHMARKS.md, "Sweeps").
 //! - `patience` (with any rule): a run whose best loss of its last `epochs` epochs is not
 //!   better by at least `min_delta` than its best before them is stopped.
 //! - a budget of epochs or worker-hours: once spent, every running run stops at its next
