@@ -201,7 +201,7 @@ impl Space {
                 };
                 let (round, pos) = ((trial / k) as u64, (trial % k) as usize);
                 let mut rng = ChaCha8Rng::seed_from_u64(
-                    seed ^ ((axis as u64) << 40 | round).wrapping_mul(0xD1B5_4A32_D192_ED03),
+                    seed ^ (((axis as u64) << 40) | round).wrapping_mul(0xD1B5_4A32_D192_ED03),
                 );
                 let mut perm: Vec<u32> = (0..k).collect();
                 for i in (1..perm.len()).rev() {
@@ -620,20 +620,19 @@ mod tests {
             }
             // The first 3 trials try every value of every axis once (later blocks too, unless
             // a point repeats an earlier block's and is replaced by a random new one).
-            for block in [&first[..3]] {
-                let mut u: Vec<u32> = block.iter().map(|c| c.units).collect();
-                let mut l: Vec<u32> = block.iter().map(|c| c.layers).collect();
-                let mut lr: Vec<u64> = block
-                    .iter()
-                    .map(|c| (c.learning_rate * 1e4).round() as u64)
-                    .collect();
-                u.sort_unstable();
-                l.sort_unstable();
-                lr.sort_unstable();
-                assert_eq!(u, vec![16, 32, 64], "seed {seed}");
-                assert_eq!(l, vec![1, 2, 3], "seed {seed}");
-                assert_eq!(lr, vec![10, 30, 100], "seed {seed}");
-            }
+            let block = &first[..3];
+            let mut u: Vec<u32> = block.iter().map(|c| c.units).collect();
+            let mut l: Vec<u32> = block.iter().map(|c| c.layers).collect();
+            let mut lr: Vec<u64> = block
+                .iter()
+                .map(|c| (c.learning_rate * 1e4).round() as u64)
+                .collect();
+            u.sort_unstable();
+            l.sort_unstable();
+            lr.sort_unstable();
+            assert_eq!(u, vec![16, 32, 64], "seed {seed}");
+            assert_eq!(l, vec![1, 2, 3], "seed {seed}");
+            assert_eq!(lr, vec![10, 30, 100], "seed {seed}");
         }
         // Different seeds, different designs.
         let design = |seed| {
