@@ -127,13 +127,19 @@ impl Report {
                 "chars per line",
                 format!("{:.1}", g.shape.mean_line_chars),
                 format!("{:.1}", c.shape.mean_line_chars),
-                format!("{} (within 15%)", ratio(g.shape.mean_line_chars, c.shape.mean_line_chars)),
+                format!(
+                    "{} (within 15%)",
+                    ratio(g.shape.mean_line_chars, c.shape.mean_line_chars)
+                ),
             ),
             (
                 "lines per stanza",
                 format!("{:.2}", g.shape.lines_per_stanza),
                 format!("{:.2}", c.shape.lines_per_stanza),
-                format!("{} (within 15%)", ratio(g.shape.lines_per_stanza, c.shape.lines_per_stanza)),
+                format!(
+                    "{} (within 15%)",
+                    ratio(g.shape.lines_per_stanza, c.shape.lines_per_stanza)
+                ),
             ),
             (
                 "stanzas per poem",
@@ -160,7 +166,10 @@ impl Report {
                 "< 8 words".into(),
             ),
         ];
-        let mut out = format!("{:<20} {:>10} {:>10}  goal\n", "measure", "generated", "corpus");
+        let mut out = format!(
+            "{:<20} {:>10} {:>10}  goal\n",
+            "measure", "generated", "corpus"
+        );
         for (name, a, b, goal) in rows {
             out.push_str(&format!("{name:<20} {a:>10} {b:>10}  {goal}\n"));
         }
@@ -173,6 +182,22 @@ impl Report {
 pub fn corpus_figures(corpus: &str) -> (Quality, Vocabulary) {
     let vocabulary = Vocabulary::from_corpus(corpus);
     (measure(&[corpus], &vocabulary), vocabulary)
+}
+
+/// The sampler's defaults, shared by the worker (`poet-worker generate`) and the coordinator
+/// (a `GenerateRequest` that leaves a field unset). Chosen by `bench/poems/sampling.sh`
+/// against the figures above (BENCHMARKS.md, "Sampling that keeps a poem's shape").
+pub mod defaults {
+    /// Nucleus cut.
+    pub const TOP_P: f64 = 0.95;
+    /// Top-k cut (0 = none).
+    pub const TOP_K: usize = 0;
+    /// Most times a line may stand in one poem: twice is a refrain, a third time a loop.
+    pub const MAX_LINE_REPEATS: usize = 2;
+    /// Pull, in nats, of line and stanza breaks towards the corpus's shape.
+    pub const SHAPE_BOOST: f64 = 3.0;
+    /// The strongest pull accepted: 20 nats already overrides any model.
+    pub const MAX_SHAPE_BOOST: f64 = 20.0;
 }
 
 /// The poems of `text`: split at frame lines, empty ones dropped.
@@ -293,13 +318,24 @@ mod tests {
         assert_eq!(c.shape, shape(&[CORPUS]));
         assert_eq!(v.len(), 16);
         let set = ngrams::NgramSet::from_corpus(CORPUS);
-        let r = Report::of(&["the rain on the roof\nthe rain on the roof"], &v, &c, &set);
+        let r = Report::of(
+            &["the rain on the roof\nthe rain on the roof"],
+            &v,
+            &c,
+            &set,
+        );
         assert_eq!(r.generated.real_word_share, 1.0);
         assert_eq!(r.corpus, c);
         assert_eq!(r.longest_copied_run, 6);
         assert!(r.shared_4grams > 0.5, "{r:?}");
         let t = r.table();
-        assert!(t.contains("chars per line             20.0       18.0  1.11x"), "{t}");
-        assert!(t.contains("real words               100.0%     100.0%"), "{t}");
+        assert!(
+            t.contains("chars per line             20.0       18.0  1.11x"),
+            "{t}"
+        );
+        assert!(
+            t.contains("real words               100.0%     100.0%"),
+            "{t}"
+        );
     }
 }

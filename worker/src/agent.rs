@@ -29,7 +29,7 @@
 
 use crate::checkpoint::Checkpoint;
 use crate::device::{self, DeviceSpec};
-use crate::sample::{self, SampleMode, SampleRequest};
+use crate::sample::{self, SampleRequest};
 use crate::train::{EpochReport, Outcome, TrainError, Trainer};
 use poet_core::config::TrainConfig;
 use poet_proto::v1::{self as pb, dataset_chunk, upload_checkpoint_request};
@@ -1028,14 +1028,7 @@ async fn generate(
             let result = (|| {
                 let ckpt = Checkpoint::from_bytes(&bytes).map_err(|e| e.to_string())?;
                 let model = ckpt.model(device).map_err(|e| e.to_string())?;
-                let req = SampleRequest {
-                    temperatures: job.temperatures.clone(),
-                    chars: job.chars.max(0) as usize,
-                    streams_per_temperature: job.poems.max(0) as usize,
-                    seed: job.seed,
-                    prime: job.prime.clone(),
-                    mode: SampleMode::Carry,
-                };
+                let req = SampleRequest::of_job(&job)?;
                 sample::sample(&model, &ckpt.vocab(), &ckpt.meta.config, &req)
                     .map_err(|e| e.to_string())
             })();
