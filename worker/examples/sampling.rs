@@ -33,6 +33,9 @@ struct Args {
     /// Also sweep the window sampler (seq_len times the work per char).
     #[arg(long)]
     window: bool,
+    /// Only the settings whose name contains one of these (comma-separated; default all).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -102,6 +105,9 @@ fn main() -> anyhow::Result<()> {
         settings.push(("window, plain", SampleMode::Window, Sampling::off()));
         settings.push(("window, defaults", SampleMode::Window, d));
     }
+    settings.retain(|(name, _, _)| {
+        a.only.is_empty() || a.only.iter().any(|o| name.contains(o.as_str()))
+    });
     println!(
         "\n| setting | T | real words | line ratio | stanza ratio | stanzas/poem | shared 4-grams | longest copy | repeated lines |"
     );
