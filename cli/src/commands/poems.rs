@@ -77,7 +77,7 @@ fn quality_json(q: &Option<v1::QualityReport>) -> Value {
 fn quality_core(q: &v1::QualityReport) -> poet_core::quality::Report {
     use poet_core::quality::{Quality, Report, Shape};
     let figures = |f: &Option<v1::PoemFigures>| {
-        let f = f.clone().unwrap_or_default();
+        let f = f.unwrap_or_default();
         Quality {
             words: f.words.max(0) as usize,
             real_word_share: f.real_word_share,

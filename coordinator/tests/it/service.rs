@@ -735,7 +735,7 @@ async fn generation_is_served_by_a_worker_and_judged_for_plagiarism() {
         .quality
         .as_ref()
         .expect("a done generation has a report");
-    let (generated, corpus_side) = (q.generated.clone().unwrap(), q.corpus.clone().unwrap());
+    let (generated, corpus_side) = (q.generated.unwrap(), q.corpus.unwrap());
     assert_eq!(
         (generated.words, generated.real_word_share, generated.lines),
         (
