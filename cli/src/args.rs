@@ -496,6 +496,8 @@ pub struct GenerateArgs {
     /// Seconds to wait for a worker to sample.
     #[arg(long, default_value_t = 300)]
     pub wait: i32,
+    #[command(flatten)]
+    pub sampling: crate::commands::poems::SamplingArgs,
 }
 
 #[derive(Subcommand)]

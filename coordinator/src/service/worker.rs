@@ -711,6 +711,7 @@ impl WorkerService for Shared {
             notified.as_mut().enable();
             if let Some(job) = crate::generation::claim(
                 &self.pool,
+                &self.ngrams.corpora,
                 r.worker_id,
                 self.queue.lease_ttl(),
                 Utc::now(),

@@ -553,6 +553,70 @@ pub struct GenerationJson {
     pub overall: Option<ReportJson>,
     /// Created.
     pub created_at: Option<DateTime<Utc>>,
+    /// The poems' quality beside the training corpus's (null until done, and for
+    /// generations finished before reports were stored).
+    #[serde(default)]
+    pub quality: Option<QualityJson>,
+}
+
+/// A generation's quality report: the poems' figures beside the training corpus's.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct QualityJson {
+    /// All the generation's poems, measured against the corpus's words.
+    pub generated: FiguresJson,
+    /// The training corpus itself.
+    pub corpus: FiguresJson,
+    /// Share of the poems' distinct word 4-grams found in the corpus.
+    pub shared_4grams: f64,
+    /// Longest run of words copied from the corpus.
+    pub longest_copied_run: i32,
+}
+
+/// Shape and wordiness of a set of poems.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Default)]
+pub struct FiguresJson {
+    /// Words.
+    pub words: i64,
+    /// Fraction of the words found in the training corpus.
+    pub real_word_share: f64,
+    /// Poems with a non-empty line.
+    pub poems: i32,
+    /// Non-empty lines.
+    pub lines: i64,
+    /// Mean chars per non-empty line.
+    pub mean_line_chars: f64,
+    /// Mean non-empty lines per stanza.
+    pub lines_per_stanza: f64,
+    /// Mean stanzas per poem.
+    pub stanzas_per_poem: f64,
+    /// Lines standing more than twice in one poem.
+    pub repeated_lines: i32,
+}
+
+impl From<v1::PoemFigures> for FiguresJson {
+    fn from(f: v1::PoemFigures) -> Self {
+        FiguresJson {
+            words: f.words,
+            real_word_share: f.real_word_share,
+            poems: f.poems,
+            lines: f.lines,
+            mean_line_chars: f.mean_line_chars,
+            lines_per_stanza: f.lines_per_stanza,
+            stanzas_per_poem: f.stanzas_per_poem,
+            repeated_lines: f.repeated_lines,
+        }
+    }
+}
+
+impl From<v1::QualityReport> for QualityJson {
+    fn from(q: v1::QualityReport) -> Self {
+        QualityJson {
+            generated: q.generated.map(Into::into).unwrap_or_default(),
+            corpus: q.corpus.map(Into::into).unwrap_or_default(),
+            shared_4grams: q.shared_4grams,
+            longest_copied_run: q.longest_copied_run,
+        }
+    }
 }
 
 /// `GET /api/v1/runs/{id}`.
@@ -644,6 +708,7 @@ pub async fn get_run(State(st): State<WebState>, Id(id): Id) -> Result<Json<RunD
                     .collect(),
                 overall: g.overall.map(Into::into),
                 created_at: time(g.created_at),
+                quality: g.quality.map(Into::into),
             })
             .collect(),
     }))

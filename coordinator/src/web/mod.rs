@@ -305,6 +305,10 @@ async fn asset(axum::extract::Path(name): axum::extract::Path<String>) -> Respon
             "text/javascript; charset=utf-8",
         ),
         "style.css" => (include_str!("assets/style.css"), "text/css; charset=utf-8"),
+        "quality.js" => (
+            include_str!("assets/quality.js"),
+            "text/javascript; charset=utf-8",
+        ),
         _ => return (StatusCode::NOT_FOUND, "no such asset").into_response(),
     };
     (

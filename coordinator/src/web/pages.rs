@@ -37,9 +37,15 @@ fn shell(title: &str, page: &str, id: Option<i64>, body: &str) -> String {
 <body data-page="{page}" data-id="{id}">
 <header><a class="brand" href="/">poet</a><nav><a href="/">Sweeps</a><a href="/workers">Workers</a><a href="/datasets">Datasets</a><a href="/api/v1/openapi.json">API</a></nav><span id="live" title="live updates"></span></header>
 <main id="main"><h1>{title}</h1>{body}<noscript><p>This page draws with JavaScript; the same data is at <code>/api/v1</code>.</p></noscript></main>
-<script src="/assets/app.js"></script></body></html>"#,
+<script src="/assets/app.js"></script>{extra}</body></html>"#,
         title = esc(title),
         page = page,
+        // The run page's quality block (issue 21) lives in its own script.
+        extra = if page == "run" {
+            r#"<script src="/assets/quality.js"></script>"#
+        } else {
+            ""
+        },
     )
 }
 

@@ -449,6 +449,17 @@ async fn run_page_shows_epochs_and_poems_and_updates_live() {
             .await,
         json!(2)
     );
+    // quality.js adds the generation's quality report beside its poems: a header row and
+    // seven measures, the corpus's line length beside the poems'.
+    b.wait(
+        "the quality block",
+        "return document.querySelectorAll('[data-generation] > .quality-block table.quality tr').length === 8",
+    )
+    .await;
+    let first = b
+        .js("return [...document.querySelectorAll('.quality-block tr')[2].children].map(c => c.textContent)")
+        .await;
+    assert_eq!(first[0], json!("chars per line"), "{first}");
     // Per-epoch metrics are charts: one per measurement, the worker's `lr` among them.
     let metrics = b
         .js("return [...document.querySelectorAll('#metrics svg.mchart')].map((s) => s.dataset.metric + ':' + s.querySelectorAll('path.series').length)")

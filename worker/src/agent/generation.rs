@@ -5,7 +5,7 @@ use super::Worker;
 use super::cache::fetch_checkpoint;
 use super::retry::retryable;
 use crate::checkpoint::Checkpoint;
-use crate::sample::{self, SampleMode, SampleRequest};
+use crate::sample::{self, SampleRequest};
 use poet_core::retry::Backoff;
 use poet_proto::v1 as pb;
 use std::time::Duration;
@@ -97,14 +97,7 @@ async fn generate(
             let result = (|| {
                 let ckpt = Checkpoint::from_bytes(&bytes).map_err(|e| e.to_string())?;
                 let model = ckpt.model(device).map_err(|e| e.to_string())?;
-                let req = SampleRequest {
-                    temperatures: job.temperatures.clone(),
-                    chars: job.chars.max(0) as usize,
-                    streams_per_temperature: job.poems.max(0) as usize,
-                    seed: job.seed,
-                    prime: job.prime.clone(),
-                    mode: SampleMode::Carry,
-                };
+                let req = SampleRequest::of_job(&job)?;
                 sample::sample(&model, &ckpt.vocab(), &ckpt.meta.config, &req)
                     .map_err(|e| e.to_string())
             })();
