@@ -1346,6 +1346,27 @@ random:
     }
 
     #[test]
+    fn cells_and_schedules_can_be_swept_and_bad_names_are_refused() {
+        let e = expand(&std::fs::read_to_string("../examples/sweeps/demo.toml").unwrap()).unwrap();
+        assert_eq!(
+            e.configs.iter().map(|c| c.cell).collect::<Vec<_>>(),
+            vec![Cell::Lstm, Cell::Gru]
+        );
+        assert!(
+            e.configs
+                .iter()
+                .all(|c| c.lr_schedule == LrSchedule::Cosine)
+        );
+        let e = expand(
+            "dataset = \"p\"\n[grid]\nlr_schedule = [\"constant\", \"plateau\"]\nplateau_factor = [0.5]\n",
+        )
+        .unwrap();
+        assert_eq!(e.configs[1].lr_schedule, LrSchedule::Plateau);
+        let e = err("dataset = \"p\"\n[grid]\ncell = [\"lstm\", \"rnn\"]\n");
+        assert!(e.to_string().contains("rnn"), "{e}");
+    }
+
+    #[test]
     fn config_seed_can_be_swept_in_grid_and_random() {
         // TOML integers stop at i64::MAX; JSON reaches every u64.
         let e = SweepSpec::parse(
