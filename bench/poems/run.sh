@@ -28,17 +28,26 @@ POEMS="$BIN/examples/poems"
 
 echo "== $(date -u '+%F %H:%M UTC') on $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ -z "${CHECKPOINT:-}" ]; then
-  "$POEMS" recommend "$CORPUS" "$MINUTES" > "$OUT/config.toml"
-  echo "== recommended config for $CORPUS, $MINUTES min ($OUT/config.toml):"
+  start=$(date +%s)
+  # Calibrate: 3 batches of the recommended model on this machine as loaded now (no
+  # validation text), so that the epochs and the cosine decay are planned for the budget at
+  # the rate training will actually get. The calibration counts against the budget.
+  "$POEMS" recommend "$CORPUS" "$MINUTES" | sed -e 's/^epochs = .*/epochs = 1/' \
+    -e 's/^max_batches = .*/max_batches = 3/' > "$OUT/calibrate.toml"
+  rate=$("$BIN/poet-worker" --threads "$THREADS" --device cpu train --corpus "$CORPUS" \
+    --config "$OUT/calibrate.toml" --validation-fraction 0 --out "$OUT/calibrate" 2>/dev/null |
+    awk '/^epoch/ {print $10}')
+  left=$(( ${MINUTES%.*} * 60 - ($(date +%s) - start) ))
+  "$POEMS" recommend "$CORPUS" "$(python3 -c "print($left / 60)")" "$rate" > "$OUT/config.toml"
+  echo "== measured $rate chars/s; recommended config for $CORPUS, $left s left ($OUT/config.toml):"
   sed 's/^/   /' "$OUT/config.toml"
   rm -f "$OUT"/checkpoints/*.safetensors
-  # The config plans its epochs for the budget at the throughput recommend() assumes; on a
-  # loaded machine training is cut at the budget and the last finished epoch is sampled.
-  start=$(date +%s)
-  timeout --signal=INT "$((${MINUTES%.*} * 60))" \
+  # If the machine gets slower still, training is cut at the budget and the last finished
+  # epoch is sampled.
+  timeout --signal=INT "$left" \
     "$BIN/poet-worker" --threads "$THREADS" --device cpu train --corpus "$CORPUS" \
     --config "$OUT/config.toml" --out "$OUT/checkpoints" | tee "$OUT/train.log" || true
-  echo "== trained $(( $(date +%s) - start )) s, $(grep -c '^epoch' "$OUT/train.log") epochs"
+  echo "== trained; $(( $(date +%s) - start )) s since the start, $(grep -c '^epoch' "$OUT/train.log") epochs"
   CHECKPOINT="$OUT/checkpoints/latest.safetensors"
 fi
 [ -f "$CHECKPOINT" ] || { echo "no checkpoint: training finished no epoch in the budget" >&2; exit 1; }

@@ -1,18 +1,18 @@
 //! The poems benchmark's two pure steps (no libtorch; `bench/poems/run.sh` drives them):
 //!
 //! ```text
-//! cargo run -p poet-core --example poems -- recommend CORPUS MINUTES    # TOML for poet-worker train
+//! cargo run -p poet-core --example poems -- recommend CORPUS MINUTES [CHARS_PER_SEC]  # TOML
 //! cargo run -p poet-core --example poems -- report CORPUS GENERATED.json # the goals table
 //! ```
 //!
 //! `recommend` prints [`poet_core::config::recommend`]'s config for the corpus's size and
-//! distinct characters. `report` reads `poet-worker generate --json` output, cuts each stream
+//! distinct characters (at a measured training rate when one is given, `recommend_at`). `report` reads `poet-worker generate --json` output, cuts each stream
 //! into poems at frame lines (the last, unfinished poem of a stream is dropped when the
 //! stream has finished another), measures them with `core::quality` and `core::ngrams`
 //! against the corpus, and prints every figure beside the corpus's own and the issue's goal,
 //! with PASS or FAIL.
 
-use poet_core::config::recommend;
+use poet_core::config::{RECOMMEND_CHARS_PER_SEC, recommend_at};
 use poet_core::ngrams::{NgramSet, Thresholds, check, check_all};
 use poet_core::quality::{Vocabulary, measure, shape};
 use std::collections::BTreeSet;
@@ -47,17 +47,23 @@ fn main() -> ExitCode {
         .collect::<Vec<_>>()
         .as_slice()
     {
-        ["recommend", corpus, minutes] => {
+        ["recommend", corpus, minutes, rest @ ..] if rest.len() <= 1 => {
             let text = read(corpus);
             let minutes: f64 = minutes.parse().expect("MINUTES is a number");
+            let rate: f64 = rest
+                .first()
+                .map(|r| r.parse().expect("CHARS_PER_SEC is a number"))
+                .unwrap_or(RECOMMEND_CHARS_PER_SEC);
             let vocab = text.chars().collect::<BTreeSet<char>>().len();
-            let cfg = recommend(text.chars().count() as u64, vocab, minutes);
+            let cfg = recommend_at(text.chars().count() as u64, vocab, minutes, rate);
             print!("{}", toml::to_string(&cfg).expect("config serialises"));
             ExitCode::SUCCESS
         }
         ["report", corpus, generated] => report(&read(corpus), &read(generated)),
         _ => {
-            eprintln!("usage: poems recommend CORPUS MINUTES | poems report CORPUS GENERATED.json");
+            eprintln!(
+                "usage: poems recommend CORPUS MINUTES [CHARS_PER_SEC] | poems report CORPUS GENERATED.json"
+            );
             ExitCode::from(2)
         }
     }

@@ -315,6 +315,24 @@ pub const RECOMMEND_CHARS_PER_SEC: f64 = 25_000.0;
 ///   when one pass over the corpus does not fit, `max_batches` cuts each epoch so that
 ///   there are still about 8 epochs (8 validations and checkpoints) in the budget.
 pub fn recommend(corpus_chars: u64, vocab: usize, minutes: f64) -> TrainConfig {
+    recommend_at(corpus_chars, vocab, minutes, RECOMMEND_CHARS_PER_SEC)
+}
+
+/// [`recommend`] for a machine measured to train a 2 x 256 `seq` model at `chars_per_sec`
+/// input characters per second (the poems benchmark measures it first, so that on a loaded
+/// machine the epochs and the cosine decay still fit the budget). Non-positive or non-finite
+/// rates fall back to [`RECOMMEND_CHARS_PER_SEC`].
+pub fn recommend_at(
+    corpus_chars: u64,
+    vocab: usize,
+    minutes: f64,
+    chars_per_sec: f64,
+) -> TrainConfig {
+    let measured = if chars_per_sec.is_finite() && chars_per_sec > 0.0 {
+        chars_per_sec
+    } else {
+        RECOMMEND_CHARS_PER_SEC
+    };
     let small = corpus_chars < 100_000;
     let units = if small {
         128
@@ -324,7 +342,7 @@ pub fn recommend(corpus_chars: u64, vocab: usize, minutes: f64) -> TrainConfig {
         384
     };
     // The throughput assumption is for 256 units; cost per char grows with units squared.
-    let rate = RECOMMEND_CHARS_PER_SEC * (256.0 / f64::from(units)).powi(2);
+    let rate = measured * (256.0 / f64::from(units)).powi(2);
     let budget_chars = (minutes.max(0.0) * 60.0 * rate).max(1.0);
     let (seq_len, batch_size) = (100u32, 64u32);
     let chars_per_batch = f64::from(seq_len * batch_size);
@@ -508,6 +526,16 @@ mod tests {
         assert_eq!(
             recommend(1_000_000, EMBEDDING_MIN_VOCAB, 15.0).embedding,
             RECOMMENDED_EMBEDDING
+        );
+        // A slow machine (measured) gets the same model and fewer, shorter epochs.
+        let slow = recommend_at(1_000_000, 90, 15.0, 1_000.0);
+        slow.validate().unwrap();
+        assert_eq!(slow.units, 256);
+        // 900 k chars = 140 batches: 18-batch epochs, 7 whole ones.
+        assert_eq!((slow.epochs, slow.max_batches), (7, 18));
+        assert_eq!(
+            recommend_at(1_000_000, 90, 15.0, f64::NAN),
+            recommend(1_000_000, 90, 15.0)
         );
         // A zero budget still gives a valid one-epoch config.
         let c = recommend(1_000_000, 90, 0.0);
