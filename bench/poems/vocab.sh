@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
 # One-hot vs learned-embedding inputs at a small and an 800-character vocabulary: training
 # chars/s and validation loss after the same number of batches, through `poet-worker train`
-# (2 x 256 seq, batch 64, the recommended recipe otherwise). The large-vocabulary corpus is
+# (2 x UNITS seq, batch 64, the recommended recipe otherwise). The large-vocabulary corpus is
 # the small one with every letter rewritten by its position in the word (letter x position
 # mod 16 -> one CJK code point), so both corpora have the same structure and size.
 # Usage (from the repository root):
 #
 #   bench/poems/vocab.sh [corpus.txt]      # default: ../shared/data/corpus-pd.txt
 #
-# Env: BATCHES (per run, default 40), THREADS (default 2). Results: BENCHMARKS.md.
+# Env: BATCHES (per run, default 40), UNITS (default 256), THREADS (default 2).
+# Results: BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 CORPUS=${1:-../shared/data/corpus-pd.txt}
 BATCHES=${BATCHES:-40}
+UNITS=${UNITS:-256}
 THREADS=${THREADS:-2}
 OUT=${OUT:-target/bench-vocab}
 mkdir -p "$OUT"
-cargo build --quiet --locked -p poet-worker
+cargo build --quiet --locked -p poet-worker -p poet-core --example poems
 BIN="${CARGO_TARGET_DIR:-target}/debug"
 python3 - "$CORPUS" "$OUT/wide.txt" <<'PY'
 import sys
@@ -37,7 +39,7 @@ for corpus in "$CORPUS" "$OUT/wide.txt"; do
   for emb in 0 64; do
     cat > "$OUT/config.toml" <<EOT
 layers = 2
-units = 256
+units = $UNITS
 seq_len = 100
 batch_size = 64
 learning_rate = 0.003

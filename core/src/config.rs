@@ -283,37 +283,49 @@ impl TrainConfig {
 }
 
 /// From this vocabulary size on, [`recommend`] feeds the first layer through a learned
-/// embedding instead of one-hot rows. Below it the one-hot input is as fast and as good, and
-/// it is the reference's; above it the one-hot input projection (`4·units x vocab` per
-/// character) outgrows the recurrent work and the embedding wins on speed at no loss (see
-/// `bench/poems/README.md`, "Large vocabularies", for the measurement behind the number).
+/// embedding instead of one-hot rows. The one-hot input projection costs `4·units x vocab`
+/// multiply-adds per character (the embedding's `4·units x 64`), beside `8·units²` of
+/// recurrent work per layer: at 256 units and 256 characters the input projection alone
+/// equals one layer's recurrence, so from there on the embedding is the cheaper input. Below
+/// it one-hot is the reference's input and costs little. `bench/poems/vocab.sh` measures
+/// both at a small and an 800-character vocabulary (BENCHMARKS.md, "Poems worth reading").
 pub const EMBEDDING_MIN_VOCAB: usize = 256;
 
 /// Width of the embedding [`recommend`] picks when it picks one.
 pub const RECOMMENDED_EMBEDDING: u32 = 64;
 
-/// Input characters per second that [`recommend`] assumes one run trains at, for its
-/// `seq` 2-layer models at batch 64 on two CPU cores (measured with `poet-worker train` on a
-/// 2-core AMD EPYC VM; see `bench/poems/README.md`). Used only to size the epoch budget.
+/// Input characters per second that [`recommend`] assumes a 2 x 256 `seq` model trains at,
+/// batch 64, on two quiet CPU cores: about half of the bench/worker figure for 3 x 300
+/// (29 k chars/s, BENCHMARKS.md) scaled by the smaller model's work (~2x less), leaving room
+/// for validation passes and other work on the machine. Used only to size the epoch budget;
+/// [`recommend_at`] takes a measured rate instead.
 pub const RECOMMEND_CHARS_PER_SEC: f64 = 25_000.0;
 
 /// A sensible config for `corpus_chars` characters of training text over `vocab` distinct
-/// characters and a budget of `minutes` of training on two CPU cores (what `poet recommend`
-/// prints and the demo and the poems benchmark train).
+/// characters and a budget of `minutes` of training on two CPU cores (what the poems
+/// benchmark trains; `cargo run -p poet-core --example poems -- recommend CORPUS MINUTES`
+/// prints it).
 ///
-/// Why these values (measured on the ~1 MB public-domain corpus, `bench/poems/README.md`):
-/// - `seq` formulation: every position is a training target, so a CPU-minute teaches
-///   `seq_len` times more than the reference's `keras` windows;
-/// - two layers, their width from the corpus size: 128 units below 100 k chars (more
-///   overfits within minutes), 256 up to ~3 M chars, 384 above;
-/// - Adam at 0.003 with 100 warm-up batches and a cosine decay to a tenth of that over the
-///   run's planned batches: the warm-up avoids the early loss spikes of a high rate, the
-///   decay buys the last 0.05-0.1 nats of validation loss that a constant rate leaves;
-/// - dropout 0.1 (0.2 for corpora under 100 k chars), recurrent dropout 0;
+/// Why these values:
+/// - `seq` formulation: every position is a training target; on the 1 MB corpus `seq`
+///   reached the `keras` formulation's best validation loss in 1/40 of its time
+///   (BENCHMARKS.md, "Training and sampling (CPU)");
+/// - two layers, their width from the corpus size: 128 units below 100 k chars (a small
+///   corpus overfits a wide model within minutes), 256 up to ~3 M chars, 384 above;
+/// - Adam at 0.003 with up to 100 warm-up batches and a cosine decay to a tenth of that
+///   over the run's planned batches: a high early rate learns the common words fast, the
+///   warm-up keeps its first updates from blowing up a fresh model, and the decay lets the
+///   last epochs settle instead of bouncing at the high rate;
+/// - dropout 0.1 (0.2 for corpora under 100 k chars), no recurrent dropout (its weight-drop
+///   costs a multiply per batch and short runs do not overfit enough to need it);
 /// - a learned 64-wide embedding from [`EMBEDDING_MIN_VOCAB`] characters on;
 /// - epochs sized so the planned batches fit the budget at [`RECOMMEND_CHARS_PER_SEC`];
 ///   when one pass over the corpus does not fit, `max_batches` cuts each epoch so that
 ///   there are still about 8 epochs (8 validations and checkpoints) in the budget.
+///
+/// These are reasoned defaults; the poems benchmark's single run so far (BENCHMARKS.md)
+/// was on a machine too loaded to train them properly, so they are not yet tuned by
+/// measurement.
 pub fn recommend(corpus_chars: u64, vocab: usize, minutes: f64) -> TrainConfig {
     recommend_at(corpus_chars, vocab, minutes, RECOMMEND_CHARS_PER_SEC)
 }
