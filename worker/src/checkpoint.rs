@@ -18,7 +18,8 @@
 //!
 //! Tensor names: `model/<param>` (weights, see [`crate::model::PoetModel::parameters`]),
 //! `adam.m/<param>` and `adam.v/<param>` (Adam moments). [`Metadata`] carries the format
-//! version, the epoch completed, the Adam step, the vocabulary, the full [`TrainConfig`], how
+//! version, the epoch completed, the Adam step, the vocabulary, the full [`TrainConfig`] (the
+//! cell type and the learning-rate schedule among its keys), the schedule's state, how
 //! randomness is seeded (so that resume at an epoch boundary needs no RNG state), and the
 //! loss history. Values are stored bit for bit: a round trip reproduces every weight and
 //! moment exactly.
@@ -26,7 +27,7 @@
 //! [safetensors]: https://huggingface.co/docs/safetensors
 
 use crate::model::PoetModel;
-use crate::optim::{self, AdamState};
+use crate::optim::{self, AdamState, ScheduleState};
 use crate::vocab::Vocab;
 use poet_core::config::TrainConfig;
 use safetensors::{Dtype, SafeTensorError, SafeTensors};
@@ -66,6 +67,10 @@ pub struct Metadata {
     pub history: Vec<EpochRecord>,
     /// Version of the worker that wrote it.
     pub written_by: String,
+    /// Where the learning-rate schedule stands (the `plateau` state; absent in checkpoints
+    /// written before schedules existed, which were all `constant`).
+    #[serde(default)]
+    pub schedule: ScheduleState,
 }
 
 /// Adam's hyperparameters as recorded in a checkpoint.
@@ -327,6 +332,7 @@ mod tests {
             seed_schedule: SEED_SCHEDULE.into(),
             history: vec![],
             written_by: "test".into(),
+            schedule: ScheduleState::default(),
         };
         let header = serde_json::json!({
             "__metadata__": {"poet": serde_json::to_string(&meta).unwrap()},
