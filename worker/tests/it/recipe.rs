@@ -3,7 +3,7 @@
 use crate::helpers::{texts, tiny, torch_rng};
 use poet_core::config::{Cell, Formulation, LrSchedule, TrainConfig};
 use poet_worker::checkpoint::Checkpoint;
-use poet_worker::sample::{SampleMode, SampleRequest, sample};
+use poet_worker::sample::{SampleMode, SampleRequest, Sampling, sample};
 use poet_worker::train::{EpochReport, Outcome, Trainer};
 use std::ops::ControlFlow;
 use std::sync::atomic::AtomicBool;
@@ -209,6 +209,7 @@ fn gru_trains_checkpoints_and_samples() {
         seed: 3,
         prime: "the ".into(),
         mode: SampleMode::Carry,
+        sampling: Sampling::off(),
     };
     let live = sample(t.model(), t.vocab(), t.config(), &req(1)).unwrap();
     let again = sample(&loaded, &ckpt.vocab(), &ckpt.meta.config, &req(1)).unwrap();
