@@ -12,6 +12,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$ROOT"
 
 TORCH_VERSION="2.11.0"
+# moto's standalone S3 server, for the S3 artifact tests (coordinator/tests/s3).
+MOTO_VERSION="5.2.5"
+MOTO_VENV="${POET_MOTO_VENV:-$HOME/.cache/poet/moto-$MOTO_VERSION}"
 # Kept outside the clone so that clones and CI runs share it; never required to exist.
 VENV="${POET_TORCH_VENV:-$HOME/.cache/poet/torch-$TORCH_VERSION}"
 PROFILE_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
@@ -66,6 +69,19 @@ ensure_torch() {
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "torch==$TORCH_VERSION"
 }
 
+# The S3 tests find the server through POET_MOTO_SERVER; without it they fail and say to run
+# this script. Like the torch venv: outside the clone, reused when it is there, never required.
+ensure_moto() {
+    if ! { [ -x "$MOTO_VENV/bin/moto_server" ] && "$MOTO_VENV/bin/python" -c "import moto, sys; sys.exit(0 if moto.__version__ == '$MOTO_VERSION' else 1)" 2>/dev/null; }; then
+        log "installing moto[server]==$MOTO_VERSION into $MOTO_VENV (an S3 server for the storage tests, ~60 MB)"
+        python3 -c "import venv, ensurepip" 2>/dev/null || apt_install python3-venv
+        rm -rf "$MOTO_VENV"
+        python3 -m venv "$MOTO_VENV"
+        "$MOTO_VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+    fi
+    export POET_MOTO_SERVER="$MOTO_VENV/bin/moto_server"
+}
+
 torch_env() {
     export LIBTORCH_USE_PYTORCH=1
     export PATH="$VENV/bin:$PATH"
@@ -91,6 +107,7 @@ build() {
 cmd_test() {
     setup
     ensure_chromium
+    ensure_moto
     log "building and running every test (the fault and end-to-end tests run the real poet and poet-worker binaries)"
     # One cargo invocation for the whole workspace, so dependencies are built once with one
     # feature set. The tests start their own private Postgres under $TMPDIR/poet-test-postgres.
@@ -108,12 +125,15 @@ cmd_test() {
     fi
     log "checking formatting (cargo fmt --all --check)"
     cargo fmt --all --check || rc=$?
-    cargo test --locked --workspace --no-fail-fast -- --test-threads=4 || rc=$?
+    # The coordinator's S3 backend is built and tested here (against moto); clippy below uses
+    # the same features so it reuses this build.
+    local features=(--features poet-coordinator/s3)
+    cargo test --locked --workspace "${features[@]}" --no-fail-fast -- --test-threads=4 || rc=$?
     stop_test_postgres
     # Same packages and targets as the tests (so the same features): build scripts and proc
     # macros are reused; clippy's own check build adds metadata only.
     log "linting (cargo clippy --workspace --all-targets -D warnings)"
-    cargo clippy --locked --workspace --all-targets -- -D warnings || rc=$?
+    cargo clippy --locked --workspace --all-targets "${features[@]}" -- -D warnings || rc=$?
     return $rc
 }
 

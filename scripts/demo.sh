@@ -13,11 +13,11 @@ start=$(date +%s)
 step "1/7 local stack: private Postgres, a coordinator and 2 CPU workers in the background"
 poet up --workers 2 --device cpu --threads 1
 
-step "2/7 ingest the sample dump that ships in the repo (demo/sample-dump.ndjson.gz)"
-poet ingest demo/sample-dump.ndjson.gz --name demo --tag poetry
+step "2/7 ingest the public-domain sample dump that ships in the repo (demo/pd-dump.ndjson.gz)"
+poet ingest demo/pd-dump.ndjson.gz --name demo-pd --tag poetry
 poet dataset list
 
-step "3/7 submit a sweep: 1, 2 and 3 layers (examples/sweeps/demo.toml)"
+step "3/7 submit a sweep: an LSTM and a GRU on the recommended recipe (examples/sweeps/demo.toml)"
 SWEEP=$(poet sweep submit examples/sweeps/demo.toml --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["sweep"]["id"])')
 echo "sweep $SWEEP submitted"
 
@@ -30,7 +30,7 @@ step "5/7 loss curves of every run (poet plot --sweep $SWEEP)"
 poet plot --sweep "$SWEEP" -o "$OUT/loss-curves.png"
 
 step "6/7 poems from the best run, with their plagiarism report"
-poet generate --sweep "$SWEEP" --temperature 0.2,0.5,1.0 --chars 500 --seed 1
+poet generate --sweep "$SWEEP" --temperature 0.5,0.6 --chars 600 --seed 1
 BEST=$(poet sweep show "$SWEEP" --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["best_run"]["id"])')
 poet words --run "$BEST" --top 15 -o "$OUT/words.png"
 poet runs show "$BEST"

@@ -284,7 +284,10 @@ def main():
     here = Path(__file__).resolve().parent
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--fixture", type=Path, default=here / "curves.json")
-    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--seeds", type=int, default=10, help="seeds per tool/method/search")
+    ap.add_argument("--first-seed", type=int, default=0,
+                    help="replay seeds first-seed .. first-seed + seeds - 1 (run.sh splits "
+                         "the seeds over parallel jobs)")
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--tools", default="optuna,syne-tune")
     ap.add_argument("--methods", default="none,median,asha,hyperband")
@@ -301,7 +304,7 @@ def main():
                     # MedianStoppingRule never passes a finished trial on to the scheduler it
                     # wraps (no on_trial_complete), so its TPE never sees a result: random.
                     continue
-                for seed in range(args.seeds):
+                for seed in range(args.first_seed, args.first_seed + args.seeds):
                     t0 = time.monotonic()
                     if tool == "optuna":
                         line = optuna_replay(fx, method, search, seed, args.workers, budget)

@@ -2,7 +2,9 @@
 """Reads the replay traces (JSON lines from baselines.py and poet's `replay` example), prints
 each tool/method/search's best validation loss at fractions of the full grid's epochs (mean
 over seeds), its regret against the grid's best, and the epochs it needs to come within 1 %
-of it; checks issue 15's two targets; draws best-so-far against epochs spent.
+of it; checks issue 15's two targets (the second with a Welch test: poet is worse than a
+rival at a budget only beyond NOISE_SE standard errors of the difference); draws best-so-far
+against epochs spent.
 
     report.py --fixture curves.json traces/*.jsonl [--png replay.png]
 """
@@ -29,6 +31,14 @@ SEARCH_ORDER = {"grid": 0, "random": 1, "tpe": 2}
 # Which baseline search a poet search is compared with ("grid" order is fixed, the nearest
 # baseline is a random order without repeats).
 EQUIVALENT_SEARCH = {"grid": "random", "random": "random", "tpe": "tpe"}
+# poet is "worse" at a budget only when its mean best exceeds a rival's by more than this many
+# standard errors of the difference (Welch: each side's own variance and number of seeds).
+# Every tool's trace at a budget is a mean over seeded orderings of 27 configs, so two equal
+# schedulers differ by seed noise alone: 20 seeds of random order against random order
+# differed by up to 0.7 %. One-sided, 2 SE passes an equal scheduler 97.7 % of the time at
+# one budget (less over 20 correlated budgets); a real deficit grows with the seeds, the
+# threshold shrinks with them.
+NOISE_SE = 2.0
 
 
 def best_at(points, budget):
@@ -79,6 +89,35 @@ def sort_key(group):
 def mean_best(traces, budget):
     values = [best_at(t["points"], budget) for t in traces]
     return statistics.fmean(values) if all(math.isfinite(v) for v in values) else math.inf
+
+
+def mean_curve(traces, xs):
+    """mean_best at every budget of the ascending `xs`, one pass over each trace's points."""
+    sums = [0.0] * len(xs)
+    for t in traces:
+        points, i, best = t["points"], 0, math.inf
+        for j, x in enumerate(xs):
+            while i < len(points) and points[i][0] <= x:
+                best = points[i][1]
+                i += 1
+            sums[j] += best
+    return [v / len(traces) for v in sums]
+
+
+def best_values(traces, budget):
+    """Each seed's best value found with at most `budget` epochs spent."""
+    return [best_at(t["points"], budget) for t in traces]
+
+
+def welch(ours, theirs):
+    """Difference of the means (ours - theirs) and its standard error, Welch's: each side's
+    own sample variance over its own size. Infinite values (no epoch yet) compare as such."""
+    if not all(map(math.isfinite, ours + theirs)):
+        inf_o, inf_t = not all(map(math.isfinite, ours)), not all(map(math.isfinite, theirs))
+        return (math.inf if inf_o and not inf_t else 0.0), 0.0
+    d = statistics.fmean(ours) - statistics.fmean(theirs)
+    var = sum(statistics.variance(x) / len(x) for x in (ours, theirs) if len(x) > 1)
+    return d, math.sqrt(var)
 
 
 def table(fx, groups):
@@ -137,24 +176,39 @@ def targets(fx, groups):
         if not rivals:
             lines.append(f"-     poet {method}/{search}: no Optuna or Syne Tune equivalent")
             continue
-        worse = []
+        worse, raw = [], []
         for f in CHECK_BUDGETS:
-            ours = mean_best(poet[g], f * grid)
-            theirs = min(mean_best(t, f * grid) for t in rivals.values())
-            # The fixture's losses have 4 decimals; anything closer is a tie.
-            if ours > theirs + 1e-9 * abs(theirs):
-                worse.append((f, ours, theirs))
+            ours = best_values(poet[g], f * grid)
+            for r in sorted(rivals, key=sort_key):
+                d, se = welch(ours, best_values(rivals[r], f * grid))
+                # The fixture's losses have 4 decimals; anything closer is a tie.
+                if d <= 1e-9:
+                    continue
+                theirs = statistics.fmean(best_values(rivals[r], f * grid))
+                w = (f, d + theirs, theirs, d / se if se > 0 else math.inf, r[0])
+                raw.append(w)
+                if w[3] > NOISE_SE:
+                    worse.append(w)
         names = " / ".join(f"{r[0]}" for r in sorted(rivals, key=sort_key))
-        what = f"poet {method}/{search} vs best of {names} {method}/{EQUIVALENT_SEARCH[search]}"
-        if not worse:
-            lines.append(f"PASS  {what}: no worse at any of the {len(CHECK_BUDGETS)} budgets "
-                         "(every 5% of the grid)")
+        what = f"poet {method}/{search} vs {names} {method}/{EQUIVALENT_SEARCH[search]}"
+        raw_budgets = sorted({w[0] for w in raw})
+        if raw:
+            f, ours, theirs, z, tool = max(raw, key=lambda w: (w[1] - w[2]) / w[2])
+            largest = (f"worse in the mean at {len(raw_budgets)} of {len(CHECK_BUDGETS)} budgets, "
+                       f"most at {int(f * 100)}%: {ours:.4f} vs {tool}'s {theirs:.4f} "
+                       f"(+{100 * (ours - theirs) / theirs:.2f}%, {z:.1f} SE)")
         else:
-            f, ours, theirs = max(worse, key=lambda w: (w[1] - w[2]) / w[2])
-            at = ", ".join(f"{int(w[0] * 100)}" for w in worse)
-            lines.append(f"FAIL  {what}: worse at {len(worse)} of {len(CHECK_BUDGETS)} budgets "
-                         f"({at} %); worst at {int(f * 100)}%: {ours:.4f} vs {theirs:.4f} "
-                         f"(+{100 * (ours - theirs) / theirs:.2f}%)")
+            largest = "no worse in the mean at any budget"
+        if not worse:
+            lines.append(f"PASS  {what}: not worse by more than {NOISE_SE:g} SE at any of the "
+                         f"{len(CHECK_BUDGETS)} budgets (every 5% of the grid); raw: {largest}")
+        else:
+            f, ours, theirs, z, tool = max(worse, key=lambda w: w[3])
+            at = ", ".join(f"{int(b * 100)}" for b in sorted({w[0] for w in worse}))
+            lines.append(f"FAIL  {what}: worse by more than {NOISE_SE:g} SE at "
+                         f"{len({w[0] for w in worse})} of {len(CHECK_BUDGETS)} budgets ({at} %); "
+                         f"most significant at {int(f * 100)}%: {ours:.4f} vs {tool}'s {theirs:.4f} "
+                         f"(+{100 * (ours - theirs) / theirs:.2f}%, {z:.1f} SE); raw: {largest}")
     return "\n".join(lines)
 
 
@@ -181,7 +235,7 @@ def plot(fx, groups, path):
             tool, method, search = g
             if search not in wanted:
                 continue
-            ys = [mean_best(groups[g], x) for x in xs]
+            ys = mean_curve(groups[g], xs)
             pts = [(x, y) for x, y in zip(xs, ys) if math.isfinite(y)]
             if not pts:
                 continue
@@ -225,6 +279,12 @@ def main():
           "best came within 1% (seeds that got there)\n")
     print(table(fx, groups))
     print()
+    print(f"Target 2 compares poet with each rival at every 5% of the grid: poet is worse only where "
+          f"its mean best exceeds the rival's by more than {NOISE_SE:g} standard errors of the "
+          "difference\n(Welch: each side's variance over its own seeds), since each mean is over "
+          "seeded orderings and two equal schedulers differ by seed noise; the raw difference is "
+          "printed too.\nWith 20 budgets and a one-sided 2 SE test, an equal scheduler still fails "
+          "now and then: a FAIL that stays with more seeds (SEEDS, POET_SEEDS) is a real deficit.\n")
     print(targets(fx, groups))
     if args.png:
         plot(fx, groups, args.png)

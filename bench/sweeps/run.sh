@@ -7,7 +7,9 @@
 #   bench/sweeps/run.sh poet          only poet's replay (core/examples/replay.rs)
 #   bench/sweeps/run.sh report        only the table, the targets and replay.png
 #
-# Env: SEEDS (seeds per tool/method/search, default 10), WORKERS (simulated workers, 4),
+# Env: SEEDS (Optuna's and Syne Tune's seeds per method/search, default 60), POET_SEEDS (poet's,
+#      default 200: its replays take seconds), JOBS (baseline processes side by side, default
+#      the number of cores), WORKERS (simulated workers, 4),
 #      POET_SWEEPS_VENV (the baselines' venv, default ~/.cache/poet/sweeps-venv),
 #      CORPUS (record: default ../shared/data/corpus-pd.txt), POET_WORKER (record: a built
 #      poet-worker to use instead of building one), RECORD_ARGS (extra record.py flags, e.g.
@@ -18,7 +20,9 @@ ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$ROOT"
 HERE=bench/sweeps
 OUT=$HERE/out
-SEEDS=${SEEDS:-10}
+SEEDS=${SEEDS:-60}
+POET_SEEDS=${POET_SEEDS:-200}
+JOBS=${JOBS:-$(nproc)}
 WORKERS=${WORKERS:-4}
 VENV=${POET_SWEEPS_VENV:-$HOME/.cache/poet/sweeps-venv}
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -61,12 +65,23 @@ record() {
 baselines() {
   ensure_venv
   mkdir -p "$OUT"
-  log "replaying Optuna and Syne Tune on $HERE/curves.json ($SEEDS seeds, $WORKERS workers)"
-  "$VENV/bin/python" "$HERE/baselines.py" --seeds "$SEEDS" --workers "$WORKERS" \
-    --scratch "$OUT/syne-tune" >"$OUT/baselines.jsonl.tmp" 2>"$OUT/baselines.log" ||
-    { tail -20 "$OUT/baselines.log" >&2; exit 1; }
-  mv "$OUT/baselines.jsonl.tmp" "$OUT/baselines.jsonl"
-  rm -rf "$OUT/syne-tune"
+  local jobs=$((JOBS < SEEDS ? JOBS : SEEDS)) pids=() j
+  log "replaying Optuna and Syne Tune on $HERE/curves.json ($SEEDS seeds, $WORKERS workers, $jobs jobs)"
+  # Seeds split into $jobs contiguous ranges, one process each; Optuna's replays are
+  # deterministic per seed, so the split changes nothing but the wall clock.
+  for ((j = 0; j < jobs; j++)); do
+    local from=$((SEEDS * j / jobs)) to=$((SEEDS * (j + 1) / jobs))
+    "$VENV/bin/python" "$HERE/baselines.py" --first-seed "$from" --seeds "$((to - from))" \
+      --workers "$WORKERS" --scratch "$OUT/syne-tune-$j" >"$OUT/baselines.$j.jsonl.tmp" \
+      2>"$OUT/baselines.$j.log" &
+    pids+=($!)
+  done
+  for j in "${!pids[@]}"; do
+    wait "${pids[$j]}" || { tail -20 "$OUT/baselines.$j.log" >&2; exit 1; }
+  done
+  for ((j = 0; j < jobs; j++)); do cat "$OUT/baselines.$j.jsonl.tmp"; done >"$OUT/baselines.jsonl"
+  for ((j = 0; j < jobs; j++)); do cat "$OUT/baselines.$j.log"; done >"$OUT/baselines.log"
+  rm -rf "$OUT"/baselines.*.jsonl.tmp "$OUT"/baselines.*.log "$OUT"/syne-tune-*
 }
 
 poet() {
@@ -76,7 +91,7 @@ poet() {
     rm -f "$OUT/poet.jsonl"
     return
   fi
-  log "building and replaying poet's schedulers ($SEEDS seeds, $WORKERS workers)"
+  log "building and replaying poet's schedulers ($POET_SEEDS seeds, $WORKERS workers)"
   cargo build --locked -q --release -p poet-core --example replay
   local replay="$TARGET/release/examples/replay"
   : >"$OUT/poet.jsonl.tmp"
@@ -85,7 +100,7 @@ poet() {
   for method in none median asha hyperband patience; do
     for search in grid random tpe; do
       "$replay" --fixture "$HERE/curves.json" --method "$method" --search "$search" \
-        --seeds "0-$((SEEDS - 1))" --workers "$WORKERS" --eta 3 --min-epochs 1 --grace 1 \
+        --seeds "0-$((POET_SEEDS - 1))" --workers "$WORKERS" --eta 3 --min-epochs 1 --grace 1 \
         --min-runs 5 >>"$OUT/poet.jsonl.tmp"
     done
   done
@@ -107,6 +122,7 @@ case "${1:-all}" in
     baselines
     poet
     report
+    echo "# $SECONDS s in all, load $(cut -d' ' -f1-3 /proc/loadavg) at the end"
     ;;
-  *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

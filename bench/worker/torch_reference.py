@@ -11,6 +11,11 @@ seq = chunks of seq_len+1, loss on every position.
 Modes print one JSON line each, like `cargo run --example bench`:
   train   --batches N         training chars/s over N batches (0 = an epoch) after 1 warm-up batch
   sample  --streams K --chars N   sampling chars/s with carried state (nn.LSTM, multinomial)
+  quality --seconds S         train for S seconds of wall time (the reference experiment by
+                              default: keras 3x300, dropout 0.2/0.2, Adam 1e-3), then print
+                              poet's shared validation loss (worker/src/data.rs, eval_windows:
+                              every validation char predicted from a zero state after 101-200
+                              chars of context, in eval mode), for `bench/poems/vs_reference.sh`
 """
 import argparse
 import json
@@ -107,6 +112,59 @@ def train(args, text):
                       "chars_per_sec": n / secs, "cpu_seconds": cpu, "chars_per_cpu_sec": n / cpu}))
 
 
+def quality(args, text):
+    train_text, val_text = split_corpus(text)
+    chars = sorted(set(train_text) | set(val_text))
+    index = {c: i for i, c in enumerate(chars)}
+    ids = torch.tensor([index[c] for c in train_text], dtype=torch.long)
+    val = torch.tensor([index[c] for c in val_text], dtype=torch.long)
+    t = args.seq_len
+    keras = args.formulation == "keras"
+    stride = args.step if keras else t
+    starts = list(range(0, len(ids) - t, stride))
+    torch.manual_seed(1)
+    model = Poet(len(chars), args.layers, args.units, args.dropout, args.recurrent_dropout)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr, eps=1e-7)
+    t0 = time.perf_counter()
+    batches, epoch = 0, 0
+    while time.perf_counter() - t0 < args.seconds:
+        random.Random(epoch).shuffle(starts)
+        epoch += 1
+        for b in range(0, len(starts), args.batch):
+            if time.perf_counter() - t0 >= args.seconds:
+                break
+            model.train()
+            s = torch.tensor(starts[b:b + args.batch])
+            win = ids[s[:, None] + torch.arange(t + 1)]
+            x, y = win[:, :t], (win[:, t] if keras else win[:, 1:])
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x, keras).reshape(-1, len(chars)), y.reshape(-1))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            batches += 1
+    secs = time.perf_counter() - t0
+    # poet's validation measure: context c = 100, windows every 100 chars, each scoring the
+    # next (up to) 100 chars after its context.
+    model.eval()
+    n, c, block = len(val), min(100, (len(val) - 1) // 2), 100
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, n, block):
+            if start + c + 1 >= n:
+                break
+            k = min(block, n - 1 - start - c)
+            x = val[start:start + c + k].unsqueeze(0)
+            y = val[start + c + 1:start + c + k + 1]
+            logits = model(x, False)[0, c:c + k]
+            total += F.cross_entropy(logits, y, reduction="sum").item()
+            count += k
+    print(json.dumps({"impl": "pytorch", "mode": "quality", "layers": args.layers, "units": args.units,
+                      "seq_len": t, "batch": args.batch, "formulation": args.formulation, "lr": args.lr,
+                      "threads": args.threads, "seconds": secs, "batches": batches,
+                      "epochs": batches * args.batch / max(1, len(starts)), "val_loss": total / count}))
+
+
 def sample(args, text):
     chars = sorted(set(text))
     v = len(chars)
@@ -146,7 +204,7 @@ def sample(args, text):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["train", "sample"])
+    p.add_argument("mode", choices=["train", "sample", "quality"])
     p.add_argument("--corpus", default="../shared/data/corpus-pd.txt")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--layers", type=int, default=2)
@@ -161,11 +219,15 @@ def main():
                    help="off: plain ATen LSTM kernels instead of oneDNN's (a second CPU reference)")
     p.add_argument("--streams", type=int, default=1)
     p.add_argument("--chars", type=int, default=200)
+    p.add_argument("--seconds", type=float, default=60.0, help="quality: training wall time")
+    p.add_argument("--lr", type=float, default=1e-3, help="quality: Adam learning rate")
+    p.add_argument("--dropout", type=float, default=0.2, help="quality")
+    p.add_argument("--recurrent-dropout", type=float, default=0.2, help="quality")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.backends.mkldnn.enabled = args.mkldnn == "on"
     text = open(args.corpus, encoding="utf-8").read()
-    {"train": train, "sample": sample}[args.mode](args, text)
+    {"train": train, "sample": sample, "quality": quality}[args.mode](args, text)
 
 
 if __name__ == "__main__":

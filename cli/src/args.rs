@@ -298,6 +298,29 @@ pub enum SweepCmd {
         #[arg(allow_negative_numbers = true)]
         priority: i32,
     },
+    /// Tag a sweep (stored with your token's name and the time). Example: `poet sweeps tag 3 baseline`
+    Tag {
+        /// Sweep id.
+        id: i64,
+        /// Tags: 1 to 100 characters, no control characters.
+        #[arg(required = true)]
+        tags: Vec<String>,
+    },
+    /// Remove tags from a sweep. Example: `poet sweeps untag 3 baseline`
+    Untag {
+        /// Sweep id.
+        id: i64,
+        /// Tags to remove.
+        #[arg(required = true)]
+        tags: Vec<String>,
+    },
+    /// Leave a note on a sweep. Example: `poet sweeps note 3 "lr too high past 3e-3"`
+    Note {
+        /// Sweep id.
+        id: i64,
+        /// The note (1 to 10,000 characters).
+        text: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -392,6 +415,56 @@ pub enum RunsCmd {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
+    /// Tag a run (stored with your token's name and the time); `--filter "tag = 'x'"` finds
+    /// it. Example: `poet runs tag 12 baseline`
+    Tag {
+        /// Run id.
+        id: i64,
+        /// Tags: 1 to 100 characters, no control characters.
+        #[arg(required = true)]
+        tags: Vec<String>,
+    },
+    /// Remove tags from a run. Example: `poet runs untag 12 baseline`
+    Untag {
+        /// Run id.
+        id: i64,
+        /// Tags to remove.
+        #[arg(required = true)]
+        tags: Vec<String>,
+    },
+    /// Leave a note on a run. Example: `poet runs note 12 "diverged after the lr warmup"`
+    Note {
+        /// Run id.
+        id: i64,
+        /// The note (1 to 10,000 characters).
+        text: String,
+    },
+    /// Write runs matching a filter to CSV or JSON lines, one row per run (id, sweep, state,
+    /// dataset, one column per config key, summary metrics, tags), or one per epoch with
+    /// `--epochs`. Pages through the coordinator 1,000 runs at a time.
+    /// Example: `poet runs export --filter "sweep = 3" -o runs.csv`
+    Export {
+        /// A filter expression (as `runs list --filter`).
+        #[arg(long, value_name = "EXPR", default_value = "")]
+        filter: String,
+        /// An order (as `runs list --order-by`).
+        #[arg(
+            long,
+            default_value = "created",
+            value_name = "ORDER",
+            allow_hyphen_values = true
+        )]
+        order_by: OrderArg,
+        /// Output file; `-` is stdout.
+        #[arg(short, long, value_name = "FILE")]
+        output: String,
+        /// csv or jsonl; by default from the file's extension (stdout: csv).
+        #[arg(long)]
+        format: Option<String>,
+        /// One row per epoch (run id, epoch, losses, every metrics key) instead of per run.
+        #[arg(long)]
+        epochs: bool,
+    },
 }
 
 #[derive(Args)]
@@ -423,6 +496,8 @@ pub struct GenerateArgs {
     /// Seconds to wait for a worker to sample.
     #[arg(long, default_value_t = 300)]
     pub wait: i32,
+    #[command(flatten)]
+    pub sampling: crate::commands::poems::SamplingArgs,
 }
 
 #[derive(Subcommand)]

@@ -316,15 +316,6 @@ pub fn loss(v: f64) -> String {
     }
 }
 
-/// A JSON number or null for NaN.
-pub fn num(v: f64) -> serde_json::Value {
-    if v.is_finite() {
-        serde_json::json!(v)
-    } else {
-        serde_json::Value::Null
-    }
-}
-
 /// Seconds since the epoch of a proto timestamp, formatted as UTC.
 pub fn time(t: &Option<prost_types::Timestamp>) -> String {
     match t {

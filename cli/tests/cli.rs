@@ -623,3 +623,177 @@ fn completions_and_the_man_page() {
         assert_quiet_success(&o, &args.join(" "));
     }
 }
+
+/// `poet runs tag|untag|note`, `poet sweeps tag|note`: shown in `runs list` (a TAGS column),
+/// `runs show`, `sweeps show` and the JSON; found by `--filter "tag = ..."`; bad input is exit 2
+/// and an unknown run or tag exit 3, each naming it. `poet runs export` to CSV and JSON lines,
+/// read back, agrees with `runs list --json`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_notes_and_export_read_back() {
+    let s = stack().await;
+    let dir = tempfile::tempdir().unwrap();
+    let spec = grid_spec(dir.path(), "[1, 2, 3]");
+    let env = vec![("POET_COORDINATOR".to_string(), s.url())];
+    let o = run_blocking(
+        strings(&["sweep", "submit", &spec.display().to_string()]),
+        env.clone(),
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let o = run_blocking(
+        strings(&["runs", "tag", "2", "baseline", "lr,low"]),
+        env.clone(),
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("run 2: tags [baseline, lr,low]"),
+        "{}",
+        stdout(&o)
+    );
+    let o = run_blocking(
+        strings(&["runs", "note", "2", "diverged\nafter warmup"]),
+        env.clone(),
+    )
+    .await;
+    assert!(stdout(&o).contains("note by client at "), "{}", stdout(&o));
+    let o = run_blocking(
+        strings(&["runs", "list", "--json", "--filter", "tag = 'baseline'"]),
+        env.clone(),
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v[0]["id"], 2);
+    assert_eq!(v[0]["tags"], serde_json::json!(["baseline", "lr,low"]));
+    assert_eq!(v[0]["notes"][0]["text"], "diverged\nafter warmup");
+    assert_eq!(v[0]["notes"][0]["author"], "client");
+    assert!(v[0]["notes"][0]["at"].is_string(), "{v}");
+    let table = stdout(&run_blocking(strings(&["runs", "list"]), env.clone()).await);
+    assert!(table.lines().next().unwrap().ends_with("TAGS"), "{table}");
+    assert!(table.contains("baseline,lr,low"), "{table}");
+    let show = stdout(&run_blocking(strings(&["runs", "show", "2"]), env.clone()).await);
+    assert!(
+        show.contains("tags: baseline, lr,low") && show.contains("  after warmup"),
+        "{show}"
+    );
+
+    let o = run_blocking(strings(&["runs", "untag", "2", "nope"]), env.clone()).await;
+    assert_one_line_error(&o, 3, "run 2 has no tag \"nope\"");
+    let o = run_blocking(strings(&["runs", "tag", "2", ""]), env.clone()).await;
+    assert_one_line_error(&o, 2, "tag \"\"");
+    let o = run_blocking(strings(&["runs", "tag", "99", "x"]), env.clone()).await;
+    assert_one_line_error(&o, 3, "no run 99");
+    let o = run_blocking(strings(&["runs", "untag", "2", "lr,low"]), env.clone()).await;
+    assert!(
+        stdout(&o).contains("run 2: tags [baseline]"),
+        "{}",
+        stdout(&o)
+    );
+
+    let o = run_blocking(strings(&["sweeps", "tag", "1", "grid"]), env.clone()).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    run_blocking(strings(&["sweeps", "note", "1", "first look"]), env.clone()).await;
+    let o = run_blocking(strings(&["sweeps", "show", "1", "--json"]), env.clone()).await;
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["sweep"]["tags"], serde_json::json!(["grid"]));
+    assert_eq!(v["sweep"]["notes"][0]["text"], "first look");
+    assert_eq!(v["runs"][1]["tags"], serde_json::json!(["baseline"]));
+    let show = stdout(&run_blocking(strings(&["sweeps", "show", "1"]), env.clone()).await);
+    assert!(
+        show.contains("tags: grid") && show.contains("first look"),
+        "{show}"
+    );
+
+    // Export: CSV read back with the csv crate, compared with runs list --json.
+    let listed = run_blocking(
+        strings(&["runs", "list", "--json", "--order-by", "id"]),
+        env.clone(),
+    )
+    .await;
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let listed = listed.as_array().unwrap();
+    let csv_path = dir.path().join("runs.csv");
+    let o = run_blocking(
+        strings(&[
+            "runs",
+            "export",
+            "--order-by",
+            "id",
+            "-o",
+            &csv_path.display().to_string(),
+        ]),
+        env.clone(),
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("3 row(s) written"), "{}", stderr(&o));
+    let mut rd = csv::Reader::from_path(&csv_path).unwrap();
+    let header: Vec<String> = rd.headers().unwrap().iter().map(String::from).collect();
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("{name} not in {header:?}"))
+    };
+    let rows: Vec<csv::StringRecord> = rd.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), listed.len());
+    for (row, run) in rows.iter().zip(listed) {
+        assert_eq!(row[col("id")], run["id"].to_string());
+        assert_eq!(row[col("sweep_id")], run["sweep_id"].to_string());
+        assert_eq!(&row[col("state")], run["state"].as_str().unwrap());
+        assert_eq!(
+            row[col("config.layers")],
+            run["config"]["layers"].to_string()
+        );
+        assert_eq!(row[col("config.units")], run["config"]["units"].to_string());
+        assert_eq!(&row[col("best_val_loss")], "", "no epoch yet: empty");
+        let tags: Vec<&str> = run["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        assert_eq!(row[col("tags")], tags.join(";"));
+    }
+    // JSON lines by extension, with a filter; `-o -` with --format to stdout.
+    let jsonl = dir.path().join("runs.jsonl");
+    let o = run_blocking(
+        strings(&[
+            "runs",
+            "export",
+            "--filter",
+            "tag = 'baseline'",
+            "-o",
+            &jsonl.display().to_string(),
+        ]),
+        env.clone(),
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&jsonl).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert_eq!(lines[0]["id"], 2);
+    assert_eq!(lines[0]["tags"], serde_json::json!(["baseline"]));
+    assert_eq!(lines[0]["config.layers"], listed[1]["config"]["layers"]);
+    let o = run_blocking(
+        strings(&["runs", "export", "-o", "-", "--format", "jsonl", "--epochs"]),
+        env.clone(),
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).is_empty(), "no epochs yet: {}", stdout(&o));
+    let o = run_blocking(strings(&["runs", "export", "-o", "runs.txt"]), env.clone()).await;
+    assert_one_line_error(&o, 2, "say --format csv or jsonl");
+    let o = run_blocking(
+        strings(&["runs", "export", "-o", "-", "--filter", "tags > 'a'"]),
+        env,
+    )
+    .await;
+    assert_one_line_error(&o, 2, "tag compares with =, != or in only");
+}

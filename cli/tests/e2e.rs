@@ -279,6 +279,97 @@ async fn two_workers_train_a_sweep_and_poet_generates_without_libtorch() {
         .await
         .unwrap();
     assert_eq!(stored as usize, g["poems"].as_array().unwrap().len());
+
+    // Its quality report: the stored poems measured against the stored corpus, beside the
+    // corpus's own figures (also kept on the dataset row), the 4-gram figures the overall
+    // report's.
+    let pool = &s.coordinator.db.pool;
+    let poems: Vec<String> = sqlx::query_scalar(
+        "select text from generated_poems where generation_id = $1 order by idx",
+    )
+    .bind(g["id"].as_i64().unwrap())
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let dataset: i64 = sqlx::query_scalar("select dataset_id from runs where id = 1")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let corpus = poet_coordinator::datasets::text(pool, dataset)
+        .await
+        .unwrap();
+    let (figures, words) = poet_core::quality::corpus_figures(&corpus);
+    let refs: Vec<&str> = poems.iter().map(String::as_str).collect();
+    let want = poet_core::quality::Report {
+        generated: poet_core::quality::measure(&refs, &words),
+        corpus: figures.clone(),
+        shared_4grams: g["overall"]["shared_fraction"].as_f64().unwrap(),
+        longest_copied_run: g["overall"]["longest_copied_run"].as_u64().unwrap() as usize,
+    };
+    let q = &g["quality"];
+    let close = |a: &serde_json::Value, b: f64| (a.as_f64().unwrap() - b).abs() < 1e-9;
+    for (side, f) in [("generated", &want.generated), ("corpus", &want.corpus)] {
+        let got = &q[side];
+        assert_eq!(got["words"].as_u64(), Some(f.words as u64), "{side} {q}");
+        assert!(
+            close(&got["real_word_share"], f.real_word_share),
+            "{side} {q}"
+        );
+        assert_eq!(
+            got["lines"].as_u64(),
+            Some(f.shape.lines as u64),
+            "{side} {q}"
+        );
+        assert!(
+            close(&got["mean_line_chars"], f.shape.mean_line_chars),
+            "{side} {q}"
+        );
+        assert!(
+            close(&got["lines_per_stanza"], f.shape.lines_per_stanza),
+            "{side} {q}"
+        );
+        assert!(
+            close(&got["stanzas_per_poem"], f.shape.stanzas_per_poem),
+            "{side} {q}"
+        );
+        assert_eq!(
+            got["repeated_lines"].as_u64(),
+            Some(f.shape.repeated_lines as u64)
+        );
+    }
+    assert!(
+        want.generated.words > 0 && want.corpus.shape.lines > 0,
+        "{q}"
+    );
+    assert_eq!(q["corpus"]["real_word_share"], 1.0);
+    assert!(close(&q["shared_4grams"], want.shared_4grams));
+    let on_row: serde_json::Value =
+        sqlx::query_scalar("select quality from datasets where id = $1")
+            .bind(dataset)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(on_row, serde_json::to_value(&figures).unwrap());
+
+    // `poet poems show` prints the same figures in its table, generated beside corpus.
+    let addr = s.coordinator.url();
+    let id = g["id"].to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_poet"))
+            .args(["poems", "show", &id])
+            .env("POET_COORDINATOR", addr)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&want.table()),
+        "{text}\nwant:\n{}",
+        want.table()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -222,7 +222,12 @@ impl Tokens {
         role: Role,
     ) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone + Send + Sync + use<> {
         let tokens = self.clone();
-        move |req| tokens.check(&req, role).map(|_| req)
+        // The caller travels with the request: tags and notes store who set them.
+        move |mut req| {
+            let caller = tokens.check(&req, role)?;
+            req.extensions_mut().insert(caller);
+            Ok(req)
+        }
     }
 
     fn session_mac(&self, payload: &str) -> Option<Hmac<Sha256>> {

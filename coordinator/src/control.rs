@@ -39,6 +39,7 @@ const SHAPE_KEYS: &[&str] = &[
     "seq_len",
     "formulation",
     "seed",
+    "cell",
 ];
 
 async fn run_row(pool: &PgPool, id: i64) -> Result<RunRow> {

@@ -3,12 +3,19 @@
 //! must name, so a worker whose lease expired cannot complete the job), and judged here
 //! against the training corpus with the word 4-gram plagiarism check. The 4-gram set of each
 //! dataset version is built once, kept as an artifact and cached in memory.
+//!
+//! Every generation also stores its quality report ([`poet_core::quality::Report`], issue
+//! 21): the poems' real-word share and shape beside the corpus's own figures. Those figures
+//! are computed once per dataset version and kept on its row (`datasets.quality`); the job
+//! hands the corpus's line length and lines per stanza to the worker, whose sampler pulls
+//! line and stanza breaks towards them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use poet_core::ngrams::{self, NgramSet, Thresholds};
+use poet_core::quality::{self, Quality, Vocabulary, defaults};
 use poet_proto::v1;
 use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, Row};
@@ -35,6 +42,29 @@ pub struct GenParams {
     pub seed: u64,
     /// Opening text.
     pub prime: String,
+    /// "carry" or "window".
+    #[serde(default = "carry")]
+    pub mode: String,
+    /// Nucleus cut in (0, 1]. Requests stored before it existed were sampled without one.
+    #[serde(default = "one")]
+    pub top_p: f64,
+    /// Top-k cut (0 = none).
+    #[serde(default)]
+    pub top_k: i32,
+    /// Most times a line may stand in a poem (0 = no cap).
+    #[serde(default)]
+    pub max_line_repeats: i32,
+    /// Pull in nats of breaks towards the corpus's shape (0 = none).
+    #[serde(default)]
+    pub shape_boost: f64,
+}
+
+fn carry() -> String {
+    "carry".into()
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 impl GenParams {
@@ -89,6 +119,43 @@ impl GenParams {
             r.checkpoint.clone()
         };
         parse_selector(&checkpoint)?;
+        let mode = match r.mode.as_str() {
+            "" | "carry" => "carry",
+            "window" => "window",
+            other => {
+                crate::limits::check_chars("mode", other, crate::limits::MAX_NAME_CHARS)?;
+                return Err(ServiceError::Invalid(format!(
+                    "mode: '{other}' is not carry or window"
+                )));
+            }
+        };
+        let top_p = r.top_p.unwrap_or(defaults::TOP_P);
+        if !(top_p > 0.0 && top_p <= 1.0) {
+            return Err(ServiceError::Invalid(format!(
+                "top_p: {top_p} is not in (0, 1]"
+            )));
+        }
+        let top_k = r.top_k.unwrap_or(defaults::TOP_K as i32);
+        if !(0..=MAX_TOP_K).contains(&top_k) {
+            return Err(ServiceError::Invalid(format!(
+                "top_k: {top_k} is not in 0..={MAX_TOP_K} (0 = every char)"
+            )));
+        }
+        let max_line_repeats = r
+            .max_line_repeats
+            .unwrap_or(defaults::MAX_LINE_REPEATS as i32);
+        if !(0..=MAX_LINE_REPEATS).contains(&max_line_repeats) {
+            return Err(ServiceError::Invalid(format!(
+                "max_line_repeats: {max_line_repeats} is not in 0..={MAX_LINE_REPEATS} (0 = no cap)"
+            )));
+        }
+        let shape_boost = r.shape_boost.unwrap_or(defaults::SHAPE_BOOST);
+        if !(shape_boost.is_finite() && (0.0..=defaults::MAX_SHAPE_BOOST).contains(&shape_boost)) {
+            return Err(ServiceError::Invalid(format!(
+                "shape_boost: {shape_boost} is not in [0, {}]",
+                defaults::MAX_SHAPE_BOOST
+            )));
+        }
         Ok(GenParams {
             checkpoint,
             temperatures,
@@ -96,9 +163,19 @@ impl GenParams {
             poems,
             seed: r.seed,
             prime: r.prime.clone(),
+            mode: mode.into(),
+            top_p,
+            top_k,
+            max_line_repeats,
+            shape_boost,
         })
     }
 }
+
+/// The largest top-k accepted: more than any character vocabulary.
+const MAX_TOP_K: i32 = 100_000;
+/// The largest repeat cap accepted.
+const MAX_LINE_REPEATS: i32 = 1_000;
 
 enum Selector {
     Best,
@@ -194,6 +271,7 @@ pub async fn request(
 /// Leases the oldest queued generation to a worker under a fresh lease id.
 pub async fn claim(
     pool: &PgPool,
+    corpora: &CorpusCache,
     worker_id: i64,
     lease_ttl: chrono::Duration,
     now: DateTime<Utc>,
@@ -218,10 +296,19 @@ pub async fn claim(
         .bind(row.get::<i64, _>("checkpoint_id"))
         .fetch_one(pool)
         .await?;
-    let config: String = sqlx::query_scalar("select config::text from runs where id = $1")
+    let run = sqlx::query("select config::text as config, dataset_id from runs where id = $1")
         .bind(row.get::<i64, _>("run_id"))
         .fetch_one(pool)
         .await?;
+    let config: String = run.get("config");
+    // The shape the sampler aims at. Without it the job is still worth sampling (no pull).
+    let shape = match corpora.get(pool, run.get("dataset_id")).await {
+        Ok(c) => c.figures.shape.clone(),
+        Err(e) => {
+            tracing::warn!(error = %e, "corpus figures unavailable; sampling without a shape target");
+            Default::default()
+        }
+    };
     Ok(Some(v1::GenerationJob {
         generation_id: row.get("id"),
         checkpoint: Some(ckpt.into()),
@@ -232,6 +319,13 @@ pub async fn claim(
         seed: params.seed,
         prime: params.prime,
         lease_id: lease_id.to_string(),
+        mode: params.mode,
+        top_p: params.top_p,
+        top_k: params.top_k,
+        max_line_repeats: params.max_line_repeats,
+        shape_boost: params.shape_boost,
+        line_chars: shape.mean_line_chars,
+        stanza_lines: shape.lines_per_stanza,
     }))
 }
 
@@ -252,10 +346,13 @@ pub async fn reap(pool: &PgPool, now: DateTime<Utc>) -> Result<u64> {
     Ok(n)
 }
 
-/// In-memory cache of each dataset's 4-gram set, backed by an artifact.
+/// In-memory cache of each dataset's 4-gram set, backed by an artifact, and of its
+/// [`CorpusQuality`] (the two things a generation is judged against).
 #[derive(Debug, Default, Clone)]
 pub struct NgramCache {
     sets: Arc<Mutex<HashMap<i64, Arc<NgramSet>>>>,
+    /// The corpus figures and words, also needed when a job is leased (its shape target).
+    pub corpora: CorpusCache,
 }
 
 impl NgramCache {
@@ -298,6 +395,84 @@ impl NgramCache {
     }
 }
 
+/// A dataset's corpus as generations are judged against it: its own figures (kept on the
+/// dataset row once computed) and its words (rebuilt from the text once per process).
+#[derive(Debug)]
+pub struct CorpusQuality {
+    /// The corpus's figures.
+    pub figures: Quality,
+    /// Its distinct words.
+    pub vocabulary: Vocabulary,
+}
+
+/// In-memory cache of each dataset's [`CorpusQuality`].
+#[derive(Debug, Default, Clone)]
+pub struct CorpusCache {
+    corpora: Arc<Mutex<HashMap<i64, Arc<CorpusQuality>>>>,
+}
+
+impl CorpusCache {
+    /// The corpus figures and words of a dataset: measured once per version and stored on its
+    /// row, so other readers (and later processes) find them there.
+    pub async fn get(&self, pool: &PgPool, dataset_id: i64) -> Result<Arc<CorpusQuality>> {
+        let mut corpora = self.corpora.lock().await;
+        if let Some(c) = corpora.get(&dataset_id) {
+            return Ok(c.clone());
+        }
+        let stored: Option<serde_json::Value> =
+            sqlx::query_scalar("select quality from datasets where id = $1")
+                .bind(dataset_id)
+                .fetch_optional(pool)
+                .await?
+                .flatten();
+        let stored = stored.and_then(|v| serde_json::from_value::<Quality>(v).ok());
+        let text = crate::datasets::text(pool, dataset_id).await?;
+        let fresh = stored.is_none();
+        let (figures, vocabulary) = tokio::task::spawn_blocking(move || match stored {
+            Some(f) => (f, Vocabulary::from_corpus(&text)),
+            None => quality::corpus_figures(&text),
+        })
+        .await
+        .expect("join");
+        if fresh {
+            sqlx::query("update datasets set quality = $2 where id = $1")
+                .bind(dataset_id)
+                .bind(serde_json::to_value(&figures).expect("figures serialise"))
+                .execute(pool)
+                .await?;
+        }
+        let c = Arc::new(CorpusQuality {
+            figures,
+            vocabulary,
+        });
+        corpora.insert(dataset_id, c.clone());
+        Ok(c)
+    }
+}
+
+fn figures_proto(q: &Quality) -> v1::PoemFigures {
+    v1::PoemFigures {
+        words: q.words as i64,
+        real_word_share: q.real_word_share,
+        poems: q.shape.poems as i32,
+        lines: q.shape.lines as i64,
+        mean_line_chars: q.shape.mean_line_chars,
+        lines_per_stanza: q.shape.lines_per_stanza,
+        stanzas_per_poem: q.shape.stanzas_per_poem,
+        repeated_lines: q.shape.repeated_lines as i32,
+    }
+}
+
+/// A stored quality report as the API shows it.
+pub fn quality_proto(r: &quality::Report) -> v1::QualityReport {
+    v1::QualityReport {
+        generated: Some(figures_proto(&r.generated)),
+        corpus: Some(figures_proto(&r.corpus)),
+        shared_4grams: r.shared_4grams,
+        longest_copied_run: r.longest_copied_run as i32,
+    }
+}
+
 fn report_proto(r: &ngrams::Report) -> v1::PlagiarismReport {
     v1::PlagiarismReport {
         ngrams: r.ngrams as i64,
@@ -322,20 +497,21 @@ async fn finish(
     conn: &mut sqlx::PgConnection,
     req: &v1::CompleteGenerationRequest,
     lease_id: Uuid,
-    outcome: std::result::Result<&ngrams::Report, &str>,
+    outcome: std::result::Result<(&ngrams::Report, &quality::Report), &str>,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let (state, overall, error) = match outcome {
-        Ok(o) => (
+    let (state, overall, quality, error) = match outcome {
+        Ok((o, q)) => (
             "done",
             Some(serde_json::to_value(o).expect("report serialises")),
+            Some(serde_json::to_value(q).expect("report serialises")),
             None,
         ),
-        Err(e) => ("failed", None, Some(e)),
+        Err(e) => ("failed", None, None, Some(e)),
     };
     let n = sqlx::query(
         "update generations set state = $3, overall = $4, error = $5, finished_at = $6,
-             lease_id = null, lease_expires_at = null
+             quality = $7, lease_id = null, lease_expires_at = null
          where id = $1 and state = 'running' and lease_id = $2",
     )
     .bind(req.generation_id)
@@ -344,6 +520,7 @@ async fn finish(
     .bind(overall)
     .bind(error)
     .bind(now)
+    .bind(quality)
     .execute(&mut *conn)
     .await?
     .rows_affected();
@@ -394,6 +571,7 @@ pub async fn complete(
         )));
     }
     let set = cache.get(pool, artifacts, row.get("dataset_id")).await?;
+    let corpus = cache.corpora.get(pool, row.get("dataset_id")).await?;
     let thresholds = Thresholds::default();
     let poems: Vec<(f64, String)> = req
         .streams
@@ -404,20 +582,26 @@ pub async fn complete(
                 .map(move |p| (s.temperature, p))
         })
         .collect();
-    let (poems, reports, overall) = tokio::task::spawn_blocking(move || {
+    let (poems, reports, overall, quality) = tokio::task::spawn_blocking(move || {
         let reports: Vec<ngrams::Report> = poems
             .iter()
             .map(|(_, p)| ngrams::check(p, &set, &thresholds))
             .collect();
         let refs: Vec<&str> = poems.iter().map(|(_, p)| p.as_str()).collect();
         let overall = ngrams::check_all(&refs, &set, &thresholds);
-        (poems, reports, overall)
+        let quality = quality::Report {
+            generated: quality::measure(&refs, &corpus.vocabulary),
+            corpus: corpus.figures.clone(),
+            shared_4grams: overall.shared_fraction,
+            longest_copied_run: overall.longest_copied_run,
+        };
+        (poems, reports, overall, quality)
     })
     .await
     .expect("join");
     let mut tx = pool.begin().await?;
     // The poems go in only under the row's lock, taken by the fenced update.
-    finish(&mut tx, req, lease_id, Ok(&overall), now).await?;
+    finish(&mut tx, req, lease_id, Ok((&overall, &quality)), now).await?;
     for (i, ((t, text), report)) in poems.iter().zip(&reports).enumerate() {
         sqlx::query("insert into generated_poems (generation_id, idx, temperature, text, report) values ($1, $2, $3, $4, $5)")
             .bind(req.generation_id)
@@ -435,7 +619,7 @@ pub async fn complete(
 /// Generations with their poems (`id = Some` for one, else by run; run 0 = all).
 pub async fn load(pool: &PgPool, id: Option<i64>, run_id: i64) -> Result<Vec<v1::Generation>> {
     let gens = sqlx::query(
-        "select g.id, g.run_id, g.checkpoint_id, c.epoch, g.state, g.params::text as params, g.error, g.overall, g.created_at
+        "select g.id, g.run_id, g.checkpoint_id, c.epoch, g.state, g.params::text as params, g.error, g.overall, g.quality, g.created_at
          from generations g join checkpoints c on c.id = g.checkpoint_id
          where ($1::bigint is null or g.id = $1) and ($2 = 0 or g.run_id = $2)
          order by g.id desc limit 200",
@@ -469,6 +653,7 @@ pub async fn load(pool: &PgPool, id: Option<i64>, run_id: i64) -> Result<Vec<v1:
         .map(|g| {
             let id: i64 = g.get("id");
             let overall: Option<serde_json::Value> = g.get("overall");
+            let quality: Option<serde_json::Value> = g.get("quality");
             v1::Generation {
                 id,
                 run_id: g.get("run_id"),
@@ -483,6 +668,10 @@ pub async fn load(pool: &PgPool, id: Option<i64>, run_id: i64) -> Result<Vec<v1:
                     .as_ref()
                     .map(report_proto),
                 created_at: Some(ts(g.get("created_at"))),
+                quality: quality
+                    .and_then(|q| serde_json::from_value::<quality::Report>(q).ok())
+                    .as_ref()
+                    .map(quality_proto),
             }
         })
         .collect())

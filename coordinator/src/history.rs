@@ -1,6 +1,9 @@
 //! Run-history queries: sweeps, runs (filtered, ordered, paginated), one run in full,
-//! workers and datasets. Each answer is a fixed number of queries (no N+1), on indexed
-//! columns, and rows convert to `poet.v1` messages here.
+//! workers and datasets, and the tags and notes users leave on runs and sweeps. Each answer
+//! is a fixed number of queries (no N+1), on indexed columns, and rows convert to `poet.v1`
+//! messages here (the web API and the CLI turn those into `poet_proto::views`).
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use poet_core::filter::{self, Cursor, Expr, Field, Filter, Order, Param, SortType, SortValue};
@@ -64,6 +67,10 @@ pub struct RunRow {
     pub parent_run_id: Option<i64>,
     /// The checkpoint it was forked from.
     pub parent_checkpoint_id: Option<i64>,
+    /// Training seconds (the sum of its epochs' durations).
+    pub total_duration_s: Option<f64>,
+    /// The last epoch's characters per second.
+    pub last_chars_per_sec: Option<f64>,
 }
 
 /// The columns [`RunRow`] reads (alias `r`), as a literal so that a statement can add its own.
@@ -72,7 +79,8 @@ macro_rules! run_columns {
         "r.id, r.sweep_id, r.dataset_id, r.config::text as config_text, r.config_hash, r.state,
         r.priority, r.attempt, r.max_attempts, r.epochs_total, r.epochs_done, r.lease_owner, r.cancel_requested,
         r.best_val_loss, r.best_epoch, r.last_train_loss, r.last_val_loss, r.error, r.created_at, r.started_at,
-        r.finished_at, r.halt_reason, r.parent_run_id, r.parent_checkpoint_id"
+        r.finished_at, r.halt_reason, r.parent_run_id, r.parent_checkpoint_id, r.total_duration_s,
+        r.last_chars_per_sec"
     };
 }
 
@@ -146,6 +154,10 @@ impl From<RunRow> for v1::Run {
             halt_reason: r.halt_reason.unwrap_or_default(),
             parent_run_id: r.parent_run_id.unwrap_or(0),
             parent_checkpoint_id: r.parent_checkpoint_id.unwrap_or(0),
+            tags: vec![],
+            notes: vec![],
+            duration_s: r.total_duration_s.unwrap_or(f64::NAN),
+            chars_per_sec: r.last_chars_per_sec.unwrap_or(f64::NAN),
             // Filled by ListRuns for queued runs (`crate::sweeps::no_fit_reasons`).
             no_fit: String::new(),
         }
@@ -165,6 +177,8 @@ impl From<SweepRow> for v1::Sweep {
             paused: s.paused,
             max_concurrent: s.max_concurrent.unwrap_or(0),
             finished_at: ots(s.finished_at),
+            tags: vec![],
+            notes: vec![],
         }
     }
 }
@@ -291,10 +305,17 @@ pub async fn get_sweep(pool: &PgPool, id: i64) -> Result<v1::GetSweepResponse> {
     } else {
         0.0
     };
+    let mut sweep: v1::Sweep = sweep.into();
+    let mut notes = annotations(pool, Target::Sweep, &[id]).await?;
+    if let Some(a) = notes.remove(&id) {
+        (sweep.tags, sweep.notes) = (a.tags, a.notes);
+    }
+    let mut best: Vec<v1::Run> = best.into_iter().map(Into::into).collect();
+    annotate_runs(pool, &mut best).await?;
     Ok(v1::GetSweepResponse {
-        sweep: Some(sweep.into()),
+        sweep: Some(sweep),
         counts,
-        best_run: best.map(Into::into),
+        best_run: best.pop(),
         decisions: crate::scheduler::decisions(pool, id).await?,
         plan_json,
         epochs_spent: spent.get("epochs"),
@@ -372,7 +393,7 @@ fn sort_value(row: &PgRow, ty: SortType) -> Result<SortValue> {
 /// page at a time: one statement, every value bound. The next page token carries the last
 /// row's sort value and id.
 #[tracing::instrument(name = "coordinator.history.list_runs", skip_all)]
-pub async fn list_runs(pool: &PgPool, req: &v1::ListRunsRequest) -> Result<(Vec<RunRow>, String)> {
+pub async fn list_runs(pool: &PgPool, req: &v1::ListRunsRequest) -> Result<(Vec<v1::Run>, String)> {
     let size = page_size(req.page_size);
     let filter = request_filter(req)?;
     let order =
@@ -413,11 +434,34 @@ pub async fn list_runs(pool: &PgPool, req: &v1::ListRunsRequest) -> Result<(Vec<
         ),
         _ => String::new(),
     };
-    let runs = page
+    let mut runs = page
         .iter()
-        .map(RunRow::from_row)
+        .map(|r| RunRow::from_row(r).map(v1::Run::from))
         .collect::<Result<Vec<_>, _>>()?;
+    annotate_runs(pool, &mut runs).await?;
     Ok((runs, token))
+}
+
+/// The config keys of the runs matching a request's filter, sorted: the config columns of
+/// an export, known before its first row is written (one statement, every value bound).
+pub async fn config_keys(pool: &PgPool, req: &v1::ListRunsRequest) -> Result<Vec<String>> {
+    let filter = request_filter(req)?;
+    let order = Order::parse("").map_err(|e| ServiceError::Invalid(format!("order_by: {e}")))?;
+    let c = filter::compile(&filter, &order, None);
+    let sql = format!(
+        "select distinct k from runs r cross join lateral jsonb_object_keys(r.config) k
+         where {} order by k",
+        c.where_sql
+    );
+    let mut q = sqlx::query(&sql);
+    for p in c.params.into_vec() {
+        q = bind(q, p);
+    }
+    Ok(q.fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| r.get::<String, _>(0))
+        .collect())
 }
 
 /// NotFound unless run `id` exists.
@@ -431,7 +475,7 @@ pub async fn require_run(pool: &PgPool, id: i64) -> Result<()> {
         .ok_or_else(|| ServiceError::NotFound(format!("no run {id}")))
 }
 
-/// One run with attempts, epochs and checkpoints: four queries.
+/// One run with attempts, epochs, checkpoints, tags and notes: six queries.
 pub async fn get_run(pool: &PgPool, id: i64) -> Result<v1::GetRunResponse> {
     let run: RunRow = sqlx::query_as(&format!("{} where r.id = $1", RunRow::SELECT))
         .bind(id)
@@ -490,8 +534,11 @@ pub async fn get_run(pool: &PgPool, id: i64) -> Result<v1::GetRunResponse> {
         })
         .map(|c| c.id)
         .unwrap_or(0);
+    let mut run = [v1::Run::from(run)];
+    annotate_runs(pool, &mut run).await?;
+    let [run] = run;
     Ok(v1::GetRunResponse {
-        run: Some(run.into()),
+        run: Some(run),
         attempts,
         epochs,
         checkpoints: checkpoints.into_iter().map(Into::into).collect(),
@@ -499,19 +546,25 @@ pub async fn get_run(pool: &PgPool, id: i64) -> Result<v1::GetRunResponse> {
     })
 }
 
-/// Workers, most recently seen first.
+/// Workers, most recently seen first, each with the run it trains (its lowest-id running
+/// lease) and that run's progress: the one query of gRPC `ListWorkers` and
+/// `GET /api/v1/workers` (they used to be two, which could name different current runs).
 pub async fn list_workers(pool: &PgPool, include_stale: bool) -> Result<Vec<v1::Worker>> {
     let rows = sqlx::query(
-        "select w.*, (select r.id from runs r where r.lease_owner = w.id and r.state = 'running' limit 1) as run_id,
-             -- the throughput of its last reported epoch
-             (select e.chars_per_sec from
-                  (select a.run_id, a.attempt, a.started_at from run_attempts a where a.worker_id = w.id
-                   order by a.started_at desc limit 3) a
-                  cross join lateral (select e.chars_per_sec from epochs e
-                      where e.run_id = a.run_id and e.attempt = a.attempt order by e.epoch desc limit 1) e
-              order by a.started_at desc limit 1) as chars_per_sec
-         from workers w where $1 or w.last_seen_at > now() - interval '1 hour'
-         order by w.last_seen_at desc",
+        "select w.id, w.host, w.device, w.gpu_name, w.gpu_memory_bytes, w.version, w.last_seen_at, w.registered_at,
+            w.cpu_threads, w.memory_bytes, w.labels,
+            extract(epoch from now() - w.last_seen_at)::float8 as ago, r.id as run_id, r.epochs_done, r.epochs_total,
+            -- the throughput of its last reported epoch
+            (select e.chars_per_sec from
+                 (select a.run_id, a.attempt, a.started_at from run_attempts a where a.worker_id = w.id
+                  order by a.started_at desc limit 3) a
+                 cross join lateral (select e.chars_per_sec from epochs e
+                     where e.run_id = a.run_id and e.attempt = a.attempt order by e.epoch desc limit 1) e
+             order by a.started_at desc limit 1) as chars_per_sec
+         from workers w left join lateral
+            (select id, epochs_done, epochs_total from runs where lease_owner = w.id and state = 'running' order by id limit 1) r on true
+         where $1 or w.last_seen_at > now() - interval '1 hour'
+         order by w.last_seen_at desc, w.id",
     )
     .bind(include_stale)
     .fetch_all(pool)
@@ -528,6 +581,9 @@ pub async fn list_workers(pool: &PgPool, include_stale: bool) -> Result<Vec<v1::
             last_seen_at: Some(ts(r.get("last_seen_at"))),
             registered_at: Some(ts(r.get("registered_at"))),
             version: r.get("version"),
+            current_epoch: r.get::<Option<i32>, _>("epochs_done").unwrap_or(0),
+            current_epochs_total: r.get::<Option<i32>, _>("epochs_total").unwrap_or(0),
+            seen_seconds_ago: r.get("ago"),
             cpu_threads: r.get("cpu_threads"),
             memory_bytes: r.get("memory_bytes"),
             labels: serde_json::from_value(r.get("labels")).unwrap_or_default(),
@@ -572,4 +628,208 @@ pub async fn get_dataset(pool: &PgPool, id: i64) -> Result<DatasetInfo> {
     poet_sql::datasets::get(pool, id)
         .await?
         .ok_or_else(|| ServiceError::NotFound(format!("no dataset {id}")))
+}
+
+/// What tags and notes are left on: a run or a sweep. Each names its own fixed tables, so
+/// the statements below are the same text for both but for those names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A run (`run_tags`, `run_notes`).
+    Run,
+    /// A sweep (`sweep_tags`, `sweep_notes`).
+    Sweep,
+}
+
+impl Target {
+    /// (owner table, tags table, notes table, key column, word for messages).
+    fn tables(
+        self,
+    ) -> (
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+    ) {
+        match self {
+            Target::Run => ("runs", "run_tags", "run_notes", "run_id", "run"),
+            Target::Sweep => ("sweeps", "sweep_tags", "sweep_notes", "sweep_id", "sweep"),
+        }
+    }
+
+    async fn require(self, pool: &PgPool, id: i64) -> Result<()> {
+        let (owner, .., word) = self.tables();
+        let exists: Option<i64> =
+            sqlx::query_scalar(&format!("select id from {owner} where id = $1"))
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+        exists
+            .map(|_| ())
+            .ok_or_else(|| ServiceError::NotFound(format!("no {word} {id}")))
+    }
+}
+
+/// Who the caller is, as stored with a tag or note: the issued token's name, else the role of
+/// the static token it presented (`client` with authentication off, loopback only).
+pub async fn author(pool: &PgPool, caller: Option<&crate::auth::Caller>) -> Result<String> {
+    let Some(c) = caller else {
+        return Ok(crate::auth::Role::Client.as_str().to_string());
+    };
+    if let Some(id) = c.token_id {
+        let name: Option<String> = sqlx::query_scalar("select name from api_tokens where id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+        if let Some(name) = name {
+            return Ok(name);
+        }
+    }
+    Ok(c.role.as_str().to_string())
+}
+
+fn check_tags(tags: &[String]) -> Result<()> {
+    if tags.is_empty() {
+        return Err(ServiceError::Invalid("tags: give at least one tag".into()));
+    }
+    if tags.len() > crate::limits::MAX_TAGS_PER_REQUEST {
+        return Err(ServiceError::Invalid(format!(
+            "tags: {} tags is over the limit of {} per request",
+            tags.len(),
+            crate::limits::MAX_TAGS_PER_REQUEST
+        )));
+    }
+    tags.iter().try_for_each(|t| crate::limits::check_tag(t))
+}
+
+/// Adds `tags` to run or sweep `id` (one already there keeps its first author and time);
+/// answers its tags and notes after.
+pub async fn tag(
+    pool: &PgPool,
+    target: Target,
+    id: i64,
+    tags: &[String],
+    author: &str,
+) -> Result<v1::Annotations> {
+    check_tags(tags)?;
+    target.require(pool, id).await?;
+    let (_, table, _, key, _) = target.tables();
+    sqlx::query(&format!(
+        "insert into {table} ({key}, tag, author) select $1, t, $3 from unnest($2::text[]) t
+         on conflict do nothing"
+    ))
+    .bind(id)
+    .bind(tags)
+    .bind(author)
+    .execute(pool)
+    .await?;
+    tracing::info!(id, ?target, ?tags, author, "tagged");
+    one(pool, target, id).await
+}
+
+/// Removes `tags` from run or sweep `id`; NotFound, naming it, for a tag it does not have
+/// (and then nothing is removed).
+pub async fn untag(
+    pool: &PgPool,
+    target: Target,
+    id: i64,
+    tags: &[String],
+) -> Result<v1::Annotations> {
+    check_tags(tags)?;
+    target.require(pool, id).await?;
+    let (_, table, _, key, word) = target.tables();
+    let mut tx = pool.begin().await?;
+    let removed: Vec<String> = sqlx::query_scalar(&format!(
+        "delete from {table} where {key} = $1 and tag = any($2) returning tag"
+    ))
+    .bind(id)
+    .bind(tags)
+    .fetch_all(&mut *tx)
+    .await?;
+    if let Some(missing) = tags.iter().find(|t| !removed.contains(t)) {
+        return Err(ServiceError::NotFound(format!(
+            "{word} {id} has no tag {missing:?}"
+        )));
+    }
+    tx.commit().await?;
+    one(pool, target, id).await
+}
+
+/// Leaves a note on run or sweep `id`; answers its tags and notes after.
+pub async fn note(
+    pool: &PgPool,
+    target: Target,
+    id: i64,
+    text: &str,
+    author: &str,
+) -> Result<v1::Annotations> {
+    crate::limits::check_note(text)?;
+    target.require(pool, id).await?;
+    let (_, _, table, key, _) = target.tables();
+    sqlx::query(&format!(
+        "insert into {table} ({key}, text, author) values ($1, $2, $3)"
+    ))
+    .bind(id)
+    .bind(text)
+    .bind(author)
+    .execute(pool)
+    .await?;
+    one(pool, target, id).await
+}
+
+async fn one(pool: &PgPool, target: Target, id: i64) -> Result<v1::Annotations> {
+    Ok(annotations(pool, target, &[id])
+        .await?
+        .remove(&id)
+        .unwrap_or_default())
+}
+
+/// The tags and notes of every run or sweep in `ids` (two queries; those without any are
+/// absent from the map).
+pub async fn annotations(
+    pool: &PgPool,
+    target: Target,
+    ids: &[i64],
+) -> Result<HashMap<i64, v1::Annotations>> {
+    let mut out: HashMap<i64, v1::Annotations> = HashMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let (_, tags, notes, key, _) = target.tables();
+    let rows = sqlx::query(&format!(
+        "select {key} as id, tag from {tags} where {key} = any($1) order by {key}, tag"
+    ))
+    .bind(ids)
+    .fetch_all(pool)
+    .await?;
+    for r in rows {
+        out.entry(r.get("id")).or_default().tags.push(r.get("tag"));
+    }
+    let rows = sqlx::query(&format!(
+        "select {key} as id, text, author, created_at from {notes} where {key} = any($1)
+         order by {key}, id"
+    ))
+    .bind(ids)
+    .fetch_all(pool)
+    .await?;
+    for r in rows {
+        out.entry(r.get("id")).or_default().notes.push(v1::Note {
+            text: r.get("text"),
+            author: r.get("author"),
+            at: Some(ts(r.get("created_at"))),
+        });
+    }
+    Ok(out)
+}
+
+/// Fills the tags and notes of `runs` (two queries whatever their number).
+pub async fn annotate_runs(pool: &PgPool, runs: &mut [v1::Run]) -> Result<()> {
+    let ids: Vec<i64> = runs.iter().map(|r| r.id).collect();
+    let mut all = annotations(pool, Target::Run, &ids).await?;
+    for r in runs {
+        if let Some(a) = all.remove(&r.id) {
+            (r.tags, r.notes) = (a.tags, a.notes);
+        }
+    }
+    Ok(())
 }

@@ -29,6 +29,52 @@ pub const MAX_SPEC_BYTES: usize = 256 << 10;
 /// JSON handed over to be stored: a fork's overrides, an epoch's extra metrics.
 pub const MAX_JSON_BYTES: usize = 64 << 10;
 
+/// A tag on a run or a sweep (the database's CHECK says the same).
+pub const MAX_TAG_CHARS: usize = 100;
+
+/// Tags one request may add or remove.
+pub const MAX_TAGS_PER_REQUEST: usize = 32;
+
+/// A note on a run or a sweep (the database's CHECK says the same).
+pub const MAX_NOTE_CHARS: usize = 10_000;
+
+/// Refuses a tag that is empty (or only spaces), over [`MAX_TAG_CHARS`], or holds a control
+/// character (a tag is shown in one table cell).
+pub fn check_tag(tag: &str) -> Result<()> {
+    if tag.trim().is_empty() {
+        return Err(ServiceError::Invalid(format!(
+            "tag {tag:?}: a tag has 1 to {MAX_TAG_CHARS} characters, not only spaces"
+        )));
+    }
+    check_chars(&format!("tag {tag:?}"), tag, MAX_TAG_CHARS)?;
+    if tag.chars().any(char::is_control) {
+        return Err(ServiceError::Invalid(format!(
+            "tag {tag:?}: control characters are not allowed in a tag"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a note that is empty (or only spaces), over [`MAX_NOTE_CHARS`], or holds a
+/// control character other than a newline or a tab.
+pub fn check_note(text: &str) -> Result<()> {
+    if text.trim().is_empty() {
+        return Err(ServiceError::Invalid(
+            "note: empty; a note has 1 to 10000 characters".into(),
+        ));
+    }
+    check_chars("note", text, MAX_NOTE_CHARS)?;
+    if let Some(c) = text
+        .chars()
+        .find(|c| c.is_control() && *c != '\n' && *c != '\t')
+    {
+        return Err(ServiceError::Invalid(format!(
+            "note: control character {c:?} is not allowed (newlines and tabs are)"
+        )));
+    }
+    Ok(())
+}
+
 /// Refuses `value` when it has more than `max` characters (Unicode scalar values).
 pub fn check_chars(field: &str, value: &str, max: usize) -> Result<()> {
     // `nth` stops at the limit: a long string costs no more to check than a legal one.
@@ -180,6 +226,42 @@ mod tests {
         drop(_a2);
         let c = uploads.counts.lock().unwrap();
         assert!(c.by_lease.is_empty() && c.by_worker.is_empty(), "{c:?}");
+    }
+
+    #[test]
+    fn tags_and_notes_are_named_in_refusals() {
+        assert!(check_tag("baseline").is_ok());
+        assert!(check_tag("lr 1e-3 / ünits").is_ok());
+        for (bad, want) in [
+            ("", "tag \"\": a tag has 1 to 100"),
+            ("  ", "not only spaces"),
+            ("a\u{7}b", "tag \"a\\u{7}b\": control characters"),
+        ] {
+            let e = check_tag(bad).unwrap_err().to_string();
+            assert!(e.contains(want), "{bad:?}: {e}");
+        }
+        let long = "x".repeat(MAX_TAG_CHARS + 1);
+        assert!(
+            check_tag(&long)
+                .unwrap_err()
+                .to_string()
+                .contains("101 characters is over the limit of 100")
+        );
+        assert!(check_note("line one\n\tline two").is_ok());
+        assert!(
+            check_note(" ")
+                .unwrap_err()
+                .to_string()
+                .contains("note: empty")
+        );
+        assert!(
+            check_note("a\u{1b}[2J")
+                .unwrap_err()
+                .to_string()
+                .contains("control character '\\u{1b}'")
+        );
+        assert!(check_note(&"é".repeat(MAX_NOTE_CHARS)).is_ok());
+        assert!(check_note(&"é".repeat(MAX_NOTE_CHARS + 1)).is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use poet_core::retry::Backoff;
 use poet_proto::v1::poet_server::PoetServer;
 use poet_proto::v1::worker_service_server::WorkerServiceServer;
 use sqlx::PgPool;
@@ -260,7 +261,8 @@ async fn listen_notifications(
     gens: Arc<Notify>,
     finished: tokio::sync::broadcast::Sender<Option<i64>>,
 ) {
-    let mut attempt = 0u32;
+    // Every replica reconnects after a Postgres restart: jittered, so they do not all at once.
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_millis(6400));
     loop {
         let listener = async {
             let mut l = PgListener::connect_with(&pool).await?;
@@ -275,7 +277,7 @@ async fn listen_notifications(
         .await;
         match listener {
             Ok(mut l) => {
-                attempt = 0;
+                backoff.reset();
                 // Wake everyone once: anything queued or finished while we were disconnected.
                 runs.notify_waiters();
                 gens.notify_waiters();
@@ -297,7 +299,6 @@ async fn listen_notifications(
             }
             Err(e) => tracing::warn!(error = %e, "notification listener cannot connect"),
         }
-        attempt += 1;
-        tokio::time::sleep(Duration::from_millis(200u64 << attempt.min(5))).await;
+        tokio::time::sleep(backoff.next_delay()).await;
     }
 }

@@ -19,7 +19,37 @@ pub enum Formulation {
     Seq,
 }
 
+/// The recurrent cell of every layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Cell {
+    /// The reference experiment's LSTM (4 gates, a cell state beside `h`).
+    #[default]
+    Lstm,
+    /// A GRU (PyTorch's gate order r, z, n; `h` only): 3/4 of the LSTM's weights and work.
+    Gru,
+}
+
+/// How the learning rate moves during a run (after the optional linear warm-up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LrSchedule {
+    /// `learning_rate` throughout (the reference).
+    #[default]
+    Constant,
+    /// Half a cosine from `learning_rate` down to `lr_min` over the run's batches
+    /// (`epochs` x batches per epoch), per batch.
+    Cosine,
+    /// Multiply by `plateau_factor` (not below `lr_min`) after `plateau_patience` epochs in a
+    /// row whose validation loss did not beat the best so far; decided per epoch.
+    Plateau,
+}
+
 /// Hyperparameters of one training run. Unknown keys are refused.
+///
+/// Keys added after the first release (`cell` onward) are left out of the JSON while they
+/// hold their default, so the canonical JSON, and with it the run hash, of a config that
+/// does not use them is the one it had before they existed: stored runs stay deduplicated.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
@@ -51,7 +81,44 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Cap on batches per epoch (0 = the whole corpus); for smoke tests and benchmarks.
     pub max_batches: u32,
+    /// The recurrent cell (`lstm`, the reference, or `gru`).
+    #[serde(skip_serializing_if = "is_default")]
+    pub cell: Cell,
+    /// The learning-rate schedule (`constant`, `cosine` or `plateau`).
+    #[serde(skip_serializing_if = "is_default")]
+    pub lr_schedule: LrSchedule,
+    /// Batches over which the rate rises linearly from `learning_rate / warmup_steps` to
+    /// `learning_rate` before the schedule starts (0 = none).
+    #[serde(skip_serializing_if = "is_default")]
+    pub warmup_steps: u32,
+    /// Floor of the schedule: where `cosine` ends and below which `plateau` never cuts.
+    #[serde(skip_serializing_if = "is_default")]
+    pub lr_min: f64,
+    /// `plateau`: the factor each cut multiplies the rate by.
+    #[serde(skip_serializing_if = "is_default_plateau_factor")]
+    pub plateau_factor: f64,
+    /// `plateau`: epochs without a new best validation loss before a cut.
+    #[serde(skip_serializing_if = "is_default_plateau_patience")]
+    pub plateau_patience: u32,
 }
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+fn is_default_plateau_factor(v: &f64) -> bool {
+    v.to_bits() == DEFAULT_PLATEAU_FACTOR.to_bits()
+}
+
+fn is_default_plateau_patience(v: &u32) -> bool {
+    *v == DEFAULT_PLATEAU_PATIENCE
+}
+
+/// Default `plateau_factor`: halve the rate (PyTorch's `ReduceLROnPlateau` uses 0.1, which
+/// on our short runs cut too deep to recover from one noisy epoch).
+pub const DEFAULT_PLATEAU_FACTOR: f64 = 0.5;
+/// Default `plateau_patience`: cut after one epoch without improvement (runs are short).
+pub const DEFAULT_PLATEAU_PATIENCE: u32 = 1;
 
 impl Default for TrainConfig {
     fn default() -> Self {
@@ -70,6 +137,12 @@ impl Default for TrainConfig {
             embedding: 0,
             seed: 42,
             max_batches: 0,
+            cell: Cell::Lstm,
+            lr_schedule: LrSchedule::Constant,
+            warmup_steps: 0,
+            lr_min: 0.0,
+            plateau_factor: DEFAULT_PLATEAU_FACTOR,
+            plateau_patience: DEFAULT_PLATEAU_PATIENCE,
         }
     }
 }
@@ -110,6 +183,12 @@ pub const KEYS: &[&str] = &[
     "embedding",
     "seed",
     "max_batches",
+    "cell",
+    "lr_schedule",
+    "warmup_steps",
+    "lr_min",
+    "plateau_factor",
+    "plateau_patience",
 ];
 
 fn int_range(field: &str, v: u32, lo: u32, hi: u32) -> Result<(), ConfigError> {
@@ -166,6 +245,16 @@ impl TrainConfig {
         float_range("grad_clip", self.grad_clip, 0.0, 1e6, true)?;
         int_range("epochs", self.epochs, 1, 100_000)?;
         int_range("embedding", self.embedding, 0, 8192)?;
+        int_range("warmup_steps", self.warmup_steps, 0, 10_000_000)?;
+        float_range("lr_min", self.lr_min, 0.0, self.learning_rate, true)?;
+        if self.plateau_factor <= 0.0 {
+            return Err(ConfigError::new(
+                "plateau_factor",
+                format!("{} must be above 0", self.plateau_factor),
+            ));
+        }
+        float_range("plateau_factor", self.plateau_factor, 0.0, 1.0, false)?;
+        int_range("plateau_patience", self.plateau_patience, 0, 10_000)?;
         Ok(())
     }
 
@@ -190,6 +279,120 @@ impl TrainConfig {
         h.update(b"\n");
         h.update(self.canonical_json().as_bytes());
         hex::encode(h.finalize())
+    }
+}
+
+/// From this vocabulary size on, [`recommend`] feeds the first layer through a learned
+/// embedding instead of one-hot rows. The one-hot input projection costs `4·units x vocab`
+/// multiply-adds per character (the embedding's `4·units x 64`), beside `8·units²` of
+/// recurrent work per layer: at 256 units and 256 characters the input projection alone
+/// equals one layer's recurrence, so from there on the embedding is the cheaper input. Below
+/// it one-hot is the reference's input and costs little. `bench/poems/vocab.sh` measures
+/// both at a small and an 800-character vocabulary (BENCHMARKS.md, "Poems worth reading").
+pub const EMBEDDING_MIN_VOCAB: usize = 256;
+
+/// Width of the embedding [`recommend`] picks when it picks one.
+pub const RECOMMENDED_EMBEDDING: u32 = 64;
+
+/// Input characters per second that [`recommend`] assumes a 2 x 256 `seq` model trains at,
+/// batch 64, on two quiet CPU cores: about half of the bench/worker figure for 3 x 300
+/// (29 k chars/s, BENCHMARKS.md) scaled by the smaller model's work (~2x less), leaving room
+/// for validation passes and other work on the machine. Used only to size the epoch budget;
+/// [`recommend_at`] takes a measured rate instead.
+pub const RECOMMEND_CHARS_PER_SEC: f64 = 25_000.0;
+
+/// A sensible config for `corpus_chars` characters of training text over `vocab` distinct
+/// characters and a budget of `minutes` of training on two CPU cores (what the poems
+/// benchmark trains; `cargo run -p poet-core --example poems -- recommend CORPUS MINUTES`
+/// prints it).
+///
+/// Why these values:
+/// - `seq` formulation: every position is a training target; on the 1 MB corpus `seq`
+///   reached the `keras` formulation's best validation loss in 1/40 of its time
+///   (BENCHMARKS.md, "Training and sampling (CPU)");
+/// - two layers, their width from the corpus size: 128 units below 100 k chars (a small
+///   corpus overfits a wide model within minutes), 256 up to ~3 M chars, 384 above;
+/// - Adam at 0.003 with up to 100 warm-up batches and a cosine decay to a tenth of that
+///   over the run's planned batches: a high early rate learns the common words fast, the
+///   warm-up keeps its first updates from blowing up a fresh model, and the decay lets the
+///   last epochs settle instead of bouncing at the high rate;
+/// - dropout 0.1 (0.2 for corpora under 100 k chars), no recurrent dropout (its weight-drop
+///   costs a multiply per batch and short runs do not overfit enough to need it);
+/// - a learned 64-wide embedding from [`EMBEDDING_MIN_VOCAB`] characters on;
+/// - epochs sized so the planned batches fit the budget at [`RECOMMEND_CHARS_PER_SEC`];
+///   when one pass over the corpus does not fit, `max_batches` cuts each epoch so that
+///   there are still about 8 epochs (8 validations and checkpoints) in the budget.
+///
+/// These are reasoned defaults; the poems benchmark's single run so far (BENCHMARKS.md)
+/// was on a machine too loaded to train them properly, so they are not yet tuned by
+/// measurement.
+pub fn recommend(corpus_chars: u64, vocab: usize, minutes: f64) -> TrainConfig {
+    recommend_at(corpus_chars, vocab, minutes, RECOMMEND_CHARS_PER_SEC)
+}
+
+/// [`recommend`] for a machine measured to train a 2 x 256 `seq` model at `chars_per_sec`
+/// input characters per second (the poems benchmark measures it first, so that on a loaded
+/// machine the epochs and the cosine decay still fit the budget). Non-positive or non-finite
+/// rates fall back to [`RECOMMEND_CHARS_PER_SEC`].
+pub fn recommend_at(
+    corpus_chars: u64,
+    vocab: usize,
+    minutes: f64,
+    chars_per_sec: f64,
+) -> TrainConfig {
+    let measured = if chars_per_sec.is_finite() && chars_per_sec > 0.0 {
+        chars_per_sec
+    } else {
+        RECOMMEND_CHARS_PER_SEC
+    };
+    let small = corpus_chars < 100_000;
+    let units = if small {
+        128
+    } else if corpus_chars < 3_000_000 {
+        256
+    } else {
+        384
+    };
+    // The throughput assumption is for 256 units; cost per char grows with units squared.
+    let rate = measured * (256.0 / f64::from(units)).powi(2);
+    let budget_chars = (minutes.max(0.0) * 60.0 * rate).max(1.0);
+    let (seq_len, batch_size) = (100u32, 64u32);
+    let chars_per_batch = f64::from(seq_len * batch_size);
+    let budget_batches = (budget_chars / chars_per_batch).max(1.0);
+    let batches_per_epoch = (corpus_chars as f64 / chars_per_batch).max(1.0);
+    let (epochs, max_batches) = if budget_batches >= 8.0 * batches_per_epoch {
+        ((budget_batches / batches_per_epoch).floor(), 0.0)
+    } else {
+        let per_epoch = (budget_batches / 8.0).ceil().min(batches_per_epoch);
+        ((budget_batches / per_epoch).floor().max(1.0), per_epoch)
+    };
+    let epochs = epochs.clamp(1.0, 100_000.0) as u32;
+    let warmup_steps = (100.0f64).min(budget_batches / 10.0).floor() as u32;
+    TrainConfig {
+        layers: 2,
+        units,
+        dropout: if small { 0.2 } else { 0.1 },
+        recurrent_dropout: 0.0,
+        seq_len,
+        step: 3,
+        batch_size,
+        learning_rate: 0.003,
+        grad_clip: 5.0,
+        epochs,
+        formulation: Formulation::Seq,
+        embedding: if vocab >= EMBEDDING_MIN_VOCAB {
+            RECOMMENDED_EMBEDDING
+        } else {
+            0
+        },
+        seed: 42,
+        max_batches: max_batches as u32,
+        cell: Cell::Lstm,
+        lr_schedule: LrSchedule::Cosine,
+        warmup_steps,
+        lr_min: 0.0003,
+        plateau_factor: DEFAULT_PLATEAU_FACTOR,
+        plateau_patience: DEFAULT_PLATEAU_PATIENCE,
     }
 }
 
@@ -238,12 +441,117 @@ mod tests {
 
     #[test]
     fn keys_list_matches_serialised_fields() {
-        let v = serde_json::to_value(TrainConfig::default()).unwrap();
+        // Keys at their default may be left out; a config off every default shows them all.
+        let c = TrainConfig {
+            cell: Cell::Gru,
+            lr_schedule: LrSchedule::Plateau,
+            warmup_steps: 5,
+            lr_min: 0.0001,
+            plateau_factor: 0.25,
+            plateau_patience: 3,
+            ..Default::default()
+        };
+        let v = serde_json::to_value(c).unwrap();
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
         let mut want = KEYS.to_vec();
         want.sort();
         let mut got = keys.clone();
         got.sort();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn keys_added_later_keep_the_old_canonical_json_at_their_defaults() {
+        // The canonical JSON of the default config as it was before `cell` and the schedule
+        // keys existed: stored run hashes must not move.
+        let old = r#"{"layers":3,"units":300,"dropout":0.2,"recurrent_dropout":0.2,"seq_len":300,"step":3,"batch_size":128,"learning_rate":0.001,"grad_clip":5.0,"epochs":10,"formulation":"keras","embedding":0,"seed":42,"max_batches":0}"#;
+        assert_eq!(TrainConfig::default().canonical_json(), old);
+        let gru = TrainConfig {
+            cell: Cell::Gru,
+            ..Default::default()
+        };
+        assert!(gru.canonical_json().ends_with(r#""cell":"gru"}"#));
+        assert_eq!(TrainConfig::from_json(&gru.canonical_json()).unwrap(), gru);
+    }
+
+    #[test]
+    fn schedule_keys_are_validated_by_name() {
+        let e = TrainConfig::from_json(r#"{"lr_schedule": "linear"}"#).unwrap_err();
+        assert!(e.to_string().contains("linear"), "{e}");
+        let e = TrainConfig::from_json(r#"{"cell": "rnn"}"#).unwrap_err();
+        assert!(e.to_string().contains("rnn"), "{e}");
+        let e = TrainConfig::from_json(r#"{"plateau_factor": 1.0}"#).unwrap_err();
+        assert_eq!(e.field, "plateau_factor");
+        let e = TrainConfig::from_json(r#"{"plateau_factor": 0.0}"#).unwrap_err();
+        assert_eq!(e.field, "plateau_factor");
+        let e = TrainConfig::from_json(r#"{"lr_min": 0.5, "learning_rate": 0.01}"#).unwrap_err();
+        assert_eq!(e.field, "lr_min");
+        let e = TrainConfig::from_json(r#"{"lr_min": -1e-3}"#).unwrap_err();
+        assert_eq!(e.field, "lr_min");
+        let e = TrainConfig::from_json(r#"{"plateau_patience": 20000}"#).unwrap_err();
+        assert_eq!(e.field, "plateau_patience");
+        let ok = TrainConfig::from_json(
+            r#"{"cell": "gru", "lr_schedule": "plateau", "warmup_steps": 10, "lr_min": 1e-4}"#,
+        )
+        .unwrap();
+        assert_eq!((ok.cell, ok.lr_schedule), (Cell::Gru, LrSchedule::Plateau));
+    }
+
+    #[test]
+    fn recommend_sizes_the_model_and_the_epochs_to_the_corpus_and_budget() {
+        // The poems benchmark's case: ~1 MB, a small vocabulary, 15 minutes.
+        let c = recommend(1_000_000, 90, 15.0);
+        c.validate().unwrap();
+        assert_eq!(
+            (c.layers, c.units, c.seq_len, c.batch_size),
+            (2, 256, 100, 64)
+        );
+        assert_eq!(c.formulation, Formulation::Seq);
+        assert_eq!((c.lr_schedule, c.embedding), (LrSchedule::Cosine, 0));
+        // 15 min x 25 k chars/s = 22.5 M chars = 3,515 batches of 6,400 chars; an epoch is
+        // 156 batches: 22 whole epochs, no cap.
+        assert_eq!((c.epochs, c.max_batches), (22, 0));
+        assert_eq!(c.warmup_steps, 100);
+        // A tiny corpus gets a smaller, more regularised model.
+        let c = recommend(40_000, 60, 3.0);
+        c.validate().unwrap();
+        assert_eq!(c.units, 128);
+        assert!(c.dropout > 0.1);
+        assert_eq!(c.max_batches, 0);
+        // A corpus too large for one pass in the budget: epochs cut to fit, about 8 of them.
+        let c = recommend(100_000_000, 90, 10.0);
+        c.validate().unwrap();
+        assert_eq!(c.units, 384);
+        assert!(c.max_batches > 0);
+        assert!((7..=9).contains(&c.epochs), "{}", c.epochs);
+        let planned = f64::from(c.epochs * c.max_batches * c.batch_size * c.seq_len);
+        let budget = 10.0 * 60.0 * RECOMMEND_CHARS_PER_SEC * (256.0f64 / 384.0).powi(2);
+        assert!(
+            (planned - budget).abs() / budget < 0.15,
+            "{planned} vs {budget}"
+        );
+        // A large vocabulary switches the embedding on.
+        assert_eq!(
+            recommend(1_000_000, EMBEDDING_MIN_VOCAB - 1, 15.0).embedding,
+            0
+        );
+        assert_eq!(
+            recommend(1_000_000, EMBEDDING_MIN_VOCAB, 15.0).embedding,
+            RECOMMENDED_EMBEDDING
+        );
+        // A slow machine (measured) gets the same model and fewer, shorter epochs.
+        let slow = recommend_at(1_000_000, 90, 15.0, 1_000.0);
+        slow.validate().unwrap();
+        assert_eq!(slow.units, 256);
+        // 900 k chars = 140 batches: 18-batch epochs, 7 whole ones.
+        assert_eq!((slow.epochs, slow.max_batches), (7, 18));
+        assert_eq!(
+            recommend_at(1_000_000, 90, 15.0, f64::NAN),
+            recommend(1_000_000, 90, 15.0)
+        );
+        // A zero budget still gives a valid one-epoch config.
+        let c = recommend(1_000_000, 90, 0.0);
+        c.validate().unwrap();
+        assert_eq!(c.epochs, 1);
     }
 }

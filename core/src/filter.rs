@@ -21,7 +21,8 @@
 //!   `metrics_json` (a key that is not an identifier is quoted: `metrics."val bpc"`). Then
 //!   `state`, `sweep` (an id, or a name in quotes; a run shared by several sweeps matches
 //!   each), `dataset` (an id or a name), `worker` (an id, or a host name: any worker that held
-//!   an attempt of the run), `id`, and `created_at`, `started_at`, `finished_at` compared with
+//!   an attempt of the run), `tag` (= `tags`: one of the run's tags, a name in quotes, so
+//!   `tags in ('a', 'b')` is a run with either), `id`, and `created_at`, `started_at`, `finished_at` compared with
 //!   a time in quotes (`'2026-12-01'`, `'2026-12-01 10:00'`, RFC 3339; UTC unless it says).
 //! - **Operators.** `= != < <= > >=` (`<>` is `!=`), `in (...)`, `not in (...)`, combined with
 //!   `and`, `or`, `not` and parentheses; `not` binds tightest, then `and`, then `or`.
@@ -244,6 +245,8 @@ pub enum Field {
     Dataset,
     /// A worker that held an attempt of it, by id or host.
     Worker,
+    /// One of its tags (`run_tags`), by name.
+    Tag,
 }
 
 /// The names a filter may use besides config keys: the allow-list of fields.
@@ -264,6 +267,8 @@ const NAMED: &[(&str, Field)] = &[
     ("sweep", Field::Sweep),
     ("dataset", Field::Dataset),
     ("worker", Field::Worker),
+    ("tag", Field::Tag),
+    ("tags", Field::Tag),
 ];
 
 impl Field {
@@ -435,6 +440,11 @@ impl Cmp {
                 };
                 format!("{negate}exists ({sub} = {})", p.push(self.value.clone()))
             }
+            // The index on run_tags (tag, run_id) serves it.
+            Field::Tag => format!(
+                "{negate}exists (select 1 from run_tags t where t.run_id = r.id and t.tag = {})",
+                p.push(self.value.clone())
+            ),
             Field::Dataset => {
                 let v = p.push(self.value.clone());
                 if matches!(self.value, Param::Int(_)) {
@@ -1005,6 +1015,10 @@ impl<'a> Parser<'a> {
                     ));
                 }
             },
+            (Field::Tag, Literal::Str(s)) if equality => Param::Text(s),
+            (Field::Tag, _) if equality => {
+                return err(format!("{name} is a name in quotes, e.g. 'baseline'"));
+            }
             (Field::State, _) if equality => {
                 return err(format!(
                     "state is a name in quotes, e.g. 'running' (states: {})",
@@ -1173,7 +1187,7 @@ impl Order {
             Field::Dataset => SortKey::Dataset,
             Field::Config(k) => SortKey::Config(k),
             Field::Metrics(k) => SortKey::Metrics(k),
-            Field::Sweep | Field::Worker => {
+            Field::Sweep | Field::Worker | Field::Tag => {
                 return Err(p.err(
                     col,
                     format!(
@@ -1518,6 +1532,14 @@ mod tests {
                 "worker = 'gpu-1'",
                 "exists (select 1 from run_attempts a join workers w on w.id = a.worker_id where a.run_id = r.id and w.host = $1::text)",
             ),
+            (
+                "tag = 'baseline'",
+                "exists (select 1 from run_tags t where t.run_id = r.id and t.tag = $1::text)",
+            ),
+            (
+                "tags != 'bad'",
+                "not exists (select 1 from run_tags t where t.run_id = r.id and t.tag = $1::text)",
+            ),
             ("metrics.val_bpc = 1.5", "r.last_metrics @> $1::jsonb"),
             (
                 "metrics.\"val bpc\" < 1.5",
@@ -1647,6 +1669,8 @@ mod tests {
             ("layers not 1", 12, "expected 'in' after 'layers not'"),
             ("metrics.\"\" = 1", 9, "a metrics key has 1 to 200 bytes"),
             ("1 = layers", 1, "expected a field name"),
+            ("tag = 1", 7, "tag is a name in quotes"),
+            ("tags > 'a'", 8, "tag compares with =, != or in only"),
             ("é = 1", 1, "unexpected character 'é'"),
         ] {
             let e = err(f);
@@ -1828,10 +1852,11 @@ mod tests {
             let expr = match f {
                 Field::Time(_) => format!("{n} > '2026-01-01'"),
                 Field::State => format!("{n} = 'queued'"),
+                Field::Tag => format!("{n} = 'baseline'"),
                 _ => format!("{n} = 1"),
             };
             Filter::parse(&expr).unwrap_or_else(|e| panic!("{expr}: {e}"));
-            if *n != "min_val_loss" {
+            if *n != "min_val_loss" && *n != "tags" {
                 assert_eq!(&f.name(), n);
             }
         }

@@ -14,6 +14,7 @@
 //! - [`quality`]: real-word share, line and stanza shape, and loops of poems vs their corpus.
 //! - [`resources`]: a sweep's `[resources]` needs and the memory estimate of a config.
 //! - [`secret`]: what a bearer token must look like to be accepted.
+//! - [`retry`]: the one retry delay: exponential backoff with jitter.
 
 pub mod config;
 pub mod filter;
@@ -21,6 +22,7 @@ pub mod ngrams;
 pub mod plan;
 pub mod quality;
 pub mod replay;
+pub mod retry;
 pub mod resources;
 pub mod schedule;
 pub mod search;

@@ -72,6 +72,134 @@ pub struct Quality {
     pub shape: Shape,
 }
 
+/// A generation's quality report: its poems' figures beside the training corpus's own, and
+/// the poems' word 4-gram overlap with the corpus ([`crate::ngrams::check_all`] over all
+/// poems). This is what the coordinator stores with every generation and what `poet
+/// generate`, `poet poems show` and the dashboard show.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// The generated poems, measured against the corpus's words.
+    pub generated: Quality,
+    /// The corpus itself ([`corpus_figures`]).
+    pub corpus: Quality,
+    /// Share of the poems' distinct 4-grams found in the corpus.
+    pub shared_4grams: f64,
+    /// Longest run of words copied from the corpus.
+    pub longest_copied_run: usize,
+}
+
+impl Report {
+    /// The report of `poems` against a corpus whose words, figures and 4-gram set are given.
+    pub fn of(
+        poems: &[&str],
+        vocabulary: &Vocabulary,
+        corpus: &Quality,
+        set: &ngrams::NgramSet,
+    ) -> Report {
+        let overlap = ngrams::check_all(poems, set, &ngrams::Thresholds::default());
+        Report {
+            generated: measure(poems, vocabulary),
+            corpus: corpus.clone(),
+            shared_4grams: overlap.shared_fraction,
+            longest_copied_run: overlap.longest_copied_run,
+        }
+    }
+
+    /// A small table: each measure, generated beside corpus, and the goal it is held to
+    /// (issue 21).
+    pub fn table(&self) -> String {
+        let (g, c) = (&self.generated, &self.corpus);
+        let ratio = |a: f64, b: f64| {
+            if b > 0.0 {
+                format!("{:.2}x", a / b)
+            } else {
+                "-".into()
+            }
+        };
+        let rows = [
+            (
+                "real words",
+                format!("{:.1}%", 100.0 * g.real_word_share),
+                format!("{:.1}%", 100.0 * c.real_word_share),
+                ">= 90%".to_string(),
+            ),
+            (
+                "chars per line",
+                format!("{:.1}", g.shape.mean_line_chars),
+                format!("{:.1}", c.shape.mean_line_chars),
+                format!(
+                    "{} (within 15%)",
+                    ratio(g.shape.mean_line_chars, c.shape.mean_line_chars)
+                ),
+            ),
+            (
+                "lines per stanza",
+                format!("{:.2}", g.shape.lines_per_stanza),
+                format!("{:.2}", c.shape.lines_per_stanza),
+                format!(
+                    "{} (within 15%)",
+                    ratio(g.shape.lines_per_stanza, c.shape.lines_per_stanza)
+                ),
+            ),
+            (
+                "stanzas per poem",
+                format!("{:.2}", g.shape.stanzas_per_poem),
+                format!("{:.2}", c.shape.stanzas_per_poem),
+                ratio(g.shape.stanzas_per_poem, c.shape.stanzas_per_poem),
+            ),
+            (
+                "repeated lines",
+                g.shape.repeated_lines.to_string(),
+                c.shape.repeated_lines.to_string(),
+                "0 (a line 3+ times in a poem)".to_string(),
+            ),
+            (
+                "shared 4-grams",
+                format!("{:.1}%", 100.0 * self.shared_4grams),
+                "-".into(),
+                "<= 5%".into(),
+            ),
+            (
+                "longest copied run",
+                format!("{} words", self.longest_copied_run),
+                "-".into(),
+                "< 8 words".into(),
+            ),
+        ];
+        let mut out = format!(
+            "{:<20} {:>10} {:>10}  goal\n",
+            "measure", "generated", "corpus"
+        );
+        for (name, a, b, goal) in rows {
+            out.push_str(&format!("{name:<20} {a:>10} {b:>10}  {goal}\n"));
+        }
+        out
+    }
+}
+
+/// The corpus's own figures: its shape, and a real-word share of 1 (every word of it is, by
+/// definition, a word of it). Computed once per dataset by the coordinator.
+pub fn corpus_figures(corpus: &str) -> (Quality, Vocabulary) {
+    let vocabulary = Vocabulary::from_corpus(corpus);
+    (measure(&[corpus], &vocabulary), vocabulary)
+}
+
+/// The sampler's defaults, shared by the worker (`poet-worker generate`) and the coordinator
+/// (a `GenerateRequest` that leaves a field unset). Chosen by `bench/poems/sampling.sh`
+/// against the figures above (BENCHMARKS.md, "Sampling that keeps a poem's shape").
+pub mod defaults {
+    /// Nucleus cut.
+    pub const TOP_P: f64 = 0.95;
+    /// Top-k cut (0 = none).
+    pub const TOP_K: usize = 0;
+    /// Most times a line may stand in one poem: twice is a refrain, a third time a loop.
+    pub const MAX_LINE_REPEATS: usize = 2;
+    /// Pull, in nats, of line and stanza breaks towards the corpus's shape.
+    pub const SHAPE_BOOST: f64 = 3.0;
+    /// The strongest pull accepted: 20 nats already overrides any model.
+    pub const MAX_SHAPE_BOOST: f64 = 20.0;
+}
+
 /// The poems of `text`: split at frame lines, empty ones dropped.
 fn poems_of(text: &str) -> Vec<&str> {
     let mut out = vec![];
@@ -180,5 +308,34 @@ mod tests {
         // Twice is a refrain, and repeats across poems are not loops.
         let refrain = "a line\nb line\na line\n++++\na line\n";
         assert_eq!(shape(&[refrain]).repeated_lines, 0);
+    }
+
+    #[test]
+    fn a_corpus_with_known_figures_gives_them_and_the_table_shows_both() {
+        let (c, v) = corpus_figures(CORPUS);
+        assert_eq!(c.words, 20);
+        assert_eq!(c.real_word_share, 1.0);
+        assert_eq!(c.shape, shape(&[CORPUS]));
+        assert_eq!(v.len(), 16);
+        let set = ngrams::NgramSet::from_corpus(CORPUS);
+        let r = Report::of(
+            &["the rain on the roof\nthe rain on the roof"],
+            &v,
+            &c,
+            &set,
+        );
+        assert_eq!(r.generated.real_word_share, 1.0);
+        assert_eq!(r.corpus, c);
+        assert_eq!(r.longest_copied_run, 6);
+        assert!(r.shared_4grams > 0.5, "{r:?}");
+        let t = r.table();
+        assert!(
+            t.contains("chars per line             20.0       18.0  1.11x"),
+            "{t}"
+        );
+        assert!(
+            t.contains("real words               100.0%     100.0%"),
+            "{t}"
+        );
     }
 }

@@ -8,7 +8,7 @@
 //! The fixture is a grid of configs, each with its validation curve, recorded by real
 //! training (`bench/sweeps/run.sh record`).
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -136,6 +136,22 @@ pub fn simulate(
     let mut order: Vec<usize> = (0..fixture.runs.len()).collect();
     shuffle(&mut order, seed);
     let mut next_shuffled = order.into_iter();
+    // Every fixture run's config, and which run a config is, looked up once: TPE asks both for
+    // every candidate of every proposal.
+    let configs: Vec<TrainConfig> = (0..fixture.runs.len())
+        .map(|i| config_of(fixture, i))
+        .collect();
+    let index: HashMap<String, usize> = configs
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.canonical_json(), i))
+        .collect();
+    let index_of = |c: &TrainConfig| {
+        index
+            .get(&c.canonical_json())
+            .copied()
+            .or_else(|| fixture.index_of(c))
+    };
 
     let mut runs: Vec<Sim> = Vec::new();
     let mut queue: VecDeque<usize> = VecDeque::new();
@@ -162,14 +178,13 @@ pub fn simulate(
                     Pick::Tpe(tpe) => {
                         let curves: Vec<(TrainConfig, &[f64])> = runs
                             .iter()
-                            .map(|r| (config_of(fixture, r.fixture), &r.curve[..]))
+                            .map(|r| (configs[r.fixture].clone(), &r.curve[..]))
                             .collect();
                         let observed = search::observations(&curves, tpe.initial as usize);
-                        let exists = |c: &TrainConfig| {
-                            fixture.index_of(c).is_none_or(|i| tried.contains(&i))
-                        };
+                        let exists =
+                            |c: &TrainConfig| index_of(c).is_none_or(|i| tried.contains(&i));
                         search::propose(&space, &tpe, &observed, seed, runs.len() as u32, &exists)
-                            .and_then(|c| fixture.index_of(&c))
+                            .and_then(|c| index_of(&c))
                     }
                 };
                 match next {
@@ -368,6 +383,30 @@ mod tests {
                 t.epochs
             );
             assert_eq!(t.runs, 27);
+        }
+    }
+
+    #[test]
+    fn hyperband_finds_the_best_with_less_than_the_grid() {
+        let f = fixture();
+        let (best, epochs) = f.grid_best();
+        let p = Policy {
+            rule: Rule::Hyperband(Rungs {
+                min_epochs: 1,
+                eta: 3,
+                max_epochs: 9,
+            }),
+            ..Default::default()
+        };
+        for seed in 0..5 {
+            let t = simulate(&f, &p, Pick::Shuffled, 4, seed).unwrap();
+            assert_eq!(t.best, best, "seed {seed}");
+            // Bracket 2 (a third of the runs at most) trains in full, the others are halved.
+            assert!(
+                t.epochs * 100 <= epochs * 60,
+                "seed {seed}: {} of {epochs} epochs",
+                t.epochs
+            );
         }
     }
 

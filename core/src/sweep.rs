@@ -32,7 +32,7 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 
 use crate::plan::{self, Plan, Search};
 
-use crate::config::{ConfigError, Formulation, KEYS, TrainConfig};
+use crate::config::{Cell, ConfigError, Formulation, KEYS, LrSchedule, TrainConfig};
 
 /// The default of [`ExpandOptions::max_runs`].
 pub const DEFAULT_MAX_RUNS: usize = 1000;
@@ -260,6 +260,10 @@ pub(crate) enum Value {
     Float(f64),
     /// The formulation.
     Formulation(Formulation),
+    /// The recurrent cell.
+    Cell(Cell),
+    /// The learning-rate schedule.
+    Schedule(LrSchedule),
 }
 
 /// The type of one config field.
@@ -269,6 +273,8 @@ pub(crate) enum Kind {
     U64,
     F64,
     Formulation,
+    Cell,
+    Schedule,
 }
 
 /// The kind of every config key; `None` for an unknown key. A test checks that it covers
@@ -276,10 +282,13 @@ pub(crate) enum Kind {
 pub(crate) fn kind(key: &str) -> Option<Kind> {
     Some(match key {
         "layers" | "units" | "seq_len" | "step" | "batch_size" | "epochs" | "embedding"
-        | "max_batches" => Kind::U32,
+        | "max_batches" | "warmup_steps" | "plateau_patience" => Kind::U32,
         "seed" => Kind::U64,
-        "dropout" | "recurrent_dropout" | "learning_rate" | "grad_clip" => Kind::F64,
+        "dropout" | "recurrent_dropout" | "learning_rate" | "grad_clip" | "lr_min"
+        | "plateau_factor" => Kind::F64,
         "formulation" => Kind::Formulation,
+        "cell" => Kind::Cell,
+        "lr_schedule" => Kind::Schedule,
         _ => return None,
     })
 }
@@ -321,6 +330,18 @@ pub(crate) fn apply(c: &mut TrainConfig, key: &str, v: &Value) {
             _ => unreachable!("seed takes an integer"),
         },
         "max_batches" => c.max_batches = u32v(v),
+        "cell" => match v {
+            Value::Cell(x) => c.cell = *x,
+            _ => unreachable!("cell takes a cell"),
+        },
+        "lr_schedule" => match v {
+            Value::Schedule(x) => c.lr_schedule = *x,
+            _ => unreachable!("lr_schedule takes a schedule"),
+        },
+        "warmup_steps" => c.warmup_steps = u32v(v),
+        "lr_min" => c.lr_min = f64v(v),
+        "plateau_factor" => c.plateau_factor = f64v(v),
+        "plateau_patience" => c.plateau_patience = u32v(v),
         _ => unreachable!("unknown key {key}"),
     }
 }
@@ -342,6 +363,12 @@ pub(crate) fn get(c: &TrainConfig, key: &str) -> Value {
         "embedding" => Value::Int(c.embedding.into()),
         "seed" => Value::Int(c.seed),
         "max_batches" => Value::Int(c.max_batches.into()),
+        "cell" => Value::Cell(c.cell),
+        "lr_schedule" => Value::Schedule(c.lr_schedule),
+        "warmup_steps" => Value::Int(c.warmup_steps.into()),
+        "lr_min" => Value::Float(c.lr_min),
+        "plateau_factor" => Value::Float(c.plateau_factor),
+        "plateau_patience" => Value::Int(c.plateau_patience.into()),
         _ => unreachable!("unknown key {key}"),
     }
 }
@@ -519,15 +546,22 @@ fn value(k: Kind, doc: &Doc, path: &str) -> Result<Value, SpecError> {
                 format!("expected a number, found {}", other.type_name()),
             )),
         },
-        Kind::Formulation => match doc {
-            Doc::Str(s) => serde_json::from_value(serde_json::Value::String(s.clone()))
-                .map(Value::Formulation)
-                .map_err(|e| SpecError::new(path, e.to_string())),
-            other => Err(SpecError::new(
-                path,
-                format!("expected a string, found {}", other.type_name()),
-            )),
-        },
+        Kind::Formulation => named(doc, path).map(Value::Formulation),
+        Kind::Cell => named(doc, path).map(Value::Cell),
+        Kind::Schedule => named(doc, path).map(Value::Schedule),
+    }
+}
+
+/// A string-valued config field (`formulation`, `cell`, `lr_schedule`), parsed by its serde
+/// spelling so the accepted names are the config's.
+fn named<T: serde::de::DeserializeOwned>(doc: &Doc, path: &str) -> Result<T, SpecError> {
+    match doc {
+        Doc::Str(s) => serde_json::from_value(serde_json::Value::String(s.clone()))
+            .map_err(|e| SpecError::new(path, e.to_string())),
+        other => Err(SpecError::new(
+            path,
+            format!("expected a string, found {}", other.type_name()),
+        )),
     }
 }
 
@@ -1139,6 +1173,8 @@ random:
                 Kind::U32 | Kind::U64 => Value::Int(7777),
                 Kind::F64 => Value::Float(0.123),
                 Kind::Formulation => Value::Formulation(Formulation::Seq),
+                Kind::Cell => Value::Cell(Cell::Gru),
+                Kind::Schedule => Value::Schedule(LrSchedule::Cosine),
             };
             let mut c = TrainConfig::default();
             apply(&mut c, key, &v);
@@ -1317,6 +1353,27 @@ random:
                 "84 0.43739053921794624 0.0009257938952225044 Keras",
             ]
         );
+    }
+
+    #[test]
+    fn cells_and_schedules_can_be_swept_and_bad_names_are_refused() {
+        let e = expand(&std::fs::read_to_string("../examples/sweeps/demo.toml").unwrap()).unwrap();
+        assert_eq!(
+            e.configs.iter().map(|c| c.cell).collect::<Vec<_>>(),
+            vec![Cell::Lstm, Cell::Gru]
+        );
+        assert!(
+            e.configs
+                .iter()
+                .all(|c| c.lr_schedule == LrSchedule::Cosine)
+        );
+        let e = expand(
+            "dataset = \"p\"\n[grid]\nlr_schedule = [\"constant\", \"plateau\"]\nplateau_factor = [0.5]\n",
+        )
+        .unwrap();
+        assert_eq!(e.configs[1].lr_schedule, LrSchedule::Plateau);
+        let e = err("dataset = \"p\"\n[grid]\ncell = [\"lstm\", \"rnn\"]\n");
+        assert!(e.to_string().contains("rnn"), "{e}");
     }
 
     #[test]

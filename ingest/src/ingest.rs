@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::dump::expand_inputs;
 use crate::pipeline::Pipeline;
@@ -373,20 +373,107 @@ pub async fn explain(opts: &IngestOptions) -> Result<Explanation, IngestError> {
 }
 
 /// Ingests the dumps into a new version of dataset `opts.name`, or finds that an identical
-/// version exists (then nothing is written and `created` is false). See the module doc.
+/// version exists (then nothing is written and `created` is false). The steps of the module
+/// doc, one function each: [`begin_version`], [`load`], [`Corpus::of`], [`finish_version`].
 pub async fn ingest(pool: &PgPool, opts: &IngestOptions) -> Result<Summary, IngestError> {
     let start = Instant::now();
     opts.validate()?;
     let inputs = expand_inputs(&opts.inputs)?;
-    let total = crate::dump::total_size(&inputs);
     let (params, params_hash) = params_of(opts);
     let validation_shards = opts.validation_shards();
     let mut tally = Tally::new(opts)?;
 
     let mut tx = pool.begin().await?;
+    let (dataset_id, version) =
+        begin_version(&mut tx, opts, &params, &params_hash, &validation_shards).await?;
+    let loaded = load(&mut tx, opts, &inputs, dataset_id, &mut tally).await?;
+    if loaded.dedupe.winners.is_empty() {
+        // Pointing ingest at the wrong file must not look like success: nothing is stored.
+        tx.rollback().await?;
+        return Err(no_poems(
+            &inputs,
+            &loaded.heads,
+            &tally.counts,
+            &loaded.by_verdict,
+            tally.first_rejects.first(),
+        ));
+    }
+
+    let finalize_start = Instant::now();
+    let corpus = Corpus::of(loaded.dedupe, opts, &validation_shards);
+    tally.counts.kept = corpus.poems;
+    let existing: Option<(i64, i32)> = sqlx::query_as(
+        "select id, version from datasets
+         where name = $1 and content_hash = $2 and params_hash = $3 and state = 'ready'",
+    )
+    .bind(&opts.name)
+    .bind(&corpus.content_hash)
+    .bind(&params_hash)
+    .fetch_optional(&mut *tx)
+    .await?;
+
+    let mut summary = Summary {
+        dataset_id,
+        name: opts.name.clone(),
+        version,
+        created: existing.is_none(),
+        counts: tally.counts,
+        chars: corpus.chars.total(),
+        vocab_size: corpus.vocab.chars().count(),
+        content_hash: corpus.content_hash.clone(),
+        params_hash,
+        shards: opts.shards,
+        train_poems: corpus.poems - corpus.validation_poems,
+        validation_poems: corpus.validation_poems,
+        input_bytes: loaded.input_bytes,
+        rejects: tally.first_rejects,
+        not_poems_by_reason: loaded.by_verdict.list(),
+        warnings: malformed_warning(&tally.counts).into_iter().collect(),
+        timings: Timings::default(),
+    };
+    if let Some((id, existing_version)) = existing {
+        tx.rollback().await?;
+        summary.dataset_id = id;
+        summary.version = existing_version;
+    } else {
+        finish_version(tx, dataset_id, &corpus, &summary).await?;
+    }
+    let times = tally.times;
+    summary.timings = Timings {
+        parse_s: times.parse.as_secs_f64(),
+        html_s: times.html.as_secs_f64(),
+        filter_s: times.filter.as_secs_f64(),
+        key_s: times.key.as_secs_f64(),
+        copy_s: loaded.copy_time.as_secs_f64(),
+        finalize_s: finalize_start.elapsed().as_secs_f64(),
+        total_s: start.elapsed().as_secs_f64(),
+    };
+    tracing::info!(
+        dataset = %summary.reference(),
+        created = summary.created,
+        kept = summary.counts.kept,
+        duplicates = summary.counts.duplicates,
+        malformed = summary.counts.malformed,
+        "ingest.done"
+    );
+    for w in &summary.warnings {
+        tracing::warn!(dataset = %summary.reference(), "{w}");
+    }
+    Ok(summary)
+}
+
+/// Step 1: under a transaction-scoped advisory lock on the name, the next version's row
+/// (`loading`) and its own poems table, with no index while loading. Returns (id, version).
+async fn begin_version(
+    tx: &mut Transaction<'_, Postgres>,
+    opts: &IngestOptions,
+    params: &serde_json::Value,
+    params_hash: &str,
+    validation_shards: &[i32],
+) -> Result<(i64, i32), IngestError> {
     sqlx::query("select pg_advisory_xact_lock(hashtextextended('poet.dataset:' || $1, 0))")
         .bind(&opts.name)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
     let (dataset_id, version): (i64, i32) = sqlx::query_as(
         "insert into datasets (name, version, content_hash, params_hash, params, shards, validation_shards, state)
@@ -394,36 +481,54 @@ pub async fn ingest(pool: &PgPool, opts: &IngestOptions) -> Result<Summary, Inge
          returning id, version",
     )
     .bind(&opts.name)
-    .bind(&params_hash)
-    .bind(&params)
+    .bind(params_hash)
+    .bind(params)
     .bind(opts.shards as i32)
-    .bind(&validation_shards)
-    .fetch_one(&mut *tx)
+    .bind(validation_shards)
+    .fetch_one(&mut **tx)
     .await?;
-
-    // The dataset's own table: no index while loading; the check lets the attach skip its scan.
-    // DDL and table names take no bind parameters, so this table's statements format its name
-    // and bounds from `dataset_id`: an i64 this transaction got from `returning id`, never
-    // text from a dump.
+    // The check lets the attach skip its scan. DDL and table names take no bind parameters,
+    // so this table's statements format its name and bounds from `dataset_id`: an i64 this
+    // transaction got from `returning id`, never text from a dump.
     let table = poet_sql::poems_partition(dataset_id);
     sqlx::query(&format!(
         "create table {table} (like poems including defaults including constraints,
                                check (dataset_id = {dataset_id}))"
     ))
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
+    Ok((dataset_id, version))
+}
 
+/// What step 2 leaves behind.
+struct Loaded {
+    dedupe: Dedupe,
+    by_verdict: ByVerdict,
+    copy_time: Duration,
+    input_bytes: u64,
+    heads: Vec<crate::dump::Head>,
+}
+
+/// Step 2: streams the pool's batches into one COPY of the dataset's table (the copies
+/// [`Dedupe`] keeps), and the rejects after it.
+async fn load(
+    tx: &mut Transaction<'_, Postgres>,
+    opts: &IngestOptions,
+    inputs: &[crate::dump::Input],
+    dataset_id: i64,
+    tally: &mut Tally,
+) -> Result<Loaded, IngestError> {
+    let table = poet_sql::poems_partition(dataset_id);
     let mut pipeline = Pipeline::start(
-        inputs.clone(),
+        inputs.to_vec(),
         opts.format,
         settings_of(opts, dataset_id, false),
         opts.limits(),
     );
+    let total = crate::dump::total_size(inputs);
     let mut progress = Progress::new(opts.progress && !opts.no_progress, total);
     let mut by_verdict = ByVerdict::default();
-    // dedupe key → smallest source id seen; keys whose stored row may have a loser beside it.
-    let mut winners: HashMap<[u8; 32], Winner> = HashMap::new();
-    let mut superseded: HashSet<[u8; 32]> = HashSet::new();
+    let mut dedupe = Dedupe::default();
     let mut copy_buf: Vec<u8> = Vec::with_capacity(COPY_SEND_BYTES + (1 << 20));
     copy_buf.extend_from_slice(crate::process::COPY_BINARY_HEADER);
     let mut spool = RejectSpool::default();
@@ -434,7 +539,6 @@ pub async fn ingest(pool: &PgPool, opts: &IngestOptions) -> Result<Summary, Inge
             "copy {table} (dataset_id, dedupe_key, shard, source_id, text, meta) from stdin with (format binary)"
         ))
         .await?;
-
     while let Some(batch) = pipeline.next().await {
         let mut batch = batch?;
         let (rejects, filtered) = tally.take(&mut batch)?;
@@ -446,35 +550,15 @@ pub async fn ingest(pool: &PgPool, opts: &IngestOptions) -> Result<Summary, Inge
             spool.push_filtered(dataset_id, f)?;
         }
         for poem in std::mem::take(&mut batch.poems) {
-            let keep = match winners.get_mut(&poem.key) {
-                None => {
-                    winners.insert(
-                        poem.key,
-                        Winner {
-                            source_id: poem.source_id,
-                            text_hash: poem.text_hash,
-                            chars: poem.chars,
-                        },
-                    );
-                    true
-                }
-                Some(current) => {
+            let row = poem.row.clone();
+            match dedupe.offer(poem) {
+                Offer::Keep => copy_buf.extend_from_slice(&batch.rows[row]),
+                Offer::Duplicate { keep } => {
                     tally.counts.duplicates += 1;
-                    if *poem.source_id < *current.source_id {
-                        *current = Winner {
-                            source_id: poem.source_id,
-                            text_hash: poem.text_hash,
-                            chars: poem.chars,
-                        };
-                        superseded.insert(poem.key);
-                        true
-                    } else {
-                        false
+                    if keep {
+                        copy_buf.extend_from_slice(&batch.rows[row]);
                     }
                 }
-            };
-            if keep {
-                copy_buf.extend_from_slice(&batch.rows[poem.row]);
             }
         }
         if copy_buf.len() >= COPY_SEND_BYTES {
@@ -494,177 +578,186 @@ pub async fn ingest(pool: &PgPool, opts: &IngestOptions) -> Result<Summary, Inge
     copy.send(copy_buf.as_slice()).await?;
     copy.finish().await?;
     drop(copy_buf);
-    spool.load(&mut tx).await?;
+    spool.load(tx).await?;
     copy_time += t.elapsed();
     tally.rejects_file.finish()?;
-    let input_bytes = pipeline.bytes.load(std::sync::atomic::Ordering::Relaxed);
-    let heads = pipeline.heads();
-    drop(pipeline);
-    if winners.is_empty() {
-        // Pointing ingest at the wrong file must not look like success: nothing is stored.
-        tx.rollback().await?;
-        return Err(no_poems(
-            &inputs,
-            &heads,
-            &tally.counts,
-            &by_verdict,
-            tally.first_rejects.first(),
-        ));
-    }
+    Ok(Loaded {
+        dedupe,
+        by_verdict,
+        copy_time,
+        input_bytes: pipeline.bytes.load(std::sync::atomic::Ordering::Relaxed),
+        heads: pipeline.heads(),
+    })
+}
 
-    let finalize_start = Instant::now();
-    // The copies that lost to a smaller source id, as (key, winner's source id).
-    let (superseded_keys, superseded_ids): (Vec<String>, Vec<String>) = superseded
-        .iter()
-        .map(|k| (hex::encode(k), winners[k].source_id.to_string()))
-        .unzip();
-    drop(superseded);
-    // Corpus hash, size, vocabulary and split from the winners, in export (dedupe key) order:
-    // no second pass over the stored texts.
-    let mut chars = CorpusChars::default();
-    for w in winners.values() {
-        chars.add(&w.chars);
-    }
-    let mut order: Vec<([u8; 32], [u8; 32])> =
-        winners.into_iter().map(|(k, w)| (k, w.text_hash)).collect();
-    order.sort_unstable_by_key(|a| a.0);
-    let mut hasher = Sha256::new();
-    let mut valid = 0u64;
-    let n_valid_shards = validation_shards.len() as u32;
-    for (key, text_hash) in &order {
-        hasher.update(text_hash);
-        // validation shards are 0..n
-        if crate::process::shard_of(key, opts.shards) < n_valid_shards {
-            valid += 1;
+/// Step 2's dedupe: dedupe key → the copy kept so far (the smallest source id), and the keys
+/// whose stored row may have a loser beside it.
+#[derive(Default)]
+struct Dedupe {
+    winners: HashMap<[u8; 32], Winner>,
+    superseded: HashSet<[u8; 32]>,
+}
+
+/// What to do with a poem offered to [`Dedupe`].
+#[derive(Debug, PartialEq, Eq)]
+enum Offer {
+    /// A new text: store it.
+    Keep,
+    /// A copy of a text seen before; stored only when its source id is smaller than the kept
+    /// copy's (the loser is deleted in step 4).
+    Duplicate { keep: bool },
+}
+
+impl Dedupe {
+    fn offer(&mut self, poem: crate::process::PoemRow) -> Offer {
+        let winner = Winner {
+            source_id: poem.source_id,
+            text_hash: poem.text_hash,
+            chars: poem.chars,
+        };
+        match self.winners.get_mut(&poem.key) {
+            None => {
+                self.winners.insert(poem.key, winner);
+                Offer::Keep
+            }
+            Some(current) => {
+                let keep = *winner.source_id < *current.source_id;
+                if keep {
+                    *current = winner;
+                    self.superseded.insert(poem.key);
+                }
+                Offer::Duplicate { keep }
+            }
         }
     }
-    let content_hash = hex::encode(hasher.finalize());
-    let poems = order.len() as u64;
-    let split_flip =
-        (poems >= 2 && opts.validation_fraction > 0.0 && (valid == 0 || valid == poems))
-            .then(|| hex::encode(order[0].0));
-    if split_flip.is_some() {
-        valid = if valid == 0 { 1 } else { poems - 1 };
-    }
-    drop(order);
-    let total_chars = chars.total();
-    tally.counts.kept = poems;
+}
 
-    let existing: Option<(i64, i32)> = sqlx::query_as(
-        "select id, version from datasets
-         where name = $1 and content_hash = $2 and params_hash = $3 and state = 'ready'",
-    )
-    .bind(&opts.name)
-    .bind(&content_hash)
-    .bind(&params_hash)
-    .fetch_optional(&mut *tx)
-    .await?;
+/// Step 3: the corpus's facts from the winners, in export (dedupe key) order, with no second
+/// pass over the stored texts.
+struct Corpus {
+    content_hash: String,
+    poems: u64,
+    validation_poems: u64,
+    /// Set when every poem fell on one side of the split: the key moved to the other side.
+    split_flip: Option<String>,
+    chars: CorpusChars,
+    vocab: String,
+    /// The copies that lost to a smaller source id, as (key, winner's source id).
+    superseded: (Vec<String>, Vec<String>),
+}
 
-    let mut summary = Summary {
-        dataset_id,
-        name: opts.name.clone(),
-        version,
-        created: existing.is_none(),
-        counts: tally.counts,
-        chars: total_chars,
-        vocab_size: 0,
-        content_hash,
-        params_hash,
-        shards: opts.shards,
-        train_poems: 0,
-        validation_poems: 0,
-        input_bytes,
-        rejects: tally.first_rejects,
-        not_poems_by_reason: by_verdict.list(),
-        warnings: malformed_warning(&tally.counts).into_iter().collect(),
-        timings: Timings::default(),
-    };
-    let vocab = chars.vocab();
-    summary.vocab_size = vocab.chars().count();
-
-    (summary.train_poems, summary.validation_poems) = (poems - valid, valid);
-    if let Some((id, existing_version)) = existing {
-        tx.rollback().await?;
-        summary.dataset_id = id;
-        summary.version = existing_version;
-    } else {
-        if !superseded_keys.is_empty() {
-            // No index and no statistics yet: left alone, the planner sorts the whole table
-            // for a merge join and JIT-compiles it (0.23 s on the benchmark's 224k poems); a
-            // hash of the few superseded keys probed by one scan takes 0.10 s.
-            for setting in ["set local jit = off", "set local enable_mergejoin = off"] {
-                sqlx::query(setting).execute(&mut *tx).await?;
+impl Corpus {
+    fn of(dedupe: Dedupe, opts: &IngestOptions, validation_shards: &[i32]) -> Corpus {
+        let Dedupe {
+            winners,
+            superseded,
+        } = dedupe;
+        let superseded = superseded
+            .iter()
+            .map(|k| (hex::encode(k), winners[k].source_id.to_string()))
+            .unzip();
+        let mut chars = CorpusChars::default();
+        for w in winners.values() {
+            chars.add(&w.chars);
+        }
+        let mut order: Vec<([u8; 32], [u8; 32])> =
+            winners.into_iter().map(|(k, w)| (k, w.text_hash)).collect();
+        order.sort_unstable_by_key(|a| a.0);
+        let mut hasher = Sha256::new();
+        let mut valid = 0u64;
+        let n_valid_shards = validation_shards.len() as u32;
+        for (key, text_hash) in &order {
+            hasher.update(text_hash);
+            // validation shards are 0..n
+            if crate::process::shard_of(key, opts.shards) < n_valid_shards {
+                valid += 1;
             }
-            sqlx::query(&format!(
-                "delete from {table} p using unnest($1::text[], $2::text[]) as w(k, s)
-                 where p.dedupe_key = w.k and p.source_id <> w.s"
-            ))
-            .bind(&superseded_keys)
-            .bind(&superseded_ids)
+        }
+        let poems = order.len() as u64;
+        let split_flip =
+            (poems >= 2 && opts.validation_fraction > 0.0 && (valid == 0 || valid == poems))
+                .then(|| hex::encode(order[0].0));
+        if split_flip.is_some() {
+            valid = if valid == 0 { 1 } else { poems - 1 };
+        }
+        let vocab = chars.vocab();
+        Corpus {
+            content_hash: hex::encode(hasher.finalize()),
+            poems,
+            validation_poems: valid,
+            split_flip,
+            chars,
+            vocab,
+            superseded,
+        }
+    }
+}
+
+/// Step 4: deletes the copies that lost to a smaller source id, builds the primary key in one
+/// sorted pass, attaches the table to `poems`, marks the row `ready` and commits.
+async fn finish_version(
+    mut tx: Transaction<'_, Postgres>,
+    dataset_id: i64,
+    corpus: &Corpus,
+    summary: &Summary,
+) -> Result<(), IngestError> {
+    let table = poet_sql::poems_partition(dataset_id);
+    let (superseded_keys, superseded_ids) = &corpus.superseded;
+    if !superseded_keys.is_empty() {
+        // No index and no statistics yet: left alone, the planner sorts the whole table
+        // for a merge join and JIT-compiles it (0.23 s on the benchmark's 224k poems); a
+        // hash of the few superseded keys probed by one scan takes 0.10 s.
+        for setting in ["set local jit = off", "set local enable_mergejoin = off"] {
+            sqlx::query(setting).execute(&mut *tx).await?;
+        }
+        sqlx::query(&format!(
+            "delete from {table} p using unnest($1::text[], $2::text[]) as w(k, s)
+             where p.dedupe_key = w.k and p.source_id <> w.s"
+        ))
+        .bind(superseded_keys)
+        .bind(superseded_ids)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("set local enable_mergejoin = on")
             .execute(&mut *tx)
             .await?;
-            sqlx::query("set local enable_mergejoin = on")
-                .execute(&mut *tx)
-                .await?;
-        }
-        sqlx::query(&format!(
-            "alter table {table} add primary key (dataset_id, dedupe_key)"
-        ))
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(&format!(
-            "alter table poems attach partition {table} for values in ({dataset_id})"
-        ))
-        .execute(&mut *tx)
-        .await?;
-        let by_reason: serde_json::Map<String, serde_json::Value> = summary
-            .not_poems_by_reason
-            .iter()
-            .map(|(r, n)| (r.clone(), (*n).into()))
-            .collect();
-        let counts = json!({
-            "lines": summary.counts,
-            "input_bytes": input_bytes,
-            "not_poems_by_reason": by_reason,
-        });
-        sqlx::query(
-            "update datasets set state = 'ready', content_hash = $2, counts = $3, poems = $4, chars = $5,
-                    vocab = $6, split_flip = $7
-             where id = $1",
-        )
-        .bind(dataset_id)
-        .bind(&summary.content_hash)
-        .bind(&counts)
-        .bind(poems as i64)
-        .bind(total_chars as i64)
-        .bind(&vocab)
-        .bind(&split_flip)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
     }
-    let times = tally.times;
-    summary.timings = Timings {
-        parse_s: times.parse.as_secs_f64(),
-        html_s: times.html.as_secs_f64(),
-        filter_s: times.filter.as_secs_f64(),
-        key_s: times.key.as_secs_f64(),
-        copy_s: copy_time.as_secs_f64(),
-        finalize_s: finalize_start.elapsed().as_secs_f64(),
-        total_s: start.elapsed().as_secs_f64(),
-    };
-    tracing::info!(
-        dataset = %summary.reference(),
-        created = summary.created,
-        kept = summary.counts.kept,
-        duplicates = summary.counts.duplicates,
-        malformed = summary.counts.malformed,
-        "ingest.done"
-    );
-    for w in &summary.warnings {
-        tracing::warn!(dataset = %summary.reference(), "{w}");
-    }
-    Ok(summary)
+    sqlx::query(&format!(
+        "alter table {table} add primary key (dataset_id, dedupe_key)"
+    ))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(&format!(
+        "alter table poems attach partition {table} for values in ({dataset_id})"
+    ))
+    .execute(&mut *tx)
+    .await?;
+    let by_reason: serde_json::Map<String, serde_json::Value> = summary
+        .not_poems_by_reason
+        .iter()
+        .map(|(r, n)| (r.clone(), (*n).into()))
+        .collect();
+    let counts = json!({
+        "lines": summary.counts,
+        "input_bytes": summary.input_bytes,
+        "not_poems_by_reason": by_reason,
+    });
+    sqlx::query(
+        "update datasets set state = 'ready', content_hash = $2, counts = $3, poems = $4, chars = $5,
+                vocab = $6, split_flip = $7
+         where id = $1",
+    )
+    .bind(dataset_id)
+    .bind(&corpus.content_hash)
+    .bind(&counts)
+    .bind(corpus.poems as i64)
+    .bind(corpus.chars.total() as i64)
+    .bind(&corpus.vocab)
+    .bind(&corpus.split_flip)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Rejects waiting for the poems COPY to end (the connection is busy until then), as COPY
@@ -782,5 +875,69 @@ impl RejectSpool {
         }
         copy.finish().await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::PoemRow;
+
+    fn poem(text: &str, source_id: &str) -> PoemRow {
+        PoemRow {
+            key: crate::process::dedupe_key(text),
+            source_id: source_id.into(),
+            text_hash: Sha256::digest(text.as_bytes()).into(),
+            row: 0..0,
+            chars: PoemChars {
+                count: text.chars().count() as u32,
+                ..PoemChars::default()
+            },
+        }
+    }
+
+    #[test]
+    fn dedupe_keeps_the_copy_with_the_smallest_source_id() {
+        let mut d = Dedupe::default();
+        assert_eq!(d.offer(poem("the sea\nis wide", "b")), Offer::Keep);
+        // Same text after normalisation, larger id: a duplicate, not stored.
+        assert_eq!(
+            d.offer(poem("The  sea\nis wide ", "c")),
+            Offer::Duplicate { keep: false }
+        );
+        assert!(d.superseded.is_empty());
+        // Smaller id: stored, and the stored "b" row becomes a loser to delete in step 4.
+        assert_eq!(
+            d.offer(poem("the sea is wide", "a")),
+            Offer::Duplicate { keep: true }
+        );
+        assert_eq!(d.superseded.len(), 1);
+        assert_eq!(d.offer(poem("another\npoem", "z")), Offer::Keep);
+        assert_eq!(d.winners.len(), 2);
+        let key = crate::process::dedupe_key("the sea is wide");
+        assert_eq!(&*d.winners[&key].source_id, "a");
+    }
+
+    #[test]
+    fn the_corpus_hash_does_not_depend_on_input_order() {
+        let opts = IngestOptions::new(vec!["a.ndjson".into()], "d");
+        let shards = opts.validation_shards();
+        let texts = [
+            ("one\npoem", "1"),
+            ("two\npoems", "2"),
+            ("three\npoems", "3"),
+        ];
+        let corpus = |order: &[usize]| {
+            let mut d = Dedupe::default();
+            for &i in order {
+                d.offer(poem(texts[i].0, texts[i].1));
+            }
+            Corpus::of(d, &opts, &shards)
+        };
+        let (a, b) = (corpus(&[0, 1, 2]), corpus(&[2, 0, 1]));
+        assert_eq!(a.content_hash, b.content_hash);
+        assert_eq!((a.poems, a.validation_poems), (b.poems, b.validation_poems));
+        assert_eq!(a.poems, 3);
+        assert_ne!(a.content_hash, corpus(&[0, 1]).content_hash);
     }
 }

@@ -2,9 +2,11 @@
 //!
 //! Two services: [`v1::poet_server::Poet`] for clients (the CLI, scripts) and
 //! [`v1::worker_service_server::WorkerService`] for training workers. [`client`] is how every
-//! caller connects to them.
+//! caller connects to them. [`views`] is the one JSON shape of each thing read back (a run, a
+//! sweep's tags and notes) that the web API answers and `poet --json` prints.
 
 pub mod client;
+pub mod views;
 
 /// Generated messages, clients and servers of `poet.v1`.
 #[allow(missing_docs, clippy::all)]

@@ -316,8 +316,32 @@ async fn coordinator_chaos_with_two_replicas() {
         assert!(faults >= 3, "too few faults injected ({faults})");
         assert!(mid_upload >= 1, "no kill landed mid checkpoint upload");
         // A coordinator SIGKILLed between storing a blob and committing its row (or between
-        // the commit and the retention delete) leaves a blob nobody references: reported,
-        // not lost work. Live rows without blobs are a hard failure inside check_runs.
+        // the commit and the retention delete, or mid-upload) leaves a blob or staging file
+        // nobody references: reported above, not lost work (live rows without blobs are a
+        // hard failure inside check_runs). One pass of the orphan sweep, the one every
+        // replica runs periodically, removes them all: the sweep is over and no upload is in
+        // flight, so no grace period is needed.
+        let store = poet_coordinator::artifacts::Artifacts::open(&st.artifacts().display().to_string())?;
+        let swept = poet_coordinator::retention::sweep_orphans(&pool, &store, Duration::ZERO).await?;
+        let after = check::check_runs(&pool, &st.artifacts(), &runs, sc.epochs).await?;
+        eprintln!(
+            "[coordinator-chaos] orphan sweep: deleted {} blobs and {} staging files; left: orphan={} stale={} staging={}",
+            swept.deleted,
+            swept.staging_deleted,
+            after.orphan_blobs.len(),
+            after.stale_blobs.len(),
+            after.staging_files.len()
+        );
+        assert!(swept.ran);
+        assert_eq!(
+            swept.deleted + swept.staging_deleted,
+            f.orphan_blobs.len() + f.stale_blobs.len() + f.staging_files.len(),
+            "the sweep deleted exactly the unreferenced files: {f:?}"
+        );
+        assert!(
+            after.orphan_blobs.is_empty() && after.stale_blobs.is_empty() && after.staging_files.is_empty(),
+            "left after one sweep pass: {after:?}"
+        );
         st.stop().await;
         Ok(())
     })

@@ -51,11 +51,6 @@ fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Delay before retry `attempt` of reaching the test server: 50 ms doubling, at most 3.2 s.
-fn backoff(attempt: u32) -> std::time::Duration {
-    std::time::Duration::from_millis(50u64 << attempt.min(6))
-}
-
 /// Test databases older than this are dropped when a test process first uses the cluster.
 const STALE_AFTER_S: u64 = 3600;
 
@@ -125,6 +120,11 @@ pub async fn empty_db() -> (String, String) {
         now_s(),
         &uuid::Uuid::new_v4().simple().to_string()[..12]
     );
+    // 50 ms doubling up to 3.2 s, jittered: many test processes start at once.
+    let mut backoff = poet_core::retry::Backoff::new(
+        std::time::Duration::from_millis(50),
+        std::time::Duration::from_millis(3200),
+    );
     let mut attempt = 0;
     let mut conn = loop {
         match PgConnection::connect(&server).await {
@@ -132,7 +132,7 @@ pub async fn empty_db() -> (String, String) {
             Err(e) if attempt < 8 => {
                 attempt += 1;
                 tracing::debug!(error = %e, "test postgres not ready");
-                tokio::time::sleep(backoff(attempt)).await;
+                tokio::time::sleep(backoff.next_delay()).await;
             }
             Err(e) => panic!("cannot reach test postgres at {server}: {e}"),
         }

@@ -202,6 +202,7 @@ fn main() -> anyhow::Result<()> {
                 seed: 1,
                 prime: String::new(),
                 mode: SampleMode::Carry,
+                sampling: poet_worker::sample::Sampling::off(),
             };
             // Warm-up run, then the measured one.
             sample(

@@ -9,9 +9,17 @@
 //!   of 8;
 //! - the tensor bytes, little-endian f32, row-major, in header order.
 //!
+//! The `safetensors` crate (the version tch already builds) writes and parses the layout: it
+//! lays the tensors out in name order and checks a file before we read it (offsets that tile
+//! the data, sizes that match shapes, no overflow). Checkpoints written before it, by a
+//! hand-rolled writer that laid tensors out weights first, are the same format with another
+//! order and load bit-exactly (`tests/it/train.rs`, `legacy_checkpoints_load_bit_exactly`,
+//! on a checkpoint that writer produced, `tests/fixtures/checkpoint-v1-handwritten.safetensors`).
+//!
 //! Tensor names: `model/<param>` (weights, see [`crate::model::PoetModel::parameters`]),
 //! `adam.m/<param>` and `adam.v/<param>` (Adam moments). [`Metadata`] carries the format
-//! version, the epoch completed, the Adam step, the vocabulary, the full [`TrainConfig`], how
+//! version, the epoch completed, the Adam step, the vocabulary, the full [`TrainConfig`] (the
+//! cell type and the learning-rate schedule among its keys), the schedule's state, how
 //! randomness is seeded (so that resume at an epoch boundary needs no RNG state), and the
 //! loss history. Values are stored bit for bit: a round trip reproduces every weight and
 //! moment exactly.
@@ -19,11 +27,13 @@
 //! [safetensors]: https://huggingface.co/docs/safetensors
 
 use crate::model::PoetModel;
-use crate::optim::{self, AdamState};
+use crate::optim::{self, AdamState, ScheduleState};
 use crate::vocab::Vocab;
 use poet_core::config::TrainConfig;
+use safetensors::{Dtype, SafeTensorError, SafeTensors};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use tch::{Device, Kind, Tensor};
 
 /// The `format` string of every poet checkpoint.
@@ -57,6 +67,10 @@ pub struct Metadata {
     pub history: Vec<EpochRecord>,
     /// Version of the worker that wrote it.
     pub written_by: String,
+    /// Where the learning-rate schedule stands (the `plateau` state; absent in checkpoints
+    /// written before schedules existed, which were all `constant`).
+    #[serde(default)]
+    pub schedule: ScheduleState,
 }
 
 /// Adam's hyperparameters as recorded in a checkpoint.
@@ -116,11 +130,54 @@ fn malformed(s: impl Into<String>) -> CheckpointError {
     CheckpointError::Malformed(s.into())
 }
 
-#[derive(Serialize, Deserialize)]
-struct TensorInfo {
-    dtype: String,
-    shape: Vec<i64>,
-    data_offsets: [usize; 2],
+/// The safetensors reader's refusal in words (its `Display` is its `Debug`).
+fn describe(e: SafeTensorError) -> String {
+    match e {
+        SafeTensorError::HeaderTooSmall => "shorter than 8 bytes".into(),
+        SafeTensorError::HeaderTooLarge | SafeTensorError::InvalidHeaderLength => {
+            "header length too large or past the end".into()
+        }
+        SafeTensorError::InvalidHeader
+        | SafeTensorError::InvalidHeaderStart
+        | SafeTensorError::InvalidHeaderDeserialization => {
+            "header is not a safetensors JSON header (a shape must be non-negative integers)".into()
+        }
+        SafeTensorError::InvalidOffset(name) => {
+            format!("tensor {name}: offsets do not tile the data")
+        }
+        SafeTensorError::TensorInvalidInfo => "a tensor's bytes do not match its shape".into(),
+        SafeTensorError::ValidationOverflow => {
+            "a tensor's shape is too large: its size overflows".into()
+        }
+        SafeTensorError::MetadataIncompleteBuffer => {
+            "the data's length differs from the header's tensors".into()
+        }
+        e => format!("{e:?}"),
+    }
+}
+
+/// One f32 tensor's bytes as the safetensors writer takes them.
+struct F32View {
+    shape: Vec<usize>,
+    data: Vec<u8>,
+}
+
+impl safetensors::View for &F32View {
+    fn dtype(&self) -> Dtype {
+        Dtype::F32
+    }
+
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.data)
+    }
+
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
 }
 
 impl Checkpoint {
@@ -130,61 +187,34 @@ impl Checkpoint {
         named.extend(self.weights.iter().map(|(n, t)| (format!("model/{n}"), t)));
         named.extend(self.adam.m.iter().map(|(n, t)| (format!("adam.m/{n}"), t)));
         named.extend(self.adam.v.iter().map(|(n, t)| (format!("adam.v/{n}"), t)));
-        let mut header = serde_json::Map::new();
+        let views: Vec<(String, F32View)> = named
+            .into_iter()
+            .map(|(name, t)| {
+                let t = t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
+                let numel = t.numel();
+                let mut data = vec![0u8; numel * 4];
+                t.copy_data_u8(&mut data, numel);
+                let shape = t.size().iter().map(|&d| d as usize).collect();
+                (name, F32View { shape, data })
+            })
+            .collect();
         let meta = serde_json::to_string(&self.meta).expect("metadata serialises");
-        header.insert("__metadata__".into(), serde_json::json!({ "poet": meta }));
-        let mut data = Vec::new();
-        for (name, t) in &named {
-            let t = t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
-            let numel = t.numel();
-            let mut buf = vec![0u8; numel * 4];
-            t.copy_data_u8(&mut buf, numel);
-            let begin = data.len();
-            data.extend_from_slice(&buf);
-            let info = TensorInfo {
-                dtype: "F32".into(),
-                shape: t.size(),
-                data_offsets: [begin, data.len()],
-            };
-            header.insert(
-                name.clone(),
-                serde_json::to_value(info).expect("info serialises"),
-            );
-        }
-        let mut header = serde_json::to_vec(&header).expect("header serialises");
-        while !header.len().is_multiple_of(8) {
-            header.push(b' ');
-        }
-        let mut out = Vec::with_capacity(8 + header.len() + data.len());
-        out.extend_from_slice(&(header.len() as u64).to_le_bytes());
-        out.extend_from_slice(&header);
-        out.extend_from_slice(&data);
-        out
+        let info = Some(HashMap::from([("poet".to_string(), meta)]));
+        safetensors::serialize(views.iter().map(|(n, v)| (n.as_str(), v)), &info)
+            .expect("f32 tensors with consistent shapes serialise")
     }
 
-    /// Decodes and verifies: a well-formed safetensors layout, a known format version, a
-    /// valid config, and for every weight an Adam `m` and `v` of the same shape.
+    /// Decodes and verifies: a well-formed safetensors layout (the crate checks the header,
+    /// that offsets tile the data exactly, and each tensor's size against its shape without
+    /// overflow), a known format version, a valid config, and for every weight an Adam `m`
+    /// and `v` of the same shape. Reads checkpoints of either writer (module docs).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CheckpointError> {
-        let n = u64::from_le_bytes(
-            bytes
-                .get(..8)
-                .ok_or_else(|| malformed("shorter than 8 bytes"))?
-                .try_into()
-                .expect("8 bytes"),
-        );
-        let n = usize::try_from(n).map_err(|_| malformed("header length overflows"))?;
-        let header_end = 8usize
-            .checked_add(n)
-            .filter(|&e| e <= bytes.len())
-            .ok_or_else(|| malformed("header length past end"))?;
-        let header: BTreeMap<String, serde_json::Value> =
-            serde_json::from_slice(&bytes[8..header_end])
-                .map_err(|e| malformed(format!("header: {e}")))?;
-        let data = &bytes[header_end..];
+        let (n, header) = SafeTensors::read_metadata(bytes).map_err(|e| malformed(describe(e)))?;
+        let data = &bytes[8 + n..];
         let meta_json = header
-            .get("__metadata__")
+            .metadata()
+            .as_ref()
             .and_then(|m| m.get("poet"))
-            .and_then(|m| m.as_str())
             .ok_or_else(|| CheckpointError::Unsupported("no poet metadata".into()))?;
         let meta: Metadata = serde_json::from_str(meta_json)
             .map_err(|e| CheckpointError::Unsupported(format!("metadata: {e}")))?;
@@ -201,29 +231,25 @@ impl Checkpoint {
             return Err(CheckpointError::Inconsistent("empty vocabulary".into()));
         }
         let (mut weights, mut m, mut v) = (Vec::new(), Vec::new(), Vec::new());
-        for (name, value) in &header {
-            if name == "__metadata__" {
-                continue;
-            }
-            let info: TensorInfo = serde_json::from_value(value.clone())
-                .map_err(|e| malformed(format!("tensor {name}: {e}")))?;
-            if info.dtype != "F32" {
+        // Name order, whatever order the writer laid the tensors out in.
+        let tensors: BTreeMap<String, _> = header.tensors().into_iter().collect();
+        for (name, info) in &tensors {
+            if info.dtype != Dtype::F32 {
                 return Err(CheckpointError::Unsupported(format!(
-                    "tensor {name}: dtype {}",
+                    "tensor {name}: dtype {:?}",
                     info.dtype
                 )));
             }
-            let [b, e] = info.data_offsets;
-            let bytes = tensor_bytes(&info.shape).ok_or_else(|| {
-                malformed(format!(
-                    "tensor {name}: shape {:?} is negative or too large",
-                    info.shape
-                ))
-            })?;
-            if b > e || e > data.len() || e - b != bytes {
-                return Err(malformed(format!("tensor {name}: bad offsets or shape")));
-            }
-            let t = Tensor::from_data_size(&data[b..e], &info.shape, Kind::Float);
+            let (b, e) = info.data_offsets;
+            let shape: Vec<i64> = info
+                .shape
+                .iter()
+                .map(|&d| i64::try_from(d))
+                .collect::<Result<_, _>>()
+                .map_err(|_| {
+                    malformed(format!("tensor {name}: shape {:?} too large", info.shape))
+                })?;
+            let t = Tensor::from_data_size(&data[b..e], &shape, Kind::Float);
             let (kind, param) = name
                 .split_once('/')
                 .ok_or_else(|| malformed(format!("tensor name {name}")))?;
@@ -279,14 +305,6 @@ impl Checkpoint {
     }
 }
 
-/// Bytes of an f32 tensor of `shape`; `None` for a negative dimension or a size that
-/// overflows (a crafted header must not wrap around to a small, matching size).
-fn tensor_bytes(shape: &[i64]) -> Option<usize> {
-    shape
-        .iter()
-        .try_fold(4usize, |acc, &d| acc.checked_mul(usize::try_from(d).ok()?))
-}
-
 /// Adam hyperparameters for `lr` with the fixed betas and epsilon of [`crate::optim`].
 pub fn adam_hyper(lr: f64) -> AdamHyper {
     AdamHyper {
@@ -314,6 +332,7 @@ mod tests {
             seed_schedule: SEED_SCHEDULE.into(),
             history: vec![],
             written_by: "test".into(),
+            schedule: ScheduleState::default(),
         };
         let header = serde_json::json!({
             "__metadata__": {"poet": serde_json::to_string(&meta).unwrap()},
@@ -342,21 +361,17 @@ mod tests {
             [0, 0],
             0,
         ));
-        assert!(e.contains("model/w") && e.contains("too large"), "{e}");
+        assert!(e.contains("malformed") && e.contains("overflows"), "{e}");
         // 2^62 elements fit in i64, their 4-byte size does not.
         let e = refusal(&crafted(serde_json::json!([1i64 << 62]), [0, 0], 0));
-        assert!(e.contains("too large"), "{e}");
+        assert!(e.contains("overflows"), "{e}");
         // Two negative dimensions multiply to a positive count that matches the data.
         let e = refusal(&crafted(serde_json::json!([-1, -4]), [0, 16], 16));
-        assert!(e.contains("negative"), "{e}");
-    }
-
-    #[test]
-    fn tensor_sizes_are_checked() {
-        assert_eq!(tensor_bytes(&[2, 3]), Some(24));
-        assert_eq!(tensor_bytes(&[]), Some(4));
-        assert_eq!(tensor_bytes(&[0, i64::MAX]), Some(0));
-        assert_eq!(tensor_bytes(&[i64::MAX, 2]), None);
-        assert_eq!(tensor_bytes(&[3, -1]), None);
+        assert!(e.contains("non-negative"), "{e}");
+        // Offsets that leave a gap, and a size that does not match the shape.
+        let e = refusal(&crafted(serde_json::json!([2]), [4, 12], 12));
+        assert!(e.contains("model/w") && e.contains("tile"), "{e}");
+        let e = refusal(&crafted(serde_json::json!([3]), [0, 8], 8));
+        assert!(e.contains("do not match its shape"), "{e}");
     }
 }

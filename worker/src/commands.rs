@@ -4,9 +4,11 @@
 
 use crate::checkpoint::Checkpoint;
 use crate::device::DeviceSpec;
-use crate::sample::{self, SampleMode, SampleRequest};
+use crate::sample::{self, SampleError, SampleMode, SampleRequest, Sampling};
 use crate::train::{Outcome, Progress, TrainError, Trainer};
 use poet_core::config::TrainConfig;
+use poet_core::ngrams::NgramSet;
+use poet_core::quality::{self, Quality, Vocabulary};
 use std::io::{IsTerminal, Write};
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -321,6 +323,49 @@ pub fn train(opts: &TrainOptions) -> Result<(), CommandError> {
     }
 }
 
+/// The sampler flags of `poet-worker generate` (each also read from a `POET_*` variable);
+/// the coordinator's `GenerateRequest` carries the same settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SamplingFlags {
+    /// carry (state carried from char to char) or window (the Keras reference: re-run the last
+    /// seq_len chars for every char, seq_len times the work).
+    #[arg(long, env = "POET_MODE", default_value = "carry", value_parser = parse_mode)]
+    pub mode: SampleMode,
+    /// Nucleus: draw from the likeliest chars whose probability reaches this, in (0, 1].
+    #[arg(long, env = "POET_TOP_P", default_value_t = sample::DEFAULT_TOP_P)]
+    pub top_p: f64,
+    /// Draw from the k likeliest chars only (0 = all).
+    #[arg(long, env = "POET_TOP_K", default_value_t = sample::DEFAULT_TOP_K)]
+    pub top_k: usize,
+    /// A line may stand at most this many times in a poem (0 = no cap).
+    #[arg(long, env = "POET_MAX_LINE_REPEATS", default_value_t = sample::DEFAULT_MAX_LINE_REPEATS)]
+    pub max_line_repeats: usize,
+    /// Pull (nats) of line and stanza breaks towards the corpus's shape; needs --corpus (0 = off).
+    #[arg(long, env = "POET_SHAPE_BOOST", default_value_t = sample::DEFAULT_SHAPE_BOOST)]
+    pub shape_boost: f64,
+}
+
+fn parse_mode(s: &str) -> Result<SampleMode, String> {
+    SampleMode::parse(s).ok_or_else(|| format!("'{s}' is not carry or window"))
+}
+
+impl SamplingFlags {
+    /// The sampler settings these flags ask for, aimed at `corpus`'s shape when known.
+    pub fn sampling(&self, corpus: Option<&Quality>) -> Sampling {
+        let s = Sampling {
+            top_p: self.top_p,
+            top_k: self.top_k,
+            max_line_repeats: self.max_line_repeats,
+            shape_boost: self.shape_boost,
+            ..Sampling::off()
+        };
+        match corpus {
+            Some(c) => s.towards(c.shape.mean_line_chars, c.shape.lines_per_stanza),
+            None => s,
+        }
+    }
+}
+
 /// Options of `poet-worker generate`.
 #[derive(Debug, Clone)]
 pub struct GenerateOptions {
@@ -338,10 +383,43 @@ pub struct GenerateOptions {
     pub prime: String,
     /// Print JSON instead of text.
     pub json: bool,
-    /// Re-run a sliding window per char instead of carrying state.
-    pub window: bool,
+    /// Mode and sampler settings.
+    pub sampling: SamplingFlags,
+    /// The training corpus: aims the shape pull at its figures and adds a quality report per
+    /// temperature.
+    pub corpus: Option<PathBuf>,
     /// Device to sample on.
     pub device: DeviceSpec,
+}
+
+/// A training corpus loaded for judging samples: its figures, words and 4-gram set.
+pub struct Judge {
+    /// The corpus's own figures.
+    pub corpus: Quality,
+    /// Its words.
+    pub vocabulary: Vocabulary,
+    /// Its 4-grams.
+    pub ngrams: NgramSet,
+}
+
+impl Judge {
+    /// Reads and measures a corpus file.
+    pub fn load(path: &std::path::Path) -> Result<Judge, CommandError> {
+        let text = std::fs::read_to_string(path).map_err(|e| CommandError::bad("--corpus", e))?;
+        let (corpus, vocabulary) = quality::corpus_figures(&text);
+        Ok(Judge {
+            corpus,
+            vocabulary,
+            ngrams: NgramSet::from_corpus(&text),
+        })
+    }
+
+    /// The report of the poems of `streams`.
+    pub fn report<'a>(&self, streams: impl IntoIterator<Item = &'a str>) -> quality::Report {
+        let poems: Vec<String> = streams.into_iter().flat_map(sample::split_poems).collect();
+        let refs: Vec<&str> = poems.iter().map(String::as_str).collect();
+        quality::Report::of(&refs, &self.vocabulary, &self.corpus, &self.ngrams)
+    }
 }
 
 /// Samples from a checkpoint file; returns what to print.
@@ -356,26 +434,50 @@ pub fn generate(opts: &GenerateOptions) -> Result<String, CommandError> {
     let model = ckpt
         .model(device)
         .map_err(|e| CommandError::bad("--checkpoint", e))?;
+    let judge = opts.corpus.as_deref().map(Judge::load).transpose()?;
     let req = SampleRequest {
         temperatures: opts.temperatures.clone(),
         chars: opts.chars,
         streams_per_temperature: opts.poems,
         seed: opts.seed,
         prime: opts.prime.clone(),
-        mode: if opts.window {
-            SampleMode::Window
-        } else {
-            SampleMode::Carry
-        },
+        mode: opts.sampling.mode,
+        sampling: opts.sampling.sampling(judge.as_ref().map(|j| &j.corpus)),
     };
-    let streams = sample::sample(&model, &ckpt.vocab(), &ckpt.meta.config, &req)
-        .map_err(|e| CommandError::bad("--temperature", e))?;
+    let streams =
+        sample::sample(&model, &ckpt.vocab(), &ckpt.meta.config, &req).map_err(|e| match e {
+            SampleError::Invalid { field, message } => {
+                CommandError::bad(&format!("--{}", field.replace('_', "-")), message)
+            }
+            e => CommandError::bad("--temperature", e),
+        })?;
+    // One report per temperature, over its streams' poems.
+    let reports: Vec<(f64, quality::Report)> = match &judge {
+        None => vec![],
+        Some(j) => opts
+            .temperatures
+            .iter()
+            .map(|&t| {
+                let texts = streams.iter().filter(|s| s.temperature == t);
+                (t, j.report(texts.map(|s| s.text.as_str())))
+            })
+            .collect(),
+    };
     if opts.json {
         let v: Vec<serde_json::Value> = streams
             .iter()
             .map(|s| serde_json::json!({"temperature": s.temperature, "text": s.text, "poems": sample::split_poems(&s.text)}))
             .collect();
-        return Ok(serde_json::to_string_pretty(&v).expect("json"));
+        let quality: Vec<serde_json::Value> = reports
+            .iter()
+            .map(|(t, r)| serde_json::json!({"temperature": t, "quality": r}))
+            .collect();
+        let out = if judge.is_some() {
+            serde_json::json!({"streams": v, "quality": quality})
+        } else {
+            serde_json::Value::Array(v)
+        };
+        return Ok(serde_json::to_string_pretty(&out).expect("json"));
     }
     let mut out = String::new();
     for (i, s) in streams.iter().enumerate() {
@@ -388,6 +490,9 @@ pub fn generate(opts: &GenerateOptions) -> Result<String, CommandError> {
             out.push_str(&poem);
             out.push_str("\n\n");
         }
+    }
+    for (t, r) in &reports {
+        out.push_str(&format!("# quality at temperature {t}\n{}\n", r.table()));
     }
     Ok(out)
 }

@@ -100,9 +100,15 @@ enum Command {
         /// Print JSON.
         #[arg(long, env = "POET_JSON", value_parser = BoolishValueParser::new())]
         json: bool,
-        /// Sliding-window sampling (the Keras reference) instead of carried state.
+        /// Sliding-window sampling (the Keras reference): the same as --mode window.
         #[arg(long, env = "POET_WINDOW", value_parser = BoolishValueParser::new())]
         window: bool,
+        /// The training corpus: aims line and stanza breaks at its figures and prints a
+        /// quality report (generated vs corpus) per temperature.
+        #[arg(long, env = "POET_CORPUS")]
+        corpus: Option<PathBuf>,
+        #[command(flatten)]
+        sampling: commands::SamplingFlags,
     },
 }
 
@@ -164,7 +170,12 @@ fn main() -> ExitCode {
             prime,
             json,
             window,
+            corpus,
+            mut sampling,
         } => {
+            if window {
+                sampling.mode = poet_worker::sample::SampleMode::Window;
+            }
             let opts = commands::GenerateOptions {
                 checkpoint,
                 temperatures: temperature,
@@ -173,7 +184,8 @@ fn main() -> ExitCode {
                 seed,
                 prime,
                 json,
-                window,
+                sampling,
+                corpus,
                 device: cli.device,
             };
             commands::generate(&opts).map(|text| print!("{text}"))

@@ -7,6 +7,12 @@
 //! Initialisation follows Keras: Glorot-uniform input kernels, orthogonal recurrent kernels,
 //! zero biases except the forget gate's (1.0), Glorot-uniform dense kernel.
 //!
+//! `cell = "gru"` swaps every LSTM layer for a GRU (PyTorch's `torch.gru` equations and gate
+//! order r, z, n; 3 gates instead of 4, no cell state), initialised the same way but for the
+//! forget-gate bias, which a GRU does not have. Dropout, weight-drop, the fused eval call and
+//! the [`Stepper`] all work the same for both; the LSTM stays the reference. A GRU's [`State`]
+//! carries `h` only (`c` is empty).
+//!
 //! Dropout, exactly:
 //! - `dropout` on every LSTM layer's input is Keras's: one Bernoulli mask per sequence,
 //!   shared by every time step and every gate (variational), scaled by `1/(1-p)`.
@@ -24,29 +30,32 @@
 //!
 //! In eval mode (validation, sampling) no dropout is applied.
 
-use poet_core::config::{Formulation, TrainConfig};
+use poet_core::config::{Cell, Formulation, TrainConfig};
 use tch::nn::{self, Init};
 use tch::{Device, Kind, Tensor};
 
-/// The weights of one LSTM layer, in PyTorch's layout and gate order (i, f, g, o).
+/// The weights of one recurrent layer, in PyTorch's layout and gate order: LSTM (i, f, g, o),
+/// `G = 4`; GRU (r, z, n), `G = 3`.
 #[derive(Debug)]
-struct LstmLayer {
-    /// `[4H, I]` input-to-hidden kernel.
+struct RnnLayer {
+    /// `[G·H, I]` input-to-hidden kernel.
     w_ih: Tensor,
-    /// `[4H, H]` hidden-to-hidden kernel; the target of weight-drop.
+    /// `[G·H, H]` hidden-to-hidden kernel; the target of weight-drop.
     w_hh: Tensor,
-    /// `[4H]` input bias (the forget gate slice starts at 1.0).
+    /// `[G·H]` input bias (an LSTM's forget gate slice starts at 1.0).
     b_ih: Tensor,
-    /// `[4H]` recurrent bias (zero; kept for the kernel's signature and PyTorch parity).
+    /// `[G·H]` recurrent bias (zero at init; kept for the kernel's signature and PyTorch
+    /// parity, and a GRU needs it apart: its `n` gate scales it by `r`).
     b_hh: Tensor,
 }
 
-/// Recurrent state of every layer: `h` and `c`, each `[1, batch, units]` per layer.
+/// Recurrent state of every layer: `h` and, for an LSTM, `c`, each `[1, batch, units]` per
+/// layer.
 #[derive(Debug)]
 pub struct State {
     /// Hidden outputs, one per layer.
     pub h: Vec<Tensor>,
-    /// Cell states, one per layer.
+    /// Cell states, one per layer; empty for a GRU.
     pub c: Vec<Tensor>,
 }
 
@@ -57,8 +66,10 @@ pub struct PoetModel {
     vs: nn::VarStore,
     /// Input embedding `[vocab, embedding]`, when the config asks for one.
     embedding: Option<Tensor>,
+    /// The recurrent cell of every layer.
+    cell: Cell,
     /// The stacked layers, bottom first.
-    layers: Vec<LstmLayer>,
+    layers: Vec<RnnLayer>,
     /// Dense kernel `[vocab, units]`.
     dense_w: Tensor,
     /// Dense bias `[vocab]`.
@@ -115,8 +126,11 @@ impl PoetModel {
                 }),
             )
         });
+        let gates = gate_count(cfg.cell);
         let mut layers = Vec::new();
         for l in 0..cfg.layers {
+            // Parameter names keep the `lstm.` prefix for both cells: checkpoints and the
+            // PyTorch reference know the stack by it, and the cell type is in the config.
             let p = &root / "lstm" / l;
             let input = if l > 0 {
                 h
@@ -125,14 +139,17 @@ impl PoetModel {
             } else {
                 v
             };
-            let w_ih = p.var("w_ih", &[4 * h, input], init(glorot_uniform(input, 4 * h)));
-            let w_hh = p.var("w_hh", &[4 * h, h], init(Init::Orthogonal { gain: 1.0 }));
-            let b_ih = p.var("b_ih", &[4 * h], Init::Const(0.0));
-            tch::no_grad(|| {
-                let _ = b_ih.narrow(0, h, h).fill_(1.0);
-            });
-            let b_hh = p.var("b_hh", &[4 * h], Init::Const(0.0));
-            layers.push(LstmLayer {
+            let g = gates * h;
+            let w_ih = p.var("w_ih", &[g, input], init(glorot_uniform(input, g)));
+            let w_hh = p.var("w_hh", &[g, h], init(Init::Orthogonal { gain: 1.0 }));
+            let b_ih = p.var("b_ih", &[g], Init::Const(0.0));
+            if cfg.cell == Cell::Lstm {
+                tch::no_grad(|| {
+                    let _ = b_ih.narrow(0, h, h).fill_(1.0);
+                });
+            }
+            let b_hh = p.var("b_hh", &[g], Init::Const(0.0));
+            layers.push(RnnLayer {
                 w_ih,
                 w_hh,
                 b_ih,
@@ -144,6 +161,7 @@ impl PoetModel {
         PoetModel {
             vs,
             embedding,
+            cell: cfg.cell,
             layers,
             dense_w,
             dense_b,
@@ -158,6 +176,11 @@ impl PoetModel {
     /// The device the weights live on.
     pub fn device(&self) -> Device {
         self.vs.device()
+    }
+
+    /// The recurrent cell of every layer.
+    pub fn cell(&self) -> Cell {
+        self.cell
     }
 
     /// Vocabulary size the model was built for.
@@ -186,7 +209,10 @@ impl PoetModel {
         let z = || Tensor::zeros([1, batch, self.units], (Kind::Float, self.device()));
         State {
             h: self.layers.iter().map(|_| z()).collect(),
-            c: self.layers.iter().map(|_| z()).collect(),
+            c: match self.cell {
+                Cell::Lstm => self.layers.iter().map(|_| z()).collect(),
+                Cell::Gru => Vec::new(),
+            },
         }
     }
 
@@ -218,19 +244,28 @@ impl PoetModel {
             };
             let params = kernel_params(&[&layer.w_ih, &w_hh, &layer.b_ih, &layer.b_hh]);
             let params: Vec<&Tensor> = params.iter().collect();
-            let (out, h, c) = x.lstm(
-                &[&state.h[l], &state.c[l]],
-                &params,
-                true,
-                1,
-                0.0,
-                train,
-                false,
-                true,
-            );
-            x = out;
-            hs.push(h);
-            cs.push(c);
+            match self.cell {
+                Cell::Lstm => {
+                    let (out, h, c) = x.lstm(
+                        &[&state.h[l], &state.c[l]],
+                        &params,
+                        true,
+                        1,
+                        0.0,
+                        train,
+                        false,
+                        true,
+                    );
+                    x = out;
+                    hs.push(h);
+                    cs.push(c);
+                }
+                Cell::Gru => {
+                    let (out, h) = x.gru(&state.h[l], &params, true, 1, 0.0, train, false, true);
+                    x = out;
+                    hs.push(h);
+                }
+            }
         }
         (x, State { h: hs, c: cs })
     }
@@ -243,14 +278,13 @@ impl PoetModel {
         }
     }
 
-    /// Eval-mode forward of every layer in one `Tensor::lstm` call: without dropout the
+    /// Eval-mode forward of every layer in one `Tensor::lstm` (or `gru`) call: without dropout the
     /// layers need nothing between them, and one multi-layer call is what oneDNN (CPU) and
     /// cuDNN (GPU) run fastest at larger batches. Same results as `forward(.., false)` up to
     /// float rounding.
     pub fn forward_eval_fused(&self, inputs: &Tensor, state: &State) -> (Tensor, State) {
         let n = self.layers.len() as i64;
         let h = Tensor::cat(&state.h, 0);
-        let c = Tensor::cat(&state.c, 0);
         let params: Vec<&Tensor> = self
             .layers
             .iter()
@@ -258,16 +292,30 @@ impl PoetModel {
             .collect();
         let params = kernel_params(&params);
         let params: Vec<&Tensor> = params.iter().collect();
-        let (out, h, c) =
-            self.input(inputs)
-                .lstm(&[&h, &c], &params, true, n, 0.0, false, false, true);
-        (
-            out,
-            State {
-                h: h.chunk(n, 0),
-                c: c.chunk(n, 0),
-            },
-        )
+        let x = self.input(inputs);
+        match self.cell {
+            Cell::Lstm => {
+                let c = Tensor::cat(&state.c, 0);
+                let (out, h, c) = x.lstm(&[&h, &c], &params, true, n, 0.0, false, false, true);
+                (
+                    out,
+                    State {
+                        h: h.chunk(n, 0),
+                        c: c.chunk(n, 0),
+                    },
+                )
+            }
+            Cell::Gru => {
+                let (out, h) = x.gru(&h, &params, true, n, 0.0, false, false, true);
+                (
+                    out,
+                    State {
+                        h: h.chunk(n, 0),
+                        c: Vec::new(),
+                    },
+                )
+            }
+        }
     }
 
     /// Dropout (in train mode) then the dense layer: unnormalised next-char scores
@@ -327,14 +375,28 @@ impl PoetModel {
 /// bottom layer the input kernel folded into a `[vocab, 4H]` lookup table (a one-hot or
 /// embedded input times `w_ih` is a row of that table), so no one-hot is ever built. The math
 /// is the LSTM's; results equal [`PoetModel::forward`] up to float rounding.
+///
+/// For a GRU the input and hidden halves stay apart (its `n` gate scales only the hidden
+/// half, bias included, by `r`): the bottom table holds `x·w_ih + b_ih` (`[vocab, 3H]`),
+/// each upper layer keeps `w_ih^T`, `w_hh^T` and both biases, so a step is two matmuls per
+/// layer.
 #[derive(Debug)]
 pub struct Stepper {
-    /// Bottom layer: input contribution per character id, `[vocab, 4H]`, biases included.
+    /// The recurrent cell.
+    cell: Cell,
+    /// Bottom layer: input contribution per character id, `[vocab, G·H]`, biases included
+    /// (the LSTM's both, the GRU's input bias only).
     table: Tensor,
-    /// Bottom layer: `w_hh^T`, `[H, 4H]`.
+    /// Bottom layer: `w_hh^T`, `[H, G·H]`.
     w_hh0_t: Tensor,
-    /// Upper layers: `[w_ih | w_hh]^T`, `[2H, 4H]`, and the summed biases `[4H]`.
+    /// Bottom layer, GRU only: `b_hh` (`[3H]`; undefined for an LSTM, which folds it into
+    /// `table`).
+    b_hh0: Option<Tensor>,
+    /// Upper layers. LSTM: `[w_ih | w_hh]^T`, `[2H, 4H]`, and the summed biases `[4H]`.
+    /// GRU: see `upper_gru`.
     upper: Vec<(Tensor, Tensor)>,
+    /// Upper layers of a GRU: `w_ih^T`, `b_ih`, `w_hh^T`, `b_hh`.
+    upper_gru: Vec<[Tensor; 4]>,
     /// Dense `weight^T`, `[H, vocab]`.
     dense_t: Tensor,
     /// Dense bias.
@@ -350,20 +412,38 @@ impl PoetModel {
                 Some(emb) => emb.matmul(&l0.w_ih.tr()),
                 None => l0.w_ih.tr(),
             };
-            let table = (input_rows + &l0.b_ih + &l0.b_hh).contiguous();
-            let upper = self.layers[1..]
-                .iter()
-                .map(|l| {
-                    (
-                        Tensor::cat(&[&l.w_ih, &l.w_hh], 1).tr().contiguous(),
-                        &l.b_ih + &l.b_hh,
-                    )
-                })
-                .collect();
+            let gru = self.cell == Cell::Gru;
+            let table = if gru {
+                (input_rows + &l0.b_ih).contiguous()
+            } else {
+                (input_rows + &l0.b_ih + &l0.b_hh).contiguous()
+            };
+            let (upper, upper_gru) = if gru {
+                let t = |w: &Tensor| w.tr().contiguous();
+                let layers = self.layers[1..]
+                    .iter()
+                    .map(|l| [t(&l.w_ih), l.b_ih.copy(), t(&l.w_hh), l.b_hh.copy()])
+                    .collect();
+                (Vec::new(), layers)
+            } else {
+                let layers = self.layers[1..]
+                    .iter()
+                    .map(|l| {
+                        (
+                            Tensor::cat(&[&l.w_ih, &l.w_hh], 1).tr().contiguous(),
+                            &l.b_ih + &l.b_hh,
+                        )
+                    })
+                    .collect();
+                (layers, Vec::new())
+            };
             Stepper {
+                cell: self.cell,
                 table,
                 w_hh0_t: l0.w_hh.tr().contiguous(),
+                b_hh0: gru.then(|| l0.b_hh.copy()),
                 upper,
+                upper_gru,
                 dense_t: self.dense_w.tr().contiguous(),
                 dense_b: self.dense_b.copy(),
             }
@@ -375,6 +455,9 @@ impl Stepper {
     /// Feeds one character per row (`ids`: `[batch]`), updating `state` in place; returns
     /// the next-character scores `[batch, vocab]`. Call under `tch::no_grad`.
     pub fn step(&self, ids: &Tensor, state: &mut State) -> Tensor {
+        if self.cell == Cell::Gru {
+            return self.step_gru(ids, state);
+        }
         let h0 = state.h[0].squeeze_dim(0);
         let gates = self.table.index_select(0, ids).addmm(&h0, &self.w_hh0_t);
         let mut x = cell(&gates, &mut state.h[0], &mut state.c[0]);
@@ -385,6 +468,47 @@ impl Stepper {
         }
         self.dense_b.addmm(&x, &self.dense_t)
     }
+}
+
+impl Stepper {
+    fn step_gru(&self, ids: &Tensor, state: &mut State) -> Tensor {
+        let b_hh0 = self.b_hh0.as_ref().expect("a GRU stepper has b_hh0");
+        let h0 = state.h[0].squeeze_dim(0);
+        let xi = self.table.index_select(0, ids);
+        let hh = b_hh0.addmm(&h0, &self.w_hh0_t);
+        let mut x = gru_cell(&xi, &hh, &mut state.h[0]);
+        for (l, [w_ih_t, b_ih, w_hh_t, b_hh]) in self.upper_gru.iter().enumerate() {
+            let h = state.h[l + 1].squeeze_dim(0);
+            let xi = b_ih.addmm(&x, w_ih_t);
+            let hh = b_hh.addmm(&h, w_hh_t);
+            x = gru_cell(&xi, &hh, &mut state.h[l + 1]);
+        }
+        self.dense_b.addmm(&x, &self.dense_t)
+    }
+}
+
+/// Gates per cell: the row blocks of `w_ih`, `w_hh` and the biases.
+fn gate_count(cell: Cell) -> i64 {
+    match cell {
+        Cell::Lstm => 4,
+        Cell::Gru => 3,
+    }
+}
+
+/// One GRU update (PyTorch's equations) from the input part `xi = x·w_ih + b_ih` and the
+/// hidden part `hh = h·w_hh + b_hh` (`[batch, 3H]` each, order r, z, n); stores the new `h`
+/// (`[1, batch, H]`) and returns it as `[batch, H]`.
+fn gru_cell(xi: &Tensor, hh: &Tensor, h: &mut Tensor) -> Tensor {
+    let x = xi.chunk(3, 1);
+    let y = hh.chunk(3, 1);
+    let r = (&x[0] + &y[0]).sigmoid();
+    let z = (&x[1] + &y[1]).sigmoid();
+    let n = (&x[2] + r * &y[2]).tanh();
+    let h_old = h.squeeze_dim(0);
+    // h' = (1 - z) * n + z * h
+    let h_new = &n + z * (h_old - &n);
+    *h = h_new.unsqueeze(0);
+    h_new
 }
 
 /// One LSTM cell update from pre-activation `gates` (`[batch, 4H]`, order i, f, g, o); stores

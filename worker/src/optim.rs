@@ -6,7 +6,15 @@
 //! default epsilon 1e-7 (the reference experiment's). Gradient clipping rescales all
 //! gradients together when their global L2 norm exceeds the limit (`clip_grad_norm_`);
 //! note that Keras's `clipnorm` clips each tensor separately.
+//!
+//! [`LrScheduler`] sets Adam's rate before every update from the config's `lr_schedule`,
+//! `warmup_steps` and `lr_min`. The rate of update `t` is a pure function of `t`, the planned
+//! number of updates and, for `plateau`, a small state ([`ScheduleState`]) that changes only at
+//! epoch ends and travels in checkpoints, so a resumed run takes exactly the rates an
+//! uninterrupted one would.
 
+use poet_core::config::{LrSchedule, TrainConfig};
+use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 /// First moment decay.
@@ -59,6 +67,16 @@ impl Adam {
             v,
             step: 0,
         }
+    }
+
+    /// The learning rate of the next updates.
+    pub fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+
+    /// The learning rate in force.
+    pub fn lr(&self) -> f64 {
+        self.lr
     }
 
     /// Updates applied so far.
@@ -158,5 +176,194 @@ impl Adam {
         }
         self.step = state.step;
         Ok(())
+    }
+}
+
+/// What a `plateau` schedule has learnt from the validation losses so far; all a checkpoint
+/// needs to continue the schedule exactly (the other schedules are functions of the step).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleState {
+    /// The rate after the cuts so far; `None` before the first cut (the config's rate).
+    pub plateau_lr: Option<f64>,
+    /// The best validation loss seen; `None` before the first finite one.
+    pub best_val_loss: Option<f64>,
+    /// Epochs in a row since the best that did not beat it.
+    pub bad_epochs: u32,
+}
+
+/// The learning rate of every update of one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LrScheduler {
+    /// Which schedule.
+    kind: LrSchedule,
+    /// The peak rate (`learning_rate`).
+    base: f64,
+    /// The floor (`lr_min`).
+    min: f64,
+    /// Updates of linear warm-up.
+    warmup: i64,
+    /// Updates the run plans in all (`epochs` x batches per epoch): where `cosine` ends.
+    total: i64,
+    /// `plateau`: multiplier per cut and epochs of patience.
+    factor: f64,
+    /// `plateau`: epochs without a new best before a cut.
+    patience: u32,
+    /// The plateau state (checkpointed).
+    state: ScheduleState,
+}
+
+impl LrScheduler {
+    /// The schedule of `cfg` for a run of `total_steps` updates, starting from `state`
+    /// (default for a new run, the checkpoint's on resume).
+    pub fn new(cfg: &TrainConfig, total_steps: i64, state: ScheduleState) -> Self {
+        LrScheduler {
+            kind: cfg.lr_schedule,
+            base: cfg.learning_rate,
+            min: cfg.lr_min,
+            warmup: i64::from(cfg.warmup_steps),
+            total: total_steps.max(1),
+            factor: cfg.plateau_factor,
+            patience: cfg.plateau_patience,
+            state,
+        }
+    }
+
+    /// The rate of update `step` (1-based: the first update is step 1).
+    pub fn lr_at(&self, step: i64) -> f64 {
+        let scheduled = match self.kind {
+            LrSchedule::Constant => self.base,
+            LrSchedule::Plateau => self.state.plateau_lr.unwrap_or(self.base),
+            LrSchedule::Cosine => {
+                // The decay starts after the warm-up and reaches `min` at the last update.
+                let span = (self.total - self.warmup).max(1) as f64;
+                let p = ((step - self.warmup).max(0) as f64 / span).min(1.0);
+                self.min + (self.base - self.min) * 0.5 * (1.0 + (std::f64::consts::PI * p).cos())
+            }
+        };
+        if step <= self.warmup {
+            scheduled * step.max(1) as f64 / self.warmup as f64
+        } else {
+            scheduled
+        }
+    }
+
+    /// Takes an epoch's validation loss into account (`plateau` only; a NaN loss, from a
+    /// validation text too short to measure, changes nothing). Returns whether the rate was
+    /// cut.
+    pub fn end_epoch(&mut self, val_loss: f64) -> bool {
+        if self.kind != LrSchedule::Plateau || !val_loss.is_finite() {
+            return false;
+        }
+        let s = &mut self.state;
+        if s.best_val_loss.is_none_or(|b| val_loss < b) {
+            s.best_val_loss = Some(val_loss);
+            s.bad_epochs = 0;
+            return false;
+        }
+        s.bad_epochs += 1;
+        if s.bad_epochs <= self.patience {
+            return false;
+        }
+        let now = s.plateau_lr.unwrap_or(self.base);
+        let cut = (now * self.factor).max(self.min);
+        s.bad_epochs = 0;
+        if cut < now {
+            s.plateau_lr = Some(cut);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The state to checkpoint.
+    pub fn state(&self) -> &ScheduleState {
+        &self.state
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(kind: LrSchedule, warmup: u32) -> TrainConfig {
+        TrainConfig {
+            learning_rate: 0.01,
+            lr_min: 0.001,
+            lr_schedule: kind,
+            warmup_steps: warmup,
+            plateau_factor: 0.5,
+            plateau_patience: 1,
+            ..Default::default()
+        }
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-12
+    }
+
+    #[test]
+    fn constant_is_constant_after_a_linear_warmup() {
+        let s = LrScheduler::new(&cfg(LrSchedule::Constant, 4), 100, ScheduleState::default());
+        let got: Vec<f64> = (1..=6).map(|t| s.lr_at(t)).collect();
+        let want = [0.0025, 0.005, 0.0075, 0.01, 0.01, 0.01];
+        assert!(got.iter().zip(want).all(|(a, b)| close(*a, b)), "{got:?}");
+        let s = LrScheduler::new(&cfg(LrSchedule::Constant, 0), 100, ScheduleState::default());
+        assert!(close(s.lr_at(1), 0.01) && close(s.lr_at(100), 0.01));
+    }
+
+    #[test]
+    fn cosine_goes_from_the_peak_to_the_floor_over_the_planned_steps() {
+        // 10 warm-up steps, then 100 steps of decay.
+        let s = LrScheduler::new(&cfg(LrSchedule::Cosine, 10), 110, ScheduleState::default());
+        assert!(close(s.lr_at(5), 0.005));
+        assert!(close(s.lr_at(10), 0.01), "the warm-up ends at the peak");
+        assert!(s.lr_at(11) < 0.01 && s.lr_at(11) > 0.0099);
+        // Half way: the mean of peak and floor.
+        assert!(close(s.lr_at(60), 0.0055), "{}", s.lr_at(60));
+        assert!(
+            close(s.lr_at(110), 0.001),
+            "the last planned update is at the floor"
+        );
+        assert!(
+            close(s.lr_at(500), 0.001),
+            "past the plan it stays at the floor"
+        );
+        let mut prev = f64::INFINITY;
+        for t in 10..=110 {
+            assert!(s.lr_at(t) <= prev);
+            prev = s.lr_at(t);
+        }
+    }
+
+    #[test]
+    fn plateau_cuts_after_patience_and_stops_at_the_floor() {
+        let mut s = LrScheduler::new(&cfg(LrSchedule::Plateau, 0), 100, ScheduleState::default());
+        assert!(!s.end_epoch(2.0)); // best
+        assert!(!s.end_epoch(1.5)); // best
+        assert!(!s.end_epoch(1.6)); // 1 bad epoch: within patience
+        assert!(close(s.lr_at(50), 0.01));
+        assert!(s.end_epoch(1.55)); // 2 bad epochs: cut
+        assert!(close(s.lr_at(50), 0.005));
+        assert!(!s.end_epoch(f64::NAN), "a NaN loss changes nothing");
+        assert!(!s.end_epoch(1.4)); // new best resets the count
+        assert_eq!(s.state().bad_epochs, 0);
+        assert_eq!(s.state().best_val_loss, Some(1.4));
+        for _ in 0..20 {
+            s.end_epoch(1.9);
+        }
+        assert!(
+            close(s.lr_at(50), 0.001),
+            "never below lr_min: {}",
+            s.lr_at(50)
+        );
+        // The state alone continues the schedule.
+        let resumed = LrScheduler::new(&cfg(LrSchedule::Plateau, 0), 100, s.state().clone());
+        assert_eq!(resumed, s);
+        // Other schedules ignore the losses.
+        let mut c = LrScheduler::new(&cfg(LrSchedule::Constant, 0), 100, ScheduleState::default());
+        for l in [1.0, 2.0, 3.0, 4.0] {
+            assert!(!c.end_epoch(l));
+        }
+        assert!(close(c.lr_at(5), 0.01));
     }
 }

@@ -14,11 +14,32 @@
 //! - `Window`: the reference Keras sampler: every char re-runs the model from a zero state
 //!   over the last `seq_len` chars. Faithful for `keras` models, `seq_len` times the work.
 //!
+//! Besides the temperature, each draw is shaped by [`Sampling`] (issue 21: at low
+//! temperatures the plain sampler rarely ends a line, lines ran 1.2-1.9x the corpus's length,
+//! and 0.2 looped on one line):
+//! - `top_k` / `top_p` cut the tail of the tempered distribution (the chars that make
+//!   non-words) before the draw;
+//! - `max_line_repeats` forbids the newline that would end a line whose text already ended
+//!   that many lines of the current poem, so no line stands more than that many times in a
+//!   poem (the sampler has to go on and say something else);
+//! - `shape_boost` adds to the `\n` score, in nats of the tempered distribution, a pull
+//!   towards the corpus's mean line length (`line_chars`) and, on an empty line, towards its
+//!   lines per stanza (`stanza_lines`): `boost * clamp((n - target) / target, -1, 2)`, so a
+//!   line at its target length is left alone, a long one is pushed to end, a short one held.
+//!   Added after dividing by the temperature, the pull is as strong at 0.2 as at 1.0. The
+//!   coordinator fills both targets from the training corpus's own figures.
+//!
+//! [`Sampling::default`] is the setting measured best by `bench/poems/sampling.sh`
+//! (BENCHMARKS.md, "Sampling that keeps a poem's shape"); [`Sampling::off`] is plain
+//! temperature sampling, the reference's.
+//!
 //! Randomness comes from ChaCha8(seed) with one stream per row, never from torch's global
 //! generator, so sampling beside a training thread neither disturbs it nor is disturbed, and
 //! the same seed and checkpoint give the same text regardless of what else runs. Temperature
 //! 0 takes the argmax; other temperatures sample from `softmax(logits / t)` computed in f64,
 //! so tiny temperatures approach the argmax without overflow.
+
+use std::collections::HashMap;
 
 use crate::model::{PoetModel, State};
 use crate::vocab::Vocab;
@@ -43,6 +64,104 @@ pub enum SampleMode {
     Window,
 }
 
+impl SampleMode {
+    /// The mode a name means: `carry` or `window` (the names the CLI and gRPC use).
+    pub fn parse(name: &str) -> Option<SampleMode> {
+        match name {
+            "carry" => Some(SampleMode::Carry),
+            "window" => Some(SampleMode::Window),
+            _ => None,
+        }
+    }
+}
+
+/// How each draw is shaped besides the temperature; see the module docs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sampling {
+    /// Nucleus: draw from the smallest set of likeliest chars whose probability reaches this,
+    /// in (0, 1]; 1 keeps every char.
+    pub top_p: f64,
+    /// Draw from the `top_k` likeliest chars only; 0 keeps every char.
+    pub top_k: usize,
+    /// A line may stand at most this many times in one poem (0 = no cap): the newline that
+    /// would end it once more is forbidden.
+    pub max_line_repeats: usize,
+    /// Strength, in nats, of the pull of `\n` towards the target shape (0 = none).
+    pub shape_boost: f64,
+    /// Target mean line length in chars (0 = no line pull); the corpus's figure.
+    pub line_chars: f64,
+    /// Target non-empty lines per stanza (0 = no stanza pull); the corpus's figure.
+    pub stanza_lines: f64,
+}
+
+impl Sampling {
+    /// Plain temperature sampling: no cut, no cap, no pull (the reference's sampler).
+    pub fn off() -> Sampling {
+        Sampling {
+            top_p: 1.0,
+            top_k: 0,
+            max_line_repeats: 0,
+            shape_boost: 0.0,
+            line_chars: 0.0,
+            stanza_lines: 0.0,
+        }
+    }
+
+    /// These settings aimed at a corpus with `line_chars` chars per line and `stanza_lines`
+    /// lines per stanza.
+    pub fn towards(self, line_chars: f64, stanza_lines: f64) -> Sampling {
+        Sampling {
+            line_chars,
+            stanza_lines,
+            ..self
+        }
+    }
+
+    /// Checks every field; the error names it.
+    pub fn validate(&self) -> Result<(), SampleError> {
+        let bad =
+            |field: &'static str, message: String| Err(SampleError::Invalid { field, message });
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return bad("top_p", format!("{} is not in (0, 1]", self.top_p));
+        }
+        if !(self.shape_boost.is_finite() && (0.0..=MAX_SHAPE_BOOST).contains(&self.shape_boost)) {
+            return bad(
+                "shape_boost",
+                format!("{} is not in [0, {MAX_SHAPE_BOOST}]", self.shape_boost),
+            );
+        }
+        for (field, v) in [
+            ("line_chars", self.line_chars),
+            ("stanza_lines", self.stanza_lines),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return bad(field, format!("{v} must be a finite number >= 0"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for Sampling {
+    /// The measured defaults (BENCHMARKS.md, "Sampling that keeps a poem's shape"), with no
+    /// shape target: callers that know the corpus set it with [`Sampling::towards`].
+    fn default() -> Sampling {
+        Sampling {
+            top_p: DEFAULT_TOP_P,
+            top_k: DEFAULT_TOP_K,
+            max_line_repeats: DEFAULT_MAX_LINE_REPEATS,
+            shape_boost: DEFAULT_SHAPE_BOOST,
+            line_chars: 0.0,
+            stanza_lines: 0.0,
+        }
+    }
+}
+
+pub use poet_core::quality::defaults::{
+    MAX_LINE_REPEATS as DEFAULT_MAX_LINE_REPEATS, MAX_SHAPE_BOOST,
+    SHAPE_BOOST as DEFAULT_SHAPE_BOOST, TOP_K as DEFAULT_TOP_K, TOP_P as DEFAULT_TOP_P,
+};
+
 /// What to sample.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SampleRequest {
@@ -58,6 +177,37 @@ pub struct SampleRequest {
     pub prime: String,
     /// How to condition each new character.
     pub mode: SampleMode,
+    /// How each draw is shaped besides the temperature.
+    pub sampling: Sampling,
+}
+
+impl SampleRequest {
+    /// The request a coordinator's generation job describes. Fields an older coordinator
+    /// leaves unset (empty mode, top_p 0) mean the plain sampler it knew.
+    pub fn of_job(job: &poet_proto::v1::GenerationJob) -> Result<SampleRequest, String> {
+        let mode = match job.mode.as_str() {
+            "" => SampleMode::Carry,
+            m => {
+                SampleMode::parse(m).ok_or_else(|| format!("mode: '{m}' is not carry or window"))?
+            }
+        };
+        Ok(SampleRequest {
+            temperatures: job.temperatures.clone(),
+            chars: job.chars.max(0) as usize,
+            streams_per_temperature: job.poems.max(0) as usize,
+            seed: job.seed,
+            prime: job.prime.clone(),
+            mode,
+            sampling: Sampling {
+                top_p: if job.top_p == 0.0 { 1.0 } else { job.top_p },
+                top_k: job.top_k.max(0) as usize,
+                max_line_repeats: job.max_line_repeats.max(0) as usize,
+                shape_boost: job.shape_boost,
+                line_chars: job.line_chars,
+                stanza_lines: job.stanza_lines,
+            },
+        })
+    }
 }
 
 /// One sampled stream.
@@ -86,6 +236,14 @@ pub enum SampleError {
     /// Seed window and prime hold no known character at all.
     #[error("no known character to start from")]
     EmptyContext,
+    /// A [`Sampling`] field is out of range.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 /// The reference seed window: the frame `"++++\n"` repeated, cut to exactly `seq_len` chars.
@@ -108,6 +266,7 @@ pub fn sample(
     {
         return Err(SampleError::Temperature(t));
     }
+    req.sampling.validate()?;
     if vocab.len() != model.vocab_size() {
         return Err(SampleError::VocabMismatch {
             vocab: vocab.len(),
@@ -139,6 +298,11 @@ pub fn sample(
     let device = model.device();
     let mut rngs: Vec<ChaCha8Rng> = (0..rows).map(|r| row_rng(req.seed, r)).collect();
     let mut out: Vec<Vec<i64>> = vec![Vec::with_capacity(req.chars); rows];
+    let newline = vocab.id('\n').map(|i| i as usize);
+    let mut shapes = vec![RowShape::default(); rows];
+    for c in req.prime.chars().filter(|c| vocab.id(*c).is_some()) {
+        shapes.iter_mut().for_each(|s| s.push(c));
+    }
     tch::no_grad(|| {
         // Every row starts from the same seed + prime: run that context once, at batch 1,
         // and give each row a copy of the resulting state and scores.
@@ -168,10 +332,15 @@ pub fn sample(
                 .chunks(vocab.len())
                 .zip(&temps)
                 .zip(&mut rngs)
-                .map(|((row, &t), rng)| pick(row, t, rng))
+                .zip(&shapes)
+                .map(|(((row, &t), rng), shape)| {
+                    let nudge = newline.map(|n| (n, shape.newline_bias(&req.sampling)));
+                    pick(row, t, nudge, &req.sampling, rng)
+                })
                 .collect();
-            for (o, &c) in out.iter_mut().zip(&next) {
+            for ((o, shape), &c) in out.iter_mut().zip(&mut shapes).zip(&next) {
                 o.push(c);
+                shape.push(vocab.char(c));
             }
             if i + 1 == req.chars {
                 break;
@@ -223,22 +392,136 @@ fn row_rng(seed: u64, row: usize) -> ChaCha8Rng {
     rng
 }
 
-/// The next id from one row of scores: argmax at temperature 0, else a draw from
-/// `softmax(scores / t)`.
-fn pick(scores: &[f32], t: f64, rng: &mut ChaCha8Rng) -> i64 {
-    let (argmax, max) = scores
+/// One row's place in its poem: what the newline pull and the repeat cap look at.
+#[derive(Debug, Clone, Default)]
+struct RowShape {
+    /// The line being written.
+    line: String,
+    /// How often each (trimmed) line has ended in the current poem.
+    lines: HashMap<String, usize>,
+    /// Non-empty lines ended in the current stanza.
+    stanza_lines: usize,
+}
+
+impl RowShape {
+    fn push(&mut self, c: char) {
+        if c != '\n' {
+            self.line.push(c);
+            return;
+        }
+        match self.line.trim() {
+            "" => self.stanza_lines = 0,
+            t if t == poet_core::FRAME.trim_end() => {
+                self.lines.clear();
+                self.stanza_lines = 0;
+            }
+            t => {
+                *self.lines.entry(t.to_string()).or_default() += 1;
+                self.stanza_lines += 1;
+            }
+        }
+        self.line.clear();
+    }
+
+    /// What to add to the newline's tempered log-weight now: minus infinity where it would
+    /// end a line a third time (under the default cap), else the shape pull.
+    fn newline_bias(&self, s: &Sampling) -> f64 {
+        let line = self.line.trim();
+        if line.is_empty() {
+            // A newline here ends the stanza.
+            return match self.stanza_lines {
+                0 => 0.0,
+                n => pull(n as f64, s.stanza_lines, s.shape_boost),
+            };
+        }
+        if line.starts_with('+') {
+            // The frame between poems is the model's to write.
+            return 0.0;
+        }
+        if s.max_line_repeats > 0
+            && self
+                .lines
+                .get(line)
+                .is_some_and(|&n| n >= s.max_line_repeats)
+        {
+            return f64::NEG_INFINITY;
+        }
+        pull(line.chars().count() as f64, s.line_chars, s.shape_boost)
+    }
+}
+
+/// `boost * clamp((n - target) / target, -1, 2)`; 0 without a target.
+fn pull(n: f64, target: f64, boost: f64) -> f64 {
+    if target <= 0.0 || boost == 0.0 {
+        return 0.0;
+    }
+    boost * ((n - target) / target).clamp(-1.0, 2.0)
+}
+
+/// The next id from one row of scores: argmax at temperature 0 (of the scores plus the
+/// nudge), else a draw from `softmax(scores / t + nudge)` cut to `top_k` and `top_p`. The
+/// nudge `(id, nats)` moves one char's log-weight (minus infinity forbids it). Without nudge
+/// and cut the arithmetic is the plain sampler's, so old seeds keep their text.
+fn pick(
+    scores: &[f32],
+    t: f64,
+    nudge: Option<(usize, f64)>,
+    s: &Sampling,
+    rng: &mut ChaCha8Rng,
+) -> i64 {
+    let bias = |i: usize| match nudge {
+        Some((j, b)) if j == i => b,
+        _ => 0.0,
+    };
+    let argmax = |v: &mut dyn Iterator<Item = f64>| {
+        v.enumerate()
+            .fold((0, f64::NEG_INFINITY), |best, (i, x)| {
+                if x > best.1 { (i, x) } else { best }
+            })
+            .0 as i64
+    };
+    if t == 0.0 {
+        return argmax(
+            &mut scores
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| f64::from(x) + bias(i)),
+        );
+    }
+    let max = scores.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+    let logw: Vec<f64> = scores
         .iter()
         .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &s)| {
-            if s > best.1 { (i, s) } else { best }
-        });
-    if t == 0.0 {
-        return argmax as i64;
-    }
-    let weights: Vec<f64> = scores
-        .iter()
-        .map(|&s| ((f64::from(s) - f64::from(max)) / t).exp())
+        .map(|(i, &x)| (f64::from(x) - f64::from(max)) / t + bias(i))
         .collect();
+    let top = logw.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x));
+    if !top.is_finite() {
+        return argmax(&mut scores.iter().map(|&x| f64::from(x)));
+    }
+    let mut weights: Vec<f64> = logw.iter().map(|&l| (l - top).exp()).collect();
+    let best = argmax(&mut weights.iter().copied());
+    if (s.top_k > 0 && s.top_k < weights.len()) || s.top_p < 1.0 {
+        let mut order: Vec<usize> = (0..weights.len()).collect();
+        order.sort_by(|&a, &b| weights[b].total_cmp(&weights[a]).then(a.cmp(&b)));
+        let total: f64 = weights.iter().sum();
+        let mut keep = vec![false; weights.len()];
+        let mut kept = 0.0;
+        for (rank, &i) in order.iter().enumerate() {
+            if s.top_k > 0 && rank >= s.top_k {
+                break;
+            }
+            keep[i] = true;
+            kept += weights[i];
+            if kept >= s.top_p * total {
+                break;
+            }
+        }
+        for (w, k) in weights.iter_mut().zip(keep) {
+            if !k {
+                *w = 0.0;
+            }
+        }
+    }
     let total: f64 = weights.iter().sum();
     let mut u = rng.r#gen::<f64>() * total;
     for (i, w) in weights.iter().enumerate() {
@@ -247,7 +530,7 @@ fn pick(scores: &[f32], t: f64, rng: &mut ChaCha8Rng) -> i64 {
         }
         u -= w;
     }
-    argmax as i64
+    best
 }
 
 /// Splits sampled text into poems on `++++`, trimmed, empty fragments dropped: the rule the
@@ -279,12 +562,13 @@ mod tests {
     fn zero_temperature_is_argmax_and_tiny_approaches_it() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let row = [0.1f32, 2.0, 1.9, -3.0];
-        assert_eq!(pick(&row, 0.0, &mut rng), 1);
+        let off = Sampling::off();
+        assert_eq!(pick(&row, 0.0, None, &off, &mut rng), 1);
         for _ in 0..100 {
-            assert_eq!(pick(&row, 1e-4, &mut rng), 1);
+            assert_eq!(pick(&row, 1e-4, None, &off, &mut rng), 1);
         }
         let big = [1000.0f32, 999.0];
-        assert_eq!(pick(&big, 1e-9, &mut rng), 0);
+        assert_eq!(pick(&big, 1e-9, None, &off, &mut rng), 0);
     }
 
     /// rand's `gen::<f64>` and the ChaCha8 stream are pinned (Cargo.toml): the same seed must
@@ -305,8 +589,155 @@ mod tests {
         );
         let mut rng = row_rng(7, 0);
         let picks: Vec<i64> = (0..12)
-            .map(|_| pick(&[0.0, 0.5, 1.0, 1.5, -1.0], 1.0, &mut rng))
+            .map(|_| {
+                pick(
+                    &[0.0, 0.5, 1.0, 1.5, -1.0],
+                    1.0,
+                    None,
+                    &Sampling::off(),
+                    &mut rng,
+                )
+            })
             .collect();
         assert_eq!(picks, [1, 1, 3, 3, 3, 2, 0, 3, 2, 4, 1, 2]);
+    }
+
+    fn draws(row: &[f32], t: f64, nudge: Option<(usize, f64)>, s: &Sampling) -> Vec<usize> {
+        let mut rng = row_rng(3, 0);
+        let mut counts = vec![0; row.len()];
+        for _ in 0..2000 {
+            counts[pick(row, t, nudge, s, &mut rng) as usize] += 1;
+        }
+        counts
+    }
+
+    #[test]
+    fn top_k_and_top_p_draw_only_from_the_head() {
+        // Softmax of these at t = 1: 0.64, 0.24, 0.09, 0.03.
+        let row = [3.0f32, 2.0, 1.0, 0.0];
+        let all = draws(&row, 1.0, None, &Sampling::off());
+        assert!(all.iter().all(|&n| n > 0), "{all:?}");
+        let k2 = draws(
+            &row,
+            1.0,
+            None,
+            &Sampling {
+                top_k: 2,
+                ..Sampling::off()
+            },
+        );
+        assert_eq!((k2[2], k2[3]), (0, 0), "{k2:?}");
+        assert!(k2[0] > k2[1] && k2[1] > 0, "{k2:?}");
+        // 0.64 + 0.24 = 0.88 reaches 0.8: the nucleus is the first two.
+        let p = draws(
+            &row,
+            1.0,
+            None,
+            &Sampling {
+                top_p: 0.8,
+                ..Sampling::off()
+            },
+        );
+        assert_eq!((p[2], p[3]), (0, 0), "{p:?}");
+        // 0.5 is reached by the first alone.
+        let p = draws(
+            &row,
+            1.0,
+            None,
+            &Sampling {
+                top_p: 0.5,
+                ..Sampling::off()
+            },
+        );
+        assert_eq!(p, [2000, 0, 0, 0]);
+    }
+
+    #[test]
+    fn a_nudge_moves_one_char_and_minus_infinity_forbids_it() {
+        let row = [3.0f32, 2.0, 1.0, 0.0];
+        let off = Sampling::off();
+        assert_eq!(draws(&row, 1.0, Some((0, f64::NEG_INFINITY)), &off)[0], 0);
+        let mut rng = row_rng(1, 0);
+        // Greedy follows the nudge too.
+        assert_eq!(pick(&row, 0.0, Some((3, 3.5)), &off, &mut rng), 3);
+        assert_eq!(
+            pick(&row, 0.0, Some((0, f64::NEG_INFINITY)), &off, &mut rng),
+            1
+        );
+        let plain = draws(&row, 1.0, None, &off);
+        let pushed = draws(&row, 1.0, Some((3, 3.0)), &off);
+        assert!(pushed[3] > 5 * plain[3], "{plain:?} {pushed:?}");
+    }
+
+    #[test]
+    fn the_newline_bias_caps_repeats_and_pulls_towards_the_shape() {
+        let s = Sampling {
+            max_line_repeats: 2,
+            shape_boost: 2.0,
+            ..Sampling::off()
+        }
+        .towards(10.0, 4.0);
+        let mut r = RowShape::default();
+        let feed = |r: &mut RowShape, t: &str| t.chars().for_each(|c| r.push(c));
+        feed(&mut r, "the sind\nthe sind\nthe sind");
+        assert_eq!(
+            r.newline_bias(&s),
+            f64::NEG_INFINITY,
+            "a third ending is forbidden"
+        );
+        feed(&mut r, " the sand");
+        // 17 chars against 10: pushed to end, 2 * 0.7.
+        assert!((r.newline_bias(&s) - 1.4).abs() < 1e-9);
+        feed(&mut r, "\n");
+        // An empty line after 3 lines of a 4-line target: held, 2 * -0.25.
+        assert!((r.newline_bias(&s) + 0.5).abs() < 1e-9);
+        feed(&mut r, "\n++++\nthe sind");
+        assert!(r.newline_bias(&s) < 0.0, "a new poem forgets the old lines");
+        feed(&mut r, "\n+++");
+        assert_eq!(r.newline_bias(&s), 0.0, "the frame is the model's");
+        assert_eq!(RowShape::default().newline_bias(&s), 0.0);
+    }
+
+    #[test]
+    fn sampling_fields_are_validated_by_name() {
+        let bad = |s: Sampling| match s.validate() {
+            Err(SampleError::Invalid { field, .. }) => field,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            bad(Sampling {
+                top_p: 0.0,
+                ..Sampling::default()
+            }),
+            "top_p"
+        );
+        assert_eq!(
+            bad(Sampling {
+                top_p: 1.5,
+                ..Sampling::default()
+            }),
+            "top_p"
+        );
+        assert_eq!(
+            bad(Sampling {
+                top_p: f64::NAN,
+                ..Sampling::default()
+            }),
+            "top_p"
+        );
+        assert_eq!(
+            bad(Sampling {
+                shape_boost: -1.0,
+                ..Sampling::default()
+            }),
+            "shape_boost"
+        );
+        assert_eq!(
+            bad(Sampling::default().towards(f64::INFINITY, 1.0)),
+            "line_chars"
+        );
+        assert_eq!(bad(Sampling::default().towards(1.0, -1.0)), "stanza_lines");
+        assert!(Sampling::default().validate().is_ok());
+        assert!(Sampling::off().validate().is_ok());
     }
 }

@@ -11,6 +11,12 @@
 //! exactness needs one trainer per process and nothing else drawing from it: sampling uses
 //! its own generator and checkpoint loading builds zeroed models for that reason.
 //!
+//! The learning rate of each update comes from [`LrScheduler`] (the config's `lr_schedule`,
+//! warm-up and floor), planned over `epochs` x batches per epoch updates; a `plateau`
+//! schedule's state is decided after each epoch's validation and saved in the checkpoint, so
+//! resume stays exact with every schedule. Changing `epochs` on resume re-plans a `cosine`
+//! decay from that point on.
+//!
 //! Losses are nats per predicted character. `chars_per_sec` counts input characters pushed
 //! through the network (`batch * seq_len` per batch) over the epoch's training time,
 //! excluding validation, for both formulations.
@@ -18,7 +24,7 @@
 use crate::checkpoint::{self, Checkpoint, CheckpointError, EpochRecord, Metadata};
 use crate::data::{self, Batch};
 use crate::model::PoetModel;
-use crate::optim::Adam;
+use crate::optim::{Adam, LrScheduler, ScheduleState};
 use crate::vocab::Vocab;
 use poet_core::config::{ConfigError, TrainConfig};
 use std::ops::ControlFlow;
@@ -90,6 +96,8 @@ pub struct EpochReport {
     pub val_duration_s: f64,
     /// Mean global gradient norm before clipping.
     pub grad_norm_mean: f64,
+    /// Learning rate of the epoch's last update (after the schedule).
+    pub lr: f64,
     /// Batches trained.
     pub batches: usize,
     /// The checkpoint taken after the epoch, encoded ([`Checkpoint::to_bytes`]).
@@ -122,6 +130,8 @@ pub struct Trainer {
     model: PoetModel,
     /// Its optimizer.
     adam: Adam,
+    /// The learning rate of every update.
+    sched: LrScheduler,
     /// Epochs completed so far.
     epochs_done: u32,
     /// One record per completed epoch, carried into checkpoints.
@@ -142,7 +152,16 @@ impl Trainer {
         tch::manual_seed(cfg.seed as i64);
         let model = PoetModel::new(&cfg, vocab.len(), device);
         let adam = Adam::new(model.parameters(), cfg.learning_rate);
-        Self::assemble(cfg, vocab, train, validation, model, adam, Vec::new())
+        Self::assemble(
+            cfg,
+            vocab,
+            train,
+            validation,
+            model,
+            adam,
+            Vec::new(),
+            ScheduleState::default(),
+        )
     }
 
     /// Continues a run from `ckpt` under `cfg` (the config the run is leased with): the model
@@ -164,6 +183,7 @@ impl Trainer {
             old.seq_len,
             old.formulation,
             old.seed,
+            old.cell,
         ) == (
             cfg.layers,
             cfg.units,
@@ -171,6 +191,7 @@ impl Trainer {
             cfg.seq_len,
             cfg.formulation,
             cfg.seed,
+            cfg.cell,
         );
         if !same {
             return Err(CheckpointError::Inconsistent(
@@ -191,11 +212,13 @@ impl Trainer {
             model,
             adam,
             ckpt.meta.history.clone(),
+            ckpt.meta.schedule.clone(),
         )?;
         t.epochs_done = ckpt.meta.epoch;
         Ok(t)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn assemble(
         cfg: TrainConfig,
         vocab: Vocab,
@@ -204,6 +227,7 @@ impl Trainer {
         model: PoetModel,
         adam: Adam,
         history: Vec<EpochRecord>,
+        schedule: ScheduleState,
     ) -> Result<Self, TrainError> {
         let train_ids = vocab
             .encode(train)
@@ -218,6 +242,10 @@ impl Trainer {
                 cfg.seq_len
             )));
         }
+        let starts = data::example_starts(train_ids.len(), &cfg);
+        let per_epoch =
+            data::batch_starts(&starts, cfg.batch_size as usize, cfg.max_batches as usize).len();
+        let sched = LrScheduler::new(&cfg, i64::from(cfg.epochs) * per_epoch as i64, schedule);
         Ok(Trainer {
             cfg,
             vocab,
@@ -225,6 +253,7 @@ impl Trainer {
             val_ids,
             model,
             adam,
+            sched,
             epochs_done: 0,
             history,
         })
@@ -274,6 +303,7 @@ impl Trainer {
                 config: self.cfg.clone(),
                 seed_schedule: checkpoint::SEED_SCHEDULE.into(),
                 history: self.history.clone(),
+                schedule: self.sched.state().clone(),
                 written_by: format!("poet-worker {}", env!("CARGO_PKG_VERSION")),
             },
             weights: self
@@ -344,6 +374,8 @@ impl Trainer {
                 return Err(TrainError::NonFinite { epoch, batch: i });
             }
             norm_sum += self.adam.clip_grad_norm(cfg.grad_clip);
+            self.adam
+                .set_lr(self.sched.lr_at(self.adam.step_count() + 1));
             self.adam.step();
             loss_sum += loss * targets_count as f64;
             targets += targets_count;
@@ -362,6 +394,8 @@ impl Trainer {
         let val_loss = self.validation_loss();
         let formulation_val_loss = self.formulation_val_loss();
         let val_duration_s = val_started.elapsed().as_secs_f64();
+        let lr = self.adam.lr();
+        self.sched.end_epoch(val_loss);
         let train_loss = loss_sum / targets.max(1) as f64;
         let chars_per_sec = chars as f64 / duration_s.max(1e-9);
         self.epochs_done = epoch;
@@ -381,6 +415,7 @@ impl Trainer {
             formulation_val_loss,
             val_duration_s,
             grad_norm_mean: norm_sum / batches.len().max(1) as f64,
+            lr,
             batches: batches.len(),
             checkpoint: self.checkpoint().to_bytes(),
         }))

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::args::{Cli, PlotArgs, RunsCmd, SweepCmd, exit};
 use crate::conn::{CliError, CliResult, Client, connect, status};
-use crate::output::{self, Cell, Style, Table, clean_line, clean_text, loss, num, out, outln};
+use crate::output::{self, Cell, Style, Table, clean_line, clean_text, loss, out, outln};
 use crate::plot;
 
 /// Lowercase state name of a run.
@@ -23,21 +23,14 @@ fn config(run: &v1::Run) -> BTreeMap<String, Value> {
     serde_json::from_str::<BTreeMap<String, Value>>(&run.config_json).unwrap_or_default()
 }
 
-/// Config keys whose values differ across `runs` (all keys when there is one run).
+/// Config keys whose values differ across `runs` (none for one run): the dashboard's
+/// definition, [`poet_proto::views::varying_keys`].
 pub fn differing_keys(runs: &[v1::Run]) -> Vec<String> {
-    let configs: Vec<_> = runs.iter().map(config).collect();
-    let keys: BTreeSet<&String> = configs.iter().flat_map(|c| c.keys()).collect();
-    keys.into_iter()
-        .filter(|k| {
-            configs
-                .iter()
-                .map(|c| c.get(*k))
-                .collect::<Vec<_>>()
-                .windows(2)
-                .any(|w| w[0] != w[1])
-        })
-        .cloned()
-        .collect()
+    let configs: Vec<Value> = runs
+        .iter()
+        .map(|r| serde_json::from_str(&r.config_json).unwrap_or(Value::Null))
+        .collect();
+    poet_proto::views::varying_keys(&configs)
 }
 
 fn short(v: &Value) -> String {
@@ -56,26 +49,97 @@ pub fn label(run: &v1::Run, keys: &[String]) -> String {
         .join(" ")
 }
 
+/// A run as `--json` prints it: the web API's run view (`poet_proto::views::Run`), the same
+/// fields with the same nulls.
 fn run_json(r: &v1::Run) -> Value {
-    json!({
-        "id": r.id, "sweep_id": r.sweep_id, "dataset_id": r.dataset_id, "state": state_name(r.state),
-        "config": serde_json::from_str::<Value>(&r.config_json).unwrap_or(Value::Null), "config_hash": r.config_hash,
-        "priority": r.priority, "attempt": r.attempt, "max_attempts": r.max_attempts,
-        "epochs_done": r.epochs_done, "epochs_total": r.epochs_total,
-        "best_val_loss": num(r.best_val_loss), "best_epoch": r.best_epoch,
-        "last_train_loss": num(r.last_train_loss), "last_val_loss": num(r.last_val_loss),
-        "worker_id": r.worker_id, "error": r.error, "cancel_requested": r.cancel_requested,
-        "created_at": output::time(&r.created_at), "finished_at": output::time(&r.finished_at),
-        "halt_reason": r.halt_reason, "parent_run_id": r.parent_run_id,
-        "parent_checkpoint_id": r.parent_checkpoint_id, "no_fit": r.no_fit,
-    })
+    serde_json::to_value(poet_proto::views::Run::from(r.clone())).unwrap_or(Value::Null)
+}
+
+fn notes_json(notes: &[v1::Note]) -> Value {
+    serde_json::to_value(
+        notes
+            .iter()
+            .cloned()
+            .map(poet_proto::views::Note::from)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap_or(Value::Null)
+}
+
+/// Prints the notes of a run or sweep, one block each.
+fn print_notes(notes: &[v1::Note]) {
+    for n in notes {
+        outln!(
+            "note by {} at {}:\n  {}",
+            clean_line(&n.author),
+            output::time(&n.at),
+            clean_text(&n.text).replace('\n', "\n  ")
+        );
+    }
+}
+
+/// The six tag and note calls.
+#[derive(Clone, Copy)]
+enum Annotate {
+    TagRun,
+    UntagRun,
+    NoteRun,
+    TagSweep,
+    UntagSweep,
+    NoteSweep,
+}
+
+/// Tags, untags or notes (`words`: the tags, or the note's text) a run or sweep, and prints
+/// its tags and notes after.
+async fn annotate(
+    cli: &Cli,
+    client: &mut Client,
+    call: Annotate,
+    id: i64,
+    words: &[String],
+) -> CliResult {
+    use Annotate::*;
+    let tags = || v1::TagRequest {
+        id,
+        tags: words.to_vec(),
+    };
+    let note = || v1::NoteRequest {
+        id,
+        text: words.concat(),
+    };
+    let a = match call {
+        TagRun => client.tag_run(tags()).await,
+        UntagRun => client.untag_run(tags()).await,
+        NoteRun => client.note_run(note()).await,
+        TagSweep => client.tag_sweep(tags()).await,
+        UntagSweep => client.untag_sweep(tags()).await,
+        NoteSweep => client.note_sweep(note()).await,
+    }
+    .map_err(status)?
+    .into_inner();
+    let what = match call {
+        TagRun | UntagRun | NoteRun => format!("run {id}"),
+        _ => format!("sweep {id}"),
+    };
+    print_annotations(cli, &what, a);
+    Ok(())
+}
+
+/// Prints a run's or sweep's tags and notes after a tag, untag or note.
+fn print_annotations(cli: &Cli, what: &str, a: v1::Annotations) {
+    if cli.json {
+        output::json(&json!({"tags": a.tags, "notes": notes_json(&a.notes)}));
+    } else {
+        outln!("{what}: tags [{}]", clean_line(&a.tags.join(", ")));
+        print_notes(&a.notes);
+    }
 }
 
 /// The runs table used by `runs list`, `sweep show` and `runs watch`.
 pub fn runs_table(runs: &[v1::Run]) -> String {
     let keys = differing_keys(runs);
     let mut t = Table::new(&[
-        "RUN", "STATE", "EPOCH", "TRAIN", "VAL", "BEST VAL", "ATTEMPT", "CONFIG",
+        "RUN", "STATE", "EPOCH", "TRAIN", "VAL", "BEST VAL", "ATTEMPT", "CONFIG", "TAGS",
     ]);
     for r in runs {
         let mut st = state_name(r.state).to_string();
@@ -98,6 +162,7 @@ pub fn runs_table(runs: &[v1::Run]) -> String {
             loss(r.best_val_loss),
             format!("{}/{}", r.attempt, r.max_attempts),
             label(r, &keys),
+            r.tags.join(","),
         ]);
     }
     t.render()
@@ -246,7 +311,7 @@ pub async fn sweep(cli: &Cli, cmd: &SweepCmd) -> CliResult {
                 output::json(&json!({
                     "sweep": s.sweep.as_ref().map(|x| json!({"id": x.id, "name": x.name, "dataset_id": x.dataset_id, "spec": x.spec,
                         "paused": x.paused, "priority": x.priority, "max_concurrent": x.max_concurrent,
-                        "finished_at": output::time(&x.finished_at)})),
+                        "finished_at": output::time(&x.finished_at), "tags": x.tags, "notes": notes_json(&x.notes)})),
                     "counts": s.counts, "best_run": s.best_run.as_ref().map(run_json),
                     "plan": serde_json::from_str::<Value>(&s.plan_json).unwrap_or(Value::Null),
                     "epochs_spent": s.epochs_spent, "hours_spent": s.hours_spent,
@@ -265,6 +330,10 @@ pub async fn sweep(cli: &Cli, cmd: &SweepCmd) -> CliResult {
                 let counts: Vec<String> =
                     s.counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
                 outln!("states: {}", clean_line(&counts.join(", ")));
+                if !sw.tags.is_empty() {
+                    outln!("tags: {}", clean_line(&sw.tags.join(", ")));
+                }
+                print_notes(&sw.notes);
                 if let Some(b) = &s.best_run {
                     outln!(
                         "best: run {} val {} at epoch {}  {}",
@@ -351,6 +420,22 @@ pub async fn sweep(cli: &Cli, cmd: &SweepCmd) -> CliResult {
                 .map_err(status)?
                 .into_inner();
             print_sweep(cli, "reprioritised", r.sweep);
+        }
+        SweepCmd::Tag { id, tags } => {
+            annotate(cli, &mut client, Annotate::TagSweep, *id, tags).await?
+        }
+        SweepCmd::Untag { id, tags } => {
+            annotate(cli, &mut client, Annotate::UntagSweep, *id, tags).await?
+        }
+        SweepCmd::Note { id, text } => {
+            annotate(
+                cli,
+                &mut client,
+                Annotate::NoteSweep,
+                *id,
+                std::slice::from_ref(text),
+            )
+            .await?
         }
     }
     Ok(())
@@ -681,6 +766,127 @@ pub async fn runs(cli: &Cli, cmd: &RunsCmd) -> CliResult {
                 .into_inner();
             print_run(cli, &format!("forked from run {id}"), r.run);
         }
+        RunsCmd::Tag { id, tags } => {
+            annotate(cli, &mut client, Annotate::TagRun, *id, tags).await?
+        }
+        RunsCmd::Untag { id, tags } => {
+            annotate(cli, &mut client, Annotate::UntagRun, *id, tags).await?
+        }
+        RunsCmd::Note { id, text } => {
+            annotate(
+                cli,
+                &mut client,
+                Annotate::NoteRun,
+                *id,
+                std::slice::from_ref(text),
+            )
+            .await?
+        }
+        RunsCmd::Export {
+            filter,
+            order_by,
+            output,
+            format,
+            epochs,
+        } => {
+            export(
+                cli,
+                &mut client,
+                filter,
+                &order_by.0,
+                output,
+                format.as_deref(),
+                *epochs,
+            )
+            .await?
+        }
+    }
+    Ok(())
+}
+
+/// `poet runs export`: every matching run (pages of 1,000 through `ListRuns`), written as
+/// CSV or JSON lines by [`poet_proto::views::export`], the rows of `GET /api/v1/runs/export`.
+/// The config columns are the union of the runs' keys, so the runs are read before the first
+/// row is written; `--epochs` reads each run's epochs (`GetRun`) as well.
+async fn export(
+    cli: &Cli,
+    client: &mut Client,
+    filter: &str,
+    order_by: &str,
+    path: &str,
+    format: Option<&str>,
+    epochs: bool,
+) -> CliResult {
+    use poet_proto::views::export::{self as ex, Format, Writer};
+    let format = match format {
+        Some(f) => Format::parse(f)
+            .ok_or_else(|| CliError::input(format!("--format: '{f}' is not csv or jsonl")))?,
+        None if path == "-" => Format::Csv,
+        None => Format::from_path(path).ok_or_else(|| {
+            CliError::input(format!(
+                "-o {path}: say --format csv or jsonl (or end the name in .csv or .jsonl)"
+            ))
+        })?,
+    };
+    poet_core::filter::Filter::parse(filter)
+        .map_err(|e| CliError::input(format!("--filter: {e}")))?;
+    let mut runs: Vec<v1::Run> = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_runs(v1::ListRunsRequest {
+                filter: filter.to_string(),
+                order_by: order_by.to_string(),
+                page_size: 1000,
+                page_token: token,
+                ..Default::default()
+            })
+            .await
+            .map_err(status)?
+            .into_inner();
+        runs.extend(page.runs);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let out: Box<dyn std::io::Write> = if path == "-" {
+        Box::new(std::io::stdout().lock())
+    } else {
+        Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).map_err(|e| CliError::input(format!("-o {path}: {e}")))?,
+        ))
+    };
+    let io = |e: std::io::Error| CliError::fail(format!("-o {path}: {e}"));
+    let rows = if epochs {
+        let mut all = Vec::new();
+        for r in &runs {
+            let full = client
+                .get_run(v1::GetRunRequest { run_id: r.id })
+                .await
+                .map_err(status)?
+                .into_inner();
+            all.extend(full.epochs.into_iter().map(|e| (r.id, e)));
+        }
+        let keys = ex::metrics_keys(all.iter().map(|(_, e)| e));
+        let mut w = Writer::new(out, format, ex::epoch_columns(&keys)).map_err(io)?;
+        for (id, e) in &all {
+            w.row(ex::epoch_row(*id, e, &keys)).map_err(io)?;
+        }
+        w.finish().map_err(io)?;
+        all.len()
+    } else {
+        let views: Vec<poet_proto::views::Run> = runs.into_iter().map(Into::into).collect();
+        let keys = ex::config_keys(&views);
+        let mut w = Writer::new(out, format, ex::run_columns(&keys)).map_err(io)?;
+        for r in &views {
+            w.row(ex::run_row(r, &keys)).map_err(io)?;
+        }
+        w.finish().map_err(io)?;
+        views.len()
+    };
+    if path != "-" && !cli.quiet {
+        eprintln!("{rows} row(s) written to {path}");
     }
     Ok(())
 }
@@ -715,6 +921,10 @@ async fn show_run(cli: &Cli, client: &mut Client, id: i64) -> CliResult {
     if !run.error.is_empty() {
         outln!("error: {}", clean_text(&run.error));
     }
+    if !run.tags.is_empty() {
+        outln!("tags: {}", clean_line(&run.tags.join(", ")));
+    }
+    print_notes(&run.notes);
     outln!("config: {}", clean_line(&run.config_json));
     outln!(
         "best val loss {} at epoch {}",
@@ -863,10 +1073,13 @@ pub async fn workers(cli: &Cli, all: bool) -> CliResult {
         .into_inner()
         .workers;
     if cli.json {
-        output::json(&ws.iter().map(|w| json!({"id": w.id, "host": w.host, "device": w.device, "gpu_name": w.gpu_name,
-            "gpu_memory_bytes": w.gpu_memory_bytes, "current_run_id": w.current_run_id, "last_seen_at": output::time(&w.last_seen_at),
-            "version": w.version, "cpu_threads": w.cpu_threads, "memory_bytes": w.memory_bytes,
-            "labels": w.labels, "chars_per_sec": w.chars_per_sec})).collect::<Vec<_>>());
+        // The web API's worker view: the same fields, null where idle.
+        output::json(
+            &ws.iter()
+                .cloned()
+                .map(poet_proto::views::Worker::from)
+                .collect::<Vec<_>>(),
+        );
     } else {
         let mut t = Table::new(&[
             "WORKER",

@@ -4,7 +4,7 @@ mod coordinator;
 mod data;
 mod db;
 mod history;
-mod poems;
+pub(crate) mod poems;
 mod stack;
 mod supervise;
 mod tokens;

@@ -11,6 +11,94 @@ use crate::conn::{CliError, CliResult, connect, status};
 use crate::output::{self, Table, clean_line, clean_text, out, outln};
 use crate::plot;
 
+/// The sampler flags of `poet generate`; unset ones take the coordinator's measured defaults
+/// (README, "Generation").
+#[derive(clap::Args, Debug, Clone)]
+pub struct SamplingArgs {
+    /// carry (the LSTM state carried from char to char) or window (the Keras reference: every
+    /// char re-runs the last seq_len chars; seq_len times the work). Default: carry.
+    #[arg(long, value_parser = ["carry", "window"])]
+    pub mode: Option<String>,
+    /// Nucleus: draw from the likeliest chars whose probability reaches P, in (0, 1].
+    #[arg(long, value_parser = top_p)]
+    pub top_p: Option<f64>,
+    /// Draw from the K likeliest chars only (0 = all).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(0..=100_000))]
+    pub top_k: Option<i32>,
+    /// A line may stand at most N times in a poem (0 = no cap).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(0..=1000))]
+    pub max_line_repeats: Option<i32>,
+    /// Pull, in nats (0 to 20), of line and stanza breaks towards the corpus's shape (0 = off).
+    #[arg(long, value_parser = shape_boost)]
+    pub shape_boost: Option<f64>,
+}
+
+fn top_p(s: &str) -> Result<f64, String> {
+    let p: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if p > 0.0 && p <= 1.0 {
+        Ok(p)
+    } else {
+        Err(format!("{p} is not in (0, 1]"))
+    }
+}
+
+fn shape_boost(s: &str) -> Result<f64, String> {
+    let b: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if (0.0..=poet_core::quality::defaults::MAX_SHAPE_BOOST).contains(&b) {
+        Ok(b)
+    } else {
+        Err(format!(
+            "{b} is not in [0, {}]",
+            poet_core::quality::defaults::MAX_SHAPE_BOOST
+        ))
+    }
+}
+
+fn figures_json(f: &Option<v1::PoemFigures>) -> Value {
+    match f {
+        Some(f) => json!({"words": f.words, "real_word_share": f.real_word_share, "poems": f.poems,
+            "lines": f.lines, "mean_line_chars": f.mean_line_chars, "lines_per_stanza": f.lines_per_stanza,
+            "stanzas_per_poem": f.stanzas_per_poem, "repeated_lines": f.repeated_lines}),
+        None => Value::Null,
+    }
+}
+
+fn quality_json(q: &Option<v1::QualityReport>) -> Value {
+    match q {
+        Some(q) => {
+            json!({"generated": figures_json(&q.generated), "corpus": figures_json(&q.corpus),
+            "shared_4grams": q.shared_4grams, "longest_copied_run": q.longest_copied_run})
+        }
+        None => Value::Null,
+    }
+}
+
+/// A stored report back in `poet_core`'s terms, to print with its table.
+fn quality_core(q: &v1::QualityReport) -> poet_core::quality::Report {
+    use poet_core::quality::{Quality, Report, Shape};
+    let figures = |f: &Option<v1::PoemFigures>| {
+        let f = f.unwrap_or_default();
+        Quality {
+            words: f.words.max(0) as usize,
+            real_word_share: f.real_word_share,
+            shape: Shape {
+                poems: f.poems.max(0) as usize,
+                lines: f.lines.max(0) as usize,
+                mean_line_chars: f.mean_line_chars,
+                lines_per_stanza: f.lines_per_stanza,
+                stanzas_per_poem: f.stanzas_per_poem,
+                repeated_lines: f.repeated_lines.max(0) as usize,
+            },
+        }
+    };
+    Report {
+        generated: figures(&q.generated),
+        corpus: figures(&q.corpus),
+        shared_4grams: q.shared_4grams,
+        longest_copied_run: q.longest_copied_run.max(0) as usize,
+    }
+}
+
 fn report_json(r: &Option<v1::PlagiarismReport>) -> Value {
     match r {
         Some(r) => {
@@ -28,6 +116,7 @@ fn generation_json(g: &v1::Generation) -> Value {
         "created_at": output::time(&g.created_at),
         "poems": g.poems.iter().map(|p| json!({"index": p.index, "temperature": p.temperature, "text": p.text, "report": report_json(&p.report)})).collect::<Vec<_>>(),
         "overall": report_json(&g.overall),
+        "quality": quality_json(&g.quality),
     })
 }
 
@@ -98,6 +187,10 @@ pub fn print_generation(g: &v1::Generation) {
     if g.state == "done" {
         outln!("\nall poems: {}", describe(&g.overall));
     }
+    if let Some(q) = &g.quality {
+        outln!("\nquality (all poems vs the training corpus):");
+        out!("{}", quality_core(q).table());
+    }
 }
 
 pub async fn generate(cli: &Cli, a: &GenerateArgs) -> CliResult {
@@ -130,6 +223,11 @@ pub async fn generate(cli: &Cli, a: &GenerateArgs) -> CliResult {
             prime: a.prime.clone(),
             wait: a.wait > 0,
             wait_seconds: a.wait,
+            mode: a.sampling.mode.clone().unwrap_or_default(),
+            top_p: a.sampling.top_p,
+            top_k: a.sampling.top_k,
+            max_line_repeats: a.sampling.max_line_repeats,
+            shape_boost: a.sampling.shape_boost,
         })
         .await
         .map_err(status)?

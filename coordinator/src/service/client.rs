@@ -9,12 +9,43 @@ use tonic::{Request, Response, Status};
 
 use super::Shared;
 use crate::error::ServiceError;
+use crate::history::Target;
 
 /// How long a waiting client goes without looking at its generation when no notification
 /// comes: only a listener that cannot reconnect at all needs it (a reconnect wakes everyone).
 const WAIT_RECHECK: Duration = Duration::from_secs(5);
 
 impl Shared {
+    /// Tags or untags (`add`) a run or sweep as the request's caller.
+    async fn tag(
+        &self,
+        req: Request<v1::TagRequest>,
+        target: Target,
+        add: bool,
+    ) -> Result<Response<v1::Annotations>, Status> {
+        let author = crate::history::author(&self.pool, req.extensions().get()).await?;
+        let r = req.into_inner();
+        let a = if add {
+            crate::history::tag(&self.pool, target, r.id, &r.tags, &author).await?
+        } else {
+            crate::history::untag(&self.pool, target, r.id, &r.tags).await?
+        };
+        Ok(Response::new(a))
+    }
+
+    /// Leaves a note on a run or sweep as the request's caller.
+    async fn note(
+        &self,
+        req: Request<v1::NoteRequest>,
+        target: Target,
+    ) -> Result<Response<v1::Annotations>, Status> {
+        let author = crate::history::author(&self.pool, req.extensions().get()).await?;
+        let r = req.into_inner();
+        Ok(Response::new(
+            crate::history::note(&self.pool, target, r.id, &r.text, &author).await?,
+        ))
+    }
+
     /// The generation once it is done or failed, or as it is after `wait`. The database is
     /// read again only when its NOTIFY arrives (SECURITY.md, finding 8: waiting clients used
     /// to poll every 150 ms).
@@ -120,31 +151,26 @@ impl Poet for Shared {
         req: Request<v1::ListRunsRequest>,
     ) -> Result<Response<v1::ListRunsResponse>, Status> {
         let _t = self.metrics.timer("ListRuns");
-        let (rows, next) = crate::history::list_runs(&self.pool, req.get_ref()).await?;
-        let queued: Vec<i64> = rows
+        let (mut runs, next) = crate::history::list_runs(&self.pool, req.get_ref()).await?;
+        let queued: Vec<i64> = runs
             .iter()
-            .filter(|r| r.state == "queued")
+            .filter(|r| r.state == v1::RunState::Queued as i32)
             .map(|r| r.id)
             .collect();
-        let mut no_fit: std::collections::HashMap<i64, String> = if queued.is_empty() {
-            Default::default()
-        } else {
-            crate::sweeps::no_fit_reasons(&self.pool, &queued)
-                .await?
-                .into_iter()
-                .collect()
-        };
+        if !queued.is_empty() {
+            let mut no_fit: std::collections::HashMap<i64, String> =
+                crate::sweeps::no_fit_reasons(&self.pool, &queued)
+                    .await?
+                    .into_iter()
+                    .collect();
+            for r in &mut runs {
+                if let Some(why) = no_fit.remove(&r.id) {
+                    r.no_fit = why;
+                }
+            }
+        }
         Ok(Response::new(v1::ListRunsResponse {
-            runs: rows
-                .into_iter()
-                .map(|r| {
-                    let why = no_fit.remove(&r.id).unwrap_or_default();
-                    v1::Run {
-                        no_fit: why,
-                        ..r.into()
-                    }
-                })
-                .collect(),
+            runs,
             next_page_token: next,
         }))
     }
@@ -353,5 +379,53 @@ impl Poet for Shared {
         }
         let generations = crate::generation::load(&self.pool, None, run_id).await?;
         Ok(Response::new(v1::ListGenerationsResponse { generations }))
+    }
+
+    async fn tag_run(
+        &self,
+        req: Request<v1::TagRequest>,
+    ) -> Result<Response<v1::Annotations>, Status> {
+        let _t = self.metrics.timer("TagRun");
+        self.tag(req, Target::Run, true).await
+    }
+
+    async fn untag_run(
+        &self,
+        req: Request<v1::TagRequest>,
+    ) -> Result<Response<v1::Annotations>, Status> {
+        let _t = self.metrics.timer("UntagRun");
+        self.tag(req, Target::Run, false).await
+    }
+
+    async fn note_run(
+        &self,
+        req: Request<v1::NoteRequest>,
+    ) -> Result<Response<v1::Annotations>, Status> {
+        let _t = self.metrics.timer("NoteRun");
+        self.note(req, Target::Run).await
+    }
+
+    async fn tag_sweep(
+        &self,
+        req: Request<v1::TagRequest>,
+    ) -> Result<Response<v1::Annotations>, Status> {
+        let _t = self.metrics.timer("TagSweep");
+        self.tag(req, Target::Sweep, true).await
+    }
+
+    async fn untag_sweep(
+        &self,
+        req: Request<v1::TagRequest>,
+    ) -> Result<Response<v1::Annotations>, Status> {
+        let _t = self.metrics.timer("UntagSweep");
+        self.tag(req, Target::Sweep, false).await
+    }
+
+    async fn note_sweep(
+        &self,
+        req: Request<v1::NoteRequest>,
+    ) -> Result<Response<v1::Annotations>, Status> {
+        let _t = self.metrics.timer("NoteSweep");
+        self.note(req, Target::Sweep).await
     }
 }

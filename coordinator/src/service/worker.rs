@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures::{Stream, StreamExt};
+use poet_core::retry::Backoff;
 use poet_proto::v1::{self, worker_service_server::WorkerService};
 use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status, Streaming};
@@ -348,6 +349,7 @@ impl Shared {
     /// (about 12 s in all) so a database restart does not leak the blob; only an answer
     /// deletes it, never an error.
     async fn delete_unreferenced(&self, key: &str) {
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_millis(6400));
         for attempt in 0..6u32 {
             let live: Result<Option<i64>, _> =
                 sqlx::query_scalar("select id from checkpoints where key = $1 and live")
@@ -364,7 +366,7 @@ impl Shared {
                 }
                 Err(e) => {
                     tracing::warn!(key, attempt, error = %e, "could not check a blob before deleting it");
-                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                    tokio::time::sleep(backoff.next_delay()).await;
                 }
             }
         }
@@ -759,6 +761,7 @@ impl WorkerService for Shared {
             notified.as_mut().enable();
             if let Some(job) = crate::generation::claim(
                 &self.pool,
+                &self.ngrams.corpora,
                 r.worker_id,
                 self.queue.lease_ttl(),
                 Utc::now(),

@@ -3,10 +3,8 @@
 //! queries whatever the size of the sweep; loss curves are thinned to [`MAX_POINTS`] points
 //! per run so a 1,000-run sweep stays a few megabytes at most.
 
-use std::collections::HashMap;
-
-use axum::Json;
 use axum::extract::{Query, State};
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use poet_proto::v1;
 use serde::{Deserialize, Serialize};
@@ -14,8 +12,9 @@ use serde_json::Value;
 use sqlx::Row;
 
 use super::{ApiError, Id, WebState};
+use crate::auth::Caller;
 use crate::error::ServiceError;
-use crate::history::RunRow;
+use crate::history::{RunRow, Target};
 
 /// Most points kept per run and series in `/sweeps/{id}/curves` (the first and the last epoch
 /// are always kept, with evenly spaced ones between).
@@ -77,6 +76,8 @@ pub struct SweepSummary {
     pub best_val_loss: Option<f64>,
     /// The run that reached it.
     pub best_run_id: Option<i64>,
+    /// Its tags, sorted.
+    pub tags: Vec<String>,
 }
 
 /// `GET /api/v1/sweeps`: newest first, with counts and the best loss (one query).
@@ -99,6 +100,8 @@ pub async fn list_sweeps(State(st): State<WebState>) -> Result<Json<Vec<SweepSum
     .bind(MAX_SWEEPS)
     .fetch_all(&st.pool)
     .await?;
+    let ids: Vec<i64> = rows.iter().map(|r| r.get("id")).collect();
+    let mut notes = crate::history::annotations(&st.pool, Target::Sweep, &ids).await?;
     Ok(Json(
         rows.iter()
             .map(|r| SweepSummary {
@@ -119,87 +122,24 @@ pub async fn list_sweeps(State(st): State<WebState>) -> Result<Json<Vec<SweepSum
                 },
                 best_val_loss: r.get("best_val_loss"),
                 best_run_id: r.get("best_run_id"),
+                tags: notes
+                    .remove(&r.get::<i64, _>("id"))
+                    .map(|a| a.tags)
+                    .unwrap_or_default(),
             })
             .collect(),
     ))
 }
 
-/// A run as shown in tables: its config parsed, losses null (not NaN) when absent.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct RunJson {
-    /// Id.
-    pub id: i64,
-    /// Sweep that created it.
-    pub sweep_id: i64,
-    /// Dataset.
-    pub dataset_id: i64,
-    /// Training config (schema: `poet_core::config::TrainConfig`).
-    pub config: Value,
-    /// queued, running, paused, stopped, succeeded, failed or cancelled.
-    pub state: String,
-    /// Priority.
-    pub priority: i32,
-    /// Lease count.
-    pub attempt: i32,
-    /// Attempts allowed.
-    pub max_attempts: i32,
-    /// Epochs reported.
-    pub epochs_done: i32,
-    /// Epochs configured.
-    pub epochs_total: i32,
-    /// Lowest validation loss.
-    pub best_val_loss: Option<f64>,
-    /// Its epoch.
-    pub best_epoch: Option<i32>,
-    /// Latest train loss.
-    pub last_train_loss: Option<f64>,
-    /// Latest validation loss.
-    pub last_val_loss: Option<f64>,
-    /// Worker holding the lease.
-    pub worker_id: Option<i64>,
-    /// Why it failed or was cancelled.
-    pub error: Option<String>,
-    /// A cancel is pending.
-    pub cancel_requested: bool,
-    /// Created.
-    pub created_at: DateTime<Utc>,
-    /// First started.
-    pub started_at: Option<DateTime<Utc>>,
-    /// Finished.
-    pub finished_at: Option<DateTime<Utc>>,
-    /// Why its sweep's scheduler paused or stopped it.
-    pub halt_reason: Option<String>,
-    /// The run it was forked from.
-    pub parent_run_id: Option<i64>,
-}
+/// A run as shown in tables: the one run view (`poet_proto::views::Run`) that `poet --json`
+/// prints too: its config parsed, absent values null (not NaN, 0 or "").
+pub type RunJson = poet_proto::views::Run;
 
-impl From<RunRow> for RunJson {
-    fn from(r: RunRow) -> RunJson {
-        RunJson {
-            id: r.id,
-            sweep_id: r.sweep_id,
-            dataset_id: r.dataset_id,
-            config: serde_json::from_str(&r.config_text).unwrap_or(Value::Null),
-            state: r.state,
-            priority: r.priority,
-            attempt: r.attempt,
-            max_attempts: r.max_attempts,
-            epochs_done: r.epochs_done,
-            epochs_total: r.epochs_total,
-            best_val_loss: r.best_val_loss,
-            best_epoch: r.best_epoch,
-            last_train_loss: r.last_train_loss,
-            last_val_loss: r.last_val_loss,
-            worker_id: r.lease_owner,
-            error: r.error,
-            cancel_requested: r.cancel_requested,
-            created_at: r.created_at,
-            started_at: r.started_at,
-            finished_at: r.finished_at,
-            halt_reason: r.halt_reason,
-            parent_run_id: r.parent_run_id,
-        }
-    }
+/// A `RunRow` read here as the run view, with its tags and notes.
+async fn run_views(st: &WebState, rows: Vec<RunRow>) -> Result<Vec<RunJson>, ApiError> {
+    let mut runs: Vec<v1::Run> = rows.into_iter().map(Into::into).collect();
+    crate::history::annotate_runs(&st.pool, &mut runs).await?;
+    Ok(runs.into_iter().map(Into::into).collect())
 }
 
 /// Query of `/api/v1/runs`: the fields of `ListRuns`, as text so that a bad value is a JSON
@@ -295,6 +235,10 @@ pub struct SweepDetail {
     pub epochs_spent: i64,
     /// Every decision of its scheduler and every run-control action, oldest first.
     pub decisions: Vec<DecisionJson>,
+    /// Its tags, sorted.
+    pub tags: Vec<String>,
+    /// Its notes, oldest first.
+    pub notes: Vec<poet_proto::views::Note>,
 }
 
 /// One decision of a sweep's scheduler or a user's action.
@@ -342,7 +286,13 @@ pub async fn get_sweep(
     .bind(id)
     .fetch_all(&st.pool)
     .await?;
-    let runs: Vec<RunJson> = rows.into_iter().map(Into::into).collect();
+    let runs = run_views(&st, rows).await?;
+    let poet_proto::views::Annotations { tags, notes } =
+        crate::history::annotations(&st.pool, crate::history::Target::Sweep, &[id])
+            .await?
+            .remove(&id)
+            .unwrap_or_default()
+            .into();
     let mut counts = Counts::default();
     for r in &runs {
         match r.state.as_str() {
@@ -363,7 +313,7 @@ pub async fn get_sweep(
         priority: s.get("priority"),
         created_at: s.get("created_at"),
         counts,
-        varying: varying_keys(runs.iter().map(|r| &r.config)),
+        varying: poet_proto::views::varying_keys(runs.iter().map(|r| &r.config)),
         runs,
         paused: s.get("paused"),
         finished_at: s.get("finished_at"),
@@ -386,36 +336,9 @@ pub async fn get_sweep(
                 created_at: time(d.created_at).unwrap_or_default(),
             })
             .collect(),
+        tags,
+        notes,
     }))
-}
-
-/// The config keys that do not hold one value across all configs, sorted.
-pub fn varying_keys<'a>(configs: impl Iterator<Item = &'a Value>) -> Vec<String> {
-    let mut first: HashMap<&str, &Value> = HashMap::new();
-    let mut varying = std::collections::BTreeSet::new();
-    let mut keys_per: Vec<std::collections::BTreeSet<&str>> = vec![];
-    for c in configs {
-        let Some(obj) = c.as_object() else { continue };
-        keys_per.push(obj.keys().map(String::as_str).collect());
-        for (k, v) in obj {
-            match first.get(k.as_str()) {
-                None => {
-                    first.insert(k, v);
-                }
-                Some(f) if *f != v => {
-                    varying.insert(k.clone());
-                }
-                _ => {}
-            }
-        }
-    }
-    // A key present in some configs only also varies.
-    for k in first.keys() {
-        if keys_per.iter().any(|ks| !ks.contains(k)) {
-            varying.insert(k.to_string());
-        }
-    }
-    varying.into_iter().collect()
 }
 
 /// One run's losses per epoch, as parallel arrays (compact for 1,000 runs).
@@ -630,6 +553,70 @@ pub struct GenerationJson {
     pub overall: Option<ReportJson>,
     /// Created.
     pub created_at: Option<DateTime<Utc>>,
+    /// The poems' quality beside the training corpus's (null until done, and for
+    /// generations finished before reports were stored).
+    #[serde(default)]
+    pub quality: Option<QualityJson>,
+}
+
+/// A generation's quality report: the poems' figures beside the training corpus's.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct QualityJson {
+    /// All the generation's poems, measured against the corpus's words.
+    pub generated: FiguresJson,
+    /// The training corpus itself.
+    pub corpus: FiguresJson,
+    /// Share of the poems' distinct word 4-grams found in the corpus.
+    pub shared_4grams: f64,
+    /// Longest run of words copied from the corpus.
+    pub longest_copied_run: i32,
+}
+
+/// Shape and wordiness of a set of poems.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Default)]
+pub struct FiguresJson {
+    /// Words.
+    pub words: i64,
+    /// Fraction of the words found in the training corpus.
+    pub real_word_share: f64,
+    /// Poems with a non-empty line.
+    pub poems: i32,
+    /// Non-empty lines.
+    pub lines: i64,
+    /// Mean chars per non-empty line.
+    pub mean_line_chars: f64,
+    /// Mean non-empty lines per stanza.
+    pub lines_per_stanza: f64,
+    /// Mean stanzas per poem.
+    pub stanzas_per_poem: f64,
+    /// Lines standing more than twice in one poem.
+    pub repeated_lines: i32,
+}
+
+impl From<v1::PoemFigures> for FiguresJson {
+    fn from(f: v1::PoemFigures) -> Self {
+        FiguresJson {
+            words: f.words,
+            real_word_share: f.real_word_share,
+            poems: f.poems,
+            lines: f.lines,
+            mean_line_chars: f.mean_line_chars,
+            lines_per_stanza: f.lines_per_stanza,
+            stanzas_per_poem: f.stanzas_per_poem,
+            repeated_lines: f.repeated_lines,
+        }
+    }
+}
+
+impl From<v1::QualityReport> for QualityJson {
+    fn from(q: v1::QualityReport) -> Self {
+        QualityJson {
+            generated: q.generated.map(Into::into).unwrap_or_default(),
+            corpus: q.corpus.map(Into::into).unwrap_or_default(),
+            shared_4grams: q.shared_4grams,
+            longest_copied_run: q.longest_copied_run,
+        }
+    }
 }
 
 /// `GET /api/v1/runs/{id}`.
@@ -649,15 +636,10 @@ pub struct RunDetail {
 
 /// `GET /api/v1/runs/{id}`: six queries whatever the run's size.
 pub async fn get_run(State(st): State<WebState>, Id(id): Id) -> Result<Json<RunDetail>, ApiError> {
-    let row: RunRow = sqlx::query_as(&format!("{} where r.id = $1", RunRow::SELECT))
-        .bind(id)
-        .fetch_optional(&st.pool)
-        .await?
-        .ok_or_else(|| not_found("run", id))?;
     let full = crate::history::get_run(&st.pool, id).await?;
     let gens = crate::generation::load(&st.pool, None, id).await?;
     Ok(Json(RunDetail {
-        run: row.into(),
+        run: full.run.unwrap_or_default().into(),
         attempts: full
             .attempts
             .into_iter()
@@ -726,47 +708,15 @@ pub async fn get_run(State(st): State<WebState>, Id(id): Id) -> Result<Json<RunD
                     .collect(),
                 overall: g.overall.map(Into::into),
                 created_at: time(g.created_at),
+                quality: g.quality.map(Into::into),
             })
             .collect(),
     }))
 }
 
-/// A worker process.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct WorkerJson {
-    /// Id.
-    pub id: i64,
-    /// Host name.
-    pub host: String,
-    /// cpu, cuda:0, ...
-    pub device: String,
-    /// GPU model ("" on CPU).
-    pub gpu_name: String,
-    /// GPU memory, bytes.
-    pub gpu_memory_bytes: i64,
-    /// Software version.
-    pub version: String,
-    /// Run it trains now.
-    pub current_run_id: Option<i64>,
-    /// That run's epochs reported.
-    pub current_epoch: Option<i32>,
-    /// That run's epochs configured.
-    pub current_epochs_total: Option<i32>,
-    /// Last heartbeat or call.
-    pub last_seen_at: DateTime<Utc>,
-    /// Seconds since then (by the database clock).
-    pub seen_seconds_ago: f64,
-    /// First registration.
-    pub registered_at: DateTime<Utc>,
-    /// A heterogeneous fleet (issue 20): threads it trains with (0 = not announced).
-    pub cpu_threads: i32,
-    /// Host memory, bytes (0 = not announced).
-    pub memory_bytes: i64,
-    /// Its `--label key=value` pairs.
-    pub labels: std::collections::BTreeMap<String, String>,
-    /// Throughput of the last epoch it reported, chars/s.
-    pub chars_per_sec: Option<f64>,
-}
+/// A worker process: the one worker view (`poet_proto::views::Worker`), as `poet workers
+/// --json` prints it too.
+pub type WorkerJson = poet_proto::views::Worker;
 
 /// Query of `/api/v1/workers`.
 #[derive(Debug, Deserialize)]
@@ -781,46 +731,8 @@ pub async fn list_workers(
     State(st): State<WebState>,
     Query(q): Query<WorkersQuery>,
 ) -> Result<Json<Vec<WorkerJson>>, ApiError> {
-    let rows = sqlx::query(
-        "select w.id, w.host, w.device, w.gpu_name, w.gpu_memory_bytes, w.version, w.last_seen_at, w.registered_at,
-            extract(epoch from now() - w.last_seen_at)::float8 as ago, r.id as run_id, r.epochs_done, r.epochs_total,
-            w.cpu_threads, w.memory_bytes, w.labels,
-            (select e.chars_per_sec from
-                 (select a.run_id, a.attempt, a.started_at from run_attempts a where a.worker_id = w.id
-                  order by a.started_at desc limit 3) a
-                 cross join lateral (select e.chars_per_sec from epochs e
-                     where e.run_id = a.run_id and e.attempt = a.attempt order by e.epoch desc limit 1) e
-             order by a.started_at desc limit 1) as chars_per_sec
-         from workers w left join lateral
-            (select id, epochs_done, epochs_total from runs where lease_owner = w.id and state = 'running' order by id limit 1) r on true
-         where $1 or w.last_seen_at > now() - interval '1 hour'
-         order by w.last_seen_at desc, w.id",
-    )
-    .bind(q.include_stale)
-    .fetch_all(&st.pool)
-    .await?;
-    Ok(Json(
-        rows.iter()
-            .map(|r| WorkerJson {
-                id: r.get("id"),
-                host: r.get("host"),
-                device: r.get("device"),
-                gpu_name: r.get("gpu_name"),
-                gpu_memory_bytes: r.get("gpu_memory_bytes"),
-                version: r.get("version"),
-                current_run_id: r.get("run_id"),
-                current_epoch: r.get("epochs_done"),
-                current_epochs_total: r.get("epochs_total"),
-                last_seen_at: r.get("last_seen_at"),
-                seen_seconds_ago: r.get("ago"),
-                registered_at: r.get("registered_at"),
-                cpu_threads: r.get("cpu_threads"),
-                memory_bytes: r.get("memory_bytes"),
-                labels: serde_json::from_value(r.get("labels")).unwrap_or_default(),
-                chars_per_sec: r.get("chars_per_sec"),
-            })
-            .collect(),
-    ))
+    let workers = crate::history::list_workers(&st.pool, q.include_stale).await?;
+    Ok(Json(workers.into_iter().map(Into::into).collect()))
 }
 
 /// A ready dataset version.
@@ -878,7 +790,6 @@ pub async fn list_datasets(State(st): State<WebState>) -> Result<Json<Vec<Datase
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn thinning_keeps_the_ends_and_the_bound() {
@@ -903,17 +814,6 @@ mod tests {
         };
         thin(&mut small, 200);
         assert!(!small.thinned && small.epochs.len() == 2);
-    }
-
-    #[test]
-    fn varying_keys_are_the_swept_ones() {
-        let cs = [
-            json!({"lr": 0.1, "units": 8, "seed": 1}),
-            json!({"lr": 0.2, "units": 8, "seed": 1}),
-            json!({"units": 8, "seed": 1}),
-        ];
-        assert_eq!(varying_keys(cs.iter()), vec!["lr".to_string()]);
-        assert!(varying_keys([json!({"a": 1})].iter()).is_empty());
     }
 }
 
@@ -963,7 +863,7 @@ pub async fn run_control(
         }
     }
     .map_err(ApiError::service)?;
-    Ok(Json(run.into()))
+    Ok(Json(run_views(&st, vec![run]).await?.remove(0)))
 }
 
 /// `POST /api/v1/sweeps/{id}/{action}`: pause, resume or priority. Answers the sweep.
@@ -985,4 +885,182 @@ pub async fn sweep_control(
     }
     .map_err(ApiError::service)?;
     get_sweep(State(st), Id(id)).await
+}
+
+/// Body of `POST`/`DELETE /api/v1/{runs,sweeps}/{id}/tags`.
+#[derive(Debug, Deserialize)]
+pub struct TagsBody {
+    /// The tags to add or remove.
+    pub tags: Vec<String>,
+}
+
+/// Body of `POST /api/v1/{runs,sweeps}/{id}/notes`.
+#[derive(Debug, Deserialize)]
+pub struct NoteBody {
+    /// The note.
+    pub text: String,
+}
+
+type Annotated = Result<Json<poet_proto::views::Annotations>, ApiError>;
+
+async fn tag_as(
+    st: &WebState,
+    caller: &Caller,
+    target: Target,
+    id: i64,
+    tags: &[String],
+    add: bool,
+) -> Annotated {
+    let a = if add {
+        let author = crate::history::author(&st.pool, Some(caller)).await?;
+        crate::history::tag(&st.pool, target, id, tags, &author).await
+    } else {
+        crate::history::untag(&st.pool, target, id, tags).await
+    }
+    .map_err(ApiError::service)?;
+    Ok(Json(a.into()))
+}
+
+async fn note_as(st: &WebState, caller: &Caller, target: Target, id: i64, text: &str) -> Annotated {
+    let author = crate::history::author(&st.pool, Some(caller)).await?;
+    let a = crate::history::note(&st.pool, target, id, text, &author)
+        .await
+        .map_err(ApiError::service)?;
+    Ok(Json(a.into()))
+}
+
+/// `POST /api/v1/runs/{id}/tags` `{"tags": [...]}` (client role): answers the run's tags and notes.
+pub async fn tag_run(
+    State(st): State<WebState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+    Json(b): Json<TagsBody>,
+) -> Annotated {
+    tag_as(&st, &caller, Target::Run, id, &b.tags, true).await
+}
+
+/// `DELETE /api/v1/runs/{id}/tags` `{"tags": [...]}` (client role).
+pub async fn untag_run(
+    State(st): State<WebState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+    Json(b): Json<TagsBody>,
+) -> Annotated {
+    tag_as(&st, &caller, Target::Run, id, &b.tags, false).await
+}
+
+/// `POST /api/v1/runs/{id}/notes` `{"text": "..."}` (client role).
+pub async fn note_run(
+    State(st): State<WebState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+    Json(b): Json<NoteBody>,
+) -> Annotated {
+    note_as(&st, &caller, Target::Run, id, &b.text).await
+}
+
+/// `POST /api/v1/sweeps/{id}/tags` `{"tags": [...]}` (client role).
+pub async fn tag_sweep(
+    State(st): State<WebState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+    Json(b): Json<TagsBody>,
+) -> Annotated {
+    tag_as(&st, &caller, Target::Sweep, id, &b.tags, true).await
+}
+
+/// `DELETE /api/v1/sweeps/{id}/tags` `{"tags": [...]}` (client role).
+pub async fn untag_sweep(
+    State(st): State<WebState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+    Json(b): Json<TagsBody>,
+) -> Annotated {
+    tag_as(&st, &caller, Target::Sweep, id, &b.tags, false).await
+}
+
+/// `POST /api/v1/sweeps/{id}/notes` `{"text": "..."}` (client role).
+pub async fn note_sweep(
+    State(st): State<WebState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+    Json(b): Json<NoteBody>,
+) -> Annotated {
+    note_as(&st, &caller, Target::Sweep, id, &b.text).await
+}
+
+/// Query of `/api/v1/runs/export`.
+#[derive(Debug, Deserialize)]
+pub struct ExportQuery {
+    /// `csv` (default) or `jsonl`.
+    #[serde(default)]
+    pub format: String,
+    /// A filter expression; empty: every run.
+    #[serde(default)]
+    pub filter: String,
+    /// An order; empty: newest first.
+    #[serde(default)]
+    pub order_by: String,
+}
+
+/// Runs per page read while exporting: one statement each, so memory stays one page.
+const EXPORT_PAGE: i32 = 1000;
+
+/// `GET /api/v1/runs/export?format=csv|jsonl&filter=...&order_by=...`: every matching run, one
+/// row each (`poet_proto::views::export`: the rows `poet runs export` writes), streamed a page
+/// of 1,000 runs at a time. A bad filter, order or format is a 400 before the first byte.
+pub async fn export_runs(
+    State(st): State<WebState>,
+    Query(q): Query<ExportQuery>,
+) -> Result<axum::response::Response, ApiError> {
+    use poet_proto::views::export::{Format, Writer, run_columns, run_row};
+    let format = match q.format.as_str() {
+        "" => Format::Csv,
+        f => Format::parse(f)
+            .ok_or_else(|| ServiceError::Invalid(format!("format: '{f}' is not csv or jsonl")))?,
+    };
+    let mut req = v1::ListRunsRequest {
+        filter: q.filter,
+        order_by: q.order_by,
+        page_size: EXPORT_PAGE,
+        ..Default::default()
+    };
+    let keys = crate::history::config_keys(&st.pool, &req).await?;
+    let (first, next) = crate::history::list_runs(&st.pool, &req).await?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(2);
+    tokio::spawn(async move {
+        let mut w = match Writer::new(Vec::new(), format, run_columns(&keys)) {
+            Ok(w) => w,
+            Err(e) => return drop(tx.send(Err(e)).await),
+        };
+        let (mut page, mut next) = (first, next);
+        loop {
+            for r in page {
+                if let Err(e) = w.row(run_row(&r.into(), &keys)) {
+                    return drop(tx.send(Err(e)).await);
+                }
+            }
+            if tx.send(Ok(std::mem::take(w.get_mut()))).await.is_err() || next.is_empty() {
+                return;
+            }
+            req.page_token = next;
+            match crate::history::list_runs(&st.pool, &req).await {
+                Ok((p, n)) => (page, next) = (p, n),
+                Err(e) => {
+                    e.log_hidden();
+                    let _ = tx.send(Err(std::io::Error::other("export stopped"))).await;
+                    return;
+                }
+            }
+        }
+    });
+    let body = axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let ctype = match format {
+        Format::Csv => "text/csv; charset=utf-8",
+        Format::Jsonl => "application/x-ndjson",
+    };
+    Ok(axum::response::Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, ctype)
+        .body(body)
+        .expect("static headers"))
 }

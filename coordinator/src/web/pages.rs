@@ -37,9 +37,15 @@ fn shell(title: &str, page: &str, id: Option<i64>, body: &str) -> String {
 <body data-page="{page}" data-id="{id}">
 <header><a class="brand" href="/">poet</a><nav><a href="/">Sweeps</a><a href="/workers">Workers</a><a href="/datasets">Datasets</a><a href="/api/v1/openapi.json">API</a></nav><span id="live" title="live updates"></span></header>
 <main id="main"><h1>{title}</h1>{body}<noscript><p>This page draws with JavaScript; the same data is at <code>/api/v1</code>.</p></noscript></main>
-<script src="/assets/app.js"></script></body></html>"#,
+<script src="/assets/app.js"></script>{extra}</body></html>"#,
         title = esc(title),
         page = page,
+        // The run page's quality block (issue 21) lives in its own script.
+        extra = if page == "run" {
+            r#"<script src="/assets/quality.js"></script>"#
+        } else {
+            ""
+        },
     )
 }
 
@@ -88,7 +94,9 @@ fn gate(st: &WebState, uri: &Uri, headers: &HeaderMap, token: Option<String>) ->
         } else {
             "sign in with a viewer or client token".into()
         };
-        login_page(e.status, uri.path(), &msg)
+        // Back to the whole address after signing in: a view's state is in its query.
+        let next = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+        login_page(e.status, next, &msg)
     })
 }
 
@@ -188,6 +196,16 @@ async fn run(
     .await
 }
 
+/// `/compare?runs=1,2,3`: the page reads the ids from its address and fetches each run.
+async fn compare(
+    State(st): State<WebState>,
+    uri: Uri,
+    headers: HeaderMap,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    page(st, uri, headers, q.token, "Compare runs", "compare", None).await
+}
+
 async fn workers(
     State(st): State<WebState>,
     uri: Uri,
@@ -263,6 +281,7 @@ pub(super) fn routes(_state: WebState) -> Router<WebState> {
         .route("/", get(sweeps))
         .route("/sweeps/{id}", get(sweep))
         .route("/runs/{id}", get(run))
+        .route("/compare", get(compare))
         .route("/workers", get(workers))
         .route("/datasets", get(datasets))
         .route("/login", get(login_form).post(login))

@@ -467,7 +467,7 @@ async fn malformed_filters_orders_and_tokens_are_invalid_argument_with_the_colum
         "filter: unknown field 'best_val_los' (fields: config keys such as layers or config.units, \
          id, epochs_done, epochs_total, best_val_loss, min_val_loss, last_val_loss, last_train_loss, \
          duration_s, chars_per_sec, created_at, started_at, finished_at, state, sweep, dataset, \
-         worker, metrics.<key>) at column 17\n  layers >= 2 and best_val_los < 1.9\n                  ^"
+         worker, tag, tags, metrics.<key>) at column 17\n  layers >= 2 and best_val_los < 1.9\n                  ^"
     );
     for (req, needle) in [
         (call("layers >=", "", ""), "filter: expected a value"),
@@ -672,4 +672,236 @@ async fn summaries_follow_reports_and_discarded_epochs() {
     assert_eq!(again.run_id, queued);
     assert_eq!(summary(queued).await, (None, None, None));
     c.stop().await;
+}
+
+/// Tags over gRPC: tagged with the caller's identity (an issued client token's name) and the
+/// time, found by `tag = ...`, `tags in (...)` and `not tag = ...` (a semi-join on `run_tags`),
+/// shown on the run, its sweep and ListRuns; an untag of a tag the run lacks removes nothing;
+/// bad tags, unknown runs and a worker token are refused.
+#[tokio::test]
+async fn tags_are_filtered_on_and_carry_their_author() {
+    let (c, sims, sweep_id) = seeded().await;
+    let mut client = c.client();
+    let tag = |id: i64, tags: &[&str]| v1::TagRequest {
+        id,
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+    };
+    let a = client
+        .tag_run(tag(
+            sims[0].id,
+            &["baseline", "o'hara\"); drop table runs; --"],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(a.tags.len(), 2);
+    client.tag_run(tag(sims[2].id, &["seq"])).await.unwrap();
+    client
+        .tag_run(tag(sims[3].id, &["baseline", "seq"]))
+        .await
+        .unwrap();
+    // Tagging twice changes nothing.
+    client.tag_run(tag(sims[3].id, &["seq"])).await.unwrap();
+
+    let (r0, r2, r3) = (sims[0].id, sims[2].id, sims[3].id);
+    let others: Vec<i64> = sims
+        .iter()
+        .map(|s| s.id)
+        .filter(|i| *i != r0 && *i != r3)
+        .collect();
+    for (f, want) in [
+        ("tag = 'baseline'", vec![r0, r3]),
+        ("tags = 'seq'", vec![r2, r3]),
+        ("tags in ('seq', 'baseline')", vec![r0, r2, r3]),
+        ("tag = 'baseline' and tag = 'seq'", vec![r3]),
+        ("tag = 'o''hara\"); drop table runs; --'", vec![r0]),
+        ("tag = 'none'", vec![]),
+        ("not tag = 'baseline'", others.clone()),
+        ("tag != 'baseline'", others),
+    ] {
+        assert_eq!(ids(&mut client, f).await, want, "{f}");
+    }
+    let listed = list(&mut client, "tag = 'baseline'", "id", 10).await;
+    assert_eq!(
+        listed[1].tags,
+        vec!["baseline".to_string(), "seq".to_string()]
+    );
+
+    // Untag: all or nothing.
+    let e = client
+        .untag_run(tag(r3, &["seq", "never"]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert!(
+        e.message()
+            .contains(&format!("run {r3} has no tag \"never\"")),
+        "{e:?}"
+    );
+    let a = client
+        .untag_run(tag(r3, &["seq"]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(a.tags, vec!["baseline".to_string()]);
+    assert_eq!(ids(&mut client, "tags = 'seq'").await, vec![r2]);
+
+    // Bad input names what is wrong.
+    for (req, code, want) in [
+        (tag(r0, &[""]), Code::InvalidArgument, "tag \"\""),
+        (
+            tag(r0, &["a\nb"]),
+            Code::InvalidArgument,
+            "control characters",
+        ),
+        (tag(r0, &[]), Code::InvalidArgument, "at least one tag"),
+        (tag(999_999, &["a"]), Code::NotFound, "no run 999999"),
+    ] {
+        let e = client.tag_run(req).await.unwrap_err();
+        assert_eq!(e.code(), code, "{e:?}");
+        assert!(e.message().contains(want), "{want}: {e:?}");
+    }
+    let e = client
+        .note_sweep(v1::NoteRequest {
+            id: sweep_id,
+            text: "x".repeat(10_001),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        e.message()
+            .contains("note: 10001 characters is over the limit of 10000"),
+        "{e:?}"
+    );
+
+    // Sweeps: tags and notes show in GetSweep.
+    client.tag_sweep(tag(sweep_id, &["grid"])).await.unwrap();
+    client
+        .note_sweep(v1::NoteRequest {
+            id: sweep_id,
+            text: "first look".into(),
+        })
+        .await
+        .unwrap();
+    let s = client
+        .get_sweep(v1::GetSweepRequest { sweep_id })
+        .await
+        .unwrap()
+        .into_inner()
+        .sweep
+        .unwrap();
+    assert_eq!(s.tags, vec!["grid".to_string()]);
+    assert_eq!(
+        (s.notes[0].text.as_str(), s.notes[0].author.as_str()),
+        ("first look", "client")
+    );
+
+    // Orders cannot use tags (a run has several).
+    let e = client
+        .list_runs(v1::ListRunsRequest {
+            order_by: "tag".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(e.message().contains("cannot be ordered by tag"), "{e:?}");
+}
+
+/// With tokens on, the author is the issued token's name (or the role of a static token), the
+/// time is the server's, and a worker token cannot tag.
+#[tokio::test]
+async fn tags_and_notes_store_the_callers_identity() {
+    let c = poet_coordinator::testing::TestCoordinator::start(
+        poet_coordinator::testing::fast_config(),
+        Some((
+            "client-5d2e8b1f9a7c3064e1b8d2f5a9c7e043",
+            "worker-8e4a2c6f1b9d7053a2e6c4f8b1d9a276",
+        )),
+    )
+    .await;
+    seed_dataset(&c.db.pool, "tiny", POEMS).await;
+    let mut client = c.client();
+    client
+        .submit_sweep(v1::SubmitSweepRequest {
+            spec: crate::helpers::spec("tiny", 1, 2),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let run = list(&mut client, "", "id", 10).await[0].id;
+    let (issued, _) = poet_coordinator::auth::issue_token(
+        &c.db.pool,
+        poet_coordinator::auth::Role::Client,
+        "alice",
+    )
+    .await
+    .unwrap();
+    let mut alice = poet_proto::client::Connect::new(c.url(), Some(&issued))
+        .client(c.channel())
+        .unwrap();
+    let before = chrono::Utc::now().timestamp() - 5;
+    // Accepted once a refresh has seen it (every two seconds).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let a = loop {
+        match alice
+            .note_run(v1::NoteRequest {
+                id: run,
+                text: "from alice".into(),
+            })
+            .await
+        {
+            Ok(a) => break a.into_inner(),
+            Err(e) if e.code() == Code::Unauthenticated && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    };
+    client
+        .note_run(v1::NoteRequest {
+            id: run,
+            text: "from the static token".into(),
+        })
+        .await
+        .unwrap();
+    let notes = client
+        .get_run(v1::GetRunRequest { run_id: run })
+        .await
+        .unwrap()
+        .into_inner()
+        .run
+        .unwrap()
+        .notes;
+    assert_eq!(a.notes.len(), 1);
+    let who: Vec<(&str, &str)> = notes
+        .iter()
+        .map(|n| (n.text.as_str(), n.author.as_str()))
+        .collect();
+    assert_eq!(
+        who,
+        vec![("from alice", "alice"), ("from the static token", "client")]
+    );
+    let at = notes[0].at.unwrap().seconds;
+    assert!(
+        at >= before && at <= chrono::Utc::now().timestamp() + 5,
+        "{at}"
+    );
+
+    let mut worker_as_client =
+        poet_proto::client::Connect::new(c.url(), Some("worker-8e4a2c6f1b9d7053a2e6c4f8b1d9a276"))
+            .client(c.channel())
+            .unwrap();
+    let e = worker_as_client
+        .tag_run(v1::TagRequest {
+            id: run,
+            tags: vec!["x".into()],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    let n: i64 = sqlx::query_scalar("select count(*) from run_tags")
+        .fetch_one(&c.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
 }

@@ -557,6 +557,54 @@ async fn generation_is_served_by_a_worker_and_judged_for_plagiarism() {
             },
             "chars",
         ),
+        (
+            v1::GenerateRequest {
+                run_id: l.run_id,
+                top_p: Some(0.0),
+                ..Default::default()
+            },
+            "top_p",
+        ),
+        (
+            v1::GenerateRequest {
+                run_id: l.run_id,
+                top_p: Some(1.5),
+                ..Default::default()
+            },
+            "top_p",
+        ),
+        (
+            v1::GenerateRequest {
+                run_id: l.run_id,
+                top_k: Some(-1),
+                ..Default::default()
+            },
+            "top_k",
+        ),
+        (
+            v1::GenerateRequest {
+                run_id: l.run_id,
+                max_line_repeats: Some(-1),
+                ..Default::default()
+            },
+            "max_line_repeats",
+        ),
+        (
+            v1::GenerateRequest {
+                run_id: l.run_id,
+                shape_boost: Some(f64::INFINITY),
+                ..Default::default()
+            },
+            "shape_boost",
+        ),
+        (
+            v1::GenerateRequest {
+                run_id: l.run_id,
+                mode: "sideways".into(),
+                ..Default::default()
+            },
+            "mode",
+        ),
     ] {
         let e = client.generate(bad).await.unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument);
@@ -597,6 +645,41 @@ async fn generation_is_served_by_a_worker_and_judged_for_plagiarism() {
         .unwrap();
     assert_eq!(job.temperatures, vec![0.5, 1.0]);
     assert_eq!(job.checkpoint.unwrap().epoch, 1);
+    // Unset sampler fields take the defaults; the shape target is the corpus's.
+    use poet_core::quality::{self, defaults};
+    assert_eq!(
+        (
+            job.mode.as_str(),
+            job.top_p,
+            job.top_k,
+            job.max_line_repeats,
+            job.shape_boost
+        ),
+        (
+            "carry",
+            defaults::TOP_P,
+            defaults::TOP_K as i32,
+            defaults::MAX_LINE_REPEATS as i32,
+            defaults::SHAPE_BOOST
+        )
+    );
+    let dataset: i64 = sqlx::query_scalar("select dataset_id from runs where id = $1")
+        .bind(l.run_id)
+        .fetch_one(&c.db.pool)
+        .await
+        .unwrap();
+    let corpus = poet_coordinator::datasets::text(&c.db.pool, dataset)
+        .await
+        .unwrap();
+    let (figures, words) = quality::corpus_figures(&corpus);
+    assert!(figures.shape.lines > 0);
+    assert_eq!(
+        (job.line_chars, job.stanza_lines),
+        (
+            figures.shape.mean_line_chars,
+            figures.shape.lines_per_stanza
+        )
+    );
     let copied = POEMS[1]; // verbatim from the corpus
     let original =
         "violet engines hum beneath\nthe quiet orchard of my teeth\nno river ever learned my name";
@@ -644,6 +727,55 @@ async fn generation_is_served_by_a_worker_and_judged_for_plagiarism() {
     assert!(
         !original_report.flagged && original_report.shared.is_empty(),
         "{original_report:?}"
+    );
+    // The stored quality report: the stored poems against the corpus, beside its figures.
+    let texts: Vec<&str> = done.poems.iter().map(|p| p.text.as_str()).collect();
+    let measured = quality::measure(&texts, &words);
+    let q = done
+        .quality
+        .as_ref()
+        .expect("a done generation has a report");
+    let (generated, corpus_side) = (q.generated.unwrap(), q.corpus.unwrap());
+    assert_eq!(
+        (generated.words, generated.real_word_share, generated.lines),
+        (
+            measured.words as i64,
+            measured.real_word_share,
+            measured.shape.lines as i64
+        )
+    );
+    assert_eq!(
+        (
+            generated.mean_line_chars,
+            generated.lines_per_stanza,
+            generated.stanzas_per_poem
+        ),
+        (
+            measured.shape.mean_line_chars,
+            measured.shape.lines_per_stanza,
+            measured.shape.stanzas_per_poem
+        )
+    );
+    assert!(
+        generated.real_word_share < 1.0 && generated.real_word_share > 0.3,
+        "{q:?}"
+    );
+    assert_eq!(
+        (
+            corpus_side.mean_line_chars,
+            corpus_side.lines_per_stanza,
+            corpus_side.real_word_share
+        ),
+        (
+            figures.shape.mean_line_chars,
+            figures.shape.lines_per_stanza,
+            1.0
+        )
+    );
+    let overall = done.overall.as_ref().unwrap();
+    assert_eq!(
+        (q.shared_4grams, q.longest_copied_run),
+        (overall.shared_fraction, overall.longest_copied_run)
     );
     let listed = client
         .list_generations(v1::ListGenerationsRequest { run_id: l.run_id })
@@ -796,7 +928,7 @@ async fn orphan_sweep_deletes_blobs_without_a_live_row_and_keeps_the_rest() {
     )
     .await
     .unwrap();
-    assert_eq!(young, 0);
+    assert_eq!(young.deleted, 0);
     let n = poet_coordinator::retention::sweep_orphans(
         &c.db.pool,
         &artifacts,
@@ -804,7 +936,7 @@ async fn orphan_sweep_deletes_blobs_without_a_live_row_and_keeps_the_rest() {
     )
     .await
     .unwrap();
-    assert_eq!(n, 1);
+    assert_eq!(n.deleted, 1);
     let left = walk(c.artifacts.path());
     assert_eq!(left.len(), 1, "{left:?}");
     let live: String = sqlx::query_scalar("select key from checkpoints where live")

@@ -2,6 +2,7 @@
 //! paths, tokens (missing 401, wrong 401, worker 403, client via header or cookie), the
 //! `?token=` cookie exchange and the login form, and read-only methods.
 
+use poet_proto::v1;
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -722,5 +723,383 @@ async fn control_endpoints_take_json_and_the_sweep_lists_its_decisions() {
         "{}",
         detail["plan"]
     );
+    s.stop().await;
+}
+
+/// Checks `value` against an OpenAPI 3.0 `schema` of `doc`: types, `nullable`, enums, and for
+/// an object with `properties` every property present and none extra. Pushes one line per
+/// mismatch, with the JSON path.
+fn conforms(doc: &Value, schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
+    if let Some(r) = schema["$ref"].as_str() {
+        let name = r.trim_start_matches("#/components/schemas/");
+        let target = &doc["components"]["schemas"][name];
+        assert!(target.is_object(), "{at}: dangling $ref {r}");
+        return conforms(doc, target, value, at, errors);
+    }
+    if value.is_null() {
+        if schema["nullable"] != true {
+            errors.push(format!("{at}: null, but not nullable"));
+        }
+        return;
+    }
+    let ty = schema["type"].as_str().unwrap_or("");
+    let ok = match ty {
+        "object" => value.is_object(),
+        "array" => value.is_array(),
+        "string" => value.is_string(),
+        "integer" => value.is_i64() || value.is_u64(),
+        "number" => value.is_number(),
+        "boolean" => value.is_boolean(),
+        "" => true,
+        other => panic!("{at}: schema type {other} not handled"),
+    };
+    if !ok {
+        errors.push(format!("{at}: {value} is not of type {ty}"));
+        return;
+    }
+    if let Some(allowed) = schema["enum"].as_array()
+        && !allowed.contains(value)
+    {
+        errors.push(format!("{at}: {value} is not one of {allowed:?}"));
+    }
+    if let (Some(props), Some(obj)) = (schema["properties"].as_object(), value.as_object()) {
+        for k in obj.keys().filter(|k| !props.contains_key(*k)) {
+            errors.push(format!("{at}.{k}: in the answer, not in the document"));
+        }
+        for (k, p) in props {
+            match obj.get(k) {
+                Some(v) => conforms(doc, p, v, &format!("{at}.{k}"), errors),
+                None => errors.push(format!("{at}.{k}: in the document, not in the answer")),
+            }
+        }
+    }
+    if let Some(items) = value.as_array() {
+        for (i, v) in items.iter().enumerate() {
+            conforms(doc, &schema["items"], v, &format!("{at}[{i}]"), errors);
+        }
+    }
+}
+
+/// The OpenAPI document describes what the API answers: every GET endpoint's real response,
+/// from a seeded stack with tags and notes, matches its documented schema exactly (no
+/// property missing, none extra, every type and enum right).
+#[tokio::test]
+async fn openapi_document_matches_every_get_response() {
+    let s = Stack::spawn(false).await;
+    let seeded = seed(&s, 3, |i| [4, 2, 0][i]).await;
+    let mut client = s.client();
+    client
+        .tag_run(v1::TagRequest {
+            id: seeded.runs[0],
+            tags: vec!["baseline".into()],
+        })
+        .await
+        .unwrap();
+    client
+        .note_run(v1::NoteRequest {
+            id: seeded.runs[0],
+            text: "a note".into(),
+        })
+        .await
+        .unwrap();
+    client
+        .note_sweep(v1::NoteRequest {
+            id: seeded.sweep_id,
+            text: "sweep note".into(),
+        })
+        .await
+        .unwrap();
+    client
+        .tag_sweep(v1::TagRequest {
+            id: seeded.sweep_id,
+            tags: vec!["grid".into()],
+        })
+        .await
+        .unwrap();
+    let (_, sweeps) = get(&s.url("/api/v1/sweeps")).await;
+    assert_eq!(sweeps[0]["tags"], serde_json::json!(["grid"]));
+    let (_, doc) = get(&s.url("/api/v1/openapi.json")).await;
+    let mut checked = 0;
+    let mut errors = vec![];
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let Some(schema) =
+            item["get"]["responses"]["200"]["content"]["application/json"].get("schema")
+        else {
+            continue;
+        };
+        if path == "/openapi.json" {
+            continue;
+        }
+        let id = if path.starts_with("/runs/") {
+            seeded.runs[0]
+        } else {
+            seeded.sweep_id
+        };
+        let url = s.url(&format!("/api/v1{}", path.replace("{id}", &id.to_string())));
+        let (st, body) = get(&url).await;
+        assert_eq!(st, StatusCode::OK, "{url}: {body}");
+        conforms(&doc, schema, &body, path, &mut errors);
+        checked += 1;
+    }
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+    assert_eq!(checked, 7, "every JSON GET endpoint was checked");
+    // The checker itself catches a missing, an extra and a mistyped property.
+    let (_, mut run) = get(&s.url(&format!("/api/v1/runs/{}", seeded.runs[0]))).await;
+    let r = run["run"].as_object_mut().unwrap();
+    r.remove("tags");
+    r.insert("surprise".into(), Value::Bool(true));
+    r.insert("epochs_done".into(), Value::String("4".into()));
+    let mut found = vec![];
+    let detail = serde_json::json!({"$ref": "#/components/schemas/RunDetail"});
+    conforms(&doc, &detail, &run, "run", &mut found);
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            "run.run.epochs_done: \"4\" is not of type integer",
+            "run.run.surprise: in the answer, not in the document",
+            "run.run.tags: in the document, not in the answer",
+        ]
+    );
+    s.stop().await;
+}
+
+/// Tags and notes through the web API: the client token writes them (stored with its role as
+/// the author, and the time), a viewer or worker token and a dashboard session cannot, bad
+/// input is a 400 that names it, and the run's and sweep's JSON carry them.
+#[tokio::test]
+async fn tags_and_notes_need_the_client_role_and_show_in_the_json() {
+    let s = Stack::spawn(true).await;
+    let seeded = seed(&s, 2, |i| [2, 1][i]).await;
+    let run = seeded.runs[1];
+    let http = reqwest::Client::new();
+    let post = |path: String, token: &'static str, body: Value| {
+        http.post(s.url(&path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    let before = chrono::Utc::now() - chrono::Duration::seconds(5);
+    let r = post(
+        format!("/api/v1/runs/{run}/tags"),
+        CLIENT_TOKEN,
+        serde_json::json!({"tags": ["baseline", "lr-low"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let a: Value = r.json().await.unwrap();
+    assert_eq!(a["tags"], serde_json::json!(["baseline", "lr-low"]));
+    let r = post(
+        format!("/api/v1/runs/{run}/notes"),
+        CLIENT_TOKEN,
+        serde_json::json!({"text": "diverged\nafter warmup"}),
+    )
+    .await
+    .unwrap();
+    let a: Value = r.json().await.unwrap();
+    assert_eq!(a["notes"][0]["text"], "diverged\nafter warmup");
+    assert_eq!(a["notes"][0]["author"], "client");
+    let at: chrono::DateTime<chrono::Utc> = a["notes"][0]["at"].as_str().unwrap().parse().unwrap();
+    assert!(at > before && at < chrono::Utc::now() + chrono::Duration::seconds(5));
+
+    // A worker token cannot write, nor can an issued viewer token.
+    let r = post(
+        format!("/api/v1/runs/{run}/tags"),
+        WORKER_TOKEN,
+        serde_json::json!({"tags": ["x"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let (viewer, _) = poet_coordinator::auth::issue_token(
+        &s.db().pool,
+        poet_coordinator::auth::Role::Viewer,
+        "dash",
+    )
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = http
+            .get(s.url("/api/v1/sweeps"))
+            .bearer_auth(&viewer)
+            .send()
+            .await
+            .unwrap();
+        if r.status() == StatusCode::OK {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "viewer never accepted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    for (method, path) in [
+        (reqwest::Method::POST, format!("/api/v1/runs/{run}/tags")),
+        (reqwest::Method::DELETE, format!("/api/v1/runs/{run}/tags")),
+        (reqwest::Method::POST, format!("/api/v1/runs/{run}/notes")),
+        (
+            reqwest::Method::POST,
+            format!("/api/v1/sweeps/{}/tags", seeded.sweep_id),
+        ),
+    ] {
+        let r = http
+            .request(method.clone(), s.url(&path))
+            .bearer_auth(&viewer)
+            .json(&serde_json::json!({"tags": ["x"], "text": "x"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{method} {path}");
+    }
+
+    // Bad input: named, and nothing stored.
+    for (path, body, want, status) in [
+        (
+            format!("/api/v1/runs/{run}/tags"),
+            serde_json::json!({"tags": [""]}),
+            "tag \"\"",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("/api/v1/runs/{run}/tags"),
+            serde_json::json!({"tags": ["a\u{7}"]}),
+            "control characters",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("/api/v1/runs/{run}/tags"),
+            serde_json::json!({"tags": ["x".repeat(101)]}),
+            "over the limit of 100",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("/api/v1/runs/{run}/notes"),
+            serde_json::json!({"text": " "}),
+            "note: empty",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/runs/99999/tags".to_string(),
+            serde_json::json!({"tags": ["a"]}),
+            "no run 99999",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/api/v1/sweeps/99999/notes".to_string(),
+            serde_json::json!({"text": "a"}),
+            "no sweep 99999",
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        let r = post(path.clone(), CLIENT_TOKEN, body).await.unwrap();
+        assert_eq!(r.status(), status, "{path}");
+        let v: Value = r.json().await.unwrap();
+        assert!(error_message(&v).contains(want), "{path}: {v}");
+    }
+    let r = http
+        .delete(s.url(&format!("/api/v1/runs/{run}/tags")))
+        .bearer_auth(CLIENT_TOKEN)
+        .json(&serde_json::json!({"tags": ["lr-low", "never-set"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        error_message(&v).contains("has no tag \"never-set\""),
+        "{v}"
+    );
+
+    let detail: Value = http
+        .get(s.url(&format!("/api/v1/runs/{run}")))
+        .bearer_auth(CLIENT_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        detail["run"]["tags"],
+        serde_json::json!(["baseline", "lr-low"]),
+        "a refused untag removed nothing"
+    );
+    assert_eq!(detail["run"]["notes"].as_array().unwrap().len(), 1);
+    let page: Value = http
+        .get(s.url("/api/v1/runs?filter=tag%20%3D%20%27baseline%27"))
+        .bearer_auth(CLIENT_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<i64> = page["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![run]);
+    s.stop().await;
+}
+
+/// `GET /api/v1/runs/export`: CSV and JSON lines, read back, agree with `/api/v1/runs`.
+#[tokio::test]
+async fn export_streams_the_runs_as_csv_and_json_lines() {
+    let s = Stack::spawn(false).await;
+    let seeded = seed(&s, 3, |i| [4, 2, 0][i]).await;
+    let (_, page) = get(&s.url("/api/v1/runs?order_by=id")).await;
+    let runs = page["runs"].as_array().unwrap();
+    let r = reqwest::get(s.url("/api/v1/runs/export?order_by=id"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let text = r.text().await.unwrap();
+    let mut rd = csv::Reader::from_reader(text.as_bytes());
+    let header: Vec<String> = rd.headers().unwrap().iter().map(String::from).collect();
+    assert!(header.contains(&"config.units".to_string()), "{header:?}");
+    let rows: Vec<csv::StringRecord> = rd.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), seeded.runs.len());
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    for (row, run) in rows.iter().zip(runs) {
+        assert_eq!(row[col("id")], run["id"].to_string());
+        assert_eq!(&row[col("state")], run["state"].as_str().unwrap());
+        assert_eq!(row[col("config.units")], run["config"]["units"].to_string());
+        match run["best_val_loss"].as_f64() {
+            Some(b) => assert_eq!(row[col("best_val_loss")].parse::<f64>().unwrap(), b),
+            None => assert_eq!(&row[col("best_val_loss")], ""),
+        }
+    }
+    let text = reqwest::get(
+        s.url("/api/v1/runs/export?format=jsonl&filter=epochs_done%20%3E%3D%202&order_by=id"),
+    )
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(lines[0]["id"], seeded.runs[0]);
+    assert_eq!(lines[0]["epochs_done"], 4);
+    let (st, v) = get(&s.url("/api/v1/runs/export?filter=layers%20%3E")).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(error_message(&v).contains("filter"), "{v}");
+    let (st, v) = get(&s.url("/api/v1/runs/export?format=xml")).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(error_message(&v).contains("format: 'xml'"), "{v}");
     s.stop().await;
 }

@@ -204,6 +204,86 @@ impl Browser {
         path
     }
 
+    /// The WebDriver id of the first element matching `css`.
+    async fn element(&self, css: &str) -> String {
+        let v = self
+            .cmd(
+                reqwest::Method::POST,
+                "/element",
+                json!({"using": "css selector", "value": css}),
+            )
+            .await;
+        v["element-6066-11e4-a52e-4f735466cecf"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}: {v}"))
+            .to_string()
+    }
+
+    /// Types `text` into the element matching `css` as a user would (key events; WebDriver
+    /// focuses it first). `\u{E007}` is Enter, `\u{E00D}` Space.
+    async fn type_into(&self, css: &str, text: &str) {
+        let id = self.element(css).await;
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{id}/value"),
+            json!({ "text": text }),
+        )
+        .await;
+    }
+
+    /// Empties the text field matching `css`.
+    async fn clear(&self, css: &str) {
+        let id = self.element(css).await;
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{id}/clear"),
+            json!({}),
+        )
+        .await;
+    }
+
+    /// Reloads the page (the browser's reload: same address).
+    async fn reload(&self) {
+        self.cmd(reqwest::Method::POST, "/refresh", json!({})).await;
+    }
+
+    /// A real mouse drag (WebDriver actions) from one viewport point to another.
+    async fn drag(&self, from: (f64, f64), to: (f64, f64)) {
+        let (x0, y0, x1, y1) = (
+            from.0.round() as i64,
+            from.1.round() as i64,
+            to.0.round() as i64,
+            to.1.round() as i64,
+        );
+        self.cmd(
+            reqwest::Method::POST,
+            "/actions",
+            json!({"actions": [{"type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"}, "actions": [
+                {"type": "pointerMove", "duration": 0, "x": x0, "y": y0, "origin": "viewport"},
+                {"type": "pointerDown", "button": 0},
+                {"type": "pointerMove", "duration": 150, "x": (x0 + x1) / 2, "y": (y0 + y1) / 2, "origin": "viewport"},
+                {"type": "pointerMove", "duration": 150, "x": x1, "y": y1, "origin": "viewport"},
+                {"type": "pointerUp", "button": 0}
+            ]}]}),
+        )
+        .await;
+        let _ = self
+            .http
+            .delete(format!("{}/actions", self.base))
+            .send()
+            .await;
+    }
+
+    /// `[x, y]` (viewport pixels) that `script` returns, as a pair; the script scrolls what it
+    /// measures into view first.
+    async fn point(&self, script: &str) -> (f64, f64) {
+        let v = self.js(script).await;
+        (
+            v[0].as_f64().unwrap_or_else(|| panic!("not a point: {v}")),
+            v[1].as_f64().unwrap_or_else(|| panic!("not a point: {v}")),
+        )
+    }
+
     async fn quit(mut self) {
         let _ = self.http.delete(&self.base).send().await;
         let _ = self.driver.kill();
@@ -369,6 +449,54 @@ async fn run_page_shows_epochs_and_poems_and_updates_live() {
             .await,
         json!(2)
     );
+    // quality.js adds the generation's quality report beside its poems: a header row and
+    // seven measures, the corpus's line length beside the poems'.
+    b.wait(
+        "the quality block",
+        "return document.querySelectorAll('[data-generation] > .quality-block table.quality tr').length === 8",
+    )
+    .await;
+    let first = b
+        .js("return [...document.querySelectorAll('.quality-block tr')[2].children].map(c => c.textContent)")
+        .await;
+    assert_eq!(first[0], json!("chars per line"), "{first}");
+    // Per-epoch metrics are charts: one per measurement, the worker's `lr` among them.
+    let metrics = b
+        .js("return [...document.querySelectorAll('#metrics svg.mchart')].map((s) => s.dataset.metric + ':' + s.querySelectorAll('path.series').length)")
+        .await;
+    assert_eq!(
+        metrics,
+        json!(["chars_per_sec:1", "duration_s:1", "metrics.lr:1"])
+    );
+    // Zoom: drag across the middle of the loss chart, double-click to go back.
+    let (from, to) = (
+        b.point("const s = document.querySelector('#loss svg.chart'); s.scrollIntoView({block: 'center'}); const r = s.getBoundingClientRect(); return [r.left + r.width * 0.3, r.top + 40]").await,
+        b.point("const r = document.querySelector('#loss svg.chart').getBoundingClientRect(); return [r.left + r.width * 0.7, r.top + 200]").await,
+    );
+    b.drag(from, to).await;
+    b.wait(
+        "the zoomed chart",
+        "return !!document.querySelector('#loss svg.chart text.zoomed')",
+    )
+    .await;
+    b.js("document.querySelector('#loss svg.chart').dispatchEvent(new MouseEvent('dblclick', {bubbles: true})); return 0").await;
+    b.wait(
+        "the whole chart again",
+        "return !document.querySelector('#loss svg.chart text.zoomed')",
+    )
+    .await;
+    // Another x axis: characters seen (chars/s x seconds, summed), in the address too.
+    b.js("const s = document.getElementById('x-axis'); s.value = 'chars'; s.dispatchEvent(new Event('change')); return 0").await;
+    b.wait(
+        "characters on the x axis",
+        "return document.querySelector('#loss svg.chart text.x-label').textContent === 'characters seen' && location.search === '?x=chars'",
+    )
+    .await;
+    assert_eq!(
+        b.js("return document.querySelectorAll('#loss svg.chart path.series').length")
+            .await,
+        json!(2)
+    );
     b.screenshot("run.png").await;
 
     // A new epoch through gRPC shows up without a reload.
@@ -398,6 +526,17 @@ async fn run_page_shows_epochs_and_poems_and_updates_live() {
         "return document.querySelectorAll('svg.chart path.series').length === 2",
     )
     .await;
+    // Open the spec and hover a line: a refresh must keep both.
+    b.js("document.querySelector('#spec summary').click(); return 0")
+        .await;
+    let tip = b
+        .js("const p = document.querySelector('svg.chart path.series'); const r = p.ownerSVGElement.getBoundingClientRect();
+             const d = p.getAttribute('d').slice(1).split('L')[0].split(',').map(Number);
+             p.ownerSVGElement.dispatchEvent(new MouseEvent('mousemove', {clientX: r.left + d[0], clientY: r.top + d[1], bubbles: true}));
+             return document.querySelector('#loss .tip').textContent")
+        .await;
+    assert!(tip.as_str().unwrap().contains("epoch 1"), "{tip}");
+    let renders = b.js("return document.body.dataset.renders").await;
     b.js("window.__sameDocument = true; return 0").await;
     w.report_epoch(v1::ReportEpochRequest {
         lease: Some(seeded.leases[1].clone()),
@@ -420,6 +559,14 @@ async fn run_page_shows_epochs_and_poems_and_updates_live() {
         b.js("return window.__sameDocument === true").await,
         json!(true)
     );
+    let after = b
+        .js("return [document.body.dataset.renders, document.getElementById('spec').open,
+                     getComputedStyle(document.querySelector('#loss .tip')).display, document.querySelector('#loss .tip').textContent]")
+        .await;
+    assert_ne!(after[0], renders, "the page was drawn again");
+    assert_eq!(after[1], json!(true), "the spec stays open: {after}");
+    assert_eq!(after[2], json!("block"), "the tooltip stays: {after}");
+    assert!(after[3].as_str().unwrap().contains("epoch 1"), "{after}");
     b.quit().await;
     s.stop().await;
 }
@@ -582,6 +729,341 @@ async fn an_asha_sweep_draws_its_rungs_and_decisions_on_the_chart() {
         .await;
     assert!(left.as_u64().unwrap() < 4, "{left}");
     b.screenshot("sweep-asha-rungs.png").await;
+    b.quit().await;
+    s.stop().await;
+}
+
+/// The `units` of the run table's rows, top to bottom.
+const TABLE_UNITS: &str = "const i = [...document.querySelectorAll('#runs thead th')].findIndex((th) => th.dataset.key === 'cfg.units');
+     return [...document.querySelectorAll('#runs tbody tr')].map((tr) => +tr.children[i].textContent)";
+
+/// A stack without tokens, a five-run sweep over units 8..40 (three epochs each) and a browser
+/// on its page, its run table drawn.
+async fn five_run_sweep_page() -> (Stack, crate::stack::Seeded, Browser) {
+    tools();
+    let s = Stack::spawn(false).await;
+    let seeded = seed(&s, 5, |_| 3).await;
+    let b = Browser::start().await;
+    b.goto(&s.url(&format!("/sweeps/{}", seeded.sweep_id)))
+        .await;
+    b.wait(
+        "five runs",
+        "return document.querySelectorAll('#runs tbody tr').length === 5",
+    )
+    .await;
+    (s, seeded, b)
+}
+
+/// The filter box narrows the run table (on the server, in the `--filter` language) and a bad
+/// filter shows the server's error with the column moved into the text typed; headers sort from
+/// the keyboard and say so in aria-sort; sort, colour, hidden runs, scale and filter are in
+/// the address and a reload shows the same view. The charts are drawn in pixels.
+#[tokio::test]
+async fn the_filter_keyboard_sort_and_url_state_of_a_sweep_page() {
+    let (s, seeded, b) = five_run_sweep_page().await;
+    // One SVG unit is one pixel: the viewBox is the drawn size, nothing is stretched.
+    let sized = b
+        .js("const svg = document.querySelector('svg.chart'); const r = svg.getBoundingClientRect();
+             return [svg.getAttribute('viewBox'), `0 0 ${r.width} ${r.height}`, svg.hasAttribute('preserveAspectRatio')]")
+        .await;
+    assert_eq!(sized[0], sized[1], "{sized}");
+    assert_eq!(sized[2], json!(false));
+
+    b.type_into("#filter", "units >= 24").await;
+    b.wait(
+        "three runs with units >= 24",
+        "return document.querySelectorAll('#runs tbody tr').length === 3",
+    )
+    .await;
+    let mut units: Vec<i64> = serde_json::from_value(b.js(TABLE_UNITS).await).unwrap();
+    units.sort();
+    assert_eq!(units, vec![24, 32, 40]);
+    assert_eq!(
+        b.js("return document.querySelectorAll('svg.chart path.series').length")
+            .await,
+        json!(3),
+        "the chart follows the filter"
+    );
+    assert_eq!(
+        b.js("return new URLSearchParams(location.search).get('filter')")
+            .await,
+        json!("units >= 24")
+    );
+
+    // A bad filter: the error and a caret under column 10 of what was typed; the table keeps
+    // the last good selection.
+    b.clear("#filter").await;
+    b.type_into("#filter", "units >= and").await;
+    b.wait(
+        "the filter error",
+        "return document.getElementById('filter-error').dataset.column === '10'",
+    )
+    .await;
+    let err = b
+        .js("const e = document.getElementById('filter-error'); return [e.querySelector('.error').textContent, e.querySelector('pre').textContent]")
+        .await;
+    assert!(err[0].as_str().unwrap().ends_with("at column 10"), "{err}");
+    assert_eq!(err[1], json!(format!("units >= and\n{}^", " ".repeat(9))));
+    assert_eq!(
+        b.js("return document.querySelectorAll('#runs tbody tr').length")
+            .await,
+        json!(3)
+    );
+    b.screenshot("sweep-filter-error.png").await;
+
+    b.clear("#filter").await;
+    b.type_into("#filter", "units >= 16\u{E007}").await;
+    b.wait(
+        "four runs and no error",
+        "return document.querySelectorAll('#runs tbody tr').length === 4 && !document.getElementById('filter-error').textContent",
+    )
+    .await;
+
+    // Keyboard: Enter on the units header sorts ascending, Space then descending.
+    b.type_into("#runs th[data-key='cfg.units'] button", "\u{E007}")
+        .await;
+    b.wait(
+        "sorted by units, ascending",
+        "return document.querySelector(\"#runs th[data-key='cfg.units']\").getAttribute('aria-sort') === 'ascending'",
+    )
+    .await;
+    assert_eq!(b.js(TABLE_UNITS).await, json!([16, 24, 32, 40]));
+    assert_eq!(
+        b.js("return document.activeElement === document.querySelector(\"#runs th[data-key='cfg.units'] button\")")
+            .await,
+        json!(true),
+        "the focus stays on the header"
+    );
+    b.type_into("#runs th[data-key='cfg.units'] button", "\u{E00D}")
+        .await;
+    b.wait(
+        "sorted by units, descending",
+        "return document.querySelector(\"#runs th[data-key='cfg.units']\").getAttribute('aria-sort') === 'descending'",
+    )
+    .await;
+    assert_eq!(b.js(TABLE_UNITS).await, json!([40, 32, 24, 16]));
+    assert_eq!(
+        b.js("return [...document.querySelectorAll('#runs th[aria-sort]')].filter((th) => th.getAttribute('aria-sort') !== 'none').length")
+            .await,
+        json!(1)
+    );
+
+    // Colour by another key, hide the units=32 run, log scale; then reload.
+    b.js("const s = document.getElementById('colour-by'); s.value = 'seq_len'; s.dispatchEvent(new Event('change')); return 0").await;
+    b.js("document.querySelectorAll('#runs tbody tr')[1].querySelector('input.show').click(); return 0").await;
+    b.js("document.getElementById('log-scale').click(); return 0")
+        .await;
+    b.wait(
+        "three lines",
+        "return document.querySelectorAll('svg.chart path.series').length === 3",
+    )
+    .await;
+    let hidden_run = seeded.runs[3];
+    let before = b.js("return location.search").await;
+    let q = before.as_str().unwrap();
+    for part in [
+        "sort=cfg.units%3Adesc",
+        "colour=seq_len",
+        &format!("hidden={hidden_run}"),
+        "scale=log",
+        "filter=units+%3E%3D+16",
+    ] {
+        assert!(q.contains(part), "{part} not in {q}");
+    }
+    b.reload().await;
+    b.wait(
+        "the same four runs after the reload",
+        "return document.querySelectorAll('#runs tbody tr').length === 4",
+    )
+    .await;
+    assert_eq!(b.js("return location.search").await, before);
+    assert_eq!(b.js(TABLE_UNITS).await, json!([40, 32, 24, 16]));
+    let view = b
+        .js(&format!(
+            "return [document.getElementById('filter').value, document.getElementById('colour-by').value,
+                     document.getElementById('log-scale').checked,
+                     document.querySelector(\"#runs th[data-key='cfg.units']\").getAttribute('aria-sort'),
+                     document.querySelector('#runs tr[data-run=\"{hidden_run}\"] input.show').checked,
+                     document.querySelectorAll('svg.chart path.series').length,
+                     [...document.querySelectorAll('svg.chart text')].some((t) => t.textContent.endsWith(', log'))]"
+        ))
+        .await;
+    assert_eq!(
+        view,
+        json!(["units >= 16", "seq_len", true, "descending", false, 3, true])
+    );
+    assert_eq!(
+        b.js("return /\\bnull\\b|undefined|NaN/.test(document.getElementById('view').innerText)")
+            .await,
+        json!(false),
+        "no placeholder leaks into the page"
+    );
+    b.screenshot("sweep-url-state.png").await;
+    b.quit().await;
+    s.stop().await;
+}
+
+/// Brushing an axis of the parallel coordinates, or a rectangle of the scatter, narrows the
+/// run table to the runs inside; ticking two runs opens the compare page: a config diff that
+/// highlights exactly the differing key, one curve per run and each run's best checkpoint.
+#[tokio::test]
+async fn brushes_select_runs_and_the_compare_page_diffs_them() {
+    let (s, seeded, b) = five_run_sweep_page().await;
+    b.wait(
+        "five lines in the parallel coordinates",
+        "return document.querySelectorAll('#parcoords path.pc-line').length === 5",
+    )
+    .await;
+    let axes = b
+        .js("return [...document.querySelectorAll('#parcoords .pc-hit')].map((r) => r.dataset.axis)")
+        .await;
+    assert_eq!(axes, json!(["units", "best_val_loss"]));
+    // Units 8..40 sit at 0, .25, .5, .75, 1 of the axis: drag from its top to 0.6.
+    let from = b
+        .point("const r = document.querySelector('#parcoords .pc-hit[data-axis=units]'); r.scrollIntoView({block: 'center'});
+                const b = r.getBoundingClientRect(); return [b.left + b.width / 2, b.top + 3]")
+        .await;
+    let to = b
+        .point("const b = document.querySelector('#parcoords .pc-hit[data-axis=units]').getBoundingClientRect();
+                return [b.left + b.width / 2, b.top + 8 + 0.4 * (b.height - 16)]")
+        .await;
+    b.drag(from, to).await;
+    b.wait(
+        "two runs brushed",
+        "return document.querySelectorAll('#runs tbody tr').length === 2",
+    )
+    .await;
+    let mut units: Vec<i64> = serde_json::from_value(b.js(TABLE_UNITS).await).unwrap();
+    units.sort();
+    assert_eq!(units, vec![32, 40]);
+    assert_eq!(
+        b.js("return document.querySelectorAll('#parcoords path.pc-line:not(.dim)').length")
+            .await,
+        json!(2)
+    );
+    assert!(
+        b.js("return document.getElementById('selection-count').textContent")
+            .await
+            .as_str()
+            .unwrap()
+            .starts_with("2 of 5 runs")
+    );
+    b.screenshot("sweep-parcoords-brush.png").await;
+    b.js("document.getElementById('clear-brushes').click(); return 0")
+        .await;
+    b.wait(
+        "all five runs again",
+        "return document.querySelectorAll('#runs tbody tr').length === 5",
+    )
+    .await;
+
+    // The scatter (units against best validation loss): a rectangle around the first two runs.
+    assert_eq!(
+        b.js("return [document.getElementById('scatter-x').value, document.getElementById('scatter-y').value]")
+            .await,
+        json!(["units", "best_val_loss"])
+    );
+    let (r0, r1) = (seeded.runs[0], seeded.runs[1]);
+    let corners = b
+        .js(&format!(
+            "document.getElementById('scatter').scrollIntoView({{block: 'center'}});
+             const a = document.querySelector('#scatter circle[data-run=\"{r0}\"]').getBoundingClientRect();
+             const c = document.querySelector('#scatter circle[data-run=\"{r1}\"]').getBoundingClientRect();
+             return [Math.min(a.left, c.left) - 10, Math.min(a.top, c.top) - 10, Math.max(a.right, c.right) + 10, Math.max(a.bottom, c.bottom) + 10]"
+        ))
+        .await;
+    let c: Vec<f64> = serde_json::from_value(corners).unwrap();
+    b.drag((c[0], c[1]), (c[2], c[3])).await;
+    b.wait(
+        "two runs inside the rectangle",
+        "return document.querySelectorAll('#runs tbody tr').length === 2",
+    )
+    .await;
+    let mut rows: Vec<i64> = serde_json::from_value(
+        b.js(
+            "return [...document.querySelectorAll('#runs tbody tr')].map((tr) => +tr.dataset.run)",
+        )
+        .await,
+    )
+    .unwrap();
+    rows.sort();
+    assert_eq!(rows, vec![r0, r1]);
+    assert_eq!(
+        b.js("return document.querySelectorAll('#scatter circle.sc-dot:not(.dim)').length")
+            .await,
+        json!(2)
+    );
+    b.screenshot("sweep-scatter-brush.png").await;
+
+    // Compare the first and the third run.
+    let r2 = seeded.runs[2];
+    b.js("document.getElementById('clear-brushes').click(); return 0")
+        .await;
+    b.wait(
+        "all five runs again",
+        "return document.querySelectorAll('#runs tbody tr').length === 5",
+    )
+    .await;
+    for r in [r0, r2] {
+        b.js(&format!(
+            "document.querySelector('#runs tr[data-run=\"{r}\"] input.pick').click(); return 0"
+        ))
+        .await;
+    }
+    b.wait(
+        "the compare link",
+        "return !!document.getElementById('compare-link')",
+    )
+    .await;
+    b.js("document.getElementById('compare-link').click(); return 0")
+        .await;
+    b.wait(
+        "the config diff",
+        "return document.body.dataset.page === 'compare' && document.querySelectorAll('#config-diff tbody tr').length > 0",
+    )
+    .await;
+    assert_eq!(
+        b.js("return location.pathname + location.search").await,
+        json!(format!("/compare?runs={r0},{r2}"))
+    );
+    let diff = b
+        .js("return [[...document.querySelectorAll('#config-diff tbody tr')].map((tr) => tr.dataset.key),
+                     [...document.querySelectorAll('#config-diff tbody tr.differs')].map((tr) => tr.dataset.key),
+                     [...document.querySelectorAll('#config-diff td.diff')].map((td) => td.textContent)]")
+        .await;
+    assert_eq!(diff, json!([["units"], ["units"], ["8", "24"]]));
+    b.js("document.getElementById('all-keys').click(); return 0")
+        .await;
+    b.wait(
+        "every key",
+        "return document.querySelectorAll('#config-diff tbody tr').length > 5",
+    )
+    .await;
+    assert_eq!(
+        b.js("return [...document.querySelectorAll('#config-diff tbody tr.differs')].map((tr) => tr.dataset.key)")
+            .await,
+        json!(["units"]),
+        "the keys that are the same are not highlighted"
+    );
+    let curves = b
+        .js("return [...document.querySelectorAll('svg.chart path.series')].map((p) => +p.dataset.run)")
+        .await;
+    assert_eq!(curves, json!([r0, r2]), "one curve per run");
+    let best = b
+        .js("return [...document.querySelectorAll('#best-checkpoints tbody tr')].map((tr) => [+tr.dataset.run, ...[...tr.children].slice(1).map((td) => td.textContent)])")
+        .await;
+    assert_eq!(best[0][0], json!(r0));
+    assert_eq!(best[0][1], json!("3"), "run 0 kept epoch 3: {best}");
+    assert_eq!(best[0][2], json!("2.1610"), "{best}");
+    assert_eq!(best[1][0], json!(r2));
+    assert_eq!(best[1][3], json!("none kept yet"), "{best}");
+    assert_eq!(
+        b.js("return /\\bnull\\b|undefined|NaN/.test(document.getElementById('view').innerText)")
+            .await,
+        json!(false),
+        "no placeholder leaks into the page"
+    );
+    b.screenshot("compare.png").await;
     b.quit().await;
     s.stop().await;
 }

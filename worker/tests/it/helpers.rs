@@ -48,6 +48,7 @@ pub fn tiny(formulation: Formulation) -> TrainConfig {
         embedding: 0,
         seed: 7,
         max_batches: 0,
+        ..Default::default()
     }
 }
 

@@ -5,5 +5,6 @@ mod agent;
 mod device;
 mod helpers;
 mod model;
+mod recipe;
 mod sample;
 mod train;

@@ -1,7 +1,7 @@
 //! PoetModel shapes and dropout behaviour.
 
 use crate::helpers::{tiny, torch_rng};
-use poet_core::config::Formulation;
+use poet_core::config::{Cell, Formulation};
 use poet_worker::model::PoetModel;
 use tch::{Device, Kind, Tensor};
 
@@ -94,10 +94,16 @@ fn recurrent_dropout_changes_train_forward_only() {
 #[test]
 fn stepper_matches_the_full_forward() {
     let _rng = torch_rng();
-    for embedding in [0, 6] {
+    for (embedding, cell) in [
+        (0, Cell::Lstm),
+        (6, Cell::Lstm),
+        (0, Cell::Gru),
+        (6, Cell::Gru),
+    ] {
         let cfg = poet_core::config::TrainConfig {
             embedding,
             layers: 3,
+            cell,
             ..tiny(Formulation::Seq)
         };
         tch::manual_seed(3);
@@ -112,7 +118,7 @@ fn stepper_matches_the_full_forward() {
                 let got = stepper.step(&x.select(1, t), &mut state);
                 assert!(
                     got.allclose(&want.select(1, t), 1e-5, 1e-5, false),
-                    "step {t} embedding {embedding}"
+                    "step {t} embedding {embedding} {cell:?}"
                 );
             }
         });
@@ -122,26 +128,63 @@ fn stepper_matches_the_full_forward() {
 #[test]
 fn fused_eval_step_matches_the_full_forward() {
     let _rng = torch_rng();
+    for cell in [Cell::Lstm, Cell::Gru] {
+        let cfg = poet_core::config::TrainConfig {
+            layers: 3,
+            cell,
+            ..tiny(Formulation::Seq)
+        };
+        tch::manual_seed(4);
+        let m = PoetModel::new(&cfg, 11, Device::Cpu);
+        let x = ids(9, 5, 11);
+        let (full, _) = m.forward(&x, None, false);
+        let mut state = m.zero_state(9);
+        tch::no_grad(|| {
+            for t in 0..5 {
+                let (h, s) = m.forward_eval_fused(&x.narrow(1, t, 1), &state);
+                state = s;
+                assert!(
+                    h.select(1, 0)
+                        .allclose(&full.select(1, t), 1e-5, 1e-5, false),
+                    "step {t} {cell:?}"
+                );
+            }
+        });
+    }
+}
+
+#[test]
+fn gru_has_three_gates_and_no_cell_state() {
+    let _rng = torch_rng();
     let cfg = poet_core::config::TrainConfig {
-        layers: 3,
+        cell: Cell::Gru,
         ..tiny(Formulation::Seq)
     };
-    tch::manual_seed(4);
-    let m = PoetModel::new(&cfg, 11, Device::Cpu);
-    let x = ids(9, 5, 11);
-    let (full, _) = m.forward(&x, None, false);
-    let mut state = m.zero_state(9);
-    tch::no_grad(|| {
-        for t in 0..5 {
-            let (h, s) = m.forward_eval_fused(&x.narrow(1, t, 1), &state);
-            state = s;
-            assert!(
-                h.select(1, 0)
-                    .allclose(&full.select(1, t), 1e-5, 1e-5, false),
-                "step {t}"
-            );
-        }
-    });
+    let lstm = PoetModel::new(&tiny(Formulation::Seq), 11, Device::Cpu);
+    let gru = PoetModel::new(&cfg, 11, Device::Cpu);
+    assert_eq!(gru.cell(), Cell::Gru);
+    let shape = |m: &PoetModel, name: &str| {
+        m.parameters()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t.size())
+            .unwrap()
+    };
+    assert_eq!(shape(&gru, "lstm.1.w_hh"), vec![48, 16]);
+    assert_eq!(shape(&lstm, "lstm.1.w_hh"), vec![64, 16]);
+    // No forget-gate bias to start at one: every GRU bias starts at zero.
+    let b: f64 = gru
+        .parameters()
+        .iter()
+        .filter(|(n, _)| n.contains(".b_"))
+        .map(|(_, t)| t.abs().sum(Kind::Float).double_value(&[]))
+        .sum();
+    assert_eq!(b, 0.0);
+    let s = gru.zero_state(3);
+    assert_eq!((s.h.len(), s.c.len()), (2, 0));
+    let (out, s) = gru.forward(&ids(3, 4, 11), None, true);
+    assert_eq!(out.size(), vec![3, 4, 16]);
+    assert_eq!((s.h.len(), s.c.len()), (2, 0));
 }
 
 #[test]

@@ -1,6 +1,9 @@
 // poet dashboard: renders each page from its JSON document (/api/v1/...) and re-renders it
 // when a poll finds it changed. No framework, no build step; see coordinator/src/web/mod.rs
-// for why. The chart is hand-written SVG (one <path> per run and series).
+// for why. Charts are hand-written SVG drawn in pixel coordinates (one <path> per run and
+// series). A view's choices (sort, colour, hidden runs, scale, filter, ...) live in the query
+// string, so a link or a reload shows the same view; state a re-render must not lose (an open
+// <details>, the tooltip under the pointer, brushes, zoom) is kept outside the DOM it rebuilds.
 (() => {
   'use strict';
   const POLL_MS = 2000;
@@ -10,8 +13,15 @@
   const main = document.getElementById('main');
 
   // ---- small helpers -------------------------------------------------------------------
+  // <details data-keep="name"> stay open across re-renders: their state lives here.
+  const openDetails = new Set();
   function h(tag, attrs, ...kids) {
     const el = document.createElement(tag);
+    if (tag === 'details' && attrs && attrs['data-keep']) {
+      const key = attrs['data-keep'];
+      el.open = openDetails.has(key);
+      el.addEventListener('toggle', () => { if (el.open) openDetails.add(key); else openDetails.delete(key); });
+    }
     for (const [k, v] of Object.entries(attrs || {})) {
       if (v == null || v === false) continue;
       if (k === 'class') el.className = v;
@@ -57,6 +67,33 @@
   const countsText = (c) => STATES.filter((k) => c[k]).map((k) => `${c[k]} ${k}`).join(' · ') || 'no runs';
   const kv = (o) => (o && typeof o === 'object' ? Object.entries(o).map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : v}`).join('  ') : '');
   const cfgVal = (v) => (v == null ? '—' : typeof v === 'object' ? JSON.stringify(v) : String(v));
+  // Tags and notes, where the document has them (older coordinators send neither).
+  const tagChips = (tags) => (Array.isArray(tags) ? tags.map((t) => h('span', { class: 'tag', 'data-tag': t }, t)) : []);
+  function notesList(notes) {
+    if (!Array.isArray(notes) || !notes.length) return null;
+    return h('div', { id: 'notes' }, h('h2', {}, `Notes (${notes.length})`), h('ul', { class: 'notes' },
+      notes.map((n) => h('li', {}, h('span', { class: 'muted' }, `${n.author || 'someone'} · ${when(n.at)}`), h('div', { class: 'note-text' }, n.text)))));
+  }
+
+  // ---- view state in the address ---------------------------------------------------------
+  // replaceState: a click changes the address but adds no history entry.
+  const params = new URLSearchParams(location.search);
+  function setParams(obj) {
+    for (const [k, v] of Object.entries(obj)) {
+      if (v == null || v === '' || v === false) params.delete(k);
+      else params.set(k, String(v));
+    }
+    // Commas stay commas (`runs=1,2,3`, `hidden=4,5`): legal in a query and easier to read.
+    const q = params.toString().replace(/%2C/gi, ',');
+    const u = `${location.pathname}${q ? `?${q}` : ''}`;
+    if (u !== location.pathname + location.search) history.replaceState(null, '', u);
+  }
+  function parseSort(text, fallback) {
+    if (!text) return fallback;
+    const [key, dir] = text.split(':');
+    return { key, dir: dir === 'desc' ? 'desc' : 'asc' };
+  }
+  const idList = (text) => (text || '').split(',').map(Number).filter((n) => Number.isInteger(n) && n > 0);
 
   // ---- live polling ----------------------------------------------------------------------
   const liveEl = document.getElementById('live');
@@ -76,7 +113,7 @@
   }
   // Fetches `urls` now and every POLL_MS while the tab is visible; calls render(...docs) when
   // any document changed (the first time included).
-  function live(urls, render) {
+  function live(urls, render, onError) {
     let last = null;
     async function tick() {
       if (!document.hidden) {
@@ -91,6 +128,7 @@
           setLive(true, `live · ${when(new Date().toISOString()).slice(11)}`);
         } catch (e) {
           setLive(false, `not updating: ${e.message}`);
+          if (onError) onError(e);
         }
       }
       setTimeout(tick, POLL_MS);
@@ -120,18 +158,27 @@
         });
       }
     }
+    // Sortable headers are buttons (Enter and Space work from the keyboard) and say their
+    // order in aria-sort; after a re-render the focus goes back to the same header.
     const rerender = opts.rerender;
     const head = h('tr', {}, cols.map((c) => {
-      const cls = [c.num ? 'num' : '', sortState && c.get ? 'sortable' : '',
-        sortState && sortState.key === c.key ? `sorted-${sortState.dir}` : ''].join(' ').trim();
+      const sortable = !!(sortState && c.get);
+      const on = sortable && sortState.key === c.key;
+      const cls = [c.num ? 'num' : '', sortable ? 'sortable' : '', on ? `sorted-${sortState.dir}` : ''].join(' ').trim();
       return h('th', {
-        class: cls, 'data-key': c.key,
-        onclick: sortState && c.get ? () => {
+        class: cls, 'data-key': c.key, scope: 'col',
+        'aria-sort': sortable ? (on ? (sortState.dir === 'asc' ? 'ascending' : 'descending') : 'none') : null,
+        onclick: sortable ? () => {
           if (sortState.key === c.key) sortState.dir = sortState.dir === 'asc' ? 'desc' : 'asc';
           else { sortState.key = c.key; sortState.dir = 'asc'; }
+          const hadFocus = document.activeElement && document.activeElement.closest && document.activeElement.closest('th');
           rerender();
+          if (hadFocus && opts.id) {
+            const b = document.querySelector(`#${opts.id} th[data-key="${CSS.escape(c.key)}"] button`);
+            if (b) b.focus();
+          }
         } : null,
-      }, c.label);
+      }, sortable ? h('button', { type: 'button', class: 'sort', title: `sort by ${c.label || c.key}` }, c.label) : c.label);
     }));
     const trs = sorted.map((r) => h('tr', opts.rowAttrs ? opts.rowAttrs(r) : {}, cols.map((c) => h('td', { class: c.num ? 'num' : '' }, c.cell(r)))));
     return h('div', { class: 'table-wrap' }, h('table', { id: opts.id }, h('thead', {}, head), h('tbody', {}, trs)));
@@ -166,79 +213,175 @@
     return [out, `colour: ${key} — ${cats.slice(0, 10).map((c, i) => `${c} = ${['blue', 'orange', 'green', 'red', 'purple', 'brown', 'pink', 'grey', 'olive', 'cyan'][i]}`).join(', ')}`];
   }
 
-  // ---- the chart -------------------------------------------------------------------------
-  // series: [{key, run, label, colour, dash, xs:[], ys:[]}]; returns an element.
-  function chart(series, opts) {
-    const W = 1000, H = 380, L = 58, R = 16, T = 14, B = 36;
-    const box = h('div', { class: 'chart-box' });
-    const svg = s('svg', { class: 'chart', viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', 'data-series-count': series.length });
-    const tip = h('div', { class: 'tip' });
-    box.append(svg, tip);
-    const pts = series.flatMap((sr) => sr.ys.filter((y) => Number.isFinite(y) && (!opts.log || y > 0)));
-    const xsAll = series.flatMap((sr) => sr.xs);
-    if (!pts.length) {
-      svg.append(s('text', { x: W / 2, y: H / 2, 'text-anchor': 'middle' }, 'no epochs reported yet'));
-      return box;
+  // ---- sizing, scales, number formats ------------------------------------------------------
+  // Every drawing is made in pixel coordinates: the slot is measured, the SVG is exactly that
+  // many pixels wide (viewBox = size, so one unit is one pixel and text and markers keep their
+  // shape), and a ResizeObserver draws it again when the slot's width changes.
+  function sized(slot, build) {
+    if (slot._ro) slot._ro.disconnect();
+    let lastW = -1;
+    const paint = () => {
+      const w = Math.floor(slot.clientWidth);
+      if (!w || w === lastW) return;
+      lastW = w;
+      slot.replaceChildren(...[build(w)].flat());
+    };
+    slot.replaceChildren();
+    paint();
+    slot._ro = new ResizeObserver(paint);
+    slot._ro.observe(slot);
+  }
+  // Min and max of finite numbers without spreading (200,000 points would overflow the stack).
+  function extent(vals) {
+    let lo = Infinity, hi = -Infinity;
+    for (const v of vals) if (Number.isFinite(v)) { if (v < lo) lo = v; if (v > hi) hi = v; }
+    return lo <= hi ? [lo, hi] : null;
+  }
+  function niceStep(raw) {
+    if (!(raw > 0)) return 1;
+    const e = 10 ** Math.floor(Math.log10(raw)), f = raw / e;
+    return (f < 1.5 ? 1 : f < 3 ? 2 : f < 7 ? 5 : 10) * e;
+  }
+  const short = (v) => +Number(v).toPrecision(4);
+  const si = (n) => (Math.abs(n) >= 1e9 ? `${short(n / 1e9)}G` : Math.abs(n) >= 1e6 ? `${short(n / 1e6)}M` : Math.abs(n) >= 1e3 ? `${short(n / 1e3)}k` : `${short(n)}`);
+  const dur = (sec) => (sec < 120 ? `${short(sec.toFixed(1))} s` : sec < 7200 ? `${short((sec / 60).toFixed(1))} min` : `${short((sec / 3600).toFixed(2))} h`);
+  // The x axes a loss chart offers, and each one's values for a run's epochs (from the run's
+  // own document: wall time since the run started, characters trained on so far).
+  const XAXES = {
+    epoch: { label: 'epoch', fmt: (v) => `${v}`, int: true },
+    wall: { label: 'wall time', fmt: dur },
+    chars: { label: 'characters seen', fmt: si },
+  };
+  function xValues(epochs, run, kind) {
+    let acc = 0;
+    if (kind === 'wall') {
+      const t0 = run.started_at ? Date.parse(run.started_at) : NaN;
+      return epochs.map((e) => { acc += e.duration_s; const t = e.reported_at ? (Date.parse(e.reported_at) - t0) / 1000 : NaN; return Number.isFinite(t) && t >= 0 ? t : acc; });
     }
-    let [ylo, yhi] = [Math.min(...pts), Math.max(...pts)];
-    if (ylo === yhi) { ylo -= 0.5; yhi += 0.5; }
-    const fy = opts.log ? Math.log10 : (v) => v;
-    const [a, b] = [fy(ylo), fy(yhi)];
-    const pad = (b - a) * 0.05;
-    const [ya, yb] = [a - pad, b + pad];
-    const xhi = Math.max(1, ...xsAll), xlo = Math.min(1, ...xsAll);
-    const X = (x) => L + ((x - xlo) / Math.max(1, xhi - xlo)) * (W - L - R);
+    if (kind === 'chars') return epochs.map((e) => (acc += e.chars_per_sec * e.duration_s));
+    return epochs.map((e) => e.epoch);
+  }
+  // Exponential moving average, debiased like TensorBoard's (the first points are not pulled
+  // towards zero); `a` = 0 is no smoothing.
+  function ema(ys, a) {
+    if (!(a > 0)) return ys;
+    let m = 0, n = 0;
+    return ys.map((y) => { if (!Number.isFinite(y)) return y; m = m * a + (1 - a) * y; n += 1; return m / (1 - a ** n); });
+  }
+  // A [0, 1] position for each value of a column: numbers linearly (log when they span more
+  // than 20x), anything else as evenly spaced categories. Missing values have no position.
+  function scaleFor(values) {
+    const present = values.filter((v) => v != null);
+    const nums = present.filter((v) => typeof v === 'number' && Number.isFinite(v));
+    if (present.length && nums.length === present.length) {
+      const [lo, hi] = extent(nums);
+      const lg = lo > 0 && hi / lo > 20;
+      const f = lg ? Math.log10 : (v) => v;
+      const [a, b] = [f(lo), f(hi)];
+      const t = (v) => (typeof v === 'number' && Number.isFinite(v) && !(lg && v <= 0) ? (b === a ? 0.5 : (f(v) - a) / (b - a)) : null);
+      const distinct = [...new Set(nums)].sort((x, y) => x - y);
+      const ticks = distinct.length <= 8 ? distinct : [0, 0.25, 0.5, 0.75, 1].map((k) => (lg ? 10 ** (a + k * (b - a)) : a + k * (b - a)));
+      return { t, ticks: ticks.map((v) => [t(v), `${short(v)}`]), log: lg };
+    }
+    const cats = [...new Set(present.map(cfgVal))].sort();
+    const t = (v) => (v == null ? null : cats.length === 1 ? 0.5 : cats.indexOf(cfgVal(v)) / (cats.length - 1));
+    return { t, ticks: cats.map((c, i) => [cats.length === 1 ? 0.5 : i / (cats.length - 1), c]) };
+  }
+
+  // ---- the line chart ----------------------------------------------------------------------
+  // Draws `series` ([{key, run, label, colour, dash, xs, ys}]) into `slot`. opts: id (names the
+  // chart: its hover survives a redraw), height, log, smooth (EMA weight), x ({label, fmt,
+  // int}), yLabel, yFmt, rungs and marks (epoch x only), view (an object whose `zoom` holds the
+  // zoomed ranges across redraws), redraw (called after a zoom), onclick(run), cls.
+  const hoverAt = new Map();
+  function chartInto(slot, series, opts) {
+    slot.classList.add('chart-box');
+    sized(slot, (w) => drawChart(w, series, opts));
+  }
+  function drawChart(W, series, opts) {
+    const H = opts.height || 380, L = 62, R = 16, T = 14, B = 38;
+    const xa = opts.x || XAXES.epoch;
+    const yFmt = opts.yFmt || loss;
+    const svg = s('svg', { class: opts.cls || 'chart', width: W, height: H, viewBox: `0 0 ${W} ${H}`, 'data-chart': opts.id, 'data-metric': opts.metric, 'data-series-count': series.length });
+    const tip = h('div', { class: 'tip' });
+    const log = !!opts.log;
+    const ok = (y) => Number.isFinite(y) && (!log || y > 0);
+    const drawn = series.map((sr) => ({ ...sr, raw: sr.ys, ys: ema(sr.ys, opts.smooth) }));
+    const zoom = opts.view && opts.view.zoom;
+    const xr = zoom ? zoom.x : extent(drawn.flatMap((sr) => sr.xs.filter((x, i) => ok(sr.ys[i]))));
+    if (!xr) {
+      svg.append(s('text', { x: W / 2, y: H / 2, 'text-anchor': 'middle' }, opts.empty || 'no epochs reported yet'));
+      return [svg, tip];
+    }
+    let [xlo, xhi] = xr;
+    if (xlo === xhi) { xlo -= xa.int ? 0 : 0.5; xhi += xa.int ? 1 : 0.5; }
+    const fy = log ? Math.log10 : (v) => v;
+    let ya, yb;
+    if (zoom && zoom.y) [ya, yb] = zoom.y.map(fy);
+    else {
+      const yr = extent(drawn.flatMap((sr) => sr.ys.filter((y, i) => ok(y) && sr.xs[i] >= xlo && sr.xs[i] <= xhi).map(fy))) || [0, 1];
+      let [a, b] = yr;
+      if (a === b) { const d = Math.abs(a) * 0.1 || 0.5; a -= d; b += d; }
+      const pad = (b - a) * 0.05;
+      [ya, yb] = [a - pad, b + pad];
+    }
+    const X = (x) => L + ((x - xlo) / (xhi - xlo)) * (W - L - R);
     const Y = (y) => T + (1 - (fy(y) - ya) / (yb - ya)) * (H - T - B);
-    // Axes and ticks.
+    const invX = (px) => xlo + ((px - L) / (W - L - R)) * (xhi - xlo);
+    const invY = (py) => { const f = ya + (1 - (py - T) / (H - T - B)) * (yb - ya); return log ? 10 ** f : f; };
+    const clip = `clip-${opts.id}`;
+    svg.append(s('defs', {}, s('clipPath', { id: clip }, s('rect', { x: L, y: T, width: W - L - R, height: H - T - B }))));
     svg.append(s('line', { class: 'axis', x1: L, y1: H - B, x2: W - R, y2: H - B }), s('line', { class: 'axis', x1: L, y1: T, x2: L, y2: H - B }));
+    // Y ticks: 1-2-5 per decade on a log scale (finer within a single decade), nice steps else.
     const yt = [];
-    if (opts.log) {
-      // 1-2-5 per decade; within a single decade, every half step instead.
+    if (log) {
       for (const ms of [[1, 2, 5], [1, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9], [1, 1.2, 1.4, 1.6, 1.8, 2, 2.5, 3, 3.5, 4, 5, 6, 7, 8, 9]]) {
         yt.length = 0;
         for (let e = Math.floor(ya); e <= Math.ceil(yb); e++) for (const m of ms) { const v = m * 10 ** e; if (fy(v) >= ya && fy(v) <= yb) yt.push(v); }
         if (yt.length >= 4) break;
       }
     } else {
-      const step = niceStep((yb - ya) / 6);
+      const step = niceStep((yb - ya) / Math.max(2, Math.floor((H - T - B) / 45)));
       for (let v = Math.ceil(ya / step) * step; v <= yb; v += step) yt.push(v);
     }
     for (const v of yt) {
-      svg.append(s('line', { class: 'axis', x1: L, x2: W - R, y1: Y(v), y2: Y(v), 'stroke-dasharray': '2 4' }),
-        s('text', { x: L - 6, y: Y(v) + 4, 'text-anchor': 'end' }, +v.toPrecision(3)));
+      svg.append(s('line', { class: 'axis grid', x1: L, x2: W - R, y1: Y(v), y2: Y(v) }),
+        s('text', { x: L - 6, y: Y(v) + 4, 'text-anchor': 'end' }, opts.yTick ? opts.yTick(v) : short(+v.toPrecision(3))));
     }
-    const xstep = Math.max(1, niceStep((xhi - xlo) / 10));
-    for (let v = Math.ceil(xlo / xstep) * xstep; v <= xhi; v += xstep) {
-      svg.append(s('text', { x: X(v), y: H - B + 16, 'text-anchor': 'middle' }, v));
+    let xstep = niceStep((xhi - xlo) / Math.max(2, Math.floor((W - L - R) / 90)));
+    if (xa.int) xstep = Math.max(1, Math.round(xstep));
+    for (let v = Math.ceil(xlo / xstep) * xstep; v <= xhi + 1e-9; v += xstep) {
+      svg.append(s('text', { x: X(v), y: H - B + 16, 'text-anchor': 'middle' }, xa.fmt(+v.toPrecision(6))));
     }
+    svg.append(s('text', { class: 'x-label', x: (L + W - R) / 2, y: H - 4, 'text-anchor': 'middle' }, xa.label),
+      s('text', { x: 12, y: (T + H - B) / 2, transform: `rotate(-90 12 ${(T + H - B) / 2})`, 'text-anchor': 'middle' }, `${opts.yLabel || 'loss (nats/char)'}${log ? ', log' : ''}`));
+    const plot = s('g', { 'clip-path': `url(#${clip})` });
+    svg.append(plot);
     // Rungs of an adaptive sweep: a dashed vertical line per rung epoch.
     for (const e of opts.rungs || []) {
       if (e < xlo || e > xhi) continue;
-      svg.append(s('line', { class: 'rung', x1: X(e), x2: X(e), y1: T, y2: H - B, 'data-epoch': e }),
+      plot.append(s('line', { class: 'rung', x1: X(e), x2: X(e), y1: T, y2: H - B, 'data-epoch': e }),
         s('text', { class: 'rung-label', x: X(e) + 3, y: T + 10 }, `rung ${e}`));
     }
-    svg.append(s('text', { x: (L + W - R) / 2, y: H - 4, 'text-anchor': 'middle' }, 'epoch'),
-      s('text', { x: 12, y: (T + H - B) / 2, transform: `rotate(-90 12 ${(T + H - B) / 2})`, 'text-anchor': 'middle' }, `loss (nats/char)${opts.log ? ', log' : ''}`));
-    // One path per series; screen points kept for hover.
+    // One path per series (a faint raw one under it when smoothed); screen points for hover.
     const screen = [];
     const paths = [];
-    series.forEach((sr, si) => {
+    const pathOf = (xs, ys) => {
       let d = '';
-      sr.xs.forEach((x, i) => {
-        const y = sr.ys[i];
-        if (!Number.isFinite(y) || (opts.log && y <= 0)) return;
-        const px = X(x), py = Y(y);
-        d += `${d ? 'L' : 'M'}${px.toFixed(1)},${py.toFixed(1)}`;
-        screen.push([px, py, si, i]);
-      });
-      if (sr.xs.length === 1) d += 'h0.01';
-      const p = s('path', { class: 'series', d, stroke: sr.colour, 'stroke-dasharray': sr.dash ? '5 3' : null, 'data-run': sr.run, 'data-series': sr.key, 'stroke-linecap': 'round' });
+      xs.forEach((x, i) => { if (ok(ys[i])) d += `${d ? 'L' : 'M'}${X(x).toFixed(1)},${Y(ys[i]).toFixed(1)}`; });
+      return d && xs.length === 1 ? `${d}h0.01` : d;
+    };
+    drawn.forEach((sr, si) => {
+      if (opts.smooth > 0) plot.append(s('path', { class: 'raw', d: pathOf(sr.xs, sr.raw), stroke: sr.colour, 'data-run': sr.run }));
+      const p = s('path', { class: 'series', d: pathOf(sr.xs, sr.ys), stroke: sr.colour, 'stroke-dasharray': sr.dash ? '5 3' : null, 'data-run': sr.run, 'data-series': sr.key, 'stroke-linecap': 'round' });
       paths.push(p);
-      svg.append(p);
+      plot.append(p);
+      sr.xs.forEach((x, i) => { if (ok(sr.ys[i]) && x >= xlo && x <= xhi) screen.push([X(x), Y(sr.ys[i]), si, i]); });
     });
     // Scheduler decisions on the curves: × stopped, ‖ paused at a rung, ▲ promoted.
     for (const m of opts.marks || []) {
-      if (opts.log && m.y <= 0) continue;
+      if (log && m.y <= 0) continue;
+      if (m.x < xlo || m.x > xhi) continue;
       const px = X(m.x), py = Y(m.y);
       const shape = m.kind === 'stop' ? s('path', { d: `M${px - 5},${py - 5}L${px + 5},${py + 5}M${px - 5},${py + 5}L${px + 5},${py - 5}` })
         : m.kind === 'pause' ? s('path', { d: `M${px - 3},${py - 6}V${py + 6}M${px + 3},${py - 6}V${py + 6}` })
@@ -247,38 +390,194 @@
       shape.setAttribute('data-run', m.run);
       shape.setAttribute('data-epoch', m.x);
       shape.append(s('title', {}, `run ${m.run} · epoch ${m.x} · ${m.kind}: ${m.reason}`));
-      svg.append(shape);
+      plot.append(shape);
     }
     const dot = s('circle', { r: 4, fill: 'none', stroke: 'currentColor', 'stroke-width': 2, visibility: 'hidden' });
-    svg.append(dot);
+    const sel = s('rect', { class: 'zoom-sel', visibility: 'hidden' });
+    svg.append(dot, sel);
     let hot = null;
-    svg.addEventListener('mousemove', (ev) => {
-      const rect = svg.getBoundingClientRect();
-      const mx = ((ev.clientX - rect.left) / rect.width) * W, my = ((ev.clientY - rect.top) / rect.height) * H;
-      const sx = rect.width / W, sy = rect.height / H;
+    const unhover = () => { tip.style.display = 'none'; dot.setAttribute('visibility', 'hidden'); if (hot) hot.classList.remove('hot'); hot = null; };
+    const hover = (mx, my) => {
       let best = null, bd = Infinity;
       for (const p of screen) {
-        const dx = (p[0] - mx) * sx, dy = (p[1] - my) * sy, dd = dx * dx + dy * dy;
+        const dx = p[0] - mx, dy = p[1] - my, dd = dx * dx + dy * dy;
         if (dd < bd) { bd = dd; best = p; }
       }
-      if (!best || bd > 40 * 40) { tip.style.display = 'none'; dot.setAttribute('visibility', 'hidden'); if (hot) hot.classList.remove('hot'); hot = null; return; }
-      const sr = series[best[2]];
+      if (!best || bd > 40 * 40) { unhover(); return; }
+      const sr = drawn[best[2]];
       dot.setAttribute('cx', best[0]); dot.setAttribute('cy', best[1]); dot.setAttribute('visibility', 'visible'); dot.style.color = sr.colour;
       if (hot) hot.classList.remove('hot');
       hot = paths[best[2]]; hot.classList.add('hot');
-      tip.textContent = `${sr.label} · epoch ${sr.xs[best[3]]} · ${loss(sr.ys[best[3]])}`;
+      const raw = sr.raw[best[3]], y = sr.ys[best[3]];
+      tip.textContent = `${sr.label} · ${xa.label} ${xa.fmt(sr.xs[best[3]])} · ${yFmt(y)}${opts.smooth > 0 ? ` (raw ${yFmt(raw)})` : ''}`;
       tip.style.display = 'block';
-      tip.style.left = `${Math.min(rect.width - 220, best[0] * sx + 12)}px`;
-      tip.style.top = `${best[1] * sy - 30}px`;
+      tip.style.left = `${Math.max(0, Math.min(W - 260, best[0] + 12))}px`;
+      tip.style.top = `${best[1] - 30}px`;
+    };
+    const local = (ev) => { const r = svg.getBoundingClientRect(); return [ev.clientX - r.left, ev.clientY - r.top]; };
+    let drag = null;
+    svg.addEventListener('mousemove', (ev) => {
+      const [mx, my] = local(ev);
+      hoverAt.set(opts.id, [mx, my]);
+      if (!drag) hover(mx, my);
     });
-    svg.addEventListener('mouseleave', () => { tip.style.display = 'none'; dot.setAttribute('visibility', 'hidden'); if (hot) hot.classList.remove('hot'); hot = null; });
-    if (opts.onclick) svg.addEventListener('click', () => { if (hot) opts.onclick(hot.dataset.run); });
-    return box;
+    svg.addEventListener('mouseleave', () => { hoverAt.delete(opts.id); unhover(); });
+    // Drag a rectangle to zoom (a flat one zooms x only), double-click to go back.
+    svg.addEventListener('mousedown', (ev) => {
+      if (ev.button !== 0) return;
+      const [mx, my] = local(ev);
+      if (mx < L || mx > W - R || my < T || my > H - B) return;
+      ev.preventDefault();
+      drag = { x0: mx, y0: my, x1: mx, y1: my };
+      const move = (e) => {
+        const [x, y] = local(e);
+        drag.x1 = Math.max(L, Math.min(W - R, x)); drag.y1 = Math.max(T, Math.min(H - B, y));
+        const [a, b] = [Math.min(drag.x0, drag.x1), Math.max(drag.x0, drag.x1)], [c, d] = [Math.min(drag.y0, drag.y1), Math.max(drag.y0, drag.y1)];
+        const flat = d - c < 6;
+        sel.setAttribute('x', a); sel.setAttribute('width', b - a);
+        sel.setAttribute('y', flat ? T : c); sel.setAttribute('height', flat ? H - T - B : d - c);
+        sel.setAttribute('visibility', b - a > 3 ? 'visible' : 'hidden');
+      };
+      const up = () => {
+        window.removeEventListener('mousemove', move);
+        window.removeEventListener('mouseup', up);
+        const g = drag;
+        drag = null;
+        sel.setAttribute('visibility', 'hidden');
+        const [a, b] = [Math.min(g.x0, g.x1), Math.max(g.x0, g.x1)], [c, d] = [Math.min(g.y0, g.y1), Math.max(g.y0, g.y1)];
+        if (b - a > 5 && opts.view) {
+          opts.view.zoom = { x: [invX(a), invX(b)], y: d - c >= 6 ? [invY(d), invY(c)] : null };
+          if (opts.redraw) opts.redraw();
+        } else if (hot && opts.onclick) opts.onclick(hot.dataset.run);
+      };
+      window.addEventListener('mousemove', move);
+      window.addEventListener('mouseup', up);
+    });
+    svg.addEventListener('dblclick', () => { if (opts.view && opts.view.zoom) { opts.view.zoom = null; if (opts.redraw) opts.redraw(); } });
+    if (zoom) svg.append(s('text', { class: 'zoomed', x: W - R - 4, y: T + 12, 'text-anchor': 'end' }, 'zoomed · double-click to reset'));
+    // A redraw (new data, a resize) keeps the tooltip where the pointer is.
+    if (hoverAt.has(opts.id)) hover(...hoverAt.get(opts.id));
+    return [svg, tip];
   }
-  function niceStep(raw) {
-    if (!(raw > 0)) return 1;
-    const e = 10 ** Math.floor(Math.log10(raw)), f = raw / e;
-    return (f < 1.5 ? 1 : f < 3 ? 2 : f < 7 ? 5 : 10) * e;
+
+  // ---- parallel coordinates and scatter (a sweep's hyperparameters) ----------------------
+  const val = (r, k) => (k in METRICS ? r[k] : (r.config || {})[k]);
+  // The run metrics a scatter's y axis offers.
+  const METRICS = { best_val_loss: 'best val loss', last_val_loss: 'last val loss', last_train_loss: 'last train loss', epochs_done: 'epochs done', best_epoch: 'best epoch' };
+  // Whether run `r` is inside every brush: `brush` maps an axis key to a [t0, t1] range of
+  // its [0, 1] positions, so a brush does not depend on the drawing's size.
+  const scalesFor = (runs, keys) => Object.fromEntries(keys.map((k) => [k, scaleFor(runs.map((r) => val(r, k)))]));
+  function inBrush(r, brush, scales) {
+    return Object.entries(brush).every(([k, [a, b]]) => {
+      const sc = scales[k];
+      if (!sc) return true;
+      const t = sc.t(val(r, k));
+      return t != null && t >= a - 1e-9 && t <= b + 1e-9;
+    });
+  }
+  // Starts a drag on `el` (mousedown): calls move(dx, dy, event) and then end(moved?) with the
+  // pointer in `svg`'s pixels.
+  function dragOn(el, svg, onMove, onEnd) {
+    el.addEventListener('mousedown', (ev) => {
+      if (ev.button !== 0) return;
+      ev.preventDefault();
+      const r0 = svg.getBoundingClientRect();
+      const at = (e) => [e.clientX - r0.left, e.clientY - r0.top];
+      const start = at(ev);
+      let last = start;
+      const move = (e) => { last = at(e); onMove(start, last); };
+      const up = (e) => {
+        window.removeEventListener('mousemove', move);
+        window.removeEventListener('mouseup', up);
+        last = at(e);
+        onEnd(start, last);
+      };
+      window.addEventListener('mousemove', move);
+      window.addEventListener('mouseup', up);
+    });
+  }
+  // One vertical axis per key in `axes` (the swept config keys, then the validation loss) and
+  // one line per run; dragging along an axis brushes a range of it (a click clears it).
+  function parcoords(W, runs, axes, colours, brush, onBrush) {
+    const H = 300, L = 70, R = 70, T = 34, B = 26;
+    const svg = s('svg', { class: 'parcoords', id: 'parcoords', width: W, height: H, viewBox: `0 0 ${W} ${H}` });
+    const scales = scalesFor(runs, axes);
+    const AX = (i) => L + (axes.length === 1 ? 0 : (i * (W - L - R)) / (axes.length - 1));
+    const Yt = (t) => T + (1 - t) * (H - T - B);
+    const missingY = H - 6;
+    const lines = s('g', {});
+    svg.append(lines);
+    for (const r of runs) {
+      const d = axes.map((k, i) => { const t = scales[k].t(val(r, k)); return `${i ? 'L' : 'M'}${AX(i).toFixed(1)},${(t == null ? missingY : Yt(t)).toFixed(1)}`; }).join('');
+      const on = inBrush(r, brush, scales);
+      lines.append(s('path', { class: `pc-line${on ? '' : ' dim'}`, d, stroke: colours.get(r.id), 'data-run': r.id }, s('title', {}, `run ${r.id} · ${axes.map((k) => `${METRICS[k] || k} ${cfgVal(val(r, k))}`).join(' · ')}`)));
+    }
+    axes.forEach((k, i) => {
+      const x = AX(i), sc = scales[k];
+      svg.append(s('line', { class: 'pc-axis-line', x1: x, x2: x, y1: T, y2: H - B }),
+        s('text', { class: 'pc-title', x, y: T - 14, 'text-anchor': 'middle' }, `${METRICS[k] || k}${sc.log ? ' (log)' : ''}`));
+      for (const [t, label] of sc.ticks) if (t != null) svg.append(s('text', { class: 'pc-tick', x: x - 6, y: Yt(t) + 4, 'text-anchor': 'end' }, label));
+      const b = brush[k];
+      const band = s('rect', { class: 'pc-brush', 'data-axis': k, x: x - 9, width: 18, y: b ? Yt(b[1]) : 0, height: b ? Math.max(1, Yt(b[0]) - Yt(b[1])) : 0, visibility: b ? 'visible' : 'hidden' });
+      const hit = s('rect', { class: 'pc-hit', 'data-axis': k, x: x - 14, width: 28, y: T - 8, height: H - T - B + 16 });
+      hit.append(s('title', {}, `drag along ${METRICS[k] || k} to select a range; click to clear`));
+      svg.append(band, hit);
+      const tOf = (py) => Math.max(0, Math.min(1, 1 - (py - T) / (H - T - B)));
+      dragOn(hit, svg, (p0, p1) => {
+        const [a, c] = [Math.min(p0[1], p1[1]), Math.max(p0[1], p1[1])];
+        band.setAttribute('y', a); band.setAttribute('height', c - a); band.setAttribute('visibility', 'visible');
+      }, (p0, p1) => {
+        if (Math.abs(p1[1] - p0[1]) < 3) delete brush[k];
+        else brush[k] = [tOf(Math.max(p0[1], p1[1])), tOf(Math.min(p0[1], p1[1]))];
+        onBrush();
+      });
+    });
+    return svg;
+  }
+  // One dot per run: config key `xKey` against run metric `yKey`; dragging a rectangle selects
+  // the runs inside it (a click clears it). `sel` holds {x: [t0, t1], y: [t0, t1]} or null.
+  function scatter(W, runs, xKey, yKey, colours, st, onBrush) {
+    const H = 300, L = 62, R = 16, T = 14, B = 38;
+    const svg = s('svg', { class: 'scatter', id: 'scatter', width: W, height: H, viewBox: `0 0 ${W} ${H}` });
+    const sx = scaleFor(runs.map((r) => val(r, xKey))), sy = scaleFor(runs.map((r) => val(r, yKey)));
+    const X = (t) => L + 8 + t * (W - L - R - 16), Y = (t) => T + 8 + (1 - t) * (H - T - B - 16);
+    const tX = (px) => Math.max(0, Math.min(1, (px - L - 8) / (W - L - R - 16))), tY = (py) => Math.max(0, Math.min(1, 1 - (py - T - 8) / (H - T - B - 16)));
+    const area = s('rect', { class: 'sc-area', x: L, y: T, width: W - L - R, height: H - T - B });
+    svg.append(area, s('line', { class: 'axis', x1: L, y1: H - B, x2: W - R, y2: H - B }), s('line', { class: 'axis', x1: L, y1: T, x2: L, y2: H - B }));
+    for (const [t, label] of sx.ticks) if (t != null) svg.append(s('text', { x: X(t), y: H - B + 16, 'text-anchor': 'middle' }, label));
+    for (const [t, label] of sy.ticks) if (t != null) svg.append(s('text', { x: L - 6, y: Y(t) + 4, 'text-anchor': 'end' }, label));
+    svg.append(s('text', { x: (L + W - R) / 2, y: H - 4, 'text-anchor': 'middle' }, `${xKey}${sx.log ? ' (log)' : ''}`),
+      s('text', { x: 12, y: (T + H - B) / 2, transform: `rotate(-90 12 ${(T + H - B) / 2})`, 'text-anchor': 'middle' }, `${METRICS[yKey] || yKey}${sy.log ? ' (log)' : ''}`));
+    const r0 = st.rect;
+    const box = s('rect', { class: 'sc-brush', x: r0 ? X(r0.x[0]) : 0, y: r0 ? Y(r0.y[1]) : 0, width: r0 ? X(r0.x[1]) - X(r0.x[0]) : 0, height: r0 ? Y(r0.y[0]) - Y(r0.y[1]) : 0, visibility: r0 ? 'visible' : 'hidden' });
+    svg.append(box);
+    for (const r of runs) {
+      const tx = sx.t(val(r, xKey)), ty = sy.t(val(r, yKey));
+      if (tx == null || ty == null) continue;
+      const on = !r0 || (tx >= r0.x[0] && tx <= r0.x[1] && ty >= r0.y[0] && ty <= r0.y[1]);
+      svg.append(s('circle', { class: `sc-dot${on ? '' : ' dim'}`, cx: X(tx), cy: Y(ty), r: 5, fill: colours.get(r.id), 'data-run': r.id },
+        s('title', {}, `run ${r.id} · ${xKey} ${cfgVal(val(r, xKey))} · ${METRICS[yKey] || yKey} ${cfgVal(val(r, yKey))}`)));
+    }
+    const start = (el) => dragOn(el, svg, (p0, p1) => {
+      box.setAttribute('x', Math.min(p0[0], p1[0])); box.setAttribute('width', Math.abs(p1[0] - p0[0]));
+      box.setAttribute('y', Math.min(p0[1], p1[1])); box.setAttribute('height', Math.abs(p1[1] - p0[1]));
+      box.setAttribute('visibility', 'visible');
+    }, (p0, p1) => {
+      if (Math.abs(p1[0] - p0[0]) < 3 && Math.abs(p1[1] - p0[1]) < 3) st.rect = null;
+      else st.rect = { x: [tX(Math.min(p0[0], p1[0])), tX(Math.max(p0[0], p1[0]))], y: [tY(Math.max(p0[1], p1[1])), tY(Math.min(p0[1], p1[1]))] };
+      onBrush();
+    });
+    start(svg);
+    return svg;
+  }
+  // Whether run `r` is inside the scatter's rectangle (every run when there is none).
+  function rectInside(runs, xKey, yKey, rect) {
+    if (!rect) return () => true;
+    const sx = scaleFor(runs.map((r) => val(r, xKey))), sy = scaleFor(runs.map((r) => val(r, yKey)));
+    return (r) => {
+      const tx = sx.t(val(r, xKey)), ty = sy.t(val(r, yKey));
+      return tx != null && ty != null && tx >= rect.x[0] - 1e-9 && tx <= rect.x[1] + 1e-9 && ty >= rect.y[0] - 1e-9 && ty <= rect.y[1] + 1e-9;
+    };
   }
 
   // ---- pages -----------------------------------------------------------------------------
@@ -289,7 +588,7 @@
       const v = view();
       v.replaceChildren(data.length ? table([
         { key: 'id', label: 'Sweep', num: true, get: (r) => r.id, cell: (r) => h('a', { href: `/sweeps/${r.id}` }, `#${r.id}`) },
-        { key: 'name', label: 'Name', get: (r) => r.name, cell: (r) => h('a', { href: `/sweeps/${r.id}` }, r.name) },
+        { key: 'name', label: 'Name', get: (r) => r.name, cell: (r) => [h('a', { href: `/sweeps/${r.id}` }, r.name), ...tagChips(r.tags)] },
         { key: 'dataset', label: 'Dataset', num: true, get: (r) => r.dataset_id, cell: (r) => r.dataset_id },
         { key: 'runs', label: 'Runs', num: true, get: (r) => r.runs, cell: (r) => r.runs },
         { key: 'states', label: 'States', get: (r) => r.counts.running, cell: (r) => [countsBar(r.counts), countsText(r.counts)] },
@@ -353,39 +652,127 @@
       h('table', { class: 'decisions' }, h('thead', {}, h('tr', {}, ['#', 'Run', 'Epoch', 'Kind', 'Reason'].map((k) => h('th', {}, k)))), h('tbody', {}, rows))];
   }
   function sweepPage(id) {
-    const st = { series: 'val', log: false, colour: null, hidden: new Set(), sort: { key: 'best_val_loss', dir: 'asc' } };
+    const colourParam = params.get('colour');
+    const st = {
+      series: params.get('series') || 'val',
+      log: params.get('scale') === 'log',
+      colour: colourParam == null ? null : colourParam === 'run' ? '' : colourParam,
+      hidden: new Set(idList(params.get('hidden'))),
+      sort: parseSort(params.get('sort'), { key: 'best_val_loss', dir: 'asc' }),
+      filter: params.get('filter') || '',
+      smooth: Number(params.get('smooth')) || 0,
+      sx: params.get('sx'), sy: params.get('sy') || 'best_val_loss',
+      zoom: null, brush: {}, rect: null, pick: new Set(),
+    };
+    const syncUrl = () => setParams({
+      sort: `${st.sort.key}:${st.sort.dir}`, colour: st.colour == null ? null : st.colour || 'run',
+      hidden: [...st.hidden].sort((a, b) => a - b).join(','), scale: st.log ? 'log' : null, filter: st.filter.trim() ? st.filter : null,
+      series: st.series === 'val' ? null : st.series, smooth: st.smooth || null, sx: st.sx, sy: st.sy === 'best_val_loss' ? null : st.sy,
+    });
     let sweep = null, curves = null;
+    // Bumped when the sweep, its curves or the filter's answer change: the plots and the table
+    // are rebuilt only when their inputs changed (a log-scale click redraws the chart alone;
+    // with 1,000 runs the table and the plots are most of a redraw).
+    let dataVersion = 0;
+    const once = (slot, key, build) => { if (slot._key !== key) { slot._key = key; build(); } };
+    // The filter box is built once: a re-render must not take the text or the caret away.
+    const fInput = h('input', { id: 'filter', type: 'search', class: 'filter', placeholder: 'filter runs, e.g. units >= 16 and best_val_loss < 2', spellcheck: 'false', autocomplete: 'off', 'aria-label': 'filter runs', 'aria-describedby': 'filter-error' });
+    fInput.value = st.filter;
+    const fErr = h('div', { id: 'filter-error', class: 'filter-error', role: 'status' });
+    const fCount = h('span', { id: 'filter-count', class: 'muted' });
     const v = view();
-    const info = h('div'), controls = h('div', { class: 'controls' }), chartSlot = h('div'), legend = h('div', { class: 'legend' }), tableSlot = h('div'), decisionsSlot = h('div', { id: 'decisions' });
-    v.append(info, h('h2', {}, 'Loss curves'), controls, chartSlot, legend, h('h2', {}, 'Runs'), tableSlot, decisionsSlot);
+    const info = h('div'), notes = h('div'), controls = h('div', { class: 'controls' }), chartSlot = h('div', { id: 'loss' }), legend = h('div', { class: 'legend' });
+    const pcSlot = h('div', { class: 'plot-box' }), scControls = h('div', { class: 'controls' }), scSlot = h('div', { class: 'plot-box' });
+    const brushNote = h('div', { class: 'controls', id: 'selection' }), tableSlot = h('div'), decisionsSlot = h('div', { id: 'decisions' });
+    v.append(info, notes,
+      h('div', { class: 'filter-bar' }, h('label', { for: 'filter' }, 'Filter'), fInput, fCount, fErr),
+      h('h2', {}, 'Loss curves'), controls, chartSlot, legend,
+      h('h2', {}, 'Hyperparameters'),
+      h('p', { class: 'muted' }, 'Drag along an axis (or a rectangle in the scatter) to select runs; the run table below shows the selection. A click clears.'),
+      h('div', { class: 'hp-grid' }, h('div', {}, h('h3', {}, 'Parallel coordinates'), pcSlot), h('div', {}, h('h3', {}, 'Scatter'), scControls, scSlot)),
+      h('h2', {}, 'Runs'), brushNote, tableSlot, decisionsSlot);
+
+    // The filter runs on the server, in the same language as `poet runs list --filter`, inside
+    // this sweep: `sweep = ID and (TEXT)`. An error's column is moved back into TEXT.
+    let filterIds = null, filterSeq = 0;
+    const prefix = `sweep = ${id} and (`;
+    function showFilterError(msg) {
+      if (!msg) { fErr.replaceChildren(); fInput.removeAttribute('aria-invalid'); delete fErr.dataset.column; return; }
+      fInput.setAttribute('aria-invalid', 'true');
+      const m = /^(.*?) at column (\d+)/.exec(msg);
+      if (!m) { fErr.replaceChildren(h('div', { class: 'error' }, msg)); return; }
+      const col = Math.max(1, Math.min(st.filter.length + 1, Number(m[2]) - prefix.length));
+      fErr.dataset.column = col;
+      fErr.replaceChildren(h('div', { class: 'error' }, `${m[1]} at column ${col}`), h('pre', { class: 'caret' }, `${st.filter}\n${' '.repeat(col - 1)}^`));
+    }
+    async function runFilter() {
+      const seq = ++filterSeq;
+      if (!st.filter.trim()) { if (filterIds) dataVersion += 1; filterIds = null; showFilterError(null); return; }
+      try {
+        const ids = new Set();
+        let token = '';
+        do {
+          const q = new URLSearchParams({ filter: `${prefix}${st.filter})`, page_size: '1000' });
+          if (token) q.set('page_token', token);
+          const page = JSON.parse(await fetchText(`/api/v1/runs?${q}`));
+          page.runs.forEach((r) => ids.add(r.id));
+          token = page.next_page_token;
+        } while (token);
+        if (seq !== filterSeq) return;
+        filterIds = ids;
+        dataVersion += 1;
+        showFilterError(null);
+      } catch (e) {
+        // A bad filter keeps the last good selection on screen, with the error under the box.
+        if (seq === filterSeq) showFilterError(e.message);
+      }
+    }
+    let typing = null;
+    const applyFilter = async () => {
+      clearTimeout(typing);
+      if (fInput.value === st.filter && (filterIds || !st.filter.trim())) return;
+      st.filter = fInput.value;
+      syncUrl();
+      await runFilter();
+      draw();
+    };
+    fInput.addEventListener('input', () => { clearTimeout(typing); typing = setTimeout(applyFilter, 300); });
+    fInput.addEventListener('keydown', (e) => { if (e.key === 'Enter') applyFilter(); });
+
     const draw = () => {
       if (!sweep || !curves) return;
       if (st.colour === null) st.colour = sweep.varying[0] || '';
+      if (!st.sx || !Object.keys((sweep.runs[0] || {}).config || {}).includes(st.sx)) st.sx = sweep.varying[0] || Object.keys((sweep.runs[0] || {}).config || {})[0] || null;
+      syncUrl();
+      const runsF = filterIds ? sweep.runs.filter((r) => filterIds.has(r.id)) : sweep.runs;
+      fCount.textContent = filterIds ? `${runsF.length} of ${sweep.runs.length} runs match` : '';
       const [colours, legendText] = colourBy(sweep.runs, st.colour);
       info.replaceChildren(h('div', { class: 'card facts' },
-        h('div', {}, h('span', {}, 'name'), sweep.name),
+        h('div', {}, h('span', {}, 'name'), sweep.name, ' ', tagChips(sweep.tags)),
         h('div', {}, h('span', {}, 'dataset'), `#${sweep.dataset_id}`),
         h('div', {}, h('span', {}, 'runs'), [countsBar(sweep.counts), countsText(sweep.counts)]),
         h('div', {}, h('span', {}, 'swept'), sweep.varying.join(', ') || '—'),
         h('div', {}, h('span', {}, 'plan'), planText(sweep)),
         h('div', {}, h('span', {}, 'created'), when(sweep.created_at))),
-      h('details', {}, h('summary', {}, 'spec'), h('pre', { class: 'card' }, sweep.spec)));
+      h('details', { 'data-keep': 'spec', id: 'spec' }, h('summary', {}, 'spec'), h('pre', { class: 'card' }, sweep.spec)));
+      notes.replaceChildren(notesList(sweep.notes) || '');
       // Controls (rebuilt each time so the colour choices follow the runs).
+      const configKeys = Object.keys((sweep.runs[0] || {}).config || {});
       const sel = h('select', { id: 'colour-by', onchange: (e) => { st.colour = e.target.value; draw(); } },
-        h('option', { value: '' }, 'run'), sweep.varying.concat(Object.keys((sweep.runs[0] || {}).config || {}).filter((k) => !sweep.varying.includes(k)))
-          .map((k) => h('option', { value: k }, k)));
+        h('option', { value: '' }, 'run'), sweep.varying.concat(configKeys.filter((k) => !sweep.varying.includes(k))).map((k) => h('option', { value: k }, k)));
       sel.value = st.colour;
       const series = h('select', { id: 'series', onchange: (e) => { st.series = e.target.value; draw(); } },
         ['val', 'train', 'both'].map((k) => h('option', { value: k }, k === 'both' ? 'train (dashed) + validation' : k === 'val' ? 'validation' : 'train')));
       series.value = st.series;
       controls.replaceChildren(
         h('label', {}, 'loss ', series),
-        h('label', {}, h('input', { type: 'checkbox', id: 'log-scale', checked: st.log, onchange: (e) => { st.log = e.target.checked; draw(); } }), ' log scale'),
+        h('label', {}, h('input', { type: 'checkbox', id: 'log-scale', checked: st.log, onchange: (e) => { st.log = e.target.checked; st.zoom = null; draw(); } }), ' log scale'),
         h('label', {}, 'colour by ', sel),
-        h('button', { onclick: () => { st.hidden.clear(); draw(); } }, 'show all'),
-        h('button', { onclick: () => { sweep.runs.forEach((r) => st.hidden.add(r.id)); draw(); } }, 'hide all'),
-        h('span', { class: 'muted' }, 'hover for values · click a line to open its run'));
-      const byRun = new Map(sweep.runs.map((r) => [r.id, r]));
+        smoothing(st, draw),
+        h('button', { type: 'button', onclick: () => { st.hidden.clear(); draw(); } }, 'show all'),
+        h('button', { type: 'button', onclick: () => { sweep.runs.forEach((r) => st.hidden.add(r.id)); draw(); } }, 'hide all'),
+        h('span', { class: 'muted' }, 'hover for values · click a line to open its run · drag to zoom, double-click to reset'));
+      const byRun = new Map(runsF.map((r) => [r.id, r]));
       const ser = [];
       for (const c of curves.curves) {
         if (st.hidden.has(c.run_id) || !byRun.has(c.run_id)) continue;
@@ -395,15 +782,44 @@
         if (st.series !== 'train') ser.push({ key: 'val', run: c.run_id, label: `${label} val`, colour, xs: c.epochs, ys: c.val });
         if (st.series !== 'val') ser.push({ key: 'train', run: c.run_id, label: `${label} train`, colour, dash: true, xs: c.epochs, ys: c.train });
       }
-      const shown = { ...curves, curves: curves.curves.filter((c) => !st.hidden.has(c.run_id)) };
+      const shown = { ...curves, curves: curves.curves.filter((c) => !st.hidden.has(c.run_id) && byRun.has(c.run_id)) };
       const marks = st.series === 'train' ? [] : decisionMarks(sweep, shown);
-      chartSlot.replaceChildren(chart(ser, { log: st.log, rungs: rungEpochs(sweep), marks, onclick: (run) => { location.href = `/runs/${run}`; } }));
+      chartInto(chartSlot, ser, { id: 'sweep', log: st.log, smooth: st.smooth, rungs: rungEpochs(sweep), marks, view: st, redraw: draw, onclick: (run) => { location.href = `/runs/${run}`; } });
       decisionsSlot.replaceChildren(...rungsTable(sweep), ...decisionsTable(sweep));
       const thinned = curves.curves.some((c) => c.thinned);
       legend.textContent = `${legendText}${thinned ? ' · long curves thinned to 200 points' : ''}`;
+
+      // Parallel coordinates over the swept keys and the validation loss, a scatter of any
+      // config key against any run metric; their brushes select the table's rows.
+      const axes = sweep.varying.concat(['best_val_loss']);
+      for (const k of Object.keys(st.brush)) if (!axes.includes(k)) delete st.brush[k];
+      const brushKey = `${dataVersion}|${st.colour}|${JSON.stringify(st.brush)}|${JSON.stringify(st.rect)}|${st.sx}|${st.sy}`;
+      once(pcSlot, brushKey, () => {
+        if (sweep.varying.length) sized(pcSlot, (w) => parcoords(w, runsF, axes, colours, st.brush, draw));
+        else pcSlot.replaceChildren(h('p', { class: 'muted' }, 'No config key differs between these runs.'));
+      });
+      const xs = h('select', { id: 'scatter-x', onchange: (e) => { st.sx = e.target.value; st.rect = null; draw(); } },
+        sweep.varying.concat(configKeys.filter((k) => !sweep.varying.includes(k))).map((k) => h('option', { value: k }, k)));
+      xs.value = st.sx || '';
+      const ys = h('select', { id: 'scatter-y', onchange: (e) => { st.sy = e.target.value; st.rect = null; draw(); } },
+        Object.entries(METRICS).map(([k, label]) => h('option', { value: k }, label)));
+      ys.value = st.sy;
+      scControls.replaceChildren(h('label', {}, 'x ', xs), h('label', {}, 'y ', ys));
+      once(scSlot, brushKey, () => { if (st.sx) sized(scSlot, (w) => scatter(w, runsF, st.sx, st.sy, colours, st, draw)); });
+      const scales = scalesFor(runsF, axes);
+      const inRect = rectInside(runsF, st.sx, st.sy, st.rect);
+      const brushed = runsF.filter((r) => inBrush(r, st.brush, scales) && inRect(r));
+      const nBrushes = Object.keys(st.brush).length + (st.rect ? 1 : 0);
+      const picked = [...st.pick].sort((a, b) => a - b);
+      brushNote.replaceChildren(
+        h('span', { id: 'selection-count' }, nBrushes ? `${brushed.length} of ${runsF.length} runs selected by ${nBrushes} brush${nBrushes > 1 ? 'es' : ''}` : `${runsF.length} runs`),
+        nBrushes ? h('button', { type: 'button', id: 'clear-brushes', onclick: () => { st.brush = {}; st.rect = null; draw(); } }, 'clear brushes') : '',
+        picked.length ? h('a', { id: 'compare-link', class: 'button', href: `/compare?runs=${picked.join(',')}` }, `compare ${picked.length} selected`)
+          : h('span', { class: 'muted' }, 'tick runs to compare them'));
       const cols = [
-        { key: 'show', label: '', cell: (r) => h('input', { type: 'checkbox', title: 'show on the chart', checked: !st.hidden.has(r.id), onchange: (e) => { if (e.target.checked) st.hidden.delete(r.id); else st.hidden.add(r.id); draw(); } }) },
-        { key: 'id', label: 'Run', num: true, get: (r) => r.id, cell: (r) => [h('span', { class: 'swatch', style: `background:${colours.get(r.id)}` }), h('a', { href: `/runs/${r.id}` }, `#${r.id}`)] },
+        { key: 'show', label: '', cell: (r) => h('input', { type: 'checkbox', class: 'show', title: 'show on the chart', 'aria-label': `show run ${r.id} on the chart`, checked: !st.hidden.has(r.id), onchange: (e) => { if (e.target.checked) st.hidden.delete(r.id); else st.hidden.add(r.id); draw(); } }) },
+        { key: 'pick', label: 'Compare', cell: (r) => h('input', { type: 'checkbox', class: 'pick', title: 'select to compare', 'aria-label': `select run ${r.id} to compare`, checked: st.pick.has(r.id), onchange: (e) => { if (e.target.checked) st.pick.add(r.id); else st.pick.delete(r.id); draw(); } }) },
+        { key: 'id', label: 'Run', num: true, get: (r) => r.id, cell: (r) => [h('span', { class: 'swatch', style: `background:${colours.get(r.id)}` }), h('a', { href: `/runs/${r.id}` }, `#${r.id}`), ...tagChips(r.tags)] },
         { key: 'state', label: 'State', get: (r) => r.state, cell: (r) => stateBadge(r.state) },
         { key: 'epochs', label: 'Epochs', num: true, get: (r) => r.epochs_done, cell: (r) => `${r.epochs_done}/${r.epochs_total}` },
         { key: 'best_val_loss', label: 'Best val', num: true, get: (r) => r.best_val_loss, cell: (r) => loss(r.best_val_loss) },
@@ -413,7 +829,8 @@
         ...sweep.varying.map((k) => ({ key: `cfg.${k}`, label: k, num: true, get: (r) => r.config[k], cell: (r) => cfgVal(r.config[k]) })),
         { key: 'config', label: 'Config', cell: (r) => { const t = kv(Object.fromEntries(Object.entries(r.config).filter(([k]) => !sweep.varying.includes(k) && k !== 'dataset'))); return h('span', { class: 'kv clip', title: t }, t); } },
       ];
-      tableSlot.replaceChildren(table(cols, sweep.runs, st.sort, { rerender: draw, id: 'runs', rowAttrs: (r) => ({ 'data-run': r.id }) }));
+      once(tableSlot, `${brushKey}|${st.sort.key}:${st.sort.dir}|${[...st.hidden]}|${picked}`,
+        () => tableSlot.replaceChildren(table(cols, brushed, st.sort, { rerender: draw, id: 'runs', rowAttrs: (r) => ({ 'data-run': r.id }) })));
     };
     // The curves (the big document) are fetched again only when a run's progress changed.
     let curvesKey = null;
@@ -424,10 +841,21 @@
         curvesKey = key;
       }
       sweep = sw;
+      dataVersion += 1;
+      if (st.filter.trim()) await runFilter();
       document.title = `Sweep ${sw.name} · poet`;
       main.querySelector('h1').textContent = `Sweep #${sw.id}: ${sw.name}`;
       draw();
     });
+  }
+  // The EMA smoothing slider (0 = off), shared by the loss charts.
+  function smoothing(st, draw) {
+    const out = h('output', { for: 'smooth' }, st.smooth ? st.smooth.toFixed(2) : 'off');
+    return h('label', {}, 'smoothing ', h('input', {
+      type: 'range', id: 'smooth', min: 0, max: 0.99, step: 0.01, value: st.smooth,
+      oninput: (e) => { out.textContent = Number(e.target.value) ? Number(e.target.value).toFixed(2) : 'off'; },
+      onchange: (e) => { st.smooth = Number(e.target.value); draw(); },
+    }), ' ', out);
   }
 
   function timeline(attempts) {
@@ -448,18 +876,53 @@
     return svg;
   }
 
+  // The loss chart's controls of a run or compare page: x axis, log scale, smoothing.
+  function lossControls(st, draw, extra) {
+    const xsel = h('select', { id: 'x-axis', onchange: (e) => { st.x = e.target.value; st.zoom = null; Object.values(st.mz || {}).forEach((z) => { z.zoom = null; }); draw(); } },
+      Object.entries(XAXES).map(([k, a]) => h('option', { value: k }, a.label)));
+    xsel.value = st.x;
+    return [h('label', {}, 'x axis ', xsel),
+      h('label', {}, h('input', { type: 'checkbox', id: 'log-scale', checked: st.log, onchange: (e) => { st.log = e.target.checked; st.zoom = null; draw(); } }), ' log scale'),
+      smoothing(st, draw), extra || '',
+      h('span', { class: 'muted' }, 'drag to zoom · double-click to reset')];
+  }
+  // Per-epoch measurements as small charts: throughput, epoch time, then every numeric key of
+  // the epochs' metrics (learning rate, grad norm, ...).
+  function metricCharts(slot, run, ep, st, draw) {
+    const xs = xValues(ep, run, st.x);
+    const series = [['chars_per_sec', 'chars/s', ep.map((e) => e.chars_per_sec)], ['duration_s', 'seconds per epoch', ep.map((e) => e.duration_s)]];
+    const keys = [];
+    for (const e of ep) for (const [k, x] of Object.entries(e.metrics || {})) if (typeof x === 'number' && !keys.includes(k)) keys.push(k);
+    for (const k of keys) series.push([`metrics.${k}`, k, ep.map((e) => { const x = (e.metrics || {})[k]; return typeof x === 'number' ? x : NaN; })]);
+    st.mz = st.mz || {};
+    const boxes = series.map(([key, label, ys]) => {
+      const box = h('div', { class: 'mini' }, h('h3', {}, label));
+      const plot = h('div');
+      box.append(plot);
+      return [box, plot, key, label, ys];
+    });
+    slot.replaceChildren(...boxes.map((b) => b[0]));
+    for (const [, plot, key, label, ys] of boxes) {
+      const view = (st.mz[key] = st.mz[key] || { zoom: null });
+      chartInto(plot, [{ key, run: run.id, label, colour: 'var(--accent)', xs, ys }], {
+        id: `metric-${key.replace(/[^A-Za-z0-9_-]/g, '_')}`, metric: key, cls: 'mchart', height: 180, x: XAXES[st.x], yLabel: label,
+        yFmt: (y) => (Number.isFinite(y) ? short(y).toLocaleString('en-US') : '—'), yTick: si, smooth: st.smooth, view, redraw: draw, empty: 'not reported',
+      });
+    }
+  }
+
   function runPage(id) {
-    const st = { log: false };
+    const st = { log: params.get('scale') === 'log', x: XAXES[params.get('x')] ? params.get('x') : 'epoch', smooth: Number(params.get('smooth')) || 0, zoom: null, mz: {} };
     let d = null;
+    const v = view();
+    const top = h('div'), controls = h('div', { class: 'controls' }), lossSlot = h('div', { id: 'loss' }), metricsSlot = h('div', { class: 'minis', id: 'metrics' }), rest = h('div');
+    v.append(top, h('h2', {}, 'Loss'), controls, lossSlot, h('h2', {}, 'Per-epoch metrics'), metricsSlot, rest);
     const draw = () => {
+      setParams({ scale: st.log ? 'log' : null, x: st.x === 'epoch' ? null : st.x, smooth: st.smooth || null });
       const r = d.run;
-      const v = view();
       const ep = d.epochs;
-      const curve = chart([
-        { key: 'val', run: r.id, label: 'validation', colour: 'var(--accent)', xs: ep.map((e) => e.epoch), ys: ep.map((e) => e.val_loss) },
-        { key: 'train', run: r.id, label: 'train', colour: 'var(--cancelled)', dash: true, xs: ep.map((e) => e.epoch), ys: ep.map((e) => e.train_loss) },
-      ], { log: st.log });
-      v.replaceChildren(
+      const xs = xValues(ep, r, st.x);
+      top.replaceChildren(
         h('div', { class: 'card facts', id: 'summary' },
           h('div', {}, h('span', {}, 'state'), stateBadge(r.state), r.cancel_requested ? ' (cancel requested)' : '', r.halt_reason ? h('span', { class: 'muted halt' }, ` ${r.halt_reason}`) : ''),
           h('div', {}, h('span', {}, 'sweep'), h('a', { href: `/sweeps/${r.sweep_id}` }, `#${r.sweep_id}`)),
@@ -471,11 +934,16 @@
           h('div', {}, h('span', {}, 'created'), when(r.created_at)),
           h('div', {}, h('span', {}, 'started'), when(r.started_at)),
           h('div', {}, h('span', {}, 'finished'), when(r.finished_at)),
+          Array.isArray(r.tags) && r.tags.length ? h('div', { id: 'tags' }, h('span', {}, 'tags'), tagChips(r.tags)) : null,
           r.error ? h('div', { class: 'error' }, h('span', {}, 'error'), r.error) : null),
-        h('h2', {}, 'Loss'),
-        h('div', { class: 'controls' }, h('label', {}, h('input', { type: 'checkbox', checked: st.log, onchange: (e) => { st.log = e.target.checked; draw(); } }), ' log scale'),
-          h('span', { class: 'muted' }, 'solid: validation · dashed: train')),
-        curve,
+        notesList(r.notes || d.notes) || '');
+      controls.replaceChildren(...lossControls(st, draw, h('span', { class: 'muted' }, 'solid: validation · dashed: train')));
+      chartInto(lossSlot, [
+        { key: 'val', run: r.id, label: 'validation', colour: 'var(--accent)', xs, ys: ep.map((e) => e.val_loss) },
+        { key: 'train', run: r.id, label: 'train', colour: 'var(--cancelled)', dash: true, xs, ys: ep.map((e) => e.train_loss) },
+      ], { id: 'run', log: st.log, smooth: st.smooth, x: XAXES[st.x], view: st, redraw: draw });
+      metricCharts(metricsSlot, r, ep, st, draw);
+      rest.replaceChildren(
         h('h2', {}, 'Config'),
         table([{ key: 'k', label: 'key', cell: (x) => x[0] }, { key: 'v', label: 'value', cell: (x) => h('code', {}, cfgVal(x[1])) }], Object.entries(r.config || {}), null, { id: 'config' }),
         h('h2', {}, 'Attempts'),
@@ -512,6 +980,65 @@
         d.generations.length ? h('div', { id: 'generations' }, d.generations.map(generation)) : h('p', { class: 'muted' }, 'None generated yet: `poet generate --run ' + r.id + '`.'));
     };
     live([`/api/v1/runs/${id}`], (doc) => { d = doc; draw(); });
+  }
+
+  // /compare?runs=1,2,3: the runs' config diff (the keys whose values differ, highlighted),
+  // their loss curves on one chart, and each run's best checkpoint.
+  function comparePage() {
+    const ids = [...new Set(idList(params.get('runs')))];
+    const st = { log: params.get('scale') === 'log', x: XAXES[params.get('x')] ? params.get('x') : 'epoch', smooth: Number(params.get('smooth')) || 0, series: params.get('series') || 'val', all: params.get('keys') === 'all', zoom: null };
+    const v = view();
+    if (!ids.length) {
+      v.replaceChildren(h('p', { class: 'error', id: 'compare-error' }, 'No runs to compare: tick runs in a sweep\'s run table, or open /compare?runs=1,2,3.'));
+      return;
+    }
+    main.querySelector('h1').textContent = `Compare runs ${ids.map((i) => `#${i}`).join(', ')}`;
+    const err = h('div'), head = h('div'), diffSlot = h('div'), controls = h('div', { class: 'controls' }), chartSlot = h('div', { id: 'loss' }), best = h('div');
+    v.append(err, head, h('h2', {}, 'Config'), diffSlot, h('h2', {}, 'Loss curves'), controls, chartSlot, h('h2', {}, 'Best checkpoints'), best);
+    let docs = [];
+    const draw = () => {
+      setParams({ scale: st.log ? 'log' : null, x: st.x === 'epoch' ? null : st.x, smooth: st.smooth || null, series: st.series === 'val' ? null : st.series, keys: st.all ? 'all' : null });
+      err.replaceChildren();
+      const runs = docs.map((d) => d.run);
+      const colour = new Map(runs.map((r, i) => [r.id, runColour(i)]));
+      const runHead = (r) => h('th', { scope: 'col', 'data-run': r.id }, h('span', { class: 'swatch', style: `background:${colour.get(r.id)}` }), h('a', { href: `/runs/${r.id}` }, `run #${r.id}`));
+      head.replaceChildren(h('div', { class: 'table-wrap' }, h('table', { id: 'compare-runs' },
+        h('thead', {}, h('tr', {}, h('th', {}, ''), runs.map(runHead))),
+        h('tbody', {}, [
+          ['sweep', (r) => h('a', { href: `/sweeps/${r.sweep_id}` }, `#${r.sweep_id}`)], ['state', (r) => stateBadge(r.state)],
+          ['epochs', (r) => `${r.epochs_done}/${r.epochs_total}`], ['best val loss', (r) => loss(r.best_val_loss)],
+          runs.some((r) => Array.isArray(r.tags) && r.tags.length) ? ['tags', (r) => tagChips(r.tags)] : null,
+        ].filter(Boolean).map(([k, f]) => h('tr', {}, h('th', { scope: 'row' }, k), runs.map((r) => h('td', {}, f(r)))))))));
+      const keys = [...new Set(runs.flatMap((r) => Object.keys(r.config || {})))].sort();
+      const differs = new Set(keys.filter((k) => new Set(runs.map((r) => JSON.stringify((r.config || {})[k] ?? null))).size > 1));
+      const shownKeys = keys.filter((k) => st.all || differs.has(k));
+      diffSlot.replaceChildren(
+        h('div', { class: 'controls' }, h('label', {}, h('input', { type: 'checkbox', id: 'all-keys', checked: st.all, onchange: (e) => { st.all = e.target.checked; draw(); } }), ' show the keys that are the same too'),
+          h('span', { class: 'muted', id: 'diff-count' }, runs.length < 2 ? 'one run: nothing to compare it with' : differs.size ? `${differs.size} of ${keys.length} keys differ` : 'the configs are identical')),
+        h('div', { class: 'table-wrap' }, h('table', { id: 'config-diff' },
+          h('thead', {}, h('tr', {}, h('th', {}, 'key'), runs.map(runHead))),
+          h('tbody', {}, shownKeys.map((k) => h('tr', { class: differs.has(k) ? 'differs' : null, 'data-key': k },
+            h('th', { scope: 'row' }, k), runs.map((r) => h('td', { class: differs.has(k) ? 'diff' : null }, h('code', {}, cfgVal((r.config || {})[k]))))))))));
+      const series = h('select', { id: 'series', onchange: (e) => { st.series = e.target.value; draw(); } },
+        ['val', 'train', 'both'].map((k) => h('option', { value: k }, k === 'both' ? 'train (dashed) + validation' : k === 'val' ? 'validation' : 'train')));
+      series.value = st.series;
+      controls.replaceChildren(h('label', {}, 'loss ', series), ...lossControls(st, draw));
+      const ser = [];
+      for (const d of docs) {
+        const r = d.run, xs = xValues(d.epochs, r, st.x);
+        if (st.series !== 'train') ser.push({ key: 'val', run: r.id, label: `run ${r.id} val`, colour: colour.get(r.id), xs, ys: d.epochs.map((e) => e.val_loss) });
+        if (st.series !== 'val') ser.push({ key: 'train', run: r.id, label: `run ${r.id} train`, colour: colour.get(r.id), dash: true, xs, ys: d.epochs.map((e) => e.train_loss) });
+      }
+      chartInto(chartSlot, ser, { id: 'compare', log: st.log, smooth: st.smooth, x: XAXES[st.x], view: st, redraw: draw, onclick: (run) => { location.href = `/runs/${run}`; } });
+      best.replaceChildren(table([
+        { key: 'run', label: 'Run', cell: (d) => [h('span', { class: 'swatch', style: `background:${colour.get(d.run.id)}` }), h('a', { href: `/runs/${d.run.id}` }, `#${d.run.id}`)] },
+        { key: 'epoch', label: 'Best epoch', num: true, cell: (d) => { const c = d.checkpoints.find((x) => x.best); return c ? c.epoch : d.run.best_epoch ?? '—'; } },
+        { key: 'val', label: 'Val loss', num: true, cell: (d) => { const c = d.checkpoints.find((x) => x.best); return loss(c ? c.val_loss : d.run.best_val_loss); } },
+        { key: 'ckpt', label: 'Checkpoint', cell: (d) => { const c = d.checkpoints.find((x) => x.best); return c ? [h('code', { title: c.sha256 }, c.sha256.slice(0, 12)), ` · ${bytes(c.size)} · ${when(c.created_at)}`] : h('span', { class: 'muted' }, 'none kept yet'); } },
+      ], docs, null, { id: 'best-checkpoints', rowAttrs: (d) => ({ 'data-run': d.run.id }) }));
+    };
+    live(ids.map((i) => `/api/v1/runs/${i}`), (...ds) => { docs = ds; draw(); },
+      (e) => { err.replaceChildren(h('p', { class: 'error', id: 'compare-error' }, `cannot compare: ${e.message}`)); });
   }
 
   function report(r) {
@@ -568,6 +1095,6 @@
     live(['/api/v1/datasets'], (d) => { data = d; draw(); });
   }
 
-  const pages = { sweeps: sweepsPage, sweep: () => sweepPage(pageId), run: () => runPage(pageId), workers: workersPage, datasets: datasetsPage };
+  const pages = { sweeps: sweepsPage, sweep: () => sweepPage(pageId), run: () => runPage(pageId), compare: comparePage, workers: workersPage, datasets: datasetsPage };
   if (pages[page]) pages[page]();
 })();

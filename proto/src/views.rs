@@ -1,0 +1,573 @@
+//! The JSON read model: one serde struct per thing the history answers, shared by the
+//! coordinator's web API (`/api/v1/...`) and the CLI's `--json`, so that the two print the
+//! same fields with the same meaning. gRPC messages stay the wire format; a view is built from
+//! the message (`From<v1::Run>`), on the server for the web API and on the client for the CLI.
+//!
+//! Conventions, where the proto's zero values would mislead in JSON: an absent loss is `null`,
+//! not NaN (JSON has no NaN); an absent id (no worker, no parent) is `null`, not 0; an absent
+//! text (no error) is `null`, not `""`; times are RFC 3339 strings. The web API's `RunJson`,
+//! the CLI's hand-built run JSON and `v1::Run` used to disagree (the web left out
+//! `config_hash` and `parent_checkpoint_id`, the CLI `started_at` and printed 0 and `""` for
+//! absent values): this shape is their union, with the web's nulls.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::v1;
+
+/// A protobuf timestamp as a UTC time.
+pub fn time(t: Option<&prost_types::Timestamp>) -> Option<DateTime<Utc>> {
+    t.and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
+}
+
+fn finite(v: f64) -> Option<f64> {
+    v.is_finite().then_some(v)
+}
+
+fn nonzero<T: Default + PartialEq>(v: T) -> Option<T> {
+    (v != T::default()).then_some(v)
+}
+
+/// A note left on a run or a sweep.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Note {
+    /// The text.
+    pub text: String,
+    /// Who wrote it: the issued token's name, or the role of a static token.
+    pub author: String,
+    /// When.
+    pub at: Option<DateTime<Utc>>,
+}
+
+impl From<v1::Note> for Note {
+    fn from(n: v1::Note) -> Note {
+        Note {
+            at: time(n.at.as_ref()),
+            text: n.text,
+            author: n.author,
+        }
+    }
+}
+
+/// A run as listed: its config parsed, absent values null.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Run {
+    /// Id.
+    pub id: i64,
+    /// Sweep that created it.
+    pub sweep_id: i64,
+    /// Dataset.
+    pub dataset_id: i64,
+    /// Training config (schema: `poet_core::config::TrainConfig`).
+    pub config: Value,
+    /// sha256 of the canonical config JSON; equal configs are one run.
+    pub config_hash: String,
+    /// queued, running, paused, stopped, succeeded, failed or cancelled.
+    pub state: String,
+    /// Priority.
+    pub priority: i32,
+    /// Lease count.
+    pub attempt: i32,
+    /// Attempts allowed.
+    pub max_attempts: i32,
+    /// Epochs reported.
+    pub epochs_done: i32,
+    /// Epochs configured.
+    pub epochs_total: i32,
+    /// Lowest validation loss.
+    pub best_val_loss: Option<f64>,
+    /// Its epoch.
+    pub best_epoch: Option<i32>,
+    /// Latest train loss.
+    pub last_train_loss: Option<f64>,
+    /// Latest validation loss.
+    pub last_val_loss: Option<f64>,
+    /// Training seconds (the sum of its epochs' durations).
+    pub duration_s: Option<f64>,
+    /// The last epoch's characters per second.
+    pub chars_per_sec: Option<f64>,
+    /// Worker holding the lease.
+    pub worker_id: Option<i64>,
+    /// Why it failed or was cancelled.
+    pub error: Option<String>,
+    /// A cancel is pending.
+    pub cancel_requested: bool,
+    /// Created.
+    pub created_at: Option<DateTime<Utc>>,
+    /// First started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// Finished.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Why its sweep's scheduler paused or stopped it.
+    pub halt_reason: Option<String>,
+    /// The run it was forked from.
+    pub parent_run_id: Option<i64>,
+    /// The parent's checkpoint it started from.
+    pub parent_checkpoint_id: Option<i64>,
+    /// Its tags, sorted.
+    pub tags: Vec<String>,
+    /// Its notes, oldest first.
+    pub notes: Vec<Note>,
+    /// While queued: why no registered worker can hold it ("no worker fits: needs 9.1 GB
+    /// GPU"); null when one can.
+    pub no_fit: Option<String>,
+}
+
+impl From<v1::Run> for Run {
+    fn from(r: v1::Run) -> Run {
+        let state = v1::RunState::try_from(r.state)
+            .map(|s| s.db_name())
+            .unwrap_or("unknown");
+        Run {
+            id: r.id,
+            sweep_id: r.sweep_id,
+            dataset_id: r.dataset_id,
+            config: serde_json::from_str(&r.config_json).unwrap_or(Value::Null),
+            config_hash: r.config_hash,
+            state: state.to_string(),
+            priority: r.priority,
+            attempt: r.attempt,
+            max_attempts: r.max_attempts,
+            epochs_done: r.epochs_done,
+            epochs_total: r.epochs_total,
+            best_val_loss: finite(r.best_val_loss),
+            best_epoch: finite(r.best_val_loss).map(|_| r.best_epoch),
+            last_train_loss: finite(r.last_train_loss),
+            last_val_loss: finite(r.last_val_loss),
+            duration_s: finite(r.duration_s),
+            chars_per_sec: finite(r.chars_per_sec),
+            worker_id: nonzero(r.worker_id),
+            error: nonzero(r.error),
+            cancel_requested: r.cancel_requested,
+            created_at: time(r.created_at.as_ref()),
+            started_at: time(r.started_at.as_ref()),
+            finished_at: time(r.finished_at.as_ref()),
+            halt_reason: nonzero(r.halt_reason),
+            parent_run_id: nonzero(r.parent_run_id),
+            parent_checkpoint_id: nonzero(r.parent_checkpoint_id),
+            tags: r.tags,
+            notes: r.notes.into_iter().map(Into::into).collect(),
+            no_fit: nonzero(r.no_fit),
+        }
+    }
+}
+
+/// A worker process, as `GET /api/v1/workers` and `poet workers --json` show it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Worker {
+    /// Id.
+    pub id: i64,
+    /// Host name.
+    pub host: String,
+    /// cpu, cuda:0, ...
+    pub device: String,
+    /// GPU model ("" on CPU).
+    pub gpu_name: String,
+    /// GPU memory, bytes.
+    pub gpu_memory_bytes: i64,
+    /// Software version.
+    pub version: String,
+    /// Run it trains now.
+    pub current_run_id: Option<i64>,
+    /// That run's epochs reported.
+    pub current_epoch: Option<i32>,
+    /// That run's epochs configured.
+    pub current_epochs_total: Option<i32>,
+    /// Last heartbeat or call.
+    pub last_seen_at: Option<DateTime<Utc>>,
+    /// Seconds since then (by the database clock).
+    pub seen_seconds_ago: f64,
+    /// First registration.
+    pub registered_at: Option<DateTime<Utc>>,
+    /// Threads it trains with (0: not announced).
+    pub cpu_threads: i32,
+    /// Host memory, bytes (0: not announced).
+    pub memory_bytes: i64,
+    /// Its `--label key=value` pairs.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Throughput of the last epoch it reported, characters per second (null: none yet).
+    pub chars_per_sec: Option<f64>,
+}
+
+impl From<v1::Worker> for Worker {
+    fn from(w: v1::Worker) -> Worker {
+        let busy = w.current_run_id != 0;
+        Worker {
+            id: w.id,
+            host: w.host,
+            device: w.device,
+            gpu_name: w.gpu_name,
+            gpu_memory_bytes: w.gpu_memory_bytes,
+            version: w.version,
+            current_run_id: busy.then_some(w.current_run_id),
+            current_epoch: busy.then_some(w.current_epoch),
+            current_epochs_total: busy.then_some(w.current_epochs_total),
+            last_seen_at: time(w.last_seen_at.as_ref()),
+            seen_seconds_ago: w.seen_seconds_ago,
+            registered_at: time(w.registered_at.as_ref()),
+            cpu_threads: w.cpu_threads,
+            memory_bytes: w.memory_bytes,
+            labels: w.labels.into_iter().collect(),
+            chars_per_sec: (w.chars_per_sec > 0.0).then_some(w.chars_per_sec),
+        }
+    }
+}
+
+/// The config keys that do not hold one value across all configs (a key some configs lack
+/// varies too), sorted: the swept hyperparameters. The dashboard's sweep page (`varying`) and
+/// the CLI's tables and comparisons use this one definition.
+pub fn varying_keys<'a>(configs: impl IntoIterator<Item = &'a Value>) -> Vec<String> {
+    let objects: Vec<_> = configs.into_iter().filter_map(Value::as_object).collect();
+    let keys: BTreeSet<&String> = objects.iter().flat_map(|c| c.keys()).collect();
+    keys.into_iter()
+        .filter(|k| {
+            objects
+                .windows(2)
+                .any(|w| w[0].get(k.as_str()) != w[1].get(k.as_str()))
+        })
+        .cloned()
+        .collect()
+}
+
+/// A run's or sweep's tags and notes, as `POST`/`DELETE .../tags` and `.../notes` answer them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Annotations {
+    /// Tags, sorted.
+    pub tags: Vec<String>,
+    /// Notes, oldest first.
+    pub notes: Vec<Note>,
+}
+
+impl From<v1::Annotations> for Annotations {
+    fn from(a: v1::Annotations) -> Annotations {
+        Annotations {
+            tags: a.tags,
+            notes: a.notes.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// The rows of `poet runs export` and `GET /api/v1/runs/export`: one per run (or one per
+/// epoch), as named columns, written as CSV (the `csv` crate's quoting) or JSON lines. The
+/// CLI and the web API write the same rows through this one definition.
+pub mod export {
+    use std::collections::BTreeSet;
+    use std::io::Write;
+
+    use serde_json::{Map, Value};
+
+    use super::Run;
+    use crate::v1;
+
+    /// CSV or JSON lines.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Format {
+        /// Comma-separated, a header row first (RFC 4180 quoting).
+        Csv,
+        /// One JSON object per line.
+        Jsonl,
+    }
+
+    impl Format {
+        /// `csv`, `jsonl` (or `ndjson`, `json`); None for anything else.
+        pub fn parse(s: &str) -> Option<Format> {
+            match s.to_ascii_lowercase().as_str() {
+                "csv" => Some(Format::Csv),
+                "jsonl" | "ndjson" | "json" => Some(Format::Jsonl),
+                _ => None,
+            }
+        }
+
+        /// The format a file name's extension names (`.csv`, `.jsonl`, `.ndjson`, `.json`).
+        pub fn from_path(path: &str) -> Option<Format> {
+            Format::parse(path.rsplit_once('.')?.1)
+        }
+    }
+
+    /// The summary columns after the config columns of a run row.
+    pub const SUMMARY: &[&str] = &[
+        "best_val_loss",
+        "best_epoch",
+        "last_val_loss",
+        "min_val_loss",
+        "last_train_loss",
+        "epochs_done",
+        "epochs_total",
+        "duration_s",
+        "chars_per_sec",
+    ];
+
+    /// The union of the runs' config keys, sorted: one `config.<key>` column each.
+    pub fn config_keys<'a>(runs: impl IntoIterator<Item = &'a Run>) -> Vec<String> {
+        let keys: BTreeSet<&String> = runs
+            .into_iter()
+            .filter_map(|r| r.config.as_object())
+            .flat_map(|o| o.keys())
+            .collect();
+        keys.into_iter().cloned().collect()
+    }
+
+    /// The columns of a run row: id, sweep, state, dataset, the config keys, the summaries,
+    /// tags (joined by `;` in CSV, an array in JSON lines).
+    pub fn run_columns(config_keys: &[String]) -> Vec<String> {
+        let mut cols: Vec<String> = ["id", "sweep_id", "state", "dataset_id"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        cols.extend(config_keys.iter().map(|k| format!("config.{k}")));
+        cols.extend(SUMMARY.iter().map(|s| s.to_string()));
+        cols.extend(["created_at", "finished_at", "tags"].map(String::from));
+        cols
+    }
+
+    fn opt<T: Into<Value>>(v: Option<T>) -> Value {
+        v.map_or(Value::Null, Into::into)
+    }
+
+    /// A run's row, column by column (the order of [`run_columns`]).
+    pub fn run_row(r: &Run, config_keys: &[String]) -> Vec<Value> {
+        let mut row = vec![
+            r.id.into(),
+            r.sweep_id.into(),
+            r.state.clone().into(),
+            r.dataset_id.into(),
+        ];
+        row.extend(
+            config_keys
+                .iter()
+                .map(|k| r.config.get(k).cloned().unwrap_or(Value::Null)),
+        );
+        row.extend([
+            opt(r.best_val_loss),
+            opt(r.best_epoch),
+            opt(r.last_val_loss),
+            opt(r.best_val_loss),
+            opt(r.last_train_loss),
+            r.epochs_done.into(),
+            r.epochs_total.into(),
+            opt(r.duration_s),
+            opt(r.chars_per_sec),
+            opt(r.created_at.map(|t| t.to_rfc3339())),
+            opt(r.finished_at.map(|t| t.to_rfc3339())),
+            Value::Array(r.tags.iter().cloned().map(Value::String).collect()),
+        ]);
+        row
+    }
+
+    /// The union of the epochs' metrics keys, sorted.
+    pub fn metrics_keys<'a>(epochs: impl IntoIterator<Item = &'a v1::Epoch>) -> Vec<String> {
+        let keys: BTreeSet<String> = epochs
+            .into_iter()
+            .filter_map(|e| serde_json::from_str::<Map<String, Value>>(&e.metrics_json).ok())
+            .flat_map(|m| m.into_iter().map(|(k, _)| k))
+            .collect();
+        keys.into_iter().collect()
+    }
+
+    /// The columns of an epoch row: run id, epoch, attempt, losses, duration, throughput,
+    /// then `metrics.<key>` for every metrics key.
+    pub fn epoch_columns(metrics_keys: &[String]) -> Vec<String> {
+        let mut cols: Vec<String> = [
+            "run_id",
+            "epoch",
+            "attempt",
+            "train_loss",
+            "val_loss",
+            "duration_s",
+            "chars_per_sec",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        cols.extend(metrics_keys.iter().map(|k| format!("metrics.{k}")));
+        cols
+    }
+
+    /// One epoch's row (the order of [`epoch_columns`]).
+    pub fn epoch_row(run_id: i64, e: &v1::Epoch, metrics_keys: &[String]) -> Vec<Value> {
+        let metrics: Map<String, Value> = serde_json::from_str(&e.metrics_json).unwrap_or_default();
+        let f = |v: f64| if v.is_finite() { v.into() } else { Value::Null };
+        let mut row = vec![
+            run_id.into(),
+            e.epoch.into(),
+            e.attempt.into(),
+            f(e.train_loss),
+            f(e.val_loss),
+            f(e.duration_s),
+            f(e.chars_per_sec),
+        ];
+        row.extend(
+            metrics_keys
+                .iter()
+                .map(|k| metrics.get(k).cloned().unwrap_or(Value::Null)),
+        );
+        row
+    }
+
+    /// A CSV cell: empty for null, strings bare, a list joined by `;`, JSON otherwise.
+    fn cell(v: &Value) -> String {
+        match v {
+            Value::Null => String::new(),
+            Value::String(s) => s.clone(),
+            Value::Array(xs) if xs.iter().all(Value::is_string) => xs
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(";"),
+            other => other.to_string(),
+        }
+    }
+
+    /// Writes rows under `columns` in `format` (the header first for CSV).
+    pub struct Writer<W: Write> {
+        format: Format,
+        columns: Vec<String>,
+        out: W,
+    }
+
+    impl<W: Write> Writer<W> {
+        /// A writer of rows with these columns; writes the CSV header now.
+        pub fn new(out: W, format: Format, columns: Vec<String>) -> std::io::Result<Self> {
+            let mut w = Writer {
+                format,
+                columns,
+                out,
+            };
+            if format == Format::Csv {
+                let header = w.columns.clone();
+                w.csv_record(header.iter().map(String::as_str))?;
+            }
+            Ok(w)
+        }
+
+        /// One CSV record, quoted by the `csv` crate (a fresh writer per record, so that the
+        /// output can be taken between rows while streaming).
+        fn csv_record<'a>(&mut self, cells: impl Iterator<Item = &'a str>) -> std::io::Result<()> {
+            let mut c = csv::Writer::from_writer(Vec::new());
+            c.write_record(cells)?;
+            let bytes = c.into_inner().map_err(|e| e.into_error())?;
+            self.out.write_all(&bytes)
+        }
+
+        /// One row, its values in the order of the columns.
+        pub fn row(&mut self, values: Vec<Value>) -> std::io::Result<()> {
+            match self.format {
+                Format::Csv => {
+                    let cells: Vec<String> = values.iter().map(cell).collect();
+                    self.csv_record(cells.iter().map(String::as_str))
+                }
+                Format::Jsonl => {
+                    let obj: Map<String, Value> =
+                        self.columns.iter().cloned().zip(values).collect();
+                    serde_json::to_writer(&mut self.out, &obj)?;
+                    self.out.write_all(b"\n")
+                }
+            }
+        }
+
+        /// The output so far (a streaming caller takes the bytes written between rows).
+        pub fn get_mut(&mut self) -> &mut W {
+            &mut self.out
+        }
+
+        /// Flushes and gives the output back.
+        pub fn finish(mut self) -> std::io::Result<W> {
+            self.out.flush()?;
+            Ok(self.out)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn varying_keys_are_the_swept_ones() {
+        let cs = [
+            json!({"lr": 0.1, "units": 8, "seed": 1}),
+            json!({"lr": 0.2, "units": 8, "seed": 1}),
+            json!({"lr": 0.2, "units": 8}),
+        ];
+        assert_eq!(
+            varying_keys(&cs),
+            vec!["lr".to_string(), "seed".to_string()]
+        );
+        assert!(varying_keys(&[json!({"a": 1})]).is_empty());
+        assert!(varying_keys(&[json!({"a": 1}), json!({"a": 1})]).is_empty());
+    }
+
+    #[test]
+    fn absent_values_are_null_not_zero_or_nan() {
+        let r = Run::from(v1::Run {
+            id: 3,
+            state: v1::RunState::Queued as i32,
+            config_json: "{\"units\": 8}".into(),
+            best_val_loss: f64::NAN,
+            last_train_loss: f64::NAN,
+            last_val_loss: f64::NAN,
+            ..Default::default()
+        });
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["state"], "queued");
+        assert_eq!(v["config"]["units"], 8);
+        for k in [
+            "best_val_loss",
+            "best_epoch",
+            "worker_id",
+            "error",
+            "parent_run_id",
+            "started_at",
+        ] {
+            assert!(v[k].is_null(), "{k}: {v}");
+        }
+        assert_eq!(v["tags"], json!([]));
+    }
+
+    #[test]
+    fn csv_quotes_what_needs_it_and_reads_back() {
+        use export::*;
+        let r = Run::from(v1::Run {
+            id: 7,
+            state: v1::RunState::Succeeded as i32,
+            config_json: json!({"units": 8, "formulation": "a,\"b\"\nc"}).to_string(),
+            best_val_loss: 1.5,
+            last_train_loss: f64::NAN,
+            last_val_loss: 1.75,
+            duration_s: f64::NAN,
+            chars_per_sec: f64::NAN,
+            tags: vec!["x".into(), "y z".into()],
+            ..Default::default()
+        });
+        let keys = config_keys([&r]);
+        assert_eq!(keys, ["formulation", "units"]);
+        let mut w = Writer::new(vec![], Format::Csv, run_columns(&keys)).unwrap();
+        w.row(run_row(&r, &keys)).unwrap();
+        let bytes = w.finish().unwrap();
+        let mut rd = csv::Reader::from_reader(bytes.as_slice());
+        let header: Vec<String> = rd.headers().unwrap().iter().map(String::from).collect();
+        assert_eq!(header, run_columns(&keys));
+        let rec = rd.records().next().unwrap().unwrap();
+        let get = |c: &str| {
+            rec.get(header.iter().position(|h| h == c).unwrap())
+                .unwrap()
+        };
+        assert_eq!(get("config.formulation"), "a,\"b\"\nc");
+        assert_eq!(get("best_val_loss"), "1.5");
+        assert_eq!(get("last_train_loss"), "");
+        assert_eq!(get("tags"), "x;y z");
+        let mut w = Writer::new(vec![], Format::Jsonl, run_columns(&keys)).unwrap();
+        w.row(run_row(&r, &keys)).unwrap();
+        let line: Value = serde_json::from_slice(&w.finish().unwrap()).unwrap();
+        assert_eq!(line["tags"], json!(["x", "y z"]));
+        assert_eq!(line["config.units"], 8);
+        assert!(line["last_train_loss"].is_null());
+        assert_eq!(Format::from_path("out/runs.CSV"), Some(Format::Csv));
+        assert_eq!(Format::from_path("runs.jsonl"), Some(Format::Jsonl));
+        assert_eq!(Format::from_path("runs"), None);
+    }
+}
