@@ -305,10 +305,6 @@ async fn asset(axum::extract::Path(name): axum::extract::Path<String>) -> Respon
             "text/javascript; charset=utf-8",
         ),
         "style.css" => (include_str!("assets/style.css"), "text/css; charset=utf-8"),
-        "workers.js" => (
-            include_str!("assets/workers.js"),
-            "text/javascript; charset=utf-8",
-        ),
         "quality.js" => (
             include_str!("assets/quality.js"),
             "text/javascript; charset=utf-8",

@@ -215,9 +215,7 @@ async fn workers(
     if let Some(r) = gate(&st, &uri, &headers, q.token) {
         return r;
     }
-    // The fleet table is drawn by its own script (`assets/workers.js`) into its own section.
-    let body = r#"<section id="fleet"></section><script src="/assets/workers.js"></script>"#;
-    Html(shell("Workers", "workers", None, body)).into_response()
+    Html(shell("Workers", "workers", None, "")).into_response()
 }
 
 async fn datasets(

@@ -388,7 +388,9 @@ async fn sweep_chart_draws_one_line_per_run_and_lists_render() {
         .js("return document.querySelector('#workers').textContent")
         .await;
     assert!(
-        text.as_str().unwrap().contains("NVIDIA H100") && text.as_str().unwrap().contains("6/6"),
+        text.as_str().unwrap().contains("NVIDIA H100")
+            && text.as_str().unwrap().contains("6/6")
+            && text.as_str().unwrap().contains("Chars/s (last epoch)"),
         "{text}"
     );
     b.screenshot("workers.png").await;

@@ -1058,6 +1058,9 @@
           pm.segments.map((sg) => (sg.copied ? h('mark', { title: 'found in the training corpus' }, sg.text) : sg.text))))));
   }
 
+  // A worker's `--label key=value` pairs, sorted, as one line.
+  const labelText = (m) => Object.entries(m || {}).sort().map(([k, v]) => `${k}=${v}`).join(', ');
+
   function workersPage() {
     const sort = { key: 'seen', dir: 'asc' };
     let data = [];
@@ -1066,6 +1069,10 @@
       { key: 'host', label: 'Host', get: (w) => w.host, cell: (w) => w.host },
       { key: 'device', label: 'Device', get: (w) => w.device, cell: (w) => w.device },
       { key: 'gpu', label: 'GPU', get: (w) => w.gpu_name, cell: (w) => (w.gpu_name ? `${w.gpu_name} (${bytes(w.gpu_memory_bytes)})` : '—') },
+      { key: 'mem', label: 'Host memory', num: true, get: (w) => w.memory_bytes, cell: (w) => (w.memory_bytes > 0 ? bytes(w.memory_bytes) : '—') },
+      { key: 'threads', label: 'Threads', num: true, get: (w) => w.cpu_threads, cell: (w) => (w.cpu_threads > 0 ? String(w.cpu_threads) : '—') },
+      { key: 'labels', label: 'Labels', get: (w) => labelText(w.labels), cell: (w) => labelText(w.labels) || '—' },
+      { key: 'rate', label: 'Chars/s (last epoch)', num: true, get: (w) => w.chars_per_sec, cell: (w) => (w.chars_per_sec == null ? '—' : Math.round(w.chars_per_sec).toLocaleString('en')) },
       { key: 'run', label: 'Current run', num: true, get: (w) => w.current_run_id, cell: (w) => (w.current_run_id ? h('a', { href: `/runs/${w.current_run_id}` }, `#${w.current_run_id}`) : 'idle') },
       { key: 'epoch', label: 'Epoch', num: true, get: (w) => w.current_epoch, cell: (w) => (w.current_run_id ? `${w.current_epoch}/${w.current_epochs_total}` : '—') },
       { key: 'seen', label: 'Last heartbeat', num: true, get: (w) => w.seen_seconds_ago, cell: (w) => h('span', { class: w.seen_seconds_ago > 60 ? 'error' : '', title: when(w.last_seen_at) }, ago(w.seen_seconds_ago)) },
