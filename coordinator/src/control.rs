@@ -42,6 +42,24 @@ const SHAPE_KEYS: &[&str] = &[
     "cell",
 ];
 
+/// The first of [`SHAPE_KEYS`] whose value differs between two configs.
+fn shape_change(a: &TrainConfig, b: &TrainConfig) -> Option<&'static str> {
+    let same = [
+        a.layers == b.layers,
+        a.units == b.units,
+        a.embedding == b.embedding,
+        a.seq_len == b.seq_len,
+        a.formulation == b.formulation,
+        a.seed == b.seed,
+        a.cell == b.cell,
+    ];
+    SHAPE_KEYS
+        .iter()
+        .zip(same)
+        .find(|(_, same)| !same)
+        .map(|(k, _)| *k)
+}
+
 async fn run_row(pool: &PgPool, id: i64) -> Result<RunRow> {
     sqlx::query_as(&format!("{} where r.id = $1", RunRow::SELECT))
         .bind(id)
@@ -169,15 +187,12 @@ pub async fn fork_run(
             ))
         })?
     };
-    let mut config: serde_json::Value = serde_json::from_str(&parent.config_text)
-        .map_err(|e| ServiceError::Invalid(format!("run {run_id}: stored config: {e}")))?;
+    let stored = |e: String| ServiceError::Invalid(format!("run {run_id}: stored config: {e}"));
+    let mut config: serde_json::Value =
+        serde_json::from_str(&parent.config_text).map_err(|e| stored(e.to_string()))?;
+    let parent_config =
+        TrainConfig::from_json(&parent.config_text).map_err(|e| stored(e.to_string()))?;
     for (k, v) in &overrides {
-        if SHAPE_KEYS.contains(&k.as_str()) && config.get(k) != Some(v) {
-            return Err(ServiceError::Invalid(format!(
-                "overrides_json.{k}: a fork keeps the parent's model shape and seed ({})",
-                SHAPE_KEYS.join(", ")
-            )));
-        }
         config[k] = v.clone();
     }
     let config = TrainConfig::from_json(&config.to_string())
@@ -185,6 +200,14 @@ pub async fn fork_run(
     config
         .validate()
         .map_err(|e| ServiceError::Invalid(format!("overrides_json.{}: {}", e.field, e.message)))?;
+    // Compared as parsed configs, not as JSON: a key the stored config leaves out at its
+    // default (`cell` before the GRU existed) may be overridden with that same default.
+    if let Some(k) = shape_change(&parent_config, &config) {
+        return Err(ServiceError::Invalid(format!(
+            "overrides_json.{k}: a fork keeps the parent's model shape and seed ({})",
+            SHAPE_KEYS.join(", ")
+        )));
+    }
     let ck = sqlx::query(
         "select id, epoch from checkpoints where run_id = $1 and live and ($2 = 0 or id = $2)
          order by case when $2 = 0 then val_loss end, epoch limit 1",

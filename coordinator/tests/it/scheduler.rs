@@ -524,6 +524,19 @@ async fn retry_extend_and_fork_continue_from_checkpoints() {
         "{}",
         bad.message()
     );
+    let bad = client
+        .fork_run(v1::ForkRunRequest {
+            run_id: 1,
+            checkpoint_id: ck2,
+            overrides_json: r#"{"cell": "gru", "epochs": 5}"#.into(),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        bad.message().starts_with("overrides_json.cell:"),
+        "{}",
+        bad.message()
+    );
     let fork = client
         .fork_run(v1::ForkRunRequest {
             run_id: 1,
@@ -540,12 +553,13 @@ async fn retry_extend_and_fork_continue_from_checkpoints() {
         fork.epochs_done, ck_epoch,
         "inherits the parent's epochs up to the checkpoint"
     );
-    // Forking the same way again answers the same run.
+    // Forking the same way again answers the same run, also when the override spells out a
+    // shape key at the value the parent has by default (its stored config leaves `cell` out).
     let again = client
         .fork_run(v1::ForkRunRequest {
             run_id: 1,
             checkpoint_id: ck2,
-            overrides_json: r#"{"learning_rate": 0.0005, "epochs": 5}"#.into(),
+            overrides_json: r#"{"learning_rate": 0.0005, "epochs": 5, "cell": "lstm"}"#.into(),
         })
         .await
         .unwrap()
