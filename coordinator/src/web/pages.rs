@@ -212,10 +212,7 @@ async fn workers(
     headers: HeaderMap,
     Query(q): Query<TokenQuery>,
 ) -> Response {
-    if let Some(r) = gate(&st, &uri, &headers, q.token) {
-        return r;
-    }
-    Html(shell("Workers", "workers", None, "")).into_response()
+    page(st, uri, headers, q.token, "Workers", "workers", None).await
 }
 
 async fn datasets(
