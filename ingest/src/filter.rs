@@ -402,6 +402,9 @@ fn scan(line: impl Iterator<Item = char>) -> Option<Line> {
     // The line's opening, for the list marker: up to 5 characters after leading spaces.
     let mut head = [' '; 5];
     let mut head_len = 0usize;
+    // The head up to its last non-space character: trailing whitespace is not part of the
+    // line, so "*\t" is no list marker (as in `scan_ascii`, which trims first).
+    let mut head_counted = 0usize;
     for c in line {
         l.chars += 1;
         if c.is_whitespace() {
@@ -422,6 +425,7 @@ fn scan(line: impl Iterator<Item = char>) -> Option<Line> {
             head[head_len] = c;
             head_len += 1;
         }
+        head_counted = head_len;
         if first_letter.is_none() && c.is_alphanumeric() {
             first_letter = Some(c);
         }
@@ -465,7 +469,7 @@ fn scan(line: impl Iterator<Item = char>) -> Option<Line> {
         _ => End::Open,
     };
     l.starts_lower = first_letter.is_some_and(char::is_lowercase);
-    l.list_marker = list_marker(&head[..head_len]);
+    l.list_marker = list_marker(&head[..head_counted]);
     Some(l)
 }
 
@@ -1051,6 +1055,11 @@ end",
             "stop.(Not) a. b? C",
             "\x0bvertical\x0ctab\r",
             "a...B... C",
+            // Found by the proptest below: trailing whitespace made `scan` see a marker.
+            "*\t",
+            "- ",
+            "1. \t",
+            "1.   x",
         ] {
             assert_eq!(
                 scanned(scan_ascii(line.as_bytes())),
