@@ -1399,6 +1399,27 @@ async fn waiting_clients_are_woken_by_notify_not_by_polling() {
         tx
     };
 
+    // The coordinator's NOTIFY listener connects in the background and, once connected, wakes
+    // every waiter once (anything may have finished while it was away): wait for it, so that
+    // one wake-up is not taken for polling (it was, once, on a loaded machine).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let listening: i64 = sqlx::query_scalar(
+            "select count(*) from pg_stat_activity
+             where datname = current_database() and query ilike 'listen%'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if listening > 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the coordinator never listened"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // The waiter's first read queues behind the lock: that is how the test knows it began.
     let locked = lock().await;
     let waiter = tokio::spawn(async move {
