@@ -43,7 +43,7 @@ cat <<EOT
   coordinator        http://127.0.0.1:50051  (logs in $home/logs)
   dashboard          http://127.0.0.1:50052  (sweeps, live loss curves, runs, poems)
   checkpoints        $home/artifacts
-  database           $(poet db url)
+  database           $(poet db url | sed -E 's#//([^:/@]+):[^@]*@#//\1:***@#')   (poet db url prints it with its password)
   look around        poet runs list --sweep $SWEEP   poet runs compare <id> <id>   poet poems list --run $BEST
   stop everything    poet down --db      (with target/debug on PATH: eval "\$(./poet.sh env)")
 EOT
