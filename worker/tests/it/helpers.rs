@@ -2,6 +2,9 @@
 //! `poet_coordinator::testing`).
 
 use poet_core::config::{Formulation, TrainConfig};
+use poet_worker::train::{EpochReport, Outcome, Trainer};
+use std::ops::ControlFlow;
+use std::sync::atomic::AtomicBool;
 
 /// A few hundred chars of `++++`-framed poems.
 pub fn corpus() -> String {
@@ -59,3 +62,16 @@ pub const POEMS: [&str; 4] = [
     "the sea is wide\nthe sky is blue\nand so are you",
     "a dog ran far\nover the hill\nand then sat still",
 ];
+
+/// Trains `t` to its last epoch and returns every epoch's report.
+pub fn run(t: &mut Trainer) -> Vec<EpochReport> {
+    let mut reports = Vec::new();
+    let outcome = t
+        .run(&AtomicBool::new(false), &mut |_| {}, &mut |r| {
+            reports.push(r);
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    assert_eq!(outcome, Outcome::Finished);
+    reports
+}

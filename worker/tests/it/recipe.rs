@@ -1,25 +1,13 @@
 //! The training recipe: learning-rate schedules (and their exact resume) and the GRU cell.
 
-use crate::helpers::{texts, tiny, torch_rng};
+use crate::helpers::{run, texts, tiny, torch_rng};
 use poet_core::config::{Cell, Formulation, LrSchedule, TrainConfig};
 use poet_worker::checkpoint::Checkpoint;
 use poet_worker::sample::{SampleMode, SampleRequest, Sampling, sample};
-use poet_worker::train::{EpochReport, Outcome, Trainer};
+use poet_worker::train::Trainer;
 use std::ops::ControlFlow;
 use std::sync::atomic::AtomicBool;
 use tch::Device;
-
-fn run(t: &mut Trainer) -> Vec<EpochReport> {
-    let mut reports = Vec::new();
-    let outcome = t
-        .run(&AtomicBool::new(false), &mut |_| {}, &mut |r| {
-            reports.push(r);
-            ControlFlow::Continue(())
-        })
-        .unwrap();
-    assert_eq!(outcome, Outcome::Finished);
-    reports
-}
 
 /// Trains `cfg` straight through, and again as 2 epochs + resume from the checkpoint; the
 /// second half must match bit for bit (losses, learning rates, weights, Adam moments).

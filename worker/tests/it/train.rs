@@ -1,24 +1,12 @@
 //! Training, checkpoints and resume.
 
-use crate::helpers::{texts, tiny, torch_rng};
+use crate::helpers::{run, texts, tiny, torch_rng};
 use poet_core::config::Formulation;
 use poet_worker::checkpoint::Checkpoint;
-use poet_worker::train::{EpochReport, Outcome, Trainer};
+use poet_worker::train::{Outcome, Trainer};
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tch::Device;
-
-fn run(t: &mut Trainer) -> Vec<EpochReport> {
-    let mut reports = Vec::new();
-    let outcome = t
-        .run(&AtomicBool::new(false), &mut |_| {}, &mut |r| {
-            reports.push(r);
-            ControlFlow::Continue(())
-        })
-        .unwrap();
-    assert_eq!(outcome, Outcome::Finished);
-    reports
-}
 
 #[test]
 fn loss_decreases_on_a_tiny_corpus() {
