@@ -43,10 +43,23 @@ pub enum CoordinatorError {
     Transport(String),
 }
 
-/// Runs the coordinator on `listener` until `shutdown` resolves.
+/// Runs the coordinator on `listener` until `shutdown` resolves; the dashboard, when
+/// `cfg.http_listen` is set, on a listener bound to that address.
 pub async fn run(
     cfg: CoordinatorConfig,
     listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), CoordinatorError> {
+    run_with(cfg, listener, None, shutdown).await
+}
+
+/// [`run`], with the dashboard on `web_listener` when one is given (a test binds port 0 and
+/// keeps the port: choosing a "free" port and binding it later races every other process on
+/// the machine). The dashboard's address rules ([`crate::web::check_address`]) still apply.
+pub async fn run_with(
+    cfg: CoordinatorConfig,
+    listener: TcpListener,
+    web_listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CoordinatorError> {
     let addr = listener
@@ -138,9 +151,19 @@ pub async fn run(
 
     // The dashboard stops gracefully (in-flight requests finish) once gRPC has returned.
     let (web_stop, web_stopped) = tokio::sync::oneshot::channel::<()>();
-    let web = match cfg.http_listen {
-        Some(haddr) => {
-            let hl = crate::web::bind(haddr, &cfg).await?;
+    let web_listener = match (web_listener, cfg.http_listen) {
+        (Some(hl), _) => {
+            let haddr = hl
+                .local_addr()
+                .map_err(|e| CoordinatorError::Transport(e.to_string()))?;
+            crate::web::check_address(haddr, &cfg)?;
+            Some(hl)
+        }
+        (None, Some(haddr)) => Some(crate::web::bind(haddr, &cfg).await?),
+        (None, None) => None,
+    };
+    let web = match web_listener {
+        Some(hl) => {
             let state = crate::web::WebState::new(pool.clone(), tokens.clone());
             Some(tokio::spawn(crate::web::serve(hl, state, async move {
                 let _ = web_stopped.await;

@@ -68,16 +68,34 @@ impl TestCoordinator {
             cfg.client_token = Some(client.to_string());
             cfg.worker_token = Some(worker.to_string());
         }
-        let http = cfg.http_listen;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a loopback port");
         let addr = listener.local_addr().expect("bound address");
+        // A dashboard on port 0 is bound here and handed over, so the test knows its port
+        // and nothing can take the port between choosing and binding it.
+        let web_listener = match cfg.http_listen {
+            Some(a) if a.port() == 0 => Some(
+                tokio::net::TcpListener::bind(a)
+                    .await
+                    .expect("bind the dashboard's port"),
+            ),
+            _ => None,
+        };
+        let http = match &web_listener {
+            Some(l) => Some(l.local_addr().expect("bound address")),
+            None => cfg.http_listen,
+        };
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-        let handle = tokio::spawn(crate::run(cfg, listener, async move {
-            let _ = rx.await;
-        }));
-        let c = TestCoordinator {
+        let handle = tokio::spawn(crate::server::run_with(
+            cfg,
+            listener,
+            web_listener,
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        let mut c = TestCoordinator {
             addr,
             http,
             db,
@@ -94,8 +112,9 @@ impl TestCoordinator {
     }
 
     /// Waits until the health service answers `SERVING` (after migrations, the artifact store
-    /// and the dashboard have started); panics if the coordinator exits or 60 s pass.
-    async fn wait_serving(&self) {
+    /// and the dashboard have started); panics, with the coordinator's error, if it exits, or
+    /// if 60 s pass.
+    async fn wait_serving(&mut self) {
         use tonic_health::pb::health_check_response::ServingStatus;
         use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -108,7 +127,14 @@ impl TestCoordinator {
                 .await;
             match answer {
                 Ok(r) if r.get_ref().status == ServingStatus::Serving as i32 => return,
-                _ if self.handle.is_finished() => panic!("the test coordinator exited"),
+                _ if self.handle.is_finished() => {
+                    let why = match (&mut self.handle).await {
+                        Ok(Ok(())) => "without an error".to_string(),
+                        Ok(Err(e)) => format!("with: {e}"),
+                        Err(e) => format!("by a panic: {e}"),
+                    };
+                    panic!("the test coordinator exited {why}")
+                }
                 other if Instant::now() > deadline => {
                     panic!("the test coordinator never served: {other:?}")
                 }

@@ -442,7 +442,12 @@ async fn network_cut_shorter_than_the_lease_keeps_the_run() {
         let (url, pool) = fresh().await;
         let ttl = 6.0;
         let mut st = Stack::new(url, pool.clone(), 1, ttl).await?;
-        let runs = st.submit(1, 8, 40).await?;
+        // Long enough (about 15 s of training on a quiet machine; the fixture's epoch is
+        // short) that both cuts land while the run trains. With 8 epochs a run could finish
+        // during the first cut and leave the second waiting for a heartbeat that a finished
+        // run never sends (CI, stop 23).
+        let epochs = 60;
+        let runs = st.submit(1, epochs, 40).await?;
         let purl = st.proxy.url();
         st.start_worker(&purl).await?;
         wait_for("the run to start", Duration::from_secs(60), || {
@@ -454,24 +459,44 @@ async fn network_cut_shorter_than_the_lease_keeps_the_run() {
         // Between cuts, wait until a heartbeat got through (the lease's expiry moved on)
         // rather than a fixed second: on a loaded machine the worker's retry can take longer,
         // and two cuts without a heartbeat between them are one cut of twice the length.
+        // A cut counts only if the run was still training when it ended; should the run
+        // finish early anyway, the cuts stop and the test asks for at least one.
         let mut faults = 0;
         for _ in 0..2 {
-            let before = lease_expiry(&pool, runs[0]).await?;
+            let Some(before) = lease_expiry(&pool, runs[0]).await? else {
+                break;
+            };
             st.proxy.cut();
             tokio::time::sleep(Duration::from_secs_f64(ttl / 3.0)).await;
             st.proxy.restore();
-            faults += 1;
-            wait_for(
-                "a heartbeat after the cut",
+            let beat = wait_for(
+                "a heartbeat after the cut, or the run's end",
                 Duration::from_secs(30),
                 || async {
+                    let state: String = sqlx::query_scalar("select state from runs where id = $1")
+                        .bind(runs[0])
+                        .fetch_one(&pool)
+                        .await?;
+                    if state != "running" {
+                        return Ok(Some(false));
+                    }
                     Ok(lease_expiry(&pool, runs[0])
                         .await?
-                        .filter(|e| before.is_none_or(|b| *e > b)))
+                        .filter(|e| *e > before)
+                        .map(|_| true))
                 },
             )
             .await?;
+            if !beat {
+                break;
+            }
+            faults += 1;
         }
+        assert!(
+            faults >= 1,
+            "the run ended before a cut could be tested:\n{}",
+            st.logs()
+        );
         st.drive(
             &runs,
             Duration::from_secs(90),
@@ -479,7 +504,7 @@ async fn network_cut_shorter_than_the_lease_keeps_the_run() {
             async |_, _| Ok(()),
         )
         .await?;
-        let f = check::check_runs(&pool, &st.artifacts(), &runs, 8).await?;
+        let f = check::check_runs(&pool, &st.artifacts(), &runs, epochs).await?;
         report("net-cut-short", faults, &f, t.elapsed().as_secs_f64());
         assert_eq!(
             f.attempts,

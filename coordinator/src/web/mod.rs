@@ -364,15 +364,24 @@ pub async fn bind(
     addr: SocketAddr,
     cfg: &CoordinatorConfig,
 ) -> Result<TcpListener, crate::CoordinatorError> {
+    check_address(addr, cfg)?;
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| crate::CoordinatorError::Transport(format!("http address {addr}: {e}")))
+}
+
+/// Refuses a dashboard address that is not loopback when tokens are off.
+pub fn check_address(
+    addr: SocketAddr,
+    cfg: &CoordinatorConfig,
+) -> Result<(), crate::CoordinatorError> {
     if !addr.ip().is_loopback() && cfg.client_token.is_none() {
         return Err(crate::config::ConfigError(format!(
             "refusing to serve the dashboard on {addr} without tokens: set POET_CLIENT_TOKEN and POET_WORKER_TOKEN, or listen on 127.0.0.1"
         ))
         .into());
     }
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| crate::CoordinatorError::Transport(format!("http address {addr}: {e}")))
+    Ok(())
 }
 
 /// Serves the dashboard on `listener` until `shutdown` resolves.

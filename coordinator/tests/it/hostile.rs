@@ -1399,14 +1399,17 @@ async fn waiting_clients_are_woken_by_notify_not_by_polling() {
         tx
     };
 
-    // The coordinator's NOTIFY listener connects in the background and, once connected, wakes
-    // every waiter once (anything may have finished while it was away): wait for it, so that
-    // one wake-up is not taken for polling (it was, once, on a loaded machine).
+    // The coordinator's NOTIFY listener connects in the background and, once its LISTEN has
+    // returned, wakes every waiter once (anything may have finished while it was away): wait
+    // for that, so that one wake-up is not taken for polling (it was, twice, on a loaded
+    // machine: once before this wait existed, once when it only waited for the LISTEN to be
+    // sent). The wake-up follows the LISTEN's answer in the same task, without another await;
+    // the settle below covers that task's scheduling.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let listening: i64 = sqlx::query_scalar(
             "select count(*) from pg_stat_activity
-             where datname = current_database() and query ilike 'listen%'",
+             where datname = current_database() and query ilike 'listen%' and state = 'idle'",
         )
         .fetch_one(pool)
         .await
@@ -1420,6 +1423,7 @@ async fn waiting_clients_are_woken_by_notify_not_by_polling() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    tokio::time::sleep(Duration::from_millis(500)).await;
     // The waiter's first read queues behind the lock: that is how the test knows it began.
     let locked = lock().await;
     let waiter = tokio::spawn(async move {

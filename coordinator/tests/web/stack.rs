@@ -31,20 +31,20 @@ pub fn free_port() -> u16 {
 impl Stack {
     /// A coordinator on a fresh database; with `tokens`, both roles need theirs.
     pub async fn spawn(tokens: bool) -> Stack {
-        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        // Port 0: the test support binds it and reports the port (a port chosen free and
+        // bound later was taken in between once, on CI).
         let cfg = CoordinatorConfig {
             lease_ttl_s: 300.0,
             heartbeat_interval_s: 1.0,
             reaper_interval_s: 0.5,
-            http_listen: Some(http),
+            http_listen: Some("127.0.0.1:0".parse().unwrap()),
             db_pool: 8,
             ..Default::default()
         };
         let tokens = tokens.then_some((CLIENT_TOKEN, WORKER_TOKEN));
-        Stack {
-            coordinator: TestCoordinator::start(cfg, tokens).await,
-            http,
-        }
+        let coordinator = TestCoordinator::start(cfg, tokens).await;
+        let http = coordinator.http.expect("the dashboard's address");
+        Stack { coordinator, http }
     }
 
     pub fn url(&self, path: &str) -> String {
