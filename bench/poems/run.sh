@@ -29,14 +29,17 @@ POEMS="$BIN/examples/poems"
 echo "== $(date -u '+%F %H:%M UTC') on $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ -z "${CHECKPOINT:-}" ]; then
   start=$(date +%s)
-  # Calibrate: 3 batches of the recommended model on this machine as loaded now (no
-  # validation text), so that the epochs and the cosine decay are planned for the budget at
-  # the rate training will actually get. The calibration counts against the budget.
-  "$POEMS" recommend "$CORPUS" "$MINUTES" | sed -e 's/^epochs = .*/epochs = 1/' \
-    -e 's/^max_batches = .*/max_batches = 3/' > "$OUT/calibrate.toml"
+  # Calibrate: two epochs of 5 batches of the recommended model on this machine as loaded
+  # now (no validation text), so that the epochs and the cosine decay are planned for the
+  # budget at the rate training will actually get. The second epoch's rate counts: the
+  # first pays libtorch's warm-up (one-off allocations and kernel choices), which made a
+  # 3-batch calibration read 641 chars/s where training then ran several times faster.
+  # The calibration counts against the budget.
+  "$POEMS" recommend "$CORPUS" "$MINUTES" | sed -e 's/^epochs = .*/epochs = 2/' \
+    -e 's/^max_batches = .*/max_batches = 5/' > "$OUT/calibrate.toml"
   rate=$("$BIN/poet-worker" --threads "$THREADS" --device cpu train --corpus "$CORPUS" \
     --config "$OUT/calibrate.toml" --validation-fraction 0 --out "$OUT/calibrate" 2>/dev/null |
-    awk '/^epoch/ {print $10}')
+    awk '/^epoch/ {r = $10} END {print r}')
   left=$(( ${MINUTES%.*} * 60 - ($(date +%s) - start) ))
   "$POEMS" recommend "$CORPUS" "$(python3 -c "print($left / 60)")" "$rate" > "$OUT/config.toml"
   echo "== measured $rate chars/s; recommended config for $CORPUS, $left s left ($OUT/config.toml):"

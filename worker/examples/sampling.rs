@@ -33,6 +33,9 @@ struct Args {
     /// Also sweep the window sampler (seq_len times the work per char).
     #[arg(long)]
     window: bool,
+    /// Shape pulls to sweep (nats), each with the repeat cap, with and without top-p.
+    #[arg(long, value_delimiter = ',', default_value = "1.5,3,5,8")]
+    boost: Vec<f64>,
     /// Only the settings whose name contains one of these (comma-separated; default all).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -84,7 +87,7 @@ fn main() -> anyhow::Result<()> {
             },
         ),
     ];
-    for boost in [1.5, 3.0, 5.0] {
+    for &boost in &a.boost {
         for top_p in [1.0, 0.95] {
             settings.push((
                 Box::leak(format!("cap 2, boost {boost}, top_p {top_p}").into_boxed_str()),

@@ -22,12 +22,22 @@
 //! - `max_line_repeats` forbids the newline that would end a line whose text already ended
 //!   that many lines of the current poem, so no line stands more than that many times in a
 //!   poem (the sampler has to go on and say something else);
-//! - `shape_boost` adds to the `\n` score, in nats of the tempered distribution, a pull
-//!   towards the corpus's mean line length (`line_chars`) and, on an empty line, towards its
-//!   lines per stanza (`stanza_lines`): `boost * clamp((n - target) / target, -1, 2)`, so a
-//!   line at its target length is left alone, a long one is pushed to end, a short one held.
-//!   Added after dividing by the temperature, the pull is as strong at 0.2 as at 1.0. The
-//!   coordinator fills both targets from the training corpus's own figures.
+//! - `shape_boost` pulls line and stanza breaks towards the corpus's mean line length
+//!   (`line_chars`) and, on an empty line, its lines per stanza (`stanza_lines`). The pull is
+//!   `p = boost * clamp((n - target) / target, -1, 2)` nats: a line at its target length is
+//!   left alone, a long one is pushed to end, a short one held.
+//!   - A line past its target ends **at a word boundary**: a share `1 - e^-p` of the space's
+//!     weight moves to `\n`, so the newline takes the place of a space the model was about
+//!     to write, never the middle of a word. (The first version added `p` to the newline's
+//!     score everywhere. At low temperatures that broke words in two, or, with the gap to
+//!     the likeliest char divided by T, rarely won at all: lines stayed 1.3-1.7x too long at
+//!     0.2-0.5, BENCHMARKS.md.)
+//!   - A short line, and a stanza break, get `p` added to the newline's logit before the
+//!     temperature divides it, so the pull keeps its weight against the model's own
+//!     preference at every temperature. (Added after dividing, as first written, a stanza
+//!     pull of 3 nats lost to the model's preference, 5x larger at 0.2, and stanzas ran
+//!     1.7-1.9x the corpus's.)
+//!   The coordinator fills both targets from the training corpus's own figures.
 //!
 //! [`Sampling::default`] is the setting measured best by `bench/poems/sampling.sh`
 //! (BENCHMARKS.md, "Sampling that keeps a poem's shape"); [`Sampling::off`] is plain
@@ -298,7 +308,10 @@ pub fn sample(
     let device = model.device();
     let mut rngs: Vec<ChaCha8Rng> = (0..rows).map(|r| row_rng(req.seed, r)).collect();
     let mut out: Vec<Vec<i64>> = vec![Vec::with_capacity(req.chars); rows];
-    let newline = vocab.id('\n').map(|i| i as usize);
+    let breaks = vocab.id('\n').map(|i| Breaks {
+        newline: i as usize,
+        space: vocab.id(' ').map(|i| i as usize),
+    });
     let mut shapes = vec![RowShape::default(); rows];
     for c in req.prime.chars().filter(|c| vocab.id(*c).is_some()) {
         shapes.iter_mut().for_each(|s| s.push(c));
@@ -334,7 +347,7 @@ pub fn sample(
                 .zip(&mut rngs)
                 .zip(&shapes)
                 .map(|(((row, &t), rng), shape)| {
-                    let nudge = newline.map(|n| (n, shape.newline_bias(&req.sampling)));
+                    let nudge = breaks.map(|b| (b, shape.nudge(&req.sampling)));
                     pick(row, t, nudge, &req.sampling, rng)
                 })
                 .collect();
@@ -392,6 +405,35 @@ fn row_rng(seed: u64, row: usize) -> ChaCha8Rng {
     rng
 }
 
+/// How the shape rules move one draw: [`RowShape::nudge`] makes it, [`pick`] applies it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Nudge {
+    /// Added to the newline's logit before the temperature; minus infinity forbids it.
+    add: f64,
+    /// The share of the space's weight moved to the newline (a long line ends where a word
+    /// does), in [0, 1).
+    transfer: f64,
+}
+
+impl Nudge {
+    const NONE: Nudge = Nudge {
+        add: 0.0,
+        transfer: 0.0,
+    };
+
+    fn is_none(&self) -> bool {
+        *self == Nudge::NONE
+    }
+}
+
+/// The ids the shape rules move: the newline's, and the space's whose weight a long line's
+/// newline takes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Breaks {
+    newline: usize,
+    space: Option<usize>,
+}
+
 /// One row's place in its poem: what the newline pull and the repeat cap look at.
 #[derive(Debug, Clone, Default)]
 struct RowShape {
@@ -423,20 +465,21 @@ impl RowShape {
         self.line.clear();
     }
 
-    /// What to add to the newline's tempered log-weight now: minus infinity where it would
-    /// end a line a third time (under the default cap), else the shape pull.
-    fn newline_bias(&self, s: &Sampling) -> f64 {
+    /// How the shape rules move the next draw: the newline forbidden where it would end a
+    /// line a third time (under the default cap), else the shape pull.
+    fn nudge(&self, s: &Sampling) -> Nudge {
         let line = self.line.trim();
+        let add = |add: f64| Nudge { add, transfer: 0.0 };
         if line.is_empty() {
             // A newline here ends the stanza.
             return match self.stanza_lines {
-                0 => 0.0,
-                n => pull(n as f64, s.stanza_lines, s.shape_boost),
+                0 => Nudge::NONE,
+                n => add(pull(n as f64, s.stanza_lines, s.shape_boost)),
             };
         }
         if line.starts_with('+') {
             // The frame between poems is the model's to write.
-            return 0.0;
+            return Nudge::NONE;
         }
         if s.max_line_repeats > 0
             && self
@@ -444,9 +487,15 @@ impl RowShape {
                 .get(line)
                 .is_some_and(|&n| n >= s.max_line_repeats)
         {
-            return f64::NEG_INFINITY;
+            return add(f64::NEG_INFINITY);
         }
-        pull(line.chars().count() as f64, s.line_chars, s.shape_boost)
+        match pull(line.chars().count() as f64, s.line_chars, s.shape_boost) {
+            p if p > 0.0 => Nudge {
+                add: 0.0,
+                transfer: 1.0 - (-p).exp(),
+            },
+            p => add(p),
+        }
     }
 }
 
@@ -459,20 +508,32 @@ fn pull(n: f64, target: f64, boost: f64) -> f64 {
 }
 
 /// The next id from one row of scores: argmax at temperature 0 (of the scores plus the
-/// nudge), else a draw from `softmax(scores / t + nudge)` cut to `top_k` and `top_p`. The
-/// nudge `(id, nats)` moves one char's log-weight (minus infinity forbids it). Without nudge
-/// and cut the arithmetic is the plain sampler's, so old seeds keep their text.
+/// nudge), else a draw from `softmax((scores + nudge) / t)` cut to `top_k` and `top_p`. The
+/// nudge adds to the newline's logit (minus infinity forbids it) and moves a share of
+/// the space's weight to the newline (at temperature 0: a space becomes the newline when the
+/// share is at least a half). Without nudge and cut the arithmetic is the plain sampler's,
+/// so old seeds keep their text.
 fn pick(
     scores: &[f32],
     t: f64,
-    nudge: Option<(usize, f64)>,
+    nudge: Option<(Breaks, Nudge)>,
     s: &Sampling,
     rng: &mut ChaCha8Rng,
 ) -> i64 {
-    let bias = |i: usize| match nudge {
-        Some((j, b)) if j == i => b,
+    let (breaks, nudge) = match nudge {
+        Some((b, n)) if !n.is_none() => (Some(b), n),
+        _ => (None, Nudge::NONE),
+    };
+    let bias = |i: usize| match breaks {
+        Some(b) if b.newline == i => nudge.add,
         _ => 0.0,
     };
+    // The space whose weight the newline takes, with the share.
+    let transfer = breaks.and_then(|b| {
+        b.space
+            .filter(|_| nudge.transfer > 0.0)
+            .map(|sp| (sp, b.newline, nudge.transfer))
+    });
     let argmax = |v: &mut dyn Iterator<Item = f64>| {
         v.enumerate()
             .fold((0, f64::NEG_INFINITY), |best, (i, x)| {
@@ -481,24 +542,33 @@ fn pick(
             .0 as i64
     };
     if t == 0.0 {
-        return argmax(
+        let best = argmax(
             &mut scores
                 .iter()
                 .enumerate()
                 .map(|(i, &x)| f64::from(x) + bias(i)),
         );
+        return match transfer {
+            Some((sp, nl, share)) if best == sp as i64 && share >= 0.5 => nl as i64,
+            _ => best,
+        };
     }
     let max = scores.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
     let logw: Vec<f64> = scores
         .iter()
         .enumerate()
-        .map(|(i, &x)| (f64::from(x) - f64::from(max)) / t + bias(i))
+        .map(|(i, &x)| (f64::from(x) - f64::from(max) + bias(i)) / t)
         .collect();
     let top = logw.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x));
     if !top.is_finite() {
         return argmax(&mut scores.iter().map(|&x| f64::from(x)));
     }
     let mut weights: Vec<f64> = logw.iter().map(|&l| (l - top).exp()).collect();
+    if let Some((sp, nl, share)) = transfer {
+        let moved = weights[sp] * share;
+        weights[sp] -= moved;
+        weights[nl] += moved;
+    }
     let best = argmax(&mut weights.iter().copied());
     if (s.top_k > 0 && s.top_k < weights.len()) || s.top_p < 1.0 {
         let mut order: Vec<usize> = (0..weights.len()).collect();
@@ -602,7 +672,21 @@ mod tests {
         assert_eq!(picks, [1, 1, 3, 3, 3, 2, 0, 3, 2, 4, 1, 2]);
     }
 
-    fn draws(row: &[f32], t: f64, nudge: Option<(usize, f64)>, s: &Sampling) -> Vec<usize> {
+    /// A nudge that adds `nats` to char `id`'s log-weight.
+    fn add(id: usize, nats: f64) -> Option<(Breaks, Nudge)> {
+        Some((
+            Breaks {
+                newline: id,
+                space: None,
+            },
+            Nudge {
+                add: nats,
+                transfer: 0.0,
+            },
+        ))
+    }
+
+    fn draws(row: &[f32], t: f64, nudge: Option<(Breaks, Nudge)>, s: &Sampling) -> Vec<usize> {
         let mut rng = row_rng(3, 0);
         let mut counts = vec![0; row.len()];
         for _ in 0..2000 {
@@ -656,16 +740,16 @@ mod tests {
     fn a_nudge_moves_one_char_and_minus_infinity_forbids_it() {
         let row = [3.0f32, 2.0, 1.0, 0.0];
         let off = Sampling::off();
-        assert_eq!(draws(&row, 1.0, Some((0, f64::NEG_INFINITY)), &off)[0], 0);
+        assert_eq!(draws(&row, 1.0, add(0, f64::NEG_INFINITY), &off)[0], 0);
         let mut rng = row_rng(1, 0);
         // Greedy follows the nudge too.
-        assert_eq!(pick(&row, 0.0, Some((3, 3.5)), &off, &mut rng), 3);
+        assert_eq!(pick(&row, 0.0, add(3, 3.5), &off, &mut rng), 3);
         assert_eq!(
-            pick(&row, 0.0, Some((0, f64::NEG_INFINITY)), &off, &mut rng),
+            pick(&row, 0.0, add(0, f64::NEG_INFINITY), &off, &mut rng),
             1
         );
         let plain = draws(&row, 1.0, None, &off);
-        let pushed = draws(&row, 1.0, Some((3, 3.0)), &off);
+        let pushed = draws(&row, 1.0, add(3, 3.0), &off);
         assert!(pushed[3] > 5 * plain[3], "{plain:?} {pushed:?}");
     }
 
@@ -681,21 +765,58 @@ mod tests {
         let feed = |r: &mut RowShape, t: &str| t.chars().for_each(|c| r.push(c));
         feed(&mut r, "the sind\nthe sind\nthe sind");
         assert_eq!(
-            r.newline_bias(&s),
+            r.nudge(&s).add,
             f64::NEG_INFINITY,
             "a third ending is forbidden"
         );
         feed(&mut r, " the sand");
-        // 17 chars against 10: pushed to end, 2 * 0.7.
-        assert!((r.newline_bias(&s) - 1.4).abs() < 1e-9);
+        // 17 chars against 10: pushed to end where a word ends: 1 - e^-(2 * 0.7) of the
+        // space's weight goes to the newline, nothing is added mid-word.
+        let long = r.nudge(&s);
+        assert_eq!(long.add, 0.0);
+        assert!((long.transfer - (1.0 - (-1.4f64).exp())).abs() < 1e-9);
         feed(&mut r, "\n");
         // An empty line after 3 lines of a 4-line target: held, 2 * -0.25.
-        assert!((r.newline_bias(&s) + 0.5).abs() < 1e-9);
+        assert!((r.nudge(&s).add + 0.5).abs() < 1e-9);
         feed(&mut r, "\n++++\nthe sind");
-        assert!(r.newline_bias(&s) < 0.0, "a new poem forgets the old lines");
+        assert!(r.nudge(&s).add < 0.0, "a new poem forgets the old lines");
+        assert_eq!(r.nudge(&s).transfer, 0.0, "a short line is held");
         feed(&mut r, "\n+++");
-        assert_eq!(r.newline_bias(&s), 0.0, "the frame is the model's");
-        assert_eq!(RowShape::default().newline_bias(&s), 0.0);
+        assert!(r.nudge(&s).is_none(), "the frame is the model's");
+        assert!(RowShape::default().nudge(&s).is_none());
+    }
+
+    #[test]
+    fn a_long_line_ends_where_a_space_would_have_stood() {
+        // Chars: 0 = 'a', 1 = ' ', 2 = '\n'. The model wants a space a third of the time.
+        let row = [1.0f32, 0.3, -4.0];
+        let off = Sampling::off();
+        let breaks = Breaks {
+            newline: 2,
+            space: Some(1),
+        };
+        let moved = |share: f64| {
+            Some((
+                breaks,
+                Nudge {
+                    add: 0.0,
+                    transfer: share,
+                },
+            ))
+        };
+        let plain = draws(&row, 1.0, None, &off);
+        let half = draws(&row, 1.0, moved(0.5), &off);
+        // The letter keeps its share: no word is cut; half the spaces became newlines.
+        let near = |a: usize, b: usize| (a as f64 - b as f64).abs() < 0.15 * b as f64;
+        assert!(near(half[0], plain[0]), "{plain:?} {half:?}");
+        assert!(near(half[1], plain[1] / 2), "{plain:?} {half:?}");
+        assert!(half[2] > 5 * plain[2], "{plain:?} {half:?}");
+        // Greedy: a space becomes the newline from a share of one half on.
+        let space_first = [0.0f32, 1.0, -4.0];
+        let mut rng = row_rng(1, 0);
+        assert_eq!(pick(&space_first, 0.0, moved(0.6), &off, &mut rng), 2);
+        assert_eq!(pick(&space_first, 0.0, moved(0.4), &off, &mut rng), 1);
+        assert_eq!(pick(&row, 0.0, moved(0.9), &off, &mut rng), 0);
     }
 
     #[test]
