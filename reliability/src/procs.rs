@@ -183,6 +183,17 @@ impl WorkerProc {
         log_dir: &Path,
         name: &str,
     ) -> Result<WorkerProc> {
+        Self::start_with(coordinator, cache_dir, log_dir, name, &[]).await
+    }
+
+    /// [`Self::start`] with more `run` flags (`--label pool=a`, `--metrics-addr ...`).
+    pub async fn start_with(
+        coordinator: &str,
+        cache_dir: &Path,
+        log_dir: &Path,
+        name: &str,
+        extra: &[String],
+    ) -> Result<WorkerProc> {
         let (stderr, out, err) = log_files(log_dir, name)?;
         let child = Command::new(worker_bin()?)
             .args([
@@ -196,6 +207,7 @@ impl WorkerProc {
                 "--cache-dir",
             ])
             .arg(cache_dir)
+            .args(extra)
             .env("RUST_LOG", "info")
             .env("POET_LOG", "info")
             .env("NO_COLOR", "1")
