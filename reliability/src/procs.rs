@@ -165,6 +165,14 @@ impl CoordinatorProc {
     pub async fn kill(&mut self) {
         let _ = self.child.kill().await;
     }
+
+    /// SIGKILLs this replica and starts a new one from `spec` in its place (a new port, logs
+    /// under `name`); the caller points its proxy at the new address.
+    pub async fn restart(&mut self, spec: &CoordinatorSpec, name: &str) -> Result<()> {
+        self.kill().await;
+        *self = CoordinatorProc::start(spec, "127.0.0.1:0", name).await?;
+        Ok(())
+    }
 }
 
 /// A running `poet-worker run`.
@@ -240,6 +248,22 @@ impl WorkerProc {
             self.kill().await;
         }
     }
+}
+
+/// The last lines of every coordinator's and worker's log, for a failure message.
+pub fn logs<'a>(
+    coords: &[CoordinatorProc],
+    workers: impl IntoIterator<Item = &'a WorkerProc>,
+) -> String {
+    let mut s = String::new();
+    let paths = coords
+        .iter()
+        .map(|c| &c.stderr)
+        .chain(workers.into_iter().map(|w| &w.stderr));
+    for p in paths {
+        s += &format!("--- {}\n{}\n", p.display(), tail(p, 15));
+    }
+    s
 }
 
 /// Polls `f` every 100 ms until it returns `Some`, or fails after `within`.

@@ -4,9 +4,10 @@
 //! The fleet: 4 CPU workers, two started with `--label pool=big`, behind a TCP proxy to 2
 //! coordinator replicas. Each wave submits three sweeps: one whose `[resources]` needs the
 //! label `pool = "big"` (only half the fleet may train it), one that needs a CPU worker
-//! (`gpu = false`) and one with no needs. Every `POET_SOAK_EVERY_S` seconds a random worker is
-//! SIGKILLed and a fresh process (same labels, new cache) takes its place; every 10th fault
-//! also SIGKILLs a coordinator replica and starts it on a new port. Whenever the queue is
+//! (`gpu = false`) and one with no needs. Every `POET_SOAK_EVERY_S` seconds a worker is
+//! SIGKILLed (every other kill one whose run has a checkpoint, the others at random) and a
+//! fresh process (same labels, new cache) takes its place; every 10th fault also SIGKILLs a
+//! coordinator replica and starts it on a new port. Whenever the queue is
 //! nearly drained before the kill target, another wave is submitted, so the target is met
 //! whatever the machine's speed (a fixed-size sweep would end early on a fast machine and
 //! never reach it on a slow one).
@@ -25,7 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use poet_proto::v1::{self, poet_client::PoetClient};
 use poet_reliability::check;
-use poet_reliability::procs::{CoordinatorProc, CoordinatorSpec, WorkerProc, tail};
+use poet_reliability::procs::{self, CoordinatorProc, CoordinatorSpec, WorkerProc};
 use poet_reliability::{fixtures, proxy::Proxy};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use sqlx::PgPool;
@@ -122,29 +123,38 @@ impl Fleet {
 
     /// SIGKILLs coordinator `i` and starts a new one (new port) behind the proxy.
     async fn restart_coordinator(&mut self, i: usize, n: usize) -> Result<()> {
-        self.coords[i].kill().await;
-        self.coords[i] =
-            CoordinatorProc::start(&self.spec, "127.0.0.1:0", &format!("coordinator-{i}-r{n}"))
-                .await?;
+        self.coords[i]
+            .restart(&self.spec, &format!("coordinator-{i}-r{n}"))
+            .await?;
         self.proxy
             .set_backends(self.coords.iter().map(|c| c.addr).collect());
         Ok(())
     }
 
     fn logs(&self) -> String {
-        let mut s = String::new();
-        for c in &self.coords {
-            s += &format!("--- {}\n{}\n", c.stderr.display(), tail(&c.stderr, 15));
-        }
-        for w in &self.slots {
-            s += &format!(
-                "--- {}\n{}\n",
-                w.proc.stderr.display(),
-                tail(&w.proc.stderr, 15)
-            );
-        }
-        s
+        procs::logs(&self.coords, self.slots.iter().map(|s| &s.proc))
     }
+}
+
+/// The worker id a worker process logged at registration (`registered worker_id=N`).
+fn registered_id(w: &WorkerProc) -> Option<i64> {
+    let log = std::fs::read_to_string(&w.stderr).ok()?;
+    let rest = log.split("registered worker_id=").nth(1)?;
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Workers holding one of `runs` that has a checkpoint to resume from.
+async fn checkpointed_holders(pool: &PgPool, runs: &[i64]) -> Result<Vec<i64>> {
+    Ok(sqlx::query_scalar(
+        "select lease_owner from runs
+         where id = any($1) and state = 'running' and epochs_done >= 1 and lease_owner is not null",
+    )
+    .bind(runs)
+    .fetch_all(pool)
+    .await?)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,7 +244,21 @@ async fn soak(kills_wanted: usize, every: Duration, deadline: Duration) -> Resul
             waves += 1;
         }
         if kills < kills_wanted && Instant::now() >= next {
-            let i = rng.gen_range(0..fleet.slots.len());
+            // Every other kill aims at a worker whose run has stored a checkpoint (so the
+            // resume path is exercised even at the CI size); the others are random, idle
+            // workers and runs without a checkpoint included.
+            let aimed = if faults % 2 == 0 {
+                let holders = checkpointed_holders(&pool, &runs).await?;
+                let ids: Vec<usize> = (0..fleet.slots.len())
+                    .filter(|&i| {
+                        registered_id(&fleet.slots[i].proc).is_some_and(|w| holders.contains(&w))
+                    })
+                    .collect();
+                (!ids.is_empty()).then(|| ids[rng.gen_range(0..ids.len())])
+            } else {
+                None
+            };
+            let i = aimed.unwrap_or_else(|| rng.gen_range(0..fleet.slots.len()));
             fleet.slots[i].proc.kill().await;
             let flags = fleet.slots[i].flags.clone();
             fleet.slots[i].proc = fleet.start_worker(&flags).await?;
