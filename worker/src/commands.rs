@@ -556,6 +556,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn each_gpu_worker_gets_the_next_metrics_port() {
+        let at = |s: &str| Some(s.parse::<SocketAddr>().unwrap());
+        let ports = |v: Vec<Option<SocketAddr>>| -> Vec<u16> {
+            v.iter().map(|a| a.unwrap().port()).collect()
+        };
+        assert_eq!(
+            ports(gpu_metrics_addrs(at("0.0.0.0:9110"), 3).unwrap()),
+            [9110, 9111, 9112]
+        );
+        assert_eq!(
+            ports(gpu_metrics_addrs(at("127.0.0.1:0"), 2).unwrap()),
+            [0, 0]
+        );
+        assert_eq!(gpu_metrics_addrs(None, 2).unwrap(), [None, None]);
+        let e = gpu_metrics_addrs(at("127.0.0.1:65535"), 2).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(
+            e.to_string()
+                .starts_with("--metrics-addr 127.0.0.1:65535: 2 GPUs need ports"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn split_cuts_at_a_frame() {
         let text = "++++\naaaa\n++++\nbbbb\n++++\ncc\n";
         let (t, v) = split_corpus(text, 0.5);
