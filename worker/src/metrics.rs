@@ -6,9 +6,11 @@
 //! The agent records into [`WorkerMetrics`] (atomics and two small locks, never held across an
 //! await); a scrape reads them and computes the heartbeat age at that moment. GPU figures come
 //! from `nvidia-smi --query-gpu=utilization.gpu,memory.used,memory.total` run at scrape time
-//! (libtorch exposes neither): about 20-50 ms a scrape, bounded by [`NVIDIA_SMI_TIMEOUT`]. On
-//! a CPU device, without `nvidia-smi`, or when it fails, the GPU series are absent rather
-//! than zero, so an alert on low utilisation never fires for a machine that has no GPU.
+//! (libtorch exposes neither). Its cost is one process start per scrape (not measured here: no
+//! GPU machine has been lent), bounded by [`NVIDIA_SMI_TIMEOUT`] and shared by every scrape
+//! within [`GPU_CACHE`]. On a CPU device, without `nvidia-smi`, or when it fails, the GPU series
+//! are absent rather than zero, so an alert on low utilisation never fires for a machine that
+//! has no GPU.
 //!
 //! Like the coordinator's `/metrics`, this endpoint has no token: it shows run ids and
 //! throughput, no secrets; bind it to loopback or a network only Prometheus reaches.
@@ -33,6 +35,11 @@ use tokio::net::TcpListener;
 
 /// How long one scrape waits for `nvidia-smi` before it leaves the GPU series out.
 pub const NVIDIA_SMI_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long one `nvidia-smi` answer serves later scrapes: however many scrapers there are,
+/// the worker starts at most one `nvidia-smi` per period (a scrape must never cost the
+/// training, as SECURITY.md's finding 5 says of the coordinator's queue).
+pub const GPU_CACHE: Duration = Duration::from_secs(1);
 
 /// Who this worker is, once registered: the info metric's labels.
 #[derive(Debug, Clone)]
@@ -60,6 +67,9 @@ pub struct WorkerMetrics {
     last_heartbeat: Mutex<Option<Instant>>,
     /// Set at registration.
     identity: Mutex<Option<Identity>>,
+    /// The last `nvidia-smi` answer and when it came; the async lock makes the refresh
+    /// single-flight (concurrent scrapes wait for it and reuse the answer).
+    gpu: tokio::sync::Mutex<Option<(Instant, Option<GpuStats>)>>,
 }
 
 impl WorkerMetrics {
@@ -105,7 +115,17 @@ impl WorkerMetrics {
     pub async fn render(&self) -> String {
         let identity = self.identity.lock().expect("identity lock").clone();
         let gpu = match identity.as_ref().map(|i| i.device) {
-            Some(Device::Cuda(n)) => gpu_stats(n).await,
+            Some(Device::Cuda(n)) => {
+                let mut cache = self.gpu.lock().await;
+                match *cache {
+                    Some((at, stats)) if at.elapsed() < GPU_CACHE => stats,
+                    _ => {
+                        let stats = gpu_stats(n).await;
+                        *cache = Some((Instant::now(), stats));
+                        stats
+                    }
+                }
+            }
             _ => None,
         };
         let snapshot = Snapshot {
