@@ -16,6 +16,7 @@
 //! throughput, no secrets; bind it to loopback or a network only Prometheus reaches.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -70,9 +71,20 @@ pub struct WorkerMetrics {
     /// The last `nvidia-smi` answer and when it came; the async lock makes the refresh
     /// single-flight (concurrent scrapes wait for it and reuse the answer).
     gpu: tokio::sync::Mutex<Option<(Instant, Option<GpuStats>)>>,
+    /// The `nvidia-smi` to run; `None` finds it on `PATH`.
+    nvidia_smi: Option<PathBuf>,
 }
 
 impl WorkerMetrics {
+    /// Metrics that read GPU figures from `program` instead of the `nvidia-smi` on `PATH`:
+    /// for a host that keeps it elsewhere, and for tests on machines without a GPU.
+    pub fn with_nvidia_smi(program: impl Into<PathBuf>) -> Self {
+        WorkerMetrics {
+            nvidia_smi: Some(program.into()),
+            ..Default::default()
+        }
+    }
+
     /// Registered as `worker_id`, training on `device`; counts as the first contact.
     pub fn registered(&self, worker_id: i64, device: Device) {
         *self.identity.lock().expect("identity lock") = Some(Identity { worker_id, device });
@@ -120,7 +132,8 @@ impl WorkerMetrics {
                 match *cache {
                     Some((at, stats)) if at.elapsed() < GPU_CACHE => stats,
                     _ => {
-                        let stats = gpu_stats(n).await;
+                        let program = self.nvidia_smi.as_deref().unwrap_or("nvidia-smi".as_ref());
+                        let stats = gpu_stats(program, n).await;
                         *cache = Some((Instant::now(), stats));
                         stats
                     }
@@ -183,8 +196,8 @@ pub fn parse_gpu_stats(text: &str) -> Option<GpuStats> {
 }
 
 /// GPU `index`'s figures, or `None` when `nvidia-smi` is missing, fails or is slow.
-async fn gpu_stats(index: usize) -> Option<GpuStats> {
-    let out = tokio::process::Command::new("nvidia-smi")
+async fn gpu_stats(program: &Path, index: usize) -> Option<GpuStats> {
+    let out = tokio::process::Command::new(program)
         .args([
             "--query-gpu=utilization.gpu,memory.used,memory.total",
             "--format=csv,noheader,nounits",
@@ -267,7 +280,8 @@ impl Collector for Snapshot {
         gauge(
             "poet_worker_gpu_utilization",
             "GPU busy fraction (nvidia-smi utilization.gpu / 100).",
-            Some(Unit::Ratios),
+            // `Unit::Ratios` would name it `_ratios`; Prometheus' convention is `_ratio`.
+            Some(Unit::Other("ratio".into())),
             gpu.map(|g| g.utilization),
         )?;
         gauge(
@@ -399,5 +413,65 @@ mod tests {
         let text = m.render().await;
         assert!(text.contains("poet_worker_run_id 0"), "{text}");
         assert!(text.contains("poet_worker_leases_lost_total 1"), "{text}");
+    }
+
+    /// A stand-in `nvidia-smi` (no GPU on the machines that run the tests) that logs each
+    /// call and answers `answer`.
+    fn fake_nvidia_smi(dir: &Path, answer: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let p = dir.join("nvidia-smi");
+        let log = dir.join("calls");
+        std::fs::write(
+            &p,
+            format!(
+                "#!/bin/sh\necho \"$@\" >> '{}'\necho '{answer}'\n",
+                log.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    #[tokio::test]
+    async fn a_cuda_worker_shows_its_gpu_and_scrapes_share_one_nvidia_smi_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = WorkerMetrics::with_nvidia_smi(fake_nvidia_smi(dir.path(), "37, 1024, 81559"));
+        m.registered(3, Device::Cuda(1));
+        let (a, b) = tokio::join!(m.render(), m.render());
+        for text in [&a, &b] {
+            assert!(
+                text.contains("poet_worker_gpu_utilization_ratio 0.37"),
+                "{text}"
+            );
+            assert!(
+                text.contains(&format!(
+                    "poet_worker_gpu_memory_used_bytes {}.0",
+                    1024u64 << 20
+                )),
+                "{text}"
+            );
+            assert!(
+                text.contains(&format!(
+                    "poet_worker_gpu_memory_total_bytes {}.0",
+                    81559u64 << 20
+                )),
+                "{text}"
+            );
+            assert!(text.contains("device=\"cuda:1\""), "{text}");
+        }
+        let calls = std::fs::read_to_string(dir.path().join("calls")).unwrap();
+        assert_eq!(calls.lines().count(), 1, "{calls}");
+        assert!(calls.contains("-i 1"), "{calls}");
+        // A GPU that does not report a field: the series are left out, not zeroed.
+        let dir = tempfile::tempdir().unwrap();
+        let m = WorkerMetrics::with_nvidia_smi(fake_nvidia_smi(dir.path(), "[N/A], 1024, 81559"));
+        m.registered(3, Device::Cuda(0));
+        let text = m.render().await;
+        assert!(!text.contains("poet_worker_gpu"), "{text}");
+        // No such program: the same.
+        let m = WorkerMetrics::with_nvidia_smi(dir.path().join("missing"));
+        m.registered(3, Device::Cuda(0));
+        assert!(!m.render().await.contains("poet_worker_gpu"));
     }
 }
