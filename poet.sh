@@ -3,6 +3,7 @@
 # run again:
 #   ./poet.sh demo     the whole job on embedded defaults (see README.md, "The demo")
 #   ./poet.sh test     every test (what CI runs)
+#   ./poet.sh soak     the fleet soak: 100 worker SIGKILLs under a mixed sweep (RELIABILITY.md)
 #   ./poet.sh setup    only install: Postgres and Chromium (apt, if missing), the torch venv, the build
 #   ./poet.sh env      print the exports that put the torch venv and the binaries on PATH
 #   ./poet.sh bench-*  benchmarks (see BENCHMARKS.md)
@@ -158,6 +159,18 @@ stop_test_postgres() {
     else "$pgctl" stop -D "$data" -m fast >/dev/null 2>&1 || true; fi
 }
 
+# The fleet soak (issue 20) at full size; CI runs it with 8 kills inside `./poet.sh test`.
+# POET_SOAK_KILLS and POET_SOAK_EVERY_S override the size. Same features as cmd_test, so
+# the two share one build.
+cmd_soak() {
+    setup
+    local features=(--features poet-coordinator/s3)
+    log "building poet and poet-worker, then the soak (${POET_SOAK_KILLS:-100} worker SIGKILLs; a few minutes)"
+    cargo build --locked --workspace "${features[@]}" --bins
+    POET_SOAK_KILLS="${POET_SOAK_KILLS:-100}" \
+        cargo test --locked --workspace "${features[@]}" --test soak -- --nocapture
+}
+
 cmd_demo() {
     build
     exec "$ROOT/scripts/demo.sh"
@@ -167,6 +180,7 @@ case "${1:-help}" in
     setup) setup ;;
     build) build ;;
     test) cmd_test ;;
+    soak) cmd_soak ;;
     demo) cmd_demo ;;
     env)
         setup >/dev/null

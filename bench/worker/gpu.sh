@@ -27,14 +27,23 @@ KERAS_WIDE_N=${KERAS_WIDE_N:-30}
 DEVICE=${DEVICE:-cuda:0}
 TORCH_DEVICE=${TORCH_DEVICE:-cuda}
 # The reference model; GPU_BENCH_MODEL="--layers 1 --units 16 --seq-len 40" with
-# DEVICE=cpu TORCH_DEVICE=cpu makes a quick dry run of the script on a CPU machine.
+# DEVICE=cpu TORCH_DEVICE=cpu makes a quick dry run of the script on a CPU machine, and
+# GPU_BENCH_PROFILE=debug builds the bench binary in the dev profile (reusing a
+# `cargo build --workspace --features poet-coordinator/s3` build) instead of a release build:
+#   GPU_BENCH_PROFILE=debug DEVICE=cpu TORCH_DEVICE=cpu KERAS_WIDE_BATCHES="" \
+#     GPU_BENCH_MODEL="--layers 1 --units 16 --seq-len 40" bench/worker/gpu.sh
 read -r -a MODEL <<<"${GPU_BENCH_MODEL:---layers 3 --units 300 --seq-len 300}"
+PROFILE=${GPU_BENCH_PROFILE:-release}
 
 prepare() {
     eval "$(./poet.sh env)"
-    cargo build --quiet --release -p poet-worker --example bench
+    if [ "$PROFILE" = release ]; then
+        cargo build --quiet --locked --release -p poet-worker --example bench
+    else
+        cargo build --quiet --locked --workspace --features poet-coordinator/s3 --example bench
+    fi
     mkdir -p "$GPU_DIR"
-    strip -o "$GPU_DIR/bench" target/release/examples/bench
+    strip -o "$GPU_DIR/bench" "target/$([ "$PROFILE" = release ] && echo release || echo debug)/examples/bench"
     local corpus=${CORPUS:-../shared/data/corpus-pd.txt}
     cp "$corpus" "$GPU_DIR/corpus.txt"
     cp bench/worker/torch_reference.py "$GPU_DIR/"
@@ -75,6 +84,16 @@ for tf32 in (False, True):
     dt = time.perf_counter() - t
     print(f"matmul {n}x{n} fp32, tf32 {'on' if tf32 else 'off'}: {2 * n**3 * reps / dt / 1e12:.1f} TFLOP/s")
 PY
+    # The GPU figures need nvidia-smi and a CUDA device; a CPU dry run says what it skips.
+    local smi=""
+    if [[ "$DEVICE" == cuda:* ]] && command -v nvidia-smi >/dev/null; then
+        smi="${DEVICE#cuda:}"
+        # The query poet-worker's /metrics runs at scrape time (worker/src/metrics.rs): its
+        # raw answer here shows whether this GPU reports every field ("[N/A]" drops them).
+        say "worker metrics query (utilization.gpu, memory.used, memory.total): $(nvidia-smi --query-gpu=utilization.gpu,memory.used,memory.total --format=csv,noheader,nounits -i "$smi" 2>&1 | head -1)"
+    else
+        say "GPU memory and the worker metrics query: skipped (DEVICE=$DEVICE$(command -v nvidia-smi >/dev/null || echo ', no nvidia-smi'))"
+    fi
     local model=("${MODEL[@]}" --step 3 --batch 128 --corpus "$corpus")
     for f in keras seq; do
         local batches=0 flops=0 warnings=0
@@ -84,16 +103,20 @@ PY
             if [ "$impl" = poet-worker ]; then
                 # Peak GPU memory in use while it trains (nvidia-smi every 0.2 s, CUDA context
                 # included, as in the estimate), beside poet's placement estimate (issue 20).
-                local peak_file=${OUT:-$GPU_DIR}/peak-mib.txt
+                local peak_file=${OUT:-$GPU_DIR}/peak-mib.txt poller=""
                 echo 0 >"$peak_file"
-                ( while sleep 0.2; do
-                    m=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -i "${DEVICE#cuda:}" 2>/dev/null | head -1 | tr -dc 0-9)
-                    [ -n "$m" ] && [ "$m" -gt "$(cat "$peak_file")" ] && echo "$m" >"$peak_file"
-                  done ) &
-                local poller=$!
+                if [ -n "$smi" ]; then
+                    ( while sleep 0.2; do
+                        m=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -i "$smi" 2>/dev/null | head -1 | tr -dc 0-9)
+                        [ -n "$m" ] && [ "$m" -gt "$(cat "$peak_file")" ] && echo "$m" >"$peak_file"
+                      done ) &
+                    poller=$!
+                fi
                 line=$("$bench" "${model[@]}" --formulation "$f" --device "$DEVICE" train --batches "$batches" 2>"$err" | tail -1)
-                kill "$poller" 2>/dev/null || true
-                say "memory $f poet-worker: estimate $(fmt "$line" '{est_memory_bytes}' | awk '{printf "%.2f GB", $1/1e9}') (poet_core::resources), GPU used at peak $(awk '{printf "%.2f GB", $1*1048576/1e9}' "$peak_file") (nvidia-smi)"
+                [ -n "$poller" ] && { kill "$poller" 2>/dev/null || true; }
+                local used="GPU used: skipped (no nvidia-smi or a CPU device)"
+                [ -n "$smi" ] && used="GPU used at peak $(awk '{printf "%.2f GB", $1*1048576/1e9}' "$peak_file") (nvidia-smi, every process and the CUDA context)"
+                say "memory $f poet-worker: estimate $(fmt "$line" '{est_memory_bytes}' | awk '{printf "%.2f GB", $1/1e9}') (poet_core::resources), $used"
                 # model::kernel_params hands cuDNN one flat weight buffer; without it cuDNN
                 # copies the weights and logs this warning on every LSTM call.
                 warnings=$(grep -c 'single contiguous chunk' "$err" || true)

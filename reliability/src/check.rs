@@ -247,3 +247,60 @@ pub async fn dead_runs(
         .map(|r| (r.get("id"), r.get("state"), r.get("error")))
         .collect())
 }
+
+/// Attempts that did not resume from the run's latest checkpoint: for every attempt, the
+/// highest checkpoint epoch stored by the run's earlier attempts (0 if none) must equal its
+/// `resumed_from_epoch`. Stronger than [`check_runs`], which only asks that a resume point
+/// exists: an attempt that restarted from scratch (or from an older checkpoint) rewrites the
+/// discarded epochs and would still pass there. Returns one line per violation.
+pub async fn resumes_not_from_latest(pool: &PgPool, run_ids: &[i64]) -> Result<Vec<String>> {
+    let rows = sqlx::query(
+        "select a.run_id, a.attempt, a.resumed_from_epoch,
+                coalesce((select max(c.epoch) from checkpoints c
+                          where c.run_id = a.run_id and c.attempt < a.attempt), 0) as latest
+         from run_attempts a where a.run_id = any($1)
+         order by a.run_id, a.attempt",
+    )
+    .bind(run_ids)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .filter(|r| r.get::<i32, _>("resumed_from_epoch") != r.get::<i32, _>("latest"))
+        .map(|r| {
+            format!(
+                "run {} attempt {} resumed from epoch {}, the latest checkpoint before it was epoch {}",
+                r.get::<i64, _>("run_id"),
+                r.get::<i32, _>("attempt"),
+                r.get::<i32, _>("resumed_from_epoch"),
+                r.get::<i32, _>("latest")
+            )
+        })
+        .collect())
+}
+
+/// Attempts leased to a worker that lacks a label the run needs (`[resources] labels`), one
+/// line each: the claim must never hand a run to a worker that cannot hold it.
+pub async fn attempts_on_unfit_workers(pool: &PgPool, run_ids: &[i64]) -> Result<Vec<String>> {
+    let rows = sqlx::query(
+        "select a.run_id, a.attempt, a.worker_id, r.need_labels::text as need, w.labels::text as has
+         from run_attempts a join runs r on r.id = a.run_id join workers w on w.id = a.worker_id
+         where a.run_id = any($1) and not (r.need_labels <@ w.labels)",
+    )
+    .bind(run_ids)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            format!(
+                "run {} attempt {} went to worker {} with labels {} (needs {})",
+                r.get::<i64, _>("run_id"),
+                r.get::<i32, _>("attempt"),
+                r.get::<i64, _>("worker_id"),
+                r.get::<String, _>("has"),
+                r.get::<String, _>("need")
+            )
+        })
+        .collect())
+}

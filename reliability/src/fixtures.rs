@@ -39,7 +39,19 @@ pub async fn seed_dataset(pool: &sqlx::PgPool, name: &str) -> anyhow::Result<i64
 /// A sweep of `runs` seeds × `epochs` epochs of a tiny model (units 12, seq_len 24, batch 16,
 /// `max_batches` per epoch), with attempts enough to survive the chaos.
 pub fn sweep_spec(dataset: &str, runs: usize, epochs: u32, max_batches: u32) -> String {
-    let seeds: Vec<String> = (1..=runs).map(|i| i.to_string()).collect();
+    sweep_spec_seeds(dataset, 1..=runs, epochs, max_batches)
+}
+
+/// [`sweep_spec`] over the given seeds. Runs are keyed by their config, so a sweep whose
+/// seeds another sweep already has reuses those runs instead of creating new ones: sweeps
+/// meant to add work need seeds of their own.
+pub fn sweep_spec_seeds(
+    dataset: &str,
+    seeds: impl IntoIterator<Item = usize>,
+    epochs: u32,
+    max_batches: u32,
+) -> String {
+    let seeds: Vec<String> = seeds.into_iter().map(|i| i.to_string()).collect();
     format!(
         "dataset = \"{dataset}\"\nmax_attempts = 50\n[base]\nlayers = 1\nunits = 12\nseq_len = 24\nbatch_size = 16\n\
          learning_rate = 0.01\ndropout = 0.0\nrecurrent_dropout = 0.0\nepochs = {epochs}\nmax_batches = {max_batches}\n\

@@ -165,6 +165,14 @@ impl CoordinatorProc {
     pub async fn kill(&mut self) {
         let _ = self.child.kill().await;
     }
+
+    /// SIGKILLs this replica and starts a new one from `spec` in its place (a new port, logs
+    /// under `name`); the caller points its proxy at the new address.
+    pub async fn restart(&mut self, spec: &CoordinatorSpec, name: &str) -> Result<()> {
+        self.kill().await;
+        *self = CoordinatorProc::start(spec, "127.0.0.1:0", name).await?;
+        Ok(())
+    }
 }
 
 /// A running `poet-worker run`.
@@ -183,6 +191,17 @@ impl WorkerProc {
         log_dir: &Path,
         name: &str,
     ) -> Result<WorkerProc> {
+        Self::start_with(coordinator, cache_dir, log_dir, name, &[]).await
+    }
+
+    /// [`Self::start`] with more `run` flags (`--label pool=a`, `--metrics-addr ...`).
+    pub async fn start_with(
+        coordinator: &str,
+        cache_dir: &Path,
+        log_dir: &Path,
+        name: &str,
+        extra: &[String],
+    ) -> Result<WorkerProc> {
         let (stderr, out, err) = log_files(log_dir, name)?;
         let child = Command::new(worker_bin()?)
             .args([
@@ -196,6 +215,7 @@ impl WorkerProc {
                 "--cache-dir",
             ])
             .arg(cache_dir)
+            .args(extra)
             .env("RUST_LOG", "info")
             .env("POET_LOG", "info")
             .env("NO_COLOR", "1")
@@ -228,6 +248,22 @@ impl WorkerProc {
             self.kill().await;
         }
     }
+}
+
+/// The last lines of every coordinator's and worker's log, for a failure message.
+pub fn logs<'a>(
+    coords: &[CoordinatorProc],
+    workers: impl IntoIterator<Item = &'a WorkerProc>,
+) -> String {
+    let mut s = String::new();
+    let paths = coords
+        .iter()
+        .map(|c| &c.stderr)
+        .chain(workers.into_iter().map(|w| &w.stderr));
+    for p in paths {
+        s += &format!("--- {}\n{}\n", p.display(), tail(p, 15));
+    }
+    s
 }
 
 /// Polls `f` every 100 ms until it returns `Some`, or fails after `within`.

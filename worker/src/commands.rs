@@ -10,8 +10,10 @@ use poet_core::config::TrainConfig;
 use poet_core::ngrams::NgramSet;
 use poet_core::quality::{self, Quality, Vocabulary};
 use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 /// A failed command: bad input (exit 2, names the input) or anything else (exit 1).
@@ -80,6 +82,9 @@ pub struct ServeOptions {
     pub device: DeviceSpec,
     /// `--label key=value` pairs announced at Register.
     pub labels: Vec<(String, String)>,
+    /// Serve Prometheus metrics here; with `gpus`, the worker of the k-th listed GPU serves
+    /// on this port + k.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// Serves the coordinator until `shutdown`: in this process, or as one child per GPU.
@@ -112,13 +117,24 @@ pub fn serve(
                 base.extend([flag.to_string(), p.display().to_string()]);
             }
         }
+        let metrics = gpu_metrics_addrs(opts.metrics_addr, opts.gpus.len())?;
         return rt.block_on(supervise_gpus(
             &opts.gpus,
             &base,
+            &metrics,
             opts.token.as_deref(),
             shutdown,
         ));
     }
+    let metrics = Arc::new(crate::metrics::WorkerMetrics::default());
+    let server = match opts.metrics_addr {
+        Some(addr) => {
+            let listener = crate::metrics::bind(addr)
+                .map_err(|e| CommandError::bad(&format!("--metrics-addr {addr}"), e))?;
+            Some(rt.spawn(crate::metrics::serve(listener, metrics.clone())))
+        }
+        None => None,
+    };
     let config = crate::agent::AgentConfig {
         device: opts.device,
         token: opts.token,
@@ -126,9 +142,42 @@ pub fn serve(
         cache_dir: opts.cache_dir,
         serve_generation: opts.serve_generation,
         labels: opts.labels,
+        metrics,
         ..crate::agent::AgentConfig::new(opts.coordinator)
     };
-    Ok(rt.block_on(crate::agent::run(config, shutdown))?)
+    let result = rt.block_on(crate::agent::run(config, shutdown));
+    if let Some(s) = server {
+        s.abort();
+    }
+    Ok(result?)
+}
+
+/// The metrics address of each GPU's worker: `addr`'s port + k for the k-th (port 0: each
+/// picks a free one). Refuses a range that runs past port 65535.
+pub fn gpu_metrics_addrs(
+    addr: Option<SocketAddr>,
+    gpus: usize,
+) -> Result<Vec<Option<SocketAddr>>, CommandError> {
+    (0..gpus)
+        .map(|k| {
+            let Some(a) = addr else { return Ok(None) };
+            if a.port() == 0 {
+                return Ok(Some(a));
+            }
+            u16::try_from(usize::from(a.port()) + k)
+                .map(|p| Some(SocketAddr::new(a.ip(), p)))
+                .map_err(|_| {
+                    CommandError::bad(
+                        &format!("--metrics-addr {a}"),
+                        format!(
+                            "{gpus} GPUs need ports {}..={}, past 65535",
+                            a.port(),
+                            usize::from(a.port()) + gpus - 1
+                        ),
+                    )
+                })
+        })
+        .collect()
 }
 
 /// Refuses a `--gpus` list naming a GPU this machine (with `count` GPUs) lacks, or one GPU
@@ -161,6 +210,7 @@ pub fn check_gpus(gpus: &[usize], count: usize) -> Result<(), CommandError> {
 async fn supervise_gpus(
     gpus: &[usize],
     base: &[String],
+    metrics: &[Option<SocketAddr>],
     token: Option<&str>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), CommandError> {
@@ -168,7 +218,7 @@ async fn supervise_gpus(
         std::env::current_exe().map_err(|e| CommandError::Other(format!("own executable: {e}")))?;
     let threads = (crate::device::default_threads() / gpus.len().max(1) as i32).max(1);
     let mut children = Vec::new();
-    for &gpu in gpus {
+    for (k, &gpu) in gpus.iter().enumerate() {
         let mut cmd = tokio::process::Command::new(&exe);
         cmd.arg("--device")
             .arg(format!("cuda:{gpu}"))
@@ -177,7 +227,11 @@ async fn supervise_gpus(
         cmd.arg("run")
             .args(base)
             .env_remove("POET_GPUS")
+            .env_remove("POET_WORKER_METRICS_ADDR")
             .env_remove("POET_TOKEN");
+        if let Some(Some(addr)) = metrics.get(k) {
+            cmd.arg("--metrics-addr").arg(addr.to_string());
+        }
         if let Some(t) = token {
             cmd.env("POET_TOKEN", t);
         }
@@ -500,6 +554,30 @@ pub fn generate(opts: &GenerateOptions) -> Result<String, CommandError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_gpu_worker_gets_the_next_metrics_port() {
+        let at = |s: &str| Some(s.parse::<SocketAddr>().unwrap());
+        let ports = |v: Vec<Option<SocketAddr>>| -> Vec<u16> {
+            v.iter().map(|a| a.unwrap().port()).collect()
+        };
+        assert_eq!(
+            ports(gpu_metrics_addrs(at("0.0.0.0:9110"), 3).unwrap()),
+            [9110, 9111, 9112]
+        );
+        assert_eq!(
+            ports(gpu_metrics_addrs(at("127.0.0.1:0"), 2).unwrap()),
+            [0, 0]
+        );
+        assert_eq!(gpu_metrics_addrs(None, 2).unwrap(), [None, None]);
+        let e = gpu_metrics_addrs(at("127.0.0.1:65535"), 2).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(
+            e.to_string()
+                .starts_with("--metrics-addr 127.0.0.1:65535: 2 GPUs need ports"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn split_cuts_at_a_frame() {

@@ -11,6 +11,7 @@
 //! - [`sample`]: batched generation and poem splitting.
 //! - [`agent`]: the worker process against a coordinator ([`agent::run`]).
 //! - [`capacity`]: what the worker announces at Register (memory, threads, labels).
+//! - [`metrics`]: the worker's Prometheus metrics on `--metrics-addr`.
 //! - [`device`]: choosing the torch device and thread count.
 //! - [`memory`]: the allocator policy that keeps freed activations for the next batch.
 //! - [`commands`]: the standalone `train` and `generate` commands.
@@ -22,6 +23,7 @@ pub mod commands;
 pub mod data;
 pub mod device;
 pub mod memory;
+pub mod metrics;
 pub mod model;
 pub mod optim;
 pub mod sample;

@@ -56,6 +56,11 @@ enum Command {
         #[arg(long = "label", env = "POET_LABELS", value_delimiter = ',',
               value_parser = poet_core::resources::parse_label)]
         labels: Vec<(String, String)>,
+        /// Serve Prometheus metrics on this address at /metrics, e.g. 127.0.0.1:9101 (with
+        /// --gpus, the k-th GPU's worker uses this port + k). No token: keep it on loopback
+        /// or a network only Prometheus reaches.
+        #[arg(long, env = "POET_WORKER_METRICS_ADDR", value_name = "ADDR")]
+        metrics_addr: Option<std::net::SocketAddr>,
     },
     /// Train from a corpus file, without a coordinator.
     Train {
@@ -132,6 +137,7 @@ fn main() -> ExitCode {
             no_generation,
             gpus,
             labels,
+            metrics_addr,
         } => {
             let opts = commands::ServeOptions {
                 coordinator,
@@ -146,6 +152,7 @@ fn main() -> ExitCode {
                 gpus,
                 device: cli.device,
                 labels,
+                metrics_addr,
             };
             commands::serve(opts, shutdown_signal())
         }

@@ -2,9 +2,9 @@
 //!
 //! Nothing here runs a container or a cluster: the checks read the files under `deploy/`
 //! and the sources that define what the binaries accept (`coordinator/src/config.rs`,
-//! `worker/src/main.rs`, `sql/src/cluster.rs`), and report every disagreement — an env name
-//! no binary reads, a port that differs between the Service and the probe, a Secret a
-//! Deployment names but no kustomization provides.
+//! `worker/src/main.rs`, `sql/src/cluster.rs`, both binaries' `metrics.rs`), and report
+//! every disagreement — an env name no binary reads, a port that differs between the Service
+//! and the probe, a Secret a Deployment names but no kustomization provides.
 //!
 //! # Layout
 //! - [`Tree`]: the files, as text, loaded once; tests edit a copy with [`Tree::edit`] to show
@@ -41,6 +41,8 @@ pub const WORKER_MAIN: &str = "worker/src/main.rs";
 pub const SQL_CLUSTER: &str = "sql/src/cluster.rs";
 /// Metric names.
 pub const METRICS: &str = "coordinator/src/metrics.rs";
+/// The worker's metric names.
+pub const WORKER_METRICS: &str = "worker/src/metrics.rs";
 /// The operations guide.
 pub const OPERATIONS_DOC: &str = "docs/operations.md";
 
@@ -69,6 +71,7 @@ impl Tree {
             WORKER_MAIN,
             SQL_CLUSTER,
             METRICS,
+            WORKER_METRICS,
             OPERATIONS_DOC,
         ] {
             let text = std::fs::read_to_string(root.join(rel))

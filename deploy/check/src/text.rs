@@ -99,13 +99,25 @@ pub fn check_env_names(tree: &Tree, accepted: &Accepted) -> Vec<String> {
     problems
 }
 
-/// The operations guide names every metric the coordinator exports and no metric it does
-/// not.
+/// The operations guide names every metric the coordinator and the worker export and no
+/// metric they do not.
 pub fn check_docs(tree: &Tree) -> Vec<String> {
     let doc_path = crate::OPERATIONS_DOC;
-    let (Some(metrics), Some(doc)) = (tree.get(crate::METRICS), tree.get(doc_path)) else {
-        return vec![format!("{doc_path} or {} is missing", crate::METRICS)];
+    let sources = [crate::METRICS, crate::WORKER_METRICS];
+    let (Some(doc), Some(metrics)) = (
+        tree.get(doc_path),
+        sources
+            .iter()
+            .map(|p| tree.get(p))
+            .collect::<Option<Vec<&str>>>(),
+    ) else {
+        return vec![format!(
+            "{doc_path}, {} or {} is missing",
+            sources[0], sources[1]
+        )];
     };
+    let metrics = metrics.join("\n");
+    let metrics = metrics.as_str();
     let name = Regex::new(r"\bpoet_[a-z_]*[a-z]\b").expect("regex");
     // prometheus-client appends `_total` to counters and the unit (`_seconds`) to a metric
     // registered with one; histograms add `_bucket`, `_sum` and `_count`.
@@ -128,9 +140,10 @@ pub fn check_docs(tree: &Tree) -> Vec<String> {
     for m in metric_like.find_iter(doc) {
         if !exported.contains(&base(m.as_str())) {
             problems.push(format!(
-                "{doc_path}: names a metric {} that {} does not export",
+                "{doc_path}: names a metric {} that neither {} nor {} exports",
                 m.as_str(),
-                crate::METRICS
+                sources[0],
+                sources[1]
             ));
         }
     }

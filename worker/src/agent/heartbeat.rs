@@ -30,6 +30,9 @@ pub(super) async fn heartbeat_loop(worker: Worker) {
             worker_secret: worker.secret.clone(),
         };
         let res = client.heartbeat(req).await;
+        if res.is_ok() {
+            worker.metrics.heartbeat_ok();
+        }
         let Some(slot) = slot else {
             if let Err(e) = res {
                 debug!(error = %e, "idle heartbeat failed");

@@ -75,6 +75,7 @@ async fn train_run(worker: &Worker, run: pb::RunLease, stop: &watch::Receiver<bo
         last_ok: Mutex::new(Instant::now()),
     });
     *worker.slot.lock().expect("slot lock") = Some(slot.clone());
+    worker.metrics.run_leased(run_id);
     // Shutdown raises the flag first and then looks for a slot; looking at the flag after
     // installing the slot closes the gap where a lease arrives during shutdown.
     if *stop.borrow() {
@@ -88,6 +89,10 @@ async fn train_run(worker: &Worker, run: pb::RunLease, stop: &watch::Receiver<bo
     };
     let result = drive(worker, &run, &slot, ttl).await;
     *worker.slot.lock().expect("slot lock") = None;
+    worker.metrics.run_ended(matches!(
+        slot.stop_reason(),
+        Some(StopReason::Fenced | StopReason::Expired)
+    ));
     let mut client = worker.client.clone();
     let fail = |reason: String, release: bool, permanent: bool| pb::FailRunRequest {
         lease: Some(lease.clone()),
@@ -244,9 +249,12 @@ async fn drive(
                 if slot.stop_reason().is_some() {
                     continue;
                 }
-                if let Err(e) = report_epoch(worker, slot, ttl, &report).await {
-                    warn!(run_id = slot.lease.run_id, epoch = report.epoch, error = %e, "epoch report abandoned");
-                    slot.request_stop(e.stop_reason());
+                match report_epoch(worker, slot, ttl, &report).await {
+                    Ok(()) => worker.metrics.epoch_done(report.chars_per_sec),
+                    Err(e) => {
+                        warn!(run_id = slot.lease.run_id, epoch = report.epoch, error = %e, "epoch report abandoned");
+                        slot.request_stop(e.stop_reason());
+                    }
                 }
             }
             Some(Event::Done(Ok(_))) => break,

@@ -34,6 +34,7 @@ mod lease;
 mod retry;
 
 use crate::device::{self, DeviceSpec};
+use crate::metrics::WorkerMetrics;
 use poet_core::retry::Backoff;
 use poet_proto::v1 as pb;
 use retry::retryable;
@@ -68,6 +69,8 @@ pub struct AgentConfig {
     pub serve_generation: bool,
     /// `--label key=value` pairs announced at Register; sweeps can require them.
     pub labels: Vec<(String, String)>,
+    /// Where the agent records what `/metrics` shows (served by the caller, if at all).
+    pub metrics: Arc<WorkerMetrics>,
 }
 
 impl AgentConfig {
@@ -84,6 +87,7 @@ impl AgentConfig {
             lease_wait: Duration::from_secs(20),
             serve_generation: true,
             labels: Vec::new(),
+            metrics: Arc::default(),
         }
     }
 }
@@ -167,6 +171,8 @@ struct Worker {
     lease_wait: Duration,
     /// The run held now, if any: what heartbeats carry and how stops are signalled.
     slot: Arc<Mutex<Option<Arc<RunSlot>>>>,
+    /// What `/metrics` shows.
+    metrics: Arc<WorkerMetrics>,
 }
 
 /// Why a run stops before it completes.
@@ -267,7 +273,9 @@ pub async fn run(
         cache_dir: config.cache_dir.clone(),
         lease_wait: config.lease_wait,
         slot: Arc::new(Mutex::new(None)),
+        metrics: config.metrics.clone(),
     };
+    worker.metrics.registered(worker.id, device);
     info!(worker_id = worker.id, device = %device::device_name(device), "registered");
     let heartbeat = tokio::spawn(heartbeat::heartbeat_loop(worker.clone()));
     let generation = config

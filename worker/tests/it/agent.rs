@@ -35,7 +35,7 @@ const WORKER_TOKEN: &str = "worker-8a4c1e7f3d9b2056a8c3e1f7d4b92c60";
 
 /// Heartbeats every 200 ms so a cancel is heard quickly; a lease lifetime no test reaches, so
 /// a lease expires only where a test moves the reaper's clock.
-fn config() -> CoordinatorConfig {
+pub(crate) fn config() -> CoordinatorConfig {
     CoordinatorConfig {
         lease_ttl_s: 30.0,
         heartbeat_interval_s: 0.2,
@@ -93,7 +93,7 @@ impl Agent {
 }
 
 /// Seeds dataset `name` with the test poems (twice over, as in `corpus`).
-async fn seed(c: &TestCoordinator, name: &str) {
+pub(crate) async fn seed(c: &TestCoordinator, name: &str) {
     let poems: Vec<&str> = POEMS.iter().chain(&POEMS).copied().collect();
     poet_sql::testing::seed_dataset(&c.db.pool, name, &poems)
         .await
@@ -101,7 +101,7 @@ async fn seed(c: &TestCoordinator, name: &str) {
 }
 
 /// Submits a one-run sweep of `cfg` on `dataset`; returns the run's id.
-async fn submit(client: &mut Client, dataset: &str, cfg: &TrainConfig) -> i64 {
+pub(crate) async fn submit(client: &mut Client, dataset: &str, cfg: &TrainConfig) -> i64 {
     let spec = format!(
         "dataset = \"{dataset}\"\nmax_attempts = 3\n[base]\n{}",
         toml::to_string(cfg).unwrap()
@@ -120,7 +120,7 @@ async fn submit(client: &mut Client, dataset: &str, cfg: &TrainConfig) -> i64 {
 }
 
 /// Polls `probe` every 20 ms until it yields a value (60 s at most, for slow shared machines).
-async fn until<T, F, Fut>(what: &str, mut probe: F) -> T
+pub(crate) async fn until<T, F, Fut>(what: &str, mut probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -140,7 +140,7 @@ where
 
 /// The columns of a `runs` row the tests look at.
 #[derive(Debug, sqlx::FromRow)]
-struct RunRow {
+pub(crate) struct RunRow {
     state: String,
     attempt: i32,
     failures: i32,
@@ -162,7 +162,7 @@ async fn run_row(pool: &PgPool, run: i64) -> RunRow {
 }
 
 /// Waits until `run` is in `state`.
-async fn wait_state(pool: &PgPool, run: i64, state: &str) -> RunRow {
+pub(crate) async fn wait_state(pool: &PgPool, run: i64, state: &str) -> RunRow {
     until(&format!("run {run} {state}"), || async move {
         let r = run_row(pool, run).await;
         (r.state == state).then_some(r)

@@ -4,6 +4,7 @@
 mod agent;
 mod device;
 mod helpers;
+mod metrics;
 mod model;
 mod recipe;
 mod sample;

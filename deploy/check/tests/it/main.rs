@@ -109,6 +109,18 @@ fn docs_must_name_the_real_metrics() {
     let p = text::check_docs(&t);
     reports(p.clone(), "does not mention the metric poet_fenced_writes");
     reports(p, "poet_fenced_total");
+    // The worker's metrics are held to the same rule.
+    let t = tree().edit_all(
+        poet_deploy_check::OPERATIONS_DOC,
+        "poet_worker_leases_lost_total",
+        "poet_worker_lost_total",
+    );
+    let p = text::check_docs(&t);
+    reports(
+        p.clone(),
+        "does not mention the metric poet_worker_leases_lost",
+    );
+    reports(p, "poet_worker_lost_total");
 }
 
 #[test]
