@@ -38,6 +38,10 @@
 //!     pull of 3 nats lost to the model's preference, 5x larger at 0.2, and stanzas ran
 //!     1.7-1.9x the corpus's.)
 //!   The coordinator fills both targets from the training corpus's own figures.
+//! - With the shape pull on, a line the model begins with `+` is completed to the frame
+//!   `++++` and ended: the frame is the protocol between poems, not text, and a sampled `++`
+//!   or `+++` line cut poems into fragments that were "poems" of their own (the demo printed
+//!   poems reading `+++` and `++`).
 //!
 //! [`Sampling::default`] is the setting measured best by `bench/poems/sampling.sh`
 //! (BENCHMARKS.md, "Sampling that keeps a poem's shape"); [`Sampling::off`] is plain
@@ -311,6 +315,7 @@ pub fn sample(
     let breaks = vocab.id('\n').map(|i| Breaks {
         newline: i as usize,
         space: vocab.id(' ').map(|i| i as usize),
+        plus: vocab.id('+').map(|i| i as usize),
     });
     let mut shapes = vec![RowShape::default(); rows];
     for c in req.prime.chars().filter(|c| vocab.id(*c).is_some()) {
@@ -413,12 +418,22 @@ struct Nudge {
     /// The share of the space's weight moved to the newline (a long line ends where a word
     /// does), in [0, 1).
     transfer: f64,
+    /// The char the frame being written needs next, taken without a draw.
+    force: Option<Forced>,
+}
+
+/// The next char of a frame line (`++++` then the newline).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Forced {
+    Plus,
+    Newline,
 }
 
 impl Nudge {
     const NONE: Nudge = Nudge {
         add: 0.0,
         transfer: 0.0,
+        force: None,
     };
 
     fn is_none(&self) -> bool {
@@ -432,6 +447,7 @@ impl Nudge {
 struct Breaks {
     newline: usize,
     space: Option<usize>,
+    plus: Option<usize>,
 }
 
 /// One row's place in its poem: what the newline pull and the repeat cap look at.
@@ -469,7 +485,19 @@ impl RowShape {
     /// line a third time (under the default cap), else the shape pull.
     fn nudge(&self, s: &Sampling) -> Nudge {
         let line = self.line.trim();
-        let add = |add: f64| Nudge { add, transfer: 0.0 };
+        let add = |add: f64| Nudge { add, ..Nudge::NONE };
+        let frame = poet_core::FRAME.trim_end();
+        if s.shape_boost > 0.0 && !self.line.is_empty() && frame.starts_with(self.line.as_str()) {
+            let next = if self.line.len() < frame.len() {
+                Forced::Plus
+            } else {
+                Forced::Newline
+            };
+            return Nudge {
+                force: Some(next),
+                ..Nudge::NONE
+            };
+        }
         if line.is_empty() {
             // A newline here ends the stanza.
             return match self.stanza_lines {
@@ -491,8 +519,8 @@ impl RowShape {
         }
         match pull(line.chars().count() as f64, s.line_chars, s.shape_boost) {
             p if p > 0.0 => Nudge {
-                add: 0.0,
                 transfer: 1.0 - (-p).exp(),
+                ..Nudge::NONE
             },
             p => add(p),
         }
@@ -524,6 +552,11 @@ fn pick(
         Some((b, n)) if !n.is_none() => (Some(b), n),
         _ => (None, Nudge::NONE),
     };
+    match (breaks, nudge.force) {
+        (Some(b), Some(Forced::Newline)) => return b.newline as i64,
+        (Some(Breaks { plus: Some(p), .. }), Some(Forced::Plus)) => return p as i64,
+        _ => {}
+    }
     let bias = |i: usize| match breaks {
         Some(b) if b.newline == i => nudge.add,
         _ => 0.0,
@@ -678,10 +711,11 @@ mod tests {
             Breaks {
                 newline: id,
                 space: None,
+                plus: None,
             },
             Nudge {
                 add: nats,
-                transfer: 0.0,
+                ..Nudge::NONE
             },
         ))
     }
@@ -782,8 +816,40 @@ mod tests {
         assert!(r.nudge(&s).add < 0.0, "a new poem forgets the old lines");
         assert_eq!(r.nudge(&s).transfer, 0.0, "a short line is held");
         feed(&mut r, "\n+++");
-        assert!(r.nudge(&s).is_none(), "the frame is the model's");
+        assert_eq!(
+            r.nudge(&s).force,
+            Some(Forced::Plus),
+            "a frame is completed"
+        );
+        feed(&mut r, "+");
+        assert_eq!(r.nudge(&s).force, Some(Forced::Newline), "and ended");
+        feed(&mut r, "\n");
         assert!(RowShape::default().nudge(&s).is_none());
+        let plain = Sampling::off();
+        r.push('+');
+        assert!(
+            r.nudge(&plain).is_none(),
+            "the plain sampler leaves frames alone"
+        );
+        // Forced chars are taken without a draw.
+        let breaks = Breaks {
+            newline: 0,
+            space: None,
+            plus: Some(2),
+        };
+        let force = |f: Forced| {
+            Some((
+                breaks,
+                Nudge {
+                    force: Some(f),
+                    ..Nudge::NONE
+                },
+            ))
+        };
+        let row = [0.0f32, 9.0, -9.0];
+        let mut rng = row_rng(1, 0);
+        assert_eq!(pick(&row, 1.0, force(Forced::Plus), &plain, &mut rng), 2);
+        assert_eq!(pick(&row, 1.0, force(Forced::Newline), &plain, &mut rng), 0);
     }
 
     #[test]
@@ -794,13 +860,14 @@ mod tests {
         let breaks = Breaks {
             newline: 2,
             space: Some(1),
+            plus: None,
         };
         let moved = |share: f64| {
             Some((
                 breaks,
                 Nudge {
-                    add: 0.0,
                     transfer: share,
+                    ..Nudge::NONE
                 },
             ))
         };
