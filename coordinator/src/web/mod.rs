@@ -28,7 +28,7 @@
 //! a request whose `Host` is not a loopback name is refused, which closes DNS rebinding.
 //!
 //! # Why server-rendered shells + hand-written JS/SVG, no framework
-//! The server sends a small HTML shell per page; one script (`assets/app.js`, ~70 KB unminified, no
+//! The server sends a small HTML shell per page; one script (`assets/app.js`, ~90 KB unminified, no
 //! dependencies, embedded with `include_str!` so a deployment stays one binary and nothing is
 //! fetched from a CDN) fetches the page's one JSON document and renders it. The same code path
 //! draws the first paint and every live update (the page polls its document every two seconds
