@@ -11,8 +11,9 @@
 //! the same run, the bare SQL loop (the same claim / epoch insert / complete statements with no
 //! gRPC and no coordinator) on the same database. Then the history queries at 10,000 runs and
 //! 1,000,000 epoch rows, and `ListRuns` filters (issue 19) on the same rows: on indexed fields
-//! (reference p99 < 50 ms) and on any config or metrics key (< 200 ms). Prints each figure
-//! beside its reference.
+//! (reference p99 < 50 ms; tags count as indexed) and on any config or metrics key (< 200 ms),
+//! then the `EXPLAIN (ANALYZE)` plans of the tag filters. Prints each figure beside its
+//! reference.
 //!
 //! A mixed fleet (issue 20) is one more level at the highest concurrency: four kinds of
 //! workers (GPU 24 GB zone=a, GPU 16 GB, CPU 16 GB zone=a, CPU 8 GB) over four sweeps of equal
@@ -359,6 +360,17 @@ async fn history(addr: &str, pool: &PgPool) {
     .execute(pool)
     .await
     .unwrap();
+    // Tags: `baseline` on 1 run in 100, `keep` on 1 in 50, `noisy` on 1 in 3 (so a rare tag
+    // and a common one, as a team tags its runs).
+    sqlx::query(
+        "insert into run_tags (run_id, tag, author)
+         select g, 'baseline', 'bench' from generate_series(1, 10000) g where g % 100 = 0
+         union all select g, 'keep', 'bench' from generate_series(1, 10000) g where g % 50 = 7
+         union all select g, 'noisy', 'bench' from generate_series(1, 10000) g where g % 3 = 1",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
     sqlx::query("analyze").execute(pool).await.unwrap();
     println!("  seeded in {:.1} s", t.elapsed().as_secs_f64());
     let mut c = v1::poet_client::PoetClient::connect(addr.to_string())
@@ -427,6 +439,7 @@ async fn history(addr: &str, pool: &PgPool) {
         );
     }
     filters(&mut c).await;
+    explain_tags(pool).await;
 }
 
 /// `ListRuns` with filters and orders (issue 19), 50 runs a page, on the rows `history`
@@ -499,6 +512,16 @@ async fn filters(c: &mut v1::poet_client::PoetClient<tonic::transport::Channel>)
             any_key,
             None,
         ),
+        // Tags (`run_tags`, an index on (tag, run_id)): a rare one, a list, a common one
+        // with a range.
+        ("tag = 'baseline'", "best_val_loss", indexed, None),
+        ("tags in ('baseline', 'keep')", "-created_at", indexed, None),
+        (
+            "tag = 'noisy' and best_val_loss < 1.2",
+            "best_val_loss",
+            indexed,
+            None,
+        ),
     ];
     println!("\nListRuns filters (issue 19), 50 a page, same rows");
     println!(
@@ -529,6 +552,41 @@ async fn filters(c: &mut v1::poet_client::PoetClient<tonic::transport::Channel>)
             pct(&l, 0.5),
             pct(&l, 0.99)
         );
+    }
+}
+
+/// The plans Postgres picks for the tag filters, as `ListRuns` sends them (the same compiled
+/// filter, order and limit), run with `EXPLAIN (ANALYZE)` on the seeded rows: the plan's node
+/// lines, to show which index serves the filter.
+async fn explain_tags(pool: &PgPool) {
+    use poet_core::filter::{Filter, Order, Param, compile};
+    println!("\nEXPLAIN (ANALYZE) of the tag filters, 51 rows (a page of 50 and one more)");
+    for (filter, order) in [
+        ("tag = 'baseline'", "best_val_loss"),
+        ("tags in ('baseline', 'keep')", "-created_at"),
+    ] {
+        let f = Filter::parse(filter).unwrap();
+        let o = Order::parse(order).unwrap();
+        let mut c = compile(&f, &o, None);
+        let limit = c.params.push(Param::Int(51));
+        let sql = format!(
+            "explain (analyze, costs off, summary on) select r.*, {} as sort_key from runs r where {} order by {} limit {limit}",
+            c.sort_key, c.where_sql, c.order_sql
+        );
+        let mut q = sqlx::query_scalar::<_, String>(&sql);
+        for p in c.params.into_vec() {
+            q = match p {
+                Param::Int(v) => q.bind(v),
+                Param::Float(v) => q.bind(v),
+                Param::Text(v) => q.bind(v),
+                Param::Time(v) => q.bind(v),
+                Param::Json(v) => q.bind(v),
+            };
+        }
+        println!("  {filter}  (order {order})");
+        for line in q.fetch_all(pool).await.unwrap() {
+            println!("    {line}");
+        }
     }
 }
 

@@ -352,6 +352,12 @@ pub struct Curve {
     pub train: Vec<f64>,
     /// Validation loss at those epochs.
     pub val: Vec<f64>,
+    /// Seconds from the run's start to each of those epochs' reports (the summed epoch
+    /// durations where the start is unknown): the wall-time x axis, as the run page draws it.
+    pub wall_s: Vec<f64>,
+    /// Characters trained on up to each of those epochs (chars/s x seconds, summed over every
+    /// epoch, thinned or not): the characters-seen x axis.
+    pub chars: Vec<f64>,
     /// Whether points were dropped to stay under [`MAX_POINTS`].
     pub thinned: bool,
 }
@@ -377,10 +383,20 @@ pub async fn sweep_curves(
         .await?;
     exists.ok_or_else(|| not_found("sweep", id))?;
     // One row per run with its epochs as arrays: far fewer rows to decode than one per epoch.
+    // The x axes other than the epoch are sums over the run's epochs so far, taken before
+    // thinning (a thinned curve still says how far it got).
     let rows = sqlx::query(
         "select e.run_id, array_agg(e.epoch order by e.epoch) as epochs,
-            array_agg(e.train_loss order by e.epoch) as train, array_agg(e.val_loss order by e.epoch) as val
-         from epochs e join sweep_runs sr on sr.run_id = e.run_id where sr.sweep_id = $1
+            array_agg(e.train_loss order by e.epoch) as train, array_agg(e.val_loss order by e.epoch) as val,
+            array_agg(e.wall_s order by e.epoch) as wall_s, array_agg(e.chars order by e.epoch) as chars
+         from (select e.run_id, e.epoch, e.train_loss, e.val_loss,
+                   coalesce(case when e.reported_at >= r.started_at
+                                 then extract(epoch from e.reported_at - r.started_at)::float8 end,
+                            sum(e.duration_s) over w) as wall_s,
+                   sum(e.chars_per_sec * e.duration_s) over w as chars
+               from epochs e join sweep_runs sr on sr.run_id = e.run_id join runs r on r.id = e.run_id
+               where sr.sweep_id = $1
+               window w as (partition by e.run_id order by e.epoch)) e
          group by e.run_id order by e.run_id",
     )
     .bind(id)
@@ -393,6 +409,8 @@ pub async fn sweep_curves(
             epochs: r.get("epochs"),
             train: r.get("train"),
             val: r.get("val"),
+            wall_s: r.get("wall_s"),
+            chars: r.get("chars"),
             thinned: false,
         })
         .collect();
@@ -415,6 +433,8 @@ pub fn thin(c: &mut Curve, max: usize) {
     c.epochs = keep.iter().map(|&i| c.epochs[i]).collect();
     c.train = keep.iter().map(|&i| c.train[i]).collect();
     c.val = keep.iter().map(|&i| c.val[i]).collect();
+    c.wall_s = keep.iter().map(|&i| c.wall_s[i]).collect();
+    c.chars = keep.iter().map(|&i| c.chars[i]).collect();
     c.thinned = true;
 }
 
@@ -799,17 +819,25 @@ mod tests {
             epochs: (1..=n).collect(),
             train: (1..=n).map(f64::from).collect(),
             val: (1..=n).map(f64::from).collect(),
+            wall_s: (1..=n).map(f64::from).collect(),
+            chars: (1..=n).map(|i| f64::from(i) * 10.0).collect(),
             thinned: false,
         };
         thin(&mut c, 200);
         assert_eq!(c.epochs.len(), 200);
         assert_eq!((c.epochs[0], *c.epochs.last().unwrap()), (1, n));
         assert!(c.thinned && c.epochs.windows(2).all(|w| w[0] < w[1]));
+        // Every series keeps the same epochs.
+        let kept: Vec<f64> = c.epochs.iter().map(|&e| f64::from(e)).collect();
+        assert_eq!((&c.wall_s, &c.val), (&kept, &kept));
+        assert_eq!(c.chars, kept.iter().map(|e| e * 10.0).collect::<Vec<_>>());
         let mut small = Curve {
             run_id: 1,
             epochs: vec![1, 2],
             train: vec![1.0, 2.0],
             val: vec![1.0, 2.0],
+            wall_s: vec![1.0, 2.0],
+            chars: vec![1.0, 2.0],
             thinned: false,
         };
         thin(&mut small, 200);

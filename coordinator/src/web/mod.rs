@@ -8,9 +8,11 @@
 //! `/api/v1/sweeps/{id}/curves`, `/api/v1/runs[?filter=&order_by=&page_size=&page_token=]`,
 //! `/api/v1/runs/{id}`, `/api/v1/workers[?include_stale=true]`,
 //! `/api/v1/datasets`. Errors are `{"error": {"status": 404, "message": "no run 7"}}`.
-//! Pages: `/` (sweeps), `/sweeps/{id}`, `/runs/{id}`, `/compare?runs=1,2,3`, `/workers`,
-//! `/datasets`, `/login`. A page keeps its view (sort, colour, hidden runs, scale, filter, ...)
-//! in its query string, so an address shares a view and a reload keeps it.
+//! Pages: `/` (sweeps), `/sweeps/{id}`, `/runs` (every run of every sweep: filtered, ordered
+//! and paged by the server), `/runs/{id}`, `/compare?runs=1,2,3`, `/workers`, `/datasets`,
+//! `/login`. A page keeps its view (sort, colour, hidden runs, scale, x axis, smoothing,
+//! filter, brushes, page, ...) in its query string, so an address shares a view and a reload
+//! keeps it.
 //!
 //! # Auth
 //! With tokens configured, everything but the assets, the OpenAPI file and the login form needs
@@ -26,7 +28,7 @@
 //! a request whose `Host` is not a loopback name is refused, which closes DNS rebinding.
 //!
 //! # Why server-rendered shells + hand-written JS/SVG, no framework
-//! The server sends a small HTML shell per page; one script (`assets/app.js`, ~70 KB unminified, no
+//! The server sends a small HTML shell per page; one script (`assets/app.js`, ~90 KB unminified, no
 //! dependencies, embedded with `include_str!` so a deployment stays one binary and nothing is
 //! fetched from a CDN) fetches the page's one JSON document and renders it. The same code path
 //! draws the first paint and every live update (the page polls its document every two seconds

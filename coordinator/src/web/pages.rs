@@ -6,7 +6,7 @@ use axum::Router;
 use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{MethodRouter, get};
 use serde::Deserialize;
 
 use super::{ApiError, Id, WebState, authorize, session_cookie};
@@ -35,7 +35,7 @@ fn shell(title: &str, page: &str, id: Option<i64>, body: &str) -> String {
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title} · poet</title><link rel="stylesheet" href="/assets/style.css"></head>
 <body data-page="{page}" data-id="{id}">
-<header><a class="brand" href="/">poet</a><nav><a href="/">Sweeps</a><a href="/workers">Workers</a><a href="/datasets">Datasets</a><a href="/api/v1/openapi.json">API</a></nav><span id="live" title="live updates"></span></header>
+<header><a class="brand" href="/">poet</a><nav><a href="/">Sweeps</a><a href="/runs">Runs</a><a href="/workers">Workers</a><a href="/datasets">Datasets</a><a href="/api/v1/openapi.json">API</a></nav><span id="live" title="live updates"></span></header>
 <main id="main"><h1>{title}</h1>{body}<noscript><p>This page draws with JavaScript; the same data is at <code>/api/v1</code>.</p></noscript></main>
 <script src="/assets/app.js"></script>{extra}</body></html>"#,
         title = esc(title),
@@ -149,15 +149,6 @@ async fn page(
     }
 }
 
-async fn sweeps(
-    State(st): State<WebState>,
-    uri: Uri,
-    headers: HeaderMap,
-    Query(q): Query<TokenQuery>,
-) -> Response {
-    page(st, uri, headers, q.token, "Sweeps", "sweeps", None).await
-}
-
 async fn sweep(
     State(st): State<WebState>,
     Id(id): Id,
@@ -196,32 +187,17 @@ async fn run(
     .await
 }
 
-/// `/compare?runs=1,2,3`: the page reads the ids from its address and fetches each run.
-async fn compare(
-    State(st): State<WebState>,
-    uri: Uri,
-    headers: HeaderMap,
-    Query(q): Query<TokenQuery>,
-) -> Response {
-    page(st, uri, headers, q.token, "Compare runs", "compare", None).await
-}
-
-async fn workers(
-    State(st): State<WebState>,
-    uri: Uri,
-    headers: HeaderMap,
-    Query(q): Query<TokenQuery>,
-) -> Response {
-    page(st, uri, headers, q.token, "Workers", "workers", None).await
-}
-
-async fn datasets(
-    State(st): State<WebState>,
-    uri: Uri,
-    headers: HeaderMap,
-    Query(q): Query<TokenQuery>,
-) -> Response {
-    page(st, uri, headers, q.token, "Datasets", "datasets", None).await
+/// The route of a page about no one row (`kind`, titled `title`): the gate, then its shell;
+/// the page reads the rest (filter, order, `runs=1,2,3`, ...) from its own address.
+fn plain(title: &'static str, kind: &'static str) -> MethodRouter<WebState> {
+    get(
+        move |State(st): State<WebState>,
+              uri: Uri,
+              headers: HeaderMap,
+              Query(q): Query<TokenQuery>| async move {
+            page(st, uri, headers, q.token, title, kind, None).await
+        },
+    )
 }
 
 #[derive(Deserialize)]
@@ -273,12 +249,15 @@ async fn page_fallback() -> Response {
 /// The page routes.
 pub(super) fn routes(_state: WebState) -> Router<WebState> {
     Router::new()
-        .route("/", get(sweeps))
+        .route("/", plain("Sweeps", "sweeps"))
         .route("/sweeps/{id}", get(sweep))
+        // Every run of every sweep, filtered, ordered and paged by `/api/v1/runs`.
+        .route("/runs", plain("Runs", "runs"))
         .route("/runs/{id}", get(run))
-        .route("/compare", get(compare))
-        .route("/workers", get(workers))
-        .route("/datasets", get(datasets))
+        // `/compare?runs=1,2,3`.
+        .route("/compare", plain("Compare runs", "compare"))
+        .route("/workers", plain("Workers", "workers"))
+        .route("/datasets", plain("Datasets", "datasets"))
         .route("/login", get(login_form).post(login))
         .fallback(page_fallback)
 }

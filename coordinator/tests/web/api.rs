@@ -56,6 +56,18 @@ async fn every_endpoint_answers_with_the_seeded_stack() {
     assert_eq!(cs.len(), 2, "runs without epochs have no curve");
     assert_eq!(cs[0]["epochs"], serde_json::json!([1, 2, 3, 4]));
     assert_eq!(cs[1]["val"].as_array().unwrap().len(), 2);
+    // The other x axes: characters seen is chars/s x seconds summed (52,000 x 1.5 an epoch);
+    // wall time grows from the run's start and never goes back.
+    assert_eq!(
+        cs[0]["chars"],
+        serde_json::json!([78000.0, 156000.0, 234000.0, 312000.0])
+    );
+    let wall: Vec<f64> = serde_json::from_value(cs[0]["wall_s"].clone()).unwrap();
+    assert_eq!(wall.len(), 4);
+    assert!(
+        wall[0] >= 0.0 && wall.windows(2).all(|w| w[0] <= w[1]),
+        "{wall:?}"
+    );
 
     let (st, run) = get(&s.url(&format!("/api/v1/runs/{}", seeded.runs[0]))).await;
     assert_eq!(st, StatusCode::OK);

@@ -242,6 +242,66 @@ impl Browser {
         .await;
     }
 
+    /// Chooses `value` in the `<select id=...>` as a user would (the page sees a change).
+    async fn select(&self, id: &str, value: &str) {
+        self.js(&format!(
+            "const s = document.getElementById('{id}'); s.value = '{value}'; s.dispatchEvent(new Event('change')); return 0"
+        ))
+        .await;
+    }
+
+    /// Drags a rectangle across the middle of the loss chart (`#loss`), waits for it to show
+    /// the zoomed range, then double-clicks and waits for the whole range again.
+    async fn zoom_loss_chart_and_back(&self) {
+        let (from, to) = (
+            self.point("const s = document.querySelector('#loss svg.chart'); s.scrollIntoView({block: 'center'}); const r = s.getBoundingClientRect(); return [r.left + r.width * 0.3, r.top + 40]").await,
+            self.point("const r = document.querySelector('#loss svg.chart').getBoundingClientRect(); return [r.left + r.width * 0.7, r.top + 200]").await,
+        );
+        self.drag(from, to).await;
+        self.wait(
+            "the zoomed chart",
+            "return !!document.querySelector('#loss svg.chart text.zoomed')",
+        )
+        .await;
+        self.js("document.querySelector('#loss svg.chart').dispatchEvent(new MouseEvent('dblclick', {bubbles: true})); return 0").await;
+        self.wait(
+            "the whole chart again",
+            "return !document.querySelector('#loss svg.chart text.zoomed')",
+        )
+        .await;
+    }
+
+    /// Brushes the `units` axis of the parallel coordinates from its top down to position
+    /// `to` (1 is the top, 0 the bottom).
+    async fn brush_units_from_the_top_to(&self, to: f64) {
+        let from = self
+            .point("const r = document.querySelector('#parcoords .pc-hit[data-axis=units]'); r.scrollIntoView({block: 'center'});
+                    const b = r.getBoundingClientRect(); return [b.left + b.width / 2, b.top + 3]")
+            .await;
+        let to = self
+            .point(&format!(
+                "const b = document.querySelector('#parcoords .pc-hit[data-axis=units]').getBoundingClientRect();
+                 return [b.left + b.width / 2, b.top + 8 + {} * (b.height - 16)]",
+                1.0 - to
+            ))
+            .await;
+        self.drag(from, to).await;
+    }
+
+    /// Drags a rectangle in the scatter around the dots of runs `r0` and `r1`.
+    async fn scatter_rectangle_around(&self, r0: i64, r1: i64) {
+        let corners = self
+            .js(&format!(
+                "document.getElementById('scatter').scrollIntoView({{block: 'center'}});
+                 const a = document.querySelector('#scatter circle[data-run=\"{r0}\"]').getBoundingClientRect();
+                 const c = document.querySelector('#scatter circle[data-run=\"{r1}\"]').getBoundingClientRect();
+                 return [Math.min(a.left, c.left) - 10, Math.min(a.top, c.top) - 10, Math.max(a.right, c.right) + 10, Math.max(a.bottom, c.bottom) + 10]"
+            ))
+            .await;
+        let c: Vec<f64> = serde_json::from_value(corners).unwrap();
+        self.drag((c[0], c[1]), (c[2], c[3])).await;
+    }
+
     /// Reloads the page (the browser's reload: same address).
     async fn reload(&self) {
         self.cmd(reqwest::Method::POST, "/refresh", json!({})).await;
@@ -339,7 +399,7 @@ async fn sweep_chart_draws_one_line_per_run_and_lists_render() {
     b.screenshot("sweep.png").await;
 
     // Both series, log scale, one run hidden.
-    b.js("const s = document.getElementById('series'); s.value = 'both'; s.dispatchEvent(new Event('change')); return 0").await;
+    b.select("series", "both").await;
     b.wait(
         "train and validation lines",
         "return document.querySelectorAll('svg.chart path.series').length === 10",
@@ -471,24 +531,9 @@ async fn run_page_shows_epochs_and_poems_and_updates_live() {
         json!(["chars_per_sec:1", "duration_s:1", "metrics.lr:1"])
     );
     // Zoom: drag across the middle of the loss chart, double-click to go back.
-    let (from, to) = (
-        b.point("const s = document.querySelector('#loss svg.chart'); s.scrollIntoView({block: 'center'}); const r = s.getBoundingClientRect(); return [r.left + r.width * 0.3, r.top + 40]").await,
-        b.point("const r = document.querySelector('#loss svg.chart').getBoundingClientRect(); return [r.left + r.width * 0.7, r.top + 200]").await,
-    );
-    b.drag(from, to).await;
-    b.wait(
-        "the zoomed chart",
-        "return !!document.querySelector('#loss svg.chart text.zoomed')",
-    )
-    .await;
-    b.js("document.querySelector('#loss svg.chart').dispatchEvent(new MouseEvent('dblclick', {bubbles: true})); return 0").await;
-    b.wait(
-        "the whole chart again",
-        "return !document.querySelector('#loss svg.chart text.zoomed')",
-    )
-    .await;
+    b.zoom_loss_chart_and_back().await;
     // Another x axis: characters seen (chars/s x seconds, summed), in the address too.
-    b.js("const s = document.getElementById('x-axis'); s.value = 'chars'; s.dispatchEvent(new Event('change')); return 0").await;
+    b.select("x-axis", "chars").await;
     b.wait(
         "characters on the x axis",
         "return document.querySelector('#loss svg.chart text.x-label').textContent === 'characters seen' && location.search === '?x=chars'",
@@ -634,8 +679,7 @@ async fn a_thousand_run_sweep_draws_quickly() {
         "1000-run sweep page: first paint {first:.2} s (debug coordinator), redraw {redraw_ms:.0} ms"
     );
     assert!(redraw_ms < 2000.0, "redraw took {redraw_ms} ms");
-    b.js("const s = document.getElementById('colour-by'); s.value = 'learning_rate'; s.dispatchEvent(new Event('change')); return 0")
-        .await;
+    b.select("colour-by", "learning_rate").await;
     b.screenshot("sweep-1000.png").await;
     b.quit().await;
     s.stop().await;
@@ -717,6 +761,19 @@ async fn an_asha_sweep_draws_its_rungs_and_decisions_on_the_chart() {
             "mark mark-pause@1",
             "mark mark-promote@1"
         ])
+    );
+    // On another x axis the decisions stay on their curves; a rung is an epoch, drawn on the
+    // epoch axis only.
+    b.select("x-axis", "chars").await;
+    b.wait(
+        "characters on the x axis",
+        "return document.querySelector('#loss svg.chart text.x-label').textContent === 'characters seen'",
+    )
+    .await;
+    assert_eq!(
+        b.js("return [document.querySelectorAll('svg.chart line.rung').length, document.querySelectorAll('svg.chart .mark').length, document.querySelectorAll('svg.chart path.series').length]")
+            .await,
+        json!([0, 4, 3])
     );
     // Hiding a run takes its marks off the chart with its line.
     b.js("document.querySelector('#runs tbody tr input[type=checkbox]').click(); return 0")
@@ -851,7 +908,7 @@ async fn the_filter_keyboard_sort_and_url_state_of_a_sweep_page() {
     );
 
     // Colour by another key, hide the units=32 run, log scale; then reload.
-    b.js("const s = document.getElementById('colour-by'); s.value = 'seq_len'; s.dispatchEvent(new Event('change')); return 0").await;
+    b.select("colour-by", "seq_len").await;
     b.js("document.querySelectorAll('#runs tbody tr')[1].querySelector('input.show').click(); return 0").await;
     b.js("document.getElementById('log-scale').click(); return 0")
         .await;
@@ -921,15 +978,7 @@ async fn brushes_select_runs_and_the_compare_page_diffs_them() {
         .await;
     assert_eq!(axes, json!(["units", "best_val_loss"]));
     // Units 8..40 sit at 0, .25, .5, .75, 1 of the axis: drag from its top to 0.6.
-    let from = b
-        .point("const r = document.querySelector('#parcoords .pc-hit[data-axis=units]'); r.scrollIntoView({block: 'center'});
-                const b = r.getBoundingClientRect(); return [b.left + b.width / 2, b.top + 3]")
-        .await;
-    let to = b
-        .point("const b = document.querySelector('#parcoords .pc-hit[data-axis=units]').getBoundingClientRect();
-                return [b.left + b.width / 2, b.top + 8 + 0.4 * (b.height - 16)]")
-        .await;
-    b.drag(from, to).await;
+    b.brush_units_from_the_top_to(0.6).await;
     b.wait(
         "two runs brushed",
         "return document.querySelectorAll('#runs tbody tr').length === 2",
@@ -966,16 +1015,7 @@ async fn brushes_select_runs_and_the_compare_page_diffs_them() {
         json!(["units", "best_val_loss"])
     );
     let (r0, r1) = (seeded.runs[0], seeded.runs[1]);
-    let corners = b
-        .js(&format!(
-            "document.getElementById('scatter').scrollIntoView({{block: 'center'}});
-             const a = document.querySelector('#scatter circle[data-run=\"{r0}\"]').getBoundingClientRect();
-             const c = document.querySelector('#scatter circle[data-run=\"{r1}\"]').getBoundingClientRect();
-             return [Math.min(a.left, c.left) - 10, Math.min(a.top, c.top) - 10, Math.max(a.right, c.right) + 10, Math.max(a.bottom, c.bottom) + 10]"
-        ))
-        .await;
-    let c: Vec<f64> = serde_json::from_value(corners).unwrap();
-    b.drag((c[0], c[1]), (c[2], c[3])).await;
+    b.scatter_rectangle_around(r0, r1).await;
     b.wait(
         "two runs inside the rectangle",
         "return document.querySelectorAll('#runs tbody tr').length === 2",
@@ -1066,6 +1106,359 @@ async fn brushes_select_runs_and_the_compare_page_diffs_them() {
         "no placeholder leaks into the page"
     );
     b.screenshot("compare.png").await;
+    b.quit().await;
+    s.stop().await;
+}
+
+/// The sweep chart has the run page's x axes (epoch, wall time, characters seen), zoom and
+/// smoothing, from the same chart code, and keeps them in the address.
+#[tokio::test]
+async fn the_sweep_chart_offers_the_x_axes_zoom_and_smoothing_of_the_run_page() {
+    let (s, _seeded, b) = five_run_sweep_page().await;
+    b.wait(
+        "five lines",
+        "return document.querySelectorAll('#loss svg.chart path.series').length === 5",
+    )
+    .await;
+    assert_eq!(
+        b.js("return [...document.getElementById('x-axis').options].map((o) => o.value)")
+            .await,
+        json!(["epoch", "wall", "chars"])
+    );
+    b.select("x-axis", "chars").await;
+    b.wait(
+        "characters on the x axis",
+        "return document.querySelector('#loss svg.chart text.x-label').textContent === 'characters seen'
+             && new URLSearchParams(location.search).get('x') === 'chars'",
+    )
+    .await;
+    // Each epoch is 52,000 chars/s x 1.5 s: a run's first point is at 78k characters.
+    let tip = b
+        .js("const p = document.querySelector('#loss svg.chart path.series'); const r = p.ownerSVGElement.getBoundingClientRect();
+             const d = p.getAttribute('d').slice(1).split('L')[0].split(',').map(Number);
+             p.ownerSVGElement.dispatchEvent(new MouseEvent('mousemove', {clientX: r.left + d[0], clientY: r.top + d[1], bubbles: true}));
+             return document.querySelector('#loss .tip').textContent")
+        .await;
+    assert!(
+        tip.as_str().unwrap().contains("characters seen 78k"),
+        "{tip}"
+    );
+    b.select("x-axis", "wall").await;
+    b.wait(
+        "wall time on the x axis",
+        "return document.querySelector('#loss svg.chart text.x-label').textContent === 'wall time'",
+    )
+    .await;
+    // Zoom: drag across the chart; double-click to go back.
+    b.zoom_loss_chart_and_back().await;
+    // Smoothing: the smoothed line over a faint raw one, per run.
+    b.select("smooth", "0.5").await;
+    b.wait(
+        "five raw lines under the smoothed ones",
+        "return document.querySelectorAll('#loss svg.chart path.raw').length === 5",
+    )
+    .await;
+    b.reload().await;
+    b.wait(
+        "the same chart after the reload",
+        "return document.querySelectorAll('#loss svg.chart path.raw').length === 5
+             && document.querySelector('#loss svg.chart text.x-label').textContent === 'wall time'",
+    )
+    .await;
+    assert_eq!(
+        b.js("return [document.getElementById('x-axis').value, document.getElementById('smooth').value]")
+            .await,
+        json!(["wall", "0.5"])
+    );
+    b.screenshot("sweep-wall-smoothed.png").await;
+    b.quit().await;
+    s.stop().await;
+}
+
+/// The run ids of the run table's rows, top to bottom.
+const TABLE_RUNS: &str =
+    "return [...document.querySelectorAll('#runs tbody tr')].map((tr) => +tr.dataset.run)";
+
+/// Both brushes are in the address: a reload (or the link) filters the same rows.
+#[tokio::test]
+async fn brushes_are_kept_in_the_address() {
+    let (s, seeded, b) = five_run_sweep_page().await;
+    b.wait(
+        "five lines in the parallel coordinates",
+        "return document.querySelectorAll('#parcoords path.pc-line').length === 5",
+    )
+    .await;
+    b.brush_units_from_the_top_to(0.6).await;
+    b.wait(
+        "two runs brushed",
+        "return document.querySelectorAll('#runs tbody tr').length === 2",
+    )
+    .await;
+    let rows = b.js(TABLE_RUNS).await;
+    let brush = b
+        .js("return new URLSearchParams(location.search).get('brush')")
+        .await;
+    let text = brush
+        .as_str()
+        .unwrap_or_else(|| panic!("no brush: {brush}"));
+    assert!(
+        text.starts_with("units:0.") && text.ends_with(":1"),
+        "{text}"
+    );
+    b.reload().await;
+    b.wait(
+        "the same two runs after the reload",
+        "return document.querySelectorAll('#parcoords path.pc-line').length === 5
+             && document.querySelectorAll('#runs tbody tr').length === 2",
+    )
+    .await;
+    assert_eq!(b.js(TABLE_RUNS).await, rows);
+    assert_eq!(
+        b.js("return [document.querySelectorAll('#parcoords path.pc-line:not(.dim)').length,
+                      document.querySelector('#parcoords .pc-brush[data-axis=units]').getAttribute('visibility'),
+                      document.getElementById('selection-count').textContent]")
+            .await,
+        json!([2, "visible", "2 of 5 runs selected by 1 brush"])
+    );
+    b.js("document.getElementById('clear-brushes').click(); return 0")
+        .await;
+    b.wait(
+        "five runs and no brush in the address",
+        "return document.querySelectorAll('#runs tbody tr').length === 5 && !new URLSearchParams(location.search).has('brush')",
+    )
+    .await;
+
+    // The scatter's rectangle around the first two runs, then a reload.
+    let (r0, r1) = (seeded.runs[0], seeded.runs[1]);
+    b.scatter_rectangle_around(r0, r1).await;
+    b.wait(
+        "two runs inside the rectangle, in the address",
+        "return document.querySelectorAll('#runs tbody tr').length === 2 && new URLSearchParams(location.search).has('rect')",
+    )
+    .await;
+    b.reload().await;
+    b.wait(
+        "the same rectangle after the reload",
+        "return document.querySelectorAll('#scatter circle.sc-dot').length === 5
+             && document.querySelectorAll('#runs tbody tr').length === 2",
+    )
+    .await;
+    let mut rows: Vec<i64> = serde_json::from_value(b.js(TABLE_RUNS).await).unwrap();
+    rows.sort();
+    assert_eq!(rows, vec![r0, r1]);
+    assert_eq!(
+        b.js(
+            "return [document.querySelectorAll('#scatter circle.sc-dot:not(.dim)').length,
+                      document.querySelector('#scatter rect.sc-brush').getAttribute('visibility')]"
+        )
+        .await,
+        json!([2, "visible"])
+    );
+    b.screenshot("sweep-brushes-reloaded.png").await;
+    b.quit().await;
+    s.stop().await;
+}
+
+/// `/runs`: every run of every sweep in one table, filtered, ordered (from the keyboard too)
+/// and paged by the server; colour, hidden runs, chart settings, the page and the runs ticked
+/// for comparison are in the address, so a reload shows the same view; ticked runs of two
+/// sweeps open the compare page.
+#[tokio::test]
+async fn the_runs_page_filters_orders_and_pages_every_run_and_keeps_its_view() {
+    tools();
+    let s = Stack::spawn(false).await;
+    // Sweep A: units 8, 16, 24 with three epochs each; sweep B: units 32, 48, queued.
+    let seeded = seed(&s, 3, |_| 3).await;
+    let sweep_b = crate::stack::submit(
+        &s,
+        "dataset = \"tiny\"\n[base]\nlayers = 1\nseq_len = 16\nepochs = 4\n[grid]\nunits = [32, 48]\n".into(),
+    )
+    .await;
+    let b_runs: Vec<i64> =
+        sqlx::query_scalar("select run_id from sweep_runs where sweep_id = $1 order by run_id")
+            .bind(sweep_b)
+            .fetch_all(&s.db().pool)
+            .await
+            .unwrap();
+    let [a0, a1, a2] = seeded.runs[..] else {
+        panic!("three runs in sweep A")
+    };
+    let [b0, b1] = b_runs[..] else {
+        panic!("two runs in sweep B")
+    };
+    let b = Browser::start().await;
+    b.goto(&s.url("/runs?size=2")).await;
+    let rows_are = |ids: &[i64]| {
+        format!(
+            "return JSON.stringify([...document.querySelectorAll('#runs tbody tr')].map((tr) => +tr.dataset.run)) === '{}'",
+            serde_json::to_string(ids).unwrap()
+        )
+    };
+    // Newest first, two a page.
+    b.wait("the newest two runs", &rows_are(&[b1, b0])).await;
+    assert_eq!(
+        b.js("return [!!document.querySelector('nav a[href=\"/runs\"]'), document.getElementById('prev-page').disabled,
+                      document.getElementById('next-page').disabled, document.getElementById('page-info').textContent]")
+            .await,
+        json!([true, true, false, "page 1 · runs 1–2"])
+    );
+    b.js("document.getElementById('next-page').click(); return 0")
+        .await;
+    b.wait("the second page", &rows_are(&[a2, a1])).await;
+    let sweeps = b
+        .js("return [...document.querySelectorAll('#runs tbody tr')].map((tr) => tr.querySelector('a[href^=\"/sweeps/\"]').textContent)")
+        .await;
+    let a = format!("#{}", seeded.sweep_id);
+    assert_eq!(sweeps, json!([a, a]));
+    assert_eq!(
+        b.js("return document.querySelectorAll('#loss svg.chart path.series').length")
+            .await,
+        json!(2),
+        "the page's two runs with epochs"
+    );
+    b.js("document.getElementById('next-page').click(); return 0")
+        .await;
+    b.wait("the last page", &rows_are(&[a0])).await;
+    assert_eq!(
+        b.js("return document.getElementById('next-page').disabled")
+            .await,
+        json!(true)
+    );
+
+    // A bad filter: the server's error under the box, the table as it was.
+    b.type_into("#filter", "units >= and").await;
+    b.wait(
+        "the filter error",
+        "return document.getElementById('filter-error').dataset.column === '10'",
+    )
+    .await;
+    assert_eq!(b.js(TABLE_RUNS).await, json!([a0]));
+    b.clear("#filter").await;
+    b.type_into("#filter", "units >= 16\u{E007}").await;
+    b.wait(
+        "the first page of the filtered runs",
+        &format!(
+            "{} && !document.getElementById('filter-error').textContent",
+            rows_are(&[b1, b0])
+        ),
+    )
+    .await;
+
+    // Keyboard: Enter on the best-val header orders by it on the server (runs without a loss
+    // last), from the first page; the focus stays on the header.
+    b.type_into("#runs th[data-key='best_val_loss'] button", "\u{E007}")
+        .await;
+    b.wait("the best two", &rows_are(&[a2, a1])).await;
+    assert_eq!(
+        b.js("return [document.querySelector(\"#runs th[data-key='best_val_loss']\").getAttribute('aria-sort'),
+                      document.activeElement === document.querySelector(\"#runs th[data-key='best_val_loss'] button\")]")
+            .await,
+        json!(["ascending", true])
+    );
+
+    // Colour by units, hide a1, log scale, characters on the x axis, tick a2; next page, tick b0.
+    b.select("colour-by", "units").await;
+    b.js(&format!(
+        "document.querySelector('#runs tr[data-run=\"{a1}\"] input.show').click(); return 0"
+    ))
+    .await;
+    b.js("document.getElementById('log-scale').click(); return 0")
+        .await;
+    b.select("x-axis", "chars").await;
+    b.js(&format!(
+        "document.querySelector('#runs tr[data-run=\"{a2}\"] input.pick').click(); return 0"
+    ))
+    .await;
+    b.wait(
+        "one curve, on characters",
+        "return document.querySelectorAll('#loss svg.chart path.series').length === 1
+             && document.querySelector('#loss svg.chart text.x-label').textContent === 'characters seen'",
+    )
+    .await;
+    b.js("document.getElementById('next-page').click(); return 0")
+        .await;
+    b.wait("the runs without a loss", &rows_are(&[b0, b1]))
+        .await;
+    b.js(&format!(
+        "document.querySelector('#runs tr[data-run=\"{b0}\"] input.pick').click(); return 0"
+    ))
+    .await;
+    b.wait(
+        "the compare link",
+        "return (document.getElementById('compare-link') || {}).textContent === 'compare 2 selected'",
+    )
+    .await;
+    let before = b.js("return location.search").await;
+    let q = before.as_str().unwrap().to_string();
+    for part in [
+        "filter=units+%3E%3D+16".to_string(),
+        "sort=best_val_loss%3Aasc".into(),
+        "pages=".into(),
+        "size=2".into(),
+        "colour=units".into(),
+        format!("hidden={a1}"),
+        format!("pick={a2},{b0}"),
+        "scale=log".into(),
+        "x=chars".into(),
+    ] {
+        assert!(q.contains(&part), "{part} not in {q}");
+    }
+    b.reload().await;
+    b.wait("the same page after the reload", &rows_are(&[b0, b1]))
+        .await;
+    assert_eq!(b.js("return location.search").await, before);
+    assert_eq!(
+        b.js("return [document.getElementById('filter').value, document.getElementById('colour-by').value,
+                      document.getElementById('x-axis').value, document.getElementById('log-scale').checked,
+                      document.querySelector(\"#runs th[data-key='best_val_loss']\").getAttribute('aria-sort'),
+                      document.getElementById('compare-link').textContent, document.getElementById('page-info').textContent]")
+            .await,
+        json!([
+            "units >= 16",
+            "units",
+            "chars",
+            true,
+            "ascending",
+            "compare 2 selected",
+            "page 2 · runs 3–4"
+        ])
+    );
+    assert_eq!(
+        b.js("return /\\bnull\\b|undefined|NaN/.test(document.getElementById('view').innerText)")
+            .await,
+        json!(false),
+        "no placeholder leaks into the page"
+    );
+    b.js("document.getElementById('prev-page').click(); return 0")
+        .await;
+    b.wait("the first page again", &rows_are(&[a2, a1])).await;
+    b.wait(
+        "a1 still hidden",
+        &format!(
+            "return document.querySelectorAll('#loss svg.chart path.series').length === 1
+                 && !document.querySelector('#runs tr[data-run=\"{a1}\"] input.show').checked"
+        ),
+    )
+    .await;
+    b.screenshot("runs.png").await;
+
+    // The ticked runs of two sweeps, compared.
+    b.js("document.getElementById('compare-link').click(); return 0")
+        .await;
+    b.wait(
+        "the config diff",
+        "return document.body.dataset.page === 'compare' && document.querySelectorAll('#config-diff tbody tr').length > 0",
+    )
+    .await;
+    assert_eq!(
+        b.js("return location.pathname + location.search").await,
+        json!(format!("/compare?runs={a2},{b0}"))
+    );
+    assert_eq!(
+        b.js("return [...document.querySelectorAll('#config-diff tbody tr.differs')].map((tr) => tr.dataset.key)")
+            .await,
+        json!(["epochs", "units"])
+    );
     b.quit().await;
     s.stop().await;
 }

@@ -111,15 +111,21 @@
     }
     return t;
   }
-  // Fetches `urls` now and every POLL_MS while the tab is visible; calls render(...docs) when
-  // any document changed (the first time included).
+  // Fetches `urls` (a list, or a function that returns the list now) now and every POLL_MS
+  // while the tab is visible; calls render(...docs) when any document changed (the first time
+  // included). Returns a function that fetches again at once (after the view's query changed):
+  // an answer to an older fetch is then dropped.
   function live(urls, render, onError) {
-    let last = null;
+    let last = null, timer = null, seq = 0;
     async function tick() {
+      clearTimeout(timer);
+      const mine = ++seq;
       if (!document.hidden) {
         try {
-          const texts = await Promise.all(urls.map(fetchText));
-          const key = texts.join('\u0000');
+          const list = typeof urls === 'function' ? urls() : urls;
+          const texts = await Promise.all(list.map(fetchText));
+          if (mine !== seq) return;
+          const key = `${list.join('\u0001')}\u0000${texts.join('\u0000')}`;
           if (key !== last) {
             last = key;
             await render(...texts.map((t) => JSON.parse(t)));
@@ -127,13 +133,15 @@
           }
           setLive(true, `live · ${when(new Date().toISOString()).slice(11)}`);
         } catch (e) {
+          if (mine !== seq) return;
           setLive(false, `not updating: ${e.message}`);
           if (onError) onError(e);
         }
       }
-      setTimeout(tick, POLL_MS);
+      timer = setTimeout(tick, POLL_MS);
     }
     tick();
+    return tick;
   }
   function view() {
     let v = document.getElementById('view');
@@ -142,10 +150,12 @@
   }
 
   // ---- sortable tables -------------------------------------------------------------------
-  // cols: [{key, label, num?, get(row) -> sort value, cell(row) -> node|text}]
+  // cols: [{key, label, num?, get(row) -> sort value, cell(row) -> node|text}]; opts: id,
+  // rerender (after a header click changed sortState), rowAttrs(row), sorted.
   function table(cols, rows, sortState, opts = {}) {
     const sorted = rows.slice();
-    if (sortState && sortState.key) {
+    // opts.sorted: the rows come in the server's order already (sortState only marks it).
+    if (sortState && sortState.key && !opts.sorted) {
       const col = cols.find((c) => c.key === sortState.key);
       if (col) {
         const dir = sortState.dir === 'desc' ? -1 : 1;
@@ -244,7 +254,8 @@
   }
   const short = (v) => +Number(v).toPrecision(4);
   const si = (n) => (Math.abs(n) >= 1e9 ? `${short(n / 1e9)}G` : Math.abs(n) >= 1e6 ? `${short(n / 1e6)}M` : Math.abs(n) >= 1e3 ? `${short(n / 1e3)}k` : `${short(n)}`);
-  const dur = (sec) => (sec < 120 ? `${short(sec.toFixed(1))} s` : sec < 7200 ? `${short((sec / 60).toFixed(1))} min` : `${short((sec / 3600).toFixed(2))} h`);
+  // Three significant digits under two minutes: ticks 0.44 s and 0.46 s stay apart.
+  const dur = (sec) => (sec < 120 ? `${short(+sec.toPrecision(3))} s` : sec < 7200 ? `${short((sec / 60).toFixed(1))} min` : `${short((sec / 3600).toFixed(2))} h`);
   // The x axes a loss chart offers, and each one's values for a run's epochs (from the run's
   // own document: wall time since the run started, characters trained on so far).
   const XAXES = {
@@ -260,6 +271,29 @@
     }
     if (kind === 'chars') return epochs.map((e) => (acc += e.chars_per_sec * e.duration_s));
     return epochs.map((e) => e.epoch);
+  }
+  // The x values of a curve of `/sweeps/{id}/curves` on axis `kind`: the same quantities as
+  // xValues, summed by the server before it thinned the curve.
+  const curveXs = (c, kind) => (kind === 'wall' ? c.wall_s : kind === 'chars' ? c.chars : null) || c.epochs;
+  // Brushes in the address: `brush=units:0.6:1,best_val_loss:0:0.5` (an axis and a range of
+  // its [0, 1] positions) and `rect=x0:x1:y0:y1` (the scatter's). Kept to 4 decimals when
+  // drawn, so the address holds exactly the brush the page applies.
+  const fix4 = (t) => Math.round(t * 1e4) / 1e4;
+  const brushText = (b) => Object.entries(b).map(([k, [a, c]]) => `${k}:${a}:${c}`).join(',');
+  function parseBrush(text) {
+    const out = {};
+    for (const item of (text || '').split(',')) {
+      const parts = item.split(':');
+      if (parts.length < 3) continue;
+      const c = Number(parts.pop()), a = Number(parts.pop()), k = parts.join(':');
+      if (k && Number.isFinite(a) && Number.isFinite(c) && a <= c) out[k] = [a, c];
+    }
+    return out;
+  }
+  const rectText = (r) => (r ? [r.x[0], r.x[1], r.y[0], r.y[1]].join(':') : null);
+  function parseRect(text) {
+    const v = (text || '').split(':').map(Number);
+    return v.length === 4 && v.every(Number.isFinite) && v[0] <= v[1] && v[2] <= v[3] ? { x: [v[0], v[1]], y: [v[2], v[3]] } : null;
   }
   // Exponential moving average, debiased like TensorBoard's (the first points are not pulled
   // towards zero); `a` = 0 is no smoothing.
@@ -291,7 +325,8 @@
   // ---- the line chart ----------------------------------------------------------------------
   // Draws `series` ([{key, run, label, colour, dash, xs, ys}]) into `slot`. opts: id (names the
   // chart: its hover survives a redraw), height, log, smooth (EMA weight), x ({label, fmt,
-  // int}), yLabel, yFmt, rungs and marks (epoch x only), view (an object whose `zoom` holds the
+  // int}), yLabel, yFmt, rungs (epochs: for the epoch x axis only), marks ([{run, x, y, kind,
+  // reason, epoch}], x on the chart's axis), view (an object whose `zoom` holds the
   // zoomed ranges across redraws), redraw (called after a zoom), onclick(run), cls.
   const hoverAt = new Map();
   function chartInto(slot, series, opts) {
@@ -388,8 +423,8 @@
           : s('path', { d: `M${px},${py - 7}L${px + 6},${py + 4}L${px - 6},${py + 4}Z` });
       shape.setAttribute('class', `mark mark-${m.kind}`);
       shape.setAttribute('data-run', m.run);
-      shape.setAttribute('data-epoch', m.x);
-      shape.append(s('title', {}, `run ${m.run} · epoch ${m.x} · ${m.kind}: ${m.reason}`));
+      shape.setAttribute('data-epoch', m.epoch ?? m.x);
+      shape.append(s('title', {}, `run ${m.run} · epoch ${m.epoch ?? m.x} · ${m.kind}: ${m.reason}`));
       plot.append(shape);
     }
     const dot = s('circle', { r: 4, fill: 'none', stroke: 'currentColor', 'stroke-width': 2, visibility: 'hidden' });
@@ -528,7 +563,7 @@
         band.setAttribute('y', a); band.setAttribute('height', c - a); band.setAttribute('visibility', 'visible');
       }, (p0, p1) => {
         if (Math.abs(p1[1] - p0[1]) < 3) delete brush[k];
-        else brush[k] = [tOf(Math.max(p0[1], p1[1])), tOf(Math.min(p0[1], p1[1]))];
+        else brush[k] = [fix4(tOf(Math.max(p0[1], p1[1]))), fix4(tOf(Math.min(p0[1], p1[1])))];
         onBrush();
       });
     });
@@ -564,7 +599,7 @@
       box.setAttribute('visibility', 'visible');
     }, (p0, p1) => {
       if (Math.abs(p1[0] - p0[0]) < 3 && Math.abs(p1[1] - p0[1]) < 3) st.rect = null;
-      else st.rect = { x: [tX(Math.min(p0[0], p1[0])), tX(Math.max(p0[0], p1[0]))], y: [tY(Math.max(p0[1], p1[1])), tY(Math.min(p0[1], p1[1]))] };
+      else st.rect = { x: [tX(Math.min(p0[0], p1[0])), tX(Math.max(p0[0], p1[0]))].map(fix4), y: [tY(Math.max(p0[1], p1[1])), tY(Math.min(p0[1], p1[1]))].map(fix4) };
       onBrush();
     });
     start(svg);
@@ -622,13 +657,14 @@
     for (let b = 0; b < brackets; b++) for (let r = rule.min_epochs * rule.eta ** b; r < rule.max_epochs; r *= rule.eta) epochs.add(r);
     return [...epochs].sort((a, b) => a - b);
   }
-  // Where the scheduler decided about a run: its validation loss at the decision's epoch.
-  function decisionMarks(sweep, curves) {
+  // Where the scheduler decided about a run: its validation loss at the decision's epoch,
+  // placed on x axis `kind` (epoch, wall time or characters seen at that epoch).
+  function decisionMarks(sweep, curves, kind) {
     const byRun = new Map(curves.curves.map((c) => [c.run_id, c]));
     return (sweep.decisions || []).filter((d) => d.run_id && d.epoch && ['stop', 'pause', 'promote'].includes(d.kind)).flatMap((d) => {
       const c = byRun.get(d.run_id);
       const i = c ? c.epochs.indexOf(d.epoch) : -1;
-      return i < 0 || !Number.isFinite(c.val[i]) ? [] : [{ run: d.run_id, x: d.epoch, y: c.val[i], kind: d.kind, reason: d.reason }];
+      return i < 0 || !Number.isFinite(c.val[i]) ? [] : [{ run: d.run_id, x: curveXs(c, kind)[i], epoch: d.epoch, y: c.val[i], kind: d.kind, reason: d.reason }];
     });
   }
   // ASHA / HyperBand rungs: per rung epoch, runs that reached it, went on, wait or stopped there.
@@ -651,23 +687,50 @@
     return [h('h2', {}, `Decisions (${sweep.decisions.length})`),
       h('table', { class: 'decisions' }, h('thead', {}, h('tr', {}, ['#', 'Run', 'Epoch', 'Kind', 'Reason'].map((k) => h('th', {}, k)))), h('tbody', {}, rows))];
   }
+  // The filter box over a run table, in the `--filter` language. Built once: a re-render must
+  // not take the text or the caret away. Calls onApply(text) after a pause in typing or on
+  // Enter; error(message, text) shows the server's message under it with the column moved
+  // back into `text` (the page sends `prefix` + text), error(null) clears it.
+  function filterBox(initial, prefix, onApply) {
+    const input = h('input', { id: 'filter', type: 'search', class: 'filter', placeholder: 'filter runs, e.g. units >= 16 and best_val_loss < 2', spellcheck: 'false', autocomplete: 'off', 'aria-label': 'filter runs', 'aria-describedby': 'filter-error' });
+    input.value = initial;
+    const err = h('div', { id: 'filter-error', class: 'filter-error', role: 'status' });
+    const count = h('span', { id: 'filter-count', class: 'muted' });
+    function error(msg, text) {
+      if (!msg) { err.replaceChildren(); input.removeAttribute('aria-invalid'); delete err.dataset.column; return; }
+      input.setAttribute('aria-invalid', 'true');
+      const m = /^(.*?) at column (\d+)/.exec(msg);
+      if (!m) { err.replaceChildren(h('div', { class: 'error' }, msg)); return; }
+      const col = Math.max(1, Math.min(text.length + 1, Number(m[2]) - prefix.length));
+      err.dataset.column = col;
+      err.replaceChildren(h('div', { class: 'error' }, `${m[1]} at column ${col}`), h('pre', { class: 'caret' }, `${text}\n${' '.repeat(col - 1)}^`));
+    }
+    let typing = null;
+    const apply = () => { clearTimeout(typing); onApply(input.value); };
+    input.addEventListener('input', () => { clearTimeout(typing); typing = setTimeout(apply, 300); });
+    input.addEventListener('keydown', (e) => { if (e.key === 'Enter') apply(); });
+    return { el: h('div', { class: 'filter-bar' }, h('label', { for: 'filter' }, 'Filter'), input, count, err), count, error };
+  }
+
   function sweepPage(id) {
     const colourParam = params.get('colour');
     const st = {
       series: params.get('series') || 'val',
       log: params.get('scale') === 'log',
+      x: XAXES[params.get('x')] ? params.get('x') : 'epoch',
       colour: colourParam == null ? null : colourParam === 'run' ? '' : colourParam,
       hidden: new Set(idList(params.get('hidden'))),
       sort: parseSort(params.get('sort'), { key: 'best_val_loss', dir: 'asc' }),
       filter: params.get('filter') || '',
       smooth: Number(params.get('smooth')) || 0,
       sx: params.get('sx'), sy: params.get('sy') || 'best_val_loss',
-      zoom: null, brush: {}, rect: null, pick: new Set(),
+      zoom: null, brush: parseBrush(params.get('brush')), rect: parseRect(params.get('rect')), pick: new Set(),
     };
     const syncUrl = () => setParams({
       sort: `${st.sort.key}:${st.sort.dir}`, colour: st.colour == null ? null : st.colour || 'run',
       hidden: [...st.hidden].sort((a, b) => a - b).join(','), scale: st.log ? 'log' : null, filter: st.filter.trim() ? st.filter : null,
-      series: st.series === 'val' ? null : st.series, smooth: st.smooth || null, sx: st.sx, sy: st.sy === 'best_val_loss' ? null : st.sy,
+      series: st.series === 'val' ? null : st.series, x: st.x === 'epoch' ? null : st.x, smooth: st.smooth || null,
+      sx: st.sx, sy: st.sy === 'best_val_loss' ? null : st.sy, brush: brushText(st.brush), rect: rectText(st.rect),
     });
     let sweep = null, curves = null;
     // Bumped when the sweep, its curves or the filter's answer change: the plots and the table
@@ -675,39 +738,32 @@
     // with 1,000 runs the table and the plots are most of a redraw).
     let dataVersion = 0;
     const once = (slot, key, build) => { if (slot._key !== key) { slot._key = key; build(); } };
-    // The filter box is built once: a re-render must not take the text or the caret away.
-    const fInput = h('input', { id: 'filter', type: 'search', class: 'filter', placeholder: 'filter runs, e.g. units >= 16 and best_val_loss < 2', spellcheck: 'false', autocomplete: 'off', 'aria-label': 'filter runs', 'aria-describedby': 'filter-error' });
-    fInput.value = st.filter;
-    const fErr = h('div', { id: 'filter-error', class: 'filter-error', role: 'status' });
-    const fCount = h('span', { id: 'filter-count', class: 'muted' });
+    // The filter runs on the server, in the same language as `poet runs list --filter`, inside
+    // this sweep: `sweep = ID and (TEXT)`. A bad filter keeps the last good selection on
+    // screen, with the error under the box.
+    let filterIds = null, filterSeq = 0;
+    const prefix = `sweep = ${id} and (`;
+    const fbox = filterBox(st.filter, prefix, async (text) => {
+      if (text === st.filter && (filterIds || !st.filter.trim())) return;
+      st.filter = text;
+      syncUrl();
+      await runFilter();
+      draw();
+    });
     const v = view();
     const info = h('div'), notes = h('div'), controls = h('div', { class: 'controls' }), chartSlot = h('div', { id: 'loss' }), legend = h('div', { class: 'legend' });
     const pcSlot = h('div', { class: 'plot-box' }), scControls = h('div', { class: 'controls' }), scSlot = h('div', { class: 'plot-box' });
     const brushNote = h('div', { class: 'controls', id: 'selection' }), tableSlot = h('div'), decisionsSlot = h('div', { id: 'decisions' });
-    v.append(info, notes,
-      h('div', { class: 'filter-bar' }, h('label', { for: 'filter' }, 'Filter'), fInput, fCount, fErr),
+    v.append(info, notes, fbox.el,
       h('h2', {}, 'Loss curves'), controls, chartSlot, legend,
       h('h2', {}, 'Hyperparameters'),
       h('p', { class: 'muted' }, 'Drag along an axis (or a rectangle in the scatter) to select runs; the run table below shows the selection. A click clears.'),
       h('div', { class: 'hp-grid' }, h('div', {}, h('h3', {}, 'Parallel coordinates'), pcSlot), h('div', {}, h('h3', {}, 'Scatter'), scControls, scSlot)),
       h('h2', {}, 'Runs'), brushNote, tableSlot, decisionsSlot);
 
-    // The filter runs on the server, in the same language as `poet runs list --filter`, inside
-    // this sweep: `sweep = ID and (TEXT)`. An error's column is moved back into TEXT.
-    let filterIds = null, filterSeq = 0;
-    const prefix = `sweep = ${id} and (`;
-    function showFilterError(msg) {
-      if (!msg) { fErr.replaceChildren(); fInput.removeAttribute('aria-invalid'); delete fErr.dataset.column; return; }
-      fInput.setAttribute('aria-invalid', 'true');
-      const m = /^(.*?) at column (\d+)/.exec(msg);
-      if (!m) { fErr.replaceChildren(h('div', { class: 'error' }, msg)); return; }
-      const col = Math.max(1, Math.min(st.filter.length + 1, Number(m[2]) - prefix.length));
-      fErr.dataset.column = col;
-      fErr.replaceChildren(h('div', { class: 'error' }, `${m[1]} at column ${col}`), h('pre', { class: 'caret' }, `${st.filter}\n${' '.repeat(col - 1)}^`));
-    }
     async function runFilter() {
       const seq = ++filterSeq;
-      if (!st.filter.trim()) { if (filterIds) dataVersion += 1; filterIds = null; showFilterError(null); return; }
+      if (!st.filter.trim()) { if (filterIds) dataVersion += 1; filterIds = null; fbox.error(null); return; }
       try {
         const ids = new Set();
         let token = '';
@@ -721,23 +777,11 @@
         if (seq !== filterSeq) return;
         filterIds = ids;
         dataVersion += 1;
-        showFilterError(null);
+        fbox.error(null);
       } catch (e) {
-        // A bad filter keeps the last good selection on screen, with the error under the box.
-        if (seq === filterSeq) showFilterError(e.message);
+        if (seq === filterSeq) fbox.error(e.message, st.filter);
       }
     }
-    let typing = null;
-    const applyFilter = async () => {
-      clearTimeout(typing);
-      if (fInput.value === st.filter && (filterIds || !st.filter.trim())) return;
-      st.filter = fInput.value;
-      syncUrl();
-      await runFilter();
-      draw();
-    };
-    fInput.addEventListener('input', () => { clearTimeout(typing); typing = setTimeout(applyFilter, 300); });
-    fInput.addEventListener('keydown', (e) => { if (e.key === 'Enter') applyFilter(); });
 
     const draw = () => {
       if (!sweep || !curves) return;
@@ -745,7 +789,7 @@
       if (!st.sx || !Object.keys((sweep.runs[0] || {}).config || {}).includes(st.sx)) st.sx = sweep.varying[0] || Object.keys((sweep.runs[0] || {}).config || {})[0] || null;
       syncUrl();
       const runsF = filterIds ? sweep.runs.filter((r) => filterIds.has(r.id)) : sweep.runs;
-      fCount.textContent = filterIds ? `${runsF.length} of ${sweep.runs.length} runs match` : '';
+      fbox.count.textContent = filterIds ? `${runsF.length} of ${sweep.runs.length} runs match` : '';
       const [colours, legendText] = colourBy(sweep.runs, st.colour);
       info.replaceChildren(h('div', { class: 'card facts' },
         h('div', {}, h('span', {}, 'name'), sweep.name, ' ', tagChips(sweep.tags)),
@@ -766,12 +810,11 @@
       series.value = st.series;
       controls.replaceChildren(
         h('label', {}, 'loss ', series),
-        h('label', {}, h('input', { type: 'checkbox', id: 'log-scale', checked: st.log, onchange: (e) => { st.log = e.target.checked; st.zoom = null; draw(); } }), ' log scale'),
+        ...lossControls(st, draw),
         h('label', {}, 'colour by ', sel),
-        smoothing(st, draw),
         h('button', { type: 'button', onclick: () => { st.hidden.clear(); draw(); } }, 'show all'),
         h('button', { type: 'button', onclick: () => { sweep.runs.forEach((r) => st.hidden.add(r.id)); draw(); } }, 'hide all'),
-        h('span', { class: 'muted' }, 'hover for values · click a line to open its run · drag to zoom, double-click to reset'));
+        h('span', { class: 'muted' }, 'hover for values · click a line to open its run'));
       const byRun = new Map(runsF.map((r) => [r.id, r]));
       const ser = [];
       for (const c of curves.curves) {
@@ -779,12 +822,15 @@
         const colour = colours.get(c.run_id);
         const r = byRun.get(c.run_id);
         const label = `run ${c.run_id}${st.colour ? ` (${st.colour}=${cfgVal(r.config[st.colour])})` : ''}`;
-        if (st.series !== 'train') ser.push({ key: 'val', run: c.run_id, label: `${label} val`, colour, xs: c.epochs, ys: c.val });
-        if (st.series !== 'val') ser.push({ key: 'train', run: c.run_id, label: `${label} train`, colour, dash: true, xs: c.epochs, ys: c.train });
+        const xs = curveXs(c, st.x);
+        if (st.series !== 'train') ser.push({ key: 'val', run: c.run_id, label: `${label} val`, colour, xs, ys: c.val });
+        if (st.series !== 'val') ser.push({ key: 'train', run: c.run_id, label: `${label} train`, colour, dash: true, xs, ys: c.train });
       }
       const shown = { ...curves, curves: curves.curves.filter((c) => !st.hidden.has(c.run_id) && byRun.has(c.run_id)) };
-      const marks = st.series === 'train' ? [] : decisionMarks(sweep, shown);
-      chartInto(chartSlot, ser, { id: 'sweep', log: st.log, smooth: st.smooth, rungs: rungEpochs(sweep), marks, view: st, redraw: draw, onclick: (run) => { location.href = `/runs/${run}`; } });
+      // Decisions sit on their run's curve on any x axis; a rung is an epoch, so its line is
+      // drawn on the epoch axis only (on the others each run reaches it at its own x).
+      const marks = st.series === 'train' ? [] : decisionMarks(sweep, shown, st.x);
+      chartInto(chartSlot, ser, { id: 'sweep', log: st.log, smooth: st.smooth, x: XAXES[st.x], rungs: st.x === 'epoch' ? rungEpochs(sweep) : [], marks, view: st, redraw: draw, onclick: (run) => { location.href = `/runs/${run}`; } });
       decisionsSlot.replaceChildren(...rungsTable(sweep), ...decisionsTable(sweep));
       const thinned = curves.curves.some((c) => c.thinned);
       legend.textContent = `${legendText}${thinned ? ' · long curves thinned to 200 points' : ''}`;
@@ -1041,6 +1087,149 @@
       (e) => { err.replaceChildren(h('p', { class: 'error', id: 'compare-error' }, `cannot compare: ${e.message}`)); });
   }
 
+  // /runs: every run of every sweep, a page at a time, filtered, ordered and paged by the
+  // server (`GET /api/v1/runs`: the `--filter` language, `order_by`, keyset page tokens), with
+  // the loss curves of the page's runs (from their sweeps' curves documents). The whole view is
+  // in the address: filter, order, the page tokens that led to this page, page size, colour,
+  // hidden runs, chart settings and the runs ticked for comparison.
+  // The run table's sortable columns and the `order_by` field each one asks the server for.
+  const ORDER_BY = { id: 'id', state: 'state', epochs: 'epochs_done', best_val_loss: 'best_val_loss', last_train_loss: 'last_train_loss', last_val_loss: 'last_val_loss', duration: 'duration_s', created: 'created_at' };
+  const orderBy = (sort) => `${sort.key.startsWith('cfg.') ? `config.${sort.key.slice(4)}` : ORDER_BY[sort.key] || 'id'}:${sort.dir}`;
+  function runsPage() {
+    const st = {
+      filter: params.get('filter') || '',
+      sort: parseSort(params.get('sort'), { key: 'id', dir: 'desc' }),
+      // Page tokens are URL-safe base64: a comma never occurs in one.
+      pages: (params.get('pages') || '').split(',').filter((t) => /^[A-Za-z0-9_-]+$/.test(t)),
+      size: Math.max(1, Math.min(1000, Math.floor(Number(params.get('size'))) || 50)),
+      colour: params.get('colour') || '',
+      hidden: new Set(idList(params.get('hidden'))),
+      pick: new Set(idList(params.get('pick'))),
+      series: params.get('series') || 'val',
+      log: params.get('scale') === 'log', x: XAXES[params.get('x')] ? params.get('x') : 'epoch', smooth: Number(params.get('smooth')) || 0,
+      zoom: null, refocus: null,
+    };
+    const ids = (set) => [...set].sort((a, b) => a - b).join(',');
+    const syncUrl = () => setParams({
+      filter: st.filter.trim() ? st.filter : null, sort: `${st.sort.key}:${st.sort.dir}`, pages: st.pages.join(','), size: st.size === 50 ? null : st.size,
+      colour: st.colour, hidden: ids(st.hidden), pick: ids(st.pick), series: st.series === 'val' ? null : st.series,
+      scale: st.log ? 'log' : null, x: st.x === 'epoch' ? null : st.x, smooth: st.smooth || null,
+    });
+    const url = () => `/api/v1/runs?${new URLSearchParams({ filter: st.filter, order_by: orderBy(st.sort), page_size: String(st.size), page_token: st.pages[st.pages.length - 1] || '' })}`;
+    let listing = null;
+    // Curves by sweep: {key: the progress of the page's runs of that sweep, doc}.
+    const curvesOf = new Map();
+    const fbox = filterBox(st.filter, '', (text) => {
+      if (text === st.filter) return;
+      st.filter = text;
+      st.pages = [];
+      refresh();
+    });
+    const v = view();
+    const controls = h('div', { class: 'controls' }), chartSlot = h('div', { id: 'loss' }), legend = h('div', { class: 'legend' });
+    const pager = h('div', { class: 'controls', id: 'pager' }), selection = h('div', { class: 'controls', id: 'selection' }), tableSlot = h('div');
+    v.append(fbox.el, h('h2', {}, 'Loss curves of this page\'s runs'), controls, chartSlot, legend, h('h2', {}, 'Runs'), pager, selection, tableSlot);
+
+    async function loadCurves(runs) {
+      const bySweep = new Map();
+      for (const r of runs) if (r.epochs_done > 0) bySweep.set(r.sweep_id, (bySweep.get(r.sweep_id) || []).concat([r]));
+      await Promise.all([...bySweep].map(async ([sid, rs]) => {
+        const key = rs.map((r) => `${r.id}:${r.attempt}:${r.epochs_done}:${r.last_val_loss}`).join(',');
+        const have = curvesOf.get(sid);
+        if (have && have.key === key) return;
+        curvesOf.set(sid, { key, doc: JSON.parse(await fetchText(`/api/v1/sweeps/${sid}/curves`)) });
+      }));
+    }
+    // Colour by run, by sweep, by state, or by a config key.
+    const colourRuns = (runs) => (st.colour === 'sweep' || st.colour === 'state'
+      ? runs.map((r) => ({ id: r.id, config: { [st.colour]: st.colour === 'sweep' ? `#${r.sweep_id}` : r.state } })) : runs);
+
+    const draw = () => {
+      if (!listing) return;
+      syncUrl();
+      const runs = listing.runs;
+      const configKeys = [...new Set(runs.flatMap((r) => Object.keys(r.config || {})))].sort();
+      if (st.colour && st.colour !== 'sweep' && st.colour !== 'state' && !configKeys.includes(st.colour)) st.colour = '';
+      const [colours, legendText] = colourBy(colourRuns(runs), st.colour);
+      const sel = h('select', { id: 'colour-by', onchange: (e) => { st.colour = e.target.value; draw(); } },
+        h('option', { value: '' }, 'run'), h('option', { value: 'sweep' }, 'sweep'), h('option', { value: 'state' }, 'state'),
+        configKeys.filter((k) => k !== 'sweep' && k !== 'state').map((k) => h('option', { value: k }, k)));
+      sel.value = st.colour;
+      const series = h('select', { id: 'series', onchange: (e) => { st.series = e.target.value; draw(); } },
+        ['val', 'train', 'both'].map((k) => h('option', { value: k }, k === 'both' ? 'train (dashed) + validation' : k === 'val' ? 'validation' : 'train')));
+      series.value = st.series;
+      controls.replaceChildren(h('label', {}, 'loss ', series), ...lossControls(st, draw), h('label', {}, 'colour by ', sel),
+        h('button', { type: 'button', onclick: () => { st.hidden.clear(); draw(); } }, 'show all'),
+        h('button', { type: 'button', onclick: () => { runs.forEach((r) => st.hidden.add(r.id)); draw(); } }, 'hide all'));
+      const curve = new Map();
+      for (const { doc } of curvesOf.values()) for (const c of doc.curves) curve.set(c.run_id, c);
+      const ser = [];
+      for (const r of runs) {
+        const c = curve.get(r.id);
+        if (!c || st.hidden.has(r.id)) continue;
+        const xs = curveXs(c, st.x), colour = colours.get(r.id), label = `run ${r.id} (sweep #${r.sweep_id})`;
+        if (st.series !== 'train') ser.push({ key: 'val', run: r.id, label: `${label} val`, colour, xs, ys: c.val });
+        if (st.series !== 'val') ser.push({ key: 'train', run: r.id, label: `${label} train`, colour, dash: true, xs, ys: c.train });
+      }
+      chartInto(chartSlot, ser, { id: 'runs', log: st.log, smooth: st.smooth, x: XAXES[st.x], view: st, redraw: draw, onclick: (run) => { location.href = `/runs/${run}`; } });
+      legend.textContent = legendText;
+      const first = st.pages.length * st.size;
+      pager.replaceChildren(
+        h('button', { type: 'button', id: 'prev-page', disabled: !st.pages.length, onclick: () => { st.pages.pop(); refresh(); } }, '← previous'),
+        h('span', { id: 'page-info' }, runs.length ? `page ${st.pages.length + 1} · runs ${first + 1}–${first + runs.length}` : `page ${st.pages.length + 1} · no runs`),
+        h('button', { type: 'button', id: 'next-page', disabled: !listing.next_page_token, onclick: () => { st.pages.push(listing.next_page_token); refresh(); } }, 'next →'),
+        h('span', { class: 'muted' }, 'ordered and paged by the server; click a header to order by it'));
+      const picked = [...st.pick].sort((a, b) => a - b);
+      selection.replaceChildren(...(picked.length
+        ? [h('a', { id: 'compare-link', class: 'button', href: `/compare?runs=${picked.join(',')}` }, `compare ${picked.length} selected`),
+          h('button', { type: 'button', id: 'clear-picks', onclick: () => { st.pick.clear(); draw(); } }, 'clear the selection')]
+        : [h('span', { class: 'muted' }, 'tick runs (of any sweep, on any page) to compare them')]));
+      // The config keys whose values differ on this page get a column each (orderable).
+      const varying = configKeys.filter((k) => new Set(runs.map((r) => JSON.stringify((r.config || {})[k] ?? null))).size > 1);
+      const cols = [
+        { key: 'show', label: '', cell: (r) => h('input', { type: 'checkbox', class: 'show', title: 'show on the chart', 'aria-label': `show run ${r.id} on the chart`, checked: !st.hidden.has(r.id), onchange: (e) => { if (e.target.checked) st.hidden.delete(r.id); else st.hidden.add(r.id); draw(); } }) },
+        { key: 'pick', label: 'Compare', cell: (r) => h('input', { type: 'checkbox', class: 'pick', title: 'select to compare', 'aria-label': `select run ${r.id} to compare`, checked: st.pick.has(r.id), onchange: (e) => { if (e.target.checked) st.pick.add(r.id); else st.pick.delete(r.id); draw(); } }) },
+        { key: 'id', label: 'Run', num: true, get: (r) => r.id, cell: (r) => [h('span', { class: 'swatch', style: `background:${colours.get(r.id)}` }), h('a', { href: `/runs/${r.id}` }, `#${r.id}`), ...tagChips(r.tags)] },
+        { key: 'sweep', label: 'Sweep', num: true, cell: (r) => h('a', { href: `/sweeps/${r.sweep_id}` }, `#${r.sweep_id}`) },
+        { key: 'state', label: 'State', get: (r) => r.state, cell: (r) => stateBadge(r.state) },
+        { key: 'epochs', label: 'Epochs', num: true, get: (r) => r.epochs_done, cell: (r) => `${r.epochs_done}/${r.epochs_total}` },
+        { key: 'best_val_loss', label: 'Best val', num: true, get: (r) => r.best_val_loss, cell: (r) => loss(r.best_val_loss) },
+        { key: 'last_train_loss', label: 'Last train', num: true, get: (r) => r.last_train_loss, cell: (r) => loss(r.last_train_loss) },
+        { key: 'last_val_loss', label: 'Last val', num: true, get: (r) => r.last_val_loss, cell: (r) => loss(r.last_val_loss) },
+        { key: 'duration', label: 'Training', num: true, get: (r) => r.duration_s, cell: (r) => (r.duration_s == null ? '—' : dur(r.duration_s)) },
+        ...varying.map((k) => ({ key: `cfg.${k}`, label: k, num: true, get: (r) => (r.config || {})[k], cell: (r) => cfgVal((r.config || {})[k]) })),
+        { key: 'created', label: 'Created', get: (r) => r.created_at, cell: (r) => when(r.created_at) },
+        { key: 'config', label: 'Config', cell: (r) => { const t = kv(Object.fromEntries(Object.entries(r.config || {}).filter(([k]) => !varying.includes(k) && k !== 'dataset'))); return h('span', { class: 'kv clip', title: t }, t); } },
+      ];
+      // A header click orders on the server: back to the first page, fetched again; the focus
+      // goes back to the header once the new page is drawn.
+      const reorder = () => {
+        const th = document.activeElement && document.activeElement.closest && document.activeElement.closest('#runs th');
+        st.refocus = th ? th.dataset.key : null;
+        st.pages = [];
+        refresh();
+      };
+      tableSlot.replaceChildren(runs.length ? table(cols, runs, st.sort, { rerender: reorder, sorted: true, id: 'runs', rowAttrs: (r) => ({ 'data-run': r.id }) })
+        : h('p', { class: 'muted', id: 'no-runs' }, st.filter.trim() ? 'No run matches the filter.' : 'No runs yet. Submit a sweep with `poet sweep submit`.'));
+      if (st.refocus) {
+        const b = document.querySelector(`#runs th[data-key="${CSS.escape(st.refocus)}"] button`);
+        if (b) b.focus();
+        st.refocus = null;
+      }
+    };
+    const kick = live(() => [url()], async (page) => {
+      listing = page;
+      fbox.error(null);
+      fbox.count.textContent = st.filter.trim() ? `${page.runs.length}${page.next_page_token ? '+' : ''} runs match on this page` : '';
+      await loadCurves(page.runs);
+      draw();
+    }, (e) => {
+      // A bad filter (or order) keeps the last good page on screen, the error under the box.
+      if (/^(filter|order_by|page_token)/.test(e.message)) fbox.error(e.message, st.filter);
+    });
+    const refresh = () => { syncUrl(); kick(); };
+  }
+
   function report(r) {
     if (!r) return '';
     return `${r.shared.length}/${r.ngrams} 4-grams in the corpus (${(100 * r.shared_fraction).toFixed(1)}%), longest copied run ${r.longest_copied_run} words${r.flagged ? ' — flagged' : ''}`;
@@ -1102,6 +1291,6 @@
     live(['/api/v1/datasets'], (d) => { data = d; draw(); });
   }
 
-  const pages = { sweeps: sweepsPage, sweep: () => sweepPage(pageId), run: () => runPage(pageId), compare: comparePage, workers: workersPage, datasets: datasetsPage };
+  const pages = { sweeps: sweepsPage, sweep: () => sweepPage(pageId), runs: runsPage, run: () => runPage(pageId), compare: comparePage, workers: workersPage, datasets: datasetsPage };
   if (pages[page]) pages[page]();
 })();
