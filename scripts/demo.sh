@@ -30,7 +30,7 @@ step "5/7 loss curves of every run (poet plot --sweep $SWEEP)"
 poet plot --sweep "$SWEEP" -o "$OUT/loss-curves.png"
 
 step "6/7 poems from the best run, with their plagiarism report"
-poet generate --sweep "$SWEEP" --temperature 0.5,0.6 --chars 600 --seed 1
+poet generate --sweep "$SWEEP" --poems 2 --chars 600 --seed 1
 BEST=$(poet sweep show "$SWEEP" --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["best_run"]["id"])')
 poet words --run "$BEST" --top 15 -o "$OUT/words.png"
 poet runs show "$BEST"

@@ -479,7 +479,7 @@ pub struct GenerateArgs {
     #[arg(long, default_value = "best", value_parser = CheckpointArg::parser())]
     pub checkpoint: CheckpointArg,
     /// Temperatures (comma-separated); 0 = greedy.
-    #[arg(long, value_delimiter = ',', default_value = "0.5")]
+    #[arg(long, value_delimiter = ',', default_values_t = [poet_core::quality::defaults::TEMPERATURE])]
     pub temperature: Vec<f64>,
     /// Characters sampled per stream.
     #[arg(long, default_value_t = 600)]

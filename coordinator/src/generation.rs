@@ -71,7 +71,7 @@ impl GenParams {
     /// Applies defaults and checks ranges; errors name the field.
     pub fn from_request(r: &v1::GenerateRequest) -> Result<GenParams> {
         let temperatures = if r.temperatures.is_empty() {
-            vec![0.5]
+            vec![poet_core::quality::defaults::TEMPERATURE]
         } else {
             r.temperatures.clone()
         };

@@ -188,14 +188,21 @@ pub fn corpus_figures(corpus: &str) -> (Quality, Vocabulary) {
 /// (a `GenerateRequest` that leaves a field unset). Chosen by `bench/poems/sampling.sh`
 /// against the figures above (BENCHMARKS.md, "Sampling that keeps a poem's shape").
 pub mod defaults {
+    /// The temperature `poet generate` and the coordinator use when none is given: with the
+    /// other defaults, 0.3 gave the most real words on both checkpoints measured (0.2 loops
+    /// more, 0.5 makes 3-5 points more non-words; BENCHMARKS.md).
+    pub const TEMPERATURE: f64 = 0.3;
     /// Nucleus cut.
     pub const TOP_P: f64 = 0.95;
     /// Top-k cut (0 = none).
     pub const TOP_K: usize = 0;
     /// Most times a line may stand in one poem: twice is a refrain, a third time a loop.
     pub const MAX_LINE_REPEATS: usize = 2;
-    /// Pull, in nats, of line and stanza breaks towards the corpus's shape.
-    pub const SHAPE_BOOST: f64 = 3.0;
+    /// Pull, in nats, of line and stanza breaks towards the corpus's shape: 6 put lines at
+    /// 1.11-1.19x and stanzas at 1.09-1.16x the corpus's at 0.2-0.5 on two checkpoints of two
+    /// corpora, where 3 left them at 1.18-1.24x and 1.19-1.42x (BENCHMARKS.md, "Sampling that
+    /// keeps a poem's shape").
+    pub const SHAPE_BOOST: f64 = 6.0;
     /// The strongest pull accepted: 20 nats already overrides any model.
     pub const MAX_SHAPE_BOOST: f64 = 20.0;
 }
