@@ -22,9 +22,9 @@
 //! (`claim.sql`): the distinct capacities are bound as arrays, each kind lists the runs it
 //! can hold, and the kinds pick in turn, each skipping what an earlier one took. Until
 //! 2026-12-07 a batch cost one statement per kind of worker, and a fleet of 4 kinds ran at
-//! 0.59× the claims per second of a plain one (BENCHMARKS.md, queue section): each
-//! statement is planned, run and committed on its own, and the fixed cost of a statement is
-//! most of a claim's. The statement picks before it locks (a pick cannot be chosen after
+//! 0.66× the cycles per second of a plain one (1.06× since; BENCHMARKS.md, queue section):
+//! each statement is planned, run and committed on its own, and the fixed cost of a
+//! statement is most of a claim's. The statement picks before it locks (a pick cannot be chosen after
 //! `skip locked` in SQL without locking every candidate), so a pick that another
 //! transaction holds is reported back and those requests are claimed again without it.
 //!
