@@ -18,8 +18,15 @@
 //! keeps only the runs it can hold (`poet_run_fits` in `sql/migrations/0013_fleet_resources.sql`:
 //! a GPU worker's GPU memory, a CPU worker's host memory), inside the same one statement: no
 //! run is leased to a worker that cannot hold it and later handed back. Concurrent claims
-//! are batched per capacity ([`Queue::claim_batch_for`]): workers of one kind share a
-//! statement, so a fleet of k kinds costs k statements per flush.
+//! are batched ([`Queue::claim_batch_for`]) into one statement whatever the mix of workers
+//! (`claim.sql`): the distinct capacities are bound as arrays, each kind lists the runs it
+//! can hold, and the kinds pick in turn, each skipping what an earlier one took. Until
+//! 2026-12-07 a batch cost one statement per kind of worker, and a fleet of 4 kinds ran at
+//! 0.66× the cycles per second of a plain one (1.06× since; BENCHMARKS.md, queue section):
+//! each statement is planned, run and committed on its own, and the fixed cost of a
+//! statement is most of a claim's. The statement picks before it locks (a pick cannot be chosen after
+//! `skip locked` in SQL without locking every candidate), so a pick that another
+//! transaction holds is reported back and those requests are claimed again without it.
 //!
 //! At equal priority, sweeps take turns: round-robin by running count. Each sweep's queued
 //! runs (that fit) get turns `running + 1, running + 2, …` and the claim takes the lowest turns
@@ -27,9 +34,10 @@
 //! spread across sweeps as n single claims would be. Why this and not weighted shares: it
 //! needs no state beyond what the queue has (the running count, read through the partial
 //! index `runs_running_by_sweep`), it cannot starve a sweep, and `priority` already is the
-//! knob for "this sweep matters more". The price: the claim reads up to `2 × limit + 8` runs
-//! of every sweep with queued runs (a skip scan finds those sweeps) instead of one index
-//! probe; measured in BENCHMARKS.md (coordinator section, mixed fleet).
+//! knob for "this sweep matters more". The price: each kind reads up to as many runs of every
+//! sweep with queued runs (a skip scan finds those sweeps) as it and the kinds before it
+//! claim, instead of one index probe; measured in BENCHMARKS.md (coordinator section, mixed
+//! fleet).
 //!
 //! Claims, epoch reports and completions also come in batch forms (`claim_batch`,
 //! `report_epochs`, `complete_batch`): one statement for many requests, each still answered
@@ -205,100 +213,19 @@ pub struct Reaped {
     pub state: String,
 }
 
-/// The batch claim ([`Queue::claim_batch_for`]) of workers of one capacity (`$5`..`$8`);
-/// `{limit}` is `1` or `$9`, `{fetch}` how far it looks into each sweep.
-const CLAIM_SQL: &str = "with recursive req as (
-        select * from unnest($1::uuid[], $2::bigint[], $3::timestamptz[], $4::timestamptz[])
-            with ordinality as t(lease_id, worker_id, expires_at, now, n)
-    ), queued_sweeps(sweep_id) as (
-        -- The sweeps with queued runs: a skip scan of runs_queued_by_sweep, one probe a sweep.
-        (select sweep_id from runs where state = 'queued' order by sweep_id limit 1)
-        union all
-        select (select r.sweep_id from runs r where r.state = 'queued' and r.sweep_id > q.sweep_id
-                order by r.sweep_id limit 1)
-        from queued_sweeps q where q.sweep_id is not null
-    ), turns as (
-        -- Each sweep's first queued runs that this worker can hold, each with its turn: the
-        -- sweep's running count plus its place among them. A paused sweep takes no turns; a
-        -- capped one (max_concurrent) none beyond its room.
-        select f.id, f.priority, s.running + f.k as turn
-        from (
-            select s.id, s.max_concurrent,
-                (select count(*) from runs r2 where r2.sweep_id = s.id and r2.state = 'running') as running
-            from queued_sweeps q join sweeps s on s.id = q.sweep_id
-            where not s.paused
-                -- A sweep's GPU, memory-minimum and label needs are its spec's, the same on
-                -- all its runs: one probe of its first queued run skips a sweep this worker
-                -- can never hold, instead of scanning its runs for none (estimates differ
-                -- per run and are checked below).
-                and exists (select 1 from (select * from runs f where f.sweep_id = s.id
-                        and f.state = 'queued' order by f.priority desc, f.id limit 1) f
-                    where poet_run_fits(f.need_gpu, f.min_gpu_memory_bytes, f.min_memory_bytes,
-                        f.need_labels, 0, $5, $6, $7, $8))
-        ) s cross join lateral (
-            select x.id, x.priority, row_number() over (order by x.priority desc, x.id) as k
-            from (
-                select r.id, r.priority from runs r
-                where r.sweep_id = s.id and r.state = 'queued'
-                    and poet_run_fits(r.need_gpu, r.min_gpu_memory_bytes, r.min_memory_bytes,
-                        r.need_labels, r.est_memory_bytes, $5, $6, $7, $8)
-                order by r.priority desc, r.id limit {fetch}
-            ) x
-        ) f
-        where s.max_concurrent is null or f.k <= s.max_concurrent - s.running
-    ), candidates as (
-        -- Highest priority first; at equal priority the lowest turn, so sweeps alternate.
-        select r.id, t.priority, t.turn from turns t join runs r on r.id = t.id
-        where r.state = 'queued'
-        order by t.priority desc, t.turn, r.id
-        limit {limit} for update of r skip locked
-    ), next as (
-        select id, row_number() over (order by priority desc, turn, id) as n from candidates
-    ), claimed as (
-        update runs r set state = 'running', attempt = r.attempt + 1, lease_id = req.lease_id,
-            lease_owner = req.worker_id, lease_expires_at = req.expires_at,
-            started_at = coalesce(r.started_at, req.now), cancel_requested = false
-        from next join req on req.n = next.n
-        where r.id = next.id
-        returning req.n, r.id, r.attempt,
-            -- An extended run trains to its new epochs_total.
-            jsonb_set(r.config, '{epochs}', to_jsonb(r.epochs_total))::text as config, r.dataset_id,
-            r.parent_checkpoint_id, r.sweep_id, req.lease_id, req.worker_id, req.now
-    ), resume as (
-        -- Its latest checkpoint, else (a fork not yet checkpointed) the one it was forked from.
-        select claimed.id, ck.id as ck_id, coalesce(ck.epoch, 0) as epoch
-        from claimed left join lateral (
-            (select c.id, c.epoch from checkpoints c
-             where c.run_id = claimed.id and c.live order by c.epoch desc limit 1)
-            union all
-            (select c.id, c.epoch from checkpoints c where c.id = claimed.parent_checkpoint_id)
-            order by epoch desc limit 1
-        ) ck on true
-    ), discarded as (
-        -- `any(array(..))` keeps this an index probe per run whatever the estimates.
-        delete from epochs e using resume
-        where e.run_id = any(array(select id from resume))
-            and e.run_id = resume.id and e.epoch > resume.epoch
-        returning e.run_id
-    ), attempt as (
-        insert into run_attempts (run_id, attempt, lease_id, worker_id, resumed_from_epoch, started_at)
-        select claimed.id, claimed.attempt, claimed.lease_id, claimed.worker_id, resume.epoch, claimed.now
-        from claimed join resume on resume.id = claimed.id
-    )
-    select claimed.n, claimed.id, claimed.attempt, claimed.config, claimed.dataset_id,
-        claimed.lease_id, resume.ck_id,
-        (select s.adaptive from sweeps s where s.id = claimed.sweep_id) as adaptive,
-        (select count(*) from discarded d where d.run_id = claimed.id) as discarded
-    from claimed join resume on resume.id = claimed.id";
-// Each sweep is read `2 × limit + 8` runs deep: enough for its share of the batch when another
-// replica's claim holds some of its first runs locked (skipped, not waited for).
-static CLAIM_ONE: LazyLock<String> =
-    LazyLock::new(|| CLAIM_SQL.replace("{limit}", "1").replace("{fetch}", "10"));
-static CLAIM_MANY: LazyLock<String> = LazyLock::new(|| {
-    CLAIM_SQL
-        .replace("{limit}", "$9")
-        .replace("{fetch}", "(2 * $9 + 8)")
-});
+/// The claim statement: a batch of requests of any mix of capacities (see the file).
+/// `{chunk}` is [`CLAIM_CHUNK`].
+static CLAIM_SQL: LazyLock<String> =
+    LazyLock::new(|| include_str!("claim.sql").replace("{chunk}", &CLAIM_CHUNK.to_string()));
+
+/// Most requests one claim statement takes; a larger batch is claimed in chunks. The
+/// statement names it as a constant bound so that the planner's estimate stays small (an
+/// estimate past `jit_above_cost` made Postgres JIT-compile the claim: 250 ms a statement).
+const CLAIM_CHUNK: usize = 128;
+
+/// How many times a claim is tried again for the requests left without a run because
+/// another transaction held their picks (`skip locked`), each time without those runs.
+const CLAIM_RETRIES: usize = 3;
 
 /// The queue over a pool.
 #[derive(Debug, Clone)]
@@ -403,43 +330,23 @@ impl Queue {
         self.claim_batch_for(&reqs).await
     }
 
-    /// Claims runs for many requests: one statement per distinct capacity among them (workers
-    /// of one kind share it), each request answered on its own, in its place.
+    /// Claims runs for many requests of any mix of capacities: one statement (per
+    /// [`CLAIM_CHUNK`] requests), each request answered on its own, in its place.
     #[tracing::instrument(name = "coordinator.queue.claim", skip_all, fields(n = reqs.len()))]
     pub async fn claim_batch_for(&self, reqs: &[ClaimRequest]) -> Vec<Result<Option<Claimed>>> {
-        let mut groups: Vec<(Arc<Capacity>, Vec<usize>)> = Vec::new();
-        for (i, r) in reqs.iter().enumerate() {
-            match groups.iter_mut().find(|g| g.0 == r.1) {
-                Some(g) => g.1.push(i),
-                None => groups.push((r.1.clone(), vec![i])),
-            }
+        let mut out = Vec::with_capacity(reqs.len());
+        for chunk in reqs.chunks(CLAIM_CHUNK) {
+            out.extend(self.claim_chunk(chunk).await);
         }
-        let mut out: Vec<Option<Result<Option<Claimed>>>> = (0..reqs.len()).map(|_| None).collect();
-        for (capacity, idx) in groups {
-            let part: Vec<(i64, DateTime<Utc>)> =
-                idx.iter().map(|&i| (reqs[i].0, reqs[i].2)).collect();
-            for (i, answer) in idx
-                .into_iter()
-                .zip(self.claim_group(&capacity, &part).await)
-            {
-                out[i] = Some(answer);
-            }
-        }
-        out.into_iter()
-            .map(|a| a.expect("every request is in one group"))
-            .collect()
+        out
     }
 
-    /// Claims runs for several `(worker_id, now)` requests of one capacity in one statement: claim (skipping
+    /// Claims runs for up to [`CLAIM_CHUNK`] requests in one statement: claim (skipping
     /// locked rows), pick each resume checkpoint, discard epochs past it, open the attempts.
-    /// The i-th request gets the i-th run in claim order, or `None` when the queue ran dry.
-    /// One bad request (an unknown worker) fails the whole statement; the requests are then
-    /// claimed one by one on the same connection, so each gets its own answer.
-    async fn claim_group(
-        &self,
-        capacity: &Capacity,
-        reqs: &[(i64, DateTime<Utc>)],
-    ) -> Vec<Result<Option<Claimed>>> {
+    /// A request gets `None` when no queued run fits it. One bad request (an unknown worker)
+    /// fails the whole statement; the requests are then claimed one by one on the same
+    /// connection, so each gets its own answer.
+    async fn claim_chunk(&self, reqs: &[ClaimRequest]) -> Vec<Result<Option<Claimed>>> {
         let mut conn = match self.pool.acquire().await {
             Ok(c) => c,
             Err(e) => {
@@ -454,7 +361,7 @@ impl Queue {
                     .collect();
             }
         };
-        match self.claim_rows(&mut conn, capacity, reqs).await {
+        match self.claim_retrying(&mut conn, reqs).await {
             Ok(claimed) => claimed.into_iter().map(Ok).collect(),
             Err(e) if reqs.len() == 1 => vec![Err(e)],
             Err(_) => {
@@ -464,7 +371,7 @@ impl Queue {
                 let mut out = Vec::with_capacity(reqs.len());
                 for r in reqs {
                     out.push(
-                        self.claim_rows(&mut conn, capacity, std::slice::from_ref(r))
+                        self.claim_retrying(&mut conn, std::slice::from_ref(r))
                             .await
                             .map(|mut c| c.pop().flatten()),
                     );
@@ -474,38 +381,79 @@ impl Queue {
         }
     }
 
-    /// The claim statement and the lookups its rows need.
+    /// [`Queue::claim_rows`], again for the requests left without a run while another
+    /// transaction held some of their picks, each time without those runs (the statement
+    /// decides its picks before it locks them, so it cannot skip past them itself).
+    async fn claim_retrying(
+        &self,
+        conn: &mut PgConnection,
+        reqs: &[ClaimRequest],
+    ) -> Result<Vec<Option<Claimed>>> {
+        let mut out: Vec<Option<Claimed>> = vec![None; reqs.len()];
+        let mut pending: Vec<usize> = (0..reqs.len()).collect();
+        let mut lost: Vec<i64> = Vec::new();
+        for _ in 0..=CLAIM_RETRIES {
+            let part: Vec<&ClaimRequest> = pending.iter().map(|&i| &reqs[i]).collect();
+            let (claimed, now_lost) = self.claim_rows(conn, &part, &lost).await?;
+            for (i, c) in pending.iter().zip(claimed) {
+                out[*i] = c;
+            }
+            pending.retain(|&i| out[i].is_none());
+            if now_lost.is_empty() || pending.is_empty() {
+                break;
+            }
+            lost.extend(now_lost);
+        }
+        Ok(out)
+    }
+
+    /// The claim statement and the lookups its rows need: the claimed run of each request
+    /// (or `None`), and the picks it lost to other transactions' locks.
     async fn claim_rows(
         &self,
         conn: &mut PgConnection,
-        capacity: &Capacity,
-        reqs: &[(i64, DateTime<Utc>)],
-    ) -> Result<Vec<Option<Claimed>>> {
+        reqs: &[&ClaimRequest],
+        skip: &[i64],
+    ) -> Result<(Vec<Option<Claimed>>, Vec<i64>)> {
+        // The distinct capacities, in order of first request; each request's kind (1-based).
+        let mut kinds: Vec<&Capacity> = Vec::new();
+        let mut kind_of: Vec<i32> = Vec::with_capacity(reqs.len());
+        for r in reqs {
+            let k = match kinds.iter().position(|c| **c == *r.1) {
+                Some(k) => k,
+                None => {
+                    kinds.push(&r.1);
+                    kinds.len() - 1
+                }
+            };
+            kind_of.push(k as i32 + 1);
+        }
         let lease_ids: Vec<Uuid> = reqs.iter().map(|_| Uuid::new_v4()).collect();
         let workers: Vec<i64> = reqs.iter().map(|r| r.0).collect();
-        let nows: Vec<DateTime<Utc>> = reqs.iter().map(|r| r.1).collect();
+        let nows: Vec<DateTime<Utc>> = reqs.iter().map(|r| r.2).collect();
         let expiries: Vec<DateTime<Utc>> =
             nows.iter().map(|n| ttl_after(*n, self.lease_ttl)).collect();
-        // A one-request claim names its limit: Postgres then keeps one generic plan. A batch
-        // binds it ($9) and is planned for its size (a generic plan cannot know the limit).
-        // Never `limit (select count(*) from req)`: that form cost 20 ms a statement.
-        let one = reqs.len() == 1;
-        let sql: &str = if one { &CLAIM_ONE } else { &CLAIM_MANY };
-        let mut query = sqlx::query(sql)
+        let rows = sqlx::query(&CLAIM_SQL)
             .bind(&lease_ids)
             .bind(&workers)
             .bind(&expiries)
             .bind(&nows)
-            .bind(capacity.gpu)
-            .bind(capacity.gpu_memory_bytes)
-            .bind(capacity.memory_bytes)
-            .bind(capacity.labels_json());
-        if !one {
-            query = query.bind(reqs.len() as i64);
-        }
-        let rows = query.fetch_all(&mut *conn).await?;
+            .bind(&kind_of)
+            .bind(kinds.iter().map(|c| c.gpu).collect::<Vec<_>>())
+            .bind(kinds.iter().map(|c| c.gpu_memory_bytes).collect::<Vec<_>>())
+            .bind(kinds.iter().map(|c| c.memory_bytes).collect::<Vec<_>>())
+            .bind(kinds.iter().map(|c| c.labels_json()).collect::<Vec<_>>())
+            .bind(skip)
+            .fetch_all(&mut *conn)
+            .await?;
         let mut out: Vec<Option<Claimed>> = vec![None; reqs.len()];
+        let mut lost = Vec::new();
         for row in rows {
+            lost = row.get("lost");
+            // The one row of nulls when nothing was claimed.
+            let Some(n) = row.get::<Option<i64>, _>("n") else {
+                continue;
+            };
             let run_id: i64 = row.get("id");
             let discarded: i64 = row.get("discarded");
             if discarded > 0 {
@@ -523,7 +471,6 @@ impl Queue {
                 ),
                 None => None,
             };
-            let n: i64 = row.get("n");
             out[n as usize - 1] = Some(Claimed {
                 lease: LeaseRef {
                     run_id,
@@ -537,7 +484,7 @@ impl Queue {
                 adaptive: row.get("adaptive"),
             });
         }
-        Ok(out)
+        Ok((out, lost))
     }
 
     /// Extends a lease. A run with a pending cancel is cancelled here and the worker told so.

@@ -315,3 +315,293 @@ async fn mixed_claimers_lease_every_run_exactly_once_and_only_where_it_fits() {
         .collect();
     assert_eq!(seen, all, "every run leased");
 }
+
+/// What a run needs, as the claim reads it from its row.
+struct Needs {
+    gpu: Option<bool>,
+    min_gpu_gb: i64,
+    min_memory_gb: i64,
+    labels: &'static [(&'static str, &'static str)],
+    est_gb: i64,
+}
+
+const ANY: Needs = Needs {
+    gpu: None,
+    min_gpu_gb: 0,
+    min_memory_gb: 0,
+    labels: &[],
+    est_gb: 1,
+};
+
+/// The fit rules as a table of run needs and worker capacities, each asserted against
+/// `poet_run_fits` and against the claim itself (one run queued, one worker claiming), so a
+/// rewrite of either for speed keeps the answers.
+#[tokio::test]
+async fn the_fit_rules_hold_in_the_function_and_in_the_claim() {
+    let (pool, q) = setup().await;
+    let (runs, _) = submit(&pool, &tiny(1, 1), "").await;
+    let run = runs[0];
+    let unknown = Capacity::default();
+    let zone_a = &[("zone", "a")][..];
+    let cases: Vec<(Needs, Capacity, bool)> = vec![
+        (ANY, cpu(8), true),
+        (ANY, unknown.clone(), true),
+        (ANY, labelled(gpu(24), &[("zone", "b")]), true),
+        (
+            Needs {
+                gpu: Some(true),
+                ..ANY
+            },
+            cpu(64),
+            false,
+        ),
+        (
+            Needs {
+                gpu: Some(true),
+                ..ANY
+            },
+            gpu(8),
+            true,
+        ),
+        (
+            Needs {
+                gpu: Some(false),
+                ..ANY
+            },
+            gpu(24),
+            false,
+        ),
+        (
+            Needs {
+                gpu: Some(false),
+                ..ANY
+            },
+            cpu(8),
+            true,
+        ),
+        (
+            Needs {
+                labels: zone_a,
+                ..ANY
+            },
+            cpu(16),
+            false,
+        ),
+        (
+            Needs {
+                labels: zone_a,
+                ..ANY
+            },
+            labelled(cpu(16), zone_a),
+            true,
+        ),
+        (
+            Needs {
+                labels: zone_a,
+                ..ANY
+            },
+            labelled(cpu(16), &[("zone", "b")]),
+            false,
+        ),
+        (
+            Needs {
+                labels: zone_a,
+                ..ANY
+            },
+            labelled(gpu(24), &[("zone", "a"), ("disk", "ssd")]),
+            true,
+        ),
+        (
+            Needs {
+                labels: &[("zone", "a"), ("disk", "ssd")],
+                ..ANY
+            },
+            labelled(cpu(16), zone_a),
+            false,
+        ),
+        (
+            Needs {
+                min_memory_gb: 32,
+                ..ANY
+            },
+            cpu(16),
+            false,
+        ),
+        (
+            Needs {
+                min_memory_gb: 32,
+                ..ANY
+            },
+            cpu(64),
+            true,
+        ),
+        (
+            Needs {
+                min_memory_gb: 32,
+                ..ANY
+            },
+            unknown.clone(),
+            true,
+        ),
+        (
+            Needs {
+                min_memory_gb: 32,
+                ..ANY
+            },
+            gpu(24),
+            true,
+        ),
+        (Needs { est_gb: 20, ..ANY }, gpu(16), false),
+        (Needs { est_gb: 20, ..ANY }, gpu(24), true),
+        (Needs { est_gb: 20, ..ANY }, gpu(0), true),
+        (Needs { est_gb: 20, ..ANY }, cpu(16), false),
+        (Needs { est_gb: 20, ..ANY }, cpu(32), true),
+        (Needs { est_gb: 20, ..ANY }, unknown.clone(), true),
+        (
+            Needs {
+                min_gpu_gb: 40,
+                ..ANY
+            },
+            gpu(24),
+            false,
+        ),
+        (
+            Needs {
+                min_gpu_gb: 40,
+                ..ANY
+            },
+            gpu(48),
+            true,
+        ),
+        // A GPU minimum binds GPU workers only; a CPU worker checks the estimate.
+        (
+            Needs {
+                min_gpu_gb: 40,
+                ..ANY
+            },
+            cpu(8),
+            true,
+        ),
+    ];
+    for (i, (needs, cap, fits)) in cases.into_iter().enumerate() {
+        let labels: BTreeMap<&str, &str> = needs.labels.iter().copied().collect();
+        sqlx::query(
+            "update runs set state = 'queued', lease_id = null, lease_owner = null,
+                 lease_expires_at = null, need_gpu = $2, min_gpu_memory_bytes = $3,
+                 min_memory_bytes = $4, need_labels = $5, est_memory_bytes = $6
+             where id = $1",
+        )
+        .bind(run)
+        .bind(needs.gpu)
+        .bind(needs.min_gpu_gb * GB)
+        .bind(needs.min_memory_gb * GB)
+        .bind(serde_json::to_value(&labels).unwrap())
+        .bind(needs.est_gb * GB)
+        .execute(&pool)
+        .await
+        .unwrap();
+        let by_function: bool = sqlx::query_scalar(
+            "select poet_run_fits(need_gpu, min_gpu_memory_bytes, min_memory_bytes,
+                 need_labels, est_memory_bytes, $2, $3, $4, $5)
+             from runs where id = $1",
+        )
+        .bind(run)
+        .bind(cap.gpu)
+        .bind(cap.gpu_memory_bytes)
+        .bind(cap.memory_bytes)
+        .bind(serde_json::to_value(&cap.labels).unwrap())
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(by_function, fits, "case {i}: poet_run_fits, {cap:?}");
+        let w = worker(&pool, cap).await;
+        let claimed = q.claim_for(w.0, w.1.clone(), Utc::now()).await.unwrap();
+        assert_eq!(
+            claimed.map(|c| c.lease.run_id),
+            fits.then_some(run),
+            "case {i}: the claim, {:?}",
+            w.1
+        );
+    }
+}
+
+/// One claim statement serves a batch of several kinds of workers at once: every request
+/// that some queued run fits gets one, no run twice, each where it fits, and a capped sweep
+/// (`max_concurrent`) gets no more runs in flight across the kinds than its cap.
+#[tokio::test]
+async fn one_batch_of_mixed_kinds_leases_each_run_once_where_it_fits_within_a_cap() {
+    let (pool, q) = setup().await;
+    let (gpu_runs, _) = submit(&pool, &tiny(4, 1), "gpu = true").await;
+    let (zone_runs, _) = submit(&pool, &tiny(4, 2), "labels = { zone = \"a\" }").await;
+    let (any_runs, _) = submit(&pool, &tiny(6, 3), "").await;
+    sqlx::query(
+        "update sweeps set max_concurrent = 2 where id = (select sweep_id from runs where id = $1)",
+    )
+    .bind(any_runs[0])
+    .execute(&pool)
+    .await
+    .unwrap();
+    let kinds = [
+        gpu(24),
+        cpu(16),
+        labelled(cpu(16), &[("zone", "a")]),
+        cpu(8),
+    ];
+    let mut batch = Vec::new();
+    for i in 0..8 {
+        let w = worker(&pool, kinds[i % kinds.len()].clone()).await;
+        batch.push((w.0, w.1, Utc::now()));
+    }
+    let answers = q.claim_batch_for(&batch).await;
+    let (gpu_set, zone_set, any_set): (HashSet<i64>, HashSet<i64>, HashSet<i64>) = (
+        gpu_runs.iter().copied().collect(),
+        zone_runs.iter().copied().collect(),
+        any_runs.iter().copied().collect(),
+    );
+    let mut seen = HashSet::new();
+    for ((_, cap, _), answer) in batch.iter().zip(answers) {
+        let got = answer.unwrap().map(|c| c.lease.run_id);
+        if let Some(r) = got {
+            assert!(seen.insert(r), "run {r} leased twice");
+            assert!(!gpu_set.contains(&r) || cap.gpu, "GPU run {r} on {cap:?}");
+            assert!(
+                !zone_set.contains(&r) || !cap.labels.is_empty(),
+                "zone run {r} on {cap:?}"
+            );
+        }
+        // A GPU or zone=a worker has a sweep of its own with runs to spare.
+        if cap.gpu || !cap.labels.is_empty() {
+            assert!(got.is_some(), "{cap:?} got nothing");
+        }
+    }
+    let in_flight = seen.iter().filter(|r| any_set.contains(r)).count();
+    assert_eq!(in_flight, 2, "the capped sweep runs {in_flight} (cap 2)");
+}
+
+/// A run another transaction holds locked is passed over, not waited for and not answered
+/// with "no run": the claim picks before it locks, so it claims again without the lost pick.
+#[tokio::test]
+async fn a_run_locked_elsewhere_is_passed_over_for_the_next() {
+    let (pool, q) = setup().await;
+    let (runs, _) = submit(&pool, &tiny(3, 1), "").await;
+    let w = worker(&pool, cpu(16)).await;
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("select id from runs where id = $1 for update")
+        .bind(runs[0])
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let got = q.claim_for(w.0, w.1.clone(), Utc::now()).await.unwrap();
+    assert_eq!(got.map(|c| c.lease.run_id), Some(runs[1]));
+    // A batch the same: the two free runs, none the held one.
+    let batch: Vec<_> = (0..3).map(|_| (w.0, w.1.clone(), Utc::now())).collect();
+    let got: Vec<Option<i64>> = q
+        .claim_batch_for(&batch)
+        .await
+        .into_iter()
+        .map(|c| c.unwrap().map(|c| c.lease.run_id))
+        .collect();
+    assert_eq!(got, vec![Some(runs[2]), None, None]);
+    holder.rollback().await.unwrap();
+    assert_eq!(drain(&q, &w).await, vec![runs[0]]);
+}
