@@ -824,9 +824,10 @@ fn keys(v: &serde_json::Value) -> std::collections::BTreeSet<String> {
     out
 }
 
-/// `poet sweeps list|show --json` and `poet datasets list|show --json` print the web API's
-/// views (`poet_proto::views`): for the same sweep or dataset, the same keys, nested ones
-/// included, and the same values as `GET /api/v1/sweeps`, `/sweeps/{id}` and `/datasets`.
+/// `poet sweeps list|show --json`, `poet datasets list|show --json` and `poet runs show --json`
+/// print the web API's views (`poet_proto::views`): for the same sweep, dataset or run, the
+/// same keys, nested ones included, and the same values as `GET /api/v1/sweeps`,
+/// `/sweeps/{id}`, `/datasets` and `/runs/{id}` (less its generations).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sweep_and_dataset_json_is_the_web_apis() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -924,6 +925,27 @@ async fn sweep_and_dataset_json_is_the_web_apis() {
         assert_eq!(keys(printed), keys(served), "{printed}\n{served}");
         assert_eq!(printed, served);
     }
+    // A run in full: the web's adds the run's generations.
+    let best = pairs[1].0["best_run_id"].as_i64().unwrap();
+    let o = run_blocking(
+        strings(&["runs", "show", &best.to_string(), "--json"]),
+        env.clone(),
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let printed: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let mut served = reqwest::get(format!("http://{http}/api/v1/runs/{best}"))
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert_eq!(served["generations"], serde_json::json!([]));
+    served.as_object_mut().unwrap().remove("generations");
+    assert_eq!(keys(&printed), keys(&served), "{printed}\n{served}");
+    assert_eq!(printed, served);
+    assert_eq!(printed["epochs"][0]["val_loss"], 2.25);
+    assert_eq!(printed["attempts"][0]["worker_host"], "cpu-host");
     // Nothing in them is left empty: the comparison covered the nested views.
     let (sweep, dataset) = (&pairs[1].0, &pairs[3].0);
     assert_eq!(sweep["run_count"], 2);

@@ -161,6 +161,138 @@ impl From<v1::Run> for Run {
     }
 }
 
+/// One lease of a run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Attempt {
+    /// 1-based attempt.
+    pub attempt: i32,
+    /// Worker id.
+    pub worker_id: i64,
+    /// Its host.
+    pub worker_host: String,
+    /// Lease granted.
+    pub started_at: Option<DateTime<Utc>>,
+    /// Ended (null while it lives).
+    pub ended_at: Option<DateTime<Utc>>,
+    /// completed, failed, lease_expired, released, cancelled, or "" while running.
+    pub outcome: String,
+    /// Error message or reaper note.
+    pub detail: String,
+    /// Epoch it resumed from (0 = scratch).
+    pub resumed_from_epoch: i32,
+}
+
+impl From<v1::Attempt> for Attempt {
+    fn from(a: v1::Attempt) -> Attempt {
+        Attempt {
+            attempt: a.attempt,
+            worker_id: a.worker_id,
+            worker_host: a.worker_host,
+            started_at: time(a.started_at.as_ref()),
+            ended_at: time(a.ended_at.as_ref()),
+            outcome: a.outcome,
+            detail: a.detail,
+            resumed_from_epoch: a.resumed_from_epoch,
+        }
+    }
+}
+
+/// One epoch report.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Epoch {
+    /// 1-based epoch.
+    pub epoch: i32,
+    /// Attempt that trained it.
+    pub attempt: i32,
+    /// Mean train loss, nats/char.
+    pub train_loss: f64,
+    /// Validation loss, nats/char.
+    pub val_loss: f64,
+    /// Seconds.
+    pub duration_s: f64,
+    /// Throughput.
+    pub chars_per_sec: f64,
+    /// Anything else the worker measured.
+    pub metrics: Value,
+    /// Stored at.
+    pub reported_at: Option<DateTime<Utc>>,
+}
+
+impl From<v1::Epoch> for Epoch {
+    fn from(e: v1::Epoch) -> Epoch {
+        Epoch {
+            epoch: e.epoch,
+            attempt: e.attempt,
+            train_loss: e.train_loss,
+            val_loss: e.val_loss,
+            duration_s: e.duration_s,
+            chars_per_sec: e.chars_per_sec,
+            metrics: serde_json::from_str(&e.metrics_json).unwrap_or(Value::Null),
+            reported_at: time(e.reported_at.as_ref()),
+        }
+    }
+}
+
+/// A kept checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Checkpoint {
+    /// Id.
+    pub id: i64,
+    /// Epoch.
+    pub epoch: i32,
+    /// Bytes.
+    pub size: i64,
+    /// sha256 hex.
+    pub sha256: String,
+    /// Validation loss at that epoch.
+    pub val_loss: f64,
+    /// Whether it is the run's best.
+    pub best: bool,
+    /// Stored at.
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+/// A run in full (`poet runs show --json`; `GET /api/v1/runs/{id}` adds the run's
+/// generations): the run, its leases, every epoch and its kept checkpoints.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunDetail {
+    /// The run.
+    pub run: Run,
+    /// Its leases, in order.
+    pub attempts: Vec<Attempt>,
+    /// Every epoch report, in order.
+    pub epochs: Vec<Epoch>,
+    /// Kept checkpoints.
+    pub checkpoints: Vec<Checkpoint>,
+    /// The kept checkpoint with the lowest validation loss (null when none).
+    pub best_checkpoint_id: Option<i64>,
+}
+
+impl From<v1::GetRunResponse> for RunDetail {
+    fn from(r: v1::GetRunResponse) -> RunDetail {
+        let best = r.best_checkpoint_id;
+        RunDetail {
+            run: r.run.unwrap_or_default().into(),
+            attempts: r.attempts.into_iter().map(Into::into).collect(),
+            epochs: r.epochs.into_iter().map(Into::into).collect(),
+            checkpoints: r
+                .checkpoints
+                .into_iter()
+                .map(|c| Checkpoint {
+                    best: best != 0 && c.id == best,
+                    id: c.id,
+                    epoch: c.epoch,
+                    size: c.size,
+                    sha256: c.sha256,
+                    val_loss: c.val_loss,
+                    created_at: time(c.created_at.as_ref()),
+                })
+                .collect(),
+            best_checkpoint_id: nonzero(best),
+        }
+    }
+}
+
 /// A worker process, as `GET /api/v1/workers` and `poet workers --json` show it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Worker {
@@ -898,6 +1030,33 @@ mod tests {
         assert!(v["best_run"].is_null());
         let back: SweepDetail = serde_json::from_value(v).unwrap();
         assert_eq!(back, d);
+    }
+
+    #[test]
+    fn a_run_detail_marks_its_best_checkpoint_and_nulls_the_absent_one() {
+        let ck = |id| v1::Checkpoint {
+            id,
+            ..Default::default()
+        };
+        let d = RunDetail::from(v1::GetRunResponse {
+            run: Some(v1::Run::default()),
+            epochs: vec![v1::Epoch {
+                epoch: 1,
+                metrics_json: "{\"lr\": 0.002}".into(),
+                ..Default::default()
+            }],
+            checkpoints: vec![ck(5), ck(6)],
+            best_checkpoint_id: 6,
+            ..Default::default()
+        });
+        let best: Vec<bool> = d.checkpoints.iter().map(|c| c.best).collect();
+        assert_eq!((best, d.best_checkpoint_id), (vec![false, true], Some(6)));
+        assert_eq!(d.epochs[0].metrics["lr"], 0.002);
+        let none = RunDetail::from(v1::GetRunResponse {
+            checkpoints: vec![ck(5)],
+            ..Default::default()
+        });
+        assert!(none.best_checkpoint_id.is_none() && !none.checkpoints[0].best);
     }
 
     #[test]

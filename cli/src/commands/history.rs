@@ -873,16 +873,8 @@ async fn show_run(cli: &Cli, client: &mut Client, id: i64) -> CliResult {
         .into_inner();
     let run = r.run.clone().unwrap_or_default();
     if cli.json {
-        output::json(&json!({
-            "run": run_json(&run),
-            "attempts": r.attempts.iter().map(|a| json!({"attempt": a.attempt, "worker_id": a.worker_id, "host": a.worker_host,
-                "started_at": output::time(&a.started_at), "ended_at": output::time(&a.ended_at), "outcome": a.outcome,
-                "detail": a.detail, "resumed_from_epoch": a.resumed_from_epoch})).collect::<Vec<_>>(),
-            "epochs": r.epochs.iter().map(|e| json!({"epoch": e.epoch, "attempt": e.attempt, "train_loss": e.train_loss,
-                "val_loss": e.val_loss, "duration_s": e.duration_s, "chars_per_sec": e.chars_per_sec})).collect::<Vec<_>>(),
-            "checkpoints": r.checkpoints.iter().map(|c| json!({"id": c.id, "epoch": c.epoch, "size": c.size, "sha256": c.sha256, "val_loss": c.val_loss})).collect::<Vec<_>>(),
-            "best_checkpoint_id": r.best_checkpoint_id,
-        }));
+        // The web API's run detail (`GET /api/v1/runs/{id}`, less its generations).
+        output::json(&views::RunDetail::from(r));
         return Ok(());
     }
     outln!(

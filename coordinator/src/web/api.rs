@@ -226,67 +226,6 @@ fn time(t: Option<prost_types::Timestamp>) -> Option<DateTime<Utc>> {
     t.and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
 }
 
-/// One lease of a run.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct AttemptJson {
-    /// 1-based attempt.
-    pub attempt: i32,
-    /// Worker id.
-    pub worker_id: i64,
-    /// Its host.
-    pub worker_host: String,
-    /// Lease granted.
-    pub started_at: Option<DateTime<Utc>>,
-    /// Ended (null while it lives).
-    pub ended_at: Option<DateTime<Utc>>,
-    /// completed, failed, lease_expired, released, cancelled, or "" while running.
-    pub outcome: String,
-    /// Error message or reaper note.
-    pub detail: String,
-    /// Epoch it resumed from (0 = scratch).
-    pub resumed_from_epoch: i32,
-}
-
-/// One epoch report.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct EpochJson {
-    /// 1-based epoch.
-    pub epoch: i32,
-    /// Attempt that trained it.
-    pub attempt: i32,
-    /// Mean train loss, nats/char.
-    pub train_loss: f64,
-    /// Validation loss, nats/char.
-    pub val_loss: f64,
-    /// Seconds.
-    pub duration_s: f64,
-    /// Throughput.
-    pub chars_per_sec: f64,
-    /// Anything else the worker measured.
-    pub metrics: Value,
-    /// Stored at.
-    pub reported_at: Option<DateTime<Utc>>,
-}
-
-/// A kept checkpoint.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct CheckpointJson {
-    /// Id.
-    pub id: i64,
-    /// Epoch.
-    pub epoch: i32,
-    /// Bytes.
-    pub size: i64,
-    /// sha256 hex.
-    pub sha256: String,
-    /// Validation loss at that epoch.
-    pub val_loss: f64,
-    /// Whether it is the run's best.
-    pub best: bool,
-    /// Stored at.
-    pub created_at: Option<DateTime<Utc>>,
-}
-
 /// A piece of a poem: copied pieces are covered by a 4-gram found in the training corpus.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct Segment {
@@ -423,17 +362,13 @@ impl From<v1::QualityReport> for QualityJson {
     }
 }
 
-/// `GET /api/v1/runs/{id}`.
+/// `GET /api/v1/runs/{id}`: the one run detail view (`poet_proto::views::RunDetail`, as
+/// `poet runs show --json` prints it), and the run's generations.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct RunDetail {
-    /// The run.
-    pub run: RunJson,
-    /// Its leases, in order.
-    pub attempts: Vec<AttemptJson>,
-    /// Every epoch report, in order.
-    pub epochs: Vec<EpochJson>,
-    /// Kept checkpoints.
-    pub checkpoints: Vec<CheckpointJson>,
+    /// The run, its leases, epochs and checkpoints (their fields inline).
+    #[serde(flatten)]
+    pub detail: poet_proto::views::RunDetail,
     /// Generations, newest first (at most 200).
     pub generations: Vec<GenerationJson>,
 }
@@ -443,48 +378,7 @@ pub async fn get_run(State(st): State<WebState>, Id(id): Id) -> Result<Json<RunD
     let full = crate::history::get_run(&st.pool, id).await?;
     let gens = crate::generation::load(&st.pool, None, id).await?;
     Ok(Json(RunDetail {
-        run: full.run.unwrap_or_default().into(),
-        attempts: full
-            .attempts
-            .into_iter()
-            .map(|a| AttemptJson {
-                attempt: a.attempt,
-                worker_id: a.worker_id,
-                worker_host: a.worker_host,
-                started_at: time(a.started_at),
-                ended_at: time(a.ended_at),
-                outcome: a.outcome,
-                detail: a.detail,
-                resumed_from_epoch: a.resumed_from_epoch,
-            })
-            .collect(),
-        epochs: full
-            .epochs
-            .into_iter()
-            .map(|e| EpochJson {
-                epoch: e.epoch,
-                attempt: e.attempt,
-                train_loss: e.train_loss,
-                val_loss: e.val_loss,
-                duration_s: e.duration_s,
-                chars_per_sec: e.chars_per_sec,
-                metrics: serde_json::from_str(&e.metrics_json).unwrap_or(Value::Null),
-                reported_at: time(e.reported_at),
-            })
-            .collect(),
-        checkpoints: full
-            .checkpoints
-            .into_iter()
-            .map(|c| CheckpointJson {
-                best: c.id == full.best_checkpoint_id,
-                id: c.id,
-                epoch: c.epoch,
-                size: c.size,
-                sha256: c.sha256,
-                val_loss: c.val_loss,
-                created_at: time(c.created_at),
-            })
-            .collect(),
+        detail: full.into(),
         generations: gens
             .into_iter()
             .map(|g| GenerationJson {
