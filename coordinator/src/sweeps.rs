@@ -199,11 +199,10 @@ pub async fn submit(
     let (created, existing): (Vec<RunRow>, Vec<RunRow>) =
         all.into_iter().partition(|r| created_set.contains(&r.id));
     // Read back through the one sweep statement: its runs by state, shared ones included.
-    let sweep: SweepRow =
-        sqlx::query_as(&format!("{} where s.id = $1", crate::history::SWEEP_SELECT))
-            .bind(sweep_id)
-            .fetch_one(pool)
-            .await?;
+    let sweep: SweepRow = sqlx::query_as(&crate::history::sweep_select("where s.id = $1"))
+        .bind(sweep_id)
+        .fetch_one(pool)
+        .await?;
     let all_ids: Vec<i64> = created.iter().chain(&existing).map(|r| r.id).collect();
     let warnings = no_fit_warnings(pool, &all_ids).await?;
     tracing::info!(
