@@ -697,8 +697,8 @@ async fn tags_notes_and_export_read_back() {
     run_blocking(strings(&["sweeps", "note", "1", "first look"]), env.clone()).await;
     let o = run_blocking(strings(&["sweeps", "show", "1", "--json"]), env.clone()).await;
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
-    assert_eq!(v["sweep"]["tags"], serde_json::json!(["grid"]));
-    assert_eq!(v["sweep"]["notes"][0]["text"], "first look");
+    assert_eq!(v["tags"], serde_json::json!(["grid"]));
+    assert_eq!(v["notes"][0]["text"], "first look");
     assert_eq!(v["runs"][1]["tags"], serde_json::json!(["baseline"]));
     let show = stdout(&run_blocking(strings(&["sweeps", "show", "1"]), env.clone()).await);
     assert!(
@@ -796,4 +796,175 @@ async fn tags_notes_and_export_read_back() {
     )
     .await;
     assert_one_line_error(&o, 2, "tag compares with =, != or in only");
+}
+
+/// The paths of every key in `v` (`counts.lines.kept`, `runs[].config.units`), array items
+/// merged: what two printings of one view must share.
+fn key_paths(v: &serde_json::Value, at: &str, out: &mut std::collections::BTreeSet<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                let p = format!("{at}.{k}");
+                out.insert(p.clone());
+                key_paths(x, &p, out);
+            }
+        }
+        serde_json::Value::Array(xs) => {
+            for x in xs {
+                key_paths(x, &format!("{at}[]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn keys(v: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    key_paths(v, "", &mut out);
+    out
+}
+
+/// `poet sweeps list|show --json`, `poet datasets list|show --json` and `poet runs show --json`
+/// print the web API's views (`poet_proto::views`): for the same sweep, dataset or run, the
+/// same keys, nested ones included, and the same values as `GET /api/v1/sweeps`,
+/// `/sweeps/{id}`, `/datasets` and `/runs/{id}` (less its generations).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweep_and_dataset_json_is_the_web_apis() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let http: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let cfg = CoordinatorConfig {
+        http_listen: Some(http),
+        ..Default::default()
+    };
+    let s = TestCoordinator::start(cfg, None).await;
+    sqlx::query(
+        "insert into datasets (name, version, content_hash, params_hash, params, counts, poems, chars, vocab, shards, validation_shards, state)
+         values ('tiny', 1, 'h', 'p', '{\"tag\": null, \"shards\": 4}',
+             '{\"lines\": {\"read\": 5, \"docs\": 4, \"not_poems\": 1, \"kept\": 2, \"duplicates\": 1},
+               \"input_bytes\": 300, \"not_poems_by_reason\": {\"hard_wrapped\": 1}}',
+             2, 10, 'ab', 4, '{0}', 'ready')",
+    )
+    .execute(&s.db.pool)
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = grid_spec(dir.path(), "[1, 2]");
+    let env = vec![
+        ("POET_COORDINATOR".to_string(), s.url()),
+        ("POET_DATABASE_URL".to_string(), s.db.url.clone()),
+    ];
+    for args in [
+        vec!["sweeps", "submit", spec.to_str().unwrap()],
+        vec!["sweeps", "tag", "1", "grid"],
+        vec!["sweeps", "note", "1", "first look"],
+        vec!["sweeps", "pause", "1"],
+        vec!["sweeps", "resume", "1"],
+    ] {
+        let o = run_blocking(strings(&args), env.clone()).await;
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    }
+    // One run with a loss, so the best run and its nested view are printed too.
+    let mut w = s.worker();
+    let worker = poet_coordinator::testing::register(&mut w, "cpu-host").await;
+    let lease = poet_coordinator::testing::lease_run(&mut w, worker, 1000)
+        .await
+        .expect("a queued run");
+    w.report_epoch(poet_proto::v1::ReportEpochRequest {
+        lease: lease.lease,
+        epoch: Some(poet_proto::v1::Epoch {
+            epoch: 1,
+            train_loss: 2.5,
+            val_loss: 2.25,
+            duration_s: 1.0,
+            chars_per_sec: 1000.0,
+            metrics_json: "{}".into(),
+            ..Default::default()
+        }),
+    })
+    .await
+    .unwrap();
+
+    let cli = |args: &'static [&'static str]| {
+        let env = env.clone();
+        async move {
+            let o = run_blocking(strings(args), env).await;
+            assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+            serde_json::from_slice::<serde_json::Value>(&o.stdout).expect("json")
+        }
+    };
+    let web = |path: &'static str| async move {
+        let r = reqwest::get(format!("http://{http}/api/v1{path}"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        r.json::<serde_json::Value>().await.unwrap()
+    };
+    let pairs = [
+        (
+            cli(&["sweeps", "list", "--json"]).await,
+            web("/sweeps").await,
+        ),
+        (
+            cli(&["sweeps", "show", "1", "--json"]).await,
+            web("/sweeps/1").await,
+        ),
+        (
+            cli(&["datasets", "list", "--json"]).await,
+            web("/datasets").await,
+        ),
+        (
+            cli(&["datasets", "show", "tiny", "--json"]).await,
+            web("/datasets").await[0].clone(),
+        ),
+    ];
+    for (printed, served) in &pairs {
+        assert_eq!(keys(printed), keys(served), "{printed}\n{served}");
+        assert_eq!(printed, served);
+    }
+    // A run in full: the web's adds the run's generations.
+    let best = pairs[1].0["best_run_id"].as_i64().unwrap();
+    let o = run_blocking(
+        strings(&["runs", "show", &best.to_string(), "--json"]),
+        env.clone(),
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let printed: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let mut served = reqwest::get(format!("http://{http}/api/v1/runs/{best}"))
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert_eq!(served["generations"], serde_json::json!([]));
+    served.as_object_mut().unwrap().remove("generations");
+    assert_eq!(keys(&printed), keys(&served), "{printed}\n{served}");
+    assert_eq!(printed, served);
+    assert_eq!(printed["epochs"][0]["val_loss"], 2.25);
+    assert_eq!(printed["attempts"][0]["worker_host"], "cpu-host");
+    // Nothing in them is left empty: the comparison covered the nested views.
+    let (sweep, dataset) = (&pairs[1].0, &pairs[3].0);
+    assert_eq!(sweep["run_count"], 2);
+    assert_eq!(sweep["counts"]["running"], 1);
+    assert_eq!(sweep["best_run"]["best_val_loss"], 2.25);
+    assert_eq!(sweep["best_run_id"], sweep["best_run"]["id"]);
+    assert_eq!(sweep["tags"], serde_json::json!(["grid"]));
+    assert_eq!(sweep["notes"][0]["text"], "first look");
+    let kinds: Vec<&str> = sweep["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["pause_sweep", "resume_sweep"]);
+    assert_eq!(sweep["varying"], serde_json::json!(["layers"]));
+    assert_eq!(dataset["counts"]["lines"]["kept"], 2);
+    assert_eq!(dataset["counts"]["not_poems_by_reason"]["hard_wrapped"], 1);
+    assert_eq!(dataset["vocab_size"], 2);
+    assert_eq!(dataset["params_hash"], "p");
+    s.stop().await;
 }

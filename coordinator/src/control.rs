@@ -324,7 +324,7 @@ async fn reopen_sweep(tx: &mut sqlx::PgConnection, sweep_id: i64) -> Result<()> 
 }
 
 async fn sweep_row(pool: &PgPool, id: i64) -> Result<SweepRow> {
-    sqlx::query_as(&format!("{} where s.id = $1", crate::history::SWEEP_SELECT))
+    sqlx::query_as(&crate::history::sweep_select("where s.id = $1"))
         .bind(id)
         .fetch_optional(pool)
         .await?

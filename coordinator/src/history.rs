@@ -1,13 +1,15 @@
 //! Run-history queries: sweeps, runs (filtered, ordered, paginated), one run in full,
 //! workers and datasets, and the tags and notes users leave on runs and sweeps. Each answer
 //! is a fixed number of queries (no N+1), on indexed columns, and rows convert to `poet.v1`
-//! messages here (the web API and the CLI turn those into `poet_proto::views`).
+//! messages here (the web API and the CLI turn those into `poet_proto::views`), but for a
+//! dataset: the CLI reads datasets from Postgres itself, so a dataset row becomes the view
+//! here ([`dataset_view`]) and gRPC converts from that.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use poet_core::filter::{self, Cursor, Expr, Field, Filter, Order, Param, SortType, SortValue};
-use poet_proto::v1;
+use poet_proto::{v1, views};
 use poet_sql::datasets::DatasetInfo;
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;
@@ -112,6 +114,12 @@ pub struct SweepRow {
     pub max_concurrent: Option<i32>,
     /// When its scheduler finished it.
     pub finished_at: Option<DateTime<Utc>>,
+    /// Its runs by state, in the order of `poet_core::filter::STATES` (the statement's array).
+    pub counts: Vec<i32>,
+    /// Lowest validation loss of its runs.
+    pub best_val_loss: Option<f64>,
+    /// The run that reached it (the lowest id among equals).
+    pub best_run_id: Option<i64>,
 }
 
 /// Converts a timestamp.
@@ -179,6 +187,14 @@ impl From<SweepRow> for v1::Sweep {
             finished_at: ots(s.finished_at),
             tags: vec![],
             notes: vec![],
+            counts: filter::STATES
+                .iter()
+                .zip(s.counts)
+                .filter(|(_, n)| *n > 0)
+                .map(|(k, n)| (k.to_string(), n))
+                .collect(),
+            best_val_loss: s.best_val_loss.unwrap_or(f64::NAN),
+            best_run_id: s.best_run_id.unwrap_or(0),
         }
     }
 }
@@ -197,11 +213,47 @@ impl From<CheckpointRow> for v1::Checkpoint {
     }
 }
 
-/// The select list every sweep query uses (alias `s`).
-pub const SWEEP_SELECT: &str =
-    "select s.id, s.name, s.dataset_id, s.spec, s.priority, s.created_at,
-    (select count(*)::int from sweep_runs sr where sr.sweep_id = s.id) as runs,
-    s.paused, s.max_concurrent, s.finished_at from sweeps s";
+/// The one sweep statement: the sweeps `tail` selects (a `where` or `order by ... limit` over
+/// `sweeps s`, its values bound, never user text), each with its attached runs by state and
+/// its best run, aggregated in one grouped pass over those sweeps' runs. gRPC
+/// `ListSweeps`/`GetSweep`, the control actions, a submission's answer and the web API all
+/// read a sweep through it. Its price (ListSweeps of 10 sweeps x 1,000 runs in a 10,000-run
+/// table, Postgres execution time, 2-core VM under load 7-10): 11-24 ms, against 1.4 ms for
+/// the count of `sweep_runs` it replaced (which had no counts by state nor best run; the web
+/// list computed them with a GROUP BY of its own), and 21-41 ms for a lateral aggregate per
+/// sweep (a hash join with the whole runs table for each sweep). One sweep of 1,000 runs:
+/// 2.6 ms, as the two queries GetSweep made before.
+pub fn sweep_select(tail: &str) -> String {
+    format!(
+        "with s as (select * from sweeps s {tail}),
+         c as (select sr.sweep_id, count(*)::int as runs,
+             array[count(*) filter (where r.state = 'queued'), count(*) filter (where r.state = 'running'),
+                 count(*) filter (where r.state = 'paused'), count(*) filter (where r.state = 'stopped'),
+                 count(*) filter (where r.state = 'succeeded'), count(*) filter (where r.state = 'failed'),
+                 count(*) filter (where r.state = 'cancelled')]::int[] as counts,
+             min(r.best_val_loss) as best_val_loss,
+             (array_agg(r.id order by r.best_val_loss, r.id) filter (where r.best_val_loss is not null))[1]
+                 as best_run_id
+             from sweep_runs sr join runs r on r.id = sr.run_id
+             where sr.sweep_id in (select id from s) group by sr.sweep_id)
+         select s.id, s.name, s.dataset_id, s.spec, s.priority, s.created_at, coalesce(c.runs, 0) as runs,
+             s.paused, s.max_concurrent, s.finished_at,
+             coalesce(c.counts, array[0, 0, 0, 0, 0, 0, 0]) as counts, c.best_val_loss, c.best_run_id
+         from s left join c on c.sweep_id = s.id order by s.id desc"
+    )
+}
+
+/// One sweep, its tags and notes, by id.
+pub async fn sweep(pool: &PgPool, id: i64) -> Result<v1::Sweep> {
+    let row: SweepRow = sqlx::query_as(&sweep_select("where s.id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("no sweep {id}")))?;
+    let mut sweeps = vec![row.into()];
+    annotate_sweeps(pool, &mut sweeps).await?;
+    Ok(sweeps.remove(0))
+}
 
 /// A requested page size: 50 when unset, at most 1,000.
 fn page_size(requested: i32) -> i64 {
@@ -238,50 +290,37 @@ fn next_token(got: usize, size: i64, offset: i64) -> String {
     }
 }
 
-/// Sweeps, newest first.
+/// Sweeps, newest first, with their tags and notes: one page.
 pub async fn list_sweeps(
     pool: &PgPool,
     page_size: i32,
     page_token: &str,
-) -> Result<(Vec<SweepRow>, String)> {
+) -> Result<(Vec<v1::Sweep>, String)> {
     let (size, offset) = page(page_size, page_token)?;
-    let mut rows: Vec<SweepRow> = sqlx::query_as(&format!(
-        "{SWEEP_SELECT} order by s.id desc limit $1 offset $2"
-    ))
-    .bind(size + 1)
-    .bind(offset)
-    .fetch_all(pool)
-    .await?;
+    let mut rows: Vec<SweepRow> =
+        sqlx::query_as(&sweep_select("order by s.id desc limit $1 offset $2"))
+            .bind(size + 1)
+            .bind(offset)
+            .fetch_all(pool)
+            .await?;
     let token = next_token(rows.len(), size, offset);
     rows.truncate(size as usize);
-    Ok((rows, token))
+    let mut sweeps: Vec<v1::Sweep> = rows.into_iter().map(Into::into).collect();
+    annotate_sweeps(pool, &mut sweeps).await?;
+    Ok((sweeps, token))
 }
 
 /// One sweep, its counts by state and its best run.
 pub async fn get_sweep(pool: &PgPool, id: i64) -> Result<v1::GetSweepResponse> {
-    let sweep: SweepRow = sqlx::query_as(&format!("{SWEEP_SELECT} where s.id = $1"))
-        .bind(id)
-        .fetch_optional(pool)
-        .await?
-        .ok_or_else(|| ServiceError::NotFound(format!("no sweep {id}")))?;
-    let counts = sqlx::query(
-        "select r.state, count(*)::int as n from sweep_runs sr join runs r on r.id = sr.run_id
-         where sr.sweep_id = $1 group by r.state",
-    )
-    .bind(id)
-    .fetch_all(pool)
-    .await?
-    .into_iter()
-    .map(|r| (r.get::<String, _>("state"), r.get::<i32, _>("n")))
-    .collect();
-    let best: Option<RunRow> = sqlx::query_as(&format!(
-        "{} join sweep_runs sr on sr.run_id = r.id where sr.sweep_id = $1 and r.best_val_loss is not null
-         order by r.best_val_loss, r.id limit 1",
-        RunRow::SELECT
-    ))
-    .bind(id)
-    .fetch_optional(pool)
-    .await?;
+    let sweep = sweep(pool, id).await?;
+    let best: Option<RunRow> = if sweep.best_run_id == 0 {
+        None
+    } else {
+        sqlx::query_as(&format!("{} where r.id = $1", RunRow::SELECT))
+            .bind(sweep.best_run_id)
+            .fetch_optional(pool)
+            .await?
+    };
     // Epochs from the runs' summary column (one indexed pass over the sweep's runs); hours
     // need every epoch row, so they are summed only for a sweep with a worker-hour budget
     // (GetSweep of a 1,000-run, 100,000-epoch sweep: 5 ms, against 70 ms for the epoch scan).
@@ -305,22 +344,33 @@ pub async fn get_sweep(pool: &PgPool, id: i64) -> Result<v1::GetSweepResponse> {
     } else {
         0.0
     };
-    let mut sweep: v1::Sweep = sweep.into();
-    let mut notes = annotations(pool, Target::Sweep, &[id]).await?;
-    if let Some(a) = notes.remove(&id) {
-        (sweep.tags, sweep.notes) = (a.tags, a.notes);
-    }
     let mut best: Vec<v1::Run> = best.into_iter().map(Into::into).collect();
     annotate_runs(pool, &mut best).await?;
     Ok(v1::GetSweepResponse {
+        counts: sweep.counts.clone(),
         sweep: Some(sweep),
-        counts,
         best_run: best.pop(),
         decisions: crate::scheduler::decisions(pool, id).await?,
         plan_json,
         epochs_spent: spent.get("epochs"),
         hours_spent,
     })
+}
+
+/// Every run attached to a sweep (created or shared), by id, with tags, notes and `no_fit`
+/// (as `ListRuns` by sweep answers them): the runs of `GET /api/v1/sweeps/{id}`.
+pub async fn sweep_runs(pool: &PgPool, id: i64) -> Result<Vec<v1::Run>> {
+    let rows: Vec<RunRow> = sqlx::query_as(&format!(
+        "{} join sweep_runs sr on sr.run_id = r.id where sr.sweep_id = $1 order by r.id",
+        RunRow::SELECT
+    ))
+    .bind(id)
+    .fetch_all(pool)
+    .await?;
+    let mut runs: Vec<v1::Run> = rows.into_iter().map(Into::into).collect();
+    annotate_runs(pool, &mut runs).await?;
+    crate::sweeps::fill_no_fit(pool, &mut runs).await?;
+    Ok(runs)
 }
 
 /// A request's filter: its `filter` expression and its typed fields (sweep, state, dataset,
@@ -592,21 +642,29 @@ pub async fn list_workers(pool: &PgPool, include_stale: bool) -> Result<Vec<v1::
         .collect())
 }
 
-/// A dataset as the gRPC API answers it. `stats_json` carries the ingest's parameters and
-/// counts (the web API returns them as objects, from the same [`DatasetInfo`]).
-pub fn dataset_proto(d: DatasetInfo) -> v1::Dataset {
-    v1::Dataset {
-        stats_json: serde_json::json!({"params": d.params, "counts": d.counts}).to_string(),
-        created_at: Some(ts(d.created_at)),
+/// A dataset row as the one dataset view (`poet_proto::views::Dataset`), which the web API
+/// and `poet datasets --json` print and gRPC converts from. The stored counts are read into
+/// their typed shape here (a key an older ingest did not write is 0).
+pub fn dataset_view(d: DatasetInfo) -> views::Dataset {
+    let counts = serde_json::from_value(d.counts).unwrap_or_else(|e| {
+        tracing::warn!(dataset_id = d.id, error = %e, "dataset counts do not parse");
+        views::DatasetCounts::default()
+    });
+    views::Dataset {
+        vocab_size: d.vocab.chars().count(),
         id: d.id,
         name: d.name,
         version: d.version,
         content_hash: d.content_hash,
+        params_hash: d.params_hash,
         poems: d.poems,
         chars: d.chars,
         vocab: d.vocab,
         shards: d.shards,
         validation_shards: d.validation_shards,
+        params: d.params,
+        counts,
+        created_at: Some(d.created_at),
     }
 }
 
@@ -829,6 +887,18 @@ pub async fn annotate_runs(pool: &PgPool, runs: &mut [v1::Run]) -> Result<()> {
     for r in runs {
         if let Some(a) = all.remove(&r.id) {
             (r.tags, r.notes) = (a.tags, a.notes);
+        }
+    }
+    Ok(())
+}
+
+/// Fills the tags and notes of `sweeps` (two queries whatever their number).
+pub async fn annotate_sweeps(pool: &PgPool, sweeps: &mut [v1::Sweep]) -> Result<()> {
+    let ids: Vec<i64> = sweeps.iter().map(|s| s.id).collect();
+    let mut all = annotations(pool, Target::Sweep, &ids).await?;
+    for s in sweeps {
+        if let Some(a) = all.remove(&s.id) {
+            (s.tags, s.notes) = (a.tags, a.notes);
         }
     }
     Ok(())

@@ -143,11 +143,9 @@ pub async fn submit(
     }
 
     let mut tx = pool.begin().await?;
-    let sweep: SweepRow = sqlx::query_as(
+    let sweep_id: i64 = sqlx::query_scalar(
         "insert into sweeps (name, dataset_id, spec, spec_format, priority, adaptive, max_concurrent)
-         values ($1, $2, $3, $4, $5, $6, $7)
-         returning id, name, dataset_id, spec, priority, created_at, 0::int as runs, paused,
-             max_concurrent, finished_at",
+         values ($1, $2, $3, $4, $5, $6, $7) returning id",
     )
     .bind(&name)
     .bind(dataset.id)
@@ -167,7 +165,7 @@ pub async fn submit(
          on conflict (config_hash) do nothing
          returning id",
     )
-    .bind(sweep.id)
+    .bind(sweep_id)
     .bind(dataset.id)
     .bind(spec.priority)
     .bind(spec.max_attempts)
@@ -185,7 +183,7 @@ pub async fn submit(
         "insert into sweep_runs (sweep_id, run_id) select $1, id from runs where config_hash = any($2)
          on conflict do nothing",
     )
-    .bind(sweep.id)
+    .bind(sweep_id)
     .bind(&hashes)
     .execute(&mut *tx)
     .await?;
@@ -200,10 +198,11 @@ pub async fn submit(
     let created_set: std::collections::HashSet<i64> = created_ids.into_iter().collect();
     let (created, existing): (Vec<RunRow>, Vec<RunRow>) =
         all.into_iter().partition(|r| created_set.contains(&r.id));
-    let sweep = SweepRow {
-        runs: (created.len() + existing.len()) as i32,
-        ..sweep
-    };
+    // Read back through the one sweep statement: its runs by state, shared ones included.
+    let sweep: SweepRow = sqlx::query_as(&crate::history::sweep_select("where s.id = $1"))
+        .bind(sweep_id)
+        .fetch_one(pool)
+        .await?;
     let all_ids: Vec<i64> = created.iter().chain(&existing).map(|r| r.id).collect();
     let warnings = no_fit_warnings(pool, &all_ids).await?;
     tracing::info!(
@@ -220,6 +219,27 @@ pub async fn submit(
         planned: vec![],
         warnings,
     })
+}
+
+/// Fills `no_fit` of the queued runs among `runs` that no recently seen worker can hold
+/// ([`no_fit_reasons`]; one query, none when no run is queued).
+pub async fn fill_no_fit(pool: &PgPool, runs: &mut [poet_proto::v1::Run]) -> Result<()> {
+    let queued: Vec<i64> = runs
+        .iter()
+        .filter(|r| r.state == poet_proto::v1::RunState::Queued as i32)
+        .map(|r| r.id)
+        .collect();
+    if queued.is_empty() {
+        return Ok(());
+    }
+    let mut no_fit: std::collections::HashMap<i64, String> =
+        no_fit_reasons(pool, &queued).await?.into_iter().collect();
+    for r in runs {
+        if let Some(why) = no_fit.remove(&r.id) {
+            r.no_fit = why;
+        }
+    }
+    Ok(())
 }
 
 /// The reasons queued runs among `run_ids` cannot be placed, by run id: runs that no worker

@@ -1,14 +1,20 @@
-//! The JSON read model: one serde struct per thing the history answers, shared by the
-//! coordinator's web API (`/api/v1/...`) and the CLI's `--json`, so that the two print the
-//! same fields with the same meaning. gRPC messages stay the wire format; a view is built from
-//! the message (`From<v1::Run>`), on the server for the web API and on the client for the CLI.
+//! The JSON read model: one serde struct per thing the history answers (runs, sweeps and
+//! their decisions, workers, datasets, notes), shared by the coordinator's web API
+//! (`/api/v1/...`) and the CLI's `--json`, so that the two print the same fields with the same
+//! meaning. gRPC messages stay the wire format; a view is built from the message
+//! (`From<v1::Run>`, `From<v1::Sweep>`, [`SweepDetail::new`]), on the server for the web API and
+//! on the client for the CLI. A dataset goes the other way: the CLI reads datasets from
+//! Postgres itself, so the view is built from the row (the coordinator's `history::dataset_view`)
+//! and gRPC converts from the view (`From<Dataset> for v1::Dataset`).
 //!
 //! Conventions, where the proto's zero values would mislead in JSON: an absent loss is `null`,
 //! not NaN (JSON has no NaN); an absent id (no worker, no parent) is `null`, not 0; an absent
 //! text (no error) is `null`, not `""`; times are RFC 3339 strings. The web API's `RunJson`,
 //! the CLI's hand-built run JSON and `v1::Run` used to disagree (the web left out
 //! `config_hash` and `parent_checkpoint_id`, the CLI `started_at` and printed 0 and `""` for
-//! absent values): this shape is their union, with the web's nulls.
+//! absent values): this shape is their union, with the web's nulls. The sweep views are the
+//! union of the web's `SweepSummary`/`SweepDetail` and the CLI's hand-built sweep JSON in the
+//! same way, and the dataset view that of the web's `DatasetJson` and the CLI's row.
 
 use std::collections::BTreeSet;
 
@@ -155,6 +161,138 @@ impl From<v1::Run> for Run {
     }
 }
 
+/// One lease of a run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Attempt {
+    /// 1-based attempt.
+    pub attempt: i32,
+    /// Worker id.
+    pub worker_id: i64,
+    /// Its host.
+    pub worker_host: String,
+    /// Lease granted.
+    pub started_at: Option<DateTime<Utc>>,
+    /// Ended (null while it lives).
+    pub ended_at: Option<DateTime<Utc>>,
+    /// completed, failed, lease_expired, released, cancelled, or "" while running.
+    pub outcome: String,
+    /// Error message or reaper note.
+    pub detail: String,
+    /// Epoch it resumed from (0 = scratch).
+    pub resumed_from_epoch: i32,
+}
+
+impl From<v1::Attempt> for Attempt {
+    fn from(a: v1::Attempt) -> Attempt {
+        Attempt {
+            attempt: a.attempt,
+            worker_id: a.worker_id,
+            worker_host: a.worker_host,
+            started_at: time(a.started_at.as_ref()),
+            ended_at: time(a.ended_at.as_ref()),
+            outcome: a.outcome,
+            detail: a.detail,
+            resumed_from_epoch: a.resumed_from_epoch,
+        }
+    }
+}
+
+/// One epoch report.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Epoch {
+    /// 1-based epoch.
+    pub epoch: i32,
+    /// Attempt that trained it.
+    pub attempt: i32,
+    /// Mean train loss, nats/char.
+    pub train_loss: f64,
+    /// Validation loss, nats/char.
+    pub val_loss: f64,
+    /// Seconds.
+    pub duration_s: f64,
+    /// Throughput.
+    pub chars_per_sec: f64,
+    /// Anything else the worker measured.
+    pub metrics: Value,
+    /// Stored at.
+    pub reported_at: Option<DateTime<Utc>>,
+}
+
+impl From<v1::Epoch> for Epoch {
+    fn from(e: v1::Epoch) -> Epoch {
+        Epoch {
+            epoch: e.epoch,
+            attempt: e.attempt,
+            train_loss: e.train_loss,
+            val_loss: e.val_loss,
+            duration_s: e.duration_s,
+            chars_per_sec: e.chars_per_sec,
+            metrics: serde_json::from_str(&e.metrics_json).unwrap_or(Value::Null),
+            reported_at: time(e.reported_at.as_ref()),
+        }
+    }
+}
+
+/// A kept checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Checkpoint {
+    /// Id.
+    pub id: i64,
+    /// Epoch.
+    pub epoch: i32,
+    /// Bytes.
+    pub size: i64,
+    /// sha256 hex.
+    pub sha256: String,
+    /// Validation loss at that epoch.
+    pub val_loss: f64,
+    /// Whether it is the run's best.
+    pub best: bool,
+    /// Stored at.
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+/// A run in full (`poet runs show --json`; `GET /api/v1/runs/{id}` adds the run's
+/// generations): the run, its leases, every epoch and its kept checkpoints.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunDetail {
+    /// The run.
+    pub run: Run,
+    /// Its leases, in order.
+    pub attempts: Vec<Attempt>,
+    /// Every epoch report, in order.
+    pub epochs: Vec<Epoch>,
+    /// Kept checkpoints.
+    pub checkpoints: Vec<Checkpoint>,
+    /// The kept checkpoint with the lowest validation loss (null when none).
+    pub best_checkpoint_id: Option<i64>,
+}
+
+impl From<v1::GetRunResponse> for RunDetail {
+    fn from(r: v1::GetRunResponse) -> RunDetail {
+        let best = r.best_checkpoint_id;
+        RunDetail {
+            run: r.run.unwrap_or_default().into(),
+            attempts: r.attempts.into_iter().map(Into::into).collect(),
+            epochs: r.epochs.into_iter().map(Into::into).collect(),
+            checkpoints: r
+                .checkpoints
+                .into_iter()
+                .map(|c| Checkpoint {
+                    best: best != 0 && c.id == best,
+                    id: c.id,
+                    epoch: c.epoch,
+                    size: c.size,
+                    sha256: c.sha256,
+                    val_loss: c.val_loss,
+                    created_at: time(c.created_at.as_ref()),
+                })
+                .collect(),
+            best_checkpoint_id: nonzero(best),
+        }
+    }
+}
+
 /// A worker process, as `GET /api/v1/workers` and `poet workers --json` show it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Worker {
@@ -212,6 +350,301 @@ impl From<v1::Worker> for Worker {
             memory_bytes: w.memory_bytes,
             labels: w.labels.into_iter().collect(),
             chars_per_sec: (w.chars_per_sec > 0.0).then_some(w.chars_per_sec),
+        }
+    }
+}
+
+/// Runs by state: the seven states of the queue.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Counts {
+    /// Waiting for a worker.
+    pub queued: i64,
+    /// Leased and training.
+    pub running: i64,
+    /// Waiting at a rung for a promotion.
+    pub paused: i64,
+    /// Stopped early by the sweep's scheduler.
+    pub stopped: i64,
+    /// Finished every epoch.
+    pub succeeded: i64,
+    /// Gave up.
+    pub failed: i64,
+    /// Cancelled by a user.
+    pub cancelled: i64,
+}
+
+impl Counts {
+    /// From the proto's counts by state name (a state left out is 0).
+    pub fn from_map<'a>(m: impl IntoIterator<Item = (&'a String, &'a i32)>) -> Counts {
+        let mut c = Counts::default();
+        for (state, &n) in m {
+            let n = i64::from(n);
+            match state.as_str() {
+                "queued" => c.queued += n,
+                "running" => c.running += n,
+                "paused" => c.paused += n,
+                "stopped" => c.stopped += n,
+                "succeeded" => c.succeeded += n,
+                "failed" => c.failed += n,
+                "cancelled" => c.cancelled += n,
+                _ => {}
+            }
+        }
+        c
+    }
+}
+
+/// A sweep as listed (`GET /api/v1/sweeps`, `poet sweeps list --json`): its settings, its
+/// runs by state and its best run. The spec and everything per run is in [`SweepDetail`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Sweep {
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Dataset it trains on.
+    pub dataset_id: i64,
+    /// Default priority of its runs.
+    pub priority: i32,
+    /// Paused by a user: its runs are not leased.
+    pub paused: bool,
+    /// At most this many of its runs train at once (null: no limit).
+    pub max_concurrent: Option<i32>,
+    /// Created.
+    pub created_at: Option<DateTime<Utc>>,
+    /// When its scheduler had nothing left to run (null while it goes on).
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Runs attached (created or shared with another sweep). Named `run_count`, not `runs`:
+    /// the detail's `runs` is the list of them.
+    pub run_count: i64,
+    /// Its runs by state.
+    pub counts: Counts,
+    /// Lowest validation loss of any of its runs (null when none reported one yet).
+    pub best_val_loss: Option<f64>,
+    /// The run that reached it.
+    pub best_run_id: Option<i64>,
+    /// Its tags, sorted.
+    pub tags: Vec<String>,
+    /// Its notes, oldest first.
+    pub notes: Vec<Note>,
+}
+
+impl From<v1::Sweep> for Sweep {
+    fn from(s: v1::Sweep) -> Sweep {
+        Sweep {
+            id: s.id,
+            counts: Counts::from_map(&s.counts),
+            name: s.name,
+            dataset_id: s.dataset_id,
+            priority: s.priority,
+            paused: s.paused,
+            max_concurrent: nonzero(s.max_concurrent),
+            created_at: time(s.created_at.as_ref()),
+            finished_at: time(s.finished_at.as_ref()),
+            run_count: i64::from(s.runs),
+            best_val_loss: finite(s.best_val_loss),
+            best_run_id: finite(s.best_val_loss).and_then(|_| nonzero(s.best_run_id)),
+            tags: s.tags,
+            notes: s.notes.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// One decision of a sweep's scheduler, or a user's action on the sweep or one of its runs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Decision {
+    /// Id (decisions are numbered in the order taken).
+    pub id: i64,
+    /// The sweep.
+    pub sweep_id: i64,
+    /// The run (null for sweep-wide decisions).
+    pub run_id: Option<i64>,
+    /// Epoch it was taken at (0 when none).
+    pub epoch: i32,
+    /// stop, pause, promote, propose, budget, finish, retry, extend, fork, pause_sweep,
+    /// resume_sweep or priority.
+    pub kind: String,
+    /// In words.
+    pub reason: String,
+    /// The numbers behind it.
+    pub detail: Value,
+    /// When.
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+impl From<v1::Decision> for Decision {
+    fn from(d: v1::Decision) -> Decision {
+        Decision {
+            id: d.id,
+            sweep_id: d.sweep_id,
+            run_id: nonzero(d.run_id),
+            epoch: d.epoch,
+            kind: d.kind,
+            reason: d.reason,
+            detail: serde_json::from_str(&d.detail_json).unwrap_or(Value::Null),
+            created_at: time(d.created_at.as_ref()),
+        }
+    }
+}
+
+/// A sweep in full (`GET /api/v1/sweeps/{id}`, `poet sweeps show --json`): the listed
+/// [`Sweep`]'s fields, then its spec and plan, what it spent of its budget, its scheduler's
+/// decisions and every run. The rungs the dashboard and `poet sweeps show` draw are computed
+/// from `plan` and `runs` (each run's `epochs_done` and `state`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SweepDetail {
+    /// The sweep as listed (its fields inline).
+    #[serde(flatten)]
+    pub sweep: Sweep,
+    /// The spec as submitted.
+    pub spec: String,
+    /// Search, stopping rule, budget, max_concurrent (`poet_core::plan::Plan`).
+    pub plan: Value,
+    /// Epochs trained by its runs so far.
+    pub epochs_spent: i64,
+    /// Hours trained by its runs so far (the sum of epoch durations); 0 unless the plan has a
+    /// worker-hour budget (the sum reads every epoch row).
+    pub hours_spent: f64,
+    /// Config keys whose values differ between its runs (the swept hyperparameters), sorted.
+    pub varying: Vec<String>,
+    /// The run with the lowest validation loss (null when none reported one yet).
+    pub best_run: Option<Run>,
+    /// Every decision of its scheduler and every run-control action, oldest first.
+    pub decisions: Vec<Decision>,
+    /// Every run, by id.
+    pub runs: Vec<Run>,
+}
+
+impl SweepDetail {
+    /// From `GetSweep`'s answer and the sweep's runs (`ListRuns` by sweep, or one query).
+    pub fn new(s: v1::GetSweepResponse, runs: Vec<v1::Run>) -> SweepDetail {
+        let sweep = s.sweep.unwrap_or_default();
+        let spec = sweep.spec.clone();
+        let runs: Vec<Run> = runs.into_iter().map(Into::into).collect();
+        SweepDetail {
+            sweep: sweep.into(),
+            spec,
+            plan: serde_json::from_str(&s.plan_json).unwrap_or(Value::Null),
+            epochs_spent: s.epochs_spent,
+            hours_spent: s.hours_spent,
+            varying: varying_keys(runs.iter().map(|r| &r.config)),
+            best_run: s.best_run.map(Into::into),
+            decisions: s.decisions.into_iter().map(Into::into).collect(),
+            runs,
+        }
+    }
+}
+
+/// Line counts of an ingest, stage by stage (`poet_ingest`'s `Counts`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct LineCounts {
+    /// Non-blank lines (NDJSON) or documents (bulk, scroll) read.
+    pub read: i64,
+    /// Blank lines skipped.
+    pub blank: i64,
+    /// Unusable lines.
+    pub malformed: i64,
+    /// Valid documents.
+    pub docs: i64,
+    /// Documents without the `--tag`.
+    pub other_tag: i64,
+    /// Documents whose content is missing or only whitespace.
+    pub empty: i64,
+    /// Documents the filter judged prose.
+    pub not_poems: i64,
+    /// Poems already seen.
+    pub duplicates: i64,
+    /// Poems stored.
+    pub kept: i64,
+}
+
+/// What an ingest did with its input: the shape `datasets.counts` is stored in.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct DatasetCounts {
+    /// Per-stage line counts.
+    pub lines: LineCounts,
+    /// Input bytes read (the compressed size for gzip).
+    pub input_bytes: i64,
+    /// Documents the filter judged prose, by its reason.
+    pub not_poems_by_reason: std::collections::BTreeMap<String, i64>,
+}
+
+/// A ready dataset version (`GET /api/v1/datasets`, `poet datasets list|show --json`, gRPC
+/// `ListDatasets`, which converts from this view).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Dataset {
+    /// Id (what runs reference).
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Version within the name (1, 2, ...).
+    pub version: i32,
+    /// sha256 of the framed corpus in export order.
+    pub content_hash: String,
+    /// sha256 of the parameters.
+    pub params_hash: String,
+    /// Poems kept.
+    pub poems: i64,
+    /// Characters of the framed corpus.
+    pub chars: i64,
+    /// Distinct characters, sorted.
+    pub vocab: String,
+    /// Their number.
+    pub vocab_size: usize,
+    /// Shards poems are hashed into.
+    pub shards: i32,
+    /// Shards held out for validation.
+    pub validation_shards: Vec<i32>,
+    /// The ingest's parameters: mapping, tag, filter, shards, validation_fraction (the
+    /// ingest's own settings, as stored).
+    pub params: Value,
+    /// What the ingest did with its input.
+    pub counts: DatasetCounts,
+    /// Visible since.
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
+}
+
+impl From<Dataset> for v1::Dataset {
+    fn from(d: Dataset) -> v1::Dataset {
+        let c = d.counts;
+        let l = c.lines;
+        v1::Dataset {
+            id: d.id,
+            name: d.name,
+            version: d.version,
+            content_hash: d.content_hash,
+            params_hash: d.params_hash,
+            poems: d.poems,
+            chars: d.chars,
+            vocab: d.vocab,
+            shards: d.shards,
+            validation_shards: d.validation_shards,
+            params_json: d.params.to_string(),
+            counts: Some(v1::DatasetCounts {
+                lines: Some(v1::LineCounts {
+                    read: l.read,
+                    blank: l.blank,
+                    malformed: l.malformed,
+                    docs: l.docs,
+                    other_tag: l.other_tag,
+                    empty: l.empty,
+                    not_poems: l.not_poems,
+                    duplicates: l.duplicates,
+                    kept: l.kept,
+                }),
+                input_bytes: c.input_bytes,
+                not_poems_by_reason: c.not_poems_by_reason.into_iter().collect(),
+            }),
+            created_at: d.created_at.map(ts),
         }
     }
 }
@@ -526,6 +959,141 @@ mod tests {
             assert!(v[k].is_null(), "{k}: {v}");
         }
         assert_eq!(v["tags"], json!([]));
+    }
+
+    #[test]
+    fn a_sweep_counts_every_state_and_leaves_absent_values_null() {
+        let s = Sweep::from(v1::Sweep {
+            id: 4,
+            runs: 3,
+            counts: [("running".to_string(), 2), ("failed".to_string(), 1)].into(),
+            best_val_loss: f64::NAN,
+            best_run_id: 0,
+            ..Default::default()
+        });
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["run_count"], 3);
+        assert_eq!(
+            v["counts"],
+            json!({"queued": 0, "running": 2, "paused": 0, "stopped": 0,
+            "succeeded": 0, "failed": 1, "cancelled": 0})
+        );
+        for k in [
+            "best_val_loss",
+            "best_run_id",
+            "max_concurrent",
+            "finished_at",
+        ] {
+            assert!(v[k].is_null(), "{k}: {v}");
+        }
+        let d = SweepDetail::new(
+            v1::GetSweepResponse {
+                sweep: Some(v1::Sweep {
+                    id: 4,
+                    spec: "[grid]".into(),
+                    ..Default::default()
+                }),
+                decisions: vec![v1::Decision {
+                    id: 1,
+                    sweep_id: 4,
+                    kind: "pause_sweep".into(),
+                    detail_json: "{\"rule\": \"user\"}".into(),
+                    ..Default::default()
+                }],
+                plan_json: "{\"search\": \"grid\"}".into(),
+                ..Default::default()
+            },
+            vec![
+                v1::Run {
+                    id: 1,
+                    config_json: "{\"units\": 8}".into(),
+                    ..Default::default()
+                },
+                v1::Run {
+                    id: 2,
+                    config_json: "{\"units\": 16}".into(),
+                    ..Default::default()
+                },
+            ],
+        );
+        let v = serde_json::to_value(&d).unwrap();
+        // The listed sweep's fields inline, beside the detail's.
+        assert_eq!(
+            (v["id"].clone(), v["spec"].clone()),
+            (json!(4), json!("[grid]"))
+        );
+        assert_eq!(v["runs"].as_array().unwrap().len(), 2);
+        assert_eq!(v["varying"], json!(["units"]));
+        assert_eq!(v["plan"]["search"], "grid");
+        assert!(v["decisions"][0]["run_id"].is_null());
+        assert_eq!(v["decisions"][0]["detail"]["rule"], "user");
+        assert!(v["best_run"].is_null());
+        let back: SweepDetail = serde_json::from_value(v).unwrap();
+        assert_eq!(back, d);
+    }
+
+    #[test]
+    fn a_run_detail_marks_its_best_checkpoint_and_nulls_the_absent_one() {
+        let ck = |id| v1::Checkpoint {
+            id,
+            ..Default::default()
+        };
+        let d = RunDetail::from(v1::GetRunResponse {
+            run: Some(v1::Run::default()),
+            epochs: vec![v1::Epoch {
+                epoch: 1,
+                metrics_json: "{\"lr\": 0.002}".into(),
+                ..Default::default()
+            }],
+            checkpoints: vec![ck(5), ck(6)],
+            best_checkpoint_id: 6,
+            ..Default::default()
+        });
+        let best: Vec<bool> = d.checkpoints.iter().map(|c| c.best).collect();
+        assert_eq!((best, d.best_checkpoint_id), (vec![false, true], Some(6)));
+        assert_eq!(d.epochs[0].metrics["lr"], 0.002);
+        let none = RunDetail::from(v1::GetRunResponse {
+            checkpoints: vec![ck(5)],
+            ..Default::default()
+        });
+        assert!(none.best_checkpoint_id.is_none() && !none.checkpoints[0].best);
+    }
+
+    #[test]
+    fn dataset_counts_are_typed_on_the_wire() {
+        let counts: DatasetCounts = serde_json::from_value(json!({
+            "lines": {"read": 5, "kept": 2},
+            "input_bytes": 300,
+            "not_poems_by_reason": {"hard_wrapped": 1}
+        }))
+        .unwrap();
+        assert_eq!(
+            (counts.lines.read, counts.lines.blank),
+            (5, 0),
+            "absent keys are 0"
+        );
+        let d = Dataset {
+            id: 1,
+            name: "tiny".into(),
+            version: 2,
+            content_hash: "h".into(),
+            params_hash: "p".into(),
+            poems: 2,
+            chars: 10,
+            vocab: "ab".into(),
+            vocab_size: 2,
+            shards: 4,
+            validation_shards: vec![0],
+            params: json!({"shards": 4}),
+            counts,
+            created_at: None,
+        };
+        let p = v1::Dataset::from(d);
+        let c = p.counts.unwrap();
+        assert_eq!((c.lines.unwrap().kept, c.input_bytes), (2, 300));
+        assert_eq!(c.not_poems_by_reason["hard_wrapped"], 1);
+        assert_eq!(p.params_json, "{\"shards\":4}");
+        assert_eq!(p.params_hash, "p");
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! `poet ingest` and `poet datasets`: talk to Postgres directly (ingest is a bulk load; it
 //! does not go through the coordinator).
 
+use poet_coordinator::history::dataset_view;
 use poet_ingest::{ErrorKind, IngestError};
+use poet_proto::views;
 use poet_sql::datasets::{self, DatasetError};
 
 use crate::args::{Cli, DatasetCmd, IngestArgs, exit};
@@ -80,6 +82,8 @@ pub async fn dataset(cli: &Cli, cmd: &DatasetCmd) -> CliResult {
                 .await
                 .map_err(dataset_error)?;
             if cli.json {
+                // The web API's dataset view (`GET /api/v1/datasets`).
+                let all: Vec<views::Dataset> = all.into_iter().map(dataset_view).collect();
                 output::json(&all);
             } else {
                 let mut t = Table::new(&[
@@ -104,7 +108,7 @@ pub async fn dataset(cli: &Cli, cmd: &DatasetCmd) -> CliResult {
                 .await
                 .map_err(dataset_error)?;
             if cli.json {
-                output::json(&d);
+                output::json(&dataset_view(d));
             } else {
                 outln!(
                     "dataset {}@{} (id {})",

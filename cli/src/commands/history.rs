@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use poet_proto::v1;
+use poet_proto::{v1, views};
 use serde_json::{Value, json};
 
 use crate::args::{Cli, PlotArgs, RunsCmd, SweepCmd, exit};
@@ -53,17 +53,6 @@ pub fn label(run: &v1::Run, keys: &[String]) -> String {
 /// fields with the same nulls.
 fn run_json(r: &v1::Run) -> Value {
     serde_json::to_value(poet_proto::views::Run::from(r.clone())).unwrap_or(Value::Null)
-}
-
-fn notes_json(notes: &[v1::Note]) -> Value {
-    serde_json::to_value(
-        notes
-            .iter()
-            .cloned()
-            .map(poet_proto::views::Note::from)
-            .collect::<Vec<_>>(),
-    )
-    .unwrap_or(Value::Null)
 }
 
 /// Prints the notes of a run or sweep, one block each.
@@ -128,7 +117,7 @@ async fn annotate(
 /// Prints a run's or sweep's tags and notes after a tag, untag or note.
 fn print_annotations(cli: &Cli, what: &str, a: v1::Annotations) {
     if cli.json {
-        output::json(&json!({"tags": a.tags, "notes": notes_json(&a.notes)}));
+        output::json(&views::Annotations::from(a));
     } else {
         outln!("{what}: tags [{}]", clean_line(&a.tags.join(", ")));
         print_notes(&a.notes);
@@ -227,7 +216,7 @@ pub async fn sweep(cli: &Cli, cmd: &SweepCmd) -> CliResult {
                 .into_inner();
             if cli.json {
                 output::json(&json!({
-                    "sweep": r.sweep.as_ref().map(|s| json!({"id": s.id, "name": s.name, "runs": s.runs})),
+                    "sweep": r.sweep.clone().map(views::Sweep::from),
                     "created": r.created.iter().map(run_json).collect::<Vec<_>>(),
                     "existing": r.existing.iter().map(run_json).collect::<Vec<_>>(),
                     "duplicates_in_spec": r.duplicates_in_spec,
@@ -285,7 +274,9 @@ pub async fn sweep(cli: &Cli, cmd: &SweepCmd) -> CliResult {
                 .map_err(status)?
                 .into_inner();
             if cli.json {
-                output::json(&r.sweeps.iter().map(|s| json!({"id": s.id, "name": s.name, "dataset_id": s.dataset_id, "runs": s.runs, "priority": s.priority, "created_at": output::time(&s.created_at)})).collect::<Vec<_>>());
+                // The web API's sweep view (`GET /api/v1/sweeps`).
+                let sweeps: Vec<views::Sweep> = r.sweeps.iter().cloned().map(Into::into).collect();
+                output::json(&sweeps);
             } else {
                 let mut t = Table::new(&["SWEEP", "NAME", "DATASET", "RUNS", "CREATED"]);
                 for s in &r.sweeps {
@@ -308,16 +299,8 @@ pub async fn sweep(cli: &Cli, cmd: &SweepCmd) -> CliResult {
                 .into_inner();
             let runs = sweep_runs(&mut client, *id).await?;
             if cli.json {
-                output::json(&json!({
-                    "sweep": s.sweep.as_ref().map(|x| json!({"id": x.id, "name": x.name, "dataset_id": x.dataset_id, "spec": x.spec,
-                        "paused": x.paused, "priority": x.priority, "max_concurrent": x.max_concurrent,
-                        "finished_at": output::time(&x.finished_at), "tags": x.tags, "notes": notes_json(&x.notes)})),
-                    "counts": s.counts, "best_run": s.best_run.as_ref().map(run_json),
-                    "plan": serde_json::from_str::<Value>(&s.plan_json).unwrap_or(Value::Null),
-                    "epochs_spent": s.epochs_spent, "hours_spent": s.hours_spent,
-                    "decisions": s.decisions.iter().map(decision_json).collect::<Vec<_>>(),
-                    "runs": runs.iter().map(run_json).collect::<Vec<_>>(),
-                }));
+                // The web API's sweep detail view (`GET /api/v1/sweeps/{id}`).
+                output::json(&views::SweepDetail::new(s, runs));
             } else {
                 let sw = s.sweep.unwrap_or_default();
                 outln!(
@@ -445,10 +428,7 @@ pub async fn sweep(cli: &Cli, cmd: &SweepCmd) -> CliResult {
 fn print_sweep(cli: &Cli, what: &str, s: Option<v1::Sweep>) {
     let s = s.unwrap_or_default();
     if cli.json {
-        output::json(
-            &json!({"id": s.id, "name": s.name, "priority": s.priority, "paused": s.paused,
-            "max_concurrent": s.max_concurrent}),
-        );
+        output::json(&views::Sweep::from(s));
     } else {
         outln!(
             "sweep {} {what}: priority {}, {}",
@@ -579,12 +559,6 @@ fn rungs_table(plan_json: &str, runs: &[v1::Run]) -> Option<String> {
         ]);
     }
     Some(t.render())
-}
-
-fn decision_json(d: &v1::Decision) -> Value {
-    json!({"id": d.id, "run_id": d.run_id, "epoch": d.epoch, "kind": d.kind, "reason": d.reason,
-        "detail": serde_json::from_str::<Value>(&d.detail_json).unwrap_or(Value::Null),
-        "created_at": output::time(&d.created_at)})
 }
 
 fn print_cancel(cli: &Cli, c: &v1::CancelResponse) {
@@ -899,16 +873,8 @@ async fn show_run(cli: &Cli, client: &mut Client, id: i64) -> CliResult {
         .into_inner();
     let run = r.run.clone().unwrap_or_default();
     if cli.json {
-        output::json(&json!({
-            "run": run_json(&run),
-            "attempts": r.attempts.iter().map(|a| json!({"attempt": a.attempt, "worker_id": a.worker_id, "host": a.worker_host,
-                "started_at": output::time(&a.started_at), "ended_at": output::time(&a.ended_at), "outcome": a.outcome,
-                "detail": a.detail, "resumed_from_epoch": a.resumed_from_epoch})).collect::<Vec<_>>(),
-            "epochs": r.epochs.iter().map(|e| json!({"epoch": e.epoch, "attempt": e.attempt, "train_loss": e.train_loss,
-                "val_loss": e.val_loss, "duration_s": e.duration_s, "chars_per_sec": e.chars_per_sec})).collect::<Vec<_>>(),
-            "checkpoints": r.checkpoints.iter().map(|c| json!({"id": c.id, "epoch": c.epoch, "size": c.size, "sha256": c.sha256, "val_loss": c.val_loss})).collect::<Vec<_>>(),
-            "best_checkpoint_id": r.best_checkpoint_id,
-        }));
+        // The web API's run detail (`GET /api/v1/runs/{id}`, less its generations).
+        output::json(&views::RunDetail::from(r));
         return Ok(());
     }
     outln!(

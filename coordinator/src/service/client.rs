@@ -46,6 +46,20 @@ impl Shared {
         ))
     }
 
+    /// A control action's answer: the sweep after it, with its tags and notes (the sweep as
+    /// `ListSweeps` and `GetSweep` show it).
+    async fn sweep_reply(
+        &self,
+        s: crate::history::SweepRow,
+    ) -> Result<Response<v1::SweepControlResponse>, Status> {
+        let mut sweep = [v1::Sweep::from(s)];
+        crate::history::annotate_sweeps(&self.pool, &mut sweep).await?;
+        let [sweep] = sweep;
+        Ok(Response::new(v1::SweepControlResponse {
+            sweep: Some(sweep),
+        }))
+    }
+
     /// The generation once it is done or failed, or as it is after `wait`. The database is
     /// read again only when its NOTIFY arrives (SECURITY.md, finding 8: waiting clients used
     /// to poll every 150 ms).
@@ -131,7 +145,7 @@ impl Poet for Shared {
         let (rows, next) =
             crate::history::list_sweeps(&self.pool, r.page_size, &r.page_token).await?;
         Ok(Response::new(v1::ListSweepsResponse {
-            sweeps: rows.into_iter().map(Into::into).collect(),
+            sweeps: rows,
             next_page_token: next,
         }))
     }
@@ -152,23 +166,7 @@ impl Poet for Shared {
     ) -> Result<Response<v1::ListRunsResponse>, Status> {
         let _t = self.metrics.timer("ListRuns");
         let (mut runs, next) = crate::history::list_runs(&self.pool, req.get_ref()).await?;
-        let queued: Vec<i64> = runs
-            .iter()
-            .filter(|r| r.state == v1::RunState::Queued as i32)
-            .map(|r| r.id)
-            .collect();
-        if !queued.is_empty() {
-            let mut no_fit: std::collections::HashMap<i64, String> =
-                crate::sweeps::no_fit_reasons(&self.pool, &queued)
-                    .await?
-                    .into_iter()
-                    .collect();
-            for r in &mut runs {
-                if let Some(why) = no_fit.remove(&r.id) {
-                    r.no_fit = why;
-                }
-            }
-        }
+        crate::sweeps::fill_no_fit(&self.pool, &mut runs).await?;
         Ok(Response::new(v1::ListRunsResponse {
             runs,
             next_page_token: next,
@@ -235,9 +233,7 @@ impl Poet for Shared {
         let _t = self.metrics.timer("PauseSweep");
         let s = crate::control::set_paused(&self.pool, req.into_inner().sweep_id, true, Utc::now())
             .await?;
-        Ok(Response::new(v1::SweepControlResponse {
-            sweep: Some(s.into()),
-        }))
+        self.sweep_reply(s).await
     }
 
     async fn resume_sweep(
@@ -248,9 +244,7 @@ impl Poet for Shared {
         let s =
             crate::control::set_paused(&self.pool, req.into_inner().sweep_id, false, Utc::now())
                 .await?;
-        Ok(Response::new(v1::SweepControlResponse {
-            sweep: Some(s.into()),
-        }))
+        self.sweep_reply(s).await
     }
 
     async fn set_sweep_priority(
@@ -261,9 +255,7 @@ impl Poet for Shared {
         let r = req.into_inner();
         let s =
             crate::control::set_priority(&self.pool, r.sweep_id, r.priority, Utc::now()).await?;
-        Ok(Response::new(v1::SweepControlResponse {
-            sweep: Some(s.into()),
-        }))
+        self.sweep_reply(s).await
     }
 
     async fn cancel_run(
@@ -316,7 +308,7 @@ impl Poet for Shared {
         let datasets = crate::history::list_datasets(&self.pool, &req.into_inner().name)
             .await?
             .into_iter()
-            .map(crate::history::dataset_proto)
+            .map(|d| crate::history::dataset_view(d).into())
             .collect();
         Ok(Response::new(v1::ListDatasetsResponse { datasets }))
     }

@@ -89,7 +89,8 @@ impl Shared {
         if let Some(d) = self.datasets.lock().await.get(&id) {
             return Ok(d.clone());
         }
-        let d = crate::history::dataset_proto(crate::history::get_dataset(&self.pool, id).await?);
+        let d: v1::Dataset =
+            crate::history::dataset_view(crate::history::get_dataset(&self.pool, id).await?).into();
         self.datasets.lock().await.insert(id, d.clone());
         Ok(d)
     }

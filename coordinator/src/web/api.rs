@@ -21,7 +21,7 @@ use crate::history::{RunRow, Target};
 pub const MAX_POINTS: usize = 200;
 
 /// Most sweeps listed on `/sweeps`.
-const MAX_SWEEPS: i64 = 500;
+const MAX_SWEEPS: i32 = 500;
 
 impl ApiError {
     /// The answer to a service error: the status [`ServiceError::http_status`] gives (409 for
@@ -36,99 +36,18 @@ impl ApiError {
     }
 }
 
-/// Runs by state: the seven states of the queue.
-#[derive(Debug, Default, Serialize, Deserialize, Clone, PartialEq)]
-pub struct Counts {
-    /// Waiting for a worker.
-    pub queued: i64,
-    /// Leased and training.
-    pub running: i64,
-    /// Waiting at a rung for a promotion.
-    pub paused: i64,
-    /// Stopped early by the sweep's scheduler.
-    pub stopped: i64,
-    /// Finished every epoch.
-    pub succeeded: i64,
-    /// Gave up.
-    pub failed: i64,
-    /// Cancelled by a user.
-    pub cancelled: i64,
-}
+/// Runs by state: the one counts view (`poet_proto::views::Counts`).
+pub type Counts = poet_proto::views::Counts;
 
-/// A sweep as listed.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct SweepSummary {
-    /// Id.
-    pub id: i64,
-    /// Name.
-    pub name: String,
-    /// Dataset it trains on.
-    pub dataset_id: i64,
-    /// Default priority.
-    pub priority: i32,
-    /// Created.
-    pub created_at: DateTime<Utc>,
-    /// Runs attached (created or shared).
-    pub runs: i64,
-    /// Runs by state.
-    pub counts: Counts,
-    /// Lowest validation loss of any of its runs (null when none reported yet).
-    pub best_val_loss: Option<f64>,
-    /// The run that reached it.
-    pub best_run_id: Option<i64>,
-    /// Its tags, sorted.
-    pub tags: Vec<String>,
-}
+/// A sweep as listed: the one sweep view (`poet_proto::views::Sweep`), as `poet sweeps list
+/// --json` prints it too.
+pub type SweepSummary = poet_proto::views::Sweep;
 
-/// `GET /api/v1/sweeps`: newest first, with counts and the best loss (one query).
+/// `GET /api/v1/sweeps`: newest first, with counts and the best loss (the one sweep
+/// statement, `crate::history::sweep_select`, as gRPC `ListSweeps`), at most [`MAX_SWEEPS`].
 pub async fn list_sweeps(State(st): State<WebState>) -> Result<Json<Vec<SweepSummary>>, ApiError> {
-    let rows = sqlx::query(
-        "select s.id, s.name, s.dataset_id, s.priority, s.created_at, count(r.id) as runs,
-            count(*) filter (where r.state = 'queued') as queued,
-            count(*) filter (where r.state = 'running') as running,
-            count(*) filter (where r.state = 'paused') as paused,
-            count(*) filter (where r.state = 'stopped') as stopped,
-            count(*) filter (where r.state = 'succeeded') as succeeded,
-            count(*) filter (where r.state = 'failed') as failed,
-            count(*) filter (where r.state = 'cancelled') as cancelled,
-            min(r.best_val_loss) as best_val_loss,
-            (array_agg(r.id order by r.best_val_loss asc nulls last, r.id)
-                filter (where r.best_val_loss is not null))[1] as best_run_id
-         from sweeps s left join sweep_runs sr on sr.sweep_id = s.id left join runs r on r.id = sr.run_id
-         group by s.id order by s.id desc limit $1",
-    )
-    .bind(MAX_SWEEPS)
-    .fetch_all(&st.pool)
-    .await?;
-    let ids: Vec<i64> = rows.iter().map(|r| r.get("id")).collect();
-    let mut notes = crate::history::annotations(&st.pool, Target::Sweep, &ids).await?;
-    Ok(Json(
-        rows.iter()
-            .map(|r| SweepSummary {
-                id: r.get("id"),
-                name: r.get("name"),
-                dataset_id: r.get("dataset_id"),
-                priority: r.get("priority"),
-                created_at: r.get("created_at"),
-                runs: r.get("runs"),
-                counts: Counts {
-                    queued: r.get("queued"),
-                    running: r.get("running"),
-                    paused: r.get("paused"),
-                    stopped: r.get("stopped"),
-                    succeeded: r.get("succeeded"),
-                    failed: r.get("failed"),
-                    cancelled: r.get("cancelled"),
-                },
-                best_val_loss: r.get("best_val_loss"),
-                best_run_id: r.get("best_run_id"),
-                tags: notes
-                    .remove(&r.get::<i64, _>("id"))
-                    .map(|a| a.tags)
-                    .unwrap_or_default(),
-            })
-            .collect(),
-    ))
+    let (sweeps, _) = crate::history::list_sweeps(&st.pool, MAX_SWEEPS, "").await?;
+    Ok(Json(sweeps.into_iter().map(Into::into).collect()))
 }
 
 /// A run as shown in tables: the one run view (`poet_proto::views::Run`) that `poet --json`
@@ -204,141 +123,26 @@ pub async fn list_runs(
     }))
 }
 
-/// `GET /api/v1/sweeps/{id}`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct SweepDetail {
-    /// Id.
-    pub id: i64,
-    /// Name.
-    pub name: String,
-    /// Dataset.
-    pub dataset_id: i64,
-    /// The spec as submitted.
-    pub spec: String,
-    /// Default priority.
-    pub priority: i32,
-    /// Created.
-    pub created_at: DateTime<Utc>,
-    /// Runs by state.
-    pub counts: Counts,
-    /// Config keys whose values differ between the runs (the swept hyperparameters), sorted.
-    pub varying: Vec<String>,
-    /// Every run, by id.
-    pub runs: Vec<RunJson>,
-    /// Paused by a user: its runs are not leased.
-    pub paused: bool,
-    /// When its scheduler finished it (null while it goes on).
-    pub finished_at: Option<DateTime<Utc>>,
-    /// Search, stopping rule, budget, max_concurrent (`poet_core::plan::Plan`).
-    pub plan: Value,
-    /// Epochs trained by its runs.
-    pub epochs_spent: i64,
-    /// Every decision of its scheduler and every run-control action, oldest first.
-    pub decisions: Vec<DecisionJson>,
-    /// Its tags, sorted.
-    pub tags: Vec<String>,
-    /// Its notes, oldest first.
-    pub notes: Vec<poet_proto::views::Note>,
-}
+/// `GET /api/v1/sweeps/{id}`: the one sweep detail view (`poet_proto::views::SweepDetail`),
+/// as `poet sweeps show --json` prints it too.
+pub type SweepDetail = poet_proto::views::SweepDetail;
 
-/// One decision of a sweep's scheduler or a user's action.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct DecisionJson {
-    /// Id (decisions are numbered in the order taken).
-    pub id: i64,
-    /// The run (null for sweep-wide decisions).
-    pub run_id: Option<i64>,
-    /// Epoch it was taken at.
-    pub epoch: i32,
-    /// stop, pause, promote, propose, budget, finish, retry, extend, fork, pause_sweep,
-    /// resume_sweep or priority.
-    pub kind: String,
-    /// In words.
-    pub reason: String,
-    /// The numbers behind it.
-    pub detail: Value,
-    /// When.
-    pub created_at: DateTime<Utc>,
-}
+/// One decision of a sweep's scheduler or a user's action (`poet_proto::views::Decision`).
+pub type DecisionJson = poet_proto::views::Decision;
 
 fn not_found(what: &str, id: i64) -> ApiError {
     ApiError::not_found(format!("no {what} {id}"))
 }
 
-/// `GET /api/v1/sweeps/{id}`: the sweep and all its runs (two queries).
+/// `GET /api/v1/sweeps/{id}`: the sweep and all its runs (gRPC `GetSweep`'s reads, and one
+/// for the runs).
 pub async fn get_sweep(
     State(st): State<WebState>,
     Id(id): Id,
 ) -> Result<Json<SweepDetail>, ApiError> {
-    let s = sqlx::query(
-        "select id, name, dataset_id, spec, spec_format, priority, created_at, paused, finished_at,
-             (select count(*) from epochs e join runs r on r.id = e.run_id where r.sweep_id = $1) as epochs_spent
-         from sweeps where id = $1",
-    )
-    .bind(id)
-    .fetch_optional(&st.pool)
-    .await?
-    .ok_or_else(|| not_found("sweep", id))?;
-    let rows: Vec<RunRow> = sqlx::query_as(&format!(
-        "{} join sweep_runs sr on sr.run_id = r.id where sr.sweep_id = $1 order by r.id",
-        RunRow::SELECT
-    ))
-    .bind(id)
-    .fetch_all(&st.pool)
-    .await?;
-    let runs = run_views(&st, rows).await?;
-    let poet_proto::views::Annotations { tags, notes } =
-        crate::history::annotations(&st.pool, crate::history::Target::Sweep, &[id])
-            .await?
-            .remove(&id)
-            .unwrap_or_default()
-            .into();
-    let mut counts = Counts::default();
-    for r in &runs {
-        match r.state.as_str() {
-            "queued" => counts.queued += 1,
-            "running" => counts.running += 1,
-            "succeeded" => counts.succeeded += 1,
-            "paused" => counts.paused += 1,
-            "stopped" => counts.stopped += 1,
-            "failed" => counts.failed += 1,
-            _ => counts.cancelled += 1,
-        }
-    }
-    Ok(Json(SweepDetail {
-        id: s.get("id"),
-        name: s.get("name"),
-        dataset_id: s.get("dataset_id"),
-        spec: s.get("spec"),
-        priority: s.get("priority"),
-        created_at: s.get("created_at"),
-        counts,
-        varying: poet_proto::views::varying_keys(runs.iter().map(|r| &r.config)),
-        runs,
-        paused: s.get("paused"),
-        finished_at: s.get("finished_at"),
-        plan: serde_json::from_str(&crate::scheduler::plan_json(
-            &s.get::<String, _>("spec"),
-            &s.get::<String, _>("spec_format"),
-        ))
-        .unwrap_or(Value::Null),
-        epochs_spent: s.get("epochs_spent"),
-        decisions: crate::scheduler::decisions(&st.pool, id)
-            .await?
-            .into_iter()
-            .map(|d| DecisionJson {
-                id: d.id,
-                run_id: (d.run_id != 0).then_some(d.run_id),
-                epoch: d.epoch,
-                kind: d.kind,
-                reason: d.reason,
-                detail: serde_json::from_str(&d.detail_json).unwrap_or(Value::Null),
-                created_at: time(d.created_at).unwrap_or_default(),
-            })
-            .collect(),
-        tags,
-        notes,
-    }))
+    let s = crate::history::get_sweep(&st.pool, id).await?;
+    let runs = crate::history::sweep_runs(&st.pool, id).await?;
+    Ok(Json(SweepDetail::new(s, runs)))
 }
 
 /// One run's losses per epoch, as parallel arrays (compact for 1,000 runs).
@@ -440,67 +244,6 @@ pub fn thin(c: &mut Curve, max: usize) {
 
 fn time(t: Option<prost_types::Timestamp>) -> Option<DateTime<Utc>> {
     t.and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
-}
-
-/// One lease of a run.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct AttemptJson {
-    /// 1-based attempt.
-    pub attempt: i32,
-    /// Worker id.
-    pub worker_id: i64,
-    /// Its host.
-    pub worker_host: String,
-    /// Lease granted.
-    pub started_at: Option<DateTime<Utc>>,
-    /// Ended (null while it lives).
-    pub ended_at: Option<DateTime<Utc>>,
-    /// completed, failed, lease_expired, released, cancelled, or "" while running.
-    pub outcome: String,
-    /// Error message or reaper note.
-    pub detail: String,
-    /// Epoch it resumed from (0 = scratch).
-    pub resumed_from_epoch: i32,
-}
-
-/// One epoch report.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct EpochJson {
-    /// 1-based epoch.
-    pub epoch: i32,
-    /// Attempt that trained it.
-    pub attempt: i32,
-    /// Mean train loss, nats/char.
-    pub train_loss: f64,
-    /// Validation loss, nats/char.
-    pub val_loss: f64,
-    /// Seconds.
-    pub duration_s: f64,
-    /// Throughput.
-    pub chars_per_sec: f64,
-    /// Anything else the worker measured.
-    pub metrics: Value,
-    /// Stored at.
-    pub reported_at: Option<DateTime<Utc>>,
-}
-
-/// A kept checkpoint.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct CheckpointJson {
-    /// Id.
-    pub id: i64,
-    /// Epoch.
-    pub epoch: i32,
-    /// Bytes.
-    pub size: i64,
-    /// sha256 hex.
-    pub sha256: String,
-    /// Validation loss at that epoch.
-    pub val_loss: f64,
-    /// Whether it is the run's best.
-    pub best: bool,
-    /// Stored at.
-    pub created_at: Option<DateTime<Utc>>,
 }
 
 /// A piece of a poem: copied pieces are covered by a 4-gram found in the training corpus.
@@ -639,17 +382,13 @@ impl From<v1::QualityReport> for QualityJson {
     }
 }
 
-/// `GET /api/v1/runs/{id}`.
+/// `GET /api/v1/runs/{id}`: the one run detail view (`poet_proto::views::RunDetail`, as
+/// `poet runs show --json` prints it), and the run's generations.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct RunDetail {
-    /// The run.
-    pub run: RunJson,
-    /// Its leases, in order.
-    pub attempts: Vec<AttemptJson>,
-    /// Every epoch report, in order.
-    pub epochs: Vec<EpochJson>,
-    /// Kept checkpoints.
-    pub checkpoints: Vec<CheckpointJson>,
+    /// The run, its leases, epochs and checkpoints (their fields inline).
+    #[serde(flatten)]
+    pub detail: poet_proto::views::RunDetail,
     /// Generations, newest first (at most 200).
     pub generations: Vec<GenerationJson>,
 }
@@ -659,48 +398,7 @@ pub async fn get_run(State(st): State<WebState>, Id(id): Id) -> Result<Json<RunD
     let full = crate::history::get_run(&st.pool, id).await?;
     let gens = crate::generation::load(&st.pool, None, id).await?;
     Ok(Json(RunDetail {
-        run: full.run.unwrap_or_default().into(),
-        attempts: full
-            .attempts
-            .into_iter()
-            .map(|a| AttemptJson {
-                attempt: a.attempt,
-                worker_id: a.worker_id,
-                worker_host: a.worker_host,
-                started_at: time(a.started_at),
-                ended_at: time(a.ended_at),
-                outcome: a.outcome,
-                detail: a.detail,
-                resumed_from_epoch: a.resumed_from_epoch,
-            })
-            .collect(),
-        epochs: full
-            .epochs
-            .into_iter()
-            .map(|e| EpochJson {
-                epoch: e.epoch,
-                attempt: e.attempt,
-                train_loss: e.train_loss,
-                val_loss: e.val_loss,
-                duration_s: e.duration_s,
-                chars_per_sec: e.chars_per_sec,
-                metrics: serde_json::from_str(&e.metrics_json).unwrap_or(Value::Null),
-                reported_at: time(e.reported_at),
-            })
-            .collect(),
-        checkpoints: full
-            .checkpoints
-            .into_iter()
-            .map(|c| CheckpointJson {
-                best: c.id == full.best_checkpoint_id,
-                id: c.id,
-                epoch: c.epoch,
-                size: c.size,
-                sha256: c.sha256,
-                val_loss: c.val_loss,
-                created_at: time(c.created_at),
-            })
-            .collect(),
+        detail: full.into(),
         generations: gens
             .into_iter()
             .map(|g| GenerationJson {
@@ -755,55 +453,15 @@ pub async fn list_workers(
     Ok(Json(workers.into_iter().map(Into::into).collect()))
 }
 
-/// A ready dataset version.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct DatasetJson {
-    /// Id.
-    pub id: i64,
-    /// Name.
-    pub name: String,
-    /// Version within the name.
-    pub version: i32,
-    /// sha256 of the framed corpus.
-    pub content_hash: String,
-    /// Poems kept.
-    pub poems: i64,
-    /// Characters.
-    pub chars: i64,
-    /// Distinct characters.
-    pub vocab_size: usize,
-    /// Shards.
-    pub shards: i32,
-    /// Validation shards.
-    pub validation_shards: Vec<i32>,
-    /// Filter parameters used by ingest.
-    pub params: Value,
-    /// Ingest counts (read, malformed, duplicates, kept, ...).
-    pub counts: Value,
-    /// Visible since.
-    pub created_at: Option<DateTime<Utc>>,
-}
+/// A ready dataset version: the one dataset view (`poet_proto::views::Dataset`), as `poet
+/// datasets list --json` prints it too.
+pub type DatasetJson = poet_proto::views::Dataset;
 
 /// `GET /api/v1/datasets`: ready versions, newest first (one query).
 pub async fn list_datasets(State(st): State<WebState>) -> Result<Json<Vec<DatasetJson>>, ApiError> {
     let ds = crate::history::list_datasets(&st.pool, "").await?;
     Ok(Json(
-        ds.into_iter()
-            .map(|d| DatasetJson {
-                id: d.id,
-                vocab_size: d.vocab.chars().count(),
-                name: d.name,
-                version: d.version,
-                content_hash: d.content_hash,
-                poems: d.poems,
-                chars: d.chars,
-                shards: d.shards,
-                validation_shards: d.validation_shards,
-                params: d.params,
-                counts: d.counts,
-                created_at: Some(d.created_at),
-            })
-            .collect(),
+        ds.into_iter().map(crate::history::dataset_view).collect(),
     ))
 }
 

@@ -30,7 +30,7 @@ async fn every_endpoint_answers_with_the_seeded_stack() {
     let sw = &sweeps.as_array().unwrap()[0];
     assert_eq!(sw["id"], seeded.sweep_id);
     assert_eq!(sw["name"], "units-sweep");
-    assert_eq!(sw["runs"], 3);
+    assert_eq!(sw["run_count"], 3);
     assert_eq!(sw["counts"]["running"], 3);
     assert_eq!(
         sw["best_run_id"], seeded.runs[0],
@@ -122,7 +122,8 @@ async fn every_endpoint_answers_with_the_seeded_stack() {
     assert_eq!(st, StatusCode::OK);
     assert_eq!(datasets[0]["name"], "tiny");
     assert_eq!(datasets[0]["params"]["min_lines"], 2);
-    assert_eq!(datasets[0]["counts"]["duplicates"], 2);
+    assert_eq!(datasets[0]["counts"]["lines"]["duplicates"], 2);
+    assert_eq!(datasets[0]["counts"]["input_bytes"], 900);
     assert_eq!(datasets[0]["vocab_size"], 26);
 
     let (st, openapi) = get(&s.url("/api/v1/openapi.json")).await;
@@ -742,11 +743,22 @@ async fn control_endpoints_take_json_and_the_sweep_lists_its_decisions() {
 /// an object with `properties` every property present and none extra. Pushes one line per
 /// mismatch, with the JSON path.
 fn conforms(doc: &Value, schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
+    // A nullable reference is `{"allOf": [{"$ref": ...}], "nullable": true}` (OpenAPI 3.0
+    // ignores the siblings of a `$ref`).
+    if value.is_null() && schema["nullable"] == true {
+        return;
+    }
     if let Some(r) = schema["$ref"].as_str() {
         let name = r.trim_start_matches("#/components/schemas/");
         let target = &doc["components"]["schemas"][name];
         assert!(target.is_object(), "{at}: dangling $ref {r}");
         return conforms(doc, target, value, at, errors);
+    }
+    if let Some(all) = schema["allOf"].as_array() {
+        for s in all {
+            conforms(doc, s, value, at, errors);
+        }
+        return;
     }
     if value.is_null() {
         if schema["nullable"] != true {
@@ -783,6 +795,11 @@ fn conforms(doc: &Value, schema: &Value, value: &Value, at: &str, errors: &mut V
                 Some(v) => conforms(doc, p, v, &format!("{at}.{k}"), errors),
                 None => errors.push(format!("{at}.{k}: in the document, not in the answer")),
             }
+        }
+    }
+    if let (Some(extra), Some(obj)) = (schema.get("additionalProperties"), value.as_object()) {
+        for (k, v) in obj {
+            conforms(doc, extra, v, &format!("{at}.{k}"), errors);
         }
     }
     if let Some(items) = value.as_array() {
@@ -828,8 +845,29 @@ async fn openapi_document_matches_every_get_response() {
         })
         .await
         .unwrap();
+    // Decisions to describe: a pause and a resume.
+    for pause in [true, false] {
+        let req = v1::SweepControlRequest {
+            sweep_id: seeded.sweep_id,
+        };
+        if pause {
+            client.pause_sweep(req).await.unwrap();
+        } else {
+            client.resume_sweep(req).await.unwrap();
+        }
+    }
     let (_, sweeps) = get(&s.url("/api/v1/sweeps")).await;
     assert_eq!(sweeps[0]["tags"], serde_json::json!(["grid"]));
+    // Every part of the sweep and dataset views is there to be checked, none empty or null.
+    let (_, sweep) = get(&s.url(&format!("/api/v1/sweeps/{}", seeded.sweep_id))).await;
+    assert_eq!(sweep["decisions"].as_array().unwrap().len(), 2, "{sweep}");
+    assert_eq!(sweep["best_run"]["id"], seeded.runs[0]);
+    assert_eq!(sweep["notes"].as_array().unwrap().len(), 1);
+    let (_, datasets) = get(&s.url("/api/v1/datasets")).await;
+    assert_eq!(
+        datasets[0]["counts"]["not_poems_by_reason"]["hard_wrapped"],
+        1
+    );
     let (_, doc) = get(&s.url("/api/v1/openapi.json")).await;
     let mut checked = 0;
     let mut errors = vec![];
@@ -871,6 +909,42 @@ async fn openapi_document_matches_every_get_response() {
             "run.run.epochs_done: \"4\" is not of type integer",
             "run.run.surprise: in the answer, not in the document",
             "run.run.tags: in the document, not in the answer",
+        ]
+    );
+    // ... and in the sweep and dataset views, nested ones included.
+    let (_, mut sweep) = get(&s.url(&format!("/api/v1/sweeps/{}", seeded.sweep_id))).await;
+    sweep["counts"]
+        .as_object_mut()
+        .unwrap()
+        .insert("queued".into(), Value::Null);
+    sweep["decisions"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("sweep_id");
+    let (_, mut datasets) = get(&s.url("/api/v1/datasets")).await;
+    datasets[0]["counts"]["lines"]
+        .as_object_mut()
+        .unwrap()
+        .remove("kept");
+    datasets[0]["counts"]["not_poems_by_reason"]["hard_wrapped"] = Value::String("1".into());
+    let mut found = vec![];
+    let schema = |name: &str| serde_json::json!({"$ref": format!("#/components/schemas/{name}")});
+    conforms(&doc, &schema("SweepDetail"), &sweep, "sweep", &mut found);
+    conforms(
+        &doc,
+        &schema("Dataset"),
+        &datasets[0],
+        "dataset",
+        &mut found,
+    );
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            "dataset.counts.lines.kept: in the document, not in the answer",
+            "dataset.counts.not_poems_by_reason.hard_wrapped: \"1\" is not of type integer",
+            "sweep.counts.queued: null, but not nullable",
+            "sweep.decisions[0].sweep_id: in the document, not in the answer",
         ]
     );
     s.stop().await;

@@ -436,6 +436,16 @@ async fn sweep_chart_draws_one_line_per_run_and_lists_render() {
             .unwrap()
             .contains("units-sweep")
     );
+    let runs = b
+        .js("const t = document.querySelector('#sweeps'); \
+             const i = [...t.querySelectorAll('thead th')].findIndex((th) => th.textContent.startsWith('Runs')); \
+             return t.querySelector('tbody tr').children[i].textContent")
+        .await;
+    assert_eq!(
+        runs,
+        json!(seeded.runs.len().to_string()),
+        "the Runs column"
+    );
     b.screenshot("sweeps.png").await;
 
     b.goto(&s.url("/workers")).await;

@@ -82,15 +82,16 @@ pub const POEMS: &[&str] = &[
     "my grandmother folded the evening light\ninto a drawer and said good night",
 ];
 
-/// Inserts a ready dataset with the parameters, counts and vocabulary the pages show;
-/// returns its id.
+/// Inserts a ready dataset with the parameters, counts (in the shape the ingest stores) and
+/// vocabulary the pages show; returns its id.
 pub async fn seed_dataset(pool: &sqlx::PgPool, name: &str) -> i64 {
     let id = poet_sql::testing::seed_dataset(pool, name, POEMS)
         .await
         .unwrap();
     sqlx::query(
         "update datasets set params = '{\"min_lines\": 2, \"max_chars\": 4000}',
-             counts = '{\"read\": 6, \"kept\": 4, \"duplicates\": 2}', chars = 250,
+             counts = '{\"lines\": {\"read\": 6, \"docs\": 6, \"kept\": 4, \"duplicates\": 2},
+                 \"input_bytes\": 900, \"not_poems_by_reason\": {\"hard_wrapped\": 1}}', chars = 250,
              vocab = 'abcdefghijklmnopqrstuvwxyz'
          where id = $1",
     )

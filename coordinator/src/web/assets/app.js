@@ -625,7 +625,7 @@
         { key: 'id', label: 'Sweep', num: true, get: (r) => r.id, cell: (r) => h('a', { href: `/sweeps/${r.id}` }, `#${r.id}`) },
         { key: 'name', label: 'Name', get: (r) => r.name, cell: (r) => [h('a', { href: `/sweeps/${r.id}` }, r.name), ...tagChips(r.tags)] },
         { key: 'dataset', label: 'Dataset', num: true, get: (r) => r.dataset_id, cell: (r) => r.dataset_id },
-        { key: 'runs', label: 'Runs', num: true, get: (r) => r.runs, cell: (r) => r.runs },
+        { key: 'runs', label: 'Runs', num: true, get: (r) => r.run_count, cell: (r) => r.run_count },
         { key: 'states', label: 'States', get: (r) => r.counts.running, cell: (r) => [countsBar(r.counts), countsText(r.counts)] },
         { key: 'best', label: 'Best val loss', num: true, get: (r) => r.best_val_loss, cell: (r) => (r.best_run_id ? h('a', { href: `/runs/${r.best_run_id}` }, loss(r.best_val_loss)) : '—') },
         { key: 'created', label: 'Created', get: (r) => r.created_at, cell: (r) => when(r.created_at) },
