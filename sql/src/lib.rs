@@ -123,12 +123,26 @@ pub async fn connect(url: &str) -> Result<PgPool, DbError> {
 }
 
 /// Connects with options and applies migrations.
+///
+/// Every connection runs with `jit = off`. poet's statements are short (a claim, an epoch
+/// report, a page of history); Postgres compiles a statement whose estimated cost passes
+/// `jit_above_cost` (100,000 by default), and when an early draft of the mixed-fleet claim
+/// was estimated above it, compiling cost 250-370 ms per claim against ~1 ms to run it
+/// (BENCHMARKS.md, "Mixed fleet"). The claim's estimate is kept low since, but a larger queue
+/// or a new statement could cross the threshold again; with JIT off none can.
 pub async fn connect_with(url: &str, opts: &ConnectOptions) -> Result<PgPool, DbError> {
     let shown = redact(url);
+    let options = url
+        .parse::<sqlx::postgres::PgConnectOptions>()
+        .map_err(|e| DbError::Connect {
+            url: shown.clone(),
+            reason: short_reason(&e),
+        })?
+        .options([("jit", "off")]);
     let pool = PgPoolOptions::new()
         .max_connections(opts.max_connections)
         .acquire_timeout(opts.connect_timeout)
-        .connect(url)
+        .connect_with(options)
         .await
         .map_err(|e| DbError::Connect {
             url: shown.clone(),

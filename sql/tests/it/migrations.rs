@@ -270,3 +270,24 @@ async fn unreachable_url_is_a_one_line_error() {
     assert!(!e.contains("hunter2"), "password leaked: {e}");
     assert!(!e.contains('\n'), "{e}");
 }
+
+/// Every connection poet opens runs without JIT compilation (`sql/src/lib.rs`,
+/// `connect_with`): a plain connection to the same database still has the server's default.
+#[tokio::test]
+async fn poet_connections_run_with_jit_off() {
+    let db = testing::fresh_db().await;
+    let pool = poet_sql::connect(&db.url).await.unwrap();
+    for _ in 0..3 {
+        let jit: String = sqlx::query_scalar("show jit")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(jit, "off");
+    }
+    let plain = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let server: String = sqlx::query_scalar("show jit")
+        .fetch_one(&plain)
+        .await
+        .unwrap();
+    assert_eq!(server, "on", "the server's default, untouched");
+}
