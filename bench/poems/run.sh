@@ -6,7 +6,8 @@
 #
 #   ./poet.sh bench-poems [corpus.txt]          # default: ../shared/data/corpus-pd.txt
 #
-# Env: MINUTES (training budget, default 15), THREADS (default 2), TEMPERATURE (default 0.6),
+# Env: MINUTES (training budget, default 15), THREADS (default 2), TEMPERATURE (default 0.3,
+#      the sampler's measured default),
 #      CHARS (per stream, default 2000), STREAMS (default 8), SEED (default 1),
 #      SAMPLE_ARGS (extra `poet-worker generate` flags, e.g. top-p once the sampler has it),
 #      OUT (work dir, default target/bench-poems), CHECKPOINT (skip training: sample this).
@@ -16,7 +17,7 @@ cd "$(dirname "$0")/../.."
 CORPUS=${1:-../shared/data/corpus-pd.txt}
 MINUTES=${MINUTES:-15}
 THREADS=${THREADS:-2}
-TEMPERATURE=${TEMPERATURE:-0.6}
+TEMPERATURE=${TEMPERATURE:-0.3}
 CHARS=${CHARS:-2000}
 STREAMS=${STREAMS:-8}
 SEED=${SEED:-1}
@@ -55,10 +56,13 @@ if [ -z "${CHECKPOINT:-}" ]; then
 fi
 [ -f "$CHECKPOINT" ] || { echo "no checkpoint: training finished no epoch in the budget" >&2; exit 1; }
 # shellcheck disable=SC2086
+# --corpus aims the sampler's line and stanza pull at the corpus's figures, as the
+# coordinator does for a generation (without it the pull has no target and is off).
 "$BIN/poet-worker" --threads "$THREADS" --device cpu generate --checkpoint "$CHECKPOINT" \
-  --temperature "$TEMPERATURE" --chars "$CHARS" --poems "$STREAMS" --seed "$SEED" --json \
+  --corpus "$CORPUS" --temperature "$TEMPERATURE" --chars "$CHARS" --poems "$STREAMS" \
+  --seed "$SEED" --json \
   ${SAMPLE_ARGS:-} > "$OUT/generated.json"
 echo "== sampled $STREAMS x $CHARS chars at temperature $TEMPERATURE ${SAMPLE_ARGS:-}"
 "$POEMS" report "$CORPUS" "$OUT/generated.json"
 echo "== an excerpt:"
-python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["text"][:600])' "$OUT/generated.json"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); d=d["streams"] if isinstance(d, dict) else d; print(d[0]["text"][:600])' "$OUT/generated.json"

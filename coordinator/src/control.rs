@@ -324,8 +324,7 @@ async fn reopen_sweep(tx: &mut sqlx::PgConnection, sweep_id: i64) -> Result<()> 
 }
 
 async fn sweep_row(pool: &PgPool, id: i64) -> Result<SweepRow> {
-    sqlx::query_as(&crate::history::sweep_select("where s.id = $1"))
-        .bind(id)
+    crate::history::select_sweeps(Some(id), 1, 0)
         .fetch_optional(pool)
         .await?
         .ok_or_else(|| ServiceError::NotFound(format!("no sweep {id}")))

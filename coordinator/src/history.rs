@@ -213,19 +213,19 @@ impl From<CheckpointRow> for v1::Checkpoint {
     }
 }
 
-/// The one sweep statement: the sweeps `tail` selects (a `where` or `order by ... limit` over
-/// `sweeps s`, its values bound, never user text), each with its attached runs by state and
-/// its best run, aggregated in one grouped pass over those sweeps' runs. gRPC
-/// `ListSweeps`/`GetSweep`, the control actions, a submission's answer and the web API all
-/// read a sweep through it. Its price (ListSweeps of 10 sweeps x 1,000 runs in a 10,000-run
-/// table, Postgres execution time, 2-core VM under load 7-10): 11-24 ms, against 1.4 ms for
-/// the count of `sweep_runs` it replaced (which had no counts by state nor best run; the web
-/// list computed them with a GROUP BY of its own), and 21-41 ms for a lateral aggregate per
-/// sweep (a hash join with the whole runs table for each sweep). One sweep of 1,000 runs:
-/// 2.6 ms, as the two queries GetSweep made before.
-pub fn sweep_select(tail: &str) -> String {
-    format!(
-        "with s as (select * from sweeps s {tail}),
+/// The one sweep statement: one sweep (`$1` its id) or a page of sweeps (`$1` null), newest
+/// first, `$2` at most, `$3` skipped, each with its attached runs by state and its best run,
+/// aggregated in one grouped pass over those sweeps' runs. A constant, bound, never assembled
+/// with `format!` (issue 18). gRPC `ListSweeps`/`GetSweep`, the control actions, a
+/// submission's answer and the web API all read a sweep through it ([`select_sweeps`]). Its
+/// price (ListSweeps of 10 sweeps x 1,000 runs in a 10,000-run table, Postgres execution
+/// time, 2-core VM under load 7-10): 11-24 ms, against 1.4 ms for the count of `sweep_runs`
+/// it replaced (which had no counts by state nor best run; the web list computed them with a
+/// GROUP BY of its own), and 21-41 ms for a lateral aggregate per sweep (a hash join with the
+/// whole runs table for each sweep). One sweep of 1,000 runs: 2.6 ms, as the two queries
+/// GetSweep made before.
+pub const SWEEP_SELECT: &str = "with s as (select * from sweeps s
+             where ($1::bigint is null or s.id = $1) order by s.id desc limit $2 offset $3),
          c as (select sr.sweep_id, count(*)::int as runs,
              array[count(*) filter (where r.state = 'queued'), count(*) filter (where r.state = 'running'),
                  count(*) filter (where r.state = 'paused'), count(*) filter (where r.state = 'stopped'),
@@ -239,14 +239,24 @@ pub fn sweep_select(tail: &str) -> String {
          select s.id, s.name, s.dataset_id, s.spec, s.priority, s.created_at, coalesce(c.runs, 0) as runs,
              s.paused, s.max_concurrent, s.finished_at,
              coalesce(c.counts, array[0, 0, 0, 0, 0, 0, 0]) as counts, c.best_val_loss, c.best_run_id
-         from s left join c on c.sweep_id = s.id order by s.id desc"
-    )
+         from s left join c on c.sweep_id = s.id order by s.id desc";
+
+/// [`SWEEP_SELECT`] for sweep `id` (one row at most), or for a page (`None`: `limit` rows
+/// after `offset`).
+pub fn select_sweeps<'q>(
+    id: Option<i64>,
+    limit: i64,
+    offset: i64,
+) -> sqlx::query::QueryAs<'q, sqlx::Postgres, SweepRow, sqlx::postgres::PgArguments> {
+    sqlx::query_as(SWEEP_SELECT)
+        .bind(id)
+        .bind(limit)
+        .bind(offset)
 }
 
 /// One sweep, its tags and notes, by id.
 pub async fn sweep(pool: &PgPool, id: i64) -> Result<v1::Sweep> {
-    let row: SweepRow = sqlx::query_as(&sweep_select("where s.id = $1"))
-        .bind(id)
+    let row: SweepRow = select_sweeps(Some(id), 1, 0)
         .fetch_optional(pool)
         .await?
         .ok_or_else(|| ServiceError::NotFound(format!("no sweep {id}")))?;
@@ -297,12 +307,9 @@ pub async fn list_sweeps(
     page_token: &str,
 ) -> Result<(Vec<v1::Sweep>, String)> {
     let (size, offset) = page(page_size, page_token)?;
-    let mut rows: Vec<SweepRow> =
-        sqlx::query_as(&sweep_select("order by s.id desc limit $1 offset $2"))
-            .bind(size + 1)
-            .bind(offset)
-            .fetch_all(pool)
-            .await?;
+    let mut rows: Vec<SweepRow> = select_sweeps(None, size + 1, offset)
+        .fetch_all(pool)
+        .await?;
     let token = next_token(rows.len(), size, offset);
     rows.truncate(size as usize);
     let mut sweeps: Vec<v1::Sweep> = rows.into_iter().map(Into::into).collect();

@@ -199,8 +199,7 @@ pub async fn submit(
     let (created, existing): (Vec<RunRow>, Vec<RunRow>) =
         all.into_iter().partition(|r| created_set.contains(&r.id));
     // Read back through the one sweep statement: its runs by state, shared ones included.
-    let sweep: SweepRow = sqlx::query_as(&crate::history::sweep_select("where s.id = $1"))
-        .bind(sweep_id)
+    let sweep: SweepRow = crate::history::select_sweeps(Some(sweep_id), 1, 0)
         .fetch_one(pool)
         .await?;
     let all_ids: Vec<i64> = created.iter().chain(&existing).map(|r| r.id).collect();

@@ -70,8 +70,18 @@ fn main() -> ExitCode {
 }
 
 fn report(corpus: &str, generated: &str) -> ExitCode {
-    let streams: Vec<serde_json::Value> =
-        serde_json::from_str(generated).expect("GENERATED is poet-worker generate --json output");
+    // `poet-worker generate --json` writes the streams, or with `--corpus` an object of the
+    // streams and its own quality reports.
+    let streams: Vec<serde_json::Value> = match serde_json::from_str(generated)
+        .expect("GENERATED is poet-worker generate --json output")
+    {
+        serde_json::Value::Array(streams) => streams,
+        serde_json::Value::Object(mut o) => match o.remove("streams") {
+            Some(serde_json::Value::Array(streams)) => streams,
+            _ => panic!("GENERATED has no \"streams\" array"),
+        },
+        _ => panic!("GENERATED is neither the streams nor an object of them"),
+    };
     let poems: Vec<String> = streams
         .iter()
         .flat_map(|s| poems_of_stream(s["text"].as_str().unwrap_or("")))

@@ -44,7 +44,14 @@ fn short(v: &Value) -> String {
 pub fn label(run: &v1::Run, keys: &[String]) -> String {
     let c = config(run);
     keys.iter()
-        .map(|k| format!("{k}={}", c.get(k).map(short).unwrap_or_default()))
+        .map(|k| {
+            // A key the stored config omits means its default (`cell=lstm`, not `cell=`).
+            let v = c
+                .get(k)
+                .cloned()
+                .or_else(|| poet_core::config::TrainConfig::implied(k));
+            format!("{k}={}", v.as_ref().map(short).unwrap_or_default())
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }

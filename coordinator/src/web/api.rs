@@ -44,7 +44,7 @@ pub type Counts = poet_proto::views::Counts;
 pub type SweepSummary = poet_proto::views::Sweep;
 
 /// `GET /api/v1/sweeps`: newest first, with counts and the best loss (the one sweep
-/// statement, `crate::history::sweep_select`, as gRPC `ListSweeps`), at most [`MAX_SWEEPS`].
+/// statement, `crate::history::SWEEP_SELECT`, as gRPC `ListSweeps`), at most [`MAX_SWEEPS`].
 pub async fn list_sweeps(State(st): State<WebState>) -> Result<Json<Vec<SweepSummary>>, ApiError> {
     let (sweeps, _) = crate::history::list_sweeps(&st.pool, MAX_SWEEPS, "").await?;
     Ok(Json(sweeps.into_iter().map(Into::into).collect()))
