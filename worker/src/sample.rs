@@ -37,6 +37,7 @@
 //!     preference at every temperature. (Added after dividing, as first written, a stanza
 //!     pull of 3 nats lost to the model's preference, 5x larger at 0.2, and stanzas ran
 //!     1.7-1.9x the corpus's.)
+//!
 //!   The coordinator fills both targets from the training corpus's own figures.
 //! - With the shape pull on, a line the model begins with `+` is completed to the frame
 //!   `++++` and ended: the frame is the protocol between poems, not text, and a sampled `++`
