@@ -574,16 +574,10 @@ async fn explain_tags(pool: &PgPool) {
             "explain (analyze, costs off, summary on) select r.*, {} as sort_key from runs r where {} order by {} limit {limit}",
             c.sort_key, c.where_sql, c.order_sql
         );
-        let mut q = sqlx::query_scalar::<_, String>(&sql);
-        for p in c.params.into_vec() {
-            q = match p {
-                Param::Int(v) => q.bind(v),
-                Param::Float(v) => q.bind(v),
-                Param::Text(v) => q.bind(v),
-                Param::Time(v) => q.bind(v),
-                Param::Json(v) => q.bind(v),
-            };
-        }
+        let q = sqlx::query_scalar_with::<_, String, _>(
+            &sql,
+            poet_coordinator::history::arguments(c.params.into_vec()),
+        );
         println!("  {filter}  (order {order})");
         for line in q.fetch_all(pool).await.unwrap() {
             println!("    {line}");

@@ -12,8 +12,7 @@ use poet_core::filter::{self, Cursor, Expr, Field, Filter, Order, Param, SortTyp
 use poet_proto::{v1, views};
 use poet_sql::datasets::DatasetInfo;
 use sqlx::postgres::{PgArguments, PgRow};
-use sqlx::query::Query;
-use sqlx::{FromRow, PgPool, Postgres, Row};
+use sqlx::{FromRow, PgPool, Row};
 
 use crate::error::{Result, ServiceError};
 use crate::queue::CheckpointRow;
@@ -414,14 +413,23 @@ fn request_filter(req: &v1::ListRunsRequest) -> Result<Filter> {
     Ok(f)
 }
 
-fn bind(q: Query<'_, Postgres, PgArguments>, p: Param) -> Query<'_, Postgres, PgArguments> {
-    match p {
-        Param::Int(v) => q.bind(v),
-        Param::Float(v) => q.bind(v),
-        Param::Text(v) => q.bind(v),
-        Param::Time(v) => q.bind(v),
-        Param::Json(v) => q.bind(v),
+/// A compiled filter's parameters as the arguments of one statement, in order (`$1`, `$2`,
+/// ...), for `sqlx::query_with` and its `_as`/`_scalar` kin: the one place a [`Param`] meets
+/// sqlx (the history queries, the loadgen's EXPLAIN, the filter tests).
+pub fn arguments(params: Vec<Param>) -> PgArguments {
+    use sqlx::Arguments;
+    let mut args = PgArguments::default();
+    for p in params {
+        let added = match p {
+            Param::Int(v) => args.add(v),
+            Param::Float(v) => args.add(v),
+            Param::Text(v) => args.add(v),
+            Param::Time(v) => args.add(v),
+            Param::Json(v) => args.add(v),
+        };
+        added.expect("encoding a plain value into Postgres arguments cannot fail");
     }
+    args
 }
 
 /// The `sort_key` column of a row, as a page token carries it.
@@ -472,11 +480,9 @@ pub async fn list_runs(pool: &PgPool, req: &v1::ListRunsRequest) -> Result<(Vec<
         c.where_sql,
         c.order_sql
     );
-    let mut q = sqlx::query(&sql);
-    for p in c.params.into_vec() {
-        q = bind(q, p);
-    }
-    let rows = q.fetch_all(pool).await?;
+    let rows = sqlx::query_with(&sql, arguments(c.params.into_vec()))
+        .fetch_all(pool)
+        .await?;
     // The row past the page only says that there is a next one.
     let more = rows.len() as i64 > size;
     let page = &rows[..rows.len().min(size as usize)];
@@ -510,11 +516,8 @@ pub async fn config_keys(pool: &PgPool, req: &v1::ListRunsRequest) -> Result<Vec
          where {} order by k",
         c.where_sql
     );
-    let mut q = sqlx::query(&sql);
-    for p in c.params.into_vec() {
-        q = bind(q, p);
-    }
-    Ok(q.fetch_all(pool)
+    Ok(sqlx::query_with(&sql, arguments(c.params.into_vec()))
+        .fetch_all(pool)
         .await?
         .iter()
         .map(|r| r.get::<String, _>(0))

@@ -582,16 +582,10 @@ async fn sql_injection_through_keys_and_values_is_only_data() {
             compiled.where_sql, compiled.order_sql
         );
         assert!(!sql.contains("drop"), "{sql}");
-        let mut q = sqlx::query_scalar::<_, i64>(&sql);
-        for p in compiled.params.into_vec() {
-            q = match p {
-                Param::Int(v) => q.bind(v),
-                Param::Float(v) => q.bind(v),
-                Param::Text(v) => q.bind(v),
-                Param::Time(v) => q.bind(v),
-                Param::Json(v) => q.bind(v),
-            };
-        }
+        let q = sqlx::query_scalar_with::<_, i64, _>(
+            &sql,
+            poet_coordinator::history::arguments(compiled.params.into_vec()),
+        );
         let mut got = q.fetch_all(pool).await.unwrap();
         got.sort();
         let want: Vec<i64> = sims
