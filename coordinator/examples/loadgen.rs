@@ -12,8 +12,8 @@
 //! gRPC and no coordinator) on the same database. Then the history queries at 10,000 runs and
 //! 1,000,000 epoch rows, and `ListRuns` filters (issue 19) on the same rows: on indexed fields
 //! (reference p99 < 50 ms; tags count as indexed) and on any config or metrics key (< 200 ms),
-//! then the `EXPLAIN (ANALYZE)` plans of the tag filters. Prints each figure beside its
-//! reference.
+//! then the `EXPLAIN (ANALYZE)` plans of the tag filters and of `ListSweeps`. Prints each
+//! figure beside its reference.
 //!
 //! A mixed fleet (issue 20) is one more level at the highest concurrency: four kinds of
 //! workers (GPU 24 GB zone=a, GPU 16 GB, CPU 16 GB zone=a, CPU 8 GB) over four sweeps of equal
@@ -441,6 +441,7 @@ async fn history(addr: &str, pool: &PgPool) {
     }
     filters(&mut c).await;
     explain_tags(pool).await;
+    explain_list_sweeps(pool).await;
 }
 
 /// `ListRuns` with filters and orders (issue 19), 50 runs a page, on the rows `history`
@@ -582,6 +583,23 @@ async fn explain_tags(pool: &PgPool) {
         for line in q.fetch_all(pool).await.unwrap() {
             println!("    {line}");
         }
+    }
+}
+
+/// The plan of `ListSweeps`'s one statement ([`poet_coordinator::history::SWEEP_SELECT`], the
+/// first page of 50 and one more) on the seeded rows: where its time goes.
+async fn explain_list_sweeps(pool: &PgPool) {
+    println!("\nEXPLAIN (ANALYZE) of ListSweeps (10 sweeps of 1,000 runs)");
+    let sql = format!(
+        "explain (analyze, costs off, summary on) {}",
+        poet_coordinator::history::SWEEP_SELECT
+    );
+    let q = sqlx::query_scalar::<_, String>(&sql)
+        .bind(None::<i64>)
+        .bind(51i64)
+        .bind(0i64);
+    for line in q.fetch_all(pool).await.unwrap() {
+        println!("    {line}");
     }
 }
 
