@@ -299,13 +299,17 @@ impl TrainConfig {
     }
 }
 
-/// From this vocabulary size on, [`recommend`] feeds the first layer through a learned
-/// embedding instead of one-hot rows. The one-hot input projection costs `4·units x vocab`
-/// multiply-adds per character (the embedding's `4·units x 64`), beside `8·units²` of
-/// recurrent work per layer: at 256 units and 256 characters the input projection alone
-/// equals one layer's recurrence, so from there on the embedding is the cheaper input. Below
-/// it one-hot is the reference's input and costs little. `bench/poems/vocab.sh` measures
-/// both at a small and an 800-character vocabulary (BENCHMARKS.md, "Poems worth reading").
+/// [`recommend`] feeds the first layer through a learned embedding instead of one-hot rows
+/// when the model is 256 units or wider, or, for the narrow 128-unit model of a small corpus,
+/// from this vocabulary size on. Measured with `bench/poems/vocab.sh` (BENCHMARKS.md, "One-hot
+/// vs embedding inputs"), the recommended 2 x 256 config side by side with both inputs on the
+/// 1 MB corpus: at 97 characters the embedding ended 0.08 nats lower after 15 minutes (1.651
+/// against 1.728) and 0.09-0.12 lower after 3 minutes (two seeds), 4 % faster; at 836
+/// characters it trained 1.6x faster and ended 1.3 nats lower after 3 minutes (two seeds).
+/// The one measurement of a 2 x 128 model (the demo's recipe, 289 characters, 16 epochs)
+/// went the other way, 0.11 nats worse with the embedding, so the narrow model keeps one-hot
+/// inputs below this size, where its input projection (`4·units x vocab` multiply-adds per
+/// character) costs less than one layer's recurrence (`8·units²`).
 pub const EMBEDDING_MIN_VOCAB: usize = 256;
 
 /// Width of the embedding [`recommend`] picks when it picks one.
@@ -338,7 +342,8 @@ pub const RECOMMEND_CHARS_PER_SEC: f64 = 25_000.0;
 ///   2 x 128 on the demo's corpus kept improving up to 0.02-0.03;
 /// - dropout 0.1 (0.2 for corpora under 100 k chars), no recurrent dropout (its weight-drop
 ///   costs a multiply per batch and short runs do not overfit enough to need it);
-/// - a learned 64-wide embedding from [`EMBEDDING_MIN_VOCAB`] characters on;
+/// - a learned 64-wide embedding, except for the 128-unit model below
+///   [`EMBEDDING_MIN_VOCAB`] characters (one-hot there);
 /// - epochs sized so the planned batches fit the budget at [`RECOMMEND_CHARS_PER_SEC`];
 ///   when one pass over the corpus does not fit, `max_batches` cuts each epoch so that
 ///   there are still about 8 epochs (8 validations and checkpoints) in the budget.
@@ -399,7 +404,7 @@ pub fn recommend_at(
         grad_clip: 5.0,
         epochs,
         formulation: Formulation::Seq,
-        embedding: if vocab >= EMBEDDING_MIN_VOCAB {
+        embedding: if units >= 256 || vocab >= EMBEDDING_MIN_VOCAB {
             RECOMMENDED_EMBEDDING
         } else {
             0
@@ -547,7 +552,10 @@ mod tests {
             (2, 256, 100, 64)
         );
         assert_eq!(c.formulation, Formulation::Seq);
-        assert_eq!((c.lr_schedule, c.embedding), (LrSchedule::Cosine, 0));
+        assert_eq!(
+            (c.lr_schedule, c.embedding),
+            (LrSchedule::Cosine, RECOMMENDED_EMBEDDING)
+        );
         // 15 min x 25 k chars/s = 22.5 M chars = 3,515 batches of 6,400 chars; an epoch is
         // 156 batches: 22 whole epochs, no cap.
         assert_eq!((c.epochs, c.max_batches), (22, 0));
@@ -570,13 +578,18 @@ mod tests {
             (planned - budget).abs() / budget < 0.15,
             "{planned} vs {budget}"
         );
-        // A large vocabulary switches the embedding on.
+        // The 256-unit model always learns an embedding; the small corpus's 128-unit one
+        // only from a large vocabulary on.
         assert_eq!(
-            recommend(1_000_000, EMBEDDING_MIN_VOCAB - 1, 15.0).embedding,
+            recommend(1_000_000, 90, 15.0).embedding,
+            RECOMMENDED_EMBEDDING
+        );
+        assert_eq!(
+            recommend(50_000, EMBEDDING_MIN_VOCAB - 1, 15.0).embedding,
             0
         );
         assert_eq!(
-            recommend(1_000_000, EMBEDDING_MIN_VOCAB, 15.0).embedding,
+            recommend(50_000, EMBEDDING_MIN_VOCAB, 15.0).embedding,
             RECOMMENDED_EMBEDDING
         );
         // A slow machine (measured) gets the same model and fewer, shorter epochs.
