@@ -348,8 +348,8 @@ pub const RECOMMEND_CHARS_PER_SEC: f64 = 25_000.0;
 ///   when one pass over the corpus does not fit, `max_batches` cuts each epoch so that
 ///   there are still about 8 epochs (8 validations and checkpoints) in the budget.
 ///
-/// The learning rate is measured; the widths, dropout and embedding rule are still reasoned
-/// defaults, not yet tuned by measurement.
+/// The learning rate and the embedding rule are measured; the widths and dropout are still
+/// reasoned defaults, not yet tuned by measurement.
 pub fn recommend(corpus_chars: u64, vocab: usize, minutes: f64) -> TrainConfig {
     recommend_at(corpus_chars, vocab, minutes, RECOMMEND_CHARS_PER_SEC)
 }

@@ -54,10 +54,9 @@ struct Identity {
 pub struct WorkerMetrics {
     /// Epochs whose report and checkpoint the coordinator accepted.
     epochs: AtomicU64,
-    /// Characters per second of the last accepted epoch, as `f64` bits (0 before any).
+    /// Characters per second of the last accepted epoch, as `f64` bits; a figure once
+    /// `epochs` is past 0 (absent before the first epoch).
     chars_per_sec_bits: AtomicU64,
-    /// Whether `chars_per_sec_bits` holds a figure yet (absent before the first epoch).
-    has_epoch: AtomicU64,
     /// Runs leased to this worker.
     leases: AtomicU64,
     /// Leases lost while training: fenced by a newer lease, or expired without heartbeats.
@@ -112,10 +111,10 @@ impl WorkerMetrics {
 
     /// The coordinator accepted an epoch trained at `chars_per_sec`.
     pub fn epoch_done(&self, chars_per_sec: f64) {
-        self.epochs.fetch_add(1, Ordering::Relaxed);
+        // The rate first: a scrape that sees the new count (acquire) sees its rate.
         self.chars_per_sec_bits
             .store(chars_per_sec.to_bits(), Ordering::Relaxed);
-        self.has_epoch.store(1, Ordering::Relaxed);
+        self.epochs.fetch_add(1, Ordering::Release);
     }
 
     /// Epochs accepted so far.
@@ -141,9 +140,10 @@ impl WorkerMetrics {
             }
             _ => None,
         };
+        let epochs = self.epochs.load(Ordering::Acquire);
         let snapshot = Snapshot {
-            epochs: self.epochs.load(Ordering::Relaxed),
-            chars_per_sec: (self.has_epoch.load(Ordering::Relaxed) == 1)
+            epochs,
+            chars_per_sec: (epochs > 0)
                 .then(|| f64::from_bits(self.chars_per_sec_bits.load(Ordering::Relaxed))),
             leases: self.leases.load(Ordering::Relaxed),
             leases_lost: self.leases_lost.load(Ordering::Relaxed),
