@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use poet_proto::v1::{self, poet_client::PoetClient};
 use poet_reliability::check::{self, Figures};
-use poet_reliability::procs::{CoordinatorProc, CoordinatorSpec, WorkerProc, tail, wait_for};
+use poet_reliability::procs::{self, CoordinatorProc, CoordinatorSpec, WorkerProc, tail, wait_for};
 use poet_reliability::proxy::Proxy;
 use poet_reliability::{fixtures, scale};
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -93,10 +93,9 @@ impl Stack {
 
     /// SIGKILLs coordinator `i` and starts a new one (new port) in its place.
     async fn restart_coordinator(&mut self, i: usize, n: usize) -> Result<()> {
-        self.coords[i].kill().await;
-        let c = CoordinatorProc::start(&self.spec, "127.0.0.1:0", &format!("coordinator-{i}-r{n}"))
+        self.coords[i]
+            .restart(&self.spec, &format!("coordinator-{i}-r{n}"))
             .await?;
-        self.coords[i] = c;
         self.proxy
             .set_backends(self.coords.iter().map(|c| c.addr).collect());
         Ok(())
@@ -104,14 +103,7 @@ impl Stack {
 
     /// What the logs say, for a failure message.
     fn logs(&self) -> String {
-        let mut s = String::new();
-        for c in &self.coords {
-            s += &format!("--- {}\n{}\n", c.stderr.display(), tail(&c.stderr, 15));
-        }
-        for w in &self.workers {
-            s += &format!("--- {}\n{}\n", w.stderr.display(), tail(&w.stderr, 15));
-        }
-        s
+        procs::logs(&self.coords, &self.workers)
     }
 
     /// Waits until every run succeeded (or one is dead, or the deadline passes), calling
