@@ -14,6 +14,8 @@
 # Results: BENCHMARKS.md, "Poems worth reading".
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=bench/poems/lib.sh
+. bench/poems/lib.sh
 CORPUS=${1:-../shared/data/corpus-pd.txt}
 MINUTES=${MINUTES:-15}
 THREADS=${THREADS:-2}
@@ -30,17 +32,13 @@ POEMS="$BIN/examples/poems"
 echo "== $(date -u '+%F %H:%M UTC') on $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ -z "${CHECKPOINT:-}" ]; then
   start=$(date +%s)
-  # Calibrate: two epochs of 5 batches of the recommended model on this machine as loaded
-  # now (no validation text), so that the epochs and the cosine decay are planned for the
-  # budget at the rate training will actually get. The second epoch's rate counts: the
-  # first pays libtorch's warm-up (one-off allocations and kernel choices), which made a
-  # 3-batch calibration read 641 chars/s where training then ran several times faster.
-  # The calibration counts against the budget.
-  "$POEMS" recommend "$CORPUS" "$MINUTES" | sed -e 's/^epochs = .*/epochs = 2/' \
-    -e 's/^max_batches = .*/max_batches = 5/' > "$OUT/calibrate.toml"
+  # Calibrate the recommended model on this machine as loaded now (no validation text;
+  # lib.sh), so that the epochs and the cosine decay are planned for the budget at the rate
+  # training will actually get. The calibration counts against the budget.
+  "$POEMS" recommend "$CORPUS" "$MINUTES" | calibration_config > "$OUT/calibrate.toml"
   rate=$("$BIN/poet-worker" --threads "$THREADS" --device cpu train --corpus "$CORPUS" \
     --config "$OUT/calibrate.toml" --validation-fraction 0 --out "$OUT/calibrate" 2>/dev/null |
-    awk '/^epoch/ {r = $10} END {print r}')
+    last_rate)
   left=$(( ${MINUTES%.*} * 60 - ($(date +%s) - start) ))
   "$POEMS" recommend "$CORPUS" "$(python3 -c "print($left / 60)")" "$rate" > "$OUT/config.toml"
   echo "== measured $rate chars/s; recommended config for $CORPUS, $left s left ($OUT/config.toml):"

@@ -4,8 +4,8 @@
 # and seed, poet's recommended config for a MINUTES budget is trained twice side by side, one
 # thread each (so both share the machine's load): once with one-hot inputs (`embedding = 0`),
 # once with a 64-wide embedding. Each variant's epochs and cosine decay are planned for its own
-# measured rate (two epochs of 5 batches, the warm second one counts, as bench/poems/run.sh
-# does). Prints each variant's training rate, epochs and validation loss when the budget ends.
+# measured rate (the calibration of bench/poems/lib.sh, as bench/poems/run.sh does). Prints
+# each variant's training rate, epochs and validation loss when the budget ends.
 #
 # The wide corpus is the small one with every letter rewritten to one CJK code point chosen by
 # the letter, the letter before it in the word, and its position (first, second, later): on
@@ -21,6 +21,8 @@
 # of them alone runs only that corpus). Results: BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=bench/poems/lib.sh
+. bench/poems/lib.sh
 CORPUS=${1:-../shared/data/corpus-pd.txt}
 MINUTES=${MINUTES:-3}
 SEEDS=${SEEDS:-42 7}
@@ -69,13 +71,12 @@ for which in $CORPORA; do
   vocab=$(python3 -c "import sys; print(len(set(open(sys.argv[1], encoding='utf-8').read())))" "$corpus")
   for seed in $SEEDS; do
     for emb in 0 64; do
-      config "$corpus" "$emb" "$seed" | sed -e 's/^epochs = .*/epochs = 2/' \
-        -e 's/^max_batches = .*/max_batches = 5/' > "$OUT/calibrate-$emb.toml"
+      config "$corpus" "$emb" "$seed" | calibration_config > "$OUT/calibrate-$emb.toml"
       train "$OUT/calibrate-$emb.toml" "$corpus" "$OUT/calibrate-$emb" &
     done
     wait
     for emb in 0 64; do
-      rate=$(awk '{r = $10} END {print r}' "$OUT/calibrate-$emb/log")
+      rate=$(last_rate < "$OUT/calibrate-$emb/log")
       config "$corpus" "$emb" "$seed" "$rate" > "$OUT/config-$emb.toml"
       train "$OUT/config-$emb.toml" "$corpus" "$OUT/run-$emb" $((MINUTES * 60)) &
     done

@@ -11,6 +11,8 @@
 # poet's side is cut at the budget and reports its last finished epoch. Results: BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=bench/poems/lib.sh
+. bench/poems/lib.sh
 CORPUS=${1:-../shared/data/corpus-pd.txt}
 SECONDS_EACH=${SECONDS_EACH:-300}
 THREADS=${THREADS:-1}
@@ -22,14 +24,13 @@ cargo build --quiet --locked -p poet-worker -p poet-core --example poems
 BIN="${CARGO_TARGET_DIR:-target}/debug"
 minutes=$(python3 -c "print($SECONDS_EACH / 60)")
 echo "== $(date -u '+%F %H:%M UTC') on $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); $SECONDS_EACH s each, $THREADS thread(s) each"
-# Calibrate as bench/poems/run.sh does (two epochs of 5 batches, the warm second one counts),
-# so poet's epochs and cosine decay are planned for the rate it will get, not for a quiet
-# machine's. Not counted against poet's budget: the reference gets no head start either.
-"$BIN/examples/poems" recommend "$CORPUS" "$minutes" | sed -e 's/^epochs = .*/epochs = 2/' \
-  -e 's/^max_batches = .*/max_batches = 5/' > "$OUT/calibrate.toml"
+# Calibrate as bench/poems/run.sh does (lib.sh), so poet's epochs and cosine decay are
+# planned for the rate it will get, not for a quiet machine's. Not counted against poet's
+# budget: the reference gets no head start either.
+"$BIN/examples/poems" recommend "$CORPUS" "$minutes" | calibration_config > "$OUT/calibrate.toml"
 rate=$("$BIN/poet-worker" --threads "$THREADS" --device cpu train --corpus "$CORPUS" \
   --config "$OUT/calibrate.toml" --validation-fraction 0 --out "$OUT/calibrate" 2>/dev/null |
-  awk '/^epoch/ {r = $10} END {print r}')
+  last_rate)
 "$BIN/examples/poems" recommend "$CORPUS" "$minutes" "$rate" > "$OUT/config.toml"
 echo "== poet's measured rate $rate chars/s; its config: $(tr '\n' ' ' < "$OUT/config.toml")"
 rm -rf "$OUT/checkpoints"
