@@ -233,6 +233,7 @@ pub async fn run_with(
         tracing::warn!("dashboard requests still open after 5 s; dropping them");
     }
     background.abort_all();
+    queue.close().await;
     pool.close().await;
     result
 }
