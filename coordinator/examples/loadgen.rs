@@ -276,8 +276,10 @@ async fn sql_level(pool: &PgPool, concurrency: usize, epochs: i32, seconds: f64)
         let (pool, stop, cycles) = (pool.clone(), stop.clone(), cycles.clone());
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
+                // The first queued run of the lowest sweep (the seeded runs are one sweep's),
+                // through runs_queued_by_sweep: the queue's one index of queued runs.
                 let id: Option<i64> = sqlx::query_scalar(
-                    "with next as (select id from runs where state = 'queued' order by priority desc, id limit 1 for update skip locked)
+                    "with next as (select id from runs where state = 'queued' order by sweep_id, priority desc, id limit 1 for update skip locked)
                      update runs r set state = 'running', attempt = r.attempt + 1, lease_id = gen_random_uuid(), lease_owner = $1,
                         lease_expires_at = now() + interval '30 s', started_at = now()
                      from next where r.id = next.id returning r.id",

@@ -32,19 +32,28 @@ with recursive req as (
                 (select $9::jsonb[]))
             with ordinality as k(gpu, gpu_memory_bytes, memory_bytes, labels, kind)
         join (select kind, count(*) as want from req group by kind) w on w.kind = k.kind
-    ), queued_sweeps(sweep_id) as (
-        -- The sweeps with queued runs: a skip scan of runs_queued_by_sweep, one probe a sweep.
-        (select sweep_id from runs where state = 'queued' order by sweep_id limit 1)
+    ), queued_sweeps(sweep_id, first_id) as (
+        -- The sweeps with queued runs and the first of each (in claim order): a skip scan of
+        -- runs_queued_by_sweep, one probe a sweep. The order names the index's every column so
+        -- that no other index can serve it (one on (sweep_id, id) would walk each sweep's
+        -- finished runs, which vacuum never removes: 2-3 ms a probe after 15,000 claims).
+        (select sweep_id, id from runs where state = 'queued'
+         order by sweep_id, priority desc, id limit 1)
         union all
-        select (select r.sweep_id from runs r where r.state = 'queued' and r.sweep_id > q.sweep_id
-                order by r.sweep_id limit 1)
-        from queued_sweeps q where q.sweep_id is not null
+        select n.sweep_id, n.id from queued_sweeps q cross join lateral (
+            select r.sweep_id, r.id from runs r where r.state = 'queued' and r.sweep_id > q.sweep_id
+            order by r.sweep_id, r.priority desc, r.id limit 1) n
     ), open_sweeps as materialized (
-        -- A paused sweep takes no turns. Its running count once a sweep (not once a row).
-        select s.id, s.max_concurrent,
+        -- A paused sweep takes no turns. Its running count once a sweep (not once a row), and
+        -- its first queued run's needs: a sweep's GPU, memory-minimum and label needs are its
+        -- spec's, the same on all its runs, so a kind that cannot hold that run can hold none
+        -- of the sweep's (estimates differ per run: checked in `turns`).
+        select s.id, s.max_concurrent, f.need_gpu, f.min_gpu_memory_bytes, f.min_memory_bytes,
+            f.need_labels,
             (select count(*) from runs r where r.sweep_id = s.id and r.state = 'running') as running
-        from unnest(array(select sweep_id from queued_sweeps where sweep_id is not null)) q(sweep_id)
+        from queued_sweeps q
         join sweeps s on s.id = q.sweep_id
+        join runs f on f.id = q.first_id
         where not s.paused
     ), turns as materialized (
         -- Each sweep's first queued runs that a kind can hold, each with its turn: the sweep's
@@ -64,13 +73,8 @@ with recursive req as (
             -- No statement claims more (`CLAIM_CHUNK`); a bound the planner can see.
             limit {chunk}
         ) f
-        -- A sweep's GPU, memory-minimum and label needs are its spec's, the same on all its
-        -- runs: one probe of its first queued run skips a sweep this kind can never hold,
-        -- instead of scanning its runs for none (estimates differ per run: checked above).
-        where exists (select 1 from (select * from runs f where f.sweep_id = s.id
-                    and f.state = 'queued' order by f.priority desc, f.id limit 1) f
-                where poet_run_fits(f.need_gpu, f.min_gpu_memory_bytes, f.min_memory_bytes,
-                    f.need_labels, 0, k.gpu, k.gpu_memory_bytes, k.memory_bytes, k.labels))
+        where poet_run_fits(s.need_gpu, s.min_gpu_memory_bytes, s.min_memory_bytes,
+                s.need_labels, 0, k.gpu, k.gpu_memory_bytes, k.memory_bytes, k.labels)
             and (s.max_concurrent is null or f.k <= s.max_concurrent - s.running)
     ), pick(kind, mine, taken) as (
         -- The kinds in turn: each takes its `want` best runs, highest priority first and at
@@ -81,14 +85,22 @@ with recursive req as (
         from pick p join kinds k on k.kind = p.kind + 1
         cross join lateral (select array(
             select t.id from turns t where t.kind = k.kind and t.id <> all(p.taken)
-            order by t.priority desc, t.turn, t.id limit k.want) as ids) x
+            order by t.priority desc, t.turn, t.id limit k.want) as ids
+            -- `offset 0`: one evaluation for both uses of `x.ids` (else the planner copies it).
+            offset 0) x
+    ), picked as materialized (
+        -- Materialized, so that `chosen` joins it to `turns` by a hash on (kind, id). Unnested
+        -- inside that join, the array was unnested again for each row of `turns` (432 times
+        -- in a claim of 64 runs, whose statement up to its picks took 3.1-3.7 ms, not 1.8).
+        select p.kind, u.id, u.rank
+        from pick p cross join unnest(p.mine) with ordinality as u(id, rank)
     ), chosen as (
         -- Each kind's picks in its order; a capped sweep's picks across kinds within its room.
         select c.kind, c.id, c.rank from (
-            select p.kind, u.id, u.rank, s.max_concurrent - s.running as room,
-                row_number() over (partition by t.sweep_id order by p.kind, u.rank) as nth
-            from pick p cross join unnest(p.mine) with ordinality as u(id, rank)
-            join turns t on t.kind = p.kind and t.id = u.id
+            select p.kind, p.id, p.rank, s.max_concurrent - s.running as room,
+                row_number() over (partition by t.sweep_id order by p.kind, p.rank) as nth
+            from picked p
+            join turns t on t.kind = p.kind and t.id = p.id
             join open_sweeps s on s.id = t.sweep_id
         ) c
         where c.room is null or c.nth <= c.room

@@ -432,14 +432,13 @@ impl Queue {
         Ok(out)
     }
 
-    /// The claim statement and the lookups its rows need: the claimed run of each request
-    /// (or `None`), and the picks it lost to other transactions' locks.
-    async fn claim_rows(
+    /// `sql` (the claim statement, or a statement wrapping it) bound for `reqs`, less `skip`.
+    fn claim_query<'q>(
         &self,
-        conn: &mut PgConnection,
+        sql: &'q str,
         reqs: &[&ClaimRequest],
         skip: &[i64],
-    ) -> Result<(Vec<Option<Claimed>>, Vec<i64>)> {
+    ) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
         // The distinct capacities, in order of first request; each request's kind (1-based).
         let mut kinds: Vec<&Capacity> = Vec::new();
         let mut kind_of: Vec<i32> = Vec::with_capacity(reqs.len());
@@ -458,17 +457,47 @@ impl Queue {
         let nows: Vec<DateTime<Utc>> = reqs.iter().map(|r| r.2).collect();
         let expiries: Vec<DateTime<Utc>> =
             nows.iter().map(|n| ttl_after(*n, self.lease_ttl)).collect();
-        let rows = sqlx::query(&CLAIM_SQL)
-            .bind(&lease_ids)
-            .bind(&workers)
-            .bind(&expiries)
-            .bind(&nows)
-            .bind(&kind_of)
+        sqlx::query(sql)
+            .bind(lease_ids)
+            .bind(workers)
+            .bind(expiries)
+            .bind(nows)
+            .bind(kind_of)
             .bind(kinds.iter().map(|c| c.gpu).collect::<Vec<_>>())
             .bind(kinds.iter().map(|c| c.gpu_memory_bytes).collect::<Vec<_>>())
             .bind(kinds.iter().map(|c| c.memory_bytes).collect::<Vec<_>>())
             .bind(kinds.iter().map(|c| c.labels_json()).collect::<Vec<_>>())
-            .bind(skip)
+            .bind(skip.to_vec())
+    }
+
+    /// The claim's `EXPLAIN (ANALYZE, BUFFERS)` for `reqs`, run and rolled back on a claim
+    /// connection: what a claim of them would read, and nothing leased. For benchmarks and
+    /// for the tests that bound what a claim reads.
+    pub async fn explain_claim(&self, reqs: &[ClaimRequest]) -> Result<String> {
+        let sql = format!("explain (analyze, buffers, costs off) {}", *CLAIM_SQL);
+        let reqs: Vec<&ClaimRequest> = reqs.iter().collect();
+        let mut tx = self.claim_pool.begin().await?;
+        let lines: Vec<String> = self
+            .claim_query(&sql, &reqs, &[])
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        tx.rollback().await?;
+        Ok(lines.join("\n"))
+    }
+
+    /// The claim statement and the lookups its rows need: the claimed run of each request
+    /// (or `None`), and the picks it lost to other transactions' locks.
+    async fn claim_rows(
+        &self,
+        conn: &mut PgConnection,
+        reqs: &[&ClaimRequest],
+        skip: &[i64],
+    ) -> Result<(Vec<Option<Claimed>>, Vec<i64>)> {
+        let rows = self
+            .claim_query(&CLAIM_SQL, reqs, skip)
             .fetch_all(&mut *conn)
             .await?;
         let mut out: Vec<Option<Claimed>> = vec![None; reqs.len()];

@@ -605,3 +605,93 @@ async fn a_run_locked_elsewhere_is_passed_over_for_the_next() {
     holder.rollback().await.unwrap();
     assert_eq!(drain(&q, &w).await, vec![runs[0]]);
 }
+
+/// The first "Buffers:" figure of an `EXPLAIN (ANALYZE, BUFFERS)`: the top node's, which
+/// counts every node under it.
+fn buffers(plan: &str) -> u64 {
+    let line = plan
+        .lines()
+        .find(|l| l.trim_start().starts_with("Buffers:"))
+        .unwrap_or_else(|| panic!("no Buffers line in:\n{plan}"));
+    line.split_whitespace()
+        .filter_map(|w| w.split_once('=').map(|(_, n)| n.parse::<u64>().unwrap()))
+        .sum()
+}
+
+/// A claim reads the runs it takes, not a sweep's history. Here sweep B's 5,000 finished runs
+/// come before its 5,000 queued ones in every index that orders a sweep's runs by id; a claim
+/// of one run reads about a hundred buffers whatever their number. Until 2026-12-07 the claim
+/// found the sweeps with queued runs through such an index (`runs_by_sweep`), reading a heap
+/// tuple for each finished run on the way, at every claim (in the 128-worker benchmark, 2-3 ms
+/// a sweep after 15,000 claims; here, over 5,000 buffers).
+#[tokio::test]
+async fn a_claim_reads_no_finished_runs() {
+    let (pool, q) = setup().await;
+    let (a, _) = submit(&pool, &tiny(2, 1), "").await;
+    let (b, _) = submit(&pool, &tiny(1, 2), "").await;
+    sqlx::query(
+        "insert into runs (sweep_id, dataset_id, config, config_hash, epochs_total)
+         select r.sweep_id, r.dataset_id, r.config, md5(g::text), r.epochs_total
+         from runs r, generate_series(1, 9999) g where r.id = $1",
+    )
+    .bind(b[0])
+    .execute(&pool)
+    .await
+    .unwrap();
+    // Statistics from while every run was queued (as a queue's are after a large submit):
+    // the planner then prices a walk of any index of a sweep's runs as finding queued runs
+    // at once.
+    sqlx::raw_sql("analyze runs").execute(&pool).await.unwrap();
+    // Sweep B's first 5,000 runs finished; its other 5,000 and sweep A's 2 queued.
+    sqlx::query(
+        "update runs set state = 'succeeded', finished_at = now()
+         where sweep_id = (select sweep_id from runs where id = $1) and id < $1 + 5000",
+    )
+    .bind(b[0])
+    .execute(&pool)
+    .await
+    .unwrap();
+    let w = worker(&pool, cpu(16)).await;
+    // The first claim after the update steps over the finished runs' old versions in the
+    // queue's index once, and marks them dead there; vacuum would remove them.
+    q.explain_claim(&[(w.0, w.1.clone(), Utc::now())])
+        .await
+        .unwrap();
+    let plan = q
+        .explain_claim(&[(w.0, w.1.clone(), Utc::now())])
+        .await
+        .unwrap();
+    assert!(
+        plan.lines()
+            .any(|l| l.contains("Update on runs") && l.contains("rows=1 loops=1")),
+        "the claim took no run:\n{plan}"
+    );
+    let read = buffers(&plan);
+    assert!(
+        read < 400,
+        "a claim of one run read {read} buffers:\n{plan}"
+    );
+    // Explained, not leased: the claim was rolled back.
+    let running: i64 = sqlx::query_scalar("select count(*) from runs where state = 'running'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(running, 0);
+    // Claimed for real: queued runs only, the two sweeps in turn.
+    let batch: Vec<_> = (0..4).map(|_| (w.0, w.1.clone(), Utc::now())).collect();
+    let got: Vec<i64> = q
+        .claim_batch_for(&batch)
+        .await
+        .into_iter()
+        .map(|c| c.unwrap().expect("a run").lease.run_id)
+        .collect();
+    assert_eq!(
+        got.iter().filter(|id| a.contains(id)).count(),
+        2,
+        "claimed {got:?}, sweep A {a:?}"
+    );
+    assert!(
+        got.iter().all(|id| a.contains(id) || *id >= b[0] + 5000),
+        "claimed a finished run: {got:?}"
+    );
+}
