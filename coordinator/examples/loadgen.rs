@@ -95,8 +95,12 @@ fn parse_args() -> Args {
     a
 }
 
-/// Inserts `n` queued runs of `epochs` epochs straight into the database (fast).
-async fn seed_runs(pool: &PgPool, n: i64, epochs: i32) {
+/// `n` queued runs of `epochs` epochs: all in sweep 1, or with `mixed` spread over sweeps
+/// 1..=4 with the mixed fleet's requirements (GPU only; zone=a only; a 2 GB estimate; 0.5 GB).
+/// Inserted as they are: an update after the insert (this bench's way until 2026-12-07) left
+/// every row a dead version and every index a second entry per row, which the plain level's
+/// table did not carry and which every claim and completion then paid for.
+async fn seed_runs(pool: &PgPool, n: i64, epochs: i32, mixed: bool) {
     sqlx::query(
         "truncate epochs, run_attempts, checkpoints, sweep_runs, runs restart identity cascade",
     )
@@ -105,25 +109,17 @@ async fn seed_runs(pool: &PgPool, n: i64, epochs: i32) {
     .unwrap();
     let epochs_total = epochs.max(1);
     sqlx::query(
-        "insert into runs (sweep_id, dataset_id, config, config_hash, epochs_total)
-         select 1, 1, '{}'::jsonb, md5(g::text || random()::text), $2 from generate_series(1, $1) g",
+        "insert into runs (sweep_id, dataset_id, config, config_hash, epochs_total,
+             need_gpu, need_labels, est_memory_bytes)
+         select case when $3 then 1 + g % 4 else 1 end, 1, '{}'::jsonb, md5(g::text || random()::text), $2,
+             case when $3 and g % 4 = 0 then true end,
+             case when $3 and g % 4 = 1 then '{\"zone\": \"a\"}'::jsonb else '{}' end,
+             case when $3 and g % 4 = 2 then 2000000000 when $3 then 500000000 else 0 end
+         from generate_series(1, $1) g",
     )
     .bind(n)
     .bind(epochs_total)
-    .execute(pool)
-    .await
-    .unwrap();
-    sqlx::query("analyze runs").execute(pool).await.unwrap();
-}
-
-/// Spreads the seeded runs over sweeps 1..=4 with the mixed fleet's requirements.
-async fn mix_runs(pool: &PgPool) {
-    sqlx::query(
-        "update runs set sweep_id = 1 + id % 4,
-             need_gpu = case when id % 4 = 0 then true end,
-             need_labels = case when id % 4 = 1 then '{\"zone\": \"a\"}'::jsonb else '{}' end,
-             est_memory_bytes = case when id % 4 = 2 then 2000000000 else 500000000 end",
-    )
+    .bind(mixed)
     .execute(pool)
     .await
     .unwrap();
@@ -174,10 +170,7 @@ async fn grpc_level(
     seconds: f64,
     mixed: bool,
 ) -> Outcome {
-    seed_runs(pool, 200_000, epochs).await;
-    if mixed {
-        mix_runs(pool).await;
-    }
+    seed_runs(pool, 200_000, epochs, mixed).await;
     let channel = tonic::transport::Endpoint::from_shared(addr.to_string())
         .unwrap()
         .connect()
@@ -262,7 +255,7 @@ async fn grpc_level(
 
 /// The same work in bare SQL: claim (one CTE), epoch inserts, complete; one transaction each.
 async fn sql_level(pool: &PgPool, concurrency: usize, epochs: i32, seconds: f64) -> f64 {
-    seed_runs(pool, 200_000, epochs).await;
+    seed_runs(pool, 200_000, epochs, false).await;
     let worker: i64 = sqlx::query_scalar(
         "insert into workers (host, device) values ('bare', 'cpu') returning id",
     )
@@ -605,6 +598,61 @@ async fn explain_list_sweeps(pool: &PgPool) {
     }
 }
 
+/// Where a mixed claim's time goes: `Queue::explain_claim` of 32 requests (8 of each kind of
+/// the mixed fleet) on what the mixed level left queued, rolled back. One line per CTE: when
+/// its last row was out (ms, cumulative within the statement) and its rows.
+async fn explain_mixed_claim(pool: &PgPool) {
+    let queue = poet_coordinator::queue::Queue::new(pool.clone(), Duration::from_secs(30));
+    let mut reqs = Vec::new();
+    for kind in 0..4 {
+        let r = mixed_worker(kind);
+        let id: i64 = sqlx::query_scalar(
+            "insert into workers (host, device) values ('explain', $1) returning id",
+        )
+        .bind(&r.device)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        let cap = Arc::new(poet_coordinator::queue::Capacity {
+            gpu: r.device != "cpu",
+            gpu_memory_bytes: r.gpu_memory_bytes,
+            memory_bytes: r.memory_bytes,
+            labels: r.labels.into_iter().collect(),
+        });
+        reqs.extend((0..8).map(|_| (id, cap.clone(), chrono::Utc::now())));
+    }
+    let plan = queue.explain_claim(&reqs).await.unwrap();
+    println!("\nEXPLAIN (ANALYZE, BUFFERS) of a mixed claim of 32 (4 kinds x 8), rolled back");
+    let lines: Vec<&str> = plan.lines().collect();
+    let mut ctes = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        let t = l.trim_start();
+        if let Some(name) = t.strip_prefix("CTE ") {
+            let next = lines.get(i + 1).copied().unwrap_or_default();
+            let at = next
+                .split("actual time=")
+                .nth(1)
+                .and_then(|a| a.split_once(' '))
+                .map(|(times, rest)| {
+                    let end = times.split("..").nth(1).unwrap_or(times);
+                    let rows = rest.split_whitespace().next().unwrap_or("");
+                    format!("{name} {end} ({rows})")
+                });
+            ctes.push(at.unwrap_or_else(|| name.to_string()));
+        } else if t.starts_with("Execution Time") || t.starts_with("Planning Time") {
+            println!("    {t}");
+        }
+    }
+    if let Some(b) = lines
+        .iter()
+        .find(|l| l.trim_start().starts_with("Buffers:"))
+    {
+        println!("    {}", b.trim_start());
+    }
+    println!("    {}", ctes.join(", "));
+    queue.close().await;
+}
+
 #[tokio::main]
 async fn main() {
     let args = parse_args();
@@ -688,6 +736,9 @@ async fn main() {
             "{:>7} {:>6} {:>14.0} {:>14} {:>7} {:>10.2} {:>10.2}   mixed fleet (4 kinds, 4 sweeps; ratio to plain): >= 2000 c/s at 128, ratio >= 0.9",
             epochs, top, g.cycles_per_s, "-", ratio, g.report_p50_ms, g.report_p99_ms
         );
+    }
+    if !mixed.is_empty() {
+        explain_mixed_claim(&db.pool).await;
     }
     if args.history {
         history(&addr, &db.pool).await;
