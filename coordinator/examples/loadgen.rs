@@ -599,26 +599,24 @@ async fn explain_list_sweeps(pool: &PgPool) {
 }
 
 /// Where a mixed claim's time goes: `Queue::explain_claim` of 32 requests (8 of each kind of
-/// the mixed fleet) on what the mixed level left queued, rolled back. One line per CTE: when
-/// its last row was out (ms, cumulative within the statement) and its rows.
-async fn explain_mixed_claim(pool: &PgPool) {
+/// the mixed fleet, registered over gRPC like the simulated workers) on what the mixed level
+/// left queued, rolled back. One line per CTE: when its last row was out (ms, cumulative
+/// within the statement) and its rows.
+async fn explain_mixed_claim(addr: &str, pool: &PgPool) {
     let queue = poet_coordinator::queue::Queue::new(pool.clone(), Duration::from_secs(30));
-    let mut reqs = Vec::new();
-    for kind in 0..4 {
-        let r = mixed_worker(kind);
-        let id: i64 = sqlx::query_scalar(
-            "insert into workers (host, device) values ('explain', $1) returning id",
-        )
-        .bind(&r.device)
-        .fetch_one(pool)
+    let mut w = WorkerServiceClient::connect(addr.to_string())
         .await
         .unwrap();
-        let cap = Arc::new(poet_coordinator::queue::Capacity {
-            gpu: r.device != "cpu",
-            gpu_memory_bytes: r.gpu_memory_bytes,
-            memory_bytes: r.memory_bytes,
-            labels: r.labels.into_iter().collect(),
-        });
+    let mut reqs = Vec::new();
+    for kind in 0..4 {
+        let id = w
+            .register(mixed_worker(kind))
+            .await
+            .unwrap()
+            .into_inner()
+            .worker_id;
+        // Read back from its row, as a replica that did not take the Register does.
+        let cap = queue.capacity(id).await.unwrap();
         reqs.extend((0..8).map(|_| (id, cap.clone(), chrono::Utc::now())));
     }
     let plan = queue.explain_claim(&reqs).await.unwrap();
@@ -738,7 +736,7 @@ async fn main() {
         );
     }
     if !mixed.is_empty() {
-        explain_mixed_claim(&db.pool).await;
+        explain_mixed_claim(&addr, &db.pool).await;
     }
     if args.history {
         history(&addr, &db.pool).await;
